@@ -1,0 +1,48 @@
+# neuronviz: the two commands a fresh machine needs are `make run` and `make test`.
+# Both start with `make setup`, which creates .venv if missing and (re)installs the pinned
+# requirements only when requirements*.txt changed (a content hash is kept in .venv).
+
+PYTHON_BOOTSTRAP ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.sha256
+PORT ?= 8501
+STREAMLIT_FLAGS := --server.headless true --browser.gatherUsageStats false --server.fileWatcherType none --server.port $(PORT)
+EMBEDDED := digits-cnn digits-resnet digits-cnn-robust
+
+.PHONY: setup run test test-fast browser models bench clean
+
+setup:
+	@test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	@want=$$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" = "$$want" ]; then \
+		echo "setup: requirements unchanged, nothing to install"; \
+	else \
+		set -e; \
+		$(PYTHON) -m pip install --quiet --upgrade pip; \
+		$(PYTHON) -m pip install --quiet -r requirements.txt; \
+		$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt; \
+		echo "$$want" > $(STAMP); \
+		echo "setup: installed the pinned requirements into $(VENV)"; \
+	fi
+
+run: setup
+	$(PYTHON) -m streamlit run app/main.py $(STREAMLIT_FLAGS)
+
+test: setup
+	$(PYTHON) -m pytest
+
+# Without the browser tests (no chromium needed).
+test-fast: setup
+	$(PYTHON) -m pytest -m "not e2e"
+
+# Debian's chromium for the end-to-end browser test and static figure export (needs root).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# Retrain every embedded model from its recipe (writes assets/models/*.safetensors + *.json).
+models: setup
+	for name in $(EMBEDDED); do $(PYTHON) -m neuronviz -v train $$name || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache out

@@ -1,0 +1,5 @@
+import sys
+
+from neuronviz.cli import main
+
+sys.exit(main())

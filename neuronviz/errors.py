@@ -1,0 +1,40 @@
+"""Precise exceptions raised by neuronviz.
+
+The library never prints: it raises one of these with a message a user can act on. They all
+derive from :class:`NeuronvizError` so the app can catch "any neuronviz problem" in one place,
+and from the matching built-in (``ValueError``, ``FileNotFoundError``...) so plain Python code
+can catch them the usual way.
+"""
+
+from __future__ import annotations
+
+
+class NeuronvizError(Exception):
+    """Base class of every error neuronviz raises on purpose."""
+
+
+class InputError(NeuronvizError, ValueError):
+    """A tensor, parameter or argument breaks a documented contract (shape, range, type)."""
+
+
+class ImageError(NeuronvizError, ValueError):
+    """An image could not be read or is refused (not an image, truncated, too large, empty)."""
+
+
+class ModelNotFoundError(NeuronvizError, KeyError):
+    """No registered model or architecture has that name."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(NeuronvizError, ValueError):
+    """A checkpoint is refused: unsafe content, wrong architecture, missing or unexpected keys."""
+
+
+class WeightsNotAvailableError(NeuronvizError, FileNotFoundError):
+    """Pretrained weights are not in the local cache and downloading was not requested."""
+
+
+class DeviceError(NeuronvizError, RuntimeError):
+    """The requested device does not exist here (e.g. CUDA on a machine without a GPU)."""

@@ -1,0 +1,1 @@
+"""Training scripts for the embedded models (``python -m neuronviz train <name>``)."""
