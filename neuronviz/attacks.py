@@ -1,0 +1,728 @@
+"""The attack catalogue over torchattacks 3.5.1: schemas, validation, one batched call, reports.
+
+Every attack is torchattacks' own implementation: this module only describes them (a parameter
+schema the UI and CLI build controls from), validates what a request asks for, runs the attack
+under the model's lock with a seed, and reports what happened. Nothing here re-implements an
+attack.
+
+Units: all ε and step sizes are in [0, 1] pixel units (the models normalise inside). An L∞ ε of
+``8/255`` is ``0.0314``; :func:`format_eps` shows both. Default ε depends on the kind of model:
+single-channel digit models use the MNIST convention (ε = 0.1 for L∞), colour models the
+ImageNet/CIFAR one (ε = 8/255).
+
+Trajectory: while an attack runs, every forward pass of the whole batch through the model is
+recorded (logits, detached). For the gradient-iteration family (BIM, PGD, MI-/NI-/DI-/TI-FGSM,
+R-FGSM, TPGD, C&W) that is exactly one pass per step, so the trace is the per-step loss and
+predicted class; for the others it is per forward pass and says so (``trace.unit``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuronviz.errors import InputError
+from neuronviz.models.pixel import PixelModel
+
+log = logging.getLogger(__name__)
+
+#: The most images one request may attack at once.
+MAX_BATCH = 1024
+#: The most model evaluations (image × forward-or-backward pass, estimated from the parameters)
+#: one request may ask for. PGD-20 on 256 images is 10,240; AutoAttack "standard" on 64 digits
+#: is about 1,000,000. Larger requests are refused with the estimate and this cap in the message.
+MAX_WORK = 2_000_000
+#: The most trace entries kept (forward passes recorded during one attack).
+MAX_TRACE = 5_000
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """One attack parameter as the UI shows it and the validator checks it.
+
+    ``kind`` is ``"float"``, ``"int"``, ``"bool"`` or ``"choice"``. ``low``/``high`` bound numbers
+    (inclusive). ``pixel_scale=True`` marks budgets in [0, 1] pixel units that people also write
+    as k/255. ``default_gray`` overrides ``default`` for single-channel (digit) models.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    choices: tuple = ()
+    pixel_scale: bool = False
+    default_gray: Any = None
+
+    def default_for(self, model: PixelModel | None) -> Any:
+        if model is not None and model.channels == 1 and self.default_gray is not None:
+            return self.default_gray
+        return self.default
+
+    def validate(self, value: Any, attack: str) -> Any:
+        where = f"{attack}: parameter {self.name!r}"
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise InputError(f"{where} must be true or false, got {value!r}")
+            return bool(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise InputError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(f"{where} must be a number, got {value!r}")
+        if self.kind == "int":
+            if float(value) != int(value):
+                raise InputError(f"{where} must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if not math.isfinite(value):
+            raise InputError(f"{where} must be finite, got {value!r}")
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            shown = f"{value:g}" + (f" (= {value * 255:.3g}/255)" if self.pixel_scale else "")
+            raise InputError(f"{where} = {shown} is out of range [{self.low:g}, {self.high:g}]{' ' + self.unit if self.unit else ''}")
+        return value
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """A registered attack: what it is, its parameters, and how it is built from torchattacks."""
+
+    name: str
+    label: str
+    family: str  # "gradient", "optimisation", "decision", "score", "none"
+    norm: str | None  # "Linf", "L2", "L0" or None (no fixed budget)
+    params: tuple[Param, ...]
+    targeted: bool
+    paper: str
+    description: str
+    build: Callable[[nn.Module, dict, int], Any] = field(repr=False, compare=False)
+    cost: Callable[[dict], float] = field(repr=False, compare=False, default=lambda p: 1.0)
+    per_step_trace: bool = False
+    budget_param: str | None = None  # the parameter that bounds the perturbation's norm
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise InputError(f"{self.name} has no parameter {name!r}; it has {[p.name for p in self.params]}")
+
+    def defaults(self, model: PixelModel | None = None) -> dict[str, Any]:
+        return {p.name: p.default_for(model) for p in self.params}
+
+
+def _eps(default_gray: float = 0.1, high: float = 1.0, help_text: str = "L∞ budget: the most any pixel may change") -> Param:
+    return Param("eps", "float", 8 / 255, help_text, 0.0, high, "pixel units [0, 1]", pixel_scale=True, default_gray=default_gray)
+
+
+def _alpha(default: float = 2 / 255, gray: float = 0.01) -> Param:
+    return Param("alpha", "float", default, "step size per iteration", 0.0, 1.0, "pixel units [0, 1]", pixel_scale=True, default_gray=gray)
+
+
+def _steps(default: int = 10, high: int = 1000, help_text: str = "number of iterations") -> Param:
+    return Param("steps", "int", default, help_text, 1, high, "iterations", default_gray=None)
+
+
+_DECAY = Param("decay", "float", 1.0, "momentum decay factor μ", 0.0, 10.0)
+_RANDOM_START = Param("random_start", "bool", True, "start from a uniformly random point in the ε-ball")
+_RESIZE = Param("resize_rate", "float", 0.9, "input diversity: resize factor", 0.5, 1.0)
+_DIVERSITY = Param("diversity_prob", "float", 0.5, "input diversity: probability to transform", 0.0, 1.0)
+_RESTARTS = Param("n_restarts", "int", 1, "random restarts", 1, 10, "restarts")
+_NORM_CHOICE = Param("norm", "choice", "Linf", "the norm of the budget", choices=("Linf", "L2"))
+
+
+def _ta():
+    import torchattacks
+
+    return torchattacks
+
+
+def _steps_cost(p: dict) -> float:
+    return 2.0 * p["steps"]
+
+
+ATTACKS: dict[str, AttackInfo] = {}
+
+
+def register_attack(info: AttackInfo) -> AttackInfo:
+    """Add an attack to the catalogue (the UI and CLI pick it up from here)."""
+    if info.name in ATTACKS:
+        raise InputError(f"attack {info.name!r} is already registered")
+    ATTACKS[info.name] = info
+    return info
+
+
+def _register_all() -> None:
+    gradient_iter = dict(family="gradient", norm="Linf", targeted=True, per_step_trace=True, budget_param="eps")
+    register_attack(AttackInfo(
+        "none", "None (clean image)", "none", None, (), False, "—",
+        "No attack: the image is passed through unchanged (torchattacks VANILA).",
+        build=lambda m, p, k: _ta().VANILA(m), cost=lambda p: 1.0))
+    register_attack(AttackInfo(
+        "fgsm", "FGSM", "gradient", "Linf", (_eps(),), True,
+        "Goodfellow et al., Explaining and Harnessing Adversarial Examples, arXiv:1412.6572",
+        "One signed-gradient step of size ε.",
+        build=lambda m, p, k: _ta().FGSM(m, eps=p["eps"]), cost=lambda p: 2.0, budget_param="eps"))
+    register_attack(AttackInfo(
+        "bim", "BIM / I-FGSM", params=(_eps(), _alpha(), _steps()),
+        paper="Kurakin et al., Adversarial examples in the physical world, arXiv:1607.02533",
+        description="Iterated FGSM steps of size α, clipped to the ε-ball.",
+        build=lambda m, p, k: _ta().BIM(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"]), cost=_steps_cost,
+        **gradient_iter))
+    register_attack(AttackInfo(
+        "pgd", "PGD (L∞)", params=(_eps(), _alpha(), _steps(), _RANDOM_START),
+        paper="Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, arXiv:1706.06083",
+        description="Projected gradient descent in the L∞ ball, from a random start.",
+        build=lambda m, p, k: _ta().PGD(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=p["random_start"]),
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "pgdl2", "PGD (L2)", "gradient", "L2",
+        (Param("eps", "float", 1.0, "L2 budget: the most the perturbation's Euclidean norm may be", 0.0, 100.0, "L2 norm in pixel units", default_gray=2.0),
+         Param("alpha", "float", 0.2, "step size (L2) per iteration", 0.0, 20.0, "L2 norm in pixel units", default_gray=0.2),
+         _steps(), _RANDOM_START), True,
+        "Madry et al., arXiv:1706.06083 (L2 variant)", "Projected gradient descent in the L2 ball.",
+        build=lambda m, p, k: _ta().PGDL2(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=p["random_start"]),
+        cost=_steps_cost, per_step_trace=True, budget_param="eps"))
+    register_attack(AttackInfo(
+        "mifgsm", "MI-FGSM", params=(_eps(), _alpha(), _steps(), _DECAY),
+        paper="Dong et al., Boosting Adversarial Attacks with Momentum, arXiv:1710.06081",
+        description="I-FGSM with a momentum term on the normalised gradient.",
+        build=lambda m, p, k: _ta().MIFGSM(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"]),
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "difgsm", "DI-FGSM", params=(_eps(), _alpha(), _steps(), Param("decay", "float", 0.0, "momentum decay (0 = DI-FGSM, 1 = M-DI²-FGSM)", 0.0, 10.0), _RESIZE, _DIVERSITY),
+        paper="Xie et al., Improving Transferability of Adversarial Examples with Input Diversity, arXiv:1803.06978",
+        description="I-FGSM on randomly resized and padded inputs (input diversity).",
+        build=lambda m, p, k: _ta().DIFGSM(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"], resize_rate=p["resize_rate"], diversity_prob=p["diversity_prob"]),
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "tifgsm", "TI-FGSM", params=(_eps(), _alpha(), _steps(), Param("decay", "float", 0.0, "momentum decay", 0.0, 10.0),
+                                     Param("len_kernel", "int", 15, "translation-invariance kernel size (odd)", 1, 31, "pixels", default_gray=5),
+                                     Param("nsig", "float", 3.0, "Gaussian kernel: radius in standard deviations", 0.5, 10.0), _RESIZE, _DIVERSITY),
+        paper="Dong et al., Evading Defenses to Transferable Adversarial Examples by Translation-Invariant Attacks, arXiv:1904.02884",
+        description="I-FGSM with the gradient smoothed by a Gaussian kernel (translation invariance).",
+        build=_build_tifgsm,
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "nifgsm", "NI-FGSM", params=(_eps(), _alpha(), _steps(), _DECAY),
+        paper="Lin et al., Nesterov Accelerated Gradient and Scale Invariance for Adversarial Attacks, arXiv:1908.06281",
+        description="MI-FGSM with a Nesterov look-ahead.",
+        build=lambda m, p, k: _ta().NIFGSM(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"]),
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "rfgsm", "R-FGSM", params=(_eps(), _alpha(), _steps()),
+        paper="Tramèr et al., Ensemble Adversarial Training, arXiv:1705.07204",
+        description="A random step of size α, then iterated gradient steps.",
+        build=lambda m, p, k: _ta().RFGSM(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"]),
+        cost=_steps_cost, **gradient_iter))
+    register_attack(AttackInfo(
+        "eotpgd", "EOT-PGD", "gradient", "Linf",
+        (_eps(), _alpha(), _steps(), Param("eot_iter", "int", 2, "gradient samples averaged per step (expectation over transformation)", 1, 50), _RANDOM_START),
+        True, "Athalye et al., Synthesizing Robust Adversarial Examples, arXiv:1707.07397; Zimmermann, arXiv:1907.00895",
+        "PGD with the gradient averaged over several passes (for randomised models or defences).",
+        build=lambda m, p, k: _ta().EOTPGD(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], eot_iter=p["eot_iter"], random_start=p["random_start"]),
+        cost=lambda p: 2.0 * p["steps"] * p["eot_iter"], budget_param="eps"))
+    register_attack(AttackInfo(
+        "tpgd", "TPGD", "gradient", "Linf", (_eps(), _alpha(), _steps()), False,
+        "Zhang et al., Theoretically Principled Trade-off between Robustness and Accuracy (TRADES), arXiv:1901.08573",
+        "PGD on the KL divergence to the clean prediction (needs no label; untargeted only).",
+        build=lambda m, p, k: _ta().TPGD(m, eps=p["eps"], alpha=p["alpha"], steps=p["steps"]),
+        cost=lambda p: 2.0 * p["steps"] + 1, per_step_trace=True, budget_param="eps"))
+    register_attack(AttackInfo(
+        "cw", "C&W (L2)", "optimisation", None,
+        (Param("c", "float", 1.0, "weight of the misclassification term", 1e-4, 1e4),
+         Param("kappa", "float", 0.0, "confidence margin κ", 0.0, 100.0),
+         _steps(50, 10000, "Adam iterations"),
+         Param("lr", "float", 0.01, "Adam learning rate", 1e-5, 1.0)), True,
+        "Carlini & Wagner, Towards Evaluating the Robustness of Neural Networks, arXiv:1608.04644",
+        "Minimises the L2 distortion plus c × a margin loss with Adam (no fixed budget).",
+        build=lambda m, p, k: _ta().CW(m, c=p["c"], kappa=p["kappa"], steps=p["steps"], lr=p["lr"]),
+        cost=_steps_cost, per_step_trace=True))
+    register_attack(AttackInfo(
+        "deepfool", "DeepFool", "optimisation", None,
+        (_steps(50, 1000, "maximum iterations"), Param("overshoot", "float", 0.02, "overshoot past the decision boundary", 0.0, 1.0)), False,
+        "Moosavi-Dezfooli et al., DeepFool, arXiv:1511.04599",
+        "Steps to the nearest linearised decision boundary (untargeted only; one Jacobian per class per step).",
+        build=lambda m, p, k: _ta().DeepFool(m, steps=p["steps"], overshoot=p["overshoot"]),
+        cost=lambda p: 2.0 * p["steps"] * 10))
+    register_attack(AttackInfo(
+        "sparsefool", "SparseFool", "optimisation", "L0",
+        (_steps(10, 200, "maximum iterations"), Param("lam", "float", 3.0, "sparsity control λ", 0.1, 100.0),
+         Param("overshoot", "float", 0.02, "overshoot past the boundary", 0.0, 1.0)), False,
+        "Modas et al., SparseFool, arXiv:1811.02248", "Few-pixel perturbations found through DeepFool's boundary (untargeted only).",
+        build=lambda m, p, k: _ta().SparseFool(m, steps=p["steps"], lam=p["lam"], overshoot=p["overshoot"]),
+        cost=lambda p: 2.0 * p["steps"] * 50 * 10))
+    register_attack(AttackInfo(
+        "jsma", "JSMA", "optimisation", "L0",
+        (Param("theta", "float", 1.0, "change applied to each chosen pixel", 0.01, 1.0, "pixel units [0, 1]"),
+         Param("gamma", "float", 0.1, "the most pixels that may change, as a fraction", 0.001, 1.0, "fraction of pixels")), True,
+        "Papernot et al., The Limitations of Deep Learning in Adversarial Settings, arXiv:1511.07528",
+        "Saliency-map pixel changes toward a target class. JSMA is a targeted method: untargeted runs aim at class (label + 1) mod K. One image at a time (its Jacobian is per image).",
+        build=lambda m, p, k: _ta().JSMA(m, theta=p["theta"], gamma=p["gamma"]),
+        cost=lambda p: 2.0 * 10 * 100 * p["gamma"] * 10))
+    register_attack(AttackInfo(
+        "onepixel", "One-Pixel", "score", "L0",
+        (Param("pixels", "int", 1, "pixels changed", 1, 100, "pixels"), _steps(10, 1000, "differential-evolution generations"),
+         Param("popsize", "int", 10, "population size multiplier", 1, 100)), True,
+        "Su et al., One Pixel Attack for Fooling Deep Neural Networks, arXiv:1710.08864",
+        "Differential evolution over the position and colour of a few pixels (scores only, no gradient).",
+        build=lambda m, p, k: _ta().OnePixel(m, pixels=p["pixels"], steps=p["steps"], popsize=p["popsize"]),
+        cost=lambda p: (p["steps"] + 1) * p["popsize"] * p["pixels"] * 5))
+    register_attack(AttackInfo(
+        "pixle", "Pixle", "score", "L0",
+        (Param("restarts", "int", 20, "random restarts", 1, 200), Param("max_iterations", "int", 10, "iterations per restart", 1, 200),
+         Param("pixel_mapping", "choice", "random", "how source pixels are chosen", choices=("random", "similarity", "similarity_random", "distance", "distance_random"))), True,
+        "Pomponi et al., Pixle: a fast and effective black-box attack based on rearranging pixels, arXiv:2202.02236",
+        "Moves patches of pixels inside the image (scores only).",
+        build=lambda m, p, k: _ta().Pixle(m, restarts=p["restarts"], max_iterations=p["max_iterations"], pixel_mapping=p["pixel_mapping"]),
+        cost=lambda p: p["restarts"] * p["max_iterations"] * 2))
+    register_attack(AttackInfo(
+        "square", "Square", "score", "Linf",
+        (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), Param("n_queries", "int", 5000, "query budget", 1, 100_000, "queries", default_gray=1000),
+         _RESTARTS, Param("p_init", "float", 0.8, "initial fraction of pixels in a square", 0.01, 1.0)), True,
+        "Andriushchenko et al., Square Attack, arXiv:1912.00049",
+        "Random square updates accepted when the margin drops (scores only, no gradient).",
+        build=lambda m, p, k: _ta().Square(m, norm=p["norm"], eps=p["eps"], n_queries=p["n_queries"], n_restarts=p["n_restarts"], p_init=p["p_init"], seed=k),
+        cost=lambda p: p["n_queries"] * p["n_restarts"], budget_param="eps"))
+    register_attack(AttackInfo(
+        "apgd", "APGD", "gradient", "Linf",
+        (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), _steps(), _RESTARTS,
+         Param("loss", "choice", "ce", "loss: cross-entropy or difference of logits ratio", choices=("ce", "dlr"))), False,
+        "Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free attacks, arXiv:2003.01690",
+        "Auto-PGD: step size adapted from the progress of the loss (untargeted in torchattacks).",
+        build=lambda m, p, k: _ta().APGD(m, norm=p["norm"], eps=p["eps"], steps=p["steps"], n_restarts=p["n_restarts"], loss=p["loss"], seed=k),
+        cost=lambda p: 2.0 * p["steps"] * p["n_restarts"], budget_param="eps"))
+    register_attack(AttackInfo(
+        "fab", "FAB", "optimisation", "Linf",
+        (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), _steps(), _RESTARTS), True,
+        "Croce & Hein, Minimally distorted Adversarial Examples with a Fast Adaptive Boundary Attack, arXiv:1907.02044",
+        "Fast adaptive boundary: minimal perturbations via linearised boundaries.",
+        build=lambda m, p, k: _ta().FAB(m, norm=p["norm"], eps=p["eps"], steps=p["steps"], n_restarts=p["n_restarts"], seed=k, n_classes=m_classes(m)),
+        cost=lambda p: 2.0 * p["steps"] * p["n_restarts"] * 10, budget_param="eps"))
+    register_attack(AttackInfo(
+        "autoattack", "AutoAttack", "ensemble", "Linf",
+        (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), Param("version", "choice", "standard", "attack ensemble", choices=("standard", "plus", "rand"))), False,
+        "Croce & Hein, arXiv:2003.01690", "APGD-CE, APGD-T, FAB-T and Square in sequence (untargeted; slow: use few images).",
+        build=lambda m, p, k: _ta().AutoAttack(m, norm=p["norm"], eps=p["eps"], version=p["version"], n_classes=m_classes(m), seed=k),
+        cost=lambda p: 16_000.0, budget_param="eps"))
+
+
+class _MeanOfChannels(nn.Module):
+    """Lets a 1-channel model take a 3-channel image whose channels are copies of one another."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.mean(dim=1, keepdim=True))
+
+
+class _OnGrayAsRGB:
+    """Runs a torchattacks attack that assumes 3 channels on a 1-channel model.
+
+    torchattacks' TI-FGSM smooths the gradient with ``groups=3``. The image is repeated into 3
+    identical channels and the model sees their mean: every channel then gets the same gradient
+    and the same kernel, so the channels stay identical and channel 0 is exactly TI-FGSM on the
+    1-channel image (no random start is involved).
+    """
+
+    def __init__(self, make: Callable[[nn.Module], Any], model: nn.Module) -> None:
+        self.attack = make(_MeanOfChannels(model))
+
+    def set_mode_targeted_by_label(self, quiet: bool = False) -> None:
+        self.attack.set_mode_targeted_by_label(quiet=quiet)
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.attack(x.repeat(1, 3, 1, 1), labels)[:, :1]
+
+
+def _build_tifgsm(model: nn.Module, p: dict, seed: int):
+    def make(target: nn.Module):
+        return _ta().TIFGSM(
+            target, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"], len_kernel=p["len_kernel"],
+            nsig=p["nsig"], resize_rate=p["resize_rate"], diversity_prob=p["diversity_prob"],
+        )
+
+    return _OnGrayAsRGB(make, model) if m_channels(model) == 1 else make(model)
+
+
+def m_channels(module: nn.Module) -> int:
+    model = module.model if isinstance(module, _TraceRecorder) else module
+    return int(model.channels)
+
+
+def m_classes(module: nn.Module) -> int:
+    """Number of classes of the (possibly wrapped) model torchattacks is given."""
+    model = module.model if isinstance(module, _TraceRecorder) else module
+    return int(model.num_classes)
+
+
+def list_attacks() -> list[AttackInfo]:
+    """Every registered attack, in catalogue order (none first)."""
+    return list(ATTACKS.values())
+
+
+def get_attack(name: str) -> AttackInfo:
+    key = name.lower().replace("-", "").replace("_", "").replace(" ", "") if isinstance(name, str) else name
+    aliases = {"ifgsm": "bim", "pgdlinf": "pgd", "cwl2": "cw", "vanila": "none", "identity": "none"}
+    key = aliases.get(key, key)
+    if key not in ATTACKS:
+        raise InputError(f"unknown attack {name!r}; registered: {list(ATTACKS)}")
+    return ATTACKS[key]
+
+
+def format_eps(value: float) -> str:
+    """``0.0314`` → ``"0.0314 (8/255)"``: a pixel budget shown in both common units."""
+    over_255 = value * 255
+    shown = f"{over_255:.0f}" if abs(over_255 - round(over_255)) < 1e-6 else f"{over_255:.3g}"
+    return f"{value:.4g} ({shown}/255)"
+
+
+def parse_eps(text: str | float) -> float:
+    """Read ``"8/255"``, ``"0.03"`` or a number as a pixel budget in [0, 1] units."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"not a budget: {text!r}")
+    raw = text.strip()
+    try:
+        if "/" in raw:
+            numerator, denominator = raw.split("/", 1)
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(raw)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"not a budget: {text!r}; write e.g. 8/255 or 0.03") from None
+    if not math.isfinite(value):
+        raise InputError(f"not a finite budget: {text!r}")
+    return value
+
+
+def resolve_params(info: AttackInfo, params: Mapping[str, Any] | None, model: PixelModel | None = None) -> dict[str, Any]:
+    """The attack's defaults for this model, overridden by ``params``, each validated."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - {p.name for p in info.params})
+    if unknown:
+        raise InputError(f"{info.name} has no parameter(s) {unknown}; it takes {[p.name for p in info.params]}")
+    resolved = info.defaults(model)
+    for name, value in params.items():
+        param = info.param(name)
+        if param.pixel_scale and isinstance(value, str):
+            value = parse_eps(value)
+        resolved[name] = param.validate(value, info.name)
+    if info.name == "tifgsm" and resolved["len_kernel"] % 2 == 0:
+        raise InputError("tifgsm: parameter 'len_kernel' must be odd (the kernel is centred)")
+    return resolved
+
+
+def estimate_work(info: AttackInfo, params: Mapping[str, Any], batch: int) -> float:
+    """Estimated model evaluations (image × pass) of one request, the unit of :data:`MAX_WORK`."""
+    return float(info.cost(dict(params))) * batch
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackTrace:
+    """Loss and predicted class over the attack's forward passes: ``(T, N)`` each.
+
+    ``unit`` is ``"step"`` when each entry is one iteration of the attack, ``"forward pass"``
+    otherwise. ``loss`` is the cross-entropy to the true/clean label (untargeted) or to the target
+    (targeted) at that pass: it rises during an untargeted attack and falls during a targeted one.
+    """
+
+    loss: torch.Tensor
+    predicted: torch.Tensor
+    unit: str
+    truncated: bool = False
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "loss": self.loss.tolist(), "predicted": self.predicted.tolist(), "truncated": self.truncated}
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    """What one :func:`run_attack` did, as detached CPU tensors.
+
+    Shapes: ``adversarial (N, C, H, W)``; ``labels``, ``clean_pred``, ``adv_pred``, ``success``,
+    ``l0``, ``l2``, ``linf`` ``(N,)``; ``clean_probs``, ``adv_probs`` ``(N, K)``; ``target (N,)`` or None.
+    ``l0`` counts pixel positions where any channel changed by more than 1e-6 (so a one-pixel
+    attack has l0 = 1); ``l2`` and ``linf`` are over all elements, in [0, 1] pixel units.
+    """
+
+    attack: str
+    params: dict
+    targeted: bool
+    target: torch.Tensor | None
+    labels: torch.Tensor
+    adversarial: torch.Tensor
+    clean_pred: torch.Tensor
+    clean_probs: torch.Tensor
+    adv_pred: torch.Tensor
+    adv_probs: torch.Tensor
+    success: torch.Tensor
+    l0: torch.Tensor
+    l2: torch.Tensor
+    linf: torch.Tensor
+    seconds: float
+    device: str
+    seed: int | None
+    trace: AttackTrace | None
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean())
+
+    def to_frame(self):
+        """One row per image: labels, predictions, confidence, success and norms."""
+        import pandas as pd
+
+        rows = {
+            "label": self.labels.tolist(),
+            "clean_pred": self.clean_pred.tolist(),
+            "clean_conf": self.clean_probs.max(1).values.tolist(),
+            "adv_pred": self.adv_pred.tolist(),
+            "adv_conf": self.adv_probs.max(1).values.tolist(),
+            "success": self.success.tolist(),
+            "l0": self.l0.tolist(),
+            "l2": self.l2.tolist(),
+            "linf": self.linf.tolist(),
+        }
+        if self.target is not None:
+            rows["target"] = self.target.tolist()
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict:
+        """Everything but the pixels, as plain Python values (for JSON export)."""
+        return {
+            "attack": self.attack,
+            "params": dict(self.params),
+            "targeted": self.targeted,
+            "seed": self.seed,
+            "device": self.device,
+            "seconds": self.seconds,
+            "success_rate": self.success_rate,
+            "images": self.to_frame().to_dict(orient="records"),
+            "trace": self.trace.to_dict() if self.trace is not None else None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+class _TraceRecorder(nn.Module):
+    """Passes through to the model and keeps the logits of every full-batch forward pass."""
+
+    def __init__(self, model: PixelModel, batch: int, limit: int = MAX_TRACE) -> None:
+        super().__init__()
+        self.model = model
+        self.batch = batch
+        self.limit = limit
+        self.logits: list[torch.Tensor] = []
+        self.truncated = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if x.shape[0] == self.batch:
+            if len(self.logits) < self.limit:
+                self.logits.append(out.detach().float().cpu())
+            else:
+                self.truncated = True
+        return out
+
+
+@contextmanager
+def seeded(seed: int | None):
+    """Seed torch (CPU and CUDA), NumPy and ``random`` inside the block; restore them after."""
+    if seed is None:
+        yield
+        return
+    np_state, py_state = np.random.get_state(), random.getstate()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def _resolve_target(target: Any, info: AttackInfo, model: PixelModel, clean_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    if target is None:
+        return None
+    if not info.targeted:
+        raise InputError(f"{info.label} has no targeted mode; run it untargeted (target=None)")
+    n = labels.shape[0]
+    if isinstance(target, str):
+        if target.replace("-", "_").replace(" ", "_").lower() not in ("least_likely", "ll"):
+            raise InputError(f"target must be a class index, a tensor of them, or 'least-likely'; got {target!r}")
+        return clean_probs.argmin(dim=1)
+    if isinstance(target, torch.Tensor):
+        tensor = target.detach().cpu().long().flatten()
+        if tensor.numel() == 1:
+            tensor = tensor.expand(n)
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        tensor = torch.full((n,), int(target), dtype=torch.long)
+    elif isinstance(target, (list, tuple)):
+        tensor = torch.tensor([int(t) for t in target], dtype=torch.long)
+    else:
+        raise InputError(f"target must be a class index, a tensor of them, or 'least-likely'; got {target!r}")
+    if tensor.shape[0] != n:
+        raise InputError(f"target has {tensor.shape[0]} classes for {n} images")
+    bad = tensor[(tensor < 0) | (tensor >= model.num_classes)]
+    if bad.numel():
+        raise InputError(f"target class {int(bad[0])} is outside the model's classes 0..{model.num_classes - 1}")
+    return tensor.clone()
+
+
+def _resolve_labels(labels: Any, model: PixelModel, clean_pred: torch.Tensor) -> torch.Tensor:
+    if labels is None:
+        return clean_pred.clone()
+    tensor = torch.as_tensor(labels).detach().cpu().long().flatten()
+    if tensor.shape[0] != clean_pred.shape[0]:
+        raise InputError(f"labels has {tensor.shape[0]} entries for {clean_pred.shape[0]} images")
+    if ((tensor < 0) | (tensor >= model.num_classes)).any():
+        raise InputError(f"labels must be classes in 0..{model.num_classes - 1}")
+    return tensor
+
+
+def run_attack(
+    model: PixelModel,
+    x: torch.Tensor,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    labels: torch.Tensor | None = None,
+    target: int | str | torch.Tensor | None = None,
+    seed: int | None = 0,
+) -> AttackReport:
+    """Attack a batch of pixel images with a registered torchattacks attack.
+
+    Args:
+        model: a :class:`PixelModel`; the attack runs on its device, holding its lock.
+        x: ``(N, C, H, W)`` pixels in [0, 1]; attacked in one batched call.
+        name: a registered attack (:func:`list_attacks`), e.g. ``"pgd"``.
+        params: overrides of the attack's defaults (see its schema); ε may be ``"8/255"``.
+        labels: the classes to move away from; default: the model's clean prediction.
+        target: ``None`` (untargeted), a class index, one per image, or ``"least-likely"``.
+        seed: seeds torch, NumPy and ``random`` for the attack's randomness (restored after);
+            ``None`` leaves the global generators alone.
+
+    Returns:
+        An :class:`AttackReport` of detached CPU tensors.
+
+    Raises:
+        InputError: unknown attack or parameter, out-of-range value, targeted mode where the
+            attack has none, a target or label outside the model's classes, pixels outside [0, 1],
+            or a request larger than :data:`MAX_BATCH` images or :data:`MAX_WORK` evaluations.
+    """
+    info = get_attack(name)
+    x = model.check_pixels(x)
+    if x.shape[0] > MAX_BATCH:
+        raise InputError(f"{x.shape[0]} images in one request; the cap is {MAX_BATCH}. Split the batch.")
+    resolved = resolve_params(info, params, model)
+    work = estimate_work(info, resolved, x.shape[0])
+    if work > MAX_WORK:
+        raise InputError(
+            f"{info.label} on {x.shape[0]} image(s) with these parameters needs about {work:,.0f} model "
+            f"evaluations; one request may ask for at most {MAX_WORK:,}. Use fewer images, steps or queries."
+        )
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+
+    with model.lock:
+        was_training = model.training
+        started = time.perf_counter()
+        with torch.no_grad():
+            clean_logits = model(x)
+        clean_probs = clean_logits.softmax(1).cpu()
+        clean_pred = clean_probs.argmax(1)
+        label_tensor = _resolve_labels(labels, model, clean_pred)
+        target_tensor = _resolve_target(target, info, model, clean_probs, label_tensor)
+        if info.name == "jsma" and target_tensor is None:  # JSMA is targeted by nature (see its description)
+            attack_target = (label_tensor + 1) % model.num_classes
+        else:
+            attack_target = target_tensor
+        recorder = _TraceRecorder(model, x.shape[0])
+        try:
+            with seeded(seed), torch.enable_grad():
+                attack = info.build(recorder, resolved, int(seed or 0))
+                if attack_target is not None:
+                    attack.set_mode_targeted_by_label(quiet=True)
+                    adversarial = attack(x, attack_target.to(model.device))
+                else:
+                    adversarial = attack(x, label_tensor.to(model.device))
+        finally:
+            model.train(was_training)
+        adversarial = adversarial.detach().clamp(0.0, 1.0)
+        with torch.no_grad():
+            adv_probs = model(adversarial).softmax(1).cpu()
+        seconds = time.perf_counter() - started
+
+    adv_pred = adv_probs.argmax(1)
+    success = adv_pred == target_tensor if target_tensor is not None else adv_pred != label_tensor
+    delta = (adversarial - x).detach().cpu()
+    return AttackReport(
+        attack=info.name,
+        params=resolved,
+        targeted=target_tensor is not None,
+        target=target_tensor,
+        labels=label_tensor,
+        adversarial=adversarial.cpu(),
+        clean_pred=clean_pred,
+        clean_probs=clean_probs,
+        adv_pred=adv_pred,
+        adv_probs=adv_probs,
+        success=success,
+        l0=(delta.abs() > 1e-6).any(dim=1).flatten(1).sum(1),
+        l2=delta.flatten(1).norm(dim=1),
+        linf=delta.flatten(1).abs().max(dim=1).values,
+        seconds=seconds,
+        device=str(model.device),
+        seed=seed,
+        trace=_trace(recorder, info, target_tensor if target_tensor is not None else label_tensor),
+    )
+
+
+def _trace(recorder: _TraceRecorder, info: AttackInfo, reference: torch.Tensor) -> AttackTrace | None:
+    if info.name == "none" or not recorder.logits:
+        return None
+    logits = torch.stack(recorder.logits)  # (T, N, K)
+    steps, n, k = logits.shape
+    loss = F.cross_entropy(logits.reshape(-1, k), reference.repeat(steps), reduction="none").reshape(steps, n)
+    return AttackTrace(
+        loss=loss,
+        predicted=logits.argmax(2),
+        unit="step" if info.per_step_trace else "forward pass",
+        truncated=recorder.truncated,
+    )
+
+
+_register_all()
