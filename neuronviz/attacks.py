@@ -575,43 +575,16 @@ def seeded(seed: int | None):
             random.setstate(py_state)
 
 
-def _resolve_target(target: Any, info: AttackInfo, model: PixelModel, clean_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+def _resolve_target(target: Any, info: AttackInfo, model: PixelModel, clean_probs: torch.Tensor, n: int) -> torch.Tensor | None:
     if target is None:
         return None
     if not info.targeted:
         raise InputError(f"{info.label} has no targeted mode; run it untargeted (target=None)")
-    n = labels.shape[0]
     if isinstance(target, str):
         if target.replace("-", "_").replace(" ", "_").lower() not in ("least_likely", "ll"):
             raise InputError(f"target must be a class index, a tensor of them, or 'least-likely'; got {target!r}")
         return clean_probs.argmin(dim=1)
-    if isinstance(target, torch.Tensor):
-        tensor = target.detach().cpu().long().flatten()
-        if tensor.numel() == 1:
-            tensor = tensor.expand(n)
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        tensor = torch.full((n,), int(target), dtype=torch.long)
-    elif isinstance(target, (list, tuple)):
-        tensor = torch.tensor([int(t) for t in target], dtype=torch.long)
-    else:
-        raise InputError(f"target must be a class index, a tensor of them, or 'least-likely'; got {target!r}")
-    if tensor.shape[0] != n:
-        raise InputError(f"target has {tensor.shape[0]} classes for {n} images")
-    bad = tensor[(tensor < 0) | (tensor >= model.num_classes)]
-    if bad.numel():
-        raise InputError(f"target class {int(bad[0])} is outside the model's classes 0..{model.num_classes - 1}")
-    return tensor.clone()
-
-
-def _resolve_labels(labels: Any, model: PixelModel, clean_pred: torch.Tensor) -> torch.Tensor:
-    if labels is None:
-        return clean_pred.clone()
-    tensor = torch.as_tensor(labels).detach().cpu().long().flatten()
-    if tensor.shape[0] != clean_pred.shape[0]:
-        raise InputError(f"labels has {tensor.shape[0]} entries for {clean_pred.shape[0]} images")
-    if ((tensor < 0) | (tensor >= model.num_classes)).any():
-        raise InputError(f"labels must be classes in 0..{model.num_classes - 1}")
-    return tensor
+    return model.check_classes(target, n, "target")
 
 
 def run_attack(
@@ -664,8 +637,8 @@ def run_attack(
             clean_logits = model(x)
         clean_probs = clean_logits.softmax(1).cpu()
         clean_pred = clean_probs.argmax(1)
-        label_tensor = _resolve_labels(labels, model, clean_pred)
-        target_tensor = _resolve_target(target, info, model, clean_probs, label_tensor)
+        label_tensor = clean_pred.clone() if labels is None else model.check_classes(labels, x.shape[0], "labels")
+        target_tensor = _resolve_target(target, info, model, clean_probs, x.shape[0])
         if info.name == "jsma" and target_tensor is None:  # JSMA is targeted by nature (see its description)
             attack_target = (label_tensor + 1) % model.num_classes
         else:

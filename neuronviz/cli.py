@@ -2,6 +2,7 @@
 
 Commands:
   models                 list the registered models (embedded and zoo) and whether weights are here
+  attacks                list the registered attacks with their parameters and defaults
   train NAME             train an embedded model from its recipe and write weights + card to assets/
   evaluate NAME          re-measure a model's clean and attacked accuracy on digits(split="test")
   download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
@@ -21,9 +22,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from neuronviz.models import list_models
 
     for info in list_models():
-        state = "ready" if info.weights_available else "weights not cached"
+        if info.weights_available:
+            state = "ready"
+        else:
+            state = "not cached" if info.kind == "zoo" else "missing: make models"
         size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
         print(f"{info.name:20s} {info.kind:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+    return 0
+
+
+def _cmd_attacks(args: argparse.Namespace) -> int:
+    from neuronviz.attacks import format_eps, list_attacks
+
+    for info in list_attacks():
+        mode = "targeted/untargeted" if info.targeted else "untargeted"
+        print(f"{info.name:11s} {info.label:20s} {info.norm or '-':5s} {mode}")
+        for param in info.params:
+            default = format_eps(param.default) if param.pixel_scale else param.default
+            gray = f"; digits: {param.default_gray}" if param.default_gray is not None else ""
+            bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+            print(f"    {param.name:15s} {param.kind:6s} default {default}{gray}{bounds}  {param.help}")
     return 0
 
 
@@ -58,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
+    sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
     p = sub.add_parser("train", help="train an embedded model")
     p.add_argument("name")
     p.add_argument("--out", default=None, help="output folder (default: assets/models)")

@@ -253,7 +253,7 @@ def test_eps_given_as_a_fraction_string(models, digits_test):
         ("pgd", {}, {"target": 10}, r"target class 10 is outside the model's classes 0..9"),
         ("pgd", {}, {"target": [1, 2, 3]}, "3 classes for 4 images"),
         ("pgd", {}, {"target": "most-likely"}, "least-likely"),
-        ("pgd", {}, {"labels": torch.tensor([0, 1, 2, 12])}, r"labels must be classes in 0..9"),
+        ("pgd", {}, {"labels": torch.tensor([0, 1, 2, 12])}, r"labels class 12 is outside the model's classes 0..9"),
         ("pgd", {}, {"seed": -1}, "non-negative"),
         ("madeup", {}, {}, "unknown attack 'madeup'"),
     ],

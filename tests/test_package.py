@@ -37,3 +37,9 @@ def test_cli_errors_are_messages_not_tracebacks(capsys):
     assert "no training recipe" in capsys.readouterr().err
     assert main(["evaluate", "resnet18"]) == 2  # zoo weights not cached in the test TORCH_HOME
     assert "not in the local cache" in capsys.readouterr().err
+
+
+def test_cli_lists_attacks_with_their_parameters(capsys):
+    assert main(["attacks"]) == 0
+    out = capsys.readouterr().out
+    assert "pgd" in out and "PGD (L∞)" in out and "0.03137 (8/255); digits: 0.1" in out

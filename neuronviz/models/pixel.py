@@ -144,6 +144,30 @@ class PixelModel(nn.Module):
             raise InputError(f"{name} must be pixels in [0, 1], got values in [{low:.4g}, {high:.4g}]")
         return x.to(self.device, torch.float32)
 
+    def check_classes(self, classes, n: int, name: str = "target") -> torch.Tensor:
+        """Validate class indices for ``n`` images: an int (broadcast), a sequence or a tensor.
+
+        Returns an int64 CPU tensor ``(n,)``; raises :class:`InputError` for a wrong count or a
+        class outside ``0..num_classes-1``.
+        """
+        if isinstance(classes, bool) or isinstance(classes, (str, bytes)):
+            raise InputError(f"{name} must be class indices, got {classes!r}")
+        try:
+            tensor = torch.as_tensor(classes).detach().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"{name} must be class indices, got {classes!r}") from None
+        if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+            raise InputError(f"{name} must be integer class indices, got {tensor.dtype}")
+        tensor = tensor.long().flatten()
+        if tensor.numel() == 1:
+            tensor = tensor.expand(n).clone()
+        if tensor.shape[0] != n:
+            raise InputError(f"{name} has {tensor.shape[0]} classes for {n} images")
+        bad = tensor[(tensor < 0) | (tensor >= self.num_classes)]
+        if bad.numel():
+            raise InputError(f"{name} class {int(bad[0])} is outside the model's classes 0..{self.num_classes - 1}")
+        return tensor
+
     # -- facts --------------------------------------------------------------------------------
 
     @property

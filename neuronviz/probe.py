@@ -1,0 +1,176 @@
+"""Hooks, in one place: record the activations (and gradients) of many layers in one pass.
+
+Every other module that needs activations or gradients (influence, sensitivity, fragility,
+defences) goes through :func:`probe`, so there is exactly one hook mechanism, and it is one that
+cleans up after itself:
+
+- hooks live only inside the ``with`` block and are removed in ``finally``, also when the
+  forward pass raises;
+- the model's lock is held for the whole block (one shared model, many Streamlit sessions);
+- the caller's tensors and the model are not modified: each hooked layer hands a *clone* of its
+  output to the rest of the network, so an in-place operation downstream (torchvision's
+  ``ReLU(inplace=True)`` after a BatchNorm) changes the clone, not the recorded activation,
+  and the gradient with respect to the recorded tensor is the gradient with respect to the
+  layer's true output (Captum's layer methods do the same);
+- a module called several times in one forward (torchvision ResNet's shared ``relu``) has
+  every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
+  layer with a message naming the count, since "its output" is ambiguous;
+- a layer whose output is a tuple or list has its first tensor recorded (noted in
+  ``rec.tuple_outputs``).
+
+Usage::
+
+    with probe(model, ["features.0", "classifier.0"]) as rec:
+        logits = rec.forward(x)                        # hooks record the activations
+        grads = rec.gradients(logits[:, 3].sum())      # ∂/∂activation, one backward pass
+    rec.activation("features.0"), grads["features.0"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from neuronviz.errors import InputError
+from neuronviz.models.pixel import PixelModel
+
+
+@dataclass
+class Recording:
+    """What a :func:`probe` block recorded: layer outputs in call order, per layer."""
+
+    model: PixelModel
+    layers: tuple[str, ...]
+    outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    tuple_outputs: set[str] = field(default_factory=set)
+    logits: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
+        to record activations only."""
+        for name in self.layers:
+            self.outputs[name] = []
+        self.logits = self.model(x)  # gradients follow the caller's grad mode
+        missing = [name for name in self.layers if not self.outputs[name]]
+        if missing:
+            raise InputError(f"these layers were not called in the forward pass: {missing}")
+        return self.logits
+
+    def calls(self, name: str) -> list[torch.Tensor]:
+        """Every output of layer ``name`` in the last forward pass, in call order."""
+        if name not in self.outputs:
+            raise InputError(f"layer {name!r} is not probed here; probed: {list(self.layers)}")
+        return self.outputs[name]
+
+    def activation(self, name: str) -> torch.Tensor:
+        """The output of layer ``name``; refused for a module called more than once per forward."""
+        calls = self.calls(name)
+        if len(calls) != 1:
+            raise InputError(
+                f"layer {name!r} is called {len(calls)} times in one forward pass (a module reused inside "
+                "the network, like torchvision ResNet's shared relu); its output is ambiguous. Probe a "
+                "layer called once (e.g. the BatchNorm or convolution before it), or read rec.calls(name)."
+            )
+        return calls[0]
+
+    def gradients(self, objective: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """∂ objective / ∂ activation for each named layer, in ONE backward pass.
+
+        Only the part of the graph between the objective and the earliest requested layer is
+        evaluated; no parameter gradients are formed (the model's parameters are frozen).
+        """
+        if objective.numel() != 1:
+            raise InputError("the objective must be a scalar (e.g. logits[:, c].sum())")
+        names = list(names or self.layers)
+        tensors = [self.activation(name) for name in names]
+        grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        return {name: (g if g is not None else torch.zeros_like(t)) for name, t, g in zip(names, tensors, grads)}
+
+
+def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, (tuple, list)):
+        for index, item in enumerate(output):
+            if isinstance(item, torch.Tensor):
+                return item, index
+    return None, None
+
+
+def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[tuple[str, nn.Module]]:
+    if isinstance(layers, str):
+        layers = [layers]
+    if not layers:
+        raise InputError("no layers to probe")
+    if len(set(layers)) != len(layers):
+        raise InputError(f"a layer is named twice: {list(layers)}")
+    return [(name, model.layer(name)) for name in layers]
+
+
+@contextmanager
+def probe(model: PixelModel, layers: Sequence[str]) -> Iterator[Recording]:
+    """Record the outputs of ``layers`` (qualified names of ``model.net``) inside the block.
+
+    Holds ``model.lock`` for the whole block; removes every hook in ``finally``. Outputs that
+    do not already require grad are made to (as leaves), so their gradients can be taken
+    without differentiating anything upstream of them.
+    """
+    if not isinstance(model, PixelModel):
+        raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
+    modules = _resolve_modules(model, layers)
+    recording = Recording(model=model, layers=tuple(name for name, _ in modules))
+    handles = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: object):
+            tensor, index = _first_tensor(output)
+            if tensor is None or name not in recording.outputs:
+                return None
+            if torch.is_grad_enabled() and tensor.is_floating_point() and not tensor.requires_grad:
+                tensor = tensor.detach().requires_grad_(True)
+            recording.outputs[name].append(tensor)
+            if index is None:
+                return tensor.clone()
+            recording.tuple_outputs.add(name)
+            replaced = list(output)  # type: ignore[arg-type]
+            replaced[index] = tensor.clone()
+            return type(output)(replaced) if isinstance(output, tuple) else replaced
+
+        return hook
+
+    with model.lock:
+        try:
+            for name, module in modules:
+                handles.append(module.register_forward_hook(make_hook(name)))
+            yield recording
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+_INPLACE_FREE: dict[tuple[int, str], PixelModel] = {}
+
+
+def without_inplace(model: PixelModel) -> PixelModel:
+    """The model itself, or (when it has in-place modules) a cached twin with them turned off.
+
+    Captum's path methods (conductance, internal influence, Grad-CAM) can break on in-place
+    ReLUs. The shared model is never changed: a twin is made once per model (one kept at a time,
+    zoo models are large) and has its own lock.
+    """
+    if not any(getattr(m, "inplace", False) for m in model.modules()):
+        return model
+    key = (id(model), model.content_hash)
+    twin = _INPLACE_FREE.get(key)
+    if twin is None:
+        twin = model.copy()
+        for module in twin.modules():
+            if getattr(module, "inplace", False):
+                module.inplace = False
+        _INPLACE_FREE.clear()
+        _INPLACE_FREE[key] = twin
+    return twin
