@@ -13,4 +13,5 @@ COPY . .
 EXPOSE 8501
 CMD [".venv/bin/python", "-m", "streamlit", "run", "app/main.py", \
      "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true", \
-     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", \
+     "--theme.base", "light", "--client.toolbarMode", "viewer"]

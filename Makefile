@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.sha256
 PORT ?= 8501
-STREAMLIT_FLAGS := --server.headless true --browser.gatherUsageStats false --server.fileWatcherType none --server.port $(PORT)
+STREAMLIT_FLAGS := --server.headless true --browser.gatherUsageStats false --server.fileWatcherType none --server.port $(PORT) --theme.base light --client.toolbarMode viewer
 EMBEDDED := digits-cnn digits-resnet digits-cnn-robust
 
 .PHONY: setup run test test-fast browser models bench clean

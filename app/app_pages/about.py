@@ -1,0 +1,30 @@
+"""About: what neuronviz shows, and the models it offers (the embedded ones with their cards)."""
+
+import streamlit as st
+
+from app import components
+from neuronviz.models import list_models
+
+st.title("About neuronviz")
+st.markdown(
+    "neuronviz shows what adversarial attacks do to an image classifier's neurons, and what "
+    "defences undo. Everything runs offline on a CPU with the embedded models below; the "
+    "torchvision ImageNet zoo is available once its weights are downloaded."
+)
+
+infos = list_models()
+st.subheader("Embedded models", divider="gray")
+st.caption("Small models trained by this project on scikit-learn's handwritten digits; each has a model card.")
+st.dataframe(components.embedded_table(infos), hide_index=True)
+robustness = components.robustness_table(infos)
+if robustness:
+    st.markdown("**Accuracy under attack** on the digits test split (from each model's card)")
+    st.dataframe(robustness, hide_index=True, width="content")
+st.markdown("**Rebuild them** (seeded; each card records the data split and hyper-parameters):")
+st.code("\n".join(components.training_commands(infos)), language="bash")
+st.subheader("torchvision ImageNet zoo", divider="gray")
+st.caption(
+    "Pretrained weights are read from the torch hub cache and downloaded only when you click "
+    "'Download weights' in the sidebar; random initialisation works offline."
+)
+st.dataframe(components.zoo_table(infos), hide_index=True)

@@ -1,0 +1,192 @@
+"""Pieces of UI shared by pages: the current-choice banner, messages, prediction summary, model card.
+
+Presentation only: values come from :mod:`app.state` and the model's card; nothing is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import streamlit as st
+
+from app import state
+from neuronviz.images import ImageInfo
+from neuronviz.models import ModelInfo, PixelModel
+
+
+def current_choice(selection: state.Selection | None) -> None:
+    """One line at the top of every page: which model (weights, device) and which image."""
+    if selection is None:
+        st.caption("Nothing to show yet: choose a model and an image in the sidebar.")
+        return
+    model = selection.model
+    with st.container(border=True, horizontal=True, gap="large", vertical_alignment="center"):
+        st.markdown(
+            f":material/neurology: **Model** `{model.name}` · {_weights_label(selection.model_request)} · "
+            f"{model.device.type}"
+        )
+        st.markdown(f":material/image: **Image** {selection.image_request.label}")
+
+
+def _weights_label(request: state.ModelRequest) -> str:
+    if request.upload is not None:
+        return f"uploaded checkpoint {request.upload.name}"
+    if request.weights is None:
+        return "random initialisation"
+    return "embedded weights" if request.name.startswith("digits-") else "pretrained weights"
+
+
+def messages(errors: Iterable[str]) -> None:
+    for message in errors:
+        st.error(message, icon=":material/error:")
+
+
+def prediction_summary(prediction: state.Prediction, class_names: tuple[str, ...], true_class: int | None) -> None:
+    """Predicted class, its probability and, when known, the true class and whether they agree."""
+    columns = st.columns([3, 2, 3])
+    predicted = class_names[prediction.predicted]
+    columns[0].metric("Prediction", predicted, help=predicted if len(predicted) > 12 else None)
+    columns[1].metric("Confidence", f"{100 * prediction.confidence:.1f}%")
+    if true_class is None:
+        columns[2].metric("True class", "unknown", help="Uploaded images and most photos have no label here.")
+        return
+    correct = true_class == prediction.predicted
+    columns[2].metric(
+        "True class",
+        class_names[true_class],
+        delta="correct" if correct else "misclassified",
+        delta_color="green" if correct else "red",
+        delta_arrow="off",
+    )
+
+
+def image_notes(info: ImageInfo | None) -> None:
+    """How an uploaded image was turned into the model's input (the library's own notes)."""
+    if info is None:
+        return
+    with st.expander(f"How {info.name or 'the upload'} was prepared ({info.width}×{info.height}, {info.mode})"):
+        for note in info.notes or ("used as it is",):
+            st.markdown(f"- {note}")
+
+
+# -- model cards ----------------------------------------------------------------------------------
+
+
+def model_card(model: PixelModel) -> None:
+    """The facts of the model's card (accuracy, data, training), or why there is none."""
+    card = model.meta.card or {}
+    if model.meta.source == "random initialisation":
+        st.warning(
+            "Random initialisation: the predictions are meaningless; useful to explore the architecture.",
+            icon=":material/casino:",
+        )
+    st.caption(f"{model.meta.description or model.meta.architecture} · source: {model.meta.source or 'unknown'}")
+    if not card:
+        st.caption("No model card for this model (the embedded models have one; see the About page).")
+        return
+    facts = card_facts(card)
+    columns = st.columns(len(facts))
+    for column, (label, value) in zip(columns, facts.items()):
+        column.metric(label, value)
+    rows = attack_rows(card)
+    if rows:
+        st.markdown("**Accuracy under attack** (test split)")
+        st.dataframe(rows, hide_index=True, width="content")
+    if card.get("command"):
+        st.markdown(f"Reproduce: `{card['command']}`")
+    with st.expander("Full model card"):
+        st.json(card, expanded=1)
+
+
+def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
+    """Headline facts of a model card, formatted for display (only those present)."""
+    metrics = card.get("metrics", {}) or {}
+    training = card.get("training", {}) or {}
+    facts: dict[str, str] = {}
+    if isinstance(metrics.get("clean_accuracy"), (int, float)):
+        facts["Clean accuracy"] = f"{100 * metrics['clean_accuracy']:.1f}%"
+    if metrics.get("test_images"):
+        facts["Test images"] = f"{metrics['test_images']:,}"
+    if card.get("parameters"):
+        facts["Parameters"] = f"{card['parameters']:,}"
+    if "adversarial" in training:
+        facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
+    if training.get("epochs"):
+        facts["Epochs"] = str(training["epochs"])
+    return facts
+
+
+def attack_rows(card: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The card's accuracy-under-attack entries as table rows."""
+    rows = []
+    for entry in (card.get("metrics", {}) or {}).get("attacks", []) or []:
+        if not isinstance(entry, Mapping):
+            continue
+        rows.append(
+            {
+                "attack": str(entry.get("attack", "?")),
+                "ε (L∞)": entry.get("eps"),
+                "steps": entry.get("steps", 1),
+                "accuracy": _percent(entry.get("accuracy")),
+            }
+        )
+    return rows
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "—"
+
+
+def embedded_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
+    """One row per embedded model: what it is and its card's headline numbers."""
+    rows = []
+    for info in infos:
+        if info.kind != "embedded":
+            continue
+        card = info.card or {}
+        row: dict[str, Any] = {
+            "model": info.name,
+            "description": info.description,
+            "weights": "present" if info.weights_available else "missing",
+        }
+        facts = card_facts(card)
+        for label in ("Clean accuracy", "Parameters", "Training"):
+            row[label] = facts.get(label, "—")
+        rows.append(row)
+    return rows
+
+
+def training_commands(infos: Iterable[ModelInfo]) -> list[str]:
+    """The command that rebuilds each embedded model (from its card, else the CLI's default)."""
+    return [
+        (info.card or {}).get("command", f"python -m neuronviz train {info.name}")
+        for info in infos
+        if info.kind == "embedded"
+    ]
+
+
+def robustness_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
+    """Accuracy under attack: one row per attack setting, one column per embedded model."""
+    table: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    for info in infos:
+        if info.kind != "embedded" or not info.card:
+            continue
+        for entry in attack_rows(info.card):
+            key = (entry["attack"], entry["ε (L∞)"], entry["steps"])
+            row = table.setdefault(key, {"attack": key[0], "ε (L∞)": key[1], "steps": key[2]})
+            row[info.name] = entry["accuracy"]
+    return list(table.values())
+
+
+def zoo_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": info.name,
+            "description": info.description,
+            "input": f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}",
+            "pretrained weights": "cached" if info.weights_available else "not cached",
+        }
+        for info in infos
+        if info.kind == "zoo"
+    ]

@@ -1,0 +1,33 @@
+"""neuronviz dashboard: ``streamlit run app/main.py`` from the repository root.
+
+Routes the pages in ``app/app_pages/`` with ``st.navigation``, draws the shared sidebar (model,
+device, image) and, above every page, the current choice and any loading errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Streamlit puts this file's folder (app/) on sys.path, not the working directory: make the
+# repository root importable so that `neuronviz` and `app` resolve without installing anything.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import components, sidebar  # noqa: E402
+
+st.set_page_config(page_title="neuronviz", page_icon=":material/neurology:", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/model_image.py", title="Model & image", icon=":material/image_search:", default=True),
+    st.Page("app_pages/about.py", title="About", icon=":material/info:"),
+]
+
+page = st.navigation(PAGES)
+selection, errors = sidebar.render()
+components.current_choice(selection)
+components.messages(errors)
+page.run()

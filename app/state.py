@@ -1,0 +1,304 @@
+"""Cached loaders and the session's current choice of model and image.
+
+Caching
+    Models are shared by every session through ``st.cache_resource``, keyed by plain strings:
+    (name, weights, device) for a registry model, (SHA-256 of the bytes, file name, architecture,
+    device) for an uploaded checkpoint. Images and predictions go through ``st.cache_data`` with
+    explicit full-content keys only (``model.content_hash``, the SHA-256 of an upload, a SHA-1 of
+    the image tensor); the model, tensors and bytes are passed as ``_``-prefixed arguments, which
+    Streamlit does not hash (it would hash a large array from a sample only).
+
+Last good choice
+    A request that fails (a corrupt upload, a checkpoint for another architecture, weights that
+    are not cached) never replaces what is shown: the last request that loaded is kept in
+    ``st.session_state`` and used again, and the failure is returned as a message for the page.
+
+Nothing here computes anything: it calls ``neuronviz`` and remembers the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import streamlit as st
+import torch
+
+from neuronviz._digest import tensor_digest
+from neuronviz.errors import NeuronvizError
+from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
+from neuronviz.models import PixelModel, download_weights, load_model, resolve_device
+
+DEFAULT_MODEL = "digits-cnn"
+
+# st.session_state keys owned by this module.
+GOOD_MODEL = "state.good_model_request"
+GOOD_IMAGE = "state.good_image_request"
+SELECTION = "state.selection"
+
+
+class UploadedFileLike(Protocol):
+    name: str
+
+    def getvalue(self) -> bytes: ...
+
+
+# -- requests: what the user asked for (hashable, small) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the user uploaded: its name, the SHA-256 of its bytes (the cache key), the bytes."""
+
+    name: str
+    digest: str
+    data: bytes = field(repr=False, compare=False)
+
+    @classmethod
+    def from_file(cls, uploaded: UploadedFileLike) -> "Upload":
+        data = uploaded.getvalue()
+        return cls(name=Path(uploaded.name).name, digest=hashlib.sha256(data).hexdigest(), data=data)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """A registry model (``name``, ``weights`` "default" or None) or an uploaded checkpoint."""
+
+    name: str = DEFAULT_MODEL
+    weights: str | None = "default"
+    device: str = "cpu"
+    upload: Upload | None = None
+    architecture: str | None = None  # for an upload; None = from the file or inferred
+
+    @property
+    def label(self) -> str:
+        if self.upload is not None:
+            arch = self.architecture or "architecture from the file"
+            return f"{self.upload.name} (uploaded, {arch})"
+        if self.weights is None:
+            return f"{self.name} (random initialisation)"
+        return self.name
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A sample image by id, or an uploaded image."""
+
+    sample_id: str | None = None
+    upload: Upload | None = None
+    label: str = ""
+
+    @classmethod
+    def for_sample(cls, sample: Sample) -> "ImageRequest":
+        return cls(sample_id=sample.id, label=sample.label)
+
+    @classmethod
+    def for_upload(cls, upload: Upload) -> "ImageRequest":
+        return cls(upload=upload, label=f"{upload.name} (uploaded)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What every page works on: the loaded model and image, and how they were chosen."""
+
+    model: PixelModel
+    model_request: ModelRequest
+    image: torch.Tensor  # (1, C, H, W) in [0, 1], CPU
+    image_request: ImageRequest
+    image_info: ImageInfo | None  # how an uploaded image was prepared; None for samples
+    true_class: int | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: torch.Tensor  # (K,)
+    predicted: int
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.predicted])
+
+
+# -- facts for the pickers ------------------------------------------------------------------------
+
+
+def available_devices() -> list[str]:
+    """CPU always; CUDA only when a GPU is usable here."""
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def default_device() -> str:
+    return resolve_device(None).type
+
+
+def samples_for(model: PixelModel) -> list[Sample]:
+    return list_samples(model)
+
+
+def true_class_of(request: ImageRequest, model: PixelModel) -> int | None:
+    """The sample's class index in this model's classes; None for uploads and unknown classes."""
+    if request.sample_id is None:
+        return None
+    for sample in samples_for(model):
+        if sample.id == request.sample_id:
+            return sample.true_class
+    return None
+
+
+def download_zoo_weights(name: str) -> str | None:
+    """Fetch a zoo model's weights (explicit user action). Returns an error message or None."""
+    try:
+        download_weights(name)
+    except NeuronvizError as error:  # DownloadError: no network, DNS, TLS, HTTP status, hash mismatch
+        return f"{str(error)[0].upper()}{str(error)[1:]}. Check the internet connection, or use random initialisation."
+    return None
+
+
+# -- cached loaders -------------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def _registry_model(name: str, weights: str | None, device: str) -> PixelModel:
+    return load_model(name, device=device, weights=weights)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading your checkpoint…")
+def _uploaded_model(digest: str, file_name: str, architecture: str | None, device: str, _data: bytes) -> PixelModel:
+    # load_model reads from a path: write the bytes under the user's file name (the model's name
+    # is the file's stem), in a private folder removed right after loading.
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint"
+    with tempfile.TemporaryDirectory(prefix="neuronviz-upload-") as folder:
+        path = Path(folder) / safe_name
+        path.write_bytes(_data)
+        model = load_model(path, device=device, architecture=architecture)
+    model.meta = dataclasses.replace(model.meta, source=f"uploaded file {file_name} (sha256 {digest[:12]}…)")
+    return model
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _sample_pixels(sample_id: str, model_hash: str, _model: PixelModel) -> torch.Tensor:
+    return load_sample(sample_id, _model)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _upload_pixels(digest: str, file_name: str, model_hash: str, _model: PixelModel, _data: bytes):
+    source = io.BytesIO(_data)
+    source.name = file_name  # the library names the file in its messages
+    return load_image_with_info(source, _model)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _probabilities(model_hash: str, image_digest: str, _model: PixelModel, _x: torch.Tensor) -> torch.Tensor:
+    _, probs = _model.predict(_x)
+    return probs[0]
+
+
+def load_requested_model(request: ModelRequest) -> PixelModel:
+    """The model a request names (cached). Raises the library's NeuronvizError on failure."""
+    if request.upload is None:
+        return _registry_model(request.name, request.weights, request.device)
+    upload = request.upload
+    return _uploaded_model(upload.digest, upload.name, request.architecture, request.device, _data=upload.data)
+
+
+def load_requested_image(request: ImageRequest, model: PixelModel) -> tuple[torch.Tensor, ImageInfo | None]:
+    """The image a request names, prepared for ``model`` (cached). Raises NeuronvizError."""
+    if request.upload is not None:
+        upload = request.upload
+        return _upload_pixels(upload.digest, upload.name, model.content_hash, model, _data=upload.data)
+    if request.sample_id is None:
+        raise ValueError("an ImageRequest needs a sample_id or an upload")
+    return _sample_pixels(request.sample_id, model.content_hash, model), None
+
+
+def predict(model: PixelModel, x: torch.Tensor) -> Prediction:
+    """Class probabilities of one image, cached by the model's and the image's content digests."""
+    probs = _probabilities(model.content_hash, tensor_digest(x), model, x)
+    return Prediction(probabilities=probs, predicted=int(probs.argmax()))
+
+
+def clear_caches() -> None:
+    """Forget every cached model, image and prediction (tests; after weights change on disk)."""
+    for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities):
+        cached.clear()
+
+
+# -- the last good choice -------------------------------------------------------------------------
+
+
+def resolve_model(request: ModelRequest | None) -> tuple[PixelModel | None, ModelRequest | None, list[str]]:
+    """Load ``request``; when it fails (or is None), keep the last model that loaded.
+
+    Returns (model, the request it came from, error messages). The model is None only when
+    nothing has ever loaded in this session.
+    """
+    errors: list[str] = []
+    if request is not None:
+        try:
+            model = load_requested_model(request)
+        except NeuronvizError as error:
+            errors.append(f"Could not load the model {request.label}: {error}")
+        else:
+            st.session_state[GOOD_MODEL] = request
+            return model, request, errors
+    previous: ModelRequest | None = st.session_state.get(GOOD_MODEL)
+    if previous is not None and previous != request:
+        try:
+            model = load_requested_model(previous)
+        except NeuronvizError as error:
+            errors.append(f"Could not reload the previous model {previous.label}: {error}")
+        else:
+            if errors:
+                errors[-1] = _still_showing(errors[-1], previous.label)
+            return model, previous, errors
+    return None, None, errors
+
+
+def resolve_image(
+    request: ImageRequest | None, model: PixelModel
+) -> tuple[torch.Tensor | None, ImageRequest | None, ImageInfo | None, list[str]]:
+    """Load ``request`` for ``model``; when it fails (or is None), keep the last image that loaded.
+
+    When the last image does not load for this model either, the model's first sample is used.
+    Returns (image, the request it came from, upload info, error messages).
+    """
+    errors: list[str] = []
+    candidates: list[ImageRequest] = []
+    if request is not None:
+        candidates.append(request)
+    previous: ImageRequest | None = st.session_state.get(GOOD_IMAGE)
+    if previous is not None and previous != request:
+        candidates.append(previous)
+    samples = samples_for(model)
+    if samples:
+        candidates.append(ImageRequest.for_sample(samples[0]))
+    for candidate in candidates:
+        try:
+            image, info = load_requested_image(candidate, model)
+        except NeuronvizError as error:
+            errors.append(f"Could not load the image {candidate.label}: {error}")
+            continue
+        if candidate is not request and errors:
+            errors[-1] = _still_showing(errors[-1], candidate.label)
+        st.session_state[GOOD_IMAGE] = candidate
+        return image, candidate, info, errors
+    return None, None, None, errors
+
+
+def _still_showing(message: str, label: str) -> str:
+    return f"{message.rstrip()}{'' if message.rstrip().endswith('.') else '.'} Still showing {label}."
+
+
+def set_selection(selection: Selection | None) -> None:
+    st.session_state[SELECTION] = selection
+
+
+def selection() -> Selection | None:
+    """The current selection, set by the sidebar in this run (None when no model could load)."""
+    return st.session_state.get(SELECTION)
