@@ -38,3 +38,7 @@ class WeightsNotAvailableError(NeuronvizError, FileNotFoundError):
 
 class DeviceError(NeuronvizError, RuntimeError):
     """The requested device does not exist here (e.g. CUDA on a machine without a GPU)."""
+
+
+class DownloadError(NeuronvizError, OSError):
+    """Fetching pretrained weights failed (no network, server error, or a hash mismatch)."""

@@ -77,7 +77,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     torch.save({"conv.weight": torch.zeros(1), "payload": _Payload(str(marker))}, path)
     with pytest.raises(CheckpointError, match="could run code") as info:
         load_model(path, device="cpu")
-    assert "evil.pt" in str(info.value)
+    assert "evil.pt" in str(info.value) and "io.open" in str(info.value)  # the global it refused
     assert not marker.exists()
     # the payload is live: unsafe unpickling of the very same file does run it
     torch.load(path, weights_only=False)
@@ -153,8 +153,8 @@ def test_non_tensor_entries_are_refused(tmp_path):
     "name,content,message",
     [
         ("garbage.safetensors", os.urandom(64), "not a valid safetensors"),
-        ("garbage.pt", b"not a zip and not a pickle", "refused|not a readable"),
-        ("truncated.pt", None, "not a readable|refused"),
+        ("garbage.pt", b"not a zip and not a pickle", "not a readable PyTorch checkpoint"),
+        ("truncated.pt", None, "not a readable PyTorch checkpoint"),
         ("empty.pth", b"", "empty"),
         ("weights.h5", b"\x89HDF", "unsupported checkpoint type"),
     ],

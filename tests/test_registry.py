@@ -139,3 +139,20 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             load_model("digits-cnn", device="cuda")
+
+
+def test_failed_download_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    import urllib.error
+
+    from neuronviz.errors import DownloadError
+
+    _fresh_torch_home(tmp_path, monkeypatch)
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        open(dst, "wb").write(b"partial")
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(DownloadError, match="could not download the weights of vgg16") as info:
+        download_weights("vgg16")
+    assert isinstance(info.value, OSError) and not weights_cached("vgg16")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -108,12 +109,15 @@ def _read_torch_state(path: Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"refused {path.name}: it contains pickled objects other than tensors, which could run "
-            f"code when loaded (torch.load weights_only=True said: {first_line}). "
-            "Save a state dict (model.state_dict()) or a .safetensors file instead."
-        ) from None
+        match = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(error))
+        reason = match.group(1).strip() if match else type(error).__name__
+        if "global" in reason.lower():  # a pickled callable or class: the file would run code
+            raise CheckpointError(
+                f"refused {path.name}: it contains pickled objects other than tensors, which could run "
+                f"code when loaded ({reason.split('. ')[0]}). Save a state dict (model.state_dict()) "
+                "or a .safetensors file instead."
+            ) from None
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint (corrupt or not a pickle: {reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint: {error}") from None
     metadata: dict[str, str] = {}

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from neuronviz.errors import ModelNotFoundError, WeightsNotAvailableError
+from neuronviz.errors import DownloadError, ModelNotFoundError, WeightsNotAvailableError
 
 #: The zoo offered in the UI: name → one-line description.
 ZOO: dict[str, str] = {
@@ -109,7 +109,8 @@ def require_cached_weights(name: str) -> Path:
 def download_weights(name: str, progress: bool = False) -> Path:
     """Fetch a zoo model's default weights into the torch hub cache (an explicit user action).
 
-    Checks the SHA-256 prefix torchvision encodes in the file name. Returns the cached path.
+    Checks the SHA-256 prefix torchvision encodes in the file name. Returns the cached path;
+    raises :class:`DownloadError` (no partial file is left) when it fails.
     """
     spec = zoo_spec(name)
     path = cached_weights_path(name)
@@ -117,7 +118,11 @@ def download_weights(name: str, progress: bool = False) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     match = re.search(r"-([a-f0-9]{6,})\.", spec.file_name)
-    torch.hub.download_url_to_file(spec.url, str(path), hash_prefix=match.group(1) if match else None, progress=progress)
+    try:
+        torch.hub.download_url_to_file(spec.url, str(path), hash_prefix=match.group(1) if match else None, progress=progress)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a hash mismatch a RuntimeError
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"could not download the weights of {name} from {spec.url}: {error}") from None
     return path
 
 
