@@ -217,8 +217,7 @@ def _resolve_layers(model: PixelModel, layers) -> list[str]:
     if isinstance(layers, str):
         layers = [layers]
     names = list(layers)
-    for name in names:
-        model.layer(name)  # raises with close names when unknown
+    model.layers(names)  # raises with close names when one is unknown
     return names
 
 
@@ -259,43 +258,63 @@ def neuron_influence(
     target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(model.device)
     with model.lock:
         if method in ("grad_x_act", "activation"):
-            raw, target_tensor = _single_pass(model, x, names, target_tensor, with_gradients=method == "grad_x_act")
+            raw, target_tensor = _single_pass(model, x, names, target_tensor, method == "grad_x_act", granularity)
         else:
             if target_tensor is None:
                 with torch.no_grad():
                     target_tensor = model(x).argmax(1)
-            raw = _captum_layers(model, x, names, target_tensor, method, n_steps, internal_batch_size)
+            raw = _captum_layers(model, x, names, target_tensor, method, n_steps, internal_batch_size, granularity)
     result = {}
     for name in names:
-        activation, influence = raw[name]
+        activation, influence, shape = raw[name]
         result[name] = InfluenceMap(
             layer=name,
             method=method,
             granularity=granularity,
             target=target_tensor.cpu(),
-            values=_reduce(influence, granularity).detach().cpu(),
-            activations=_reduce(activation, granularity).detach().cpu(),
-            shape=tuple(activation.shape[1:]),
+            values=influence.detach().cpu(),
+            activations=activation.detach().cpu(),
+            shape=shape,
         )
     return result
 
 
-def _single_pass(model, x, names, target, with_gradients: bool):
-    """One forward (and, for grad×act, one backward) pass for every layer; returns the target used."""
+def _raw(activation: torch.Tensor, influence: torch.Tensor | None, granularity: str):
+    """(activation per neuron, influence per neuron, output shape per image); influence None = activation."""
+    reduced = _reduce(activation, granularity)
+    return reduced, reduced if influence is None else influence, tuple(activation.shape[1:])
+
+
+def _product(activation: torch.Tensor, grad: torch.Tensor, granularity: str) -> torch.Tensor:
+    """activation × gradient, reduced to neurons: a per-channel dot product over space, or units."""
+    if granularity == "unit" or activation.dim() <= 2:
+        return (activation * grad).flatten(1)
+    return torch.linalg.vecdot(activation.flatten(2), grad.flatten(2))
+
+
+def _single_pass(model, x, names, target, with_gradients: bool, granularity: str):
+    """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
+
+    Results are already reduced to neurons: ``{name: (activation, influence, shape)}``.
+    """
     with probe(model, names) as rec:
         if not with_gradients:
             with torch.no_grad():
                 logits = rec.forward(x)
             target = logits.argmax(1) if target is None else target
-            return {name: (rec.activation(name), rec.activation(name)) for name in names}, target
+            return {name: _raw(rec.activation(name), None, granularity) for name in names}, target
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
-        grads = rec.gradients(logits.gather(1, target[:, None]).sum(), names)
-        raw = {name: (rec.activation(name).detach(), rec.activation(name).detach() * grads[name]) for name in names}
-        return raw, target
+        products: dict[str, torch.Tensor] = {}
+        rec.gradients(
+            logits.gather(1, target[:, None]).sum(),
+            names,
+            each=lambda name, activation, grad: products.__setitem__(name, _product(activation, grad, granularity)),
+        )
+        return {name: _raw(rec.activation(name).detach(), products[name], granularity) for name in names}, target
 
 
-def _captum_layers(model, x, names, target, method, n_steps, internal_batch_size):
+def _captum_layers(model, x, names, target, method, n_steps, internal_batch_size, granularity):
     from captum.attr import InternalInfluence, LayerConductance
 
     cls = LayerConductance if method == "conductance" else InternalInfluence
@@ -308,7 +327,7 @@ def _captum_layers(model, x, names, target, method, n_steps, internal_batch_size
         attribution = cls(subject, subject.layer(name)).attribute(
             x, target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
         )
-        out[name] = (activations[name], attribution.detach())
+        out[name] = _raw(activations[name], _reduce(attribution.detach(), granularity), granularity)
     return out
 
 

@@ -7,11 +7,15 @@ cleans up after itself:
 - hooks live only inside the ``with`` block and are removed in ``finally``, also when the
   forward pass raises;
 - the model's lock is held for the whole block (one shared model, many Streamlit sessions);
-- the caller's tensors and the model are not modified: each hooked layer hands a *clone* of its
-  output to the rest of the network, so an in-place operation downstream (torchvision's
-  ``ReLU(inplace=True)`` after a BatchNorm) changes the clone, not the recorded activation,
-  and the gradient with respect to the recorded tensor is the gradient with respect to the
-  layer's true output (Captum's layer methods do the same);
+- the caller's tensors and the model are not modified. A layer whose output the network later
+  changes in place (torchvision's ``ReLU(inplace=True)`` after a BatchNorm, ``out += identity``)
+  hands a *clone* of its output to the rest of the network, so the in-place operation changes
+  the clone, not the recorded activation, and the gradient with respect to the recorded tensor
+  is the gradient with respect to the layer's true output (Captum's layer methods clone every
+  layer the same way). Which outputs are changed in place is found once per model by watching
+  the tensors' version counters in a blank forward pass; a clone costs a copy and a backward
+  node, so the other layers are not cloned. Should a version counter still move during a
+  probe, the forward pass is run again with that layer cloned;
 - a module called several times in one forward (torchvision ResNet's shared ``relu``) has
   every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
   layer with a message naming the count, since "its output" is ambiguous;
@@ -28,9 +32,10 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -48,13 +53,22 @@ class Recording:
     outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     tuple_outputs: set[str] = field(default_factory=set)
     logits: torch.Tensor | None = None
+    _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
         to record activations only."""
-        for name in self.layers:
-            self.outputs[name] = []
-        self.logits = self.model(x)  # gradients follow the caller's grad mode
+        for _attempt in range(2):
+            for name in self.layers:
+                self.outputs[name] = []
+                self._versions[name] = []
+            self.logits = self.model(x)  # gradients follow the caller's grad mode
+            changed = [name for name, seen in self._versions.items() if any(t._version != v for t, v in seen)]
+            if not changed:
+                break
+            _mark_modified_in_place(self.model, changed)  # the next attempt clones them
+        else:
+            raise InputError(f"the outputs of {changed} keep changing in place; they cannot be recorded")
         missing = [name for name in self.layers if not self.outputs[name]]
         if missing:
             raise InputError(f"these layers were not called in the forward pass: {missing}")
@@ -77,18 +91,83 @@ class Recording:
             )
         return calls[0]
 
-    def gradients(self, objective: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def gradients(
+        self,
+        objective: torch.Tensor,
+        names: Sequence[str] | None = None,
+        each: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """∂ objective / ∂ activation for each named layer, in ONE backward pass.
 
         Only the part of the graph between the objective and the earliest requested layer is
         evaluated; no parameter gradients are formed (the model's parameters are frozen).
+        ``each(name, activation, gradient)``, when given, is called as soon as a layer's gradient
+        is produced during the backward pass, while it is still in cache: the place for work on
+        activation × gradient.
         """
         if objective.numel() != 1:
             raise InputError("the objective must be a scalar (e.g. logits[:, c].sum())")
         names = list(names or self.layers)
         tensors = [self.activation(name) for name in names]
-        grads = torch.autograd.grad(objective, tensors, allow_unused=True)
-        return {name: (g if g is not None else torch.zeros_like(t)) for name, t, g in zip(names, tensors, grads)}
+        handles = []
+        try:
+            if each is not None:
+                for name, tensor in zip(names, tensors):
+                    handles.append(tensor.register_hook(partial(_call_each, each, name, tensor.detach())))
+            grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        result = {}
+        for name, tensor, grad in zip(names, tensors, grads):
+            if grad is None:  # the objective does not depend on this layer
+                grad = torch.zeros_like(tensor)
+                if each is not None:
+                    each(name, tensor.detach(), grad)
+            result[name] = grad
+        return result
+
+
+def _call_each(each: Callable[[str, torch.Tensor, torch.Tensor], None], name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
+    each(name, activation, grad)  # returns None: the gradient itself is left unchanged
+
+
+#: Per model content: the layers whose outputs the network changes in place (they are cloned).
+_MODIFIED_IN_PLACE: dict[str, set[str]] = {}
+_CHECKED: dict[str, set[str]] = {}
+
+
+def _mark_modified_in_place(model: PixelModel, names: Sequence[str]) -> None:
+    _MODIFIED_IN_PLACE.setdefault(model.content_hash, set()).update(names)
+
+
+def _find_modified_in_place(model: PixelModel, modules: list[tuple[str, nn.Module]]) -> set[str]:
+    """Which of these layers' outputs does a forward pass change in place? (Cached per model.)"""
+    key = model.content_hash
+    checked = _CHECKED.setdefault(key, set())
+    todo = [(name, module) for name, module in modules if name not in checked]
+    if todo:
+        seen: dict[str, list[tuple[torch.Tensor, int]]] = {name: [] for name, _ in todo}
+
+        def make_hook(name: str):
+            def hook(module: nn.Module, inputs: tuple, output: object):
+                tensor, _ = _first_tensor(output)
+                if tensor is not None:
+                    seen[name].append((tensor, tensor._version))
+
+            return hook
+
+        handles = [module.register_forward_hook(make_hook(name)) for name, module in todo]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, model.channels, *model.input_size, device=model.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        changed = {name for name, pairs in seen.items() if any(t._version != v for t, v in pairs)}
+        _MODIFIED_IN_PLACE.setdefault(key, set()).update(changed)
+        checked.update(name for name, _ in todo)
+    return _MODIFIED_IN_PLACE.get(key, set())
 
 
 def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
@@ -108,7 +187,7 @@ def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[tuple[str
         raise InputError("no layers to probe")
     if len(set(layers)) != len(layers):
         raise InputError(f"a layer is named twice: {list(layers)}")
-    return [(name, model.layer(name)) for name in layers]
+    return list(zip(layers, model.layers(layers)))
 
 
 @contextmanager
@@ -130,19 +209,26 @@ def probe(model: PixelModel, layers: Sequence[str]) -> Iterator[Recording]:
             tensor, index = _first_tensor(output)
             if tensor is None or name not in recording.outputs:
                 return None
-            if torch.is_grad_enabled() and tensor.is_floating_point() and not tensor.requires_grad:
+            fresh = torch.is_grad_enabled() and tensor.is_floating_point() and not tensor.requires_grad
+            if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
                 tensor = tensor.detach().requires_grad_(True)
             recording.outputs[name].append(tensor)
+            recording._versions[name].append((tensor, tensor._version))
+            if index is not None:
+                recording.tuple_outputs.add(name)
+            if not fresh and name not in _MODIFIED_IN_PLACE.get(model.content_hash, ()):
+                return None  # the output goes on unchanged
+            passed_on = tensor.clone() if name in _MODIFIED_IN_PLACE.get(model.content_hash, ()) else tensor
             if index is None:
-                return tensor.clone()
-            recording.tuple_outputs.add(name)
+                return passed_on
             replaced = list(output)  # type: ignore[arg-type]
-            replaced[index] = tensor.clone()
+            replaced[index] = passed_on
             return type(output)(replaced) if isinstance(output, tuple) else replaced
 
         return hook
 
     with model.lock:
+        _find_modified_in_place(model, modules)
         try:
             for name, module in modules:
                 handles.append(module.register_forward_hook(make_hook(name)))

@@ -195,12 +195,17 @@ class PixelModel(nn.Module):
 
     def layer(self, name: str) -> nn.Module:
         """The sub-module of ``net`` with that qualified name (``""`` is the whole net)."""
+        return self.layers([name])[0]
+
+    def layers(self, names: Sequence[str]) -> list[nn.Module]:
+        """The sub-modules of ``net`` with these qualified names (one walk over the modules)."""
         modules = dict(self.net.named_modules())
-        if name not in modules:
-            close = [n for n in modules if n and (name in n or n in name)][:5]
-            hint = f"; close names: {close}" if close else ""
-            raise InputError(f"{self.meta.name} has no layer {name!r}{hint}")
-        return modules[name]
+        for name in names:
+            if not isinstance(name, str) or name not in modules:
+                close = [n for n in modules if n and isinstance(name, str) and (name in n or n in name)][:5]
+                hint = f"; close names: {close}" if close else ""
+                raise InputError(f"{self.meta.name} has no layer {name!r}{hint}")
+        return [modules[name] for name in names]
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
