@@ -34,6 +34,7 @@ from torch import nn
 
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
+from neuronviz.schema import Param, parse_eps, resolve
 
 log = logging.getLogger(__name__)
 
@@ -50,57 +51,6 @@ MAX_TRACE = 5_000
 # --------------------------------------------------------------------------------------------
 # Schemas
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    """One attack parameter as the UI shows it and the validator checks it.
-
-    ``kind`` is ``"float"``, ``"int"``, ``"bool"`` or ``"choice"``. ``low``/``high`` bound numbers
-    (inclusive). ``pixel_scale=True`` marks budgets in [0, 1] pixel units that people also write
-    as k/255. ``default_gray`` overrides ``default`` for single-channel (digit) models.
-    """
-
-    name: str
-    kind: str
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    unit: str = ""
-    choices: tuple = ()
-    pixel_scale: bool = False
-    default_gray: Any = None
-
-    def default_for(self, model: PixelModel | None) -> Any:
-        if model is not None and model.channels == 1 and self.default_gray is not None:
-            return self.default_gray
-        return self.default
-
-    def validate(self, value: Any, attack: str) -> Any:
-        where = f"{attack}: parameter {self.name!r}"
-        if self.kind == "bool":
-            if not isinstance(value, (bool, np.bool_)):
-                raise InputError(f"{where} must be true or false, got {value!r}")
-            return bool(value)
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise InputError(f"{where} must be one of {list(self.choices)}, got {value!r}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InputError(f"{where} must be a number, got {value!r}")
-        if self.kind == "int":
-            if float(value) != int(value):
-                raise InputError(f"{where} must be a whole number, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        if not math.isfinite(value):
-            raise InputError(f"{where} must be finite, got {value!r}")
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            shown = f"{value:g}" + (f" (= {value * 255:.3g}/255)" if self.pixel_scale else "")
-            raise InputError(f"{where} = {shown} is out of range [{self.low:g}, {self.high:g}]{' ' + self.unit if self.unit else ''}")
-        return value
 
 
 @dataclass(frozen=True)
@@ -398,38 +348,9 @@ def format_eps(value: float) -> str:
     return f"{value:.4g} ({shown}/255)"
 
 
-def parse_eps(text: str | float) -> float:
-    """Read ``"8/255"``, ``"0.03"`` or a number as a pixel budget in [0, 1] units."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"not a budget: {text!r}")
-    raw = text.strip()
-    try:
-        if "/" in raw:
-            numerator, denominator = raw.split("/", 1)
-            value = float(numerator) / float(denominator)
-        else:
-            value = float(raw)
-    except (ValueError, ZeroDivisionError):
-        raise InputError(f"not a budget: {text!r}; write e.g. 8/255 or 0.03") from None
-    if not math.isfinite(value):
-        raise InputError(f"not a finite budget: {text!r}")
-    return value
-
-
 def resolve_params(info: AttackInfo, params: Mapping[str, Any] | None, model: PixelModel | None = None) -> dict[str, Any]:
     """The attack's defaults for this model, overridden by ``params``, each validated."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - {p.name for p in info.params})
-    if unknown:
-        raise InputError(f"{info.name} has no parameter(s) {unknown}; it takes {[p.name for p in info.params]}")
-    resolved = info.defaults(model)
-    for name, value in params.items():
-        param = info.param(name)
-        if param.pixel_scale and isinstance(value, str):
-            value = parse_eps(value)
-        resolved[name] = param.validate(value, info.name)
+    resolved = resolve(info.params, params, model, info.name)
     if info.name == "tifgsm" and resolved["len_kernel"] % 2 == 0:
         raise InputError("tifgsm: parameter 'len_kernel' must be odd (the kernel is centred)")
     return resolved

@@ -3,7 +3,8 @@
 Commands:
   models                 list the registered models (embedded and zoo) and whether weights are here
   attacks                list the registered attacks with their parameters and defaults
-  train NAME             train an embedded model from its recipe and write weights + card to assets/
+  train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
+                         weights + card to assets/
   evaluate NAME          re-measure a model's clean and attacked accuracy on digits(split="test")
   download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
 """
@@ -47,8 +48,16 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from neuronviz.training.digits import train
+    from neuronviz.training.sns import SNS_RECIPE, train_sns
 
-    card = train(args.name, out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    if args.name == SNS_RECIPE.name:
+        card = train_sns(out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    elif args.name.startswith("pssr-"):
+        from neuronviz.training.pssr import train_regenerator
+
+        card = train_regenerator(args.name[len("pssr-"):], out_dir=args.out, epochs=args.epochs)
+    else:
+        card = train(args.name, out_dir=args.out, seed=args.seed, epochs=args.epochs)
     print(json.dumps({"name": card["name"], "metrics": card["metrics"], "train_seconds": card["train_seconds"]}, indent=2))
     return 0
 
