@@ -20,7 +20,11 @@ cleans up after itself:
   every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
   layer with a message naming the count, since "its output" is ambiguous;
 - a layer whose output is a tuple or list has its first tensor recorded (noted in
-  ``rec.tuple_outputs``).
+  ``rec.tuple_outputs``);
+- ``replace={layer: tensor or function}`` substitutes a layer's output inside the same hook
+  (a tensor, or ``fn(output) -> tensor``): the rest of the network, and the recording, see the
+  substitute. Nodal dropout uses it to feed many channel-masked copies of a precomputed
+  first-layer output through the layers after it in one forward pass.
 
 Usage::
 
@@ -32,7 +36,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -190,18 +194,35 @@ def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[tuple[str
     return list(zip(layers, model.layers(layers)))
 
 
+Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
 @contextmanager
-def probe(model: PixelModel, layers: Sequence[str]) -> Iterator[Recording]:
+def probe(
+    model: PixelModel, layers: Sequence[str], replace: Mapping[str, Replacement] | None = None
+) -> Iterator[Recording]:
     """Record the outputs of ``layers`` (qualified names of ``model.net``) inside the block.
 
     Holds ``model.lock`` for the whole block; removes every hook in ``finally``. Outputs that
     do not already require grad are made to (as leaves), so their gradients can be taken
     without differentiating anything upstream of them.
+
+    ``replace`` maps some of ``layers`` to a substitute output: a tensor (used as is; its batch
+    size may differ from the input's, so a small dummy input can stand in for the layers before
+    it) or a function of the layer's true output. The substitute is what is recorded and what
+    the rest of the network receives. The model itself is not changed.
     """
     if not isinstance(model, PixelModel):
         raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
     modules = _resolve_modules(model, layers)
     recording = Recording(model=model, layers=tuple(name for name, _ in modules))
+    replace = dict(replace or {})
+    unknown = [name for name in replace if name not in recording.layers]
+    if unknown:
+        raise InputError(f"replace names layers that are not probed: {unknown}; probed: {list(recording.layers)}")
+    for name, substitute in replace.items():
+        if not (isinstance(substitute, torch.Tensor) or callable(substitute)):
+            raise InputError(f"replace[{name!r}] must be a tensor or a function of the output, got {type(substitute).__name__}")
     handles = []
 
     def make_hook(name: str):
@@ -209,6 +230,16 @@ def probe(model: PixelModel, layers: Sequence[str]) -> Iterator[Recording]:
             tensor, index = _first_tensor(output)
             if tensor is None or name not in recording.outputs:
                 return None
+            if name in replace:
+                substitute = replace[name]
+                tensor = substitute if isinstance(substitute, torch.Tensor) else substitute(tensor)
+                if not isinstance(tensor, torch.Tensor):
+                    raise InputError(f"replace[{name!r}] returned {type(tensor).__name__}, not a tensor")
+                output = tensor if index is None else output
+                if index is not None:  # put the substitute where the recorded tensor was
+                    items = list(output)  # type: ignore[arg-type]
+                    items[index] = tensor
+                    output = type(output)(items) if isinstance(output, tuple) else items
             fresh = torch.is_grad_enabled() and tensor.is_floating_point() and not tensor.requires_grad
             if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
                 tensor = tensor.detach().requires_grad_(True)
@@ -217,7 +248,7 @@ def probe(model: PixelModel, layers: Sequence[str]) -> Iterator[Recording]:
             if index is not None:
                 recording.tuple_outputs.add(name)
             if not fresh and name not in _MODIFIED_IN_PLACE.get(model.content_hash, ()):
-                return None  # the output goes on unchanged
+                return output if name in replace else None  # None: the output goes on unchanged
             passed_on = tensor.clone() if name in _MODIFIED_IN_PLACE.get(model.content_hash, ()) else tensor
             if index is None:
                 return passed_on

@@ -253,7 +253,7 @@ def test_about_page_lists_the_embedded_model_cards(at: AppTest):
     at.switch_page("app_pages/about.py").run()
     _assert_healthy(at)
     embedded = at.dataframe[0].value
-    assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust"]
+    assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns"]
     assert embedded.loc[embedded["model"] == "digits-cnn", "Clean accuracy"].item() == "98.6%"
     robustness = at.dataframe[1].value
     assert {"attack", "digits-cnn", "digits-cnn-robust"} <= set(robustness.columns)

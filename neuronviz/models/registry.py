@@ -127,6 +127,7 @@ EMBEDDED: dict[str, tuple[str, str]] = {
     "digits-cnn": ("digits-cnn", "Small CNN on 28×28 handwritten digits (the default)"),
     "digits-resnet": ("digits-resnet", "Small ResNet with batch norm on 28×28 digits"),
     "digits-cnn-robust": ("digits-cnn", "The digits CNN adversarially trained with PGD (L∞)"),
+    "digits-cnn-sns": ("digits-cnn", "The digits CNN fine-tuned with SNS: sensitive neurons stabilised (reconstruction)"),
 }
 
 

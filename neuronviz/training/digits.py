@@ -153,11 +153,7 @@ def train(name: str, out_dir: Path | None = None, seed: int | None = None, epoch
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     x_train, y_train = digits("train")
-    mean = [round(float(x_train.mean()), 4)]
-    std = [round(float(x_train.std()), 4)]
-    arch = get_architecture(recipe.architecture)
-    meta = ModelMeta(name=name, architecture=recipe.architecture, description=recipe.description)
-    model = PixelModel(arch.build(10), mean, std, arch.input_size, DIGITS_CLASSES, meta, DIGITS_POLICY)
+    model = build_model(name, recipe.architecture, recipe.description, x_train)
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / recipe.batch_size)
@@ -195,30 +191,63 @@ def train(name: str, out_dir: Path | None = None, seed: int | None = None, epoch
     model.eval()
     model.requires_grad_(False)
 
-    metrics = evaluate_card_metrics(model, seed=recipe.seed)
+    command = f"python -m neuronviz train {name}" + (f" --seed {recipe.seed}" if seed is not None else "")
+    training = {**asdict(recipe), "optimizer": "AdamW + OneCycleLR", "loss_per_epoch": history}
+    return write_model_and_card(
+        model, out_dir, recipe.description, training, recipe.seed, command, train_seconds, len(x_train)
+    )
+
+
+def build_model(name: str, architecture: str, description: str, x_train: torch.Tensor) -> PixelModel:
+    """A fresh digits model named ``name``, normalised by the training split's mean and std."""
+    mean = [round(float(x_train.mean()), 4)]
+    std = [round(float(x_train.std()), 4)]
+    arch = get_architecture(architecture)
+    meta = ModelMeta(name=name, architecture=architecture, description=description)
+    return PixelModel(arch.build(10), mean, std, arch.input_size, DIGITS_CLASSES, meta, DIGITS_POLICY)
+
+
+def write_model_and_card(
+    model: PixelModel,
+    out_dir: Path,
+    description: str,
+    training: dict,
+    seed: int,
+    command: str,
+    train_seconds: float,
+    train_images: int,
+    extra: dict | None = None,
+) -> dict:
+    """Measure ``model`` (:func:`evaluate_card_metrics`), write ``<name>.safetensors`` and the
+    ``<name>.json`` card to ``out_dir``, return the card (shared by every digits recipe)."""
+    name = model.meta.name
+    metrics = evaluate_card_metrics(model, seed=seed)
     weights_path = out_dir / f"{name}.safetensors"
     _save_weights(model, weights_path)
     card = {
         "name": name,
-        "description": recipe.description,
-        "architecture": recipe.architecture,
+        "description": description,
+        "architecture": model.meta.architecture,
         "parameters": sum(p.numel() for p in model.parameters()),
         "input": {"channels": 1, "size": [DIGITS_SIZE, DIGITS_SIZE], "range": "[0, 1] pixels; normalisation inside the model"},
-        "normalization": {"mean": mean, "std": std},
+        "normalization": {
+            "mean": [round(v, 4) for v in model.normalize.mean.flatten().tolist()],
+            "std": [round(v, 4) for v in model.normalize.std.flatten().tolist()],
+        },
         "data": {
             "dataset": "scikit-learn load_digits (UCI ML hand-written digits, 1,797 8×8 images, 10 classes)",
             "split": (
                 f"stratified train_test_split(test_size={DIGITS_TEST_FRACTION}, random_state={DIGITS_SPLIT_SEED}); "
                 "neuronviz.datasets.digits(split)"
             ),
-            "train_images": len(x_train),
+            "train_images": train_images,
             "test_images": metrics["test_images"],
             "preprocessing": f"pixels / 16, bilinear upsampling 8×8 → {DIGITS_SIZE}×{DIGITS_SIZE}",
             "augmentation": "random affine: rotation ±10°, scale 0.9–1.1, shift ±2 px",
         },
-        "training": {**asdict(recipe), "optimizer": "AdamW + OneCycleLR", "loss_per_epoch": history},
-        "seed": recipe.seed,
-        "command": f"python -m neuronviz train {name}" + (f" --seed {recipe.seed}" if seed is not None else ""),
+        "training": training,
+        "seed": seed,
+        "command": command,
         "metrics": metrics,
         "attack_library": "torchattacks 3.5.1 (FGSM; PGD L∞ with random start, seeded)",
         "train_seconds": round(train_seconds, 1),
@@ -226,6 +255,7 @@ def train(name: str, out_dir: Path | None = None, seed: int | None = None, epoch
         "weights_file": weights_path.name,
         "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
         "created": _dt.date.today().isoformat(),
+        **(extra or {}),
     }
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     return card
