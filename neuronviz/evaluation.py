@@ -25,6 +25,7 @@ import torch
 
 from neuronviz.attacks import get_attack, run_attack
 from neuronviz.defenses import get_defense
+from neuronviz.defenses.pssr import defended_model
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
 
@@ -59,11 +60,16 @@ def defence_table(
     seed: int = 0,
     batch_size: int = 256,
     progress: Callable[[float, str], None] | None = None,
+    adaptive: bool = False,
 ):
     """Evaluate every defence against every attack; a pandas DataFrame, one row per (attack, defence).
 
-    Columns: attack, defence, deployable, images, attack_success, dsr, accuracy_adversarial,
-    accuracy_clean. Work is batched (``batch_size`` images per attack and defence call).
+    Columns: attack, defence, deployable, adaptive, images, attack_success, dsr,
+    accuracy_adversarial, accuracy_clean. Work is batched (``batch_size`` images per attack and
+    defence call). With ``adaptive=True``, every attack is also run *through* PSSR (BPDA on its
+    mask, see :func:`neuronviz.defenses.pssr.defended_model`) and PSSR is evaluated on those
+    images: does it survive an attacker who knows it? ``attack_success`` of an adaptive row is
+    measured on the undefended model.
     """
     import pandas as pd
 
@@ -94,28 +100,36 @@ def defence_table(
         clean_after[name] = torch.cat([_defend(model, x[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
         tick(f"{name} on clean images")
     rows = []
-    for attack, attack_params in attack_specs:
+    pssr_params = dict(next((p for n, p in defence_specs if n == "pssr"), {}))
+    through = defended_model(model, pssr_params) if adaptive else None
+    rounds = [(attack, params, False) for attack, params in attack_specs]
+    if adaptive:
+        rounds += [(attack, params, True) for attack, params in attack_specs]
+        total += len(batches) * len(attack_specs) * 2
+    for attack, attack_params, knows_defence in rounds:
+        target_model = through if knows_defence else model
         adversarial = []
         for b in batches:
-            adversarial.append(run_attack(model, x[b], attack, attack_params, labels=benign[b], seed=seed).adversarial)
-            tick(f"{attack}")
+            adversarial.append(run_attack(target_model, x[b], attack, attack_params, labels=benign[b], seed=seed).adversarial)
+            tick(f"{attack}" + (" through pssr" if knows_defence else ""))
         adv = torch.cat(adversarial).to(model.device)
         adv_pred = torch.cat([model.predict(adv[b])[0] for b in batches])
         success = adv_pred != benign
-        for name, params in defence_specs:
+        for name, params in defence_specs if not knows_defence else [("pssr", pssr_params)]:
             after = torch.cat([_defend(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
             tick(f"{name} against {attack}")
             defense = get_defense(name)
             rows.append(
                 {
-                    "attack": attack,
+                    "attack": attack + (" (adaptive, BPDA through pssr)" if knows_defence else ""),
                     "defence": name,
                     "deployable": not (defense.needs_target or defense.needs_reference),
+                    "adaptive": knows_defence,
                     "images": int(x.shape[0]),
                     "attack_success": float(success.float().mean()),
                     "dsr": float((after[success] == benign[success]).float().mean()) if bool(success.any()) else float("nan"),
                     "accuracy_adversarial": float((after == y).float().mean()),
-                    "accuracy_clean": float((clean_after[name] == y).float().mean()),
+                    "accuracy_clean": float((clean_after[name] == y).float().mean()) if name in clean_after else float("nan"),
                 }
             )
     return pd.DataFrame(rows)

@@ -159,3 +159,22 @@ def test_defence_table(digits_cnn, digits_test):
     guided = table[table["defence"] == "nip-guided"].iloc[0]
     assert not guided["deployable"] and guided["dsr"] > 0.8
     assert table[table["defence"] == "pssr"]["deployable"].all()
+
+
+def test_adaptive_attacker_goes_through_pssr(digits_cnn, digits_test):
+    from neuronviz.defenses.pssr import defended_model
+
+    x, y = digits_test[0][:12], digits_test[1][:12]
+    through = defended_model(digits_cnn)
+    assert through.meta.name == "pssr+digits-cnn"
+    xg = x.clone().requires_grad_(True)
+    logits = through(xg)
+    (grad,) = torch.autograd.grad(logits.max(1).values.sum(), xg)
+    assert float(grad.abs().sum()) > 0  # BPDA: gradients reach the input through the regenerator
+    with torch.no_grad():  # the wrapper is exactly "restore with pssr, then classify"
+        assert torch.equal(through(x).argmax(1), restore(digits_cnn, x, "pssr").prediction)
+    table = defence_table(digits_cnn, x, y, [("pgd", {"steps": 10})], ["pssr"], adaptive=True)
+    plain = table[~table["adaptive"]].iloc[0]
+    adaptive = table[table["adaptive"]].iloc[0]
+    assert adaptive["attack"] == "pgd (adaptive, BPDA through pssr)"
+    assert adaptive["accuracy_adversarial"] < plain["accuracy_adversarial"]  # knowing the defence helps the attacker

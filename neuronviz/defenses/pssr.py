@@ -162,3 +162,37 @@ class PSSR(Defense):
 
 
 register_defense(PSSR())
+
+
+class _PSSRThenClassifier(nn.Module):
+    """PSSR followed by the classifier, differentiable for an adaptive attacker (BPDA).
+
+    The salient mask is computed without gradient and treated as a constant in the backward
+    pass (Athalye et al.'s BPDA for a non-differentiable step); the regenerator (or the
+    inpainting) and the classifier are differentiated as they are.
+    """
+
+    def __init__(self, model: PixelModel, alpha: float, use_regenerator: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.alpha = alpha
+        found = load_regenerator(model) if use_regenerator else None
+        self.regenerator = found[0] if found is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.model.lock:
+            _, mask = salient_mask(self.model, x.detach(), self.alpha)
+            surgery = x * (1.0 - mask)
+            restored = self.regenerator(surgery, mask) if self.regenerator is not None else inpaint(surgery, mask)
+            return self.model(restored)
+
+
+def defended_model(model: PixelModel, params: dict | None = None) -> PixelModel:
+    """``PSSR → model`` as a PixelModel, for attacks that know the defence (BPDA on the mask)."""
+    from neuronviz.models.pixel import ModelMeta
+
+    resolved = PSSR().resolve(params, model)
+    wrapper = _PSSRThenClassifier(model, resolved["alpha"], resolved["use_regenerator"])
+    meta = ModelMeta(name=f"pssr+{model.name}", architecture=f"pssr+{model.meta.architecture}", source="defended")
+    defended = PixelModel(wrapper, [0.0] * model.channels, [1.0] * model.channels, model.input_size, model.class_names, meta, model.image_policy)
+    return defended.to(model.device)
