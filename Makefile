@@ -8,7 +8,8 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.sha256
 PORT ?= 8501
 STREAMLIT_FLAGS := --server.headless true --browser.gatherUsageStats false --server.fileWatcherType none --server.port $(PORT) --theme.base light --client.toolbarMode viewer
-EMBEDDED := digits-cnn digits-resnet digits-cnn-robust
+EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns
+REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
 .PHONY: setup run test test-fast browser models bench clean
 
@@ -40,9 +41,10 @@ test-fast: setup
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-# Retrain every embedded model from its recipe (writes assets/models/*.safetensors + *.json).
+# Retrain every embedded model from its recipe, then their PSSR regenerators
+# (writes assets/models/*.safetensors + *.json; the SNS model fine-tunes digits-cnn).
 models: setup
-	for name in $(EMBEDDED); do $(PYTHON) -m neuronviz -v train $$name || exit 1; done
+	for name in $(EMBEDDED) $(REGENERATORS); do $(PYTHON) -m neuronviz -v train $$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

@@ -1,6 +1,6 @@
 """Regenerate the defence table of docs/defences.md: every embedded model × attacks × defences.
 
-    python bench/defence_table.py [--images 360] [--models digits-cnn,...] [--out table.md]
+    python bench/defence_table.py [--images 360] [--models digits-cnn,...] [--out table.md] [--adaptive]
 
 On ``digits(split="test")`` (ε = 0.1 for the L∞ attacks; PGD-20 with step 0.01; C&W, DeepFool
 and Square at their defaults for digit models; MI-FGSM 10 steps), for each embedded model:
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=360)
     parser.add_argument("--models", default=",".join(EMBEDDED))
     parser.add_argument("--out", default=None, help="also write the Markdown to this file")
+    parser.add_argument("--adaptive", action="store_true", help="also attack through PSSR (BPDA on its mask)")
     args = parser.parse_args()
     x, y = digits("test")
     x, y = x[: args.images], y[: args.images]
@@ -48,7 +49,7 @@ def main() -> None:
     for name in args.models.split(","):
         model = load_model(name, device="cpu")
         started = time.perf_counter()
-        table = defence_table(model, x, y, ATTACKS, DEFENCES)
+        table = defence_table(model, x, y, ATTACKS, DEFENCES, adaptive=args.adaptive)
         seconds = time.perf_counter() - started
         lines.append(f"\n### {name} ({len(x)} test images, {seconds:.0f} s on this machine)\n")
         lines.append("| attack | success | defence | DSR | acc. adversarial | acc. clean |")
