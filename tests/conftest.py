@@ -32,3 +32,34 @@ def digits_test():
     from neuronviz.datasets import digits
 
     return digits("test")
+
+
+def _run_in_threads(work, count: int) -> list:
+    """Call ``work()`` in ``count`` threads at once; return the results, re-raise the first error."""
+    import threading
+
+    results: list = [None] * count
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        try:
+            start.wait()  # all threads enter the library together
+            results[index] = work()
+        except BaseException as error:  # noqa: BLE001 - handed to the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def run_in_threads():
+    """``run_in_threads(work, count)``: concurrent calls on one shared object (Streamlit's sessions)."""
+    return _run_in_threads

@@ -1,7 +1,6 @@
 """The attack engine: contract over every registered attack, parity with torchattacks, errors."""
 
 import json
-import threading
 
 import pytest
 import torch
@@ -199,24 +198,11 @@ def test_seed_leaves_global_generators_alone(models, digits_test):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_concurrent_sessions_get_sequential_results(models, digits_test):
+def test_concurrent_sessions_get_sequential_results(models, digits_test, run_in_threads):
     model = models["digits-resnet"]
     x = digits_test[0][:8]
     expected = run_attack(model, x, "pgd", {"steps": 5}, seed=11).adversarial
-    results, errors = [], []
-
-    def work():
-        try:
-            results.append(run_attack(model, x, "pgd", {"steps": 5}, seed=11).adversarial)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(results) == 4
+    results = run_in_threads(lambda: run_attack(model, x, "pgd", {"steps": 5}, seed=11).adversarial, 4)
     assert all(torch.equal(r, expected) for r in results)
 
 

@@ -3,7 +3,6 @@ batched sweep against the naive loop, the copy-only rescaling, and the model lef
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import torch
@@ -210,19 +209,10 @@ def test_first_layer_maps_of_one_image(digits_cnn, digits_test):
     assert len(maps.to_frame()) == 16
 
 
-def test_concurrent_calls_match_sequential(brightness, brightness_data):
+def test_concurrent_calls_match_sequential(brightness, brightness_data, run_in_threads):
     x, y = brightness_data
     expected = first_layer_fragility(brightness, x, y, eps=0.1)
-    results = [None] * 4
-
-    def work(i):
-        results[i] = first_layer_fragility(brightness, x, y, eps=0.1)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_in_threads(lambda: first_layer_fragility(brightness, x, y, eps=0.1), 4)
     for result in results:
         assert torch.equal(result.delta_adv, expected.delta_adv) and result.labels == expected.labels
 

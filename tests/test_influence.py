@@ -1,7 +1,5 @@
 """Probe and influence: exact values by hand, exact parity with Captum, hooks, threads, groups."""
 
-import threading
-
 import pytest
 import torch
 from captum.attr import InternalInfluence, LayerConductance, LayerGradientXActivation
@@ -198,24 +196,11 @@ def test_tuple_outputs_record_their_first_tensor():
     assert torch.allclose(influence.values, expected, atol=1e-6)
 
 
-def test_eight_threads_match_sequential_results(digits_test):
+def test_eight_threads_match_sequential_results(digits_test, run_in_threads):
     model = load_model("digits-resnet", device="cpu")
     x = digits_test[0][:4]
     expected = neuron_influence(model, x)
-    results, errors = [], []
-
-    def work():
-        try:
-            results.append(neuron_influence(model, x))
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(results) == 8
+    results = run_in_threads(lambda: neuron_influence(model, x), 8)
     for result in results:
         assert all(torch.equal(result[k].values, expected[k].values) for k in expected)
 
