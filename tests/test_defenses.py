@@ -178,3 +178,35 @@ def test_adaptive_attacker_goes_through_pssr(digits_cnn, digits_test):
     adaptive = table[table["adaptive"]].iloc[0]
     assert adaptive["attack"] == "pgd (adaptive, BPDA through pssr)"
     assert adaptive["accuracy_adversarial"] < plain["accuracy_adversarial"]  # knowing the defence helps the attacker
+
+
+@pytest.mark.parametrize("name", list(__import__("neuronviz.models", fromlist=["EMBEDDED"]).EMBEDDED))
+def test_each_embedded_model_has_its_regenerator_and_card(name, digits_test):
+    import hashlib
+    import json
+
+    from neuronviz.defenses.pssr import regenerator_path
+    from neuronviz.models import load_model
+
+    model = load_model(name, device="cpu")
+    path = regenerator_path(name)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["classifier_content_hash"] == model.content_hash  # bound to these very weights
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == card["weights_sha256"]
+    assert path.stat().st_size < 1_000_000 and card["command"] == f"python -m neuronviz train pssr-{name}"
+    x, y = digits_test
+    clean = restore(model, x, "pssr")
+    assert "Regenerator trained for this model" in clean.notes[0]
+    measured = float((clean.prediction == y).float().mean())
+    assert measured == pytest.approx(card["metrics"]["clean"], abs=1e-3)  # re-measured, not read
+
+
+def test_pssr_meets_its_targets_on_digits_cnn(digits_cnn, digits_test):
+    """Issue targets on the test split at eps 0.1: clean >= 95%, PGD-20 >= 88%, FGSM >= 85%."""
+    x, y = digits_test
+    clean = restore(digits_cnn, x, "pssr")
+    assert float((clean.prediction == y).float().mean()) >= 0.95
+    for attack, params, bar in (("pgd", {"eps": 0.1, "alpha": 0.01, "steps": 20}, 0.88), ("fgsm", {"eps": 0.1}, 0.85)):
+        adversarial = run_attack(digits_cnn, x, attack, params, labels=y, seed=0).adversarial
+        restored = restore(digits_cnn, adversarial, "pssr")
+        assert float((restored.prediction == y).float().mean()) >= bar, attack
