@@ -112,6 +112,8 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         facts["Parameters"] = f"{card['parameters']:,}"
     if "adversarial" in training:
         facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
+    elif "lam" in training and "top_fraction" in training:  # the SNS recipe (neuronviz/training/sns.py)
+        facts["Training"] = f"SNS fine-tuning of {training.get('base', 'a model')} (reconstruction)"
     if training.get("epochs"):
         facts["Epochs"] = str(training["epochs"])
     return facts
