@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -137,21 +137,25 @@ def evaluate_card_metrics(model: PixelModel, seed: int = 0) -> dict:
     return {"test_images": len(x), "clean_accuracy": round(clean_accuracy(model, x, y), 4), "attacks": rows}
 
 
+def start_run(recipe, seed: int | None, epochs: int | None, out_dir: Path | None):
+    """Apply the command line's overrides to a recipe dataclass, check them, make the output
+    folder and seed torch; returns ``(recipe, out_dir, generator)``."""
+    overrides = {k: v for k, v in {"seed": seed, "epochs": epochs}.items() if v is not None}
+    recipe = replace(recipe, **overrides)
+    if recipe.epochs <= 0:
+        raise InputError("epochs must be positive")
+    out_dir = Path(out_dir) if out_dir else assets_dir() / "models"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    return recipe, out_dir, torch.Generator().manual_seed(recipe.seed)
+
+
 def train(name: str, out_dir: Path | None = None, seed: int | None = None, epochs: int | None = None) -> dict:
     """Train one embedded model by its recipe, write weights and card, return the card."""
     if name not in RECIPES:
         raise InputError(f"no training recipe for {name!r}; recipes: {sorted(RECIPES)}")
     recipe = RECIPES[name]
-    overrides = {k: v for k, v in {"seed": seed, "epochs": epochs}.items() if v is not None}
-    if overrides:
-        recipe = Recipe(**{**asdict(recipe), **overrides})
-    if recipe.epochs <= 0:
-        raise InputError("epochs must be positive")
-    out_dir = Path(out_dir) if out_dir else assets_dir() / "models"
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
+    recipe, out_dir, generator = start_run(recipe, seed, epochs, out_dir)
     x_train, y_train = digits("train")
     model = build_model(name, recipe.architecture, recipe.description, x_train)
     model.requires_grad_(True)

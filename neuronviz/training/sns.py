@@ -34,7 +34,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from neuronviz.datasets import digits
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
-from neuronviz.models.registry import assets_dir, embedded_path, load_model
+from neuronviz.models.registry import embedded_path, load_model
 from neuronviz.probe import probe
 from neuronviz.sensitivity import channel_distance, neuron_sensitivity
-from neuronviz.training.digits import _augment, _pgd, build_model, write_model_and_card
+from neuronviz.training.digits import _augment, _pgd, build_model, start_run, write_model_and_card
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +109,9 @@ def train_sns(
     recipe: SNSRecipe = SNS_RECIPE,
 ) -> dict:
     """Fine-tune ``recipe.base`` with the SNS loss; write weights and card; return the card."""
-    overrides = {k: v for k, v in {"seed": seed, "epochs": epochs}.items() if v is not None}
-    recipe = replace(recipe, **overrides)
-    if recipe.epochs <= 0:
-        raise InputError("epochs must be positive")
     if not 0 < recipe.top_fraction <= 1 or recipe.lam < 0 or not 0 <= recipe.clean_weight <= 1:
         raise InputError("top_fraction must be in (0, 1], lam ≥ 0 and clean_weight in [0, 1]")
-    out_dir = Path(out_dir) if out_dir else assets_dir() / "models"
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
+    recipe, out_dir, generator = start_run(recipe, seed, epochs, out_dir)
     x_train, y_train = digits("train")
     base = load_model(recipe.base, device="cpu")
     model = build_model(recipe.name, base.meta.architecture, recipe.description, x_train)
