@@ -113,7 +113,7 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
     if "adversarial" in training:
         facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
     elif "lam" in training and "top_fraction" in training:  # the SNS recipe (neuronviz/training/sns.py)
-        facts["Training"] = "SNS (reconstruction)"
+        facts["Training"] = "SNS"  # the description says it is a reconstruction
     if training.get("epochs"):
         facts["Epochs"] = str(training["epochs"])
     return facts

@@ -255,7 +255,7 @@ def test_about_page_lists_the_embedded_model_cards(at: AppTest):
     embedded = at.dataframe[0].value
     assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns"]
     assert embedded.loc[embedded["model"] == "digits-cnn", "Clean accuracy"].item() == "98.6%"
-    assert embedded.loc[embedded["model"] == "digits-cnn-sns", "Training"].item() == "SNS (reconstruction)"
+    assert embedded.loc[embedded["model"] == "digits-cnn-sns", "Training"].item() == "SNS"
     robustness = at.dataframe[1].value
     assert {"attack", "digits-cnn", "digits-cnn-robust"} <= set(robustness.columns)
     zoo = at.dataframe[2].value
