@@ -10,7 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from app import state
+from app import analysis, state
+from neuronviz import figures
 from neuronviz.images import ImageInfo
 from neuronviz.models import ModelInfo, PixelModel
 
@@ -27,6 +28,7 @@ def current_choice(selection: state.Selection | None) -> None:
             f"{model.device.type}"
         )
         st.markdown(f":material/image: **Image** {selection.image_request.label}")
+        st.markdown(f":material/bolt: **Attack** {analysis.attack_choice(model).describe(model)}")
 
 
 def _weights_label(request: state.ModelRequest) -> str:
@@ -192,3 +194,31 @@ def zoo_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
         for info in infos
         if info.kind == "zoo"
     ]
+
+
+# -- shared by the analysis pages --------------------------------------------------------------------
+
+
+def require_selection() -> state.Selection:
+    """The sidebar's selection, or stop the page with a note when nothing could load."""
+    selection = state.selection()
+    if selection is None:
+        st.info("No model or image is loaded: see the messages above and choose a model and an image in the sidebar.")
+        st.stop()
+    return selection
+
+
+def current_analysis(selection: state.Selection) -> analysis.Analysis | None:
+    """The full analysis (attack, NIP, PSSR, influence) of the selection under the session's attack
+    choice: cached, with a spinner when it has to be computed; None (and a message) on failure."""
+    choice = analysis.attack_choice(selection.model)
+    with st.spinner(f"Running {choice.describe(selection.model)}, both restorations and neuron influence…"):
+        return analysis.attempt(
+            analysis.full_analysis, selection.model, selection.image, choice, selection.true_class
+        )
+
+
+def chart(fig, filename: str, key: str | None = None, **kwargs) -> None:
+    """``st.plotly_chart`` with the project's export config (SVG download) and no Streamlit theme,
+    so the figure looks the same on the page and in the exported file."""
+    st.plotly_chart(fig, config=figures.export_config(filename), theme=None, key=key, **kwargs)

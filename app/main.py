@@ -1,7 +1,7 @@
 """neuronviz dashboard: ``streamlit run app/main.py`` from the repository root.
 
 Routes the pages in ``app/app_pages/`` with ``st.navigation``, draws the shared sidebar (model,
-device, image) and, above every page, the current choice and any loading errors.
+device, image, attack) and, above every page, the current choice and any loading errors.
 """
 
 from __future__ import annotations
@@ -21,10 +21,23 @@ from app import components, sidebar  # noqa: E402
 
 st.set_page_config(page_title="neuronviz", page_icon=":material/neurology:", layout="wide")
 
-PAGES = [
-    st.Page("app_pages/model_image.py", title="Model & image", icon=":material/image_search:", default=True),
-    st.Page("app_pages/about.py", title="About", icon=":material/info:"),
-]
+PAGES = {
+    "Analyse": [
+        st.Page("app_pages/attack.py", title="Attack", icon=":material/bolt:", default=True),
+        st.Page("app_pages/neurons.py", title="Neurons", icon=":material/hub:"),
+        st.Page("app_pages/filters.py", title="First-layer filters", icon=":material/grid_view:"),
+        st.Page("app_pages/sensitivity.py", title="Sensitivity", icon=":material/sensors:"),
+        st.Page("app_pages/defences.py", title="Defences", icon=":material/shield:"),
+    ],
+    "Evaluate": [
+        st.Page("app_pages/batch.py", title="Batch", icon=":material/table_chart:"),
+        st.Page("app_pages/model_image.py", title="Model & image", icon=":material/image_search:"),
+    ],
+    "Learn": [
+        st.Page("app_pages/learn.py", title="Guided tour & methods", icon=":material/school:"),
+        st.Page("app_pages/about.py", title="About", icon=":material/info:"),
+    ],
+}
 
 page = st.navigation(PAGES)
 selection, errors = sidebar.render()

@@ -1,7 +1,9 @@
-"""The shared sidebar: choose a model (registry or your checkpoint), a device and an image.
+"""The shared sidebar: a model (registry or your checkpoint), a device, an image, and the attack.
 
 Widgets only collect requests; :mod:`app.state` loads them (cached) and keeps the last good
-choice. :func:`render` returns the resolved selection and the messages of whatever failed.
+choice. The attack's parameters sit inside a form: nothing runs until "Run attack" is pressed,
+and a submitted choice that does not validate is reported while the last good one stays.
+:func:`render` returns the resolved selection and the messages of whatever failed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import state
+from app import analysis, state
+from neuronviz.attacks import AttackInfo, format_eps, list_attacks
+from neuronviz.errors import NeuronvizError
 from neuronviz.images import Sample
+from neuronviz.schema import Param
 from neuronviz.models import ModelInfo, PixelModel, list_architectures, list_models
 
 REGISTRY, CHECKPOINT = "Built-in", "Your checkpoint"
@@ -36,6 +41,8 @@ def render() -> tuple[state.Selection | None, list[str]]:
         st.header("Image", divider="gray")
         image_request = _image_picker(model)
         image, used_request, info, image_errors = state.resolve_image(image_request, model)
+        st.header("Attack", divider="gray")
+        errors += _attack_form(model)
     errors += image_errors
     if image is None or used_request is None:
         state.set_selection(None)
@@ -214,3 +221,91 @@ def _sample_list_picker(samples: list[Sample]) -> Sample:
     by_id = {sample.id: sample for sample in samples}
     chosen = st.selectbox("Sample", list(by_id), format_func=lambda i: by_id[i].label, key="sample_id")
     return by_id[chosen]
+
+
+# -- attack -----------------------------------------------------------------------------------------
+
+
+def _attack_form(model: PixelModel) -> list[str]:
+    """The attack picker and, in a form, its parameters, target and seed. Returns error messages."""
+    current = analysis.attack_choice(model)
+    attacks = {info.name: info for info in list_attacks()}
+    names = list(attacks)
+    if "attack_name" not in st.session_state:
+        st.session_state["attack_name"] = current.attack
+    name = st.selectbox("Attack", names, format_func=lambda n: attacks[n].label, key="attack_name")
+    info = attacks[name]
+    st.caption(f"{info.description} ({_paper_short(info.paper)})" if info.paper != "—" else info.description)
+    overrides = dict(current.overrides) if current.attack == name else {}
+    with st.form("attack_form", border=False, enter_to_submit=False):
+        values = {p.name: _param_widget(p, info, model, overrides) for p in info.params}
+        target = _target_widget(info, model, current if current.attack == name else None)
+        seed = st.number_input(
+            "Seed", min_value=0, max_value=2**31 - 1, value=int(current.seed), step=1, key="attack_seed",
+            help="Seeds the attack's randomness (random start, restarts): the same seed gives the same image.",
+        )
+        submitted = st.form_submit_button("Run attack", type="primary", icon=":material/bolt:", width="stretch")
+    if not submitted:
+        return []
+    try:
+        choice = analysis.AttackChoice.make(name, values, target=target, seed=int(seed))
+        choice.params(model)  # validate now, against this model
+    except NeuronvizError as error:
+        return [f"The attack was not changed: {error}. Still using {current.describe(model)}."]
+    analysis.set_attack_choice(model, choice)
+    return []
+
+
+def _paper_short(paper: str) -> str:
+    return paper.split(",")[0] + (" et al." if "et al." in paper.split(",")[0] else "")
+
+
+def _param_widget(param: Param, info: AttackInfo, model: PixelModel, overrides: dict):
+    key = f"attack:{info.name}:{param.name}:{model.channels}ch"
+    default = overrides.get(param.name, param.default_for(model))
+    label = param.name.replace("_", " ")
+    help_text = param.help + (f" ({param.unit})" if param.unit else "")
+    if param.kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=help_text)
+    if param.kind == "choice":
+        choices = list(param.choices)
+        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text)
+    if param.kind == "int":
+        return int(
+            st.number_input(
+                label, min_value=int(param.low) if param.low is not None else None,
+                max_value=int(param.high) if param.high is not None else None,
+                value=int(default), step=1, key=key, help=help_text,
+            )
+        )
+    if param.pixel_scale:
+        help_text += ". Shown also as k/255, the unit most papers use."
+    value = st.number_input(
+        label, min_value=float(param.low) if param.low is not None else None,
+        max_value=float(param.high) if param.high is not None else None,
+        value=float(default), step=(1 / 255 if param.pixel_scale else None), format="%.4f", key=key, help=help_text,
+    )
+    if param.pixel_scale:
+        st.caption(f"{label} = {format_eps(float(value))}")
+    return float(value)
+
+
+UNTARGETED, LEAST_LIKELY = "untargeted", "least-likely"
+
+
+def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.AttackChoice | None):
+    if not info.targeted:
+        st.caption(f"{info.label} has no targeted mode: it moves away from the true class.")
+        return None
+    options: list = [UNTARGETED, LEAST_LIKELY, *range(model.num_classes)]
+    default = UNTARGETED if current is None or current.target is None else current.target
+    labels = {UNTARGETED: "untargeted (away from the true class)", LEAST_LIKELY: "least-likely class"}
+    chosen = st.selectbox(
+        "Target class",
+        options,
+        index=options.index(default) if default in options else 0,
+        format_func=lambda o: labels[o] if isinstance(o, str) else f"{o} · {model.class_names[o]}",
+        key=f"attack_target:{model.content_hash[:12]}",
+        help="A targeted attack pushes the image toward this class.",
+    )
+    return None if chosen == UNTARGETED else chosen

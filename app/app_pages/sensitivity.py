@@ -1,0 +1,6 @@
+"""Placeholder while the page is built (issue 7)."""
+
+import streamlit as st
+
+st.title("sensitivity")
+st.info("This page is being built.")
