@@ -35,8 +35,11 @@ def _fresh_caches():
 
 @pytest.fixture()
 def at() -> AppTest:
+    """The app on its Model & image page (the pages of the analysis have their own tests)."""
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
+    _assert_healthy(at)
+    at.switch_page("app_pages/model_image.py").run()
     _assert_healthy(at)
     return at
 
@@ -266,6 +269,8 @@ def test_missing_embedded_weights_show_an_error_not_a_crash(monkeypatch, tmp_pat
     monkeypatch.setenv("NEURONVIZ_ASSETS", str(tmp_path))  # an assets folder without models
     at = AppTest.from_file(MAIN, default_timeout=120).run()
     _assert_healthy(at)
+    at.switch_page("app_pages/model_image.py").run()
+    _assert_healthy(at)
     errors = _errors(at)
     assert len(errors) == 1 and "embedded weights of digits-cnn are missing" in errors[0]
     assert any("No model or image is loaded" in i.value for i in at.info)
@@ -282,3 +287,51 @@ def test_missing_embedded_weights_show_an_error_not_a_crash(monkeypatch, tmp_pat
     _assert_healthy(at)
     assert "`resnet18`" in _banner(at) and "grey.png (uploaded)" in _banner(at)
     assert _errors(at) == []
+
+
+# -- the attack form --------------------------------------------------------------------------------
+
+
+def _attack_banner(at: AppTest) -> str:
+    return " ".join(m.value for m in at.main.markdown if "**Attack**" in m.value)
+
+
+def test_attack_form_defaults_and_submission(at: AppTest):
+    from neuronviz.attacks import list_attacks
+
+    assert at.selectbox(key="attack_name").options == [a.label for a in list_attacks()]
+    assert "PGD (L∞)" in _attack_banner(at) and "steps 20" in _attack_banner(at) and "eps 0.1 (25.5/255)" in _attack_banner(at)
+    # A change inside the form launches nothing until "Run attack" is pressed.
+    [steps] = [w for w in at.sidebar.number_input if w.label == "steps"]
+    steps.set_value(7).run()
+    assert "steps 20" in _attack_banner(at)
+    # (AppTest, like a browser, sends form values only with the submit: set it again and press.)
+    [steps] = [w for w in at.sidebar.number_input if w.label == "steps"]
+    steps.set_value(7)
+    [run] = [b for b in at.sidebar.button if b.label == "Run attack"]
+    run.click().run()
+    _assert_healthy(at)
+    assert "steps 7" in _attack_banner(at)
+
+    # Another attack with a target class.
+    at.selectbox(key="attack_name").set_value("fgsm").run()
+    assert "PGD" in _attack_banner(at)  # not submitted yet
+    [target] = [s for s in at.sidebar.selectbox if s.label == "Target class"]
+    target.set_value(3)
+    [run] = [b for b in at.sidebar.button if b.label == "Run attack"]
+    run.click().run()
+    _assert_healthy(at)
+    assert "FGSM · eps 0.1 (25.5/255) · target 3 · seed 0" in _attack_banner(at)
+
+
+def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
+    at.selectbox(key="attack_name").set_value("tifgsm").run()
+    [kernel] = [w for w in at.sidebar.number_input if w.label == "len kernel"]
+    kernel.set_value(4)  # in range, but the kernel must be odd
+    [run] = [b for b in at.sidebar.button if b.label == "Run attack"]
+    run.click().run()
+    _assert_healthy(at)
+    errors = _errors(at)
+    assert len(errors) == 1 and "must be odd" in errors[0] and "Still using PGD (L∞)" in errors[0]
+    assert "PGD (L∞)" in _attack_banner(at)
+    assert _metric(at, "Prediction") == "0"  # the rest of the page is there

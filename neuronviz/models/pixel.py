@@ -25,7 +25,6 @@ import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 from torch import nn
@@ -184,14 +183,24 @@ class PixelModel(nn.Module):
             return tensor.device
         return self.normalize.mean.device
 
-    @cached_property
+    @property
     def content_hash(self) -> str:
-        """SHA-256 of the architecture, normalisation, input size and every parameter/buffer."""
-        state = {k: v for k, v in self.state_dict().items()}
-        return state_digest(
-            state,
+        """SHA-256 of the architecture, normalisation, input size and every parameter/buffer.
+
+        Cached, and computed again when any parameter or buffer was changed in place since
+        (tensors count their in-place changes in ``_version``), so a cache keyed by it never
+        serves results of weights that are gone."""
+        state = self.state_dict(keep_vars=True)
+        stamp = tuple((k, id(v), v._version) for k, v in state.items())
+        cached = self.__dict__.get("_content_hash")
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        digest = state_digest(
+            {k: v.detach() for k, v in state.items()},
             extra=(self.meta.architecture, str(self.input_size), ",".join(self.class_names)),
         )
+        self.__dict__["_content_hash"] = (stamp, digest)
+        return digest
 
     def layer(self, name: str) -> nn.Module:
         """The sub-module of ``net`` with that qualified name (``""`` is the whole net)."""
