@@ -10,7 +10,8 @@ Every page gets its numbers from here, and everything here calls :mod:`neuronviz
   Streamlit's own hashing of a large array looks at a sample of it only (see
   ``../shared/ENVIRONMENT.md``), so the arguments are never handed to it: they travel as
   ``_``-prefixed (unhashed) arguments next to the digest. Results are pickled by
-  ``st.cache_data``: a session gets its own copy and cannot change another session's.
+  ``st.cache_data``: a session gets its own copy and cannot change another session's; the
+  session keeps its recent copies, so its own reruns do not unpickle again.
 - :func:`full_analysis` is one image's whole story under one attack choice: the attack, the
   NIP (guided) and PSSR restorations, and the neuron influence of every probe layer for the
   clean, adversarial and restored images, all toward the benign (clean) prediction, in one
@@ -27,6 +28,7 @@ import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from neuronviz._digest import tensor_digest
 from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
@@ -163,16 +166,46 @@ def _memo(function: str, key: str, _fn: Callable, _args: tuple, _kwargs: dict) -
     return _fn(*_args, **_kwargs)
 
 
+SESSION_ENTRIES = 32  # results a session keeps unpickled, most recently used first
+_SESSION_STORE = "analysis.session_results"
+
+
+def _session_store() -> OrderedDict | None:
+    """This session's own results (None outside a Streamlit script run: tests, benchmarks)."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.setdefault(_SESSION_STORE, OrderedDict())
+
+
 def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)``, cached across reruns and sessions by the full content of the
     arguments (see :func:`content_key`). ``fn`` must be a module-level function whose result can
-    be pickled (tensors, dataclasses of tensors, frames; not a model)."""
+    be pickled (tensors, dataclasses of tensors, frames; not a model).
+
+    Two levels: ``st.cache_data`` shares results between sessions (each gets a pickled copy), and
+    the session keeps its last :data:`SESSION_ENTRIES` results as they are, so a rerun of the
+    same session costs a digest and a dictionary lookup, not an unpickling.
+    """
     name = f"{fn.__module__}.{fn.__qualname__}"
-    return _memo(name, digest(*args, **kwargs), fn, args, kwargs)
+    key = (name, digest(*args, **kwargs))
+    store = _session_store()
+    if store is not None and key in store:
+        store.move_to_end(key)
+        return store[key]
+    result = _memo(name, key[1], fn, args, kwargs)
+    if store is not None:
+        store[key] = result
+        while len(store) > SESSION_ENTRIES:
+            store.popitem(last=False)
+    return result
 
 
 def clear_caches() -> None:
+    """Forget every shared result, and this session's own copies."""
     _memo.clear()
+    store = _session_store()
+    if store is not None:
+        store.clear()
 
 
 # -- errors on the page ------------------------------------------------------------------------------
