@@ -59,12 +59,18 @@ def render() -> tuple[state.Selection | None, list[str]]:
     return selection, errors
 
 
+def _unless_set(key: str, default):
+    """A widget's default, or None when the session already holds its value (set by a page, e.g.
+    the Learn page's "open this example"): Streamlit warns when a widget gets both."""
+    return None if key in st.session_state else default
+
+
 # -- model ----------------------------------------------------------------------------------------
 
 
 def _model_picker() -> state.ModelRequest | None:
     source = st.segmented_control(
-        "Source", [REGISTRY, CHECKPOINT], default=REGISTRY, required=True, key="model_source", width="stretch"
+        "Source", [REGISTRY, CHECKPOINT], default=_unless_set("model_source", REGISTRY), required=True, key="model_source", width="stretch"
     )
     request = _registry_picker() if source == REGISTRY else _checkpoint_picker()
     device = _device_picker()
@@ -77,7 +83,7 @@ def _registry_picker() -> state.ModelRequest:
     name = st.selectbox(
         "Model",
         names,
-        index=names.index(state.DEFAULT_MODEL) if state.DEFAULT_MODEL in names else 0,
+        index=_unless_set("model_name", names.index(state.DEFAULT_MODEL) if state.DEFAULT_MODEL in names else 0),
         format_func=lambda n: _model_label(infos[n]),
         key="model_name",
     )
@@ -167,7 +173,7 @@ def _device_label(device: str) -> str:
 
 def _image_picker(model: PixelModel) -> state.ImageRequest | None:
     source = st.segmented_control(
-        "Source", [SAMPLE, UPLOAD], default=SAMPLE, required=True, key="image_source", width="stretch"
+        "Source", [SAMPLE, UPLOAD], default=_unless_set("image_source", SAMPLE), required=True, key="image_source", width="stretch"
     )
     if source == UPLOAD:
         uploaded = st.file_uploader("Image", type=IMAGE_TYPES, key="image_upload")
@@ -197,7 +203,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     chosen = st.segmented_control(
         "Digit",
         classes,
-        default=classes[0],
+        default=_unless_set("sample_class", classes[0]),
         required=True,
         format_func=lambda c: model.class_names[c],
         key="sample_class",
@@ -208,7 +214,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
         example = st.segmented_control(
             "Example",
             list(range(len(members))),
-            default=0,
+            default=_unless_set("sample_example", 0),
             required=True,
             format_func=lambda i: f"{i + 1}",
             key="sample_example",
