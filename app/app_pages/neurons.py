@@ -1,6 +1,314 @@
-"""Placeholder while the page is built (issue 7)."""
+"""Neurons: how the attack moves the influence of every neuron, and whether a defence moves it back.
+
+NIP (Chen et al., arXiv:2112.13060) observes that attacks suppress the front neurons (most
+influential toward the correct class) and lift the tail neurons. Everything here except the input
+attributions comes from the session's cached analysis (influence of every probe layer for the
+clean, adversarial and restored images, all toward the benign class); the per-layer tables and
+the attributions go through ``analysis.memo``.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
+import torch
 
-st.title("neurons")
-st.info("This page is being built.")
+from app import analysis, components
+from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
+from neuronviz.defenses import get_defense
+from neuronviz.figures import neurons as neuron_figures
+from neuronviz.influence import group_sizes, influence_shift, layer_shift_table, probe_layers
+
+AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
+AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
+SIZES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+TAIL_RULES = {
+    "bottom": "bottom (the lowest)",
+    "next": "next (after the front)",
+}
+
+st.title("Neurons")
+st.caption(
+    "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
+    "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
+    "neuron = activation × gradient of the benign class's logit, summed over a channel's positions."
+)
+
+selection = components.require_selection()
+model = selection.model
+result = components.current_analysis(selection)
+if result is None:
+    st.stop()
+
+class_names = model.class_names
+benign_name = class_names[result.benign_class]
+adversarial_class = result.prediction("adversarial")
+infos = {info.name: info for info in probe_layers(model)}
+
+# -- controls -------------------------------------------------------------------------------------
+
+LAYER_KEY = "neurons.layer"
+if st.session_state.get(LAYER_KEY) not in result.layers:  # first visit, or another model's layer
+    st.session_state[LAYER_KEY] = result.default_layer
+
+
+def _layer_label(name: str) -> str:
+    info = infos.get(name)
+    if info is None:
+        return name
+    unit = "ch" if len(info.output_shape) > 1 else "units"
+    default = " · default" if name == result.default_layer else ""
+    return f"#{info.index + 1} {name} · {info.kind} · {info.channels} {unit}{default}"
+
+
+with st.container(border=True):
+    columns = st.columns([4, 2, 3, 5], gap="medium")
+    layer = columns[0].selectbox(
+        "Layer (forward order)",
+        result.layers,
+        format_func=_layer_label,
+        key=LAYER_KEY,
+        help="Every probe layer of the model, input to output, with its kind and neuron count ('default': the "
+        "last feature layer, NIP's choice). A neuron is a channel (ch) of a convolutional layer, its influence "
+        "summed over positions, or a unit of a linear layer.",
+    )
+    size = columns[1].select_slider(
+        "Front/tail size",
+        SIZES,
+        value=0.1,
+        format_func=lambda v: f"{v:.0%}",
+        key="neurons.size",
+        help="Share of the layer's neurons in the front (the most influential on the clean image) and in the "
+        "tail; at least one neuron each.",
+    )
+    tail_rule = columns[2].radio(
+        "Tail rule",
+        list(TAIL_RULES),
+        format_func=lambda r: TAIL_RULES[r],
+        key="neurons.tail_rule",
+        help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
+        "after the front (the variant in the authors' second script).",
+    )
+    after = columns[3].radio(
+        "Compare the clean image with",
+        AFTER_CONDITIONS,
+        format_func=lambda c: analysis.CONDITION_LABELS[c],
+        key="neurons.after",
+        horizontal=True,
+        help="The adversarial image, or the adversarial image after a defence (NIP guided toward the benign "
+        "class, or PSSR).",
+    )
+
+after_label = analysis.CONDITION_LABELS[after]
+after_color = AFTER_COLORS[after]
+before_map = result.influence["clean"][layer]
+after_map = result.influence[after][layer]
+counts = analysis.attempt(group_sizes, before_map.neurons, size, size)
+if counts is None:
+    st.stop()
+front_count, tail_count = counts
+st.caption(
+    f"Influence toward class **{benign_name}** (the clean prediction) for every image. At **{layer}** "
+    f"({before_map.neurons} neurons) the front is the top {front_count} and the tail the "
+    f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on the clean image. "
+    f"The adversarial image is predicted **{class_names[adversarial_class]}**"
+    + ("" if result.attack_succeeded else " (the attack did not change the prediction)")
+    + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
+)
+if after != "adversarial":
+    defense = get_defense(after)
+    if defense.reconstruction:
+        st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
+
+# -- one layer --------------------------------------------------------------------------------------
+
+shift = analysis.attempt(influence_shift, before_map, after_map, front=size, tail=size, tail_rule=tail_rule)
+if shift is None:
+    st.stop()
+
+st.subheader(f"{layer}: influence before and after", divider="gray")
+metrics = st.columns(4)
+metrics[0].metric(
+    "Front overlap",
+    f"{float(shift.front_overlap[0]):.0%}",
+    help=f"Share of the {front_count} clean front neurons that are still front on the {after_label} image.",
+)
+rho = float(shift.spearman[0])
+metrics[1].metric(
+    "Rank correlation ρ",
+    "n/a" if rho != rho else f"{rho:.2f}",
+    help="Spearman correlation of the neurons' influence, clean vs after: 1 = same order, 0 = unrelated.",
+)
+metrics[2].metric(
+    "Front suppressed",
+    f"{int(shift.front_suppressed[0])} of {front_count}",
+    help="Clean front neurons whose influence toward the benign class dropped.",
+)
+metrics[3].metric(
+    "Tail lifted",
+    f"{int(shift.tail_lifted[0])} of {tail_count}",
+    help="Clean tail neurons whose influence toward the benign class rose.",
+)
+st.markdown(shift.summary() + ".")
+
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    components.chart(
+        neuron_figures.influence_scatter(before_map, after_map, shift, benign_name, after_label=after_label),
+        f"influence-{layer}-clean-vs-{after}",
+        key="neurons.scatter",
+    )
+    st.caption(
+        "One point per neuron, coloured by its group on the clean image. Points under the dashed line lost "
+        "influence toward the benign class; NIP's observation is blue (front) points under it and orange "
+        "(tail) points above it."
+    )
+with right:
+    components.chart(
+        neuron_figures.transition_heatmap(shift.transition, after_label=after_label),
+        f"transition-{layer}-clean-vs-{after}",
+        key="neurons.transition",
+    )
+    st.caption(
+        "Rows: group on the clean image; columns: group after (same sizes). The diagonal counts neurons that "
+        "kept their group; front → middle or tail is a suppressed front neuron."
+    )
+
+components.chart(
+    neuron_figures.group_bars(
+        before_map, after_map, shift.groups_before, benign_name, after_label=after_label, after_color=after_color
+    ),
+    f"front-tail-{layer}-clean-vs-{after}",
+    key="neurons.bars",
+)
+st.caption(
+    "The clean front and tail neurons one by one: bars shrinking on the left and growing on the right is NIP's pattern."
+)
+
+# -- the whole network ----------------------------------------------------------------------------
+
+st.subheader("Across the network", divider="gray")
+
+
+def shift_table(condition: str):
+    return analysis.attempt(
+        analysis.memo,
+        layer_shift_table,
+        result.influence["clean"],
+        result.influence[condition],
+        front=size,
+        tail=size,
+        tail_rule=tail_rule,
+        image=0,
+    )
+
+
+tables = {condition: shift_table(condition) for condition in AFTER_CONDITIONS}
+overview = tables[after]
+if overview is not None:
+    components.chart(
+        neuron_figures.layer_overview(overview, layer, after_label=after_label, after_color=after_color),
+        f"layers-clean-vs-{after}",
+        key="neurons.layers",
+    )
+    st.caption(
+        f"Every probe layer, input (left) to output (right); {layer} is highlighted. Where ρ and the front "
+        "overlap drop, the attack has reordered the neurons."
+    )
+    with st.expander(f"Table: the shift clean → {after_label} in every layer"):
+        shown = overview.assign(kind=[infos[name].kind if name in infos else "" for name in overview["layer"]])
+        shown = shown[["layer", "kind", *[c for c in overview.columns if c != "layer"]]]
+        st.dataframe(
+            shown,
+            hide_index=True,
+            key="neurons.table",
+            column_config={
+                "layer": st.column_config.TextColumn("layer"),
+                "kind": st.column_config.TextColumn("kind"),
+                "neurons": st.column_config.NumberColumn("neurons", format="%d"),
+                "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
+                "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
+                "front_overlap": st.column_config.NumberColumn("front overlap", format="percent"),
+                "front_suppressed_share": st.column_config.NumberColumn("front suppressed", format="percent"),
+                "tail_lifted_share": st.column_config.NumberColumn("tail lifted", format="percent"),
+                "front_influence_change": st.column_config.NumberColumn(
+                    "front Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean front."
+                ),
+                "tail_influence_change": st.column_config.NumberColumn(
+                    "tail Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean tail."
+                ),
+            },
+        )
+
+# -- back to the clean ranking? ------------------------------------------------------------------
+
+st.subheader("Does the defence restore the clean ranking?", divider="gray")
+frames = {condition: frame for condition, frame in tables.items() if frame is not None}
+if len(frames) == len(AFTER_CONDITIONS):
+    components.chart(
+        neuron_figures.restoration_overview(frames, layer, labels=analysis.CONDITION_LABELS),
+        "restoration-by-layer",
+        key="neurons.restoration",
+    )
+    st.markdown(neuron_figures.restoration_sentence(frames, layer, labels=analysis.CONDITION_LABELS))
+    st.caption(
+        "The ranking of each image's neurons compared with the clean image's, layer by layer. A defence that "
+        "undoes the attack brings its line up toward ρ = 1 and 100% front overlap; the restored images' "
+        "predictions are on the Attack page."
+    )
+
+# -- input attributions ---------------------------------------------------------------------------
+
+st.subheader("Input attributions: clean vs adversarial", divider="gray")
+ATTRIBUTION_HELP = {
+    "saliency": "|∂ logit / ∂ pixel| (Simonyan et al., arXiv:1312.6034)",
+    "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
+    "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
+}
+controls = st.columns([3, 2], vertical_alignment="bottom")
+method = controls[0].radio(
+    "Method",
+    ATTRIBUTION_METHODS,
+    format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
+    horizontal=True,
+    key="neurons.attribution_method",
+)
+toward_adversarial = controls[1].checkbox(
+    f"Also toward the adversarial class ({class_names[adversarial_class]})",
+    value=False,
+    key="neurons.attribution_adversarial",
+    disabled=adversarial_class == result.benign_class,
+)
+st.caption(ATTRIBUTION_HELP[method] + ". Both maps of a pair share one colour scale.")
+
+pair = torch.cat([result.clean, result.adversarial])
+targets = [(result.benign_class, "benign")]
+if toward_adversarial and adversarial_class != result.benign_class:
+    targets.append((adversarial_class, "adversarial"))
+for target, role in targets:
+    with st.spinner(f"Computing {neuron_figures.ATTRIBUTION_LABELS[method]} toward class {class_names[target]}…"):
+        attribution = analysis.attempt(
+            analysis.memo,
+            input_attribution,
+            model,
+            pair,
+            method=method,
+            target=target,
+            layer=result.default_layer if method == "grad_cam" else None,
+        )
+    if attribution is None:
+        continue
+    components.chart(
+        neuron_figures.attribution_pair(
+            attribution.values[0],
+            attribution.values[1],
+            method,
+            class_names[target],
+            title=f"{neuron_figures.ATTRIBUTION_LABELS[method]} toward the {role} class {class_names[target]}",
+        ),
+        f"{method}-toward-{class_names[target]}",
+        key=f"neurons.attribution.{role}",
+    )
+st.caption(
+    "Where in the input the evidence for the class sits, on the clean image (left) and the adversarial image "
+    "(right). A scale shared by the two maps shows how much evidence the attack removed or moved."
+)
