@@ -1,6 +1,242 @@
-"""Placeholder while the page is built (issue 7)."""
+"""Batch: the sidebar's attack and the defences over N images, with a progress bar; success rate,
+DSR and accuracies, per-class bars, and the per-image table (with a CSV download).
+
+Nothing is computed on page load: "Run batch" (in a form with the number of images and the
+optional defences) starts the work, chunk by chunk through the shared cache, so only a cold run
+takes time and shows progress; the page then shows the session's last result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 import streamlit as st
 
-st.title("batch")
-st.info("This page is being built.")
+from app import analysis, components
+from neuronviz import batch
+from neuronviz.defenses import get_defense
+from neuronviz.figures import batch as batch_figures
+
+#: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
+CHUNK = 2 * batch.BLOCK
+DEFAULT_IMAGES = 50
+OPTIONAL_DEFENCES = ("nip-oracle", "nip-reactive")
+LAST = "batch.last"  # session_state: the last BatchRun of this session
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """What the last "Run batch" computed: for which model and attack, on which images."""
+
+    model_key: tuple[str, str]
+    choice: analysis.AttackChoice
+    source: str
+    result: batch.BatchResult
+
+
+def run_batch(model, choice: analysis.AttackChoice, n: int, defences: tuple[str, ...], bar) -> BatchRun:
+    """The images, then the evaluation chunk by chunk (each chunk cached by content)."""
+    images = analysis.memo(batch.batch_images, model, n)
+    params = choice.params(model)
+
+    def advance(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"{done} of {total} images attacked and restored")
+
+    result = batch.evaluate_batch(
+        model,
+        images.images,
+        images.labels,
+        choice.attack,
+        params,
+        defences=defences,
+        target=choice.target,
+        seed=choice.seed,
+        chunk=CHUNK,
+        progress=advance,
+        ids=images.ids,
+        call=analysis.memo,
+    )
+    return BatchRun((model.content_hash, str(model.device)), choice, images.source, result)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
+def show_metrics(result: batch.BatchResult) -> None:
+    summary = result.summary()
+    fooled = int(result.success.sum())
+    columns = st.columns(4)
+    columns[0].metric("Images", f"{summary.images}")
+    columns[1].metric("Attack success", _percent(summary.attack_success), help=f"{fooled} of {summary.images} images fooled")
+    columns[2].metric("Clean accuracy", _percent(summary.clean_accuracy))
+    columns[3].metric("Adversarial accuracy", _percent(summary.adversarial_accuracy))
+    for name in result.defences:
+        label = batch.defence_label(name)
+        columns = st.columns(4)
+        columns[0].markdown(f"**{label}**  \n{'not deployable' if _oracle(name) else 'deployable'}")
+        columns[1].metric(
+            f"DSR · {label}",
+            _percent(summary.dsr[name]),
+            help="Among the fooled images, the share whose prediction after the defence is the clean prediction again.",
+        )
+        columns[2].metric(f"Accuracy after {label}", _percent(summary.accuracy_after[name]), help="On the attacked images.")
+        columns[3].metric(
+            f"Clean accuracy after {label}",
+            _percent(summary.clean_accuracy_after[name]),
+            help="The defence applied to the clean images: its cost on benign inputs.",
+        )
+
+
+def _oracle(name: str) -> bool:
+    defense = get_defense(name)
+    return defense.needs_target or defense.needs_reference
+
+
+def column_config(result: batch.BatchResult) -> dict:
+    config = {
+        "image": st.column_config.TextColumn("Image"),
+        "label": st.column_config.TextColumn("True class"),
+        "clean_pred": st.column_config.TextColumn("Clean prediction"),
+        "adv_pred": st.column_config.TextColumn("Adversarial prediction"),
+        "success": st.column_config.CheckboxColumn("Attack succeeded"),
+        "linf": st.column_config.NumberColumn("L∞", format="%.4f", help="Largest pixel change (pixel units)"),
+        "l2": st.column_config.NumberColumn("L2", format="%.3f", help="Euclidean norm of the perturbation (pixel units)"),
+        "l0": st.column_config.NumberColumn("L0", format="%d", help="Pixel positions changed"),
+    }
+    for name in result.defences:
+        label = batch.defence_label(name)
+        config[name] = st.column_config.TextColumn(f"{label}: prediction")
+        config[f"{name}:restored"] = st.column_config.CheckboxColumn(
+            f"{label}: restored", help="The prediction after the defence is the clean prediction again."
+        )
+        config[f"{name}:clean"] = st.column_config.TextColumn(f"{label} on clean", help="The defence applied to the clean image.")
+    return config
+
+
+# -- the page ----------------------------------------------------------------------------------------
+
+selection = components.require_selection()
+model = selection.model
+choice = analysis.attack_choice(model)
+
+st.title("Batch evaluation")
+st.markdown(
+    f"The sidebar's attack, **{choice.describe(model)}**, and the defences over many images: how often "
+    "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."
+)
+
+digits_model = batch.uses_digits(model)
+available = analysis.attempt(batch.available_images, model)
+if not available:
+    st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
+    st.stop()
+
+with st.form("batch.form", enter_to_submit=False):
+    if digits_model:
+        n = st.slider(
+            "Images",
+            min_value=min(10, available),
+            max_value=available,
+            value=min(DEFAULT_IMAGES, available),
+            step=10,
+            key="batch.n",
+            help=f"The first N images of the digits test split ({available} images).",
+        )
+        st.caption(f"Images: the first N of the {available} images of the digits test split, with their labels.")
+    else:
+        n = st.number_input(
+            "Images", min_value=1, max_value=available, value=available, step=1, key="batch.n",
+            help="The sample images whose class this model knows.",
+        )
+        st.caption(f"Images: the {available} sample image{'s' if available != 1 else ''} whose class {model.name} knows.")
+    st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
+    extra = [
+        name
+        for name in OPTIONAL_DEFENCES
+        if st.checkbox(
+            get_defense(name).label,
+            key=f"batch.{name}",
+            help=get_defense(name).description,
+        )
+    ]
+    submitted = st.form_submit_button("Run batch", type="primary", icon=":material/play_arrow:")
+
+if submitted:
+    defences = (*batch.DEFAULT_DEFENCES, *extra)
+    bar = st.progress(0.0, text="Starting…")
+    run = analysis.attempt(run_batch, model, choice, n, defences, bar)
+    bar.empty()
+    if run is not None:
+        st.session_state[LAST] = run
+
+last: BatchRun | None = st.session_state.get(LAST)
+if last is None:
+    st.info("Choose the number of images and the defences, then press **Run batch**.", icon=":material/play_arrow:")
+    st.stop()
+if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice:
+    st.info(
+        "The model or the attack changed since the last batch: press **Run batch** to evaluate this choice.",
+        icon=":material/refresh:",
+    )
+    st.stop()
+
+result = last.result
+st.subheader("Summary", divider="gray")
+st.caption(
+    f"{choice.describe(model)} on {last.source}; computed in {result.seconds:.1f} s (a rerun comes from the cache)."
+)
+show_metrics(result)
+
+st.subheader("Accuracy", divider="gray")
+left, right = st.columns(2, gap="large")
+with left:
+    components.chart(batch_figures.accuracy_figure(result.summary()), "batch-accuracy", key="batch.accuracy")
+    st.caption(
+        "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
+        "attack), the right bar its accuracy on the attacked images. A good defence lifts the right bar "
+        "without lowering the left one."
+    )
+with right:
+    metric = st.segmented_control(
+        "Per class",
+        batch_figures.PER_CLASS_METRICS,
+        default="accuracy",
+        required=True,
+        format_func=lambda m: {"accuracy": "Accuracy", "attack_success": "Attack success & DSR"}[m],
+        key="batch.per_class_metric",
+    )
+    components.chart(
+        batch_figures.per_class_figure(result, model.class_names, metric=metric or "accuracy"),
+        f"batch-per-class-{metric}",
+        key="batch.per_class",
+    )
+    st.caption("The same numbers per true class: which classes the attack breaks most, and which the defences recover.")
+
+st.subheader("Per image", divider="gray")
+frame = result.to_frame(model.class_names)
+st.dataframe(frame, column_config=column_config(result), hide_index=True, key="batch.table")
+st.download_button(
+    "Download the table (CSV)",
+    frame.to_csv(index=False),
+    file_name=f"batch-{model.name}-{result.attack}-{result.images}.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    key="batch.csv",
+)
+with st.expander("How the defences are run"):
+    st.markdown(
+        "- The attack moves each image away from its clean prediction (or toward the target); it succeeds "
+        "when the prediction changes (or reaches the target).\n"
+        "- **DSR** (defence success rate): among the fooled images, the share whose prediction after the "
+        "defence is the clean prediction again.\n"
+        "- NIP (guided) restores toward the clean prediction and the NIP oracle uses the clean image: both "
+        "are analysis tools, not deployable defences. A clean image already predicted as its clean "
+        "prediction is left alone by guided NIP.\n"
+        f"- Images are attacked {batch.BLOCK} at a time with a seed derived from the sidebar's seed and "
+        "the block, so the numbers do not depend on how the work is split."
+    )
+    for name in result.defences:
+        defense = get_defense(name)
+        if defense.reconstruction:
+            st.markdown(f"**{defense.label}** — reconstruction: {defense.reconstruction}")
