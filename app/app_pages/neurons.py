@@ -17,6 +17,7 @@ from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
 from neuronviz.defenses import get_defense
 from neuronviz.figures import neurons as neuron_figures
 from neuronviz.influence import group_sizes, influence_shift, layer_shift_table, probe_layers
+from neuronviz.models import PixelModel
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
 AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
@@ -259,56 +260,66 @@ if len(frames) == len(AFTER_CONDITIONS):
 # -- input attributions ---------------------------------------------------------------------------
 
 st.subheader("Input attributions: clean vs adversarial", divider="gray")
-ATTRIBUTION_HELP = {
-    "saliency": "|∂ logit / ∂ pixel| (Simonyan et al., arXiv:1312.6034)",
-    "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
-    "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
-}
-controls = st.columns([3, 2], vertical_alignment="bottom")
-method = controls[0].radio(
-    "Method",
-    ATTRIBUTION_METHODS,
-    format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
-    horizontal=True,
-    key="neurons.attribution_method",
-)
-toward_adversarial = controls[1].checkbox(
-    f"Also toward the adversarial class ({class_names[adversarial_class]})",
-    value=False,
-    key="neurons.attribution_adversarial",
-    disabled=adversarial_class == result.benign_class,
-)
-st.caption(ATTRIBUTION_HELP[method] + ". Both maps of a pair share one colour scale.")
 
-pair = torch.cat([result.clean, result.adversarial])
-targets = [(result.benign_class, "benign")]
-if toward_adversarial and adversarial_class != result.benign_class:
-    targets.append((adversarial_class, "adversarial"))
-for target, role in targets:
-    with st.spinner(f"Computing {neuron_figures.ATTRIBUTION_LABELS[method]} toward class {class_names[target]}…"):
-        attribution = analysis.attempt(
-            analysis.memo,
-            input_attribution,
-            model,
-            pair,
-            method=method,
-            target=target,
-            layer=result.default_layer if method == "grad_cam" else None,
-        )
-    if attribution is None:
-        continue
-    components.chart(
-        neuron_figures.attribution_pair(
-            attribution.values[0],
-            attribution.values[1],
-            method,
-            class_names[target],
-            title=f"{neuron_figures.ATTRIBUTION_LABELS[method]} toward the {role} class {class_names[target]}",
-        ),
-        f"{method}-toward-{class_names[target]}",
-        key=f"neurons.attribution.{role}",
+
+@st.fragment
+def attributions(model: PixelModel, result: analysis.Analysis) -> None:
+    """Method picker and heat maps; a fragment, so switching the method reruns only this section."""
+    class_names = model.class_names
+    adversarial_class = result.prediction("adversarial")
+    helps = {
+        "saliency": "|∂ logit / ∂ pixel| (Simonyan et al., arXiv:1312.6034)",
+        "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
+        "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
+    }
+    controls = st.columns([3, 2], vertical_alignment="bottom")
+    method = controls[0].radio(
+        "Method",
+        ATTRIBUTION_METHODS,
+        format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
+        horizontal=True,
+        key="neurons.attribution_method",
     )
-st.caption(
-    "Where in the input the evidence for the class sits, on the clean image (left) and the adversarial image "
-    "(right). A scale shared by the two maps shows how much evidence the attack removed or moved."
-)
+    toward_adversarial = controls[1].checkbox(
+        f"Also toward the adversarial class ({class_names[adversarial_class]})",
+        value=False,
+        key="neurons.attribution_adversarial",
+        disabled=adversarial_class == result.benign_class,
+    )
+    st.caption(helps[method] + ". Both maps of a pair share one colour scale.")
+    pair = torch.cat([result.clean, result.adversarial])
+    targets = [(result.benign_class, "benign")]
+    if toward_adversarial and adversarial_class != result.benign_class:
+        targets.append((adversarial_class, "adversarial"))
+    label = neuron_figures.ATTRIBUTION_LABELS[method]
+    for target, role in targets:
+        with st.spinner(f"Computing {label} toward class {class_names[target]}…"):
+            attribution = analysis.attempt(
+                analysis.memo,
+                input_attribution,
+                model,
+                pair,
+                method=method,
+                target=target,
+                layer=result.default_layer if method == "grad_cam" else None,
+            )
+        if attribution is None:
+            continue
+        components.chart(
+            neuron_figures.attribution_pair(
+                attribution.values[0],
+                attribution.values[1],
+                method,
+                class_names[target],
+                title=f"{label} toward the {role} class {class_names[target]}",
+            ),
+            f"{method}-toward-{class_names[target]}",
+            key=f"neurons.attribution.{role}",
+        )
+    st.caption(
+        "Where in the input the evidence for the class sits, on the clean image (left) and the adversarial image "
+        "(right). A scale shared by the two maps shows how much evidence the attack removed or moved."
+    )
+
+
+attributions(model, result)
