@@ -38,7 +38,7 @@ def test_apply_layout_sets_an_explicit_template_and_readable_font():
 
     fig = figures.apply_layout(go.Figure(), title="T", height=300)
     assert fig.layout.template.layout.paper_bgcolor is not None  # a real template object is set
-    assert fig.layout.template == pio.templates["plotly_white"]
+    assert fig.layout.template == pio.templates[figures.TEMPLATE]
     assert fig.layout.font.size >= 12
     assert fig.layout.title.text == "T"
     assert fig.layout.height == 300
@@ -53,7 +53,7 @@ def test_figures_do_not_depend_on_plotly_default_template():
         fig = figures.prediction_bars(_probs([1, 2, 3]), ["a", "b", "c"])
     finally:
         pio.templates.default = previous
-    assert fig.layout.template == pio.templates["plotly_white"]
+    assert fig.layout.template == pio.templates[figures.TEMPLATE]
 
 
 def test_export_config_gives_svg_download_at_high_scale():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from neuronviz.errors import InputError
+from neuronviz import figures
 from neuronviz.figures import PALETTE
 from neuronviz.figures import neurons as nf
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition
@@ -41,7 +42,7 @@ def pair():
 
 
 def _common_look(fig) -> None:
-    assert fig.layout.template == pio.templates["plotly_white"]
+    assert fig.layout.template == pio.templates[figures.TEMPLATE]
     assert fig.layout.font.size >= 12
     assert fig.layout.title.text
 

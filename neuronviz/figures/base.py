@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 import torch
 
 from neuronviz.errors import InputError
@@ -39,7 +40,24 @@ PALETTE: dict[str, str] = {
 
 #: Text and line colour (near-black reads better than pure black on screens and paper).
 INK = "#222222"
-TEMPLATE = "plotly_white"
+#: The registered plotly template every figure uses: plotly_white's layout (white background,
+#: light grid) and its defaults for the trace types the project draws, without the defaults of
+#: the two dozen other trace types, which plotly deep-copies into every figure (~20 ms each).
+TEMPLATE = "neuronviz"
+_TRACE_TYPES = ("bar", "scatter", "scattergl", "heatmap", "histogram", "contour")
+
+
+def _register_template() -> go.layout.Template:
+    white = pio.templates["plotly_white"]
+    template = go.layout.Template(
+        layout=white.layout,
+        data={kind: getattr(white.data, kind) for kind in _TRACE_TYPES if getattr(white.data, kind)},
+    )
+    pio.templates[TEMPLATE] = template
+    return template
+
+
+_TEMPLATE = _register_template()
 #: Streamlit's own typeface first (the dashboard), then common sans-serifs (exports elsewhere).
 FONT_FAMILY = "'Source Sans', 'Source Sans 3', 'Source Sans Pro', 'Helvetica Neue', Arial, sans-serif"
 #: Base font size in px: readable when a figure is printed at column width.
@@ -49,7 +67,7 @@ FONT_SIZE = 14
 def apply_layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """Give ``fig`` the project's look (template, fonts, margins, title); returns ``fig``."""
     fig.update_layout(
-        template=TEMPLATE,
+        template=_TEMPLATE,
         font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=INK),
         title=dict(
             text=title or "",
