@@ -1,6 +1,274 @@
-"""Placeholder while the page is built (issue 7)."""
+"""Learn: a guided tour (attack → neurons → defence on a ready example) and the methods with their papers.
+
+The tour always uses the same ready example, whatever the sidebar says: the embedded digits-cnn
+and one digit of its test split, attacked with PGD-20 (ε = 0.1). Every number in its text is
+computed live by the library (through the cached analysis), never written in by hand.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("learn")
-st.info("This page is being built.")
+from app import analysis, components, sidebar, state
+from neuronviz import figures
+from neuronviz.attacks import format_eps, get_attack
+from neuronviz.defenses import get_defense
+from neuronviz.figures import neurons as neuron_figures
+from neuronviz.influence import influence_shift
+
+TOUR_MODEL = "digits-cnn"
+TOUR_SAMPLE = "digit-test-41"  # a handwritten 9 of the digits test split
+FRONT = TAIL = 0.2  # share of the layer's channels in the front and tail sets shown in the tour
+
+st.title("Learn")
+tour_tab, methods_tab = st.tabs(["Guided tour", "Methods and papers"])
+
+
+def _load_example(sample_id: str, true_class: int, example: int) -> None:
+    """Button callback: put the tour's example into the sidebar (runs before the next run)."""
+    st.session_state["model_source"] = sidebar.REGISTRY
+    st.session_state["model_name"] = TOUR_MODEL
+    st.session_state["image_source"] = sidebar.SAMPLE
+    st.session_state["sample_class"] = true_class
+    st.session_state["sample_example"] = example
+    st.session_state["attack_name"] = analysis.DEFAULT_ATTACK
+    st.session_state["learn.go_to_attack"] = True
+
+
+if st.session_state.pop("learn.go_to_attack", False):
+    st.switch_page("app_pages/attack.py")
+
+
+def _example():
+    model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
+    samples = [s for s in state.samples_for(model) if s.id == TOUR_SAMPLE]
+    if not samples:
+        return None
+    sample = samples[0]
+    image, _ = state.load_requested_image(state.ImageRequest.for_sample(sample), model)
+    result = analysis.full_analysis(model, image, analysis.default_choice(), sample.true_class)
+    return model, sample, result
+
+
+with tour_tab:
+    found = analysis.attempt(_example)
+    if found is None:
+        st.info("The tour's example (the embedded digits-cnn and its sample digits) is not available here.")
+    else:
+        model, sample, result = found
+        names = model.class_names
+        clean, adv = result.prediction("clean"), result.prediction("adversarial")
+        eps = result.params["eps"]
+        steps = result.params["steps"]
+        st.markdown(
+            f"A five-step story for a lesson or a first visit: **{TOUR_MODEL}**, a small network trained by "
+            f"this project on handwritten digits, and one digit of its test set. Everything below is computed "
+            f"live by neuronviz; the sidebar's own choice is not used here."
+        )
+
+        st.subheader("1 · The model reads a digit", divider="gray")
+        left, right = st.columns([2, 3], gap="large")
+        with left:
+            components.chart(figures.image_figure(result.clean, title=sample.label, height=300), "tour-1-clean", key="learn.clean")
+        with right:
+            components.chart(
+                figures.prediction_bars(result.probabilities("clean"), names, title="What the model says", true_class=sample.true_class),
+                "tour-1-prediction",
+                key="learn.clean_bars",
+            )
+            st.markdown(
+                f"The network outputs a probability for each of the ten digits. It says **{names[clean]}** with "
+                f"{100 * float(result.probabilities('clean')[clean]):.1f}% confidence, and it is right."
+            )
+
+        st.subheader("2 · An attacker adds a tiny, deliberate change", divider="gray")
+        norm_linf = float(result.report.linf[0])
+        left, middle, right = st.columns(3, gap="medium")
+        with left:
+            amplified = (0.5 + result.perturbation / (2 * max(norm_linf, 1e-8))).clamp(0, 1)
+            components.chart(
+                figures.image_figure(amplified, title="The change (amplified)", height=300), "tour-2-perturbation", key="learn.perturbation"
+            )
+            st.caption("Grey = unchanged; lighter = brighter, darker = dimmer. Stretched so the largest change is visible.")
+        with middle:
+            components.chart(figures.image_figure(result.adversarial, title="Attacked image", height=300), "tour-2-adversarial", key="learn.adv")
+        with right:
+            components.chart(
+                figures.prediction_bars(
+                    result.probabilities("adversarial"), names, title="What the model says now", color_key="adversarial", true_class=sample.true_class
+                ),
+                "tour-2-prediction",
+                key="learn.adv_bars",
+            )
+        st.markdown(
+            f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {steps} times and moved each pixel "
+            f"by at most ε = {format_eps(eps)} of the brightness range. To a person it is still a {names[sample.true_class]}; "
+            f"the network now says **{names[adv]}** with {100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
+            if adv != clean
+            else f"This time the attack did not change the prediction ({names[adv]})."
+        )
+
+        st.subheader("3 · Inside the network: the neurons that voted for the answer go quiet", divider="gray")
+        layer = result.default_layer
+        before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
+        shift = influence_shift(before, after, front=FRONT, tail=TAIL)
+        k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+        st.markdown(
+            f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
+            f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
+            f"The **front** neurons ({k}) push hardest for {names[clean]}, the **tail** neurons ({t}) least. NIP's authors "
+            "observed that attacks suppress the front and lift the tail."
+        )
+        left, right = st.columns(2, gap="large")
+        with left:
+            components.chart(
+                neuron_figures.influence_scatter(before, after, shift, names[clean], after_label="attacked", height=440),
+                "tour-3-scatter",
+                key="learn.scatter",
+            )
+        with right:
+            components.chart(
+                neuron_figures.group_bars(before, after, shift.groups_before, names[clean], after_label="attacked", height=440),
+                "tour-3-bars",
+                key="learn.bars",
+            )
+        st.markdown(
+            f"Here {int(shift.front_suppressed[0])} of the {k} front neurons lost influence and "
+            f"{int(shift.tail_lifted[0])} of the {t} tail neurons gained some; the ranking of all channels before and after "
+            f"correlates at ρ = {float(shift.spearman[0]):.2f} (1 would mean unchanged). Points below the diagonal lost "
+            "influence."
+        )
+
+        st.subheader("4 · Two ways back", divider="gray")
+        nip, pssr = result.restorations["nip-guided"], result.restorations["pssr"]
+        columns = st.columns(2, gap="large")
+        for column, (name, restoration) in zip(columns, [("nip-guided", nip), ("pssr", pssr)]):
+            with column:
+                defense = get_defense(name)
+                predicted = int(restoration.prediction[0])
+                inner = st.columns([2, 3])
+                with inner[0]:
+                    components.chart(figures.image_figure(restoration.restored, title=defense.label.split(" (")[0], height=260), f"tour-4-{name}", key=f"learn.{name}")
+                with inner[1]:
+                    components.chart(
+                        figures.prediction_bars(restoration.probs[0], names, title="After the defence", color_key="restored", true_class=sample.true_class),
+                        f"tour-4-{name}-prediction",
+                        key=f"learn.{name}_bars",
+                    )
+                verdict = "back to" if predicted == clean else "not back to"
+                st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
+        st.markdown(
+            "**NIP** nudges the pixels so that the front neurons fire more and the tail neurons less — the attack's neuron "
+            "shift run backwards. Here it is told which class to restore (the clean prediction), so it is a tool for "
+            "analysis, not a deployable defence. **PSSR** cuts out the pixels the prediction is most sensitive to and "
+            "lets a small network trained for this model paint them back. Both are reconstructions of their papers "
+            "(see *Methods and papers*)."
+        )
+
+        st.subheader("5 · Try it yourself", divider="gray")
+        samples = [s for s in state.samples_for(model) if s.true_class == sample.true_class]
+        example = next(i for i, s in enumerate(samples) if s.id == sample.id)
+        st.button(
+            "Open this example on the Attack page",
+            icon=":material/play_arrow:",
+            on_click=_load_example,
+            args=(sample.id, sample.true_class, example),
+            key="learn.load_example",
+        )
+        st.markdown(
+            "Then change the attack or its strength in the sidebar (press *Run attack*), pick another digit, or upload "
+            "your own model. Pages to visit next:"
+        )
+        links = st.columns(3)
+        links[0].page_link("app_pages/neurons.py", label="Neurons: every layer", icon=":material/hub:")
+        links[1].page_link("app_pages/defences.py", label="Defences: NIP and PSSR in detail", icon=":material/shield:")
+        links[2].page_link("app_pages/filters.py", label="First-layer filters", icon=":material/grid_view:")
+
+
+# -- methods --------------------------------------------------------------------------------------
+
+METHODS = [
+    (
+        "Neuron influence and NIP (neuron-level inverse perturbation)",
+        "Chen, Jin, Zheng, Chen, Liu — *NIP: Neuron-level Inverse Perturbation Against Adversarial Attacks*, "
+        "[arXiv:2112.13060](https://arxiv.org/abs/2112.13060) (v3: IEEE TDSC, 2024).",
+        r"I_j(x) = a_j(x)\cdot\frac{\partial z_c(x)}{\partial a_j(x)},\qquad "
+        r"L(x)=\sum_{j\in\mathrm{front}}a_j(x)-\sum_{j\in\mathrm{tail}}a_j(x),\qquad "
+        r"x \leftarrow \mathrm{clip}\Big(x + s\,\tfrac{\nabla_x L}{\sqrt{\mathrm{mean}(\nabla_x L^2)}+10^{-5}}\Big)",
+        "Influence is activation × gradient of the benign class's logit (certain, from the authors' code); neurons are "
+        "ranked into front (most influence), middle and tail (least). The defence ascends L. Per channel (spatial sum) "
+        "by default; one forward and one backward pass give every layer at once.",
+        ["nip-oracle", "nip-guided", "nip-reactive"],
+        "Neurons, Defences, Attack (ε sweep)",
+    ),
+    (
+        "Neuron sensitivity and SNS training",
+        "Zhang, Liu, Liu et al. — *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with Neuron "
+        "Sensitivity*, IEEE TIP 30:1291–1304 (2021), [arXiv:1909.06978](https://arxiv.org/abs/1909.06978).",
+        r"\sigma_{l,m}=\frac{1}{N}\sum_{i=1}^{N}\frac{\lVert F_{l,m}(x_i)-F_{l,m}(x'_i)\rVert_1}{\dim F_{l,m}}",
+        "How much channel m of layer l moves between a clean image and its attacked version. The SNS-trained model "
+        "(digits-cnn-sns) is a **reconstruction**: the paper's loss is not published in what could be read; ours "
+        "adds the mean sensitivity of the top 10% channels per layer (λ = 1) to a half-clean, half-adversarial "
+        "cross-entropy.",
+        [],
+        "Sensitivity",
+    ),
+    (
+        "Fragile and robust first-layer filters (nodal dropout)",
+        "Pravin, Martino, Nicosia, Ojha — *Adversarial Robustness in Deep Learning: Attacks on Fragile Neurons*, "
+        "ICANN 2021, [arXiv:2201.12347](https://arxiv.org/abs/2201.12347).",
+        r"T(i)=\frac{\operatorname{mean}\lvert a_i(x')-a_i(x)\rvert}{\operatorname{mean}\lvert a_i(x)\rvert},\qquad "
+        r"a_i \leftarrow a_i\,(1\pm\beta r_i)",
+        "Each first-layer filter is dropped in turn (its output channel zeroed) and clean and FGSM accuracy are "
+        "measured; the attack's targeting T ranks the filters it hits. Filters whose removal changes adversarial "
+        "accuracy most and that are targeted most are fragile. No code is public: the scoring and the "
+        "compress/amplify rule (fragile × (1 + β·r), robust × (1 − β·r), β = 0.2) are a **reconstruction**.",
+        [],
+        "First-layer filters",
+    ),
+    (
+        "PSSR: pixel surgery and semantic regeneration",
+        "Fu, Zhou, Ma, Zhang — *Adversarial Purification via Pixel Surgery and Semantic Regeneration*, "
+        "[arXiv:2402.00304](https://arxiv.org/abs/2402.00304) (2024).",
+        r"S=\sum_{\text{channels}}\Big\lvert\frac{\partial p_c(x')}{\partial x'}\Big\rvert,\qquad "
+        r"M_s=[S\ge\alpha\,\overline{S}],\qquad x_s=(1-M_s)\odot x',\qquad \hat x=G(x_s,M_s)",
+        "Remove the salient pixels, keep the rest, regenerate with a small conditional U-Net trained per embedded "
+        "model. No code is public: score, mask, regenerator and losses are this project's **reconstruction** of the "
+        "abstract; a model without a trained regenerator gets a non-learned inpainting, and the page says so.",
+        ["pssr"],
+        "Defences, Attack",
+    ),
+]
+
+with methods_tab:
+    st.markdown(
+        "neuronviz reproduces four papers. Where a paper's text could not be checked, the dashboard implements the "
+        "best-supported reading and says **reconstruction**, with its defaults as parameters you can change."
+    )
+    for title, paper, formula, text, defence_names, where in METHODS:
+        st.subheader(title, divider="gray")
+        st.markdown(paper)
+        st.latex(formula)
+        st.markdown(text)
+        for name in defence_names:
+            defense = get_defense(name)
+            with st.expander(f"{defense.label}: defaults and what is reconstructed"):
+                st.markdown(defense.description)
+                st.markdown(f"**Reconstruction:** {defense.reconstruction or 'none'}")
+                st.dataframe(
+                    [{"parameter": p.name, "default": str(p.default), "meaning": p.help} for p in defense.params],
+                    hide_index=True,
+                )
+        st.caption(f"Where in the dashboard: {where}.")
+    st.subheader("Attacks and attributions", divider="gray")
+    st.markdown(
+        "Attacks come from [torchattacks](https://github.com/Harry24k/adversarial-attacks-pytorch) (Kim, 2020, "
+        "arXiv:2010.01950) on pixel images in [0, 1] with the normalisation inside the model; each attack's own paper "
+        "is named next to it in the sidebar. Input attributions (saliency, integrated gradients, Grad-CAM) and the "
+        "alternative neuron-influence methods (conductance, internal influence) come from "
+        "[Captum](https://captum.ai) (Kokhlikyan et al., 2020, arXiv:2009.07896)."
+    )
+    st.dataframe(
+        [{"attack": a.label, "norm": a.norm or "—", "paper": a.paper} for a in map(get_attack, ["fgsm", "pgd", "cw", "deepfool", "square"])],
+        hide_index=True,
+    )
