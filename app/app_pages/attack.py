@@ -1,6 +1,272 @@
-"""Placeholder while the page is built (issue 7)."""
+"""Attack: the image before and after the attack and both restorations, the attack's trajectory,
+and how prediction and the front/tail ranking move with the attack's budget (ε sweep)."""
 
+import numpy as np
 import streamlit as st
 
-st.title("attack")
-st.info("This page is being built.")
+from app import analysis, components
+from neuronviz import figures
+from neuronviz.attacks import format_eps, get_attack
+from neuronviz.figures import attack as attack_figures
+from neuronviz.sweep import DEFAULT_FRONT, DEFAULT_TAIL, eps_sweep
+
+#: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
+SWEEP_POINTS = 9
+IMAGE_HEIGHT = 250
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def _cached_figure(builder_name: str, key: str, _builder, _args: tuple, _kwargs: dict):
+    return _builder(*_args, **_kwargs)
+
+
+def figure(builder, *args, **kwargs):
+    """``builder(*args, **kwargs)``, built once per content of the arguments.
+
+    Building a plotly figure costs 25–150 ms here (the explicit template is deep-copied and
+    validated), so a page of 13 figures would spend most of a rerun rebuilding identical ones.
+    Figures are kept by ``st.cache_resource`` (not copied): they are only read, by ``st.plotly_chart``.
+    """
+    name = f"{builder.__module__}.{builder.__qualname__}"
+    return _cached_figure(name, analysis.digest(*args, **kwargs), builder, args, kwargs)
+
+
+selection = components.require_selection()
+st.title("Attack")
+result = components.current_analysis(selection)
+if result is None:
+    st.stop()
+
+model = selection.model
+names = model.class_names
+true_class = selection.true_class
+info = get_attack(result.choice.attack)
+benign = result.benign_class
+report = result.report
+
+
+def _share(p: float) -> str:
+    return f"{100 * p:.1f}%"
+
+
+def clean_verdict() -> str:
+    p = result.probabilities("clean")
+    predicted = int(p.argmax())
+    if true_class is None:
+        judged = "true class unknown"
+    elif predicted == true_class:
+        judged = ":green[correct]"
+    else:
+        judged = f":red[wrong: the true class is {names[true_class]}]"
+    return f"**{names[predicted]}** · {_share(float(p[predicted]))} · {judged}"
+
+
+def adversarial_verdict(probs, success: bool, target) -> str:
+    predicted = int(probs.argmax())
+    if target is not None:
+        judged = f":red[reached target {names[target]}]" if success else f":green[missed target {names[target]}]"
+    else:
+        judged = ":red[fooled]" if success else ":green[not fooled]"
+    return f"**{names[predicted]}** · {_share(float(probs[predicted]))} · {judged}"
+
+
+def restored_verdict(condition: str) -> str:
+    p = result.probabilities(condition)
+    predicted = int(p.argmax())
+    judged = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+    return f"**{names[predicted]}** · {_share(float(p[predicted]))} · {judged}"
+
+
+def bars(probs, color_key: str, key: str, title: str = "Top-5") -> None:
+    components.chart(
+        figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class),
+        f"top5-{key}",
+        key=f"attack.bars.{key}",
+    )
+
+
+target = int(report.target[0]) if report.target is not None else None
+st.markdown(
+    f"**{result.choice.describe(model)}** on {selection.image_request.label}. Benign class "
+    f"**{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed toward it."
+)
+total = sum(result.seconds.values())
+parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
+st.caption(
+    f":material/timer: The analysis took {total:.2f} s ({parts}). Rerunning with the same model, image "
+    "and attack reads it from the cache instead of recomputing it."
+)
+
+# -- the five panels ------------------------------------------------------------------------------
+delta = result.perturbation
+amplification = attack_figures.perturbation_amplification(delta)
+color_range = attack_figures.perturbation_range(delta)
+columns = st.columns(5, gap="small")
+with columns[0]:
+    components.chart(
+        figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
+        "clean-image",
+        key="attack.image.clean",
+    )
+    bars(result.probabilities("clean"), "clean", "clean")
+    st.markdown(clean_verdict())
+with columns[1]:
+    components.chart(
+        figure(
+            attack_figures.perturbation_figure, delta, title=f"Perturbation ×{amplification:.3g}", height=IMAGE_HEIGHT
+        ),
+        "perturbation",
+        key="attack.image.perturbation",
+    )
+    linf = float(report.linf[0])
+    st.markdown(
+        f"**Norms** (pixel units)  \nL0 **{int(report.l0[0])}** px of {delta.shape[-1] * delta.shape[-2]}  \n"
+        f"L2 **{float(report.l2[0]):.3f}**  \nL∞ **{format_eps(linf)}**"
+    )
+    st.caption(
+        f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
+        "vermillion = brighter, green = darker, white = unchanged."
+    )
+with columns[2]:
+    components.chart(
+        figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
+        "adversarial-image",
+        key="attack.image.adversarial",
+    )
+    bars(result.probabilities("adversarial"), "adversarial", "adversarial")
+    st.markdown(adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target))
+for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
+    with column:
+        components.chart(
+            figure(figures.image_figure, result.image(condition), title=f"{title} restored", height=IMAGE_HEIGHT),
+            f"{condition}-restored-image",
+            key=f"attack.image.{condition}",
+        )
+        bars(result.probabilities(condition), "restored", condition)
+        st.markdown(restored_verdict(condition))
+st.caption(
+    "Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
+    "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
+    "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
+)
+
+# -- the attack's trajectory ------------------------------------------------------------------------
+st.subheader("The attack's trajectory", divider="gray")
+trace = report.trace
+if trace is None:
+    st.info(f"{info.label} records no per-step trace: there is no trajectory to draw.", icon=":material/info:")
+elif trace.loss.shape[0] < 2:
+    st.info(
+        f"{info.label} is a single step: no trajectory to draw (its one forward pass had a cross-entropy of "
+        f"{float(trace.loss[0, 0]):.3f} nats to the {'target' if report.targeted else 'true'} class).",
+        icon=":material/info:",
+    )
+else:
+    if trace.unit != "step":
+        st.caption(
+            f"{info.label} is not a plain gradient iteration: each point is one forward pass of the attack "
+            "through the model, not one iteration."
+        )
+    components.chart(
+        figure(attack_figures.trajectory_figure, trace, names, benign_class=benign, targeted=report.targeted),
+        "attack-trajectory",
+        key="attack.trajectory",
+    )
+    direction = (
+        "falls as the image moves toward the target" if report.targeted else "rises as the image moves away from it"
+    )
+    st.caption(
+        f"Top: cross-entropy to the {'target' if report.targeted else 'true'} class, which {direction}. Bottom: "
+        f"the predicted class at each {trace.unit}, green while it is still the benign class "
+        f"{names[benign]}; the dotted line marks the first {trace.unit} that leaves it."
+        + (" The trace was truncated (too many passes)." if trace.truncated else "")
+    )
+
+# -- the ε sweep ----------------------------------------------------------------------------------------
+st.subheader("Attack strength: the ε sweep", divider="gray")
+if info.budget_param is None:
+    st.info(
+        f"{info.label} has no budget parameter (it looks for its own perturbation size), so there is no ε to sweep. "
+        "Choose FGSM, PGD, BIM, MI-FGSM, … in the sidebar.",
+        icon=":material/info:",
+    )
+    st.stop()
+
+budget = info.param(info.budget_param)
+chosen = float(result.params[info.budget_param])
+top = 2 * chosen if chosen > 0 else 2 * float(budget.default_for(model))
+if budget.high is not None:
+    top = min(top, float(budget.high))
+eps_values = sorted({round(float(v), 6) for v in np.linspace(0.0, top, SWEEP_POINTS)} | {round(chosen, 6)})
+
+
+def eps_label(value: float) -> str:
+    return format_eps(value) if budget.pixel_scale else f"{value:.4g}"
+
+
+with st.spinner(f"Running {info.label} at {len(eps_values)} budgets and one influence pass…"):
+    sweep = analysis.attempt(
+        analysis.memo,
+        eps_sweep,
+        model,
+        selection.image,
+        info.name,
+        result.params,
+        eps_values,
+        labels=true_class,
+        target=result.choice.target,
+        seed=result.choice.seed,
+        layer=result.default_layer,
+    )
+if sweep is None:
+    st.stop()
+
+values = [float(v) for v in sweep.eps.tolist()]
+chart_column, detail_column = st.columns([3, 2], gap="large")
+with detail_column:
+    selected = st.select_slider(
+        f"{info.budget_param} (budget)",
+        options=values,
+        value=values[sweep.index(chosen)],
+        format_func=eps_label,
+        key=f"attack.eps.{info.name}.{chosen:.6g}",
+        help="Every value was computed once, together; moving the slider only shows another one.",
+    )
+    index = sweep.index(selected)
+    image_column, bars_column = st.columns([2, 3], gap="small")
+    with image_column:
+        components.chart(
+            figure(
+                figures.image_figure,
+                sweep.adversarial[index : index + 1],
+                title=f"ε = {selected:.3g}",
+                height=IMAGE_HEIGHT,
+            ),
+            "sweep-image",
+            key="attack.sweep.image",
+        )
+    with bars_column:
+        bars(sweep.probs[index], "adversarial" if bool(sweep.success[index]) else "clean", "sweep")
+    st.markdown(adversarial_verdict(sweep.probs[index], bool(sweep.success[index]), target))
+    st.markdown(
+        f"At `{sweep.layer}`: front overlap **{float(sweep.front_overlap[index]):.2f}**, Spearman ρ "
+        f"**{float(sweep.spearman[index]):.3f}**; mean influence change of the front neurons "
+        f"**{float(sweep.front_influence_change[index]):+.3g}**, "
+        f"of the tail **{float(sweep.tail_influence_change[index]):+.3g}**."
+    )
+with chart_column:
+    components.chart(
+        figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen),
+        "eps-sweep",
+        key="attack.sweep.chart",
+    )
+st.caption(
+    f"{len(values)} budgets from 0 to 2× the chosen {info.budget_param} = {eps_label(chosen)} "
+    f"(capped at the attack's maximum), the other parameters as chosen and the same seed {result.choice.seed}. "
+    f"Top: probability of the benign class {names[benign]}; a cross marks a budget where the attack succeeds. "
+    f"Bottom: how much of the clean image's front (top {DEFAULT_FRONT:.0%} of the channels of `{sweep.layer}` by "
+    f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
+    f"clean image's (tail: bottom {DEFAULT_TAIL:.0%}). Computed in {sum(sweep.seconds.values()):.2f} s "
+    f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
+    "cached: the slider recomputes nothing."
+)

@@ -1,6 +1,353 @@
-"""Placeholder while the page is built (issue 7)."""
+"""Defences: NIP in its three modes and PSSR on the current adversarial image, next to each other,
+with their parameters (from each defence's schema), NIP's steps, PSSR's surgery, and the numbers
+that decide success."""
 
 import streamlit as st
 
-st.title("defences")
-st.info("This page is being built.")
+from app import analysis, components
+from neuronviz import figures
+from neuronviz.defenses import get_defense, restore
+from neuronviz.errors import NeuronvizError
+from neuronviz.figures import attack as attack_figures
+from neuronviz.schema import Param
+
+#: The defences shown, in order, with names that say what each one needs and is.
+DEFENCES = {
+    "nip-guided": "NIP guided (needs the benign class — analysis tool)",
+    "nip-oracle": "NIP oracle (authors' procedure — uses the benign image)",
+    "nip-reactive": "NIP reactive (label-free reconstruction; weak, see docs/defences.md numbers)",
+    "pssr": "PSSR (pixel surgery + semantic regeneration — reconstruction)",
+}
+SHORT = {"nip-guided": "NIP guided", "nip-oracle": "NIP oracle", "nip-reactive": "NIP reactive", "pssr": "PSSR"}
+IMAGE_HEIGHT = 240
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def _cached_figure(builder_name: str, key: str, _builder, _args: tuple, _kwargs: dict):
+    return _builder(*_args, **_kwargs)
+
+
+def figure(builder, *args, **kwargs):
+    """``builder(*args, **kwargs)``, built once per content of the arguments (building a plotly
+    figure costs tens of ms: the template is deep-copied and validated). Figures are only read."""
+    name = f"{builder.__module__}.{builder.__qualname__}"
+    return _cached_figure(name, analysis.digest(*args, **kwargs), builder, args, kwargs)
+
+
+selection = components.require_selection()
+st.title("Defences")
+result = components.current_analysis(selection)
+if result is None:
+    st.stop()
+
+model = selection.model
+names = model.class_names
+benign = result.benign_class
+adversarial_prediction = result.prediction("adversarial")
+model_key = model.content_hash[:12]
+
+
+def applied_key(name: str) -> str:
+    return f"defences.applied.{name}.{model_key}"
+
+
+def applied(name: str) -> dict:
+    """The parameters last submitted for a defence on this model ({} = the schema's defaults)."""
+    return dict(st.session_state.get(applied_key(name), {}))
+
+
+def param_widget(param: Param, name: str, current: dict):
+    key = f"defences.{name}.{param.name}.{model_key}"
+    default = param.default_for(model)
+    if param.name in current:
+        try:  # a kept value the schema refuses is shown as the default (the run below reports it)
+            default = param.validate(current[param.name], name)
+        except NeuronvizError:
+            pass
+    label = param.name.replace("_", " ")
+    help_text = param.help + (f" ({param.unit})" if param.unit else "")
+    if param.kind == "layer":
+        options = ["", *result.layers]
+        return st.selectbox(
+            label,
+            options,
+            index=options.index(default) if default in options else 0,
+            key=key,
+            help=help_text,
+            format_func=lambda layer: f"default ({result.default_layer})" if layer == "" else layer,
+        )
+    if param.kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=help_text)
+    if param.kind == "choice":
+        choices = list(param.choices)
+        return st.selectbox(
+            label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text
+        )
+    if param.kind == "int":
+        return int(
+            st.number_input(
+                label,
+                min_value=None if param.low is None else int(param.low),
+                max_value=None if param.high is None else int(param.high),
+                value=int(default),
+                step=1,
+                key=key,
+                help=help_text,
+            )
+        )
+    return float(
+        st.number_input(
+            label,
+            min_value=None if param.low is None else float(param.low),
+            max_value=None if param.high is None else float(param.high),
+            value=float(default),
+            format="%.4f",
+            key=key,
+            help=help_text,
+        )
+    )
+
+
+def parameter_form(name: str) -> None:
+    """The defence's parameters in a form; a submission is validated by the defence's schema and
+    kept only when valid (an invalid one leaves the last good parameters and says why)."""
+    defense = get_defense(name)
+    current = applied(name)
+    with st.form(f"defences.form.{name}", border=False, enter_to_submit=False):
+        values = {param.name: param_widget(param, name, current) for param in defense.params}
+        submitted = st.form_submit_button("Restore", icon=":material/healing:", width="stretch")
+    if submitted:
+        try:
+            defense.resolve(values, model)
+        except NeuronvizError as error:
+            st.error(f"Parameters not changed: {error}", icon=":material/error:")
+        else:
+            st.session_state[applied_key(name)] = values
+
+
+def run(name: str):
+    """The defence's restoration of the adversarial image (cached), or None with a message."""
+    defense = get_defense(name)
+    params = applied(name)
+    if name in result.restorations:
+        try:
+            same = defense.resolve(params, model) == result.restorations[name].params
+        except NeuronvizError:
+            same = False  # restore() below reports the problem
+        if same:  # the analysis already has it (the Attack page shows the same result)
+            return result.restorations[name]
+    return analysis.attempt(
+        analysis.memo,
+        restore,
+        model,
+        result.adversarial,
+        name,
+        params,
+        target=benign if defense.needs_target else None,
+        reference=result.clean if defense.needs_reference else None,
+    )
+
+
+st.markdown(
+    f"Each defence restores the adversarial image of the current analysis "
+    f"(**{result.choice.describe(model)}**), predicted **{names[adversarial_prediction]}**. Success means the "
+    f"restored image is predicted as the benign class **{names[benign]}** (the clean prediction)."
+)
+with st.expander("The clean and the adversarial image", icon=":material/compare:"):
+    left, right, _ = st.columns([1, 1, 2])
+    with left:
+        components.chart(
+            figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
+            "clean-image",
+            key="defences.clean",
+        )
+    with right:
+        components.chart(
+            figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
+            "adversarial-image",
+            key="defences.adversarial",
+        )
+
+# -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
+restorations: dict = {}
+row = dict(gap="medium")
+for column, label in zip(st.columns(len(DEFENCES), **row), DEFENCES.values()):
+    column.markdown(f"##### {label}")
+for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
+    with column, st.expander("Parameters", icon=":material/tune:"):
+        parameter_form(name)
+for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
+    with column:
+        with st.spinner(f"Running {SHORT[name]}…"):
+            restorations[name] = run(name)
+        if restorations[name] is not None:
+            components.chart(
+                figure(
+                    figures.image_figure,
+                    restorations[name].restored[:1],
+                    title=f"{SHORT[name]} restored",
+                    height=IMAGE_HEIGHT,
+                ),
+                f"{name}-restored",
+                key=f"defences.image.{name}",
+            )
+for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
+    restoration = restorations[name]
+    if restoration is None:
+        continue
+    with column:
+        components.chart(
+            figure(
+                attack_figures.panel_bars,
+                restoration.probs[0],
+                names,
+                title="Top-5",
+                color_key="restored",
+                true_class=selection.true_class,
+            ),
+            f"{name}-top5",
+            key=f"defences.bars.{name}",
+        )
+        predicted = int(restoration.prediction[0])
+        confidence = float(restoration.probs[0, predicted])
+        verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+        st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
+for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
+    defense, restoration = get_defense(name), restorations[name]
+    with column:
+        if restoration is not None:
+            for note in restoration.notes:
+                st.caption(note)
+            st.caption(f":material/timer: {restoration.seconds:.3f} s")
+        st.caption(f"Paper: {defense.paper}")
+        st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
+
+# -- NIP's steps --------------------------------------------------------------------------------------------
+st.subheader("NIP's steps", divider="gray")
+guided_column, other_column = st.columns([3, 2], gap="large")
+with guided_column:
+    guided = restorations.get("nip-guided")
+    if guided is not None:
+        components.chart(
+            figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
+            "nip-guided-steps",
+            key="defences.nip.steps",
+        )
+        st.caption(
+            "Top: the objective NIP ascends, Σ activation of the front neurons − Σ of the tail neurons at the "
+            f"layer, re-ranked at every step. Bottom: the predicted class, green once it is the benign class "
+            f"{names[benign]}; the dotted line marks that step (the image stops moving there)."
+        )
+with other_column:
+    oracle = restorations.get("nip-oracle")
+    if oracle is not None:
+        sign = float(oracle.trace["sign"][0, 0])
+        st.markdown(
+            f"**NIP oracle**: one move of the benign image's direction, sign **{'+' if sign > 0 else '−'}** "
+            + (
+                "(+s·g restored the benign prediction)."
+                if sign > 0
+                else "(+s·g did not restore the benign prediction, so −s·g was used)."
+            )
+            + f" Benign objective {float(oracle.trace['benign_objective'][0, 0]):.4g}."
+        )
+    reactive = restorations.get("nip-reactive")
+    if reactive is not None:
+        st.markdown("**NIP reactive**: the candidate classes it tried, scored by their restored influence profile")
+        st.dataframe(
+            attack_figures.candidate_rows(reactive, names),
+            hide_index=True,
+            width="stretch",
+            column_config={"cosine score": st.column_config.NumberColumn(format="%.4f")},
+            key="defences.nip.candidates",
+        )
+        components.chart(
+            figure(
+                attack_figures.reactive_scores_figure,
+                reactive,
+                names,
+                title="NIP reactive: candidate scores",
+                height=300,
+            ),
+            "nip-reactive-scores",
+            key="defences.nip.scores",
+        )
+        st.caption(
+            "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
+            "influence profile is closest (cosine) to its profile on benign training images wins. On digits-cnn "
+            "adversarial profiles match their adversarial class about as well, which is why this mode is weak."
+        )
+
+# -- PSSR -----------------------------------------------------------------------------------------------------
+st.subheader("PSSR: surgery and regeneration", divider="gray")
+pssr = restorations.get("pssr")
+if pssr is not None:
+    score, mask, surgery = pssr.extras["score"][:1], pssr.extras["mask"][:1], pssr.extras["surgery"][:1]
+    panels = st.columns(4, gap="small")
+    with panels[0]:
+        components.chart(
+            figure(attack_figures.score_map_figure, score, title="Salient score", height=IMAGE_HEIGHT),
+            "pssr-score",
+            key="defences.pssr.score",
+        )
+    with panels[1]:
+        components.chart(
+            figure(attack_figures.mask_figure, result.adversarial, mask, height=IMAGE_HEIGHT),
+            "pssr-mask",
+            key="defences.pssr.mask",
+        )
+    with panels[2]:
+        components.chart(
+            figure(figures.image_figure, surgery, title="Removed pixels (surgery)", height=IMAGE_HEIGHT),
+            "pssr-surgery",
+            key="defences.pssr.surgery",
+        )
+    with panels[3]:
+        components.chart(
+            figure(figures.image_figure, pssr.restored[:1], title="Regenerated", height=IMAGE_HEIGHT),
+            "pssr-regenerated",
+            key="defences.pssr.regenerated",
+        )
+    st.caption(
+        f"Score: |∂p/∂x| of the predicted class's probability, summed over colour channels. Mask: pixels whose score "
+        f"is at least α = {pssr.params['alpha']:g} × the mean score are removed (vermillion). Surgery: the adversarial "
+        "image with them set to 0. Regenerated: the network trained for this model (or, without one, the named "
+        "inpainting fallback) fills them in. " + " ".join(pssr.notes)
+    )
+
+# -- the numbers ----------------------------------------------------------------------------------------------
+st.subheader("The numbers that decide success", divider="gray")
+true_text = (
+    f"; true class **{names[selection.true_class]}**" if selection.true_class is not None else "; true class unknown"
+)
+st.markdown(
+    f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
+    f"**{names[adversarial_prediction]}**."
+)
+rows = attack_figures.decision_rows(
+    result.clean,
+    result.adversarial,
+    result.probabilities("adversarial"),
+    benign,
+    {SHORT[name]: restorations.get(name) for name in DEFENCES},
+    names,
+)
+distance = st.column_config.NumberColumn(format="%.4f")
+st.dataframe(
+    rows,
+    hide_index=True,
+    width="stretch",
+    key="defences.numbers",
+    column_config={
+        "confidence (%)": st.column_config.NumberColumn(format="%.1f"),
+        "= benign": st.column_config.CheckboxColumn("= benign"),
+        "L∞ to clean": distance,
+        "L2 to clean": distance,
+        "L∞ to adversarial": distance,
+        "L2 to adversarial": distance,
+    },
+)
+st.caption(
+    "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
+    "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."
+)
