@@ -94,7 +94,7 @@ def test_a_small_batch_shows_the_librarys_numbers(counted):
     assert frame.equals(expected.to_frame(model.class_names))
     assert plotly_titles(at) == ["Accuracy with and without defences", "Accuracy per true class"]
     accuracy = json.loads(at.get("plotly_chart")[0].proto.spec)
-    restored = next(t for t in accuracy["data"] if t["name"] == "attacked images, after the defence")
+    restored = next(t for t in accuracy["data"] if t["name"] == "attacked, after the defence")
     assert restored["y"][1] == pytest.approx(100 * summary.accuracy_after["nip-guided"])
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
     assert any("the first 10 of the 360 images of the digits test split" in c.value for c in at.caption)
@@ -147,3 +147,25 @@ def test_a_changed_attack_hides_the_stale_result(counted):
     at.session_state["analysis.attack_choice.1"] = AttackChoice.make("fgsm", {})
     at.run()
     assert len(at.dataframe) == 0 and any("changed since the last batch" in i.value for i in at.info)
+
+
+def test_other_models_are_evaluated_on_the_samples_with_a_known_class(counted):
+    from app.analysis import AttackChoice
+
+    at = open_page(PAGE)  # on this page: others would analyse resnet18 when it is chosen
+    # no attack: the adversarial image is the clean one, so NIP stops at once (resnet18 is slow on a CPU)
+    at.session_state["analysis.attack_choice.3"] = AttackChoice.make("none", {})
+    at.selectbox(key="model_name").set_value("resnet18").run()  # random initialisation offline
+    assert_healthy(at)
+    assert len(at.slider) == 0
+    count = at.number_input(key="batch.n")
+    assert (count.value, count.min, count.max) == (1, 1, 1)
+    assert any("sample image whose class resnet18 knows" in c.value for c in at.caption)
+    [button] = [b for b in at.button if b.label == "Run batch"]
+    button.click()
+    at.run()
+    assert_healthy(at)
+    assert errors(at) == [] and counted == [1]
+    frame = at.dataframe[0].value
+    assert frame["image"].tolist() == ["photo-chelsea"] and frame["label"].tolist() == ["tabby"]
+    assert _metrics(at)["Attack success"] == "0.0%" and _metrics(at)["DSR · PSSR"] == "n/a"

@@ -10,7 +10,7 @@ import torch
 
 from neuronviz.batch import BatchResult
 from neuronviz.errors import InputError
-from neuronviz.figures import PALETTE
+from neuronviz.figures import PALETTE, TEMPLATE
 from neuronviz.figures.batch import DEFENCE_PATTERNS, accuracy_figure, per_class_figure
 
 NAMES = ["zero", "one", "two", "three"]
@@ -61,25 +61,25 @@ def test_accuracy_figure_holds_the_summary_in_groups(result):
     s = result.summary()
     fig = accuracy_figure(s)
     by_name = {t.name: t for t in fig.data}
-    assert list(by_name) == ["clean images", "attacked images", "attacked images, after the defence"]
+    assert list(by_name) == ["clean images", "attacked, no defence", "attacked, after the defence"]
     groups = ["no defence", "NIP (guided)", "PSSR"]
     assert all(list(t.x) == groups for t in fig.data)
     assert list(by_name["clean images"].y) == pytest.approx([100 * 5 / 6, 100 * 5 / 6, 100 * 5 / 6])
-    assert by_name["attacked images"].y[0] == pytest.approx(100 * 2 / 6)
-    assert by_name["attacked images"].y[1:] == (None, None)
-    assert by_name["attacked images, after the defence"].y[0] is None
-    assert list(by_name["attacked images, after the defence"].y[1:]) == pytest.approx([100 * 4 / 6, 100.0])
-    assert list(by_name["attacked images, after the defence"].text) == ["", "67%", "100%"]
+    assert by_name["attacked, no defence"].y[0] == pytest.approx(100 * 2 / 6)
+    assert by_name["attacked, no defence"].y[1:] == (None, None)
+    assert by_name["attacked, after the defence"].y[0] is None
+    assert list(by_name["attacked, after the defence"].y[1:]) == pytest.approx([100 * 4 / 6, 100.0])
+    assert list(by_name["attacked, after the defence"].text) == ["", "67%", "100%"]
     # colours from the palette, by meaning
     assert by_name["clean images"].marker.color == PALETTE["clean"]
-    assert by_name["attacked images"].marker.color == PALETTE["adversarial"]
-    assert by_name["attacked images, after the defence"].marker.color == PALETTE["restored"]
+    assert by_name["attacked, no defence"].marker.color == PALETTE["adversarial"]
+    assert by_name["attacked, after the defence"].marker.color == PALETTE["restored"]
     # the two attacked series share a slot: two bars per group, not three
-    assert by_name["attacked images"].offsetgroup == by_name["attacked images, after the defence"].offsetgroup
-    assert by_name["clean images"].offsetgroup != by_name["attacked images"].offsetgroup
+    assert by_name["attacked, no defence"].offsetgroup == by_name["attacked, after the defence"].offsetgroup
+    assert by_name["clean images"].offsetgroup != by_name["attacked, no defence"].offsetgroup
     assert fig.layout.barmode == "group" and fig.layout.showlegend
     assert fig.layout.yaxis.title.text == "Accuracy (% of images)" and "6 images" in fig.layout.xaxis.title.text
-    assert fig.layout.template == pio.templates["plotly_white"] and fig.layout.font.size >= 12
+    assert fig.layout.template == pio.templates[TEMPLATE] and fig.layout.font.size >= 12
     assert fig.layout.title.text == "Accuracy with and without defences"
 
 

@@ -52,8 +52,8 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
     fig = go.Figure()
     series = (
         ("clean images", clean, PALETTE["clean"], "clean"),
-        ("attacked images", attacked, PALETTE["adversarial"], "attacked"),
-        ("attacked images, after the defence", restored, PALETTE["restored"], "attacked"),
+        ("attacked, no defence", attacked, PALETTE["adversarial"], "attacked"),
+        ("attacked, after the defence", restored, PALETTE["restored"], "attacked"),
     )
     for name, values, colour, group in series:
         if all(v is None for v in values):
