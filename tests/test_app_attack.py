@@ -166,6 +166,31 @@ def test_attack_without_budget_says_there_is_no_sweep():
     assert "Adversarial" in plotly_titles(at)
 
 
+def test_targeted_attack_is_judged_by_its_target(first_digit):
+    model, _, _ = first_digit
+    at = open_page(ATTACK)
+    at.sidebar.selectbox(key=f"attack_target:{_model_key(model)}").set_value(3)
+    submit_attack(at, eps=0.3)  # PGD stays; the target is part of the same form
+    assert errors(at) == []
+    # ε = 0.3 is ample: the adversarial panel and the ε view (at the chosen ε) both reach 3.
+    verdicts = [m for m in _markdown(at) if "target 3]" in m]
+    assert len(verdicts) == 2 and all(m.startswith("**3** · ") and ":red[reached target 3]" in m for m in verdicts)
+    assert any("CE to target" in str(spec["layout"]) for spec in _charts(at)["Attack trajectory"])
+
+
+def test_a_long_sweep_waits_for_a_click():
+    at = open_page(ATTACK)
+    at.session_state["attack.auto_sweep_seconds"] = 0.0  # as if the model were large
+    at.run()
+    assert not at.exception and not at.select_slider
+    assert any("more budgets" in i.value for i in at.main.info)
+    assert "Adversarial" in plotly_titles(at)  # the rest of the page is there
+    at.button(key="attack.sweep.run").click().run()
+    assert not at.exception and len(at.select_slider) == 1
+    at.run()  # the click is remembered for this sweep
+    assert len(at.select_slider) == 1
+
+
 # -- Defences page ----------------------------------------------------------------------------------
 
 

@@ -12,6 +12,9 @@ from neuronviz.sweep import DEFAULT_FRONT, DEFAULT_TAIL, eps_sweep
 
 #: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
 SWEEP_POINTS = 9
+#: A sweep expected to take longer (from the attack's own time) waits for a click; a session may
+#: set its own limit in ``st.session_state["attack.auto_sweep_seconds"]``.
+AUTO_SWEEP_SECONDS = 10.0
 IMAGE_HEIGHT = 250
 
 
@@ -204,20 +207,24 @@ def eps_label(value: float) -> str:
     return format_eps(value) if budget.pixel_scale else f"{value:.4g}"
 
 
-with st.spinner(f"Running {info.label} at {len(eps_values)} budgets and one influence pass…"):
-    sweep = analysis.attempt(
-        analysis.memo,
-        eps_sweep,
-        model,
-        selection.image,
-        info.name,
-        result.params,
-        eps_values,
-        labels=true_class,
-        target=result.choice.target,
-        seed=result.choice.seed,
-        layer=result.default_layer,
+sweep_args = (model, selection.image, info.name, result.params, eps_values)
+sweep_kwargs = {"labels": true_class, "target": result.choice.target, "seed": result.choice.seed}
+sweep_kwargs["layer"] = result.default_layer
+# Every budget is one more attack: on a large model that is long, so it waits for a click there.
+estimate = report.seconds * sum(1 for value in eps_values if value > 0)
+requested: set = st.session_state.setdefault("attack.sweeps_requested", set())
+sweep_key = analysis.digest(*sweep_args, **sweep_kwargs)
+if estimate > st.session_state.get("attack.auto_sweep_seconds", AUTO_SWEEP_SECONDS) and sweep_key not in requested:
+    st.info(
+        f"The sweep runs {info.label} at {len(eps_values) - 1} more budgets: about {estimate:.0f} s on this model "
+        f"(the attack above took {report.seconds:.1f} s).",
+        icon=":material/hourglass:",
     )
+    if not st.button("Run the ε sweep", icon=":material/play_arrow:", key="attack.sweep.run"):
+        st.stop()
+    requested.add(sweep_key)
+with st.spinner(f"Running {info.label} at {len(eps_values)} budgets and one influence pass (about {estimate:.0f} s)…"):
+    sweep = analysis.attempt(analysis.memo, eps_sweep, *sweep_args, **sweep_kwargs)
 if sweep is None:
     st.stop()
 

@@ -170,7 +170,7 @@ with st.expander("The clean and the adversarial image", icon=":material/compare:
 
 # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
 restorations: dict = {}
-row = dict(gap="medium")
+row = {"gap": "medium"}
 for column, label in zip(st.columns(len(DEFENCES), **row), DEFENCES.values()):
     column.markdown(f"##### {label}")
 for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
