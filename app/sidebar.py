@@ -263,7 +263,8 @@ def _attack_form(model: PixelModel) -> list[str]:
 
 
 def _paper_short(paper: str) -> str:
-    return paper.split(",")[0] + (" et al." if "et al." in paper.split(",")[0] else "")
+    """"Madry et al., Towards Deep Learning Models…, arXiv:1706.06083" → "Madry et al."."""
+    return paper.split(",")[0]
 
 
 def _param_widget(param: Param, info: AttackInfo, model: PixelModel, overrides: dict):

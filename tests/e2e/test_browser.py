@@ -1,8 +1,10 @@
 """End to end: the real app (`streamlit run app/main.py`) in a real browser (Debian's chromium).
 
-Starts the server from the repository root on a free port, drives chromium with Playwright
-through the main flow (default model and digit, another digit, a bad upload, the About page),
-and saves a screenshot of each step to ``$NEURONVIZ_SCREENSHOTS`` (default ``out/screenshots``).
+Starts the server from the repository root on a free port and drives chromium with Playwright:
+the Attack page's five images and charts, another attack from the sidebar form, an SVG download
+from a chart's toolbar, the Neurons page, every other page, a bad upload; and two browser
+sessions at once on a fresh server, whose numbers must equal one session's and the library's.
+A screenshot of each step goes to ``$NEURONVIZ_SCREENSHOTS`` (default ``out/screenshots``).
 Without /usr/bin/chromium the test is skipped, except under CI (``$CI`` set), where it fails.
 """
 
@@ -77,6 +79,10 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="module")
 def server_url(chromium_path: Path) -> Iterator[str]:
     """`streamlit run app/main.py` from the repository root; always terminated afterwards."""
+    yield from _serve()
+
+
+def _serve() -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="neuronviz-e2e-")) / "streamlit.log"
@@ -120,7 +126,7 @@ def _wait_for_run(page) -> None:
     page.wait_for_timeout(250)  # let a rerun triggered by the last action start
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=RUN_TIMEOUT_MS)
     for chart in page.locator(".js-plotly-plot").all():
-        chart.locator(".main-svg").first.wait_for(timeout=RUN_TIMEOUT_MS)
+        chart.locator(".main-svg").first.wait_for(state="attached", timeout=RUN_TIMEOUT_MS)  # charts in closed tabs are hidden
 
 
 def _metric_value(page, label: str) -> str:
@@ -133,35 +139,101 @@ def _assert_no_exception(page) -> None:
     assert exceptions.count() == 0, exceptions.all_inner_texts()
 
 
+def _go_to(page, title: str, heading: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    _wait_for_run(page)
+    _assert_no_exception(page)
+
+
+def _chart_titles(page) -> list[str]:
+    return [(t or "").strip() for t in page.locator(".js-plotly-plot .gtitle").all_text_contents()]
+
+
+def _verdicts(page) -> list[str]:
+    """The verdict lines under the Attack page's clean, adversarial, NIP and PSSR panels
+    ("8 · 91.2% · fooled", ...)."""
+    texts = page.get_by_test_id("stMarkdownContainer").all_inner_texts()
+    return [t.strip() for t in texts if t.count(" · ") == 2 and "%" in t][:4]
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def test_main_flow_in_chromium(server_url: str, browser):
-    from playwright.sync_api import expect
-
     shots = _screenshot_dir()
-    page = browser.new_page(viewport={"width": 1440, "height": 1600})
+    page = browser.new_page(viewport={"width": 1600, "height": 1800})
     try:
+        # The default page: Attack, on digits-cnn, its first sample digit and PGD-20.
         page.goto(server_url, wait_until="domcontentloaded")
-        expect(page.get_by_test_id("stMetricValue").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        _wait_for_run(page)
-
-        # Default: digits-cnn and the first sample digit, predicted as 0 with its top-5 bars.
-        _assert_no_exception(page)
-        expect(page.get_by_text("digit 0 (#", exact=False).first).to_be_visible()
-        assert _metric_value(page, "Prediction") == "0"
-        assert page.locator(".js-plotly-plot").count() == 2
-        expect(page.get_by_text("Top-5 prediction")).to_be_visible()
-        page.screenshot(path=shots / "01-default.png")
-
-        # Another sample digit: the banner, the image and the prediction follow.
-        page.get_by_role("radiogroup", name="Digit").get_by_role("radio", name="7").click()
-        expect(page.get_by_text("digit 7 (#", exact=False).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        expect(page.get_by_role("heading", name="Attack").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        expect(page.locator(".js-plotly-plot .gtitle").filter(has_text="PSSR restored")).to_be_visible(timeout=RUN_TIMEOUT_MS)
         _wait_for_run(page)
         _assert_no_exception(page)
-        assert _metric_value(page, "Prediction") == "7"
-        assert _metric_value(page, "True class") == "7"
-        page.screenshot(path=shots / "02-digit-7.png")
+        titles = _chart_titles(page)
+        for wanted in ("Clean", "Perturbation ×", "Adversarial", "NIP (guided) restored", "PSSR restored"):
+            assert any(t.startswith(wanted) for t in titles), (wanted, titles)
+        assert titles.count("Top-5") >= 4  # clean, adversarial and both restorations (the perturbation has none)
+        assert "PGD (L∞)" in page.get_by_test_id("stMain").inner_text()
+        verdicts = _verdicts(page)
+        assert len(verdicts) == 4 and verdicts[0].startswith("0 · ") and verdicts[1].endswith("· fooled")
+        page.screenshot(path=shots / "01-attack.png", full_page=True)
 
-        # A file that is not an image: a clear error, and digit 7 stays on screen.
+        # Another attack from the sidebar form: nothing runs until "Run attack" is pressed.
         sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_test_id("stSelectbox").filter(has_text="Attack").click()
+        page.get_by_role("option", name="FGSM", exact=True).click()
+        _wait_for_run(page)
+        eps = sidebar.get_by_role("spinbutton", name="eps")
+        eps.fill("0.2")
+        assert "FGSM" not in page.get_by_test_id("stMain").inner_text().split("\n")[0]
+        sidebar.get_by_role("button", name="Run attack").click()
+        expect(page.get_by_text("FGSM · eps 0.2", exact=False).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        _wait_for_run(page)
+        _assert_no_exception(page)
+        assert len(_verdicts(page)) == 4 and _verdicts(page) != verdicts
+        page.screenshot(path=shots / "02-attack-fgsm.png", full_page=True)
+
+        # Every chart's toolbar downloads an SVG.
+        first_chart = page.locator(".js-plotly-plot").first
+        first_chart.hover()
+        with page.expect_download(timeout=RUN_TIMEOUT_MS) as download_info:
+            first_chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+        download = download_info.value
+        assert download.suggested_filename.endswith(".svg"), download.suggested_filename
+        svg_path = shots / download.suggested_filename
+        download.save_as(svg_path)
+        svg = svg_path.read_text()
+        assert svg.lstrip().startswith("<svg") and "</svg>" in svg and len(svg) > 1000
+
+        # The Neurons page: before/after scatter, transition, per-layer overview.
+        _go_to(page, "Neurons", "Neurons")
+        titles = _chart_titles(page)
+        assert any("influence before" in t.lower() or "clean vs" in t for t in titles), titles
+        assert len(titles) >= 5
+        page.screenshot(path=shots / "03-neurons.png", full_page=True)
+
+        # Every other page renders without an exception.
+        for number, (title, heading) in enumerate(
+            [
+                ("First-layer filters", "First-layer filters"),
+                ("Sensitivity", "Sensitivity"),
+                ("Defences", "Defences"),
+                ("Batch", "Batch"),
+                ("Guided tour & methods", "Learn"),
+                ("About", "About neuronviz"),
+                ("Model & image", "Model & image"),
+            ],
+            start=4,
+        ):
+            _go_to(page, title, heading)
+            page.screenshot(path=shots / f"{number:02d}-{title.lower().replace(' ', '-').replace('&', 'and')}.png", full_page=True)
+
+        # A file that is not an image (Model & image page): a clear error, the digit stays.
+        assert _metric_value(page, "Prediction") == "0"
         sidebar.get_by_role("radiogroup", name="Source").nth(1).get_by_role("radio", name="Upload").click()
         _wait_for_run(page)
         sidebar.locator('input[type="file"]').set_input_files(
@@ -171,16 +243,45 @@ def test_main_flow_in_chromium(server_url: str, browser):
         expect(error).to_be_visible(timeout=RUN_TIMEOUT_MS)
         _wait_for_run(page)
         _assert_no_exception(page)
-        assert "Still showing digit 7" in error.inner_text()
-        assert _metric_value(page, "Prediction") == "7"
-        page.screenshot(path=shots / "03-bad-upload.png")
-
-        # The About page: the embedded models' cards in a table.
-        page.get_by_test_id("stSidebarNav").get_by_role("link", name="About").click()
-        expect(page.get_by_role("heading", name="About neuronviz")).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        _wait_for_run(page)
-        _assert_no_exception(page)
-        expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-        page.screenshot(path=shots / "04-about.png")
+        assert "Still showing digit 0" in error.inner_text()
+        assert _metric_value(page, "Prediction") == "0"
+        page.screenshot(path=shots / "11-bad-upload.png")
     finally:
         page.close()
+
+
+def test_two_sessions_at_once_give_the_numbers_of_one(chromium_path: Path, browser):
+    """Two browser sessions on a fresh server compute the same analysis at the same time."""
+    import torch
+
+    from neuronviz.attacks import run_attack
+    from neuronviz.images import list_samples, load_sample
+    from neuronviz.models import load_model
+
+    model = load_model("digits-cnn", device="cpu")
+    sample = list_samples(model)[0]
+    x = load_sample(sample.id, model)
+    report = run_attack(model, x, "pgd", {"steps": 20}, labels=torch.tensor([sample.true_class]), seed=0)
+    adversarial = int(report.adv_pred[0])
+    expected = f"{model.class_names[adversarial]} · {100 * float(report.adv_probs[0, adversarial]):.1f}% · fooled"
+
+    server = _serve()
+    url = next(server)
+    try:
+        contexts = [browser.new_context(viewport={"width": 1600, "height": 1200}) for _ in range(2)]
+        pages = [context.new_page() for context in contexts]
+        for page in pages:  # both requests are in flight before either is answered
+            page.goto(url, wait_until="commit")
+        results = []
+        for index, page in enumerate(pages):
+            expect(page.locator(".js-plotly-plot .gtitle").filter(has_text="PSSR restored")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+            _wait_for_run(page)
+            _assert_no_exception(page)
+            results.append(_verdicts(page))
+            page.screenshot(path=_screenshot_dir() / f"12-session-{index + 1}.png")
+        assert results[0] == results[1] and len(results[0]) == 4
+        assert results[0][1] == expected
+        for context in contexts:
+            context.close()
+    finally:
+        server.close()
