@@ -87,7 +87,7 @@ def test_filters_page_shows_the_reports_fragile_filters_and_numbers():
     assert titles[2].startswith("Compress/amplify over β")
     _, _, report = _library_report()
     grid = _figure(at, "First-layer filters")
-    outlined = {s.name for s in grid.layout.shapes}
+    outlined = {s.name for s in grid.layout.shapes if s.name.startswith("filter ")}
     expected = {f"filter {i}: fragile" for i in report.indices("fragile")} | {f"filter {i}: robust" for i in report.indices("robust")}
     assert outlined == expected
     dropout = _figure(at, "Nodal dropout")
@@ -175,6 +175,20 @@ def test_sensitivity_page_shows_every_figure_in_forward_order():
     [table] = at.dataframe
     assert list(table.value["model"]) == ["digits-cnn", "digits-cnn-robust", "digits-cnn-sns"]
     assert _metrics(at)["Evaluation pairs"] == str(SENSITIVITY_IMAGES)
+    # the comparison, assembled from one cached call per model, equals one library call over all three
+    from neuronviz.evalset import evaluation_set
+    from neuronviz.figures.sensitivity import accuracy_rows
+    from neuronviz.sensitivity import compare_models
+
+    models = {name: load_model(name) for name in ("digits-cnn", "digits-cnn-robust", "digits-cnn-sns")}
+    data = evaluation_set(models["digits-cnn"], SENSITIVITY_IMAGES)
+    params = {"eps": 0.1, "alpha": 0.01, "steps": 20, "random_start": True}
+    expected = compare_models(models, data.images, data.labels, attack="pgd", params=params, seed=0)
+    assert table.value.to_dict("records") == accuracy_rows(expected)
+    comparison = _figure(at, "Sensitivity per layer: ")
+    assert list(comparison.data[2].y) == pytest.approx([m.mean for m in expected.profiles["digits-cnn-robust"].values()], rel=1e-5)
+    own_set = [t for t in per_layer.data if t.name.startswith("evaluation set")][0]
+    assert list(own_set.y) == pytest.approx([m.mean for m in expected.profiles["digits-cnn"].values()], rel=1e-5)
 
 
 def test_layer_picker_and_source_switch():

@@ -60,22 +60,25 @@ def test_grid_outlines_exactly_the_fragile_and_robust_filters():
     assert figs.outlined_filters(fig, "fragile") == sorted(report.indices("fragile")) == [0, 3]
     assert figs.outlined_filters(fig, "robust") == sorted(report.indices("robust")) == [1, 4]
     assert figs.outlined_filters(fig, "neutral") == []
-    colours = {shape.name: shape.line.color for shape in fig.layout.shapes}
+    colours = {shape.name: shape.line.color for shape in fig.layout.shapes if shape.name != "frame"}
+    assert sum(shape.name == "frame" for shape in fig.layout.shapes) == 3 * 5
     assert colours == {
         "filter 0: fragile": PALETTE["adversarial"],
         "filter 3: fragile": PALETTE["adversarial"],
         "filter 1: robust": PALETTE["front"],
         "filter 4: robust": PALETTE["front"],
     }
-    texts = [a.text for a in fig.layout.annotations]
-    assert texts[0] == "<b>f0</b> · fragile · shift 0.10" and texts[4] == "<b>f4</b> · robust · shift 0.50"
-    assert [a.font.color for a in fig.layout.annotations][:3] == [PALETTE["adversarial"], PALETTE["front"], figs.INK]
+    titles = [a for a in fig.layout.annotations if a.text.startswith("<b>f")]
+    assert titles[0].text == "<b>f0</b> · fragile · shift 0.10" and titles[4].text == "<b>f4</b> · robust · shift 0.50"
+    assert [a.font.color for a in titles][:3] == [PALETTE["adversarial"], PALETTE["front"], figs.INK]
+    assert [a.text for a in fig.layout.annotations if not a.text.startswith("<b>f")] == ["weights", "clean", "adv."] * 5
 
 
 def test_grid_heatmaps_hold_the_weights_and_maps_on_shared_centred_scales():
     maps = _maps()
     fig = figs.filter_grid(maps)
-    assert len(fig.data) == 3 * 5 and not fig.layout.shapes  # no labels: nothing outlined
+    assert len(fig.data) == 3 * 5 and {s.name for s in fig.layout.shapes} == {"frame"}  # no labels: nothing outlined
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # square, row 0 on top
     np.testing.assert_allclose(_heatmaps(fig, "filter 2 weights")[0].z, maps.weights[2, 0].numpy())
     np.testing.assert_allclose(_heatmaps(fig, "filter 2 clean")[0].z, maps.clean[2].numpy())
     np.testing.assert_allclose(_heatmaps(fig, "filter 2 adv.")[0].z, maps.adversarial[2].numpy())
@@ -119,6 +122,22 @@ def test_grid_refuses_bad_inputs(kwargs):
 def test_grid_refuses_a_non_maps_input():
     with pytest.raises(InputError):
         figs.filter_grid(torch.zeros(3))  # type: ignore[arg-type]
+
+
+def test_image_grid_outline_encloses_its_group_panels():
+    panel = figs.Panel(z=torch.zeros(4, 4), coloraxis="coloraxis", name="p", label="x")
+    groups = [figs.Group(panels=(panel, panel), title="a", outline=PALETTE["front"], outline_name="a"), figs.Group(panels=(panel,), title="b")]
+    fig = figs.image_grid(groups, per_row=2)
+    [shape] = [s for s in fig.layout.shapes if s.name != "frame"]
+    first_two = fig.data[:2]
+    for trace in first_two:  # each panel is a unit box inside the outline
+        left, right = trace.x0 - trace.dx / 2, trace.x0 - trace.dx / 2 + 4 * trace.dx
+        top, bottom = trace.y0 - trace.dy / 2, trace.y0 - trace.dy / 2 + 4 * trace.dy
+        assert shape.x0 < left < right < shape.x1 and shape.y0 < top < bottom < shape.y1
+        assert right - left == pytest.approx(1.0) and bottom - top == pytest.approx(1.0)
+    assert fig.data[2].x0 - fig.data[2].dx / 2 > shape.x1  # the next group is outside
+    with pytest.raises(InputError):
+        figs.image_grid([], per_row=1)
 
 
 def test_grid_on_digits_cnn_highlights_the_reports_fragile_filters(digits_cnn, digits_test):

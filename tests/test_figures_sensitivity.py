@@ -133,9 +133,8 @@ def test_channel_maps_figure_holds_clean_adversarial_and_difference():
     top = float(maps.difference.abs().max())
     assert fig.layout.coloraxis2.cmin == pytest.approx(-top) and fig.layout.coloraxis2.cmax == pytest.approx(top)
     assert fig.layout.coloraxis.cmin == 0.0  # non-negative maps: a sequential scale from 0
-    axes = sorted((n for n in fig.layout if n.startswith("yaxis")), key=lambda n: int(n[5:] or 1))
-    labels = [fig.layout[n].title.text for n in axes if fig.layout[n].title.text]
-    assert labels == ["<b>ch 2</b><br>σ 0.3", "<b>ch 0</b><br>σ 0.1", "<b>ch 3</b><br>σ 0.4"]
+    headings = [a.text for a in fig.layout.annotations if a.text.startswith("<b>ch")]
+    assert headings == ["<b>ch 2</b> · σ 0.3", "<b>ch 0</b> · σ 0.1", "<b>ch 3</b> · σ 0.4"]
 
 
 def test_channel_maps_figure_signed_scale_and_refusals():
@@ -148,6 +147,7 @@ def test_channel_maps_figure_signed_scale_and_refusals():
         figs.channel_maps_figure(_maps(), _smap("conv1", [0.1, 0.2, 0.3, 0.4]))
     with pytest.raises(InputError):
         figs.channel_maps_figure(_maps(), per_row=0)
+    assert len(figs.channel_maps_figure(_maps(), per_row=1).data) == 9
 
 
 # -- comparison -------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ DEFAULT_IMAGES = 100
 COMPARED_ARCHITECTURE = "digits-cnn"
 COMPARISON_COLORS = {"digits-cnn": "tail", "digits-cnn-robust": "front", "digits-cnn-sns": "restored"}
 IMAGE, SET = "image", "set"
+#: compare_models attacks sets untargeted, against the true labels.
+TARGET_NOTE = " (sets are attacked untargeted, away from the true class: the target applies to the single image)"
 
 selection = components.require_selection()
 model = selection.model
@@ -43,8 +45,8 @@ available = analysis.attempt(analysis.memo, evalset.available_images, model)
 n_images = None
 if available:
     st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES)), available))
-    n_images = st.number_input(
-        "Evaluation images (for the set and the model comparison)",
+    n_images = st.columns([1, 2])[0].number_input(
+        "Evaluation images (the set and the comparison)",
         min_value=1,
         max_value=available,
         step=10 if available > 20 else 1,
@@ -100,7 +102,7 @@ if profiles:
         "activations have different magnitudes. "
         f"Attack: {choice.describe(model)}."
         + (
-            f" Set: {evaluation.description}, attacked untargeted (away from the true class)."
+            f" Set: {evaluation.description}{TARGET_NOTE if choice.target is not None else ''}."
             if set_result is not None and evaluation is not None
             else ""
         )
@@ -218,19 +220,38 @@ else:
         compare_set = analysis.attempt(analysis.memo, evalset.evaluation_set, reference, min(wanted, pool))
     comparison = None
     if compare_set is not None:
-        with st.spinner(
-            f"Attacking {compare_set.size} images on each of {len(models)} models ({compare_choice.describe(reference)}) "
-            "and measuring every layer…"
-        ):
-            comparison = analysis.attempt(
+        # One cached call per model, with the same key as the evaluation set's call above: the
+        # selected model's part (digits-cnn by default) is computed once for both sections.
+        parts = {}
+        progress = st.progress(0.0, text="Comparing the models…")
+        for number, (name, compared) in enumerate(models.items()):
+            progress.progress(
+                number / len(models),
+                text=f"Attacking {compare_set.size} images on {name} ({number + 1} of {len(models)}, "
+                f"{compare_choice.describe(reference)}) and measuring every layer…",
+            )
+            part = analysis.attempt(
                 analysis.memo,
                 sensitivity.compare_models,
-                models,
+                {name: compared},
                 compare_set.images,
                 compare_set.labels,
                 attack=compare_choice.attack,
                 params=compare_params,
                 seed=compare_choice.seed,
+            )
+            if part is None:
+                break
+            parts[name] = part
+        progress.empty()
+        if len(parts) == len(models):
+            comparison = sensitivity.SensitivityComparison(
+                attack=compare_choice.attack,
+                params=dict(compare_params),
+                profiles={name: part.profiles[name] for name, part in parts.items()},
+                clean_accuracy={name: part.clean_accuracy[name] for name, part in parts.items()},
+                adv_accuracy={name: part.adv_accuracy[name] for name, part in parts.items()},
+                images=compare_set.size,
             )
     if comparison is not None:
         fig = analysis.attempt(
@@ -243,11 +264,20 @@ else:
             components.chart(fig, "sensitivity-model-comparison", key="sensitivity.comparison")
         st.caption(
             f"A fixed comparison of the embedded {COMPARED_ARCHITECTURE} models, whatever model is selected: "
-            f"{compare_set.description}, each model attacked white-box by {compare_choice.describe(reference)} "
-            "(untargeted, against the true labels). The paper's claim: adversarial training works by lowering "
-            "neuron sensitivity."
+            f"{compare_set.description}, each model attacked white-box by {compare_choice.describe(reference)}"
+            f"{TARGET_NOTE if compare_choice.target is not None else ''}. The paper's claim: adversarial training "
+            "works by lowering neuron sensitivity."
         )
-        st.dataframe(figs.accuracy_rows(comparison), hide_index=True, width="stretch")
+        st.dataframe(
+            figs.accuracy_rows(comparison),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                name: st.column_config.NumberColumn(format="%.1f")
+                for name in figs.accuracy_rows(comparison)[0]
+                if name.endswith("(%)")
+            },
+        )
         st.markdown(
             "**Measured** (docs/sensitivity.md, all 360 test images, PGD-20 ε = 0.1): from the last convolution "
             "on, the adversarially trained model is 1.9–3.8× less sensitive than the standard one, as the paper "

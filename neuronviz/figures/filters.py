@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import torch
@@ -32,8 +33,6 @@ LABEL_COLORS: dict[str, str] = {"fragile": "adversarial", "neutral": "neutral", 
 DIVERGING = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["tail"]]]
 GRID = "#E6E6E6"
 PANELS = ("weights", "clean", "adv.")
-#: Height of one row of the grid (px): about square panels at a typical page width, plus titles.
-ROW_PX = 150
 
 
 def label_color(label: str) -> str:
@@ -57,6 +56,97 @@ def _check_labels(labels: Sequence[str] | None, count: int) -> list[str] | None:
 def _symmetric_limit(*tensors: torch.Tensor) -> float:
     top = max(float(t.abs().max()) if t.numel() else 0.0 for t in tensors)
     return top if top > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One heatmap of an :func:`image_grid`: values ``(H, W)``, its colour axis, its trace name
+    and the small label written under it."""
+
+    z: torch.Tensor
+    coloraxis: str
+    name: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Panels drawn side by side under one title, optionally outlined in ``outline`` colour (a
+    layout shape named ``outline_name``)."""
+
+    panels: tuple[Panel, ...]
+    title: str
+    title_color: str = INK
+    outline: str | None = None
+    outline_name: str | None = None
+
+
+#: Geometry of an image grid, in units of one panel's side.
+PANEL_GAP, GROUP_GAP, TITLE_SPACE, LABEL_SPACE, ROW_GAP = 0.08, 0.45, 0.34, 0.36, 0.2
+
+
+def image_grid(groups: Sequence[Group], per_row: int, width_px: int = 1100) -> go.Figure:
+    """Groups of square image panels on ONE pair of axes (row 0 on top, no ticks).
+
+    Every panel fills a unit box whatever its resolution (a 5×5 kernel and a 28×28 map are drawn
+    the same size), framed by a hairline (a layout shape named "frame"); titles, labels and outlines are placed in the same coordinates, so an
+    outline fits its group exactly at any page width. One heatmap trace per panel and no
+    subplots: building stays fast with many panels (make_subplots needs one axis pair per panel,
+    and plotly's per-axis updates cost ~10 ms each). The height is set for ``width_px``.
+    """
+    if not groups:
+        raise InputError("an image grid needs at least one group")
+    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
+        raise InputError(f"per_row must be a positive integer, got {per_row!r}")
+    size = max(len(g.panels) for g in groups)
+    group_width = size + (size - 1) * PANEL_GAP
+    row_height = TITLE_SPACE + 1 + LABEL_SPACE
+    per_row = min(per_row, len(groups))
+    rows = math.ceil(len(groups) / per_row)
+    total_w = per_row * group_width + (per_row - 1) * GROUP_GAP
+    total_h = rows * row_height + (rows - 1) * ROW_GAP
+    traces, annotations, shapes = [], [], []
+    for position, group in enumerate(groups):
+        row, column = divmod(position, per_row)
+        left = column * (group_width + GROUP_GAP)
+        top = row * (row_height + ROW_GAP)
+        for index, panel in enumerate(group.panels):
+            height_cells, width_cells = panel.z.shape
+            x0, y0 = left + index * (1 + PANEL_GAP), top + TITLE_SPACE
+            dx, dy = 1 / width_cells, 1 / height_cells
+            traces.append(
+                go.Heatmap(
+                    z=panel.z.numpy(), x0=x0 + dx / 2, dx=dx, y0=y0 + dy / 2, dy=dy, coloraxis=panel.coloraxis,
+                    name=panel.name, hovertemplate=f"{panel.name}<br>value %{{z:.3f}}<extra></extra>",
+                )
+            )
+            shapes.append(  # a hairline frame: a map whose edges are 0 (white) keeps its size
+                dict(type="rect", x0=x0, x1=x0 + 1, y0=y0, y1=y0 + 1, line=dict(color=PALETTE["neutral"], width=1),
+                     fillcolor="rgba(0,0,0,0)", name="frame", layer="above")
+            )
+            if panel.label:
+                annotations.append(
+                    dict(x=x0 + 0.5, y=y0 + 1.02, yanchor="top", text=panel.label, showarrow=False,
+                         font=dict(size=FONT_SIZE - 2, color=INK))
+                )
+        annotations.append(
+            dict(x=left + group_width / 2, y=top + TITLE_SPACE - 0.05, yanchor="bottom", text=group.title,
+                 showarrow=False, font=dict(size=FONT_SIZE - 1, color=group.title_color))
+        )
+        if group.outline is not None:
+            pad = 0.06
+            shapes.append(
+                dict(type="rect", x0=left - pad, x1=left + group_width + pad, y0=top, y1=top + row_height,
+                     line=dict(color=group.outline, width=3), fillcolor="rgba(0,0,0,0)", name=group.outline_name)
+            )
+    fig = go.Figure(traces)
+    hidden = dict(visible=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_xaxes(range=[-0.1, total_w + 0.1], **hidden)
+    fig.update_yaxes(range=[total_h + 0.05, -0.05], scaleanchor="x", scaleratio=1, **hidden)
+    fig.update_layout(annotations=annotations, shapes=shapes)
+    plot_width = width_px - 120  # margins and colour bars
+    fig.update_layout(height=int(80 + plot_width * (total_h + 0.1) / (total_w + 0.2)))
+    return fig
 
 
 def filter_grid(
@@ -104,63 +194,25 @@ def filter_grid(
     index = torch.tensor(chosen)
     weight_limit = _symmetric_limit(weights[index])
     map_limit = _symmetric_limit(maps.clean[index], maps.adversarial[index])
-
-    per_row = min(per_row, len(chosen))
-    rows = math.ceil(len(chosen) / per_row)
-    columns = 4 * per_row - 1  # three panels per filter and a narrow spacer between filters
-    widths = [0.28 if (c + 1) % 4 == 0 else 1.0 for c in range(columns)]
-    height = 100 + ROW_PX * rows
-    plot_px = height - 80  # the layout's top and bottom margins below
-    fig = make_subplots(
-        rows=rows, cols=columns, column_widths=widths, horizontal_spacing=0.008,
-        vertical_spacing=min(0.3, 60 / plot_px) if rows > 1 else 0.0,
-    )
     shift = maps.shift.numpy()
-    for position, f in enumerate(chosen):
-        row, group = divmod(position, per_row)
-        first_col = 4 * group + 1
-        panels = (weights[f], maps.clean[f], maps.adversarial[f])
-        for offset, (panel, name) in enumerate(zip(panels, PANELS)):
-            col = first_col + offset
-            fig.add_trace(
-                go.Heatmap(
-                    z=panel.numpy(),
-                    coloraxis="coloraxis" if offset == 0 else "coloraxis2",
-                    name=f"filter {f} {name}",
-                    hovertemplate=f"filter {f} · {name}<br>row %{{y}}, column %{{x}}<br>value %{{z:.3f}}<extra></extra>",
-                ),
-                row=row + 1,
-                col=col,
-            )
-            height_px, width_px = panel.shape
-            fig.update_xaxes(
-                range=[-0.5, width_px - 0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
-                constrain="domain", title=dict(text=name, font=dict(size=FONT_SIZE - 2), standoff=2),
-                row=row + 1, col=col,
-            )
-            anchor = fig.get_subplot(row + 1, col).xaxis.plotly_name.replace("axis", "")
-            fig.update_yaxes(
-                range=[height_px - 0.5, -0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
-                scaleanchor=anchor, scaleratio=1, constrain="domain", row=row + 1, col=col,
-            )
+    groups = []
+    for f in chosen:
         label = labels[f] if labels is not None else None
-        left = fig.get_subplot(row + 1, first_col)
-        right = fig.get_subplot(row + 1, first_col + 2)
-        x0, x1 = left.xaxis.domain[0], right.xaxis.domain[1]
-        y0, y1 = left.yaxis.domain
-        text = f"<b>f{f}</b>" + (f" · {label}" if label else "") + f" · shift {shift[f]:.2f}"
-        fig.add_annotation(
-            x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", yanchor="bottom", showarrow=False, text=text,
-            font=dict(size=FONT_SIZE - 1, color=label_color(label) if label in ("fragile", "robust") else INK),
-        )
-        if label in ("fragile", "robust"):
-            fig.add_shape(
-                type="rect", xref="paper", yref="paper", x0=x0 - 0.003, x1=x1 + 0.003,
-                y0=y0 - 24 / plot_px, y1=y1 + 26 / plot_px,
-                line=dict(color=label_color(label), width=3), fillcolor="rgba(0,0,0,0)",
-                name=f"filter {f}: {label}",
+        highlighted = label in ("fragile", "robust")
+        groups.append(
+            Group(
+                panels=tuple(
+                    Panel(z=panel, coloraxis="coloraxis" if i == 0 else "coloraxis2", name=f"filter {f} {name}", label=name)
+                    for i, (panel, name) in enumerate(zip((weights[f], maps.clean[f], maps.adversarial[f]), PANELS))
+                ),
+                title=f"<b>f{f}</b>" + (f" · {label}" if label else "") + f" · shift {shift[f]:.2f}",
+                title_color=label_color(label) if highlighted else INK,
+                outline=label_color(label) if highlighted else None,
+                outline_name=f"filter {f}: {label}" if highlighted else None,
             )
-    apply_layout(fig, title=(title or f"First-layer filters of {maps.layer}") + weight_note, height=height)
+        )
+    fig = image_grid(groups, per_row)
+    apply_layout(fig, title=(title or f"First-layer filters of {maps.layer}") + weight_note, height=fig.layout.height)
     fig.update_layout(
         coloraxis=dict(
             colorscale=DIVERGING, cmin=-weight_limit, cmax=weight_limit,
@@ -170,10 +222,9 @@ def filter_grid(
             colorscale=DIVERGING, cmin=-map_limit, cmax=map_limit,
             colorbar=dict(title=dict(text="activation", side="right"), x=1.01, y=0.0, yanchor="bottom", len=0.48, thickness=12),
         ),
-        margin=dict(l=10, r=70, t=64, b=16),
+        margin=dict(l=10, r=90, t=56, b=10),
     )
     return fig
-
 
 def outlined_filters(fig: go.Figure, label: str) -> list[int]:
     """The filters a :func:`filter_grid` outlines as ``label`` (in grid order): read from its shapes."""
@@ -312,6 +363,9 @@ def rescale_table(evaluation: RescaleEvaluation) -> list[dict]:
 
 __all__ = [
     "DIVERGING",
+    "Group",
+    "Panel",
+    "image_grid",
     "LABEL_COLORS",
     "dropout_chart",
     "filter_grid",

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures.base import FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.filters import Group, Panel, image_grid
 from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
 
 GRID = "#E6E6E6"
@@ -181,7 +182,7 @@ def channel_maps_figure(
     ``per_row`` channels per row of the grid, in ``maps.channels`` order. Clean and adversarial
     maps share one scale (``coloraxis``: sequential from 0 when no value is negative, else
     diverging centred on 0); the differences share a diverging scale centred on 0
-    (``coloraxis2``). With ``sensitivity`` (the layer's map) each channel's label gives its σ.
+    (``coloraxis2``). With ``sensitivity`` (the layer's map) each channel's title gives its σ.
     """
     if not isinstance(maps, ChannelMaps):
         raise InputError(f"maps must be a ChannelMaps, got {type(maps).__name__}")
@@ -189,54 +190,27 @@ def channel_maps_figure(
         raise InputError(f"layer {maps.layer!r} has no spatial feature maps (per-channel shape {maps.spatial})")
     if sensitivity is not None and (not isinstance(sensitivity, SensitivityMap) or sensitivity.layer != maps.layer):
         raise InputError("sensitivity must be the SensitivityMap of the same layer")
-    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
-        raise InputError(f"per_row must be a positive integer, got {per_row!r}")
-    count = len(maps.channels)
-    per_row = min(per_row, count)
-    rows = math.ceil(count / per_row)
     difference = maps.difference
     top = float(torch.cat([maps.clean.flatten(), maps.adversarial.flatten()]).abs().max()) or 1.0
     signed = bool((maps.clean < 0).any() or (maps.adversarial < 0).any())
     diff_top = float(difference.abs().max()) or 1.0
-    columns = 4 * per_row - 1  # three panels per channel, a narrow spacer between channels
-    widths = [0.3 if (c + 1) % 4 == 0 else 1.0 for c in range(columns)]
-    headers = []
-    for c in range(columns):
-        headers.append("" if (c + 1) % 4 == 0 else PANEL_TITLES[c % 4])
-    fig = make_subplots(
-        rows=rows, cols=columns, column_widths=widths, horizontal_spacing=0.01,
-        vertical_spacing=min(0.12, 0.35 / max(rows - 1, 1)),
-        subplot_titles=headers + [""] * (columns * (rows - 1)),
-    )
+    groups = []
     for position, channel in enumerate(maps.channels):
-        row, group = divmod(position, per_row)
-        first_col = 4 * group + 1
         panels = ((maps.clean, "coloraxis", "clean"), (maps.adversarial, "coloraxis", "adversarial"), (difference, "coloraxis2", "difference"))
-        for offset, (panel, axis, what) in enumerate(panels):
-            col = first_col + offset
-            fig.add_trace(
-                go.Heatmap(
-                    z=panel[position].numpy(), coloraxis=axis, name=f"ch {channel} {what}",
-                    hovertemplate=f"ch {channel} · {what}<br>row %{{y}}, column %{{x}}<br>value %{{z:.3f}}<extra></extra>",
-                ),
-                row=row + 1,
-                col=col,
-            )
-            height_px, width_px = panel.shape[1:]
-            anchor = fig.get_subplot(row + 1, col).xaxis.plotly_name.replace("axis", "")
-            fig.update_xaxes(
-                range=[-0.5, width_px - 0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
-                constrain="domain", row=row + 1, col=col,
-            )
-            fig.update_yaxes(
-                range=[height_px - 0.5, -0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
-                scaleanchor=anchor, scaleratio=1, constrain="domain", row=row + 1, col=col,
-            )
-        label = f"<b>ch {channel}</b>"
+        heading = f"<b>ch {channel}</b>"
         if sensitivity is not None:
-            label += f"<br>σ {float(sensitivity.values[channel]):.3g}"
-        fig.update_yaxes(title=dict(text=label, font=dict(size=FONT_SIZE - 1), standoff=4), row=row + 1, col=first_col)
-    apply_layout(fig, title=title or f"Most sensitive channels of {maps.layer}: clean vs adversarial", height=110 + 200 * rows)
+            heading += f" · σ {float(sensitivity.values[channel]):.3g}"
+        groups.append(
+            Group(
+                panels=tuple(
+                    Panel(z=values[position], coloraxis=axis, name=f"ch {channel} {what}", label=label)
+                    for (values, axis, what), label in zip(panels, PANEL_TITLES)
+                ),
+                title=heading,
+            )
+        )
+    fig = image_grid(groups, per_row)
+    apply_layout(fig, title=title or f"Most sensitive channels of {maps.layer}: clean vs adversarial", height=fig.layout.height)
     fig.update_layout(
         coloraxis=dict(
             colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-top if signed else 0.0, cmax=top,
@@ -246,9 +220,8 @@ def channel_maps_figure(
             colorscale=DIVERGING, cmin=-diff_top, cmax=diff_top,
             colorbar=dict(title=dict(text="Δ activation", side="right"), x=1.01, y=0.0, yanchor="bottom", len=0.48, thickness=12),
         ),
-        margin=dict(l=10, r=80, t=80, b=10),
+        margin=dict(l=10, r=90, t=56, b=10),
     )
-    fig.update_annotations(font=dict(size=FONT_SIZE - 1, color=INK))
     return fig
 
 
