@@ -120,7 +120,7 @@ def test_attack_change_changes_the_adversarial_prediction_shown():
     titles = plotly_titles(at)
     assert "Perturbation ×5" in titles  # FGSM moves every pixel by ε = 0.2
     assert "Attack trajectory" not in titles  # one step: a note instead
-    assert any("single step" in i.value for i in at.main.info)
+    assert any("one gradient step" in i.value for i in at.main.info)
     [slider] = at.select_slider
     assert slider.value == pytest.approx(0.2) and len(slider.options) == 9
     assert slider.options[-1].startswith("0.4")

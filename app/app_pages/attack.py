@@ -6,15 +6,17 @@ import streamlit as st
 
 from app import analysis, components
 from neuronviz import figures
-from neuronviz.attacks import format_eps, get_attack
+from neuronviz.attacks import estimate_work, format_eps, get_attack
 from neuronviz.figures import attack as attack_figures
 from neuronviz.sweep import DEFAULT_FRONT, DEFAULT_TAIL, eps_sweep
 
 #: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
 SWEEP_POINTS = 9
-#: A sweep expected to take longer (from the attack's own time) waits for a click; a session may
-#: set its own limit in ``st.session_state["attack.auto_sweep_seconds"]``.
+#: On a model with inputs larger than SMALL_INPUT_PIXELS, a sweep expected to take longer than
+#: AUTO_SWEEP_SECONDS waits for a click; a session may set its own limit (for every model) in
+#: ``st.session_state["attack.auto_sweep_seconds"]``.
 AUTO_SWEEP_SECONDS = 10.0
+SMALL_INPUT_PIXELS = 64 * 64
 IMAGE_HEIGHT = 250
 
 
@@ -160,9 +162,7 @@ if trace is None:
     st.info(f"{info.label} records no per-step trace: there is no trajectory to draw.", icon=":material/info:")
 elif trace.loss.shape[0] < 2:
     st.info(
-        f"{info.label} is a single step: no trajectory to draw (its one forward pass had a cross-entropy of "
-        f"{float(trace.loss[0, 0]):.3f} nats to the {'target' if report.targeted else 'true'} class).",
-        icon=":material/info:",
+        f"{info.label} takes one gradient step from the clean image: no trajectory to draw.", icon=":material/info:"
     )
 else:
     if trace.unit != "step":
@@ -211,12 +211,23 @@ sweep_args = (model, selection.image, info.name, result.params, eps_values)
 sweep_kwargs = {"labels": true_class, "target": result.choice.target, "seed": result.choice.seed}
 sweep_kwargs["layer"] = result.default_layer
 # Every budget is one more attack: on a large model that is long, so it waits for a click there.
-estimate = report.seconds * sum(1 for value in eps_values if value > 0)
+# Small inputs (digits, CIFAR-size) always run: their sweep costs well under a second on a CPU, and
+# a timing-based estimate is unreliable there (the first attack and influence pass of a process
+# carry one-off start-up costs). For larger ones the estimate takes the analysis' influence pass
+# (one forward and one backward over 4 images) as the cost of a model pass.
+seconds_per_pass = result.seconds.get("influence", report.seconds) / 8
+budgets = sum(1 for value in eps_values if value > 0)
+estimate = estimate_work(info, result.params, 1) * seconds_per_pass * budgets
+limit = st.session_state.get("attack.auto_sweep_seconds")  # a session's own limit replaces the rule
+if limit is None:
+    waits = model.input_size[0] * model.input_size[1] > SMALL_INPUT_PIXELS and estimate > AUTO_SWEEP_SECONDS
+else:
+    waits = estimate > limit
 requested: set = st.session_state.setdefault("attack.sweeps_requested", set())
 sweep_key = analysis.digest(*sweep_args, **sweep_kwargs)
-if estimate > st.session_state.get("attack.auto_sweep_seconds", AUTO_SWEEP_SECONDS) and sweep_key not in requested:
+if waits and sweep_key not in requested:
     st.info(
-        f"The sweep runs {info.label} at {len(eps_values) - 1} more budgets: about {estimate:.0f} s on this model "
+        f"The sweep runs {info.label} at {budgets} more budgets: about {estimate:.0f} s on this model "
         f"(the attack above took {report.seconds:.1f} s).",
         icon=":material/hourglass:",
     )
