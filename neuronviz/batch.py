@@ -59,10 +59,15 @@ DEFENCE_LABELS = {
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 
 
+def defence_label(name: str) -> str:
+    """The short display name of a defence (its registry name when it has none)."""
+    return DEFENCE_LABELS.get(name, name)
+
+
 # -- which images ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchImages:
     """The images a batch evaluates: ``images (N, C, H, W)`` in [0, 1], ``labels (N,)`` class
     indices of the model, ``ids`` one per image (sample ids), ``source`` in words."""
@@ -71,11 +76,6 @@ class BatchImages:
     labels: torch.Tensor
     ids: tuple[str, ...]
     source: str
-
-
-def defence_label(name: str) -> str:
-    """The short display name of a defence (its registry name when it has none)."""
-    return DEFENCE_LABELS.get(name, name)
 
 
 def uses_digits(model: PixelModel) -> bool:
