@@ -119,6 +119,26 @@ def test_grid_refuses_bad_inputs(kwargs):
         figs.filter_grid(_maps(), **kwargs)
 
 
+def test_large_maps_are_pooled_for_display_only():
+    g = torch.Generator().manual_seed(2)
+    clean = torch.rand(2, 112, 112, generator=g)
+    maps = FirstLayerMaps(
+        layer="conv1", weights=torch.randn(2, 3, 7, 7, generator=g), clean=clean, adversarial=clean.flip(-1),
+        shift=torch.tensor([0.25, 0.5]), mean_shift=torch.zeros(2),
+    )
+    fig = figs.filter_grid(maps)
+    shown = _heatmaps(fig, "filter 1 clean")[0].z
+    assert np.asarray(shown).shape == (56, 56)
+    np.testing.assert_allclose(np.asarray(shown)[0, 0], clean[1, :2, :2].mean().item(), rtol=1e-5)
+    assert "maps shown at 1/2 resolution" in fig.layout.title.text
+    assert np.asarray(_heatmaps(fig, "filter 1 weights")[0].z).shape == (7, 7)  # weights never pooled
+    assert "shift 0.50" in [a.text for a in fig.layout.annotations if a.text.startswith("<b>f1")][0]
+    pooled, factor = figs.display_size(torch.ones(57, 30), 56)
+    assert factor == 2 and tuple(pooled.shape) == (29, 15)
+    with pytest.raises(InputError):
+        figs.filter_grid(maps, max_side=0)
+
+
 def test_grid_refuses_a_non_maps_input():
     with pytest.raises(InputError):
         figs.filter_grid(torch.zeros(3))  # type: ignore[arg-type]

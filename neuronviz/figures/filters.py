@@ -53,6 +53,16 @@ def _check_labels(labels: Sequence[str] | None, count: int) -> list[str] | None:
     return labels
 
 
+def display_size(z: torch.Tensor, max_side: int) -> tuple[torch.Tensor, int]:
+    """``z (H, W)`` average-pooled by the smallest integer factor that brings both sides to at most
+    ``max_side`` (for display only: a 112×112 map is 50 KB a panel in the page), and the factor."""
+    factor = max(1, math.ceil(max(z.shape) / max_side))
+    if factor == 1:
+        return z, 1
+    pooled = torch.nn.functional.avg_pool2d(z[None, None].float(), factor, ceil_mode=True)[0, 0]
+    return pooled, factor
+
+
 def _symmetric_limit(*tensors: torch.Tensor) -> float:
     top = max(float(t.abs().max()) if t.numel() else 0.0 for t in tensors)
     return top if top > 0 else 1.0
@@ -156,6 +166,7 @@ def filter_grid(
     per_row: int = 4,
     input_channel: int | None = None,
     title: str | None = None,
+    max_side: int = 56,
 ) -> go.Figure:
     """Each filter of the first convolution: its weights | its map on the clean image | on the
     adversarial image.
@@ -173,6 +184,8 @@ def filter_grid(
         per_row: filters per row of the grid.
         input_channel: for a multi-channel input, which input channel's weights to draw
             (default: the mean over input channels, said in the title).
+        max_side: feature maps larger than this are average-pooled for display (said in the
+            title); the shift numbers are the full-resolution ones.
     """
     if not isinstance(maps, FirstLayerMaps):
         raise InputError(f"maps must be a FirstLayerMaps, got {type(maps).__name__}")
@@ -183,6 +196,8 @@ def filter_grid(
         raise InputError(f"filters must be a non-empty list of indices in 0..{count - 1}, got {filters!r}")
     if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
         raise InputError(f"per_row must be a positive integer, got {per_row!r}")
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
+        raise InputError(f"max_side must be a positive integer, got {max_side!r}")
     if input_channel is not None and not 0 <= int(input_channel) < in_channels:
         raise InputError(f"input_channel must be in 0..{in_channels - 1}, got {input_channel!r}")
     if in_channels == 1:
@@ -195,6 +210,7 @@ def filter_grid(
     weight_limit = _symmetric_limit(weights[index])
     map_limit = _symmetric_limit(maps.clean[index], maps.adversarial[index])
     shift = maps.shift.numpy()
+    _, factor = display_size(maps.clean[0], max_side)
     groups = []
     for f in chosen:
         label = labels[f] if labels is not None else None
@@ -203,7 +219,9 @@ def filter_grid(
             Group(
                 panels=tuple(
                     Panel(z=panel, coloraxis="coloraxis" if i == 0 else "coloraxis2", name=f"filter {f} {name}", label=name)
-                    for i, (panel, name) in enumerate(zip((weights[f], maps.clean[f], maps.adversarial[f]), PANELS))
+                    for i, (panel, name) in enumerate(
+                        zip((weights[f], display_size(maps.clean[f], max_side)[0], display_size(maps.adversarial[f], max_side)[0]), PANELS)
+                    )
                 ),
                 title=f"<b>f{f}</b>" + (f" · {label}" if label else "") + f" · shift {shift[f]:.2f}",
                 title_color=label_color(label) if highlighted else INK,
@@ -212,7 +230,8 @@ def filter_grid(
             )
         )
     fig = image_grid(groups, per_row)
-    apply_layout(fig, title=(title or f"First-layer filters of {maps.layer}") + weight_note, height=fig.layout.height)
+    note = weight_note + (f" (maps shown at 1/{factor} resolution)" if factor > 1 else "")
+    apply_layout(fig, title=(title or f"First-layer filters of {maps.layer}") + note, height=fig.layout.height)
     fig.update_layout(
         coloraxis=dict(
             colorscale=DIVERGING, cmin=-weight_limit, cmax=weight_limit,
@@ -365,6 +384,7 @@ __all__ = [
     "DIVERGING",
     "Group",
     "Panel",
+    "display_size",
     "image_grid",
     "LABEL_COLORS",
     "dropout_chart",

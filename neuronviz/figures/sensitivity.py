@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures.base import FONT_SIZE, INK, PALETTE, apply_layout
-from neuronviz.figures.filters import Group, Panel, image_grid
+from neuronviz.figures.filters import Group, Panel, display_size, image_grid
 from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
 
 GRID = "#E6E6E6"
@@ -175,7 +175,11 @@ def bar_channels(fig: go.Figure) -> list[str]:
 
 
 def channel_maps_figure(
-    maps: ChannelMaps, sensitivity: SensitivityMap | None = None, per_row: int = 2, title: str | None = None
+    maps: ChannelMaps,
+    sensitivity: SensitivityMap | None = None,
+    per_row: int = 2,
+    title: str | None = None,
+    max_side: int = 56,
 ) -> go.Figure:
     """Each channel: its map on the clean image | on the adversarial image | the difference.
 
@@ -183,6 +187,7 @@ def channel_maps_figure(
     maps share one scale (``coloraxis``: sequential from 0 when no value is negative, else
     diverging centred on 0); the differences share a diverging scale centred on 0
     (``coloraxis2``). With ``sensitivity`` (the layer's map) each channel's title gives its σ.
+    Maps larger than ``max_side`` are average-pooled for display (said in the title).
     """
     if not isinstance(maps, ChannelMaps):
         raise InputError(f"maps must be a ChannelMaps, got {type(maps).__name__}")
@@ -203,14 +208,16 @@ def channel_maps_figure(
         groups.append(
             Group(
                 panels=tuple(
-                    Panel(z=values[position], coloraxis=axis, name=f"ch {channel} {what}", label=label)
+                    Panel(z=display_size(values[position], max_side)[0], coloraxis=axis, name=f"ch {channel} {what}", label=label)
                     for (values, axis, what), label in zip(panels, PANEL_TITLES)
                 ),
                 title=heading,
             )
         )
     fig = image_grid(groups, per_row)
-    apply_layout(fig, title=title or f"Most sensitive channels of {maps.layer}: clean vs adversarial", height=fig.layout.height)
+    factor = display_size(maps.clean[0], max_side)[1]
+    heading = title or f"Most sensitive channels of {maps.layer}: clean vs adversarial"
+    apply_layout(fig, title=heading + (f" (shown at 1/{factor} resolution)" if factor > 1 else ""), height=fig.layout.height)
     fig.update_layout(
         coloraxis=dict(
             colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-top if signed else 0.0, cmax=top,
