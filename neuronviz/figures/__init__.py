@@ -2,7 +2,10 @@
 
 :mod:`neuronviz.figures.base` holds the one visual language (palette, layout, export config) and
 the basic figures (image, prediction bars); the other modules build the figures of one subject
-each, on that base. Everything public is re-exported here: ``from neuronviz import figures``.
+each, on that base: ``attack`` (perturbation, trajectory, ε sweep, NIP steps, PSSR mask),
+``neurons`` (influence scatter, front/tail bars, transition, per-layer overview, attributions),
+``filters`` (first-layer grid, nodal dropout, compress/amplify), ``sensitivity`` (per layer,
+per channel, channel maps) and ``batch`` (accuracy and per-class charts).
 """
 
 from neuronviz.figures.base import (  # noqa: F401
@@ -16,3 +19,6 @@ from neuronviz.figures.base import (  # noqa: F401
     image_figure,
     prediction_bars,
 )
+
+# The figures of each subject, one module each: ``figures.neurons.influence_scatter(...)``.
+from neuronviz.figures import attack, batch, filters, neurons, sensitivity  # noqa: E402,F401
