@@ -6,8 +6,14 @@ device, image, attack) and, above every page, the current choice and any loading
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# Before torch is first imported: OpenMP threads that wait passively. With the default (spinning)
+# policy, a second busy process or session on a small machine slowed a 35 ms analysis to 4 s at
+# times (measured on 2 cores); passive waiting removes those stalls. An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Streamlit puts this file's folder (app/) on sys.path, not the working directory: make the
 # repository root importable so that `neuronviz` and `app` resolve without installing anything.

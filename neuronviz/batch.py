@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from neuronviz.attacks import get_attack, resolve_params, run_attack
-from neuronviz.datasets import DIGITS_CLASSES, digits
+from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError
 from neuronviz.evaluation import _defend, _spec
@@ -67,74 +67,21 @@ def defence_label(name: str) -> str:
 # -- which images ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class BatchImages:
-    """The images a batch evaluates: ``images (N, C, H, W)`` in [0, 1], ``labels (N,)`` class
-    indices of the model, ``ids`` one per image (sample ids), ``source`` in words."""
+def batch_images(model: PixelModel, n: int) -> EvaluationSet:
+    """Exactly ``n`` labelled images to evaluate ``model`` on (:func:`neuronviz.evalset.evaluation_set`:
+    the digits test split for digits models, the sample images with a known class otherwise).
 
-    images: torch.Tensor
-    labels: torch.Tensor
-    ids: tuple[str, ...]
-    source: str
-
-
-def uses_digits(model: PixelModel) -> bool:
-    """True for models of the digits (1 channel, square input, classes "0".."9"): they are
-    evaluated on the digits test split; other models on the sample images with a known class."""
-    height, width = model.input_size
-    return model.channels == 1 and height == width and tuple(model.class_names) == DIGITS_CLASSES
-
-
-def available_images(model: PixelModel) -> int:
-    """How many images :func:`batch_images` can give for ``model``."""
-    if uses_digits(model):
-        return int(digits("test", size=model.input_size[0])[1].shape[0])
-    return len(_known_samples(model))
-
-
-def _known_samples(model: PixelModel):
-    from neuronviz.images import list_samples
-
-    return [s for s in list_samples(model) if s.true_class is not None]
-
-
-def batch_images(model: PixelModel, n: int) -> BatchImages:
-    """The first ``n`` images to evaluate ``model`` on, with their labels.
-
-    Digits models (:func:`uses_digits`): the first ``n`` images of the digits test split
-    (:func:`neuronviz.datasets.digits`, 360 images). Other models: the sample images whose class
-    the model knows (:func:`neuronviz.images.list_samples`), in the order they are listed.
-    Raises :class:`InputError` when ``n`` is not an integer in ``1..available``.
+    Raises :class:`InputError` when ``n`` is not an integer in ``1..available_images(model)``.
     """
     if not isinstance(model, PixelModel):
         raise InputError(f"model must be a PixelModel, got {type(model).__name__}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise InputError(f"the number of images must be an integer, got {n!r}")
-    n = int(n)
-    if uses_digits(model):
-        x, y = digits("test", size=model.input_size[0])
-        if not 1 <= n <= x.shape[0]:
-            raise InputError(f"the number of images must be in 1..{x.shape[0]} (the digits test split), got {n}")
-        return BatchImages(
-            images=x[:n].contiguous(),
-            labels=y[:n].contiguous(),
-            ids=tuple(f"digit-test-{i}" for i in range(n)),
-            source=f"the first {n} of the {x.shape[0]} images of the digits test split",
-        )
-    from neuronviz.images import load_sample
-
-    samples = _known_samples(model)
-    if not samples:
-        raise InputError(f"no sample image has a class that {model.name} knows: nothing to evaluate")
-    if not 1 <= n <= len(samples):
-        raise InputError(f"the number of images must be in 1..{len(samples)} (sample images with a known class), got {n}")
-    chosen = samples[:n]
-    return BatchImages(
-        images=torch.cat([load_sample(s.id, model).cpu() for s in chosen]),
-        labels=torch.tensor([int(s.true_class) for s in chosen], dtype=torch.long),
-        ids=tuple(s.id for s in chosen),
-        source=f"{n} sample image{'s' if n != 1 else ''} with a known class ({', '.join(s.label for s in chosen)})",
-    )
+    n, available = int(n), available_images(model)
+    if available and not 1 <= n <= available:
+        where = "the digits test split" if is_digits_model(model) else "sample images with a known class"
+        raise InputError(f"the number of images must be in 1..{available} ({where}), got {n}")
+    return evaluation_set(model, n)
 
 
 # -- results -----------------------------------------------------------------------------------------

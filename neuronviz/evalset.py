@@ -43,6 +43,7 @@ class EvaluationSet:
     source: str
     available: int
     description: str
+    ids: tuple[str, ...] = ()  # one per image: the sample id ("digit-test-7", "photo-chelsea")
 
     @property
     def size(self) -> int:
@@ -92,6 +93,7 @@ def evaluation_set(model: PixelModel, n: int = DEFAULT_IMAGES) -> EvaluationSet:
             source="digits-test",
             available=int(y.shape[0]),
             description=f"{which} digits test images (never seen in training)",
+            ids=tuple(f"digit-test-{i}" for i in range(count)),
         )
     labelled = [sample for sample in list_samples(model) if sample.true_class is not None]
     if not labelled:
@@ -110,6 +112,7 @@ def evaluation_set(model: PixelModel, n: int = DEFAULT_IMAGES) -> EvaluationSet:
         source="samples",
         available=len(labelled),
         description=f"{len(chosen)} sample {noun} with a known class ({', '.join(s.label for s in chosen)})",
+        ids=tuple(sample.id for sample in chosen),
     )
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 
-import pytest
-import torch
+# Before torch is imported (see app/main.py): no OpenMP spin-waiting on a shared small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tests are hermetic: the torch hub cache is an empty temporary folder for the whole session, so
 # a developer's cached weights change nothing and nothing is ever downloaded (tests that need a

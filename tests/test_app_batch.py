@@ -97,7 +97,7 @@ def test_a_small_batch_shows_the_librarys_numbers(counted):
     restored = next(t for t in accuracy["data"] if t["name"] == "attacked, after the defence")
     assert restored["y"][1] == pytest.approx(100 * summary.accuracy_after["nip-guided"])
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
-    assert any("the first 10 of the 360 images of the digits test split" in c.value for c in at.caption)
+    assert any("the first 10 of the 360 digits test images" in c.value for c in at.caption)
 
 
 def test_a_rerun_does_not_recompute(counted):

@@ -40,8 +40,8 @@ def test_batch_images_are_the_first_n_of_the_digits_test_split(digits_cnn, digit
     chosen = batch_images(digits_cnn, 25)
     assert torch.equal(chosen.images, digits_test[0][:25]) and torch.equal(chosen.labels, digits_test[1][:25])
     assert chosen.ids[0] == "digit-test-0" and chosen.ids[-1] == "digit-test-24" and len(chosen.ids) == 25
-    assert "first 25 of the 360" in chosen.source and "digits test split" in chosen.source
-    assert batch.available_images(digits_cnn) == 360 and batch.uses_digits(digits_cnn)
+    assert "first 25 of the 360" in chosen.description and "digits test images" in chosen.description
+    assert batch.available_images(digits_cnn) == 360 and batch.is_digits_model(digits_cnn)
     assert batch_images(digits_cnn, 360).images.shape[0] == 360
 
 
@@ -55,11 +55,11 @@ def test_other_models_use_the_samples_with_a_known_class():
     from neuronviz.models import load_model
 
     model = load_model("resnet18", weights=None, device="cpu")
-    assert not batch.uses_digits(model)
+    assert not batch.is_digits_model(model)
     chosen = batch_images(model, 1)  # only the cat photo has an ImageNet class
     assert chosen.ids == ("photo-chelsea",) and chosen.images.shape == (1, 3, 224, 224)
     assert model.class_names[int(chosen.labels[0])] == "tabby"
-    assert batch.available_images(model) == 1 and "Chelsea" in chosen.source
+    assert batch.available_images(model) == 1 and "Chelsea" in chosen.description
     with pytest.raises(InputError, match=r"1\.\.1"):
         batch_images(model, 2)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app import analysis, components
-from neuronviz import batch
+from neuronviz import batch, evalset
 from neuronviz.defenses import get_defense
 from neuronviz.figures import batch as batch_figures
 
@@ -60,7 +60,7 @@ def run_batch(model, choice: analysis.AttackChoice, n: int, defences: tuple[str,
         call=analysis.memo,
     )
     seconds = time.perf_counter() - started
-    return BatchRun((model.content_hash, str(model.device)), choice, images.source, result, seconds)
+    return BatchRun((model.content_hash, str(model.device)), choice, images.description, result, seconds)
 
 
 def _percent(value: float) -> str:
@@ -130,8 +130,8 @@ st.markdown(
     "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."
 )
 
-digits_model = batch.uses_digits(model)
-available = analysis.attempt(batch.available_images, model)
+digits_model = evalset.is_digits_model(model)
+available = analysis.attempt(evalset.available_images, model)
 if not available:
     st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
     st.stop()
