@@ -222,3 +222,20 @@ def chart(fig, filename: str, key: str | None = None, **kwargs) -> None:
     """``st.plotly_chart`` with the project's export config (SVG download) and no Streamlit theme,
     so the figure looks the same on the page and in the exported file."""
     st.plotly_chart(fig, config=figures.export_config(filename), theme=None, key=key, **kwargs)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _cached_figure(builder: str, key: str, _build, _args: tuple, _kwargs: dict):
+    return _build(*_args, **_kwargs)
+
+
+def figure(build, *args, **kwargs):
+    """``build(*args, **kwargs)`` (a figure builder of :mod:`neuronviz.figures`), built once per
+    full content of its arguments (:func:`app.analysis.digest`) and shared by reruns and sessions.
+
+    Building a plotly figure costs tens of milliseconds (validation of every property), so a page
+    of a dozen figures would spend most of a rerun rebuilding identical ones. Figures are kept by
+    ``st.cache_resource`` without copying: they are only read (``st.plotly_chart`` serialises them).
+    """
+    name = f"{build.__module__}.{build.__qualname__}"
+    return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)

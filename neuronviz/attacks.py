@@ -496,7 +496,9 @@ def seeded(seed: int | None):
             random.setstate(py_state)
 
 
-def _resolve_target(target: Any, info: AttackInfo, model: PixelModel, clean_probs: torch.Tensor, n: int) -> torch.Tensor | None:
+def resolve_target(target: Any, info: AttackInfo, model: PixelModel, clean_probs: torch.Tensor, n: int) -> torch.Tensor | None:
+    """The ``(n,)`` target classes :func:`run_attack` uses for ``target`` (None: untargeted);
+    ``"least-likely"`` from ``clean_probs (n, K)``. Raises InputError as run_attack does."""
     if target is None:
         return None
     if not info.targeted:
@@ -559,7 +561,7 @@ def run_attack(
         clean_probs = clean_logits.softmax(1).cpu()
         clean_pred = clean_probs.argmax(1)
         label_tensor = clean_pred.clone() if labels is None else model.check_classes(labels, x.shape[0], "labels")
-        target_tensor = _resolve_target(target, info, model, clean_probs, x.shape[0])
+        target_tensor = resolve_target(target, info, model, clean_probs, x.shape[0])
         if info.name == "jsma" and target_tensor is None:  # JSMA is targeted by nature (see its description)
             attack_target = (label_tensor + 1) % model.num_classes
         else:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuronviz.attacks import _resolve_target, get_attack, resolve_params, run_attack
+from neuronviz.attacks import resolve_target, get_attack, resolve_params, run_attack
 from neuronviz.errors import InputError
 from neuronviz.influence import InfluenceMap, default_layer, influence_shift, neuron_influence
 from neuronviz.models.pixel import PixelModel
@@ -194,7 +194,7 @@ def eps_sweep(
     clean_probs = model.predict(image)[1][0]
     benign = int(clean_probs.argmax())
     reference = label_tensor if label_tensor is not None else torch.tensor([benign])
-    target_tensor = _resolve_target(target, info, model, clean_probs[None], 1)  # as run_attack resolves it
+    target_tensor = resolve_target(target, info, model, clean_probs[None], 1)  # as run_attack resolves it
     target_tensor = None if target_tensor is None else target_tensor.cpu()
     adversarial, probs, success = [], [], []
     for value in values:

@@ -43,14 +43,15 @@ def errors(at: AppTest) -> list[str]:
 
 
 def submit_attack(at: AppTest, attack: str | None = None, **params) -> AppTest:
-    """Choose ``attack`` in the sidebar (optional), set parameters by label, press "Run attack"."""
+    """Choose ``attack`` in the sidebar (optional), set parameters by label (``seed=3`` too),
+    press "Run attack"."""
     if attack is not None:
         at.sidebar.selectbox(key="attack_name").set_value(attack)
         at.run()
     for name, value in params.items():
-        label = name.replace("_", " ")
-        widgets = [w for w in at.sidebar.number_input if w.label == label] + [
-            w for w in at.sidebar.checkbox if w.label == label
+        label = name.replace("_", " ").lower()
+        widgets = [w for w in at.sidebar.number_input if w.label.lower() == label] + [
+            w for w in at.sidebar.checkbox if w.label.lower() == label
         ]
         assert widgets, f"no attack parameter {label!r} in the sidebar"
         widgets[0].set_value(value)

@@ -20,22 +20,6 @@ SMALL_INPUT_PIXELS = 64 * 64
 IMAGE_HEIGHT = 250
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)
-def _cached_figure(builder_name: str, key: str, _builder, _args: tuple, _kwargs: dict):
-    return _builder(*_args, **_kwargs)
-
-
-def figure(builder, *args, **kwargs):
-    """``builder(*args, **kwargs)``, built once per content of the arguments.
-
-    Building a plotly figure costs 25–150 ms here (the explicit template is deep-copied and
-    validated), so a page of 13 figures would spend most of a rerun rebuilding identical ones.
-    Figures are kept by ``st.cache_resource`` (not copied): they are only read, by ``st.plotly_chart``.
-    """
-    name = f"{builder.__module__}.{builder.__qualname__}"
-    return _cached_figure(name, analysis.digest(*args, **kwargs), builder, args, kwargs)
-
-
 selection = components.require_selection()
 st.title("Attack")
 result = components.current_analysis(selection)
@@ -84,7 +68,7 @@ def restored_verdict(condition: str) -> str:
 
 def bars(probs, color_key: str, key: str, title: str = "Top-5") -> None:
     components.chart(
-        figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class),
+        components.figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class),
         f"top5-{key}",
         key=f"attack.bars.{key}",
     )
@@ -109,7 +93,7 @@ color_range = attack_figures.perturbation_range(delta)
 columns = st.columns(5, gap="small")
 with columns[0]:
     components.chart(
-        figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
+        components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
         "clean-image",
         key="attack.image.clean",
     )
@@ -117,7 +101,7 @@ with columns[0]:
     st.markdown(clean_verdict())
 with columns[1]:
     components.chart(
-        figure(
+        components.figure(
             attack_figures.perturbation_figure, delta, title=f"Perturbation ×{amplification:.3g}", height=IMAGE_HEIGHT
         ),
         "perturbation",
@@ -134,7 +118,7 @@ with columns[1]:
     )
 with columns[2]:
     components.chart(
-        figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
+        components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
         "adversarial-image",
         key="attack.image.adversarial",
     )
@@ -143,7 +127,7 @@ with columns[2]:
 for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
     with column:
         components.chart(
-            figure(figures.image_figure, result.image(condition), title=f"{title} restored", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, result.image(condition), title=f"{title} restored", height=IMAGE_HEIGHT),
             f"{condition}-restored-image",
             key=f"attack.image.{condition}",
         )
@@ -171,7 +155,7 @@ else:
             "through the model, not one iteration."
         )
     components.chart(
-        figure(attack_figures.trajectory_figure, trace, names, benign_class=benign, targeted=report.targeted),
+        components.figure(attack_figures.trajectory_figure, trace, names, benign_class=benign, targeted=report.targeted),
         "attack-trajectory",
         key="attack.trajectory",
     )
@@ -254,7 +238,7 @@ with detail_column:
     image_column, bars_column = st.columns([2, 3], gap="small")
     with image_column:
         components.chart(
-            figure(
+            components.figure(
                 figures.image_figure,
                 sweep.adversarial[index : index + 1],
                 title=f"ε = {selected:.3g}",
@@ -274,7 +258,7 @@ with detail_column:
     )
 with chart_column:
     components.chart(
-        figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen),
+        components.figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen),
         "eps-sweep",
         key="attack.sweep.chart",
     )

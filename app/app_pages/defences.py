@@ -22,18 +22,6 @@ SHORT = {"nip-guided": "NIP guided", "nip-oracle": "NIP oracle", "nip-reactive":
 IMAGE_HEIGHT = 240
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)
-def _cached_figure(builder_name: str, key: str, _builder, _args: tuple, _kwargs: dict):
-    return _builder(*_args, **_kwargs)
-
-
-def figure(builder, *args, **kwargs):
-    """``builder(*args, **kwargs)``, built once per content of the arguments (building a plotly
-    figure costs tens of ms: the template is deep-copied and validated). Figures are only read."""
-    name = f"{builder.__module__}.{builder.__qualname__}"
-    return _cached_figure(name, analysis.digest(*args, **kwargs), builder, args, kwargs)
-
-
 selection = components.require_selection()
 st.title("Defences")
 result = components.current_analysis(selection)
@@ -157,13 +145,13 @@ with st.expander("The clean and the adversarial image", icon=":material/compare:
     left, right, _ = st.columns([1, 1, 2])
     with left:
         components.chart(
-            figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
             "clean-image",
             key="defences.clean",
         )
     with right:
         components.chart(
-            figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
             "adversarial-image",
             key="defences.adversarial",
         )
@@ -182,7 +170,7 @@ for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
             restorations[name] = run(name)
         if restorations[name] is not None:
             components.chart(
-                figure(
+                components.figure(
                     figures.image_figure,
                     restorations[name].restored[:1],
                     title=f"{SHORT[name]} restored",
@@ -197,7 +185,7 @@ for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
         continue
     with column:
         components.chart(
-            figure(
+            components.figure(
                 attack_figures.panel_bars,
                 restoration.probs[0],
                 names,
@@ -229,7 +217,7 @@ with guided_column:
     guided = restorations.get("nip-guided")
     if guided is not None:
         components.chart(
-            figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
+            components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
             "nip-guided-steps",
             key="defences.nip.steps",
         )
@@ -262,7 +250,7 @@ with other_column:
             key="defences.nip.candidates",
         )
         components.chart(
-            figure(
+            components.figure(
                 attack_figures.reactive_scores_figure,
                 reactive,
                 names,
@@ -286,25 +274,25 @@ if pssr is not None:
     panels = st.columns(4, gap="small")
     with panels[0]:
         components.chart(
-            figure(attack_figures.score_map_figure, score, title="Salient score", height=IMAGE_HEIGHT),
+            components.figure(attack_figures.score_map_figure, score, title="Salient score", height=IMAGE_HEIGHT),
             "pssr-score",
             key="defences.pssr.score",
         )
     with panels[1]:
         components.chart(
-            figure(attack_figures.mask_figure, result.adversarial, mask, height=IMAGE_HEIGHT),
+            components.figure(attack_figures.mask_figure, result.adversarial, mask, height=IMAGE_HEIGHT),
             "pssr-mask",
             key="defences.pssr.mask",
         )
     with panels[2]:
         components.chart(
-            figure(figures.image_figure, surgery, title="Removed pixels (surgery)", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, surgery, title="Removed pixels (surgery)", height=IMAGE_HEIGHT),
             "pssr-surgery",
             key="defences.pssr.surgery",
         )
     with panels[3]:
         components.chart(
-            figure(figures.image_figure, pssr.restored[:1], title="Regenerated", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, pssr.restored[:1], title="Regenerated", height=IMAGE_HEIGHT),
             "pssr-regenerated",
             key="defences.pssr.regenerated",
         )
