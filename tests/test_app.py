@@ -335,3 +335,30 @@ def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
     assert len(errors) == 1 and "must be odd" in errors[0] and "Still using PGD (L∞)" in errors[0]
     assert "PGD (L∞)" in _attack_banner(at)
     assert _metric(at, "Prediction") == "0"  # the rest of the page is there
+
+
+def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):
+    """A computation that runs out of GPU memory: a message on the page, the sidebar and the
+    banner stay, and the next request works again."""
+    import app.analysis as analysis
+
+    real = analysis.run_attack
+    calls = {"n": 0}
+
+    def out_of_memory(*args, **kwargs):
+        calls["n"] += 1
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(analysis, "run_attack", out_of_memory)
+    at = AppTest.from_file(MAIN, default_timeout=120).run()  # the Attack page
+    _assert_healthy(at)
+    assert calls["n"] == 1
+    assert any("GPU ran out of memory" in e and "your other choices are kept" in e for e in _errors(at))
+    assert "`digits-cnn`" in _banner(at)
+    assert [b.label for b in at.sidebar.button] == ["Run attack"]
+
+    monkeypatch.setattr(analysis, "run_attack", real)
+    at.run()
+    _assert_healthy(at)
+    assert _errors(at) == []
+    assert len(at.get("plotly_chart")) >= 9  # the five panels and their bars are back

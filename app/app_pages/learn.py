@@ -13,6 +13,7 @@ from app import analysis, components, sidebar, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps, get_attack
 from neuronviz.defenses import get_defense
+from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import neurons as neuron_figures
 from neuronviz.influence import influence_shift
 
@@ -85,11 +86,16 @@ with tour_tab:
         norm_linf = float(result.report.linf[0])
         left, middle, right = st.columns(3, gap="medium")
         with left:
-            amplified = (0.5 + result.perturbation / (2 * max(norm_linf, 1e-8))).clamp(0, 1)
+            amplification = attack_figures.perturbation_amplification(result.perturbation)
             components.chart(
-                figures.image_figure(amplified, title="The change (amplified)", height=300), "tour-2-perturbation", key="learn.perturbation"
+                attack_figures.perturbation_figure(result.perturbation, title=f"The change (×{amplification:.3g})", height=300),
+                "tour-2-perturbation",
+                key="learn.perturbation",
             )
-            st.caption("Grey = unchanged; lighter = brighter, darker = dimmer. Stretched so the largest change is visible.")
+            st.caption(
+                f"Vermillion = brighter, green = darker, white = unchanged; colours amplified ×{amplification:.3g} so the "
+                "largest change is visible."
+            )
         with middle:
             components.chart(figures.image_figure(result.adversarial, title="Attacked image", height=300), "tour-2-adversarial", key="learn.adv")
         with right:
@@ -119,19 +125,24 @@ with tour_tab:
             f"The **front** neurons ({k}) push hardest for {names[clean]}, the **tail** neurons ({t}) least. NIP's authors "
             "observed that attacks suppress the front and lift the tail."
         )
-        left, right = st.columns(2, gap="large")
+        left, right = st.columns([3, 2], gap="large")
         with left:
             components.chart(
-                neuron_figures.influence_scatter(before, after, shift, names[clean], after_label="attacked", height=440),
+                neuron_figures.influence_scatter(before, after, shift, names[clean], after_label="attacked", height=460),
                 "tour-3-scatter",
                 key="learn.scatter",
             )
         with right:
-            components.chart(
-                neuron_figures.group_bars(before, after, shift.groups_before, names[clean], after_label="attacked", height=440),
-                "tour-3-bars",
-                key="learn.bars",
+            st.markdown(
+                f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
+                f"**Blue** points are the front, **orange** the tail, grey the rest. Points under the dashed line "
+                f"lost influence toward {names[clean]}."
             )
+        components.chart(
+            neuron_figures.group_bars(before, after, shift.groups_before, names[clean], after_label="attacked", height=400),
+            "tour-3-bars",
+            key="learn.bars",
+        )
         st.markdown(
             f"Here {int(shift.front_suppressed[0])} of the {k} front neurons lost influence and "
             f"{int(shift.tail_lifted[0])} of the {t} tail neurons gained some; the ranking of all channels before and after "

@@ -6,31 +6,22 @@ from app import components, state
 from neuronviz import figures
 
 st.title("Model & image")
-selection = state.selection()
-if selection is None:
-    st.info("No model or image is loaded: see the messages above and choose a model and an image in the sidebar.")
-    st.stop()
+selection = components.require_selection()
 
 prediction = state.predict(selection.model, selection.image)
 class_names = selection.model.class_names
 
 image_column, prediction_column = st.columns([2, 3], gap="large")
 with image_column:
-    st.plotly_chart(
-        figures.image_figure(selection.image, title=selection.image_request.label),
-        config=figures.export_config("input-image"),
-        theme=None,
-        key="input_image",
-    )
+    components.chart(figures.image_figure(selection.image, title=selection.image_request.label), "input-image", key="input_image")
     components.image_notes(selection.image_info)
 with prediction_column:
     components.prediction_summary(prediction, class_names, selection.true_class)
-    st.plotly_chart(
+    components.chart(
         figures.prediction_bars(
             prediction.probabilities, class_names, k=5, title="Top-5 prediction", true_class=selection.true_class
         ),
-        config=figures.export_config("top5-prediction"),
-        theme=None,
+        "top5-prediction",
         key="prediction_bars",
     )
 
