@@ -146,6 +146,8 @@ def content_key(value: Any) -> Any:
         return content_key(value.item())
     if isinstance(value, torch.device):
         return {"device": str(value)}
+    if type(value).__name__ in ("DataFrame", "Series") and type(value).__module__.startswith("pandas"):
+        return _frame_key(value)
     if isinstance(value, Mapping):
         return {"map": sorted(([content_key(k), content_key(v)] for k, v in value.items()), key=json.dumps)}
     if isinstance(value, (list, tuple)):
@@ -153,6 +155,16 @@ def content_key(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {type(value).__qualname__: {f.name: content_key(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     raise TypeError(f"no content key for {type(value).__name__}: pass it as a tensor, number, string or mapping")
+
+
+def _frame_key(frame) -> dict:
+    """A pandas frame by its index, columns, dtypes and every value (pandas' own row hashes)."""
+    import pandas as pd
+
+    rows = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    columns = list(map(str, frame.columns)) if hasattr(frame, "columns") else [str(frame.name)]
+    dtypes = [str(t) for t in (frame.dtypes if hasattr(frame, "columns") else [frame.dtype])]
+    return {"frame": tensor_digest(torch.from_numpy(rows.astype(np.int64))), "columns": columns, "dtypes": dtypes}
 
 
 def digest(*args: Any, **kwargs: Any) -> str:

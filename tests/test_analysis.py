@@ -65,6 +65,19 @@ def test_content_key_distinguishes_models_values_and_types(digits_cnn):
         analysis.digest(object())
 
 
+def test_content_key_of_frames_sees_values_columns_and_index():
+    import pandas as pd
+
+    frame = pd.DataFrame({"layer": ["a", "b"], "rho": [0.5, 0.25]})
+    assert analysis.digest(frame) == analysis.digest(frame.copy())
+    changed = frame.copy()
+    changed.loc[1, "rho"] = 0.2500001
+    assert analysis.digest(frame) != analysis.digest(changed)
+    assert analysis.digest(frame) != analysis.digest(frame.rename(columns={"rho": "spearman"}))
+    assert analysis.digest(frame) != analysis.digest(frame.set_axis([5, 6]))
+    assert analysis.digest(frame["rho"]) != analysis.digest(changed["rho"])
+
+
 def test_memo_computes_once_per_content():
     CALLS.clear()
     x = torch.arange(10.0)
