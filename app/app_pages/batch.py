@@ -196,7 +196,9 @@ show_metrics(result)
 st.subheader("Accuracy", divider="gray")
 left, right = st.columns(2, gap="large")
 with left:
-    components.chart(batch_figures.accuracy_figure(result.summary()), "batch-accuracy", key="batch.accuracy")
+    components.chart(
+        components.figure(batch_figures.accuracy_figure, result.summary()), "batch-accuracy", key="batch.accuracy"
+    )
     st.caption(
         "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
         "attack), the right bar its accuracy on the attacked images. A good defence lifts the right bar "
@@ -212,7 +214,7 @@ with right:
         key="batch.per_class_metric",
     )
     components.chart(
-        batch_figures.per_class_figure(result, model.class_names, metric=metric or "accuracy"),
+        components.figure(batch_figures.per_class_figure, result, model.class_names, metric=metric or "accuracy"),
         f"batch-per-class-{metric}",
         key="batch.per_class",
     )

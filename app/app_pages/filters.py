@@ -144,6 +144,7 @@ if current is not None:
             )
             input_channel = None if picked == "mean" else int(picked)
         grid = analysis.attempt(
+            components.figure,
             figs.filter_grid,
             maps,
             labels=report.labels if report is not None else None,
@@ -173,7 +174,7 @@ else:
 
 st.subheader("Nodal dropout: which filters does the attack rely on?", divider="gray")
 if report is not None:
-    dropout = analysis.attempt(figs.dropout_chart, report)
+    dropout = analysis.attempt(components.figure, figs.dropout_chart, report)
     if dropout is not None:
         components.chart(dropout, f"{model.name}-nodal-dropout", key="filters.dropout")
     st.caption(
@@ -260,7 +261,7 @@ if report is not None and evaluation is not None:
             points.append(point)
         progress.empty()
         if len(points) == len(betas):
-            curve = analysis.attempt(figs.rescale_curve, points, beta=float(beta))
+            curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=float(beta))
             if curve is not None:
                 components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
             best = max(points, key=lambda p: p.adv_after)

@@ -70,10 +70,20 @@ with tour_tab:
         st.subheader("1 · The model reads a digit", divider="gray")
         left, right = st.columns([2, 3], gap="large")
         with left:
-            components.chart(figures.image_figure(result.clean, title=sample.label, height=300), "tour-1-clean", key="learn.clean")
+            components.chart(
+                components.figure(figures.image_figure, result.clean, title=sample.label, height=300),
+                "tour-1-clean",
+                key="learn.clean",
+            )
         with right:
             components.chart(
-                figures.prediction_bars(result.probabilities("clean"), names, title="What the model says", true_class=sample.true_class),
+                components.figure(
+                    figures.prediction_bars,
+                    result.probabilities("clean"),
+                    names,
+                    title="What the model says",
+                    true_class=sample.true_class,
+                ),
                 "tour-1-prediction",
                 key="learn.clean_bars",
             )
@@ -88,7 +98,12 @@ with tour_tab:
         with left:
             amplification = attack_figures.perturbation_amplification(result.perturbation)
             components.chart(
-                attack_figures.perturbation_figure(result.perturbation, title=f"The change (×{amplification:.3g})", height=300),
+                components.figure(
+                    attack_figures.perturbation_figure,
+                    result.perturbation,
+                    title=f"The change (×{amplification:.3g})",
+                    height=300,
+                ),
                 "tour-2-perturbation",
                 key="learn.perturbation",
             )
@@ -97,11 +112,20 @@ with tour_tab:
                 "largest change is visible."
             )
         with middle:
-            components.chart(figures.image_figure(result.adversarial, title="Attacked image", height=300), "tour-2-adversarial", key="learn.adv")
+            components.chart(
+                components.figure(figures.image_figure, result.adversarial, title="Attacked image", height=300),
+                "tour-2-adversarial",
+                key="learn.adv",
+            )
         with right:
             components.chart(
-                figures.prediction_bars(
-                    result.probabilities("adversarial"), names, title="What the model says now", color_key="adversarial", true_class=sample.true_class
+                components.figure(
+                    figures.prediction_bars,
+                    result.probabilities("adversarial"),
+                    names,
+                    title="What the model says now",
+                    color_key="adversarial",
+                    true_class=sample.true_class,
                 ),
                 "tour-2-prediction",
                 key="learn.adv_bars",
@@ -128,7 +152,15 @@ with tour_tab:
         left, right = st.columns([3, 2], gap="large")
         with left:
             components.chart(
-                neuron_figures.influence_scatter(before, after, shift, names[clean], after_label="attacked", height=460),
+                components.figure(
+                    neuron_figures.influence_scatter,
+                    before,
+                    after,
+                    shift,
+                    names[clean],
+                    after_label="attacked",
+                    height=460,
+                ),
                 "tour-3-scatter",
                 key="learn.scatter",
             )
@@ -139,7 +171,15 @@ with tour_tab:
                 f"lost influence toward {names[clean]}."
             )
         components.chart(
-            neuron_figures.group_bars(before, after, shift.groups_before, names[clean], after_label="attacked", height=400),
+            components.figure(
+                neuron_figures.group_bars,
+                before,
+                after,
+                shift.groups_before,
+                names[clean],
+                after_label="attacked",
+                height=400,
+            ),
             "tour-3-bars",
             key="learn.bars",
         )
@@ -159,10 +199,23 @@ with tour_tab:
                 predicted = int(restoration.prediction[0])
                 inner = st.columns([2, 3])
                 with inner[0]:
-                    components.chart(figures.image_figure(restoration.restored, title=defense.label.split(" (")[0], height=260), f"tour-4-{name}", key=f"learn.{name}")
+                    components.chart(
+                        components.figure(
+                            figures.image_figure, restoration.restored, title=defense.label.split(" (")[0], height=260
+                        ),
+                        f"tour-4-{name}",
+                        key=f"learn.{name}",
+                    )
                 with inner[1]:
                     components.chart(
-                        figures.prediction_bars(restoration.probs[0], names, title="After the defence", color_key="restored", true_class=sample.true_class),
+                        components.figure(
+                            figures.prediction_bars,
+                            restoration.probs[0],
+                            names,
+                            title="After the defence",
+                            color_key="restored",
+                            true_class=sample.true_class,
+                        ),
                         f"tour-4-{name}-prediction",
                         key=f"learn.{name}_bars",
                     )

@@ -154,7 +154,9 @@ st.markdown(shift.summary() + ".")
 left, right = st.columns([3, 2], gap="medium")
 with left:
     components.chart(
-        neuron_figures.influence_scatter(before_map, after_map, shift, benign_name, after_label=after_label),
+        components.figure(
+            neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
+        ),
         f"influence-{layer}-clean-vs-{after}",
         key="neurons.scatter",
     )
@@ -165,7 +167,7 @@ with left:
     )
 with right:
     components.chart(
-        neuron_figures.transition_heatmap(shift.transition, after_label=after_label),
+        components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label),
         f"transition-{layer}-clean-vs-{after}",
         key="neurons.transition",
     )
@@ -175,8 +177,14 @@ with right:
     )
 
 components.chart(
-    neuron_figures.group_bars(
-        before_map, after_map, shift.groups_before, benign_name, after_label=after_label, after_color=after_color
+    components.figure(
+        neuron_figures.group_bars,
+        before_map,
+        after_map,
+        shift.groups_before,
+        benign_name,
+        after_label=after_label,
+        after_color=after_color,
     ),
     f"front-tail-{layer}-clean-vs-{after}",
     key="neurons.bars",
@@ -207,7 +215,9 @@ tables = {condition: shift_table(condition) for condition in AFTER_CONDITIONS}
 overview = tables[after]
 if overview is not None:
     components.chart(
-        neuron_figures.layer_overview(overview, layer, after_label=after_label, after_color=after_color),
+        components.figure(
+            neuron_figures.layer_overview, overview, layer, after_label=after_label, after_color=after_color
+        ),
         f"layers-clean-vs-{after}",
         key="neurons.layers",
     )
@@ -246,7 +256,7 @@ st.subheader("Does the defence restore the clean ranking?", divider="gray")
 frames = {condition: frame for condition, frame in tables.items() if frame is not None}
 if len(frames) == len(AFTER_CONDITIONS):
     components.chart(
-        neuron_figures.restoration_overview(frames, layer, labels=analysis.CONDITION_LABELS),
+        components.figure(neuron_figures.restoration_overview, frames, layer, labels=analysis.CONDITION_LABELS),
         "restoration-by-layer",
         key="neurons.restoration",
     )
@@ -306,7 +316,8 @@ def attributions(model: PixelModel, result: analysis.Analysis) -> None:
         if attribution is None:
             continue
         components.chart(
-            neuron_figures.attribution_pair(
+            components.figure(
+                neuron_figures.attribution_pair,
                 attribution.values[0],
                 attribution.values[1],
                 method,

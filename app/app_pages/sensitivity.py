@@ -89,6 +89,7 @@ if set_result is not None:
     profiles[f"evaluation set ({set_result.images} pairs)"] = set_result.profiles[model.name]
 if profiles:
     fig = analysis.attempt(
+        components.figure,
         figs.layer_profile_chart,
         profiles,
         colors=dict(zip(profiles, ("adversarial", "front"))),
@@ -145,7 +146,7 @@ if sources:
         key=SOURCE,
     )
     smap = sources[source]
-    bars = analysis.attempt(figs.channel_bars, smap[layer])
+    bars = analysis.attempt(components.figure, figs.channel_bars, smap[layer])
     if bars is not None:
         components.chart(bars, f"{model.name}-{layer}-channel-sensitivity", key="sensitivity.channels")
     top = [int(j) for j in smap[layer].top.tolist()]
@@ -168,7 +169,7 @@ if sources:
             analysis.memo, feature_maps.channel_maps, model, current.clean, current.adversarial, layer, channels
         )
         if maps is not None and len(maps.spatial) == 2:
-            fig = analysis.attempt(figs.channel_maps_figure, maps, smap[layer])
+            fig = analysis.attempt(components.figure, figs.channel_maps_figure, maps, smap[layer])
             if fig is not None:
                 components.chart(fig, f"{model.name}-{layer}-sensitive-maps", key="sensitivity.maps")
             st.caption(
@@ -255,6 +256,7 @@ else:
             )
     if comparison is not None:
         fig = analysis.attempt(
+            components.figure,
             figs.layer_profile_chart,
             comparison.profiles,
             colors={name: COMPARISON_COLORS.get(name, "middle") for name in comparison.profiles},
