@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
@@ -477,12 +478,27 @@ class _TraceRecorder(nn.Module):
         return out
 
 
+#: The global generators are one per process: a seeded block holds this lock for its whole run, so
+#: two sessions attacking two different models (two model locks) cannot interleave their draws.
+#: Always taken after a model's lock, never before one.
+_RNG_LOCK = threading.RLock()
+
+
 @contextmanager
 def seeded(seed: int | None):
-    """Seed torch (CPU and CUDA), NumPy and ``random`` inside the block; restore them after."""
+    """Seed torch (CPU and CUDA), NumPy and ``random`` inside the block; restore them after.
+
+    Holds :data:`_RNG_LOCK` throughout, so concurrent seeded blocks run one after the other."""
     if seed is None:
         yield
         return
+    with _RNG_LOCK:
+        with _seeded(seed):
+            yield
+
+
+@contextmanager
+def _seeded(seed: int):
     np_state, py_state = np.random.get_state(), random.getstate()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):

@@ -262,3 +262,31 @@ def test_bad_pixels_and_caps(models, batch):
         run_attack(model, torch.rand(MAX_BATCH + 1, 1, 28, 28), "fgsm")
     with pytest.raises(InputError, match="model evaluations; one request may ask for at most"):
         run_attack(model, torch.rand(200, 1, 28, 28), "autoattack")
+
+
+def test_seeded_attacks_on_two_models_at_once_equal_one_at_a_time(digits_cnn, digits_test):
+    """Two sessions attacking two different models (two model locks) share the global generators:
+    the seeded section is serialised, so each result equals its single-thread run."""
+    import threading
+
+    from neuronviz.models import load_model
+
+    robust = load_model("digits-cnn-robust", device="cpu")
+    x = digits_test[0][:16]
+    params = {"eps": 0.1, "alpha": 0.01, "steps": 30, "random_start": True}
+    alone = {m.name: run_attack(m, x, "pgd", params, seed=0).adversarial for m in (digits_cnn, robust)}
+    results: dict = {}
+    start = threading.Barrier(2)
+
+    def work(model):
+        start.wait()
+        results[model.name] = run_attack(model, x, "pgd", params, seed=0).adversarial
+
+    for _ in range(3):
+        threads = [threading.Thread(target=work, args=(m,)) for m in (digits_cnn, robust)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for name, adversarial in alone.items():
+            assert torch.equal(results[name], adversarial), name
