@@ -128,7 +128,7 @@ def set_attack_choice(model: PixelModel, choice: AttackChoice) -> None:
 def content_key(value: Any) -> Any:
     """A JSON-able description of ``value`` that changes whenever any of its content changes.
 
-    Models by their weights' SHA-256 and device, tensors and arrays by the SHA-1 of every byte,
+    Models by their weights' SHA-256, name and device, tensors and arrays by the SHA-1 of every byte,
     dataclasses field by field; anything else unknown is refused (TypeError) rather than keyed
     by its identity, so two different inputs can never share a cached result.
     """
@@ -137,7 +137,9 @@ def content_key(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value) if not math.isfinite(value) else value
     if isinstance(value, PixelModel):
-        return {"model": value.content_hash, "device": str(value.device)}
+        # The name too: companions are found by it (PSSR's regenerator for "digits-cnn"), so two
+        # models with the same weights under two names can restore differently.
+        return {"model": value.content_hash, "name": value.name, "device": str(value.device)}
     if isinstance(value, torch.Tensor):
         return {"tensor": tensor_digest(value)}
     if isinstance(value, np.ndarray):
@@ -307,19 +309,17 @@ class Analysis:
         return bool(self.report.success[0])
 
 
-def compute_analysis(
-    model: PixelModel, image: torch.Tensor, choice: AttackChoice, true_class: int | None = None
-) -> Analysis:
+def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
     """The attack, the NIP (guided) and PSSR restorations, and influence for every layer.
 
-    Not cached: call :func:`full_analysis` from pages. The attack moves away from ``true_class``
-    when it is known, else from the clean prediction.
+    Not cached: call :func:`full_analysis` from pages. An untargeted attack moves away from the
+    clean prediction (the benign class), as the defences and the batch evaluation measure it:
+    "fooled" means the prediction changed, also for an image the model already gets wrong.
     """
     seconds: dict[str, float] = {}
     params = choice.params(model)
     started = time.perf_counter()
-    labels = None if true_class is None else torch.tensor([true_class])
-    report = run_attack(model, image, choice.attack, params, labels=labels, target=choice.target, seed=choice.seed)
+    report = run_attack(model, image, choice.attack, params, target=choice.target, seed=choice.seed)
     seconds["attack"] = time.perf_counter() - started
     benign = int(report.clean_pred[0])
     adversarial = report.adversarial
@@ -339,7 +339,7 @@ def compute_analysis(
     batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in RESTORATIONS)])
     maps = neuron_influence(model, batch, layers=list(layers), target=[benign] * batch.shape[0])
     influence = {
-        condition: {name: _row(m, index) for name, m in maps.items()} for index, condition in enumerate(CONDITIONS)
+        condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(CONDITIONS)
     }
     seconds["influence"] = time.perf_counter() - started
     return Analysis(
@@ -358,22 +358,7 @@ def compute_analysis(
     )
 
 
-def _row(m: InfluenceMap, index: int) -> InfluenceMap:
-    pick = slice(index, index + 1)
-    return dataclasses.replace(m, target=m.target[pick], values=m.values[pick], activations=m.activations[pick])
-
-
-def full_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice, true_class: int | None = None) -> Analysis:
+def full_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
     """:func:`compute_analysis`, cached by the model's weights, the image's bytes and the choice."""
-    return memo(compute_analysis, model, image, choice, true_class)
+    return memo(compute_analysis, model, image, choice)
 
-
-def stack_influence(maps: Sequence[InfluenceMap]) -> InfluenceMap:
-    """One :class:`InfluenceMap` of several images of the same layer (rows in the given order)."""
-    first = maps[0]
-    return dataclasses.replace(
-        first,
-        target=torch.cat([m.target for m in maps]),
-        values=torch.cat([m.values for m in maps]),
-        activations=torch.cat([m.activations for m in maps]),
-    )

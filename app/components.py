@@ -214,7 +214,7 @@ def current_analysis(selection: state.Selection) -> analysis.Analysis | None:
     choice = analysis.attack_choice(selection.model)
     with st.spinner(f"Running {choice.describe(selection.model)}, both restorations and neuron influence…"):
         return analysis.attempt(
-            analysis.full_analysis, selection.model, selection.image, choice, selection.true_class
+            analysis.full_analysis, selection.model, selection.image, choice
         )
 
 

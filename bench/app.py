@@ -61,11 +61,11 @@ def bench_analysis(repeats: int) -> tuple[float, float, float]:
     sample = list_samples(model)[0]
     x = load_sample(sample.id, model)
     choice = analysis.AttackChoice()
-    analysis.compute_analysis(model, x, choice, sample.true_class)  # warm-up: imports, first kernels
-    cold = _median_time(lambda: analysis.compute_analysis(model, x, choice, sample.true_class), repeats)
+    analysis.compute_analysis(model, x, choice)  # warm-up: imports, first kernels
+    cold = _median_time(lambda: analysis.compute_analysis(model, x, choice), repeats)
     st.cache_data.clear()
-    analysis.full_analysis(model, x, choice, sample.true_class)  # fills the cache
-    shared = _median_time(lambda: analysis.full_analysis(model, x, choice, sample.true_class), repeats)
+    analysis.full_analysis(model, x, choice)  # fills the cache
+    shared = _median_time(lambda: analysis.full_analysis(model, x, choice), repeats)
     # The same session again: its own store of results (what a browser session's rerun uses).
     from collections import OrderedDict
 
@@ -73,8 +73,8 @@ def bench_analysis(repeats: int) -> tuple[float, float, float]:
     original = analysis._session_store
     analysis._session_store = lambda: store
     try:
-        analysis.full_analysis(model, x, choice, sample.true_class)
-        own = _median_time(lambda: analysis.full_analysis(model, x, choice, sample.true_class), repeats)
+        analysis.full_analysis(model, x, choice)
+        own = _median_time(lambda: analysis.full_analysis(model, x, choice), repeats)
     finally:
         analysis._session_store = original
     return cold, own, shared

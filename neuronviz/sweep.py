@@ -20,7 +20,6 @@ pixel units for L2 budgets).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -217,8 +216,8 @@ def eps_sweep(
     adversarial_t = torch.cat(adversarial)
     batch = torch.cat([clean, adversarial_t])
     maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
-    before = _rows(maps, [0] * len(values))
-    after = _rows(maps, list(range(1, len(values) + 1)))
+    before = maps.select([0] * len(values))
+    after = maps.select(range(1, len(values) + 1))
     shift = influence_shift(before, after, front=front, tail=tail)
     influence_seconds = time.perf_counter() - started
 
@@ -249,11 +248,4 @@ def eps_sweep(
         front_influence_change=shift.front_influence_change,
         tail_influence_change=shift.tail_influence_change,
         seconds={"attacks": attack_seconds, "influence": influence_seconds},
-    )
-
-
-def _rows(influence: InfluenceMap, rows: list[int]) -> InfluenceMap:
-    pick = torch.tensor(rows, dtype=torch.long)
-    return dataclasses.replace(
-        influence, target=influence.target[pick], values=influence.values[pick], activations=influence.activations[pick]
     )

@@ -58,6 +58,12 @@ def test_content_key_distinguishes_models_values_and_types(digits_cnn):
     with torch.no_grad():
         twin.layer("features.0").weight[0, 0, 0, 0] += 1e-3  # changed in place after hashing
     assert analysis.digest(digits_cnn) != analysis.digest(twin)
+    import dataclasses
+
+    renamed = digits_cnn.copy()
+    renamed.meta = dataclasses.replace(renamed.meta, name="mine")  # same weights, another name:
+    assert renamed.content_hash == digits_cnn.content_hash  # PSSR finds no regenerator for "mine"
+    assert analysis.digest(renamed) != analysis.digest(digits_cnn)
     assert analysis.digest(1) != analysis.digest(1.5) != analysis.digest("1")
     assert analysis.digest({"a": 1, "b": 2}) == analysis.digest({"b": 2, "a": 1})
     assert analysis.digest(analysis.AttackChoice()) != analysis.digest(analysis.AttackChoice(seed=1))
@@ -120,10 +126,10 @@ def test_attack_choice_resolves_against_the_model(digits_cnn):
 
 
 def test_full_analysis_equals_the_library_called_directly(digits_cnn, image):
-    x, label = image
+    x, _ = image
     choice = analysis.AttackChoice.make("pgd", {"steps": 5}, seed=3)
-    result = analysis.full_analysis(digits_cnn, x, choice, label)
-    direct = run_attack(digits_cnn, x, "pgd", choice.params(digits_cnn), labels=torch.tensor([label]), seed=3)
+    result = analysis.full_analysis(digits_cnn, x, choice)
+    direct = run_attack(digits_cnn, x, "pgd", choice.params(digits_cnn), seed=3)
     assert torch.equal(result.adversarial, direct.adversarial)
     assert result.benign_class == int(direct.clean_pred[0])
     nip = restore(digits_cnn, direct.adversarial, "nip-guided", target=result.benign_class)
@@ -143,9 +149,9 @@ def test_full_analysis_equals_the_library_called_directly(digits_cnn, image):
 
 
 def test_full_analysis_is_cached_and_sessions_get_copies(digits_cnn, image):
-    x, label = image
-    first = analysis.full_analysis(digits_cnn, x, analysis.AttackChoice(), label)
-    second = analysis.full_analysis(digits_cnn, x.clone(), analysis.AttackChoice(), label)
+    x, _ = image
+    first = analysis.full_analysis(digits_cnn, x, analysis.AttackChoice())
+    second = analysis.full_analysis(digits_cnn, x.clone(), analysis.AttackChoice())
     assert first is not second  # a pickled copy per call: one session cannot change another's
     assert torch.equal(first.adversarial, second.adversarial)
     assert first.seconds == second.seconds  # the same computation, not a new one

@@ -81,7 +81,7 @@ def test_attack_page_shows_the_five_images_with_their_bars_and_real_numbers(firs
     assert "Attack trajectory" in titles and "Prediction and neuron ranking vs attack strength" in titles
 
     # The page's adversarial image and perturbation are those of PGD-20 (ε 0.1, seed 0) on this digit.
-    report = run_attack(model, image, "pgd", {"steps": 20}, labels=torch.tensor([true_class]), seed=0)
+    report = run_attack(model, image, "pgd", {"steps": 20}, seed=0)
     charts = _charts(at)
     shown = _array(charts["Adversarial"][0]["data"][0]["z"])
     np.testing.assert_allclose(shown, report.adversarial[0, 0].numpy(), atol=1e-6)

@@ -27,7 +27,7 @@ def tour_truth():
     model = load_model("digits-cnn", device="cpu")
     [sample] = [s for s in list_samples(model) if s.id == "digit-test-41"]
     x = load_sample(sample.id, model)
-    report = run_attack(model, x, "pgd", {"steps": 20}, labels=torch.tensor([sample.true_class]), seed=0)
+    report = run_attack(model, x, "pgd", {"steps": 20}, seed=0)  # away from the clean prediction, as the app
     benign = int(report.clean_pred[0])
     nip = restore(model, report.adversarial, "nip-guided", target=benign)
     maps = neuron_influence(model, torch.cat([x, report.adversarial]), layers="features.7", target=[benign, benign])

@@ -69,9 +69,8 @@ def _adversarial(selection) -> torch.Tensor:
     from app.analysis import AttackChoice
 
     model = selection.model
-    labels = None if selection.true_class is None else torch.tensor([selection.true_class])
-    choice = AttackChoice()
-    return run_attack(model, selection.image, choice.attack, choice.params(model), labels=labels, seed=choice.seed)
+    choice = AttackChoice()  # untargeted: away from the clean prediction, as the app attacks
+    return run_attack(model, selection.image, choice.attack, choice.params(model), seed=choice.seed)
 
 
 def _assert_matches(points: dict[int, float], values: torch.Tensor) -> None:

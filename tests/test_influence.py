@@ -306,3 +306,15 @@ def test_input_attributions(digits_cnn, digits_test):
     assert cam.values.shape == (2, 28, 28) and cam.layer == "features.7" and float(cam.values.min()) >= 0
     with pytest.raises(InputError, match="method"):
         input_attribution(digits_cnn, x, "lime")
+
+
+def test_influence_map_select_picks_images_in_order(digits_cnn, digits_test):
+    x = digits_test[0][:4]
+    full = neuron_influence(digits_cnn, x, layers="features.7")["features.7"]
+    picked = full.select([2, 0, 2])
+    assert torch.equal(picked.values, full.values[[2, 0, 2]])
+    assert torch.equal(picked.activations, full.activations[[2, 0, 2]])
+    assert torch.equal(picked.target, full.target[[2, 0, 2]])
+    one = full.select(1)
+    assert one.values.shape == (1, full.neurons) and torch.equal(one.values[0], full.values[1])
+    assert (one.layer, one.method, one.shape) == (full.layer, full.method, full.shape)

@@ -163,7 +163,8 @@ else:
         "falls as the image moves toward the target" if report.targeted else "rises as the image moves away from it"
     )
     st.caption(
-        f"Top: cross-entropy to the {'target' if report.targeted else 'true'} class, which {direction}. Bottom: "
+        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {names[benign]}'}, "
+        f"which {direction}. Bottom: "
         f"the predicted class at each {trace.unit}, green while it is still the benign class "
         f"{names[benign]}; the dotted line marks the first {trace.unit} that leaves it."
         + (" The trace was truncated (too many passes)." if trace.truncated else "")
@@ -192,7 +193,8 @@ def eps_label(value: float) -> str:
 
 
 sweep_args = (model, selection.image, info.name, result.params, eps_values)
-sweep_kwargs = {"labels": true_class, "target": result.choice.target, "seed": result.choice.seed}
+# Away from the clean prediction, as the analysis above (labels=None).
+sweep_kwargs = {"target": result.choice.target, "seed": result.choice.seed}
 sweep_kwargs["layer"] = result.default_layer
 # Every budget is one more attack: on a large model that is long, so it waits for a click there.
 # Small inputs (digits, CIFAR-size) always run: their sweep costs well under a second on a CPU, and

@@ -47,7 +47,7 @@ def _example():
         return None
     sample = samples[0]
     image, _ = state.load_requested_image(state.ImageRequest.for_sample(sample), model)
-    result = analysis.full_analysis(model, image, analysis.default_choice(), sample.true_class)
+    result = analysis.full_analysis(model, image, analysis.default_choice())
     return model, sample, result
 
 
