@@ -237,8 +237,12 @@ def _attack_form(model: PixelModel) -> list[str]:
     current = analysis.attack_choice(model)
     attacks = {info.name: info for info in list_attacks()}
     names = list(attacks)
-    if "attack_name" not in st.session_state:
+    if st.session_state.get(ATTACK_CHANNELS) != model.channels:
+        # The choice is kept per input channel count (digits vs photos): show that one's attack
+        # and seed, not what the widgets last held for the other kind of model.
         st.session_state["attack_name"] = current.attack
+        st.session_state["attack_seed"] = int(current.seed)
+        st.session_state[ATTACK_CHANNELS] = model.channels
     name = st.selectbox("Attack", names, format_func=lambda n: attacks[n].label, key="attack_name")
     info = attacks[name]
     st.caption(f"{info.description} ({_paper_short(info.paper)})" if info.paper != "—" else info.description)
@@ -247,7 +251,7 @@ def _attack_form(model: PixelModel) -> list[str]:
         values = {p.name: _param_widget(p, info, model, overrides) for p in info.params}
         target = _target_widget(info, model, current if current.attack == name else None)
         seed = st.number_input(
-            "Seed", min_value=0, max_value=2**31 - 1, value=int(current.seed), step=1, key="attack_seed",
+            "Seed", min_value=0, max_value=2**31 - 1, step=1, key="attack_seed",
             help="Seeds the attack's randomness (random start, restarts): the same seed gives the same image.",
         )
         submitted = st.form_submit_button("Run attack", type="primary", icon=":material/bolt:", width="stretch")
@@ -298,6 +302,16 @@ def _param_widget(param: Param, info: AttackInfo, model: PixelModel, overrides: 
 
 
 UNTARGETED, LEAST_LIKELY = "untargeted", "least-likely"
+ATTACK_CHANNELS = "sidebar.attack_channels"  # the channel count the attack widgets were last set for
+
+
+def reset_attack_widgets(choice: analysis.AttackChoice) -> None:
+    """Put ``choice`` into the attack widgets (call from a callback, before the sidebar is drawn):
+    its attack and seed, and its parameters' widgets back to the choice's values."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"attack:{choice.attack}:")]:
+        del st.session_state[key]
+    st.session_state["attack_name"] = choice.attack
+    st.session_state["attack_seed"] = int(choice.seed)
 
 
 def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.AttackChoice | None):

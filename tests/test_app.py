@@ -362,3 +362,23 @@ def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):
     _assert_healthy(at)
     assert _errors(at) == []
     assert len(at.get("plotly_chart")) >= 9  # the five panels and their bars are back
+
+
+def test_attack_widgets_follow_the_choice_of_each_kind_of_model(at: AppTest):
+    """The attack choice is kept per input channel count: switching from digits to photos shows
+    that kind's choice in the widgets, and switching back restores the digits' one."""
+    at.selectbox(key="attack_name").set_value("fgsm").run()
+    [seed] = [w for w in at.sidebar.number_input if w.label == "Seed"]
+    seed.set_value(5)
+    [run] = [b for b in at.sidebar.button if b.label == "Run attack"]
+    run.click().run()
+    assert "FGSM" in _attack_banner(at) and "seed 5" in _attack_banner(at)
+    at.selectbox(key="model_name").set_value("resnet18").run()  # 3 channels: its own (default) choice
+    _assert_healthy(at)
+    assert "PGD (L∞)" in _attack_banner(at) and "seed 0" in _attack_banner(at)
+    assert at.selectbox(key="attack_name").value == "pgd"
+    assert [w.value for w in at.sidebar.number_input if w.label == "Seed"] == [0]
+    at.selectbox(key="model_name").set_value("digits-cnn").run()
+    assert "FGSM" in _attack_banner(at) and "seed 5" in _attack_banner(at)
+    assert at.selectbox(key="attack_name").value == "fgsm"
+    assert [w.value for w in at.sidebar.number_input if w.label == "Seed"] == [5]

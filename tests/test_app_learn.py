@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from apptest import assert_healthy, clear_caches, errors, open_page, plotly_titles
+from apptest import assert_healthy, clear_caches, errors, open_page, plotly_titles, submit_attack
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +63,17 @@ def test_tour_tells_the_story_with_the_library_numbers(tour_truth):
 
 def test_tour_ignores_the_sidebar_and_opens_its_example(tour_truth):
     at = open_page("app_pages/learn.py")
+    submit_attack(at, "fgsm", eps=0.2)  # another attack than the tour's
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     assert_healthy(at)
     assert "digit 9 (#41)" in plotly_titles(at)  # the ready example, whatever the sidebar says
     at.button(key="learn.load_example").click().run()
     assert_healthy(at)
-    banner = " ".join(m.value for m in at.main.markdown if "**Model**" in m.value or "**Image**" in m.value)
+    banner = " ".join(m.value for m in at.main.markdown if "**" in m.value and " · " in m.value)
     assert "`digits-cnn`" in banner and "digit 9 (#41)" in banner
+    assert "PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01 (2.55/255), steps 20" in banner  # the tour's attack
+    assert at.sidebar.selectbox(key="attack_name").value == "pgd"
+    assert [w.value for w in at.sidebar.number_input if w.label == "steps"] == [20]
 
 
 def test_methods_name_the_four_papers_and_the_reconstructions():

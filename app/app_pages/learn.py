@@ -32,7 +32,9 @@ def _load_example(sample_id: str, true_class: int, example: int) -> None:
     st.session_state["image_source"] = sidebar.SAMPLE
     st.session_state["sample_class"] = true_class
     st.session_state["sample_example"] = example
-    st.session_state["attack_name"] = analysis.DEFAULT_ATTACK
+    model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
+    analysis.set_attack_choice(model, analysis.default_choice())  # the tour's attack, not the last one
+    sidebar.reset_attack_widgets(analysis.default_choice())
     st.session_state["learn.go_to_attack"] = True
 
 
@@ -89,7 +91,8 @@ with tour_tab:
             )
             st.markdown(
                 f"The network outputs a probability for each of the ten digits. It says **{names[clean]}** with "
-                f"{100 * float(result.probabilities('clean')[clean]):.1f}% confidence, and it is right."
+                f"{100 * float(result.probabilities('clean')[clean]):.1f}% confidence, and "
+                + ("it is right." if clean == sample.true_class else f"it is wrong: this is a {names[sample.true_class]}.")
             )
 
         st.subheader("2 · An attacker adds a tiny, deliberate change", divider="gray")
