@@ -239,3 +239,22 @@ def figure(build, *args, **kwargs):
     """
     name = f"{build.__module__}.{build.__qualname__}"
     return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)
+
+
+_KEPT = "components.kept_controls"
+
+
+def persist(*keys: str) -> None:
+    """Keep these page controls' values while the user visits other pages.
+
+    Streamlit forgets a widget's value when a run does not draw it (another page was shown), so a
+    page calls this before drawing its controls: a value present now is remembered, a value that
+    was forgotten is put back. A page copes with a value that no longer fits (another model's
+    layer) as it does when the model changes under it.
+    """
+    kept = st.session_state.setdefault(_KEPT, {})
+    for key in keys:
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        elif key in kept:
+            st.session_state[key] = kept[key]

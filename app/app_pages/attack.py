@@ -228,6 +228,7 @@ if sweep is None:
 values = [float(v) for v in sweep.eps.tolist()]
 chart_column, detail_column = st.columns([3, 2], gap="large")
 with detail_column:
+    components.persist(f"attack.eps.{info.name}.{chosen:.6g}")
     selected = st.select_slider(
         f"{info.budget_param} (budget)",
         options=values,

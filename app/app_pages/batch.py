@@ -205,6 +205,7 @@ with left:
         "without lowering the left one."
     )
 with right:
+    components.persist("batch.per_class_metric")
     metric = st.segmented_control(
         "Per class",
         batch_figures.PER_CLASS_METRICS,

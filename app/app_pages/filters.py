@@ -77,6 +77,7 @@ if not available:
 # The wanted count lives in plain state (kept across pages and models); the widget shows it,
 # capped by what this model has.
 st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, evalset.DEFAULT_IMAGES)), available))
+components.persist(ATTACK, BETA, CURVE, SHOW, INPUT_CHANNEL)
 controls = st.columns([2, 3])
 n_images = controls[0].number_input(
     "Evaluation images",

@@ -48,6 +48,9 @@ infos = {info.name: info for info in probe_layers(model)}
 # -- controls -------------------------------------------------------------------------------------
 
 LAYER_KEY = "neurons.layer"
+components.persist(
+    LAYER_KEY, "neurons.size", "neurons.tail_rule", "neurons.after", "neurons.attribution_method", "neurons.attribution_adversarial"
+)
 if st.session_state.get(LAYER_KEY) not in result.layers:  # first visit, or another model's layer
     st.session_state[LAYER_KEY] = result.default_layer
 

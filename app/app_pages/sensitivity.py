@@ -127,6 +127,7 @@ if set_result is not None:
 if sources:
     layers = list(next(iter(sources.values())))  # forward order (probe_layers)
     default = current.default_layer if current is not None and current.default_layer in layers else layers[0]
+    components.persist(LAYER, SOURCE)
     if st.session_state.get(LAYER) not in layers:
         st.session_state[LAYER] = default
     controls = st.columns([3, 3, 2])
