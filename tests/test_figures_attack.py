@@ -55,7 +55,7 @@ def test_perturbation_is_a_diverging_map_centred_on_zero_with_the_exact_values()
     np.testing.assert_allclose(np.asarray(heat.z), delta[0, 0].numpy(), atol=1e-7)
     assert heat.zmin == pytest.approx(-0.1) and heat.zmax == pytest.approx(0.1) and heat.zmid == 0
     scale = [tuple(stop) for stop in heat.colorscale]
-    assert scale[0] == (0.0, PALETTE["clean"]) and scale[-1] == (1.0, PALETTE["adversarial"])
+    assert scale[0] == (0.0, PALETTE["front"]) and scale[-1] == (1.0, PALETTE["adversarial"])  # figures.DIVERGING
     assert scale[1] == (0.5, "#FFFFFF")
     assert "pixel units" in heat.colorbar.title.text
     assert list(heat.colorbar.tickvals) == pytest.approx([-0.1, -0.05, 0.0, 0.05, 0.1])

@@ -343,7 +343,7 @@ def test_attribution_pair_shares_one_scale_from_zero_for_positive_maps():
     np.testing.assert_allclose(right.z, adversarial.numpy())
     axis = fig.layout.coloraxis
     assert (axis.cmin, axis.cmax) == (0.0, 4.0)
-    assert axis.colorscale[0][1].upper() == "#FFFFFF" and axis.colorscale[-1][1] == PALETTE["front"]
+    assert axis.colorscale[0][1].upper() == "#FFFFFF" and axis.colorscale[-1][1] == PALETTE["adversarial"]
     assert "Saliency" in axis.colorbar.title.text
     assert [a.text for a in fig.layout.annotations] == ["clean image", "adversarial image"]
     assert fig.layout.title.text == "Saliency toward class 3"
@@ -358,7 +358,7 @@ def test_attribution_pair_signed_maps_get_a_symmetric_diverging_scale():
     fig = nf.attribution_pair(clean[None], adversarial[None], "integrated_gradients", "3")
     axis = fig.layout.coloraxis
     assert (axis.cmin, axis.cmax) == (-3.0, 3.0)
-    assert [c[1] for c in axis.colorscale] == [PALETTE["tail"], "#FFFFFF", PALETTE["front"]]
+    assert [c[1] for c in axis.colorscale] == [PALETTE["front"], "#FFFFFF", PALETTE["adversarial"]]
 
 
 def test_attribution_pair_validates():

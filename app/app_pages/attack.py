@@ -114,7 +114,7 @@ with columns[1]:
     )
     st.caption(
         f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
-        "vermillion = brighter, green = darker, white = unchanged."
+        "vermillion = brighter, blue = darker, white = unchanged."
     )
 with columns[2]:
     components.chart(

@@ -156,7 +156,7 @@ if current is not None:
         if grid is not None:
             components.chart(grid, f"{model.name}-first-layer-filters", key="filters.grid")
         st.caption(
-            f"Each filter of {maps.layer}: its weights (blue negative, orange positive, one scale for all), then its "
+            f"Each filter of {maps.layer}: its weights (blue negative, vermillion positive, one scale for all), then its "
             "feature map on the clean image and on the adversarial image of the sidebar's attack "
             f"({choice.describe(model)}), both on one scale. Outlined "
             ":red[**vermillion**]: fragile; :blue[**blue**]: robust (from the nodal dropout below). "

@@ -111,7 +111,7 @@ with tour_tab:
                 key="learn.perturbation",
             )
             st.caption(
-                f"Vermillion = brighter, green = darker, white = unchanged; colours amplified ×{amplification:.3g} so the "
+                f"Vermillion = brighter, blue = darker, white = unchanged; colours amplified ×{amplification:.3g} so the "
                 "largest change is visible."
             )
         with middle:

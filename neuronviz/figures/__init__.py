@@ -11,8 +11,10 @@ per channel, channel maps) and ``batch`` (accuracy and per-class charts).
 from neuronviz.figures.base import (  # noqa: F401
     FONT_FAMILY,
     FONT_SIZE,
+    DIVERGING,
     INK,
     PALETTE,
+    SEQUENTIAL,
     TEMPLATE,
     apply_layout,
     export_config,

@@ -29,7 +29,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
-from neuronviz.figures.base import INK, PALETTE, _as_image, apply_layout
+from neuronviz.figures.base import DIVERGING, INK, PALETTE, _as_image, apply_layout
 
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
@@ -128,7 +128,7 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
             zmin=-limit,
             zmax=limit,
             zmid=0.0,
-            colorscale=[[0.0, PALETTE["clean"]], [0.5, "#FFFFFF"], [1.0, PALETTE["adversarial"]]],
+            colorscale=DIVERGING,
             colorbar=_bottom_colorbar(
                 "Δ pixel (pixel units)", tickvals=ticks, ticktext=[f"{v:+.3g}" if v else "0" for v in ticks]
             ),

@@ -38,6 +38,12 @@ PALETTE: dict[str, str] = {
     "neutral": "#C4C4C4",  # light grey: bars and marks that are not highlighted
 }
 
+#: The one scale for signed values centred on 0 (perturbations, weights, signed attributions,
+#: differences): negative blue, zero white, positive vermillion (Okabe–Ito's diverging pair).
+DIVERGING: list = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
+#: Its positive half, for magnitudes from 0 (saliency, unsigned maps).
+SEQUENTIAL: list = [[0.0, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
+
 #: Text and line colour (near-black reads better than pure black on screens and paper).
 INK = "#222222"
 #: The registered plotly template every figure uses: plotly_white's layout (white background,

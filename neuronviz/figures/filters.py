@@ -24,13 +24,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
-from neuronviz.figures.base import FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
 from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
 
 #: Palette key of each fragility label (bars, outlines, legend).
 LABEL_COLORS: dict[str, str] = {"fragile": "adversarial", "neutral": "neutral", "robust": "front"}
-#: A diverging scale centred on 0 (zmin = −zmax): negative blue, zero white, positive orange.
-DIVERGING = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["tail"]]]
 GRID = "#E6E6E6"
 PANELS = ("weights", "clean", "adv.")
 
@@ -381,7 +379,6 @@ def rescale_table(evaluation: RescaleEvaluation) -> list[dict]:
 
 
 __all__ = [
-    "DIVERGING",
     "Group",
     "Panel",
     "display_size",

@@ -17,8 +17,9 @@ observation on one image, from the library's results (:mod:`neuronviz.influence`
 - :func:`attribution_pair`: two input attribution maps (clean, adversarial) on one colour scale.
 
 Colour meanings follow :data:`neuronviz.figures.base.PALETTE`: front blue, middle grey, tail
-orange; clean green, adversarial vermillion, restored purple. Attribution maps use the same
-blue for evidence *for* the class and the tail's orange for evidence *against* it.
+orange; clean green, adversarial vermillion, restored purple. Attribution maps use the project's
+one signed scale (:data:`~neuronviz.figures.base.DIVERGING`): vermillion for evidence *for* the
+class, blue for evidence *against* it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from plotly.subplots import make_subplots
 
 from neuronviz.attribution import ATTRIBUTION_METHODS
 from neuronviz.errors import InputError
-from neuronviz.figures.base import FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, SEQUENTIAL, apply_layout
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups
 
 #: What each influence method measures, for axis titles (all are in logit units but "activation").
@@ -642,8 +643,8 @@ def attribution_pair(
 
     ``clean``, ``adversarial``: ``(H, W)`` maps of :func:`neuronviz.attribution.input_attribution`
     toward the same class. Maps with negative values (Integrated Gradients) get a symmetric
-    diverging scale, blue for evidence for the class and orange against it, white at 0; others
-    a white-to-blue scale from 0. Both traces share ``layout.coloraxis`` (one colour bar).
+    diverging scale (:data:`~neuronviz.figures.base.DIVERGING`), vermillion for evidence for the
+    class and blue against it, white at 0; others white to vermillion from 0. Both traces share ``layout.coloraxis`` (one colour bar).
     """
     if method not in ATTRIBUTION_METHODS:
         raise InputError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
@@ -655,11 +656,9 @@ def attribution_pair(
     signed = bool(min(left.min(), right.min()) < 0)
     peak = float(max(np.abs(left).max(), np.abs(right).max())) or 1.0
     if signed:
-        scale = [[0.0, PALETTE["tail"]], [0.5, "#FFFFFF"], [1.0, PALETTE["front"]]]
-        low = -peak
+        scale, low = DIVERGING, -peak
     else:
-        scale = [[0.0, "#FFFFFF"], [1.0, PALETTE["front"]]]
-        low = 0.0
+        scale, low = SEQUENTIAL, 0.0
     height_px, width_px = left.shape
     fig = make_subplots(rows=1, cols=2, subplot_titles=tuple(titles), horizontal_spacing=0.04)
     for col, values in ((1, left), (2, right)):

@@ -23,17 +23,16 @@ from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
-from neuronviz.figures.base import FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
 from neuronviz.figures.filters import Group, Panel, display_size, image_grid
 from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
 
 GRID = "#E6E6E6"
 #: Palette keys given to profiles in turn when no colours are named.
 SERIES_KEYS = ("adversarial", "front", "tail", "restored", "clean", "middle")
-#: Diverging scale centred on 0 (differences, signed activations): negative blue, positive vermillion.
-DIVERGING = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
+#: Differences and signed activations use base.DIVERGING (negative blue, positive vermillion).
 #: Sequential scale for non-negative activations: white to ink.
-SEQUENTIAL = [[0.0, "#FFFFFF"], [1.0, INK]]
+ACTIVATION_SCALE = [[0.0, "#FFFFFF"], [1.0, INK]]
 PANEL_TITLES = ("clean", "adversarial", "adv. − clean")
 
 Profile = Mapping[str, SensitivityMap]
@@ -220,7 +219,7 @@ def channel_maps_figure(
     apply_layout(fig, title=heading + (f" (shown at 1/{factor} resolution)" if factor > 1 else ""), height=fig.layout.height)
     fig.update_layout(
         coloraxis=dict(
-            colorscale=DIVERGING if signed else SEQUENTIAL, cmin=-top if signed else 0.0, cmax=top,
+            colorscale=DIVERGING if signed else ACTIVATION_SCALE, cmin=-top if signed else 0.0, cmax=top,
             colorbar=dict(title=dict(text="activation", side="right"), x=1.01, y=1.0, yanchor="top", len=0.48, thickness=12),
         ),
         coloraxis2=dict(
@@ -251,7 +250,6 @@ def accuracy_rows(comparison: SensitivityComparison) -> list[dict]:
 
 
 __all__ = [
-    "DIVERGING",
     "SERIES_KEYS",
     "accuracy_rows",
     "bar_channels",
