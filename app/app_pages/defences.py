@@ -262,8 +262,9 @@ with other_column:
         )
         st.caption(
             "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
-            "influence profile is closest (cosine) to its profile on benign training images wins. On digits-cnn "
-            "adversarial profiles match their adversarial class about as well, which is why this mode is weak."
+            "influence profile is closest (cosine) to its profile on benign training images wins. Measured on "
+            "digits-cnn (docs/defences.md): adversarial images' profiles match their adversarial class about as "
+            "well as benign images match theirs, which is why this mode is weak there."
         )
 
 # -- PSSR -----------------------------------------------------------------------------------------------------
