@@ -5,13 +5,14 @@ Presentation only: values come from :mod:`app.state` and the model's card; nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import streamlit as st
 
 from app import analysis, state
 from neuronviz import figures
+from neuronviz.attacks import format_eps
 from neuronviz.images import ImageInfo
 from neuronviz.models import ModelInfo, PixelModel
 
@@ -258,3 +259,41 @@ def persist(*keys: str) -> None:
             kept[key] = st.session_state[key]
         elif key in kept:
             st.session_state[key] = kept[key]
+
+
+def param_widget(param, key: str, default, layers: Sequence[str] = (), default_layer: str | None = None):
+    """One control for a schema parameter (:class:`neuronviz.schema.Param`) of an attack or a
+    defence: a checkbox, a select box (choices; a ``layer`` among ``layers``, "" = the default
+    layer), or a number input bounded by the schema; pixel budgets step by 1/255 and show k/255."""
+    label = param.name.replace("_", " ")
+    help_text = param.help + (f" ({param.unit})" if param.unit else "")
+    if param.kind == "layer":
+        options = ["", *layers]
+        return st.selectbox(
+            label,
+            options,
+            index=options.index(default) if default in options else 0,
+            key=key,
+            help=help_text,
+            format_func=lambda layer: f"default ({default_layer})" if layer == "" else layer,
+        )
+    if param.kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=help_text)
+    if param.kind == "choice":
+        choices = list(param.choices)
+        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text)
+    low = None if param.low is None else (int(param.low) if param.kind == "int" else float(param.low))
+    high = None if param.high is None else (int(param.high) if param.kind == "int" else float(param.high))
+    if param.kind == "int":
+        return int(st.number_input(label, min_value=low, max_value=high, value=int(default), step=1, key=key, help=help_text))
+    if param.pixel_scale:
+        help_text += ". Shown also as k/255, the unit most papers use."
+    value = float(
+        st.number_input(
+            label, min_value=low, max_value=high, value=float(default), step=(1 / 255 if param.pixel_scale else None),
+            format="%.4f", key=key, help=help_text,
+        )
+    )
+    if param.pixel_scale:
+        st.caption(f"{label} = {format_eps(value)}")
+    return value

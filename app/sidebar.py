@@ -14,11 +14,10 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import analysis, state
-from neuronviz.attacks import AttackInfo, format_eps, list_attacks
+from app import analysis, components, state
+from neuronviz.attacks import AttackInfo, list_attacks
 from neuronviz.errors import NeuronvizError
 from neuronviz.images import Sample
-from neuronviz.schema import Param
 from neuronviz.models import ModelInfo, PixelModel, list_architectures, list_models
 
 REGISTRY, CHECKPOINT = "Built-in", "Your checkpoint"
@@ -248,7 +247,12 @@ def _attack_form(model: PixelModel) -> list[str]:
     st.caption(f"{info.description} ({_paper_short(info.paper)})" if info.paper != "—" else info.description)
     overrides = dict(current.overrides) if current.attack == name else {}
     with st.form("attack_form", border=False, enter_to_submit=False):
-        values = {p.name: _param_widget(p, info, model, overrides) for p in info.params}
+        values = {
+            p.name: components.param_widget(
+                p, f"attack:{info.name}:{p.name}:{model.channels}ch", overrides.get(p.name, p.default_for(model))
+            )
+            for p in info.params
+        }
         target = _target_widget(info, model, current if current.attack == name else None)
         seed = st.number_input(
             "Seed", min_value=0, max_value=2**31 - 1, step=1, key="attack_seed",
@@ -269,36 +273,6 @@ def _attack_form(model: PixelModel) -> list[str]:
 def _paper_short(paper: str) -> str:
     """"Madry et al., Towards Deep Learning Models…, arXiv:1706.06083" → "Madry et al."."""
     return paper.split(",")[0]
-
-
-def _param_widget(param: Param, info: AttackInfo, model: PixelModel, overrides: dict):
-    key = f"attack:{info.name}:{param.name}:{model.channels}ch"
-    default = overrides.get(param.name, param.default_for(model))
-    label = param.name.replace("_", " ")
-    help_text = param.help + (f" ({param.unit})" if param.unit else "")
-    if param.kind == "bool":
-        return st.checkbox(label, value=bool(default), key=key, help=help_text)
-    if param.kind == "choice":
-        choices = list(param.choices)
-        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text)
-    if param.kind == "int":
-        return int(
-            st.number_input(
-                label, min_value=int(param.low) if param.low is not None else None,
-                max_value=int(param.high) if param.high is not None else None,
-                value=int(default), step=1, key=key, help=help_text,
-            )
-        )
-    if param.pixel_scale:
-        help_text += ". Shown also as k/255, the unit most papers use."
-    value = st.number_input(
-        label, min_value=float(param.low) if param.low is not None else None,
-        max_value=float(param.high) if param.high is not None else None,
-        value=float(default), step=(1 / 255 if param.pixel_scale else None), format="%.4f", key=key, help=help_text,
-    )
-    if param.pixel_scale:
-        st.caption(f"{label} = {format_eps(float(value))}")
-    return float(value)
 
 
 UNTARGETED, LEAST_LIKELY = "untargeted", "least-likely"

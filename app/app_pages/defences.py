@@ -52,48 +52,7 @@ def param_widget(param: Param, name: str, current: dict):
             default = param.validate(current[param.name], name)
         except NeuronvizError:
             pass
-    label = param.name.replace("_", " ")
-    help_text = param.help + (f" ({param.unit})" if param.unit else "")
-    if param.kind == "layer":
-        options = ["", *result.layers]
-        return st.selectbox(
-            label,
-            options,
-            index=options.index(default) if default in options else 0,
-            key=key,
-            help=help_text,
-            format_func=lambda layer: f"default ({result.default_layer})" if layer == "" else layer,
-        )
-    if param.kind == "bool":
-        return st.checkbox(label, value=bool(default), key=key, help=help_text)
-    if param.kind == "choice":
-        choices = list(param.choices)
-        return st.selectbox(
-            label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text
-        )
-    if param.kind == "int":
-        return int(
-            st.number_input(
-                label,
-                min_value=None if param.low is None else int(param.low),
-                max_value=None if param.high is None else int(param.high),
-                value=int(default),
-                step=1,
-                key=key,
-                help=help_text,
-            )
-        )
-    return float(
-        st.number_input(
-            label,
-            min_value=None if param.low is None else float(param.low),
-            max_value=None if param.high is None else float(param.high),
-            value=float(default),
-            format="%.4f",
-            key=key,
-            help=help_text,
-        )
-    )
+    return components.param_widget(param, key, default, layers=result.layers, default_layer=result.default_layer)
 
 
 def parameter_form(name: str) -> None:
