@@ -23,6 +23,22 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_app_caches(request):
+    """Dashboard tests (tests/test_app*.py) start and end with no cached model, result or figure:
+    Streamlit's caches live in the process, shared by every AppTest."""
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_app"):
+        yield
+        return
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 @pytest.fixture(scope="session")
 def digits_cnn():
     from neuronviz.models import load_model

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -21,16 +20,6 @@ if str(ROOT) not in sys.path:  # `app` is a folder of the repository, not an ins
     sys.path.insert(0, str(ROOT))
 
 MAIN = str(ROOT / "app" / "main.py")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    """Cached models, images and predictions live in the process: start every test empty."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from apptest import clear_caches, errors, open_page, plotly_titles, submit_attack
+from apptest import errors, open_page, plotly_titles, submit_attack
 
 from neuronviz.attacks import format_eps, run_attack
 from neuronviz.images import list_samples, load_sample
@@ -18,13 +18,6 @@ from neuronviz.models import load_model
 ATTACK = "app_pages/attack.py"
 DEFENCES = "app_pages/defences.py"
 FIVE = ["Clean", "Perturbation ×10", "Adversarial", "NIP (guided) restored", "PSSR restored"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
 
 
 @pytest.fixture(scope="module")

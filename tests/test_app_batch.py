@@ -8,17 +8,10 @@ import json
 
 import pytest
 
-from apptest import assert_healthy, clear_caches, errors, open_page, plotly_titles
+from apptest import assert_healthy, errors, open_page, plotly_titles
 from neuronviz import batch
 
 PAGE = "app_pages/batch.py"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
 
 
 @pytest.fixture()

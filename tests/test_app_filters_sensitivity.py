@@ -12,20 +12,13 @@ import json
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from apptest import MAIN, assert_healthy, clear_caches, errors, plotly_titles
+from apptest import MAIN, assert_healthy, errors, plotly_titles
 from streamlit.testing.v1 import AppTest
 
 from neuronviz.errors import InputError
 
 FILTERS, SENSITIVITY = "app_pages/filters.py", "app_pages/sensitivity.py"
 FILTER_IMAGES, SENSITIVITY_IMAGES = 16, 8
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
 
 
 def _open(page: str) -> AppTest:

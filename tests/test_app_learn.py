@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from apptest import assert_healthy, clear_caches, errors, open_page, plotly_titles, submit_attack
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    clear_caches()
-    yield
-    clear_caches()
+from apptest import assert_healthy, errors, open_page, plotly_titles, submit_attack
 
 
 @pytest.fixture(scope="module")

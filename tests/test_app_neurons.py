@@ -20,13 +20,6 @@ PAGE = "app_pages/neurons.py"
 SCATTER = "neurons.scatter"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
-
-
 @pytest.fixture(scope="module")
 def page():
     """One page for the read-only checks (the analysis of the default choice is computed once)."""

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from apptest import assert_healthy, clear_caches, open_page
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    clear_caches()
-    yield
-    clear_caches()
+from apptest import assert_healthy, open_page
 
 
 def test_neurons_controls_survive_a_visit_to_another_page():
