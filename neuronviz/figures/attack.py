@@ -205,8 +205,8 @@ def trajectory_figure(
     """Loss (top) and predicted class (bottom) at every recorded step of an attack.
 
     ``trace`` is an :class:`~neuronviz.attacks.AttackTrace` (``loss``, ``predicted`` ``(T, N)``,
-    ``unit``); ``image`` picks the column. The loss is the cross-entropy to the true class
-    (untargeted: it rises) or to the target (``targeted``: it falls). Predicted-class markers are
+    ``unit``); ``image`` picks the column. The loss is the cross-entropy to the label the attack
+    moves away from (the dashboard's: the clean prediction; untargeted: it rises) or to the target (``targeted``: it falls). Predicted-class markers are
     ``clean``-coloured while the prediction is ``benign_class`` and ``adversarial`` otherwise; the
     first step that leaves the benign class is marked with a dotted line.
     """
@@ -275,7 +275,7 @@ def trajectory_figure(
                 font=dict(color=INK),
             )
     apply_layout(fig, title=title, height=height)
-    loss_title = "CE to target (nats)" if targeted else "CE to true class (nats)"
+    loss_title = "CE to target (nats)" if targeted else "CE to attacked label (nats)"
     fig.update_yaxes(title_text=loss_title, showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1)
     _class_axis(fig, classes + ([benign_class] if benign_class is not None else []), names, 2, "Predicted class")
     fig.update_xaxes(showgrid=True, gridcolor=_GRID, zeroline=False)
