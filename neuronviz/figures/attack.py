@@ -193,6 +193,70 @@ def _check_names(class_names: Sequence[str], classes: Sequence[int], what: str) 
     return names
 
 
+def _steps_and_classes(
+    steps: np.ndarray,
+    values: np.ndarray,
+    classes: list[int],
+    names: list[str],
+    benign_class: int | None,
+    color_key: str,
+    value_name: str,
+    hover: str,
+    class_hover: str,
+    sizes: tuple[int, int],
+    mark: int | None = None,
+    mark_text: str | None = None,
+    mark_side: str = "left",
+) -> go.Figure:
+    """Two rows on one step axis: a value per step (a ``color_key`` line, top) and the predicted
+    class per step (bottom; ``clean`` while it is ``benign_class``, ``adversarial`` otherwise),
+    with a dotted line and ``mark_text`` at step ``mark``. Layout and axis titles: the caller's."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=values,
+            mode="lines+markers",
+            line=dict(color=PALETTE[color_key], width=2.5),
+            marker=dict(size=sizes[0], color=PALETTE[color_key]),
+            name=value_name,
+            hovertemplate=f"{hover}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    colors = [
+        PALETTE["clean"] if benign_class is not None and c == benign_class else PALETTE["adversarial"] for c in classes
+    ]
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=classes,
+            mode="markers",
+            marker=dict(size=sizes[1], color=colors, line=dict(color=INK, width=0.5)),
+            customdata=[names[c] for c in classes],
+            name="predicted class",
+            hovertemplate=f"{class_hover}<extra></extra>",
+        ),
+        row=2,
+        col=1,
+    )
+    if mark is not None:
+        fig.add_vline(x=mark, line=dict(color=INK, width=1.5, dash="dot"))
+        fig.add_annotation(
+            x=mark,
+            y=1.0,
+            yref="paper",
+            text=mark_text or "",
+            showarrow=False,
+            xanchor=mark_side,
+            yanchor="bottom",
+            xshift=4 if mark_side == "left" else -4,
+            font=dict(color=INK),
+        )
+    return fig
+
+
 def trajectory_figure(
     trace: Any,
     class_names: Sequence[str],
@@ -206,9 +270,10 @@ def trajectory_figure(
 
     ``trace`` is an :class:`~neuronviz.attacks.AttackTrace` (``loss``, ``predicted`` ``(T, N)``,
     ``unit``); ``image`` picks the column. The loss is the cross-entropy to the label the attack
-    moves away from (the dashboard's: the clean prediction; untargeted: it rises) or to the target (``targeted``: it falls). Predicted-class markers are
-    ``clean``-coloured while the prediction is ``benign_class`` and ``adversarial`` otherwise; the
-    first step that leaves the benign class is marked with a dotted line.
+    moves away from (in the dashboard: the clean prediction; it rises) or to the target
+    (``targeted``: it falls). Predicted-class markers are ``clean``-coloured while the prediction
+    is ``benign_class`` and ``adversarial`` otherwise; the first step that leaves the benign class
+    is marked with a dotted line.
     """
     for name in ("loss", "predicted", "unit"):
         if not hasattr(trace, name):
@@ -229,51 +294,23 @@ def trajectory_figure(
     unit = str(trace.unit)
     x_title = "Attack step (iteration)" if unit == "step" else f"Forward pass ({unit}s of the attack, in order)"
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
-    fig.add_trace(
-        go.Scatter(
-            x=steps,
-            y=losses,
-            mode="lines+markers",
-            line=dict(color=PALETTE["adversarial"], width=2.5),
-            marker=dict(size=5, color=PALETTE["adversarial"]),
-            name="loss",
-            hovertemplate=f"{unit} %{{x}}<br>loss %{{y:.4f}} nats<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    colors = [
-        PALETTE["clean"] if benign_class is not None and c == benign_class else PALETTE["adversarial"] for c in classes
-    ]
-    fig.add_trace(
-        go.Scatter(
-            x=steps,
-            y=classes,
-            mode="markers",
-            marker=dict(size=9, color=colors, line=dict(color=INK, width=0.5)),
-            customdata=[names[c] for c in classes],
-            name="predicted class",
-            hovertemplate=f"{unit} %{{x}}<br>predicted %{{customdata}}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
+    left = None
     if benign_class is not None:
         left = next((int(s) for s, c in zip(steps, classes) if c != benign_class), None)
-        if left is not None:
-            fig.add_vline(x=left, line=dict(color=INK, width=1.5, dash="dot"))
-            fig.add_annotation(
-                x=left,
-                y=1.0,
-                yref="paper",
-                text=f"leaves {names[benign_class]}",
-                showarrow=False,
-                xanchor="left",
-                yanchor="bottom",
-                xshift=4,
-                font=dict(color=INK),
-            )
+    fig = _steps_and_classes(
+        steps,
+        losses,
+        classes,
+        names,
+        benign_class,
+        color_key="adversarial",
+        value_name="loss",
+        hover=f"{unit} %{{x}}<br>loss %{{y:.4f}} nats",
+        class_hover=f"{unit} %{{x}}<br>predicted %{{customdata}}",
+        sizes=(5, 9),
+        mark=left,
+        mark_text=None if left is None else f"leaves {names[benign_class]}",
+    )
     apply_layout(fig, title=title, height=height)
     loss_title = "CE to target (nats)" if targeted else "CE to attacked label (nats)"
     fig.update_yaxes(title_text=loss_title, showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1)
@@ -463,47 +500,21 @@ def nip_steps_figure(
     steps = np.arange(len(classes))
     back = next((int(s) for s, c in zip(steps, classes) if c == benign_class), None)
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
-    fig.add_trace(
-        go.Scatter(
-            x=steps,
-            y=values,
-            mode="lines+markers",
-            line=dict(color=PALETTE["restored"], width=2.5),
-            marker=dict(size=7, color=PALETTE["restored"]),
-            name="objective",
-            hovertemplate="step %{x}<br>objective %{y:.4g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
+    fig = _steps_and_classes(
+        steps,
+        values,
+        classes,
+        names,
+        benign_class,
+        color_key="restored",
+        value_name="objective",
+        hover="step %{x}<br>objective %{y:.4g}",
+        class_hover="step %{x}<br>predicted %{customdata}",
+        sizes=(7, 10),
+        mark=back,
+        mark_text=None if back is None else f"back to {names[benign_class]} at step {back}",
+        mark_side="right" if back is not None and back > steps[-1] / 2 else "left",
     )
-    colors = [PALETTE["clean"] if c == benign_class else PALETTE["adversarial"] for c in classes]
-    fig.add_trace(
-        go.Scatter(
-            x=steps,
-            y=classes,
-            mode="markers",
-            marker=dict(size=10, color=colors, line=dict(color=INK, width=0.5)),
-            customdata=[names[c] for c in classes],
-            name="predicted class",
-            hovertemplate="step %{x}<br>predicted %{customdata}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    if back is not None:
-        fig.add_vline(x=back, line=dict(color=INK, width=1.5, dash="dot"))
-        fig.add_annotation(
-            x=back,
-            y=1.0,
-            yref="paper",
-            text=f"back to {names[benign_class]} at step {back}",
-            showarrow=False,
-            xanchor="right" if back > steps[-1] / 2 else "left",
-            yanchor="bottom",
-            xshift=-4 if back > steps[-1] / 2 else 4,
-            font=dict(color=INK),
-        )
     shown_title = title if back is not None else f"{title} (never back to {names[benign_class]})"
     apply_layout(fig, title=shown_title, height=height)
     fig.update_yaxes(title_text="Σfront − Σtail (act.)", showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1)
