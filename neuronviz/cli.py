@@ -5,7 +5,9 @@ Commands:
   attacks                list the registered attacks with their parameters and defaults
   train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
                          weights + card to assets/
-  evaluate NAME          re-measure a model's clean and attacked accuracy on digits(split="test")
+  evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
+                         (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
+  card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
   download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
 """
 
@@ -62,14 +64,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def _cmd_card(args: argparse.Namespace) -> int:
     from neuronviz.models import load_model
     from neuronviz.training.digits import evaluate_card_metrics
 
     model = load_model(args.name, device=args.device)
     if model.num_classes != 10 or model.channels != 1:
-        raise NeuronvizError(f"{args.name} is not a digits model; evaluate works on the digits test split")
+        raise NeuronvizError(f"{args.name} is not a digits model; card works on the digits test split")
     print(json.dumps(evaluate_card_metrics(model), indent=2))
+    return 0
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(";") if v.strip()]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neuronviz import evaluate
+    from neuronviz.models import load_model
+
+    def load(device):
+        model = load_model(args.name, device=device)
+        return model, evaluate.load_dataset(args.data, model, limit=args.limit)
+
+    eps = [e.strip() for value in args.eps or [] for e in value.split(",") if e.strip()]
+    out = Path(args.out) if args.out else Path(f"evaluation-{args.name.replace('/', '_')}")
+    result = evaluate.evaluate_distributed(
+        load,
+        device=args.device,
+        attacks=_split_list(args.attack) or list(evaluate.DEFAULT_ATTACKS),
+        defences=_split_list(args.defence) or list(evaluate.DEFAULT_DEFENCES),
+        eps=eps or None,
+        target=args.target,
+        autoattack=args.autoattack,
+        seed=args.seed,
+        out=out,
+        block_size=args.block_size,
+        progress=not args.no_progress,
+    )
+    if result is None:  # not rank 0: rank 0 writes the tables
+        return 0
+    print((out / "results.md").read_text(encoding="utf-8"), end="")
+    print(
+        f"{result.computed} block(s) computed, {result.reused} reused from {out}; tables: "
+        + ", ".join(str(p) for p in result.files.values()),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -92,10 +134,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("evaluate", help="measure a digits model on the test split")
+    p = sub.add_parser(
+        "evaluate",
+        help="attacks × defences over a data set (resumable; shards under torchrun)",
+        description=(
+            "Attacks × defences (× an ε grid) over a data set, written block by block under --out "
+            "(a rerun skips finished blocks), then results.csv/.md/.tex/.json (with provenance). "
+            "Under `torchrun --nproc_per_node=N -m neuronviz evaluate ...` the blocks are shared by "
+            "the processes and rank 0 writes one table, identical to a single-process run."
+        ),
+    )
+    p.add_argument("name", help="a registered model name or a checkpoint path")
+    p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...] (digits: split=test|train|all; samples)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
+    p.add_argument("--attack", action="append", metavar="NAME[:k=v,...]", help="an attack and its parameters, e.g. pgd:steps=20 (repeatable; default fgsm and pgd:steps=20)")
+    p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")
+    p.add_argument("--target", default=None, help="none (default), a class index, or least-likely (images already of the target are excluded)")
+    p.add_argument("--autoattack", action="store_true", help="add the AutoAttack standard row (L∞, untargeted) at every ε")
+    p.add_argument("--defence", "--defense", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    p.add_argument("--block-size", type=int, default=64, help="images per block file, a multiple of 16 (never changes the numbers)")
+    p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available; under torchrun cuda:LOCAL_RANK)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("card", help="re-measure a digits model's card metrics on the test split")
     p.add_argument("name")
     p.add_argument("--device", default=None)
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=_cmd_card)
     p = sub.add_parser("download", help="download zoo weights (explicit network use)")
     p.add_argument("name")
     p.set_defaults(func=_cmd_download)

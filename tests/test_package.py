@@ -26,7 +26,7 @@ def test_cli_lists_models(capsys):
 
 
 def test_cli_evaluate_prints_the_measured_metrics(capsys):
-    assert main(["evaluate", "digits-cnn", "--device", "cpu"]) == 0
+    assert main(["card", "digits-cnn", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["test_images"] == 360 and metrics["clean_accuracy"] >= 0.97
     assert {(r["attack"], r["eps"]) for r in metrics["attacks"]} >= {("FGSM", 0.1), ("PGD", 0.1)}
