@@ -1,6 +1,9 @@
 # neuronviz: the two commands a fresh machine needs are `make run` and `make test`.
-# Both start with `make setup`, which creates .venv if missing and (re)installs the pinned
-# requirements only when requirements*.txt changed (a content hash is kept in .venv).
+# Both start with `make setup`, which creates .venv if missing, (re)installs the pinned
+# requirements and then the project itself (editable: `pip install --no-deps -e .`, so
+# `import neuronviz` works from any folder and `.venv/bin/neuronviz` exists) only when
+# requirements*.txt or pyproject.toml changed, or the project is not installed (a content hash is
+# kept in .venv).
 
 PYTHON_BOOTSTRAP ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -15,16 +18,17 @@ REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
 setup:
 	@test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	@want=$$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1); \
-	if [ "$$(cat $(STAMP) 2>/dev/null)" = "$$want" ]; then \
-		echo "setup: requirements unchanged, nothing to install"; \
+	@want=$$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" = "$$want" ] && [ -x $(VENV)/bin/neuronviz ]; then \
+		echo "setup: requirements and project unchanged, nothing to install"; \
 	else \
 		set -e; \
 		$(PYTHON) -m pip install --quiet --upgrade pip; \
 		$(PYTHON) -m pip install --quiet -r requirements.txt; \
 		$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt; \
+		$(PYTHON) -m pip install --quiet --no-deps -e .; \
 		echo "$$want" > $(STAMP); \
-		echo "setup: installed the pinned requirements into $(VENV)"; \
+		echo "setup: installed the pinned requirements and neuronviz (editable) into $(VENV)"; \
 	fi
 
 run: setup
