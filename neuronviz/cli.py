@@ -108,7 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     print((out / "results.md").read_text(encoding="utf-8"), end="")
     print(
-        f"{result.computed} block(s) computed, {result.reused} reused from {out}; tables: "
+        f"{result.computed} block(s) computed, {result.reused} reused from {out} in {result.seconds:.1f} s; tables: "
         + ", ".join(str(p) for p in result.files.values()),
         file=sys.stderr,
     )

@@ -771,6 +771,8 @@ def write_tables(result: Evaluation, folder: str | os.PathLike) -> dict[str, Pat
     document = {
         "rows": [{k: _nan_to_none(v) for k, v in row.items()} for row in result.rows],
         "provenance": result.provenance,
+        "seconds": result.seconds,
+        "blocks": {"computed": result.computed, "reused": result.reused},
         "definitions": summary_rows.__doc__,
     }
     atomic_write(paths["json"], json.dumps(document, indent=2, default=str))
@@ -803,6 +805,11 @@ def evaluate_distributed(load: Callable[[str | None], tuple[PixelModel, Dataset]
     rank, world, local = env
     use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if use_cuda:
+        if local >= torch.cuda.device_count():
+            raise InputError(
+                f"process {local} of this node has no GPU of its own: the node has {torch.cuda.device_count()} "
+                "(use --nproc_per_node with at most that many, or --device cpu for gloo on the CPU)"
+            )
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     else:
