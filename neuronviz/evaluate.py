@@ -741,12 +741,14 @@ def to_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "ε": r"$\varepsilon$", "→": r"$\to$", "–": "--", "∞": r"$\infty$",
+}
+
+
 def _latex_escape(text: str) -> str:
-    out = text
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        out = out.replace(a, b) if a != "\\" else out.replace(a, "\0")
-    out = out.replace("\0", r"\textbackslash{}")
-    return out.replace("ε", r"$\varepsilon$").replace("→", r"$\to$").replace("–", "--").replace("∞", r"$\infty$")
+    return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
 def to_latex(rows: Sequence[dict]) -> str:
