@@ -511,6 +511,7 @@ class Evaluation:
     reused: int = 0
     seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+    by_rank: list[tuple[int, int]] = field(default_factory=list)  # (computed, reused) per process
 
     def frame(self):
         import pandas as pd
@@ -627,11 +628,12 @@ def evaluate(
         if rank != 0:
             return None
         results = {}
-        computed = reused = 0
+        by_rank = [(part["computed"], part["reused"]) for part in gathered or []]
         for part in gathered or []:
             results.update(part["results"])
-            computed += part["computed"]
-            reused += part["reused"]
+        computed, reused = sum(c for c, _ in by_rank), sum(r for _, r in by_rank)
+    else:
+        by_rank = [(computed, reused)]
         if folder is not None:  # a rank's folder may not be shared (multi-node): rank 0 keeps every block
             for (c, b), row in results.items():
                 path = _block_path(folder, c, b)
@@ -650,7 +652,7 @@ def evaluate(
         seeds={"evaluation": int(seed), "unit": BLOCK, "rule": "block_seed(seed, image index // 16) (numpy SeedSequence)"},
         extra={"block_size": int(block_size), "world_size": int(world_size), "blocks": len(items)},
     )
-    result = Evaluation(cells, specs, data, blocks, rows, record, computed, reused, time.perf_counter() - started)
+    result = Evaluation(cells, specs, data, blocks, rows, record, computed, reused, time.perf_counter() - started, by_rank=by_rank)
     if folder is not None:
         result.files = write_tables(result, folder)
     return result
@@ -774,7 +776,7 @@ def write_tables(result: Evaluation, folder: str | os.PathLike) -> dict[str, Pat
         "rows": [{k: _nan_to_none(v) for k, v in row.items()} for row in result.rows],
         "provenance": result.provenance,
         "seconds": result.seconds,
-        "blocks": {"computed": result.computed, "reused": result.reused},
+        "blocks": {"computed": result.computed, "reused": result.reused, "by_rank": [list(p) for p in result.by_rank]},
         "definitions": summary_rows.__doc__,
     }
     atomic_write(paths["json"], json.dumps(document, indent=2, default=str))
