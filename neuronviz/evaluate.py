@@ -15,9 +15,10 @@ the Batch page's: :func:`neuronviz.batch.evaluate_chunk` (attack through
 - the output folder keeps ``plan.json`` (what is evaluated); a rerun with a different plan in the
   same folder is refused, so blocks of two evaluations are never mixed.
 
-Targeted cells follow the project's rule: an image whose clean prediction already is the target
-is not attacked and is excluded from every number of that cell; the table counts them
-(``excluded``).
+Targeted cells follow the project's rule (as :mod:`neuronviz.batch`): an image whose clean
+prediction already is the target is not attacked and is excluded from the attack success, the DSR
+and the restored counts; the table counts them (``excluded``). Accuracies are over all images (an
+image left alone is its own "adversarial" image, and the defences see it as it is).
 
 Data sets are named by a spec string, ``NAME`` or ``NAME:key=value,...`` (:func:`load_dataset`);
 ``digits`` (the digits test split, ``split=train|test|all``) and ``samples`` (the sample images
@@ -49,6 +50,7 @@ from neuronviz.attacks import get_attack, resolve_params, resolve_target
 from neuronviz.batch import BLOCK, BatchResult, _defence_specs, _summarise, defence_label, evaluate_chunk
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError, NeuronvizError
+from neuronviz.evaluation import _defend
 from neuronviz.models.pixel import PixelModel
 from neuronviz.schema import parse_eps
 
@@ -362,7 +364,8 @@ def run_block(
 
     Per unit of :data:`BLOCK` images, :func:`evaluate_chunk` attacks and restores them with seed
     ``block_seed(seed, unit)``; in a targeted cell, the images already predicted as the target are
-    left out of that call and marked ``excluded``."""
+    left out of that call and marked ``excluded``: their adversarial image is the clean image
+    (``adv_pred`` = ``clean_pred``, not a success) and each defence is applied to it once."""
     if start % BLOCK:
         raise InputError(f"a block starts at a multiple of {BLOCK}, got {start}")
     started = time.perf_counter()
@@ -412,6 +415,16 @@ def run_block(
             for d in names:
                 row["restored"][d][i] = int(done.restored[d][j])
                 row["restored_clean"][d][i] = int(done.restored_clean[d][j])
+    alone = [i for i in range(n) if bool(excluded[i])]
+    if alone:
+        sel = torch.tensor(alone)
+        xe, benign = images[sel].to(model.device), clean_pred[sel].to(model.device)
+        for i in alone:
+            row["adv_pred"][i] = row["clean_pred"][i]
+        for d, params in defences:
+            prediction = _defend(model, xe, d, params, benign, xe).tolist()
+            for i, value in zip(alone, prediction, strict=True):
+                row["restored"][d][i] = row["restored_clean"][d][i] = int(value)
     row["seconds"] = time.perf_counter() - started
     return row
 
@@ -663,15 +676,16 @@ def _nan_to_none(value: float) -> float | None:
 
 
 def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], blocks: Sequence[Sequence[dict]]) -> list[dict]:
-    """One row per (cell, defence), over the images the cell did not exclude:
+    """One row per (cell, defence):
 
-    ``images`` evaluated, ``excluded`` (targeted: already the target), ``clean_accuracy``,
-    ``attack_success`` (prediction changed, or is the target), ``robust_accuracy`` (correct both
-    clean and under attack, undefended: the number published robust-accuracy tables give),
-    ``dsr`` (among the fooled, the defence gives the clean prediction back),
-    ``accuracy_adversarial`` (accuracy after the defence on the adversarial images),
-    ``accuracy_clean`` (after the defence on the clean images). Fractions in [0, 1], NaN where
-    undefined (as in :class:`neuronviz.batch.BatchResult`)."""
+    ``images`` (all of the data set), ``excluded`` (targeted: already the target, not attacked),
+    ``clean_accuracy``, ``attack_success`` (over the attacked images: the prediction changed, or
+    is the target), ``robust_accuracy`` (correct both clean and under attack, undefended: the
+    number published robust-accuracy tables give), ``dsr`` (among the fooled images, the defence
+    gives the clean prediction back), ``accuracy_adversarial`` (accuracy after the defence on the
+    adversarial images; an excluded image counts as it is), ``accuracy_clean`` (after the defence
+    on the clean images). Fractions in [0, 1], NaN where undefined (as in
+    :class:`neuronviz.batch.BatchResult`)."""
     names = tuple(d for d, _ in defences)
     rows = []
     for cell, parts in zip(cells, blocks, strict=True):
@@ -687,10 +701,11 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
             restored={d: torch.tensor([v for p in parts for v in p["restored"][d]], dtype=torch.long) for d in names},
             restored_clean={d: torch.tensor([v for p in parts for v in p["restored_clean"][d]], dtype=torch.long) for d in names},
         )
-        keep = ~excluded
-        summary = _summarise(result, keep)
-        labels, clean, adv = result.labels[keep], result.clean_pred[keep], result.adv_pred[keep]
-        robust = float(((clean == labels) & (adv == labels)).double().mean()) if labels.numel() else float("nan")
+        summary = _summarise(result, torch.ones_like(excluded))
+        attacked = result.success[~excluded]
+        attack_success = float(attacked.double().mean()) if attacked.numel() else float("nan")
+        labels, clean, adv = result.labels, result.clean_pred, result.adv_pred
+        robust = float(((clean == labels) & (adv == labels)).double().mean())
         for d, params in defences:
             defense = get_defense(d)
             rows.append({
@@ -703,7 +718,7 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
                 "images": summary.images,
                 "excluded": int(excluded.sum()),
                 "clean_accuracy": summary.clean_accuracy,
-                "attack_success": summary.attack_success,
+                "attack_success": attack_success,
                 "robust_accuracy": robust,
                 "dsr": summary.dsr[d],
                 "accuracy_adversarial": summary.accuracy_after[d],

@@ -90,13 +90,18 @@ def test_targeted_cells_exclude_images_already_of_the_target(digits_cnn, digits3
     assert already > 0
     result = ev.evaluate(digits_cnn, digits32, ["fgsm"], defences=["none", "nip-guided"], target=3, progress=False)
     row = _row(result.rows, "FGSM", "no defence")
-    assert row["excluded"] == already and row["images"] == 32 - already and row["target"] == "3"
-    # FGSM has no randomness: the kept images attacked on their own give the same numbers
+    assert row["excluded"] == already and row["images"] == 32 and row["target"] == "3"
+    # FGSM has no randomness: the attacked images on their own give the same success and DSR
     keep = clean != 3
     alone = evaluate_batch(digits_cnn, digits32.images[keep], digits32.labels[keep], "fgsm", None, ["none", "nip-guided"], target=3)
     assert row["attack_success"] == pytest.approx(alone.summary().attack_success)
     nip = _row(result.rows, "FGSM", "NIP (guided)")
     assert nip["dsr"] == pytest.approx(alone.summary().dsr["nip-guided"])
+    # accuracies are over all 32: an image left alone counts as it is
+    left_correct = int((digits32.labels[~keep] == 3).sum())
+    kept_correct = int((alone.adv_pred == alone.labels).sum())
+    assert row["accuracy_adversarial"] == pytest.approx((kept_correct + left_correct) / 32)
+    assert row["clean_accuracy"] == pytest.approx(float((clean == digits32.labels).double().mean()))
     flags = [f for blk in result.blocks[0] for f in blk["excluded"]]
     assert flags == (clean == 3).tolist()
     with pytest.raises(InputError, match="no targeted mode"):
