@@ -599,6 +599,8 @@ def evaluate(
         _check_folder(folder, plan)  # every rank refuses a folder of another evaluation, before any barrier
         if rank == 0:
             _claim_folder(folder, plan)
+            for stale in (folder / "blocks").glob("*/.*.tmp"):  # a killed run's half-written block
+                stale.unlink(missing_ok=True)
         if gather is not None:
             gather(None)  # the others wait for rank 0's plan.json
         if rank != 0:

@@ -143,8 +143,11 @@ def test_a_rerun_skips_finished_blocks_and_refuses_another_plan(digits_cnn, digi
     again = ev.evaluate(digits_cnn, digits32, **kwargs)
     assert (again.computed, again.reused) == (1, 1) and again.rows == first.rows
     (tmp_path / "blocks" / "cell-000" / "block-00000.json").write_text('{"format": 1, "start": 0, "sto')  # torn
+    half = tmp_path / "blocks" / "cell-000" / ".block-00001.json.x1y2.tmp"  # what a kill mid-write leaves
+    half.write_text('{"format": 1')
     third = ev.evaluate(digits_cnn, digits32, **kwargs)
     assert (third.computed, third.reused) == (1, 1) and third.rows == first.rows
+    assert not half.exists()
     with pytest.raises(InputError, match="different evaluation"):
         ev.evaluate(digits_cnn, digits32, **(kwargs | {"attacks": ["fgsm:eps=0.2"]}))
     with pytest.raises(InputError, match="multiple of 16"):
