@@ -7,11 +7,11 @@
     :func:`neuronviz.evaluate.run_block` with PGD-20 (ε = 0.1) and the defences none, nip-guided
     and pssr: images per second. While it runs, every pass through the classifier (and through
     PSSR's regenerator) is recorded: its batch size and whether gradients were on. The *floor* is
-    the sum of those passes, each timed alone on a batch of that size (a classifier pass with
+    those passes replayed, each on its own, on batches of those sizes (a classifier pass with
     gradients = forward + backward to the input; without = forward only; a regenerator pass =
     its forward): what the pipeline's passes cost with no bookkeeping around them. Every
-    repetition times the pipeline, then the floor's parts, and the median of the per-repetition
-    ratios is printed.
+    repetition times the pipeline, then the replay, and the median of the per-repetition ratios
+    is printed (with the range: on a loaded machine single repetitions are noisy).
 (b) 1 vs 2 processes: the same evaluation (``--torchrun-images`` images) by
     ``python -m neuronviz evaluate`` and by ``torchrun --nproc_per_node=2`` (gloo on the CPU, or
     nccl with one GPU each when two are there), alternately, each into a fresh folder: wall time
@@ -70,20 +70,24 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time_pass(model, regenerator, kind, n, grad, x, device):
-    xb = x[:n].to(device)
+def _replay(model, regenerator, passes, x, device):
+    """Run every recorded pass once more, on its own; the seconds it took."""
+    batches = {n: x[:n].to(device) for (_, n, _) in passes}
     _sync(device)
     started = time.perf_counter()
-    if kind == "regenerator":
-        with torch.no_grad():
-            regenerator(xb, torch.zeros_like(xb))
-    elif grad:
-        xg = xb.clone().requires_grad_(True)
-        logits = model(xg)
-        torch.autograd.grad(logits.logsumexp(1).sum(), xg)
-    else:
-        with torch.no_grad():
-            model(xb)
+    for (kind, n, grad), count in passes.items():
+        xb = batches[n]
+        for _ in range(count):
+            if kind == "regenerator":
+                if regenerator is not None:
+                    with torch.no_grad():
+                        regenerator(xb, torch.zeros_like(xb))
+            elif grad:
+                xg = xb.clone().requires_grad_(True)
+                torch.autograd.grad(model(xg).logsumexp(1).sum(), xg)
+            else:
+                with torch.no_grad():
+                    model(xb)
     _sync(device)
     return time.perf_counter() - started
 
@@ -115,16 +119,10 @@ def bench_floor(model_name: str, images: int, repeats: int, device: str) -> None
         pipeline()
         _sync(device)
         seconds = time.perf_counter() - started
-        floor = 0.0
-        for (kind, n, grad), count in passes.items():
-            if kind == "regenerator" and regenerator is None:
-                continue
-            one = min(_time_pass(model, regenerator, kind, n, grad, data.images, device) for _ in range(3))
-            floor += count * one
-        ratios.append(seconds / floor)
+        ratios.append(seconds / _replay(model, regenerator, passes, data.images, device))
         rates.append(images / seconds)
     print(f"    throughput: {statistics.median(rates):.1f} images/s (median of {repeats})")
-    print(f"    pipeline ÷ floor: {statistics.median(ratios):.2f} (per repetition: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"    pipeline ÷ floor: {statistics.median(ratios):.2f} (median of {repeats}; range {min(ratios):.2f}–{max(ratios):.2f})")
 
 
 def _evaluate_args(model_name: str, images: int, out: Path, device: str) -> list[str]:
