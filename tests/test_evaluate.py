@@ -239,3 +239,14 @@ def test_attack_and_defence_specs(digits_cnn):
     with pytest.raises(InputError, match="unknown defence"):
         ev.resolve_defences(digits_cnn, ["none", "nope"])
     assert ev.resolve_defences(digits_cnn, ["nip-guided:steps=3"])[0][1]["steps"] == 3
+
+
+def test_provenance_record(digits_cnn):
+    record = provenance.record(digits_cnn, dataset={"spec": "digits"}, attacks=[{"attack": "fgsm", "params": {"eps": 0.1}}],
+                               seeds={"evaluation": 7}, extra={"note": "x"})
+    assert record["model"] == provenance.model_record(digits_cnn) and record["model"]["input"] == [1, 28, 28]
+    assert record["attacks"] == [{"attack": "fgsm", "params": {"eps": 0.1}}] and record["seeds"] == {"evaluation": 7}
+    assert record["device"]["device"] == "cpu" and record["extra"] == {"note": "x"}
+    assert record["created"].endswith("+00:00")
+    assert provenance.versions(["no-such-package-neuronviz-test"])["no-such-package-neuronviz-test"] is None
+    json.dumps(record)  # plain values only
