@@ -422,7 +422,8 @@ def _torch_load(path: Path, map_location, pickle_bytes: bytes | None = None, fak
         unsafe = _unsafe_global(str(error), pickle_bytes if pickle_bytes is not None else _pickle_of(path))
         if unsafe:
             raise CheckpointError(
-                f"refused {path.name}: loading it would run code. It contains a pickled call to {unsafe}, "
+                f"refused {path.name}: loading it would run code. It contains "
+                f"{'pickled calls' if ', ' in unsafe else 'a pickled call'} to {unsafe}, "
                 "not only tensors, and a file like that could run code of its author's choosing; nothing "
                 "in it was run. Save a state dict (model.state_dict()) or a .safetensors file instead."
             ) from None
@@ -470,7 +471,8 @@ def pickle_globals(data: bytes) -> list[str]:
             for opcode, arg, _ in pickletools.genops(stream):
                 name = opcode.name
                 if name in ("GLOBAL", "INST"):
-                    found.append(str(arg).replace(" ", "."))
+                    module, _, qualname = str(arg).partition(" ")
+                    found.append(_python3_name(module, qualname))
                     recent.append(None)
                 elif name in _STRING_OPS:
                     recent.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
@@ -482,7 +484,7 @@ def pickle_globals(data: bytes) -> list[str]:
                     recent.append(memo.get(int(arg)))
                 elif name == "STACK_GLOBAL":
                     module, qualname = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
-                    found.append(f"{module}.{qualname}" if isinstance(module, str) and isinstance(qualname, str) else "an unnamed global")
+                    found.append(_python3_name(module, qualname) if isinstance(module, str) and isinstance(qualname, str) else "an unnamed global")
                     recent.append(None)
                 else:
                     recent.append(None)
@@ -492,8 +494,20 @@ def pickle_globals(data: bytes) -> list[str]:
     return found
 
 
+def _python3_name(module: str, qualname: str) -> str:
+    """``module.qualname`` as Python 3 resolves it (protocol 0–2 pickles use Python 2 names)."""
+    import _compat_pickle
+
+    if (module, qualname) in _compat_pickle.NAME_MAPPING:
+        module, qualname = _compat_pickle.NAME_MAPPING[(module, qualname)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{qualname}"
+
+
 def _unsafe_global(message: str, data: bytes) -> str | None:
-    """The first global a weights-only load refuses: from the pickle's opcodes, else torch's message."""
+    """The globals a weights-only load refuses (up to three, in order): from the pickle's opcodes,
+    else from torch's message."""
     try:
         from torch._weights_only_unpickler import _get_allowed_globals
 
@@ -504,9 +518,12 @@ def _unsafe_global(message: str, data: bytes) -> str | None:
         allowed |= {f"{g.__module__}.{g.__qualname__}" for g in torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
     except AttributeError:
         pass
+    unsafe: list[str] = []
     for name in pickle_globals(data):
-        if name not in allowed and not re.fullmatch(r"torch\.(cuda\.)?\w+(Storage|Tensor)|torch\.\w+", name):
-            return _readable_global(name)
+        if name not in allowed and name not in unsafe and not re.fullmatch(r"torch\.(cuda\.)?\w+(Storage|Tensor)|torch\.\w+", name):
+            unsafe.append(name)
+    if unsafe:
+        return ", ".join(_readable_global(name) for name in unsafe[:3]) + (f" (+{len(unsafe) - 3} more)" if len(unsafe) > 3 else "")
     match = re.search(r"GLOBAL\s+([\w.]+)", message)
     return _readable_global(match.group(1)) if match else None
 
