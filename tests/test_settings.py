@@ -90,3 +90,25 @@ def test_dockerfile_turns_the_shared_server_on_with_matching_upload_cap():
     text = (ROOT / "Dockerfile").read_text()
     assert "NEURONVIZ_SHARED_SERVER=1" in text
     assert f"STREAMLIT_SERVER_MAX_UPLOAD_SIZE={settings.SHARED_MAX_UPLOAD_BYTES // 2**20}" in text
+
+
+def test_dashboard_upload_still_loads_on_a_shared_server(monkeypatch):
+    """The dashboard writes an upload into a neuronviz-upload-* folder: allowed on a shared server."""
+    import streamlit as st
+    from apptest import open_page
+
+    monkeypatch.setenv(settings.SHARED_SERVER_ENV, "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        at = open_page("app_pages/model_image.py", timeout=120)
+        at.button_group(key="model_source").set_value("Your checkpoint").run()
+        data = (ROOT / "assets" / "models" / "digits-resnet.safetensors").read_bytes()
+        at.file_uploader(key="checkpoint_upload").upload("my-resnet.safetensors", data, "application/octet-stream")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [e.value for e in at.error] == []
+        assert any("`my-resnet`" in m.value for m in at.main.markdown)
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()

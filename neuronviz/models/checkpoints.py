@@ -98,11 +98,19 @@ class Checkpoint:
     def label(self) -> str:
         return self.path.name if self.path else "checkpoint"
 
-    def json_field(self, key: str):
-        """A metadata value stored as JSON (mean, std, input_size, class_names), or None."""
+    def json_field(self, key: str, max_chars: int | None = None):
+        """A metadata value stored as JSON (mean, std, input_size, class_names), or None.
+
+        ``max_chars``: refuse a longer value before parsing it.
+        """
         raw = self.metadata.get(key)
         if raw is None:
             return None
+        if max_chars is not None and len(raw) > max_chars:
+            raise CheckpointError(
+                f"{self.label}: its {key!r} metadata is {len(raw):,} characters long; it should be a short "
+                f"JSON list (at most {max_chars:,} characters)."
+            )
         try:
             return json.loads(raw)
         except json.JSONDecodeError as error:

@@ -348,7 +348,7 @@ def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
 
 
 def _stats(checkpoint: Checkpoint, key: str, channels: int, label: str) -> tuple[float, ...] | None:
-    value = checkpoint.json_field(key)
+    value = checkpoint.json_field(key, max_chars=4096)
     if value is None:
         return None
     what = "the per-channel mean of the training images" if key == "mean" else "the per-channel standard deviation of the training images"
@@ -389,7 +389,7 @@ def _check_finite_stats(values: Sequence[float], key: str, label: str) -> None:
 
 
 def _input_size(checkpoint: Checkpoint, arch: Architecture, label: str) -> tuple[int, int]:
-    value = checkpoint.json_field("input_size")
+    value = checkpoint.json_field("input_size", max_chars=256)
     if value is None:
         return arch.input_size
     caps = settings.limits()

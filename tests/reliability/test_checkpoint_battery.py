@@ -414,6 +414,7 @@ def _with_metadata(tmp_path, **metadata) -> Path:
         ({"mean": "[0.5, 0.5, 0.5]"}, "lists 3 numbers, but this architecture takes 1 input channel"),
         ({"mean": "[true]"}, "must hold numbers only"),
         ({"mean": "{bad json"}, "its 'mean' metadata is not valid JSON"),
+        ({"mean": json.dumps([0.5] * 100_000)}, "its 'mean' metadata is 500,000 characters long; it should be a short JSON list"),
         ({"class_names": '"digits"'}, "its class_names metadata is not a JSON list of strings"),
         ({"class_names": "[1, 2, 3]"}, "holds something other than strings"),
         ({"class_names": json.dumps([str(i) for i in range(9)])}, "its output layer has 10 classes but its class_names metadata lists 9 names"),
