@@ -50,6 +50,9 @@ MAX_TENSORS = 20_000
 #: about 30 KB) and largest safetensors JSON header.
 MAX_PICKLE_BYTES = 8 * MiB
 MAX_HEADER_BYTES = 8 * MiB
+#: Most pickle instructions in that structure (each can build one object: 2 M of them took 316 MB
+#: and 18 s to unpickle; densenet121's state dict has about 20,000).
+MAX_PICKLE_OPCODES = 300_000
 #: Default wall-clock budget of one long computation (attack, sweep, batch chunk), seconds.
 DEFAULT_TIME_BUDGET_S = 120.0
 
@@ -92,6 +95,7 @@ class Limits:
     max_input_side: int
     max_tensors: int
     max_pickle_bytes: int
+    max_pickle_opcodes: int
     max_header_bytes: int
 
 
@@ -109,6 +113,7 @@ def limits() -> Limits:
         max_input_side=SHARED_MAX_INPUT_SIDE if shared else MAX_INPUT_SIDE,
         max_tensors=MAX_TENSORS,
         max_pickle_bytes=MAX_PICKLE_BYTES,
+        max_pickle_opcodes=MAX_PICKLE_OPCODES,
         max_header_bytes=MAX_HEADER_BYTES,
     )
 

@@ -364,9 +364,11 @@ def _check_zip(path: Path, caps: settings.Limits) -> bytes:
                 f"{format_bytes(caps.max_pickle_bytes)} is read here. A state dict's structure is a few KB."
             )
         try:
-            return archive.read(pickles[0])
+            data = archive.read(pickles[0])
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
             raise CheckpointError(f"{label} is not a readable PyTorch checkpoint: {error}") from None
+    _scan_pickles(io.BytesIO(data), caps, label, count=1)
+    return data
 
 
 class _CappedReader:
@@ -398,23 +400,41 @@ class _TooLarge(Exception):
 
 
 def _legacy_pickles(handle, caps: settings.Limits, label: str) -> bytes:
-    """The pickles at the head of a legacy torch file (at most five), bounded in size."""
+    """The pickles at the head of a legacy torch file (at most five), bounded in size and length."""
     reader = _CappedReader(handle, caps.max_pickle_bytes)
     try:
-        for index in range(5):  # magic number, protocol, system info, the object, storage keys
-            try:
-                for _ in pickletools.genops(reader):
-                    pass
-            except ValueError:
-                if index == 0:
-                    raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (neither a zip archive nor a pickle)") from None
-                break  # a bare pickle ends after the first; torch reports what it makes of the rest
+        _scan_pickles(reader, caps, label, count=5)  # magic number, protocol, system info, object, keys
     except _TooLarge:
         raise CheckpointError(
             f"{label}: its pickled structure is larger than {format_bytes(caps.max_pickle_bytes)}, the most read "
             "here (a state dict's structure is a few KB). Refused before unpickling it."
         ) from None
     return bytes(reader.consumed)
+
+
+def _scan_pickles(stream, caps: settings.Limits, label: str, count: int) -> None:
+    """Walk up to ``count`` pickles' instructions without building anything; refuse too many.
+
+    Each instruction can build one object when unpickled, so their number bounds the memory
+    (and time) ``torch.load`` will spend on the structure.
+    """
+    instructions = 0
+    for index in range(count):
+        try:
+            for _ in pickletools.genops(stream):
+                instructions += 1
+                if instructions > caps.max_pickle_opcodes:
+                    raise CheckpointError(
+                        f"{label}: its pickled structure has more than {caps.max_pickle_opcodes:,} instructions "
+                        "(a state dict's has a few thousand); unpickling it could take gigabytes. Refused "
+                        "before unpickling it."
+                    )
+        except CheckpointError:
+            raise
+        except ValueError:
+            if index == 0:
+                raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (neither a zip archive nor a pickle)") from None
+            return  # a bare pickle ends after the first; torch reports what it makes of the rest
 
 
 def _torch_load(path: Path, map_location, pickle_bytes: bytes | None = None, fake: bool = False):

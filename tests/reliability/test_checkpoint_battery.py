@@ -301,10 +301,25 @@ def test_zip_without_a_pickle(tmp_path):
 
 def test_legacy_pickle_larger_than_the_cap(tmp_path):
     path = tmp_path / "bigpickle_legacy.pth"
-    path.write_bytes(pickle.dumps(["x" * 100] * 1 + [f"{i}" for i in range(1_500_000)], protocol=2))
+    path.write_bytes(pickle.dumps({"w": "x" * (9 * 2**20)}, protocol=2))  # few instructions, many bytes
     assert path.stat().st_size > settings.MAX_PICKLE_BYTES
     with pytest.raises(CheckpointError, match=r"its pickled structure is larger than 8.0 MB.*Refused before unpickling"):
         load_model(path, device="cpu")
+
+
+@pytest.mark.parametrize("layout", ["zip", "bare"])
+def test_pickle_with_millions_of_objects_is_refused_before_unpickling(tmp_path, warm_files, layout):
+    # 1 byte per empty dict: 2 MB of pickle unpickled to 316 MB in 18 s before this check
+    pickled = b"\x80\x02](" + b"}" * (2 * 2**20) + b"e."
+    path = tmp_path / "objects.pt"
+    if layout == "zip":
+        _write_zip(path, [("archive/data.pkl", pickled), ("archive/version", b"3\n")])
+    else:
+        path.write_bytes(pickled)
+    result = _refusal_in_subprocess(path, warm_files)
+    assert result["error"] == "CheckpointError"
+    assert "its pickled structure has more than 300,000 instructions" in result["message"]
+    assert result["delta_mb"] < RSS_BOUND_MB, result
 
 
 def test_file_larger_than_the_cap_is_refused_by_its_size(tmp_path, monkeypatch):
