@@ -261,7 +261,7 @@ def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
     if outputs is not None and outputs > caps.max_classes:
         raise CheckpointError(
             f"{label}: its output layer has {outputs:,} classes; models with up to {caps.max_classes:,} "
-            f"classes are loaded here{' (a shared server' + chr(39) + 's limit)' if caps.shared_server else ''}. Nothing was allocated."
+            f"classes are loaded here{_limit_note(caps)}. Nothing was allocated."
         )
     if names is not None and outputs is not None and len(names) != outputs:
         raise CheckpointError(
@@ -285,7 +285,7 @@ def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
     if parameters > caps.max_checkpoint_parameters:
         raise CheckpointError(
             f"{label}: {arch.name} with {len(names):,} classes has {parameters:,} parameters; models up to "
-            f"{caps.max_checkpoint_parameters:,} are loaded here{' (a shared server' + chr(39) + 's limit)' if caps.shared_server else ''}. "
+            f"{caps.max_checkpoint_parameters:,} are loaded here{_limit_note(caps)}. "
             "Nothing was allocated."
         )
     apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap, check_only=True)
@@ -296,6 +296,10 @@ def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
         if policy.resize_size is not None:
             policy = dataclasses.replace(policy, resize_size=max(1, round(policy.resize_size * scale)))
     return _Plan(len(names), names, mean, std, input_size, policy)
+
+
+def _limit_note(caps: settings.Limits) -> str:
+    return " (a shared server's limit)" if caps.shared_server else ""
 
 
 def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
@@ -575,7 +579,7 @@ def _load_named(name: str, weights: str | os.PathLike | None) -> PixelModel:
     if parameters > caps.max_checkpoint_parameters:
         raise CheckpointError(
             f"{name} has {parameters:,} parameters; models up to {caps.max_checkpoint_parameters:,} are loaded "
-            f"here{' (a shared server' + chr(39) + 's limit)' if caps.shared_server else ''}. Choose a smaller model."
+            f"here{_limit_note(caps)}. Choose a smaller model."
         )
     if weights is None:
         net = arch.build(len(arch.class_names))
