@@ -263,6 +263,10 @@ def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
             f"{label}: its output layer has {outputs:,} classes; models with up to {caps.max_classes:,} "
             f"classes are loaded here{_limit_note(caps)}. Nothing was allocated."
         )
+    if not _body_fits(state, arch):  # another architecture's file: list what differs, not the head
+        with torch.device("meta"):
+            net = arch.build(len(names) if names else len(arch.class_names))
+        apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap, check_only=True)
     if names is not None and outputs is not None and len(names) != outputs:
         raise CheckpointError(
             f"{label}: its output layer has {outputs:,} classes but its class_names metadata lists "
@@ -427,6 +431,21 @@ def _check_input_fits(net: nn.Module, channels: int, size: tuple[int, int], arch
             f"{label}: its input_size {size[0]}×{size[1]} is too small for {arch.name} ({reason}). "
             f"Use at least the architecture's own size, {arch.input_size[0]}×{arch.input_size[1]}."
         ) from None
+
+
+def _body_fits(state: dict[str, torch.Tensor], arch: Architecture) -> bool:
+    """True when every tensor but the output layer's has the architecture's name and shape."""
+    remap = arch.key_remap
+    head = {key for key, _ in _head_keys(arch.name)}
+    found = {(remap(k) if remap else k): tuple(v.shape) for k, v in state.items()}
+    expected = _meta_shapes(arch.name)
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    for key, shape in expected.items():
+        if key in head or (key in optional and key not in found):
+            continue
+        if found.get(key) != shape:
+            return False
+    return all(key in expected for key in found)
 
 
 def _output_count(state: dict[str, torch.Tensor], arch: Architecture) -> tuple[int | None, tuple[str, tuple[int, ...]] | None]:

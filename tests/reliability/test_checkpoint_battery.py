@@ -576,3 +576,13 @@ def test_shared_server_lower_class_cap(tmp_path, monkeypatch):
     path = _with_metadata(tmp_path, class_names=json.dumps([str(i) for i in range(30_000)]))
     with pytest.raises(CheckpointError, match="more than 25,000 names"):
         load_model(path, device="cpu")
+
+
+def test_another_architectures_file_lists_what_differs_not_the_class_names(tmp_path):
+    path = tmp_path / "narrow.pt"  # a different body *and* a 5-class head under the same key name
+    torch.save(DigitsResNet(num_classes=5, widths=(8, 16, 32)).state_dict(), path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(path, device="cpu", architecture="digits-resnet")
+    message = str(info.value)
+    assert "does not fit this architecture" in message and "conv1.weight: checkpoint (8, 1, 3, 3) vs model (16, 1, 3, 3)" in message
+    assert "class_names" not in message
