@@ -1,4 +1,10 @@
 # The dashboard on port 8501, installed with the README's own steps (`make setup`).
+#
+# The image is meant to be served to other people, so it runs as a *shared server*
+# (NEURONVIZ_SHARED_SERVER=1): no weight downloads, no models read from local paths, lower caps
+# (neuronviz/settings.py), uploads up to 100 MB, no tracebacks in the browser. It has no
+# authentication of its own: put it behind one (docs/deployment.md). For a single-user run on
+# your own machine: docker run -e NEURONVIZ_SHARED_SERVER=0 -e STREAMLIT_SERVER_MAX_UPLOAD_SIZE=200 ...
 FROM python:3.11-slim
 
 RUN apt-get update \
@@ -10,8 +16,13 @@ COPY requirements.txt requirements-nodeps.txt Makefile ./
 RUN make setup
 COPY . .
 
+# Server settings come from .streamlit/config.toml (copied above); these override it for a
+# shared server. Zoo weights live in $TORCH_HOME: mount a volume there to provide them.
+ENV NEURONVIZ_SHARED_SERVER=1 \
+    STREAMLIT_SERVER_MAX_UPLOAD_SIZE=100 \
+    STREAMLIT_CLIENT_SHOW_ERROR_DETAILS=none \
+    TORCH_HOME=/neuronviz/.torch
+
 EXPOSE 8501
 CMD [".venv/bin/python", "-m", "streamlit", "run", "app/main.py", \
-     "--server.address", "0.0.0.0", "--server.port", "8501", "--server.headless", "true", \
-     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", \
-     "--theme.base", "light", "--client.toolbarMode", "viewer"]
+     "--server.address", "0.0.0.0", "--server.port", "8501"]

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 
 class NeuronvizError(Exception):
-    """Base class of every error neuronviz raises on purpose."""
+    """Base class of every error neuronviz raises on purpose.
+
+    ``ui_hint``, when set, is one sentence saying what to do *in the dashboard* (e.g. "Pick the
+    architecture in the sidebar's Architecture box."); the message itself stays true for the
+    Python API as well.
+    """
+
+    def __init__(self, *args: object, ui_hint: str | None = None) -> None:
+        super().__init__(*args)
+        self.ui_hint = ui_hint
 
 
 class InputError(NeuronvizError, ValueError):
@@ -42,3 +51,7 @@ class DeviceError(NeuronvizError, RuntimeError):
 
 class DownloadError(NeuronvizError, OSError):
     """Fetching pretrained weights failed (no network, server error, or a hash mismatch)."""
+
+
+class SharedServerError(NeuronvizError, PermissionError):
+    """Refused on a shared server (``NEURONVIZ_SHARED_SERVER=1``): weight downloads, local paths."""

@@ -15,7 +15,9 @@ Three kinds of source reach :func:`load_model`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,16 +27,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from neuronviz import settings
 from neuronviz.datasets import DIGITS_CLASSES, DIGITS_SIZE
-from neuronviz.errors import CheckpointError, DeviceError, InputError, ModelNotFoundError
+from neuronviz.errors import CheckpointError, DeviceError, InputError, ModelNotFoundError, SharedServerError
 from neuronviz.models import torchvision_zoo as zoo
 from neuronviz.models.builtin import DigitsCNN, DigitsResNet
 from neuronviz.models.checkpoints import (
     STATE_DICT_SUFFIXES,
     Checkpoint,
     apply_state,
+    inspect_checkpoint,
+    load_tensors,
     normalise_keys,
-    read_checkpoint,
 )
 from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
 
@@ -227,21 +231,275 @@ def wrap_model(
     return model.to(resolve_device(device))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a checkpoint will become, decided before any tensor data is read."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...] | None  # None: from the PixelModel state in the file, else the architecture's
+    std: tuple[float, ...] | None
+    input_size: tuple[int, int]
+    image_policy: ImagePolicy
+
+
+def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
+    """Validate a checkpoint's metadata and shapes against ``arch`` on the meta device.
+
+    Raises CheckpointError (what is wrong and what to do) before anything is allocated.
+    """
+    caps = settings.limits()
+    channels = len(arch.mean)
+    state, _ = normalise_keys(checkpoint.state)
+    raw_names = checkpoint.metadata.get("class_names")
+    names = parse_class_names(raw_names, label) if raw_names is not None else None
+    mean = _stats(checkpoint, "mean", channels, label)
+    std = _stats(checkpoint, "std", channels, label)
+    input_size = _input_size(checkpoint, arch, label)
+
+    outputs, head = _output_count(state, arch)
+    if outputs is not None and outputs > caps.max_classes:
+        raise CheckpointError(
+            f"{label}: its output layer has {outputs:,} classes; models with up to {caps.max_classes:,} "
+            f"classes are loaded here{_limit_note(caps)}. Nothing was allocated."
+        )
+    if not _body_fits(state, arch):  # another architecture's file: list what differs, not the head
+        with torch.device("meta"):
+            net = arch.build(len(names) if names else len(arch.class_names))
+        apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap, check_only=True)
+    if names is not None and outputs is not None and len(names) != outputs:
+        raise CheckpointError(
+            f"{label}: its output layer has {outputs:,} classes but its class_names metadata lists "
+            f"{len(names):,} names. Give exactly one name per output."
+        )
+    if names is None:
+        if outputs is not None and outputs != len(arch.class_names):
+            expected = _meta_shapes(arch.name).get(head[0]) if head else None
+            detail = f" ({head[0]}: checkpoint {head[1]} vs model {expected})" if head and expected else ""
+            raise CheckpointError(
+                f"{label}: its output layer has {outputs:,} classes{detail}, but {arch.name}'s default class names "
+                f"are {len(arch.class_names):,}. Add a class_names entry to the checkpoint's metadata "
+                f"(a JSON list of {outputs:,} names)."
+            )
+        names = tuple(arch.class_names)
+
+    with torch.device("meta"):
+        net = arch.build(len(names))
+    parameters = sum(p.numel() for p in net.parameters())
+    if parameters > caps.max_checkpoint_parameters:
+        raise CheckpointError(
+            f"{label}: {arch.name} with {len(names):,} classes has {parameters:,} parameters; models up to "
+            f"{caps.max_checkpoint_parameters:,} are loaded here{_limit_note(caps)}. "
+            "Nothing was allocated."
+        )
+    apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap, check_only=True)
+    policy = arch.image_policy
+    if input_size != arch.input_size:
+        _check_input_fits(net, channels, input_size, arch, label)
+        scale = max(input_size) / max(arch.input_size)
+        if policy.resize_size is not None:
+            policy = dataclasses.replace(policy, resize_size=max(1, round(policy.resize_size * scale)))
+    return _Plan(len(names), names, mean, std, input_size, policy)
+
+
+def _limit_note(caps: settings.Limits) -> str:
+    return " (a shared server's limit)" if caps.shared_server else ""
+
+
+def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
+    """A JSON list of class names, read one name at a time so a huge list is refused early."""
+    caps = settings.limits()
+    text = raw.strip() if isinstance(raw, str) else ""
+    fix = "Write class_names as a JSON list of strings, e.g. [\"cat\", \"dog\"]."
+    if not text.startswith("["):
+        raise CheckpointError(f"{label}: its class_names metadata is not a JSON list of strings. {fix}")
+    names: list[str] = []
+    decoder = json.JSONDecoder()
+    pos, end = 1, len(text)
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < end and text[pos] == "]" and not names:
+            break
+        if pos >= end or text[pos] != '"':
+            raise CheckpointError(f"{label}: its class_names metadata holds something other than strings (at character {pos}). {fix}")
+        try:
+            name, pos = json.decoder.scanstring(text, pos + 1)
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{label}: its class_names metadata is not valid JSON ({error.msg}). {fix}") from None
+        if len(name) > caps.max_class_name_chars:
+            raise CheckpointError(
+                f"{label}: class name {len(names)} is {len(name):,} characters long; names up to "
+                f"{caps.max_class_name_chars} characters are accepted. Shorten it."
+            )
+        if not name.strip():
+            raise CheckpointError(f"{label}: class name {len(names)} is empty. Give every class a name.")
+        names.append(name)
+        if len(names) > caps.max_classes:
+            raise CheckpointError(
+                f"{label}: its class_names metadata lists more than {caps.max_classes:,} names; models with up to "
+                f"{caps.max_classes:,} classes are loaded here. Nothing was allocated."
+            )
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < end and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < end and text[pos] == "]":
+            break
+        raise CheckpointError(f"{label}: its class_names metadata is not valid JSON (expected , or ] at character {pos}). {fix}")
+    if text[pos + 1:].strip():
+        raise CheckpointError(f"{label}: its class_names metadata has text after the list. {fix}")
+    if not names:
+        raise CheckpointError(f"{label}: its class_names metadata is an empty list. {fix}")
+    return tuple(names)
+
+
+def _stats(checkpoint: Checkpoint, key: str, channels: int, label: str) -> tuple[float, ...] | None:
+    value = checkpoint.json_field(key, max_chars=4096)
+    if value is None:
+        return None
+    what = "the per-channel mean of the training images" if key == "mean" else "the per-channel standard deviation of the training images"
+    example = "[0.5]" if channels == 1 else "[0.485, 0.456, 0.406]"
+    noun = "number" if channels == 1 else "numbers"
+    if not isinstance(value, list):
+        found = f"the {type(value).__name__} {value!r}" if not isinstance(value, dict) else "a JSON object"
+        raise CheckpointError(
+            f"{label}: its {key} metadata must be a list of {channels} {noun} (one per input channel), "
+            f"e.g. {example}; found {found}. {key} is {what}."
+        )
+    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise CheckpointError(
+            f"{label}: its {key} metadata must hold numbers only, e.g. {example}; found {bad[0]!r}. {key} is {what}."
+        )
+    if len(value) != channels:
+        raise CheckpointError(
+            f"{label}: its {key} metadata lists {len(value)} numbers, but this architecture takes "
+            f"{channels} input channel{'s' if channels > 1 else ''}: give one number per channel, e.g. {example}."
+        )
+    values = tuple(float(v) for v in value)
+    _check_finite_stats(values, key, label)
+    return values
+
+
+def _check_finite_stats(values: Sequence[float], key: str, label: str) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise CheckpointError(
+            f"{label}: its {key} metadata holds a value that is not a finite number ({list(values)}): every "
+            f"prediction would be NaN. Fix the file's {key}."
+        )
+    if key == "std" and any(v <= 0 for v in values):
+        raise CheckpointError(
+            f"{label}: its std metadata must be positive in every channel (found {list(values)}): inputs are "
+            "divided by it. Fix the file's std."
+        )
+
+
+def _input_size(checkpoint: Checkpoint, arch: Architecture, label: str) -> tuple[int, int]:
+    value = checkpoint.json_field("input_size", max_chars=256)
+    if value is None:
+        return arch.input_size
+    caps = settings.limits()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise CheckpointError(
+            f"{label}: its input_size metadata must be [height, width] in pixels, e.g. "
+            f"{list(arch.input_size)}; found {value!r}."
+        )
+    if not all(1 <= v <= caps.max_input_side for v in value):
+        raise CheckpointError(
+            f"{label}: its input_size {value} is out of range: each side must be between 1 and "
+            f"{caps.max_input_side} pixels."
+        )
+    return (value[0], value[1])
+
+
+def _check_input_fits(net: nn.Module, channels: int, size: tuple[int, int], arch: Architecture, label: str) -> None:
+    """A forward pass on the meta device: refuses an input size the network cannot take."""
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, channels, *size, device="meta"))
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).splitlines()[0][:200]
+        raise CheckpointError(
+            f"{label}: its input_size {size[0]}×{size[1]} is too small for {arch.name} ({reason}). "
+            f"Use at least the architecture's own size, {arch.input_size[0]}×{arch.input_size[1]}."
+        ) from None
+
+
+def _body_fits(state: dict[str, torch.Tensor], arch: Architecture) -> bool:
+    """True when every tensor but the output layer's has the architecture's name and shape."""
+    remap = arch.key_remap
+    head = {key for key, _ in _head_keys(arch.name)}
+    found = {(remap(k) if remap else k): tuple(v.shape) for k, v in state.items()}
+    expected = _meta_shapes(arch.name)
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    for key, shape in expected.items():
+        if key in head or (key in optional and key not in found):
+            continue
+        if found.get(key) != shape:
+            return False
+    return all(key in expected for key in found)
+
+
+def _output_count(state: dict[str, torch.Tensor], arch: Architecture) -> tuple[int | None, tuple[str, tuple[int, ...]] | None]:
+    """How many classes the checkpoint's output layer has, and (key, shape) of the tensor that says
+    so; (None, None) when its head is not found."""
+    remap = arch.key_remap
+    found = {(remap(k) if remap else k): v for k, v in state.items()}
+    for key, dim in _head_keys(arch.name):
+        if key in found and found[key].dim() > dim:
+            return int(found[key].shape[dim]), (key, tuple(found[key].shape))
+    return None, None
+
+
+@lru_cache(maxsize=None)
+def _head_keys(arch_name: str) -> tuple[tuple[str, int], ...]:
+    """State keys whose shape follows the class count, with the dimension that does (meta builds)."""
+    arch = get_architecture(arch_name)
+    k = len(arch.class_names)
+    with torch.device("meta"):
+        a, b = arch.build(k).state_dict(), arch.build(k + 1).state_dict()
+    keys = []
+    for key, tensor in a.items():
+        if key in b and tuple(b[key].shape) != tuple(tensor.shape):
+            dim = next(i for i, (x, y) in enumerate(zip(tensor.shape, b[key].shape)) if x != y)
+            keys.append((key, dim))
+    return tuple(keys)
+
+
+def _parameter_count(arch_name: str) -> int:
+    return sum(math.prod(s) for k, s in _meta_shapes(arch_name).items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+
+
 def _from_checkpoint(
     checkpoint: Checkpoint, arch: Architecture, name: str, source: str, description: str = "", card: dict | None = None
 ) -> PixelModel:
+    """Check ``checkpoint`` (inspected: meta tensors) against ``arch``, then read and load it."""
+    label = Path(source).name
+    plan = _plan(checkpoint, arch, label)
+    checkpoint = load_tensors(checkpoint)
     state, extras = normalise_keys(checkpoint.state)
-    class_names = checkpoint.json_field("class_names") or list(arch.class_names)
-    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names) or not class_names:
-        raise CheckpointError(f"{source}: metadata class_names must be a non-empty list of strings")
-    mean = checkpoint.json_field("mean") or extras.get("mean") or list(arch.mean)
-    std = checkpoint.json_field("std") or extras.get("std") or list(arch.std)
-    if len(mean) != len(arch.mean) or len(std) != len(arch.std):
-        raise CheckpointError(f"{source}: mean/std have {len(mean)}/{len(std)} channels; {arch.name} takes {len(arch.mean)}")
-    net = arch.build(len(class_names))
-    apply_state(net, state, f"{Path(source).name} (for {arch.name})", remap=arch.key_remap)
+    mean, std = plan.mean, plan.std
+    for key in ("mean", "std"):
+        if (mean if key == "mean" else std) is None and key in extras:
+            values = tuple(float(v) for v in extras[key].tolist())
+            if len(values) != len(arch.mean):
+                raise CheckpointError(
+                    f"{label}: its normalize.{key} has {len(values)} channels but {arch.name} takes {len(arch.mean)}"
+                )
+            _check_finite_stats(values, key, label)
+            mean, std = (values, std) if key == "mean" else (mean, values)
+    net = arch.build(plan.num_classes)
+    apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap)
     meta = ModelMeta(name=name, architecture=arch.name, source=source, description=description, card=card or {})
-    return PixelModel(net, mean, std, arch.input_size, class_names, meta, arch.image_policy)
+    return PixelModel(net, mean or arch.mean, std or arch.std, plan.input_size, plan.class_names, meta, plan.image_policy)
 
 
 @lru_cache(maxsize=None)
@@ -268,14 +526,26 @@ def infer_architecture(checkpoint: Checkpoint) -> str:
         scores.append((common / max(len(expected), len(found)), arch_name))
     if len(fits) == 1:
         return fits[0]
-    label = checkpoint.path.name if checkpoint.path else "checkpoint"
+    label = checkpoint.label
+    hint = "Pick the architecture in the sidebar's Architecture box."
     if len(fits) > 1:
-        raise CheckpointError(f"{label} fits several architectures {fits}; name one with architecture=")
+        raise CheckpointError(
+            f"{label} fits several architectures ({', '.join(fits)}): choose which one it is for "
+            "(the Architecture box in the sidebar; in Python, load_model(..., architecture=...)).",
+            ui_hint=hint,
+        )
     best_score, best = max(scores)
+    if best_score == 0:
+        raise CheckpointError(
+            f"{label} is not a checkpoint for any architecture this tool knows: none of its {len(shapes)} "
+            f"tensors has the name and shape of a tensor in {', '.join(list_architectures())}.",
+            ui_hint="Upload a checkpoint of one of the listed architectures.",
+        )
     raise CheckpointError(
         f"{label} matches no registered architecture exactly (closest: {best}, {best_score:.0%} of "
-        f"tensors agree). Registered: {list_architectures()}. Name one with architecture= to see "
-        "which keys differ."
+        f"its tensors agree). If it is a {best} checkpoint, choose {best} as its architecture (the "
+        "Architecture box in the sidebar; in Python, architecture=...) to see which tensors differ.",
+        ui_hint=f"Pick {best} in the sidebar's Architecture box to see which tensors differ.",
     )
 
 
@@ -307,6 +577,7 @@ def load_model(
     if name in EMBEDDED or name in zoo.ZOO:
         model = _load_named(name, weights)
     elif Path(name).exists() or Path(name).suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES):
+        _refuse_local_path(Path(name))
         model = _load_path(Path(name), architecture)
     else:
         raise ModelNotFoundError(
@@ -322,6 +593,13 @@ def _load_named(name: str, weights: str | os.PathLike | None) -> PixelModel:
     else:
         arch_name, description = name, zoo.ZOO[name]
     arch = get_architecture(arch_name)
+    caps = settings.limits()
+    parameters = _parameter_count(arch_name)
+    if parameters > caps.max_checkpoint_parameters:
+        raise CheckpointError(
+            f"{name} has {parameters:,} parameters; models up to {caps.max_checkpoint_parameters:,} are loaded "
+            f"here{_limit_note(caps)}. Choose a smaller model."
+        )
     if weights is None:
         net = arch.build(len(arch.class_names))
         meta = ModelMeta(name=name, architecture=arch_name, source="random initialisation", description=description)
@@ -340,17 +618,34 @@ def _load_named(name: str, weights: str | os.PathLike | None) -> PixelModel:
             card = None
     else:
         path, card = Path(weights), None
-    checkpoint = read_checkpoint(path)
+        _refuse_local_path(path)
+    checkpoint = inspect_checkpoint(path)
     if checkpoint.architecture and checkpoint.architecture != arch_name:
         raise CheckpointError(f"{path.name} is a checkpoint for {checkpoint.architecture}, not for {arch_name}")
     return _from_checkpoint(checkpoint, arch, name, str(path), description, card)
 
 
+def _refuse_local_path(path: Path) -> None:
+    """On a shared server, a model is read only from the dashboard's own upload folders."""
+    if settings.shared_server() and not settings.is_upload_path(path):
+        raise SharedServerError(
+            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): models are not read from local paths "
+            f"such as {path.name}. Upload the checkpoint instead.",
+            ui_hint="Upload the checkpoint in the sidebar (Source: Your checkpoint).",
+        )
+
+
 def _load_path(path: Path, architecture: str | None) -> PixelModel:
-    checkpoint = read_checkpoint(path)
+    checkpoint = inspect_checkpoint(path)
     declared = checkpoint.architecture
     if architecture and declared and architecture != declared:
         raise CheckpointError(f"{path.name} declares architecture {declared!r}, but {architecture!r} was requested")
     arch_name = architecture or declared or infer_architecture(checkpoint)
+    if not architecture and arch_name not in list_architectures():
+        raise CheckpointError(
+            f"{path.name} declares architecture {arch_name!r}, which this tool does not know; "
+            f"registered: {', '.join(list_architectures())}.",
+            ui_hint="Pick the architecture in the sidebar's Architecture box.",
+        )
     arch = get_architecture(arch_name)
     return _from_checkpoint(checkpoint, arch, path.stem, str(path), f"{arch_name} from {path.name}")

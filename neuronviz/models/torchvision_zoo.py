@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from neuronviz.errors import DownloadError, ModelNotFoundError, WeightsNotAvailableError
+from neuronviz import settings
+from neuronviz.errors import DownloadError, ModelNotFoundError, SharedServerError, WeightsNotAvailableError
 
 #: The zoo offered in the UI: name → one-line description.
 ZOO: dict[str, str] = {
@@ -102,6 +103,9 @@ def require_cached_weights(name: str) -> Path:
             f"({path}). Download them once with neuronviz.models.download_weights({name!r}) "
             "(the dashboard's 'Download weights' button), pass a weights file you already have "
             "with weights=<path>, or use weights=None for random initialisation."
+            if not settings.shared_server()
+            else f"pretrained weights for {name} are not in this shared server's cache and are not "
+            "downloaded here; use random initialisation, or ask the server's operator to add them."
         )
     return path
 
@@ -110,12 +114,21 @@ def download_weights(name: str, progress: bool = False) -> Path:
     """Fetch a zoo model's default weights into the torch hub cache (an explicit user action).
 
     Checks the SHA-256 prefix torchvision encodes in the file name. Returns the cached path;
-    raises :class:`DownloadError` (no partial file is left) when it fails.
+    raises :class:`DownloadError` (no partial file is left) when it fails, and
+    :class:`SharedServerError` on a shared server (``NEURONVIZ_SHARED_SERVER=1``), where only
+    weights the operator has put in the cache are used.
     """
     spec = zoo_spec(name)
     path = cached_weights_path(name)
     if path.is_file():
         return path
+    if settings.shared_server():
+        raise SharedServerError(
+            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): weights are not downloaded here. "
+            f"The pretrained weights of {name} are not in the server's cache; ask its operator to add them "
+            "(python -m neuronviz download " + name + "), or use random initialisation.",
+            ui_hint="Use random initialisation, or ask the server's operator to add these weights.",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     match = re.search(r"-([a-f0-9]{6,})\.", spec.file_name)
     try:
