@@ -6,7 +6,8 @@ can send ``None`` or a stale option, and Streamlit forgets a widget's value on a
 not draw it (another page, the other image source, a run that failed half-way through the
 sidebar). :func:`choose` draws such a widget so that
 
-- it is never clearable (``required=True``, and it always starts on an option);
+- it is never clearable (it is always drawn with its value as its default: a select box shows
+  its clear (x) only when drawn without an index; a segmented control is ``required``);
 - a value that is not an option is replaced, *before* the widget is drawn, by the last good
   choice of that widget in this session (then the given default, then the first option), so the
   widget shows what the code uses;
@@ -73,20 +74,19 @@ def choose(
         raise ValueError(f"choose({label!r}): no options")
     good = fallback(key, options, default)
     if key in st.session_state:
-        if not _is_option(st.session_state[key], options):
-            st.session_state[key] = good  # before the widget is drawn: it shows the fallback
-        start = None  # the session's value is the widget's (Streamlit warns when both are given)
+        held = st.session_state[key]
+        # Start the widget afresh on the held value (or the fallback): a widget that is given its
+        # value as its default is never clearable (a select box is, when drawn without an index)
+        # and Streamlit does not warn (it does for a default plus a value set via session state).
+        del st.session_state[key]
+        start = held if _is_option(held, options) else good
     else:
         start = good
     name = getattr(widget, "__name__", "")
     if name == "segmented_control":
         value = widget(label, options, default=start, required=True, key=key, **kwargs)
-    elif name == "selectbox":
-        index = None if start is None else options.index(start)
-        value = widget(label, options, index=index, required=True, key=key, **kwargs)
-    else:  # st.radio
-        index = None if start is None else options.index(start)
-        value = widget(label, options, index=index, key=key, **kwargs)
+    else:  # st.selectbox, st.radio
+        value = widget(label, options, index=options.index(start), key=key, **kwargs)
     if not _is_option(value, options):
         # Only a client that bypasses the widget's own rules gets here (the value arrived after
         # the check above, e.g. inside a form): use the fallback; the next run shows it.

@@ -8,10 +8,17 @@ Caching
     the image tensor); the model, tensors and bytes are passed as ``_``-prefixed arguments, which
     Streamlit does not hash (it would hash a large array from a sample only).
 
+Uploads
+    A request names an upload by its file name and SHA-256 only; the bytes are kept once, by
+    digest, in the process-wide store of :mod:`app.store` (bounded by bytes, least recently used
+    first), never in ``st.session_state``. Loaders fetch them only on a cache miss; bytes that
+    were let go give :class:`UploadExpiredError` ("upload it again").
+
 Last good choice
     A request that fails (a corrupt upload, a checkpoint for another architecture, weights that
-    are not cached) never replaces what is shown: the last request that loaded is kept in
-    ``st.session_state`` and used again, and the failure is returned as a message for the page.
+    are not cached, a model whose predictions are not finite) never replaces what is shown: the
+    last request that loaded **and predicted finite numbers** is kept in ``st.session_state`` and
+    used again, and the failure is returned as a message for the page.
 
 Nothing here computes anything: it calls ``neuronviz`` and remembers the results.
 """

@@ -209,7 +209,7 @@ def test_one_format_for_budgets_and_measured_norms():
     assert pixel_budget(0.15) == pixel_budget(measured) == "0.15 (38.3/255)"
     assert pixel_budget(8 / 255) == "0.03137 (8/255)"
     assert pixel_budget(float(torch.tensor(8 / 255, dtype=torch.float32))).endswith("(8/255)")
-    assert over_255(0.1) == "25.5" and over_255(0) == "0"
+    assert over_255(0.1) == "25.5" and over_255(0) == "0" and over_255(0.01) == "2.55" and over_255(0.002) == "0.51"
     assert "eps 0.15 (38.3/255)" in analysis.AttackChoice.make("pgd", {"eps": 0.15}).describe()
 
 
@@ -221,3 +221,44 @@ def test_untargeted_wording_matches_what_is_computed(digits_cnn):
     x = torch.full((1, 1, 8, 8), 0.5)
     report = run_attack(digits_cnn, x, "fgsm", {"eps": 0.0})
     assert torch.equal(report.labels, report.clean_pred)
+
+
+# -- shared-server mode -------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def shared_server(monkeypatch):
+    """neuronviz.settings.shared_server() (the checkpoints branch's) answering True."""
+    import sys
+    import types
+
+    import neuronviz
+
+    settings = sys.modules.get("neuronviz.settings")
+    if settings is None:
+        settings = types.ModuleType("neuronviz.settings")
+        monkeypatch.setitem(sys.modules, "neuronviz.settings", settings)
+        monkeypatch.setattr(neuronviz, "settings", settings, raising=False)
+    monkeypatch.setattr(settings, "shared_server", lambda: True, raising=False)
+
+
+def test_a_shared_server_offers_no_weight_download_and_says_why(at: AppTest, shared_server):
+    at.selectbox(key="model_name").set_value("resnet18").run()
+    assert_healthy(at)
+    assert not [b for b in at.sidebar.button if b.label == "Download weights"]
+    [warning] = [w.value for w in at.sidebar.warning if "resnet18" in w.value]
+    assert "downloads are off (shared server)" in warning
+    assert at.radio(key="weights:resnet18").value == "random initialisation"
+
+
+def test_the_download_callback_refuses_on_a_shared_server(shared_server, monkeypatch):
+    from app import state
+
+    called = []
+    monkeypatch.setattr(state, "download_zoo_weights", lambda name: called.append(name))
+    script = AppTest.from_string(
+        "import streamlit as st\nfrom app import sidebar\nsidebar._download('resnet18')\n"
+        "st.markdown(repr(st.session_state[sidebar.DOWNLOAD_MESSAGE]))"
+    )
+    script.run()
+    assert called == [] and "Downloads are off on this shared server." in script.markdown[0].value
