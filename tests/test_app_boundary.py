@@ -115,3 +115,18 @@ def test_broken_normalisation_metadata_is_a_message_and_keeps_model_and_image(at
     assert message.startswith("Could not load the model meta.safetensors") and "Still showing digits-cnn" in message
     assert "`digits-cnn`" in banner(at) and "digit 7" in banner(at)
     assert at.button_group(key="sample_class").value == 7
+
+
+def test_a_checkpoint_error_is_shown_with_its_hint_for_the_dashboard():
+    """The loader's CheckpointError carries ``ui_hint`` (what to do in the dashboard, not the API's
+    words): the sidebar shows it after the message."""
+    from app import state
+    from neuronviz.errors import CheckpointError
+
+    error = CheckpointError("mine.pt: the architecture cannot be inferred (closest: vgg19, 0% of tensors agree)")
+    assert state.error_text(error) == str(error)
+    error.ui_hint = "Pick its architecture in the Architecture box above the upload."
+    assert state.error_text(error) == (
+        "mine.pt: the architecture cannot be inferred (closest: vgg19, 0% of tensors agree). "
+        "Pick its architecture in the Architecture box above the upload."
+    )
