@@ -356,7 +356,7 @@ def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.Attack
         return None
     options: list = [UNTARGETED, LEAST_LIKELY, *range(model.num_classes)]
     default = UNTARGETED if current is None or current.target is None else current.target
-    labels = {UNTARGETED: f"untargeted ({AWAY})", LEAST_LIKELY: "least-likely class"}
+    labels = {UNTARGETED: "untargeted", LEAST_LIKELY: "least-likely class"}
     chosen = choices.choose(
         st.selectbox,
         "Target class",
@@ -364,6 +364,6 @@ def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.Attack
         key=f"attack_target:{model.content_hash[:12]}",
         default=default,
         format_func=lambda o: labels[o] if isinstance(o, str) else f"{o} · {model.class_names[o]}",
-        help="A targeted attack pushes the image toward this class.",
+        help=f"A targeted attack pushes the image toward this class; untargeted, it moves {AWAY}.",
     )
     return None if chosen == UNTARGETED else chosen
