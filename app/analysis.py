@@ -27,6 +27,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +40,10 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from app import store
+from app.formatting import pixel_budget
 from neuronviz._digest import tensor_digest
-from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
+from neuronviz.attacks import AttackReport, get_attack, resolve_params, run_attack
 from neuronviz.defenses import Restoration, get_defense
 from neuronviz.errors import NeuronvizError
 from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
@@ -97,7 +101,7 @@ class AttackChoice:
         for name, value in params.items():
             param = next((p for p in info.params if p.name == name), None)
             if param is not None and param.pixel_scale and isinstance(value, float):
-                shown.append(f"{name} {format_eps(value)}")
+                shown.append(f"{name} {pixel_budget(value)}")
             elif isinstance(value, float):
                 shown.append(f"{name} {value:.4g}")
             else:
@@ -175,20 +179,30 @@ def digest(*args: Any, **kwargs: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _memo(function: str, key: str, _fn: Callable, _args: tuple, _kwargs: dict) -> Any:
-    return _fn(*_args, **_kwargs)
-
-
-SESSION_ENTRIES = 32  # results a session keeps unpickled, most recently used first
+SESSION_ENTRIES = 32  # results a session keeps unpickled, most recently used first ...
+SESSION_BYTES = 128 * store.MiB  # ... and at most this many bytes of them (by their pickles' size)
 _SESSION_STORE = "analysis.session_results"
+_STOPPED = "analysis.stopped"  # session_state: memo key -> message of a cancelled / timed-out run
+POLL_SECONDS = 0.15  # how often the script thread looks at a computation in a worker (and can be stopped)
+
+_worker = threading.local()  # .active: this thread is a memo worker (nested memo calls run inline)
 
 
 def _session_store() -> OrderedDict | None:
-    """This session's own results (None outside a Streamlit script run: tests, benchmarks)."""
+    """This session's own results (None outside a Streamlit script run: tests, benchmarks).
+    Values are (result, size in bytes)."""
     if get_script_run_ctx(suppress_warning=True) is None:
         return None
     return st.session_state.setdefault(_SESSION_STORE, OrderedDict())
+
+
+def _keep_in_session(store_: OrderedDict, key: tuple, result: Any, size: int) -> None:
+    store_[key] = (result, size)
+    store_.move_to_end(key)
+    total = sum(item[1] for item in store_.values())
+    while store_ and (len(store_) > SESSION_ENTRIES or total > SESSION_BYTES):
+        _, (_, evicted) = store_.popitem(last=False)
+        total -= evicted
 
 
 def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -196,30 +210,170 @@ def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     arguments (see :func:`content_key`). ``fn`` must be a module-level function whose result can
     be pickled (tensors, dataclasses of tensors, frames; not a model).
 
-    Two levels: ``st.cache_data`` shares results between sessions (each gets a pickled copy), and
-    the session keeps its last :data:`SESSION_ENTRIES` results as they are, so a rerun of the
-    same session costs a digest and a dictionary lookup, not an unpickling.
+    Two levels, both bounded by bytes: the process-wide store (:func:`app.store.results`,
+    :data:`app.store.RESULT_STORE_BYTES`) keeps results pickled, so each session gets its own
+    copy; a session keeps its last results unpickled (:data:`SESSION_ENTRIES`, at most
+    :data:`SESSION_BYTES`), so its own reruns cost a digest and a lookup.
+
+    A computation runs under the time budget (:func:`run_limited`): in a Streamlit run, in a
+    worker thread with a Cancel button, stopped when the user cancels, clicks anything else, or
+    the budget runs out. A cancelled or timed-out computation is not started again by the next
+    rerun: it raises the same error until "Run again" (:func:`attempt`) is pressed.
     """
     name = f"{fn.__module__}.{fn.__qualname__}"
     key = (name, digest(*args, **kwargs))
-    store = _session_store()
-    if store is not None and key in store:
-        store.move_to_end(key)
-        return store[key]
-    result = _memo(name, key[1], fn, args, kwargs)
-    if store is not None:
-        store[key] = result
-        while len(store) > SESSION_ENTRIES:
-            store.popitem(last=False)
+    session = _session_store()
+    if session is not None and key in session:
+        session.move_to_end(key)
+        return session[key][0]
+    shared = store.results()
+    pickled = shared.get(key)
+    if pickled is not None:
+        result = pickle.loads(pickled)
+    else:
+        stopped = _stopped_error(key)
+        if stopped is not None:
+            raise stopped
+        result = run_limited(fn, *args, _what=_short_name(fn), _key=key, **kwargs)
+        pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            shared.put(key, pickled, len(pickled))
+        except store.TooLarge:
+            pass  # larger than the whole store: used now, computed again next time
+    if session is not None:
+        _keep_in_session(session, key, result, len(pickled))
     return result
+
+
+def _short_name(fn: Callable) -> str:
+    return fn.__name__.strip("_").replace("_", " ")
 
 
 def clear_caches() -> None:
     """Forget every shared result, and this session's own copies."""
-    _memo.clear()
-    store = _session_store()
-    if store is not None:
-        store.clear()
+    store.results().clear()
+    session = _session_store()
+    if session is not None:
+        session.clear()
+
+
+# -- time budget and cancel ---------------------------------------------------------------------------
+
+
+def _budget_limit(cancel: threading.Event):
+    """``neuronviz.budget.limit`` with the server's time budget and this cancel flag."""
+    from neuronviz import budget, settings
+
+    return budget.limit(settings.time_budget_s(), cancel=cancel)
+
+
+def _stopped_error(key: tuple) -> BaseException | None:
+    """The error of a cancelled or timed-out run of ``key`` in this session, if it is remembered."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    stopped = st.session_state.get(_STOPPED, {})
+    if key not in stopped:
+        return None
+    kind, message = stopped[key]
+    error = _error_class(kind)(message)
+    error.memo_key = key  # type: ignore[attr-defined]
+    return error
+
+
+def _error_class(kind: str) -> type[BaseException]:
+    from neuronviz import errors
+
+    return getattr(errors, kind)
+
+
+def _remember_stopped(key: tuple | None, error: BaseException) -> None:
+    if key is None or get_script_run_ctx(suppress_warning=True) is None:
+        return
+    st.session_state.setdefault(_STOPPED, {})[key] = (type(error).__name__, str(error))
+    error.memo_key = key  # type: ignore[attr-defined]
+
+
+def _forget_stopped(key: tuple) -> None:
+    st.session_state.get(_STOPPED, {}).pop(key, None)
+
+
+def _cancel_clicked(key: tuple, what: str) -> None:
+    """The Cancel button's callback (runs before the rerun): the rerun stops the worker; remember
+    that the user cancelled, so the rerun does not start the computation again."""
+    from neuronviz.errors import CancelledError
+
+    _remember_stopped(key, CancelledError(f"{what} was cancelled; nothing was kept from it"))
+
+
+def _is_stop(error: BaseException) -> bool:
+    from neuronviz import errors
+
+    return isinstance(error, (errors.TimeLimitError, errors.CancelledError))
+
+
+def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation", _key: tuple | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` under ``neuronviz.budget.limit(settings.time_budget_s(), cancel=...)``.
+
+    In a Streamlit script run, the work runs in a worker thread while the script thread shows its
+    elapsed time and a Cancel button, looking again every :data:`POLL_SECONDS`. Streamlit stops a
+    script run (the user clicked something: Cancel, another page, a widget) by raising in the
+    script thread at its next ``st`` call; the ``finally`` then sets the cancel flag, and the
+    worker stops at its next model evaluation. Elsewhere (tests, a nested call inside a worker)
+    the work runs in this thread, under the same budget.
+
+    Raises what ``fn`` raises; TimeLimitError / CancelledError when the budget runs out or the
+    work is cancelled (also remembered for ``_key``: see :func:`memo`)."""
+    cancel = threading.Event()
+    if getattr(_worker, "active", False) or get_script_run_ctx(suppress_warning=True) is None:
+        try:
+            with _budget_limit(cancel):
+                return fn(*args, **kwargs)
+        except Exception as error:
+            if _is_stop(error):
+                _remember_stopped(_key, error)
+            raise
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        _worker.active = True
+        try:
+            with _budget_limit(cancel):
+                outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001 - handed to the script thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name=f"neuronviz-{_what}", daemon=True)
+    started = time.perf_counter()
+    worker.start()
+    try:
+        if not done.wait(POLL_SECONDS * 2):  # short computations finish before anything is drawn
+            panel = st.empty()
+            with panel.container(horizontal=True, vertical_alignment="center"):
+                status = st.empty()
+                st.button(
+                    "Cancel",
+                    key=f"analysis.cancel.{_key[1][:16] if _key else id(worker)}",
+                    icon=":material/cancel:",
+                    on_click=_cancel_clicked,
+                    args=(_key, _what),
+                    disabled=_key is None,
+                    help="Stop this computation; your choices are kept.",
+                )
+            while not done.wait(POLL_SECONDS):
+                status.caption(f":material/hourglass_top: Computing {_what}… {time.perf_counter() - started:.0f} s")
+            panel.empty()
+    finally:
+        if not done.is_set():
+            cancel.set()  # the script run is being stopped: stop the worker at its next forward
+    if "error" in outcome:
+        error = outcome["error"]
+        if _is_stop(error):
+            _remember_stopped(_key, error)
+        raise error
+    return outcome["value"]
 
 
 # -- errors on the page ------------------------------------------------------------------------------
@@ -231,6 +385,16 @@ def error_message(error: BaseException) -> str | None:
         return (
             "The GPU ran out of memory for this computation. Choose the CPU in the sidebar, fewer "
             "images, or a cheaper attack (fewer steps); your other choices are kept."
+        )
+    if _is_stop(error):
+        from neuronviz.errors import CancelledError
+
+        text = str(error).rstrip(". ")
+        if isinstance(error, CancelledError):
+            return f"{text[:1].upper()}{text[1:]}. Your choices are kept; press Run again to start it again."
+        return (
+            f"{text[:1].upper()}{text[1:]}. Your choices are kept; press Run again to try once more "
+            "(the same work takes as long)."
         )
     if isinstance(error, NeuronvizError):
         text = str(error)
@@ -250,8 +414,23 @@ def attempt(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             raise
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
-        st.error(message, icon=":material/error:")
+        show_error(error, message)
         return None
+
+
+def show_error(error: BaseException, message: str) -> None:
+    """``message`` as an error on the page; for a cancelled or timed-out computation, a "Run
+    again" button that lets the next run compute it once more."""
+    st.error(message, icon=":material/error:")
+    key = getattr(error, "memo_key", None)
+    if key is not None and _is_stop(error):
+        st.button(
+            "Run again",
+            key=f"analysis.run_again.{key[1][:16]}",
+            icon=":material/replay:",
+            on_click=_forget_stopped,
+            args=(key,),
+        )
 
 
 # -- the analysis of one image ---------------------------------------------------------------------

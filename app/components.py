@@ -261,10 +261,15 @@ def persist(*keys: str) -> None:
             st.session_state[key] = kept[key]
 
 
-def param_widget(param, key: str, default, layers: Sequence[str] = (), default_layer: str | None = None):
+def param_widget(param, key: str, default, layers: Sequence[str] = (), default_layer: str | None = None, bounded: bool = True):
     """One control for a schema parameter (:class:`neuronviz.schema.Param`) of an attack or a
     defence: a checkbox, a select box (choices; a ``layer`` among ``layers``, "" = the default
-    layer), or a number input bounded by the schema; pixel budgets step by 1/255 and show k/255."""
+    layer), or a number input bounded by the schema; pixel budgets step by 1/255 and show k/255.
+
+    ``bounded=False``: the number input has no min/max (the range is in its help) and its value is
+    returned as it came, for the caller to validate with the schema. Streamlit silently resets a
+    bounded input's out-of-range value (from a crafted client) to the default; unbounded, such a
+    value reaches the schema, which refuses it with a message (the sidebar's attack form)."""
     label = param.name.replace("_", " ")
     help_text = param.help + (f" ({param.unit})" if param.unit else "")
     if param.kind == "layer":
@@ -284,16 +289,21 @@ def param_widget(param, key: str, default, layers: Sequence[str] = (), default_l
         return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key, help=help_text)
     low = None if param.low is None else (int(param.low) if param.kind == "int" else float(param.low))
     high = None if param.high is None else (int(param.high) if param.kind == "int" else float(param.high))
+    if not bounded:
+        if low is not None or high is not None:
+            help_text += f". Allowed: {'−∞' if low is None else f'{low:g}'} to {'∞' if high is None else f'{high:g}'}"
+        low = high = None
     if param.kind == "int":
-        return int(st.number_input(label, min_value=low, max_value=high, value=int(default), step=1, key=key, help=help_text))
+        value = st.number_input(label, min_value=low, max_value=high, value=int(default), step=1, key=key, help=help_text)
+        return int(value) if bounded else value
     if param.pixel_scale:
         help_text += ". Shown also as k/255, the unit most papers use."
-    value = float(
-        st.number_input(
-            label, min_value=low, max_value=high, value=float(default), step=(1 / 255 if param.pixel_scale else None),
-            format="%.4f", key=key, help=help_text,
-        )
+    value = st.number_input(
+        label, min_value=low, max_value=high, value=float(default), step=(1 / 255 if param.pixel_scale else None),
+        format="%.4f", key=key, help=help_text,
     )
-    if param.pixel_scale:
+    if bounded:
+        value = float(value)
+    if param.pixel_scale and isinstance(value, (int, float)) and value == value:
         st.caption(f"{label} = {format_eps(value)}")
     return value

@@ -23,9 +23,11 @@ if str(_ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import components, sidebar  # noqa: E402
-
-st.set_page_config(page_title="neuronviz", page_icon=":material/neurology:", layout="wide")
+# The page frame first, before torch is imported: on a fresh server the first run spends seconds
+# importing torch and loading the model, and a page that draws nothing until then is blank.
+# Everything down to st.navigation needs only Streamlit; the favicon is a local file (an
+# ":material/…:" page icon makes the browser fetch an SVG from a font CDN, which fails offline).
+st.set_page_config(page_title="neuronviz", page_icon=str(_ROOT / "assets" / "icon.png"), layout="wide")
 
 PAGES = {
     "Analyse": [
@@ -46,7 +48,16 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-selection, errors = sidebar.render()
+loading = None
+if "app.sidebar" not in sys.modules:  # the first run in this server process: imports ahead
+    loading = st.empty()
+    loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
+
+from app import boundary, components, sidebar  # noqa: E402
+
+selection, errors = boundary.guard("The sidebar", sidebar.render) or (None, [])
+if loading is not None:
+    loading.empty()
 components.current_choice(selection)
 components.messages(errors)
-page.run()
+boundary.guard("This page", page.run)

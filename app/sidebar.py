@@ -14,9 +14,9 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import analysis, components, state
+from app import analysis, choices, components, state
 from neuronviz.attacks import AttackInfo, list_attacks
-from neuronviz.errors import NeuronvizError
+from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import Sample
 from neuronviz.models import ModelInfo, PixelModel, list_architectures, list_models
 
@@ -24,6 +24,8 @@ REGISTRY, CHECKPOINT = "Built-in", "Your checkpoint"
 SAMPLE, UPLOAD = "Sample", "Upload"
 PRETRAINED, RANDOM = "pretrained", "random initialisation"
 CHECKPOINT_TYPES = ["safetensors", "pt", "pth"]
+FROM_FILE = "(from the file)"  # the Architecture box's "no architecture given" option
+UNKNOWN = "unknown"  # an upload's true class when the user gives none
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
 DOWNLOAD_MESSAGE = "sidebar.download_message"
 
@@ -58,19 +60,11 @@ def render() -> tuple[state.Selection | None, list[str]]:
     return selection, errors
 
 
-def _unless_set(key: str, default):
-    """A widget's default, or None when the session already holds its value (set by a page, e.g.
-    the Learn page's "open this example"): Streamlit warns when a widget gets both."""
-    return None if key in st.session_state else default
-
-
 # -- model ----------------------------------------------------------------------------------------
 
 
 def _model_picker() -> state.ModelRequest | None:
-    source = st.segmented_control(
-        "Source", [REGISTRY, CHECKPOINT], default=_unless_set("model_source", REGISTRY), required=True, key="model_source", width="stretch"
-    )
+    source = choices.choose(st.segmented_control, "Source", [REGISTRY, CHECKPOINT], key="model_source", default=REGISTRY, width="stretch")
     request = _registry_picker() if source == REGISTRY else _checkpoint_picker()
     device = _device_picker()
     return None if request is None else replace(request, device=device)
@@ -79,18 +73,20 @@ def _model_picker() -> state.ModelRequest | None:
 def _registry_picker() -> state.ModelRequest:
     infos = {info.name: info for info in list_models()}
     names = list(infos)
-    name = st.selectbox(
-        "Model",
-        names,
-        index=_unless_set("model_name", names.index(state.DEFAULT_MODEL) if state.DEFAULT_MODEL in names else 0),
-        format_func=lambda n: _model_label(infos[n]),
-        key="model_name",
+    name = choices.choose(
+        st.selectbox, "Model", names, key="model_name", default=state.DEFAULT_MODEL, format_func=lambda n: _model_label(infos[n])
     )
     info = infos[name]
     st.caption(info.description)
     if info.kind != "zoo":
         return state.ModelRequest(name=name)
-    if not info.weights_available:
+    if not info.weights_available and _shared_server():
+        st.warning(
+            f"Pretrained weights for **{name}** are not cached on this server, and downloads are off "
+            "(shared server): use random initialisation, or ask the operator to cache them.",
+            icon=":material/cloud_off:",
+        )
+    elif not info.weights_available:
         st.warning(
             f"Pretrained weights for **{name}** are not cached here. Download them (internet), "
             "or use random initialisation.",
@@ -106,12 +102,8 @@ def _registry_picker() -> state.ModelRequest:
     message = st.session_state.get(DOWNLOAD_MESSAGE)
     if message and message[0] == name:
         (st.error if message[1] else st.success)(message[1] or f"Weights of {name} downloaded.")
-    weights = st.radio(
-        "Weights",
-        [PRETRAINED, RANDOM],
-        index=0 if info.weights_available else 1,
-        key=f"weights:{name}",
-        horizontal=True,
+    weights = choices.choose(
+        st.radio, "Weights", [PRETRAINED, RANDOM], key=f"weights:{name}", default=PRETRAINED if info.weights_available else RANDOM, horizontal=True
     )
     return state.ModelRequest(name=name, weights="default" if weights == PRETRAINED else None)
 
@@ -122,8 +114,18 @@ def _model_label(info: ModelInfo) -> str:
     return f"{info.name} · ImageNet, " + ("cached" if info.weights_available else "not cached")
 
 
+def _shared_server() -> bool:
+    """Whether this server is shared (env NEURONVIZ_SHARED_SERVER=1): no downloads, no local paths."""
+    from neuronviz.settings import shared_server
+
+    return bool(shared_server())
+
+
 def _download(name: str) -> None:
     """Button callback: runs before the rerun, so the weights radio can switch to pretrained."""
+    if _shared_server():  # the button is not drawn then; a crafted client gets the same answer
+        st.session_state[DOWNLOAD_MESSAGE] = (name, "Downloads are off on this shared server.")
+        return
     error = state.download_zoo_weights(name)
     st.session_state[DOWNLOAD_MESSAGE] = (name, error)
     if error is None:
@@ -138,27 +140,30 @@ def _checkpoint_picker() -> state.ModelRequest | None:
         help="A state dict (.pt/.pth, read with weights_only=True) or a .safetensors file for a "
         "registered architecture. TorchScript archives are refused: loading them runs code.",
     )
-    architecture = st.selectbox(
+    architecture = choices.choose(
+        st.selectbox,
         "Architecture",
-        [None, *list_architectures()],
-        format_func=lambda a: "from the file (or inferred)" if a is None else a,
+        [FROM_FILE, *list_architectures()],
         key="checkpoint_architecture",
+        default=FROM_FILE,
+        format_func=lambda a: "from the file (or inferred)" if a == FROM_FILE else a,
     )
     if uploaded is None:
         st.caption("No checkpoint uploaded yet: the previous model stays selected.")
         return None
-    return state.ModelRequest(name=uploaded.name, upload=state.Upload.from_file(uploaded), architecture=architecture)
+    try:
+        upload = state.Upload.from_file(uploaded)
+    except NeuronvizError as error:
+        st.error(f"{str(error)[:1].upper()}{str(error)[1:]}. The previous model stays selected.", icon=":material/error:")
+        return None
+    return state.ModelRequest(name=uploaded.name, upload=upload, architecture=None if architecture == FROM_FILE else architecture)
 
 
 def _device_picker() -> str:
     devices = state.available_devices()
     default = state.default_device()
-    return st.selectbox(
-        "Device",
-        devices,
-        index=devices.index(default) if default in devices else 0,
-        format_func=_device_label,
-        key="device",
+    return choices.choose(
+        st.selectbox, "Device", devices, key="device", default=default, format_func=_device_label,
         help="CUDA is offered only when a GPU is available here.",
     )
 
@@ -171,15 +176,18 @@ def _device_label(device: str) -> str:
 
 
 def _image_picker(model: PixelModel) -> state.ImageRequest | None:
-    source = st.segmented_control(
-        "Source", [SAMPLE, UPLOAD], default=_unless_set("image_source", SAMPLE), required=True, key="image_source", width="stretch"
-    )
+    source = choices.choose(st.segmented_control, "Source", [SAMPLE, UPLOAD], key="image_source", default=SAMPLE, width="stretch")
     if source == UPLOAD:
         uploaded = st.file_uploader("Image", type=IMAGE_TYPES, key="image_upload")
         if uploaded is None:
             st.caption("No image uploaded yet: the previous image stays selected.")
             return None
-        return state.ImageRequest.for_upload(state.Upload.from_file(uploaded))
+        try:
+            upload = state.Upload.from_file(uploaded)
+        except NeuronvizError as error:
+            st.error(f"{str(error)[:1].upper()}{str(error)[1:]}. The previous image stays selected.", icon=":material/error:")
+            return None
+        return state.ImageRequest.for_upload(upload, true_class=_true_class_picker(model, upload))
     samples = state.samples_for(model)
     if not samples:
         st.caption("This model has no sample images: upload one.")
@@ -188,6 +196,23 @@ def _image_picker(model: PixelModel) -> state.ImageRequest | None:
     if sample.credit:
         st.caption(sample.credit)
     return state.ImageRequest.for_sample(sample)
+
+
+def _true_class_picker(model: PixelModel, upload: state.Upload) -> int | None:
+    """The upload's true class, if the user knows it ("unknown" by default): verdicts such as
+    "correct" and "restored" are judged against it."""
+    options: list = [UNKNOWN, *range(model.num_classes)]
+    chosen = choices.choose(
+        st.selectbox,
+        "True class of the upload",
+        options,
+        key=f"image_true_class:{upload.digest[:16]}:{model.num_classes}",
+        default=UNKNOWN,
+        format_func=lambda c: "unknown" if c == UNKNOWN else f"{c} · {model.class_names[c]}",
+        help="If you know what the image shows, give its class: the pages then say whether the "
+        "model is correct on it. Unknown: they only compare predictions.",
+    )
+    return None if chosen == UNKNOWN else int(chosen)
 
 
 def _by_class(samples: list[Sample]) -> bool:
@@ -199,32 +224,27 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     for sample in samples:
         groups[sample.true_class].append(sample)  # type: ignore[index]
     classes = sorted(groups)
-    chosen = st.segmented_control(
-        "Digit",
-        classes,
-        default=_unless_set("sample_class", classes[0]),
-        required=True,
-        format_func=lambda c: model.class_names[c],
-        key="sample_class",
+    chosen = choices.choose(
+        st.segmented_control, "Digit", classes, key="sample_class", default=classes[0], format_func=lambda c: model.class_names[c]
     )
     members = groups[chosen]
     example = 0
     if len(members) > 1:
-        example = st.segmented_control(
+        example = choices.choose(
+            st.segmented_control,
             "Example",
             list(range(len(members))),
-            default=_unless_set("sample_example", 0),
-            required=True,
-            format_func=lambda i: f"{i + 1}",
             key="sample_example",
+            default=0,
+            format_func=lambda i: f"{i + 1}",
             help="Different handwritten examples of this digit (digits test split).",
         )
-    return members[min(example, len(members) - 1)]
+    return members[example]
 
 
 def _sample_list_picker(samples: list[Sample]) -> Sample:
     by_id = {sample.id: sample for sample in samples}
-    chosen = st.selectbox("Sample", list(by_id), format_func=lambda i: by_id[i].label, key="sample_id")
+    chosen = choices.choose(st.selectbox, "Sample", list(by_id), key="sample_id", format_func=lambda i: by_id[i].label)
     return by_id[chosen]
 
 
@@ -232,7 +252,13 @@ def _sample_list_picker(samples: list[Sample]) -> Sample:
 
 
 def _attack_form(model: PixelModel) -> list[str]:
-    """The attack picker and, in a form, its parameters, target and seed. Returns error messages."""
+    """The attack picker and, in a form, its parameters, target and seed. Returns error messages.
+
+    The submitted choice (:func:`analysis.attack_choice`) is what every page and the banner use;
+    a picked attack that has not been run yet is said to be pending, under the picker. A submitted
+    value that does not validate (out of range, not finite, not a whole number: the number inputs
+    are unbounded so that such a value reaches the schema instead of being reset silently) is
+    refused with the schema's message, and the previous choice stays."""
     current = analysis.attack_choice(model)
     attacks = {info.name: info for info in list_attacks()}
     names = list(attacks)
@@ -240,34 +266,67 @@ def _attack_form(model: PixelModel) -> list[str]:
         # The choice is kept per input channel count (digits vs photos): show that one's attack
         # and seed, not what the widgets last held for the other kind of model.
         st.session_state["attack_name"] = current.attack
-        st.session_state["attack_seed"] = int(current.seed)
+        _new_seed_widget()
         st.session_state[ATTACK_CHANNELS] = model.channels
-    name = st.selectbox("Attack", names, format_func=lambda n: attacks[n].label, key="attack_name")
+    name = choices.choose(st.selectbox, "Attack", names, key="attack_name", default=current.attack, format_func=lambda n: attacks[n].label)
     info = attacks[name]
     st.caption(f"{info.description} ({_paper_short(info.paper)})" if info.paper != "—" else info.description)
+    pending = st.empty()  # filled once the form's submission (if any) is handled
     overrides = dict(current.overrides) if current.attack == name else {}
+    # The parameter widgets are keyed by the choice in use, so that their default is always its
+    # value: Streamlit resets a value it cannot take (NaN, infinity) to the widget's first
+    # default, which would otherwise be the attack's default, not the choice in use.
+    tag = analysis.digest(current)[:10]
     with st.form("attack_form", border=False, enter_to_submit=False):
         values = {
             p.name: components.param_widget(
-                p, f"attack:{info.name}:{p.name}:{model.channels}ch", overrides.get(p.name, p.default_for(model))
+                p, f"attack:{info.name}:{p.name}:{model.channels}ch:{tag}", overrides.get(p.name, p.default_for(model)), bounded=False
             )
             for p in info.params
         }
         target = _target_widget(info, model, current if current.attack == name else None)
         seed = st.number_input(
-            "Seed", min_value=0, max_value=2**31 - 1, step=1, key="attack_seed",
-            help="Seeds the attack's randomness (random start, restarts): the same seed gives the same image.",
+            "Seed", value=int(current.seed), step=1, key=f"attack_seed.{st.session_state.get(SEED_GENERATION, 0)}",
+            help=f"Seeds the attack's randomness (random start, restarts): the same seed gives the same image. "
+            f"A whole number from 0 to {SEED_MAX}.",
         )
         submitted = st.form_submit_button("Run attack", type="primary", icon=":material/bolt:", width="stretch")
-    if not submitted:
-        return []
-    try:
-        choice = analysis.AttackChoice.make(name, values, target=target, seed=int(seed))
-        choice.params(model)  # validate now, against this model
-    except NeuronvizError as error:
-        return [f"The attack was not changed: {error}. Still using {current.describe(model)}."]
-    analysis.set_attack_choice(model, choice)
-    return []
+    messages = []
+    if submitted:
+        try:
+            choice = analysis.AttackChoice.make(name, values, target=target, seed=_seed(seed))
+            choice.params(model)  # validate now, against this model
+        except NeuronvizError as error:
+            messages.append(f"The attack was not changed: {error}. Still using {current.describe(model)}.")
+        else:
+            if choice != current:
+                analysis.set_attack_choice(model, choice)
+                st.rerun()  # draw the form again, its widgets keyed by the new choice (see `tag`)
+    in_use = analysis.attack_choice(model).attack
+    if name != in_use:
+        pending.caption(
+            f":material/pending: Not run yet: the pages show **{attacks[in_use].label}** until you press Run attack."
+        )
+    return messages
+
+
+SEED_MAX = 2**31 - 1
+SEED_GENERATION = "sidebar.seed_generation"
+
+
+def _new_seed_widget() -> None:
+    """Start the seed widget afresh (it then shows the choice's seed): a new key, instead of
+    writing the value through session state, which Streamlit warns about for a widget with a value."""
+    st.session_state[SEED_GENERATION] = st.session_state.get(SEED_GENERATION, 0) + 1
+
+
+def _seed(value) -> int:
+    """The form's seed as an int in 0..SEED_MAX. Raises InputError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"the seed must be a whole number from 0 to {SEED_MAX}, got {value!r}")
+    if int(value) != value or not 0 <= value <= SEED_MAX:
+        raise InputError(f"the seed must be a whole number from 0 to {SEED_MAX}, got {value!r}")
+    return int(value)
 
 
 def _paper_short(paper: str) -> str:
@@ -276,6 +335,9 @@ def _paper_short(paper: str) -> str:
 
 
 UNTARGETED, LEAST_LIKELY = "untargeted", "least-likely"
+#: What an untargeted attack moves away from, as computed (analysis.compute_analysis, run_attack's
+#: default label): the clean prediction, not the true class, which uploads often lack.
+AWAY = "away from the clean prediction"
 ATTACK_CHANNELS = "sidebar.attack_channels"  # the channel count the attack widgets were last set for
 
 
@@ -285,22 +347,23 @@ def reset_attack_widgets(choice: analysis.AttackChoice) -> None:
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"attack:{choice.attack}:")]:
         del st.session_state[key]
     st.session_state["attack_name"] = choice.attack
-    st.session_state["attack_seed"] = int(choice.seed)
+    _new_seed_widget()
 
 
 def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.AttackChoice | None):
     if not info.targeted:
-        st.caption(f"{info.label} has no targeted mode: it moves away from the true class.")
+        st.caption(f"{info.label} has no targeted mode: it moves {AWAY}.")
         return None
     options: list = [UNTARGETED, LEAST_LIKELY, *range(model.num_classes)]
     default = UNTARGETED if current is None or current.target is None else current.target
-    labels = {UNTARGETED: "untargeted (away from the true class)", LEAST_LIKELY: "least-likely class"}
-    chosen = st.selectbox(
+    labels = {UNTARGETED: "untargeted", LEAST_LIKELY: "least-likely class"}
+    chosen = choices.choose(
+        st.selectbox,
         "Target class",
         options,
-        index=options.index(default) if default in options else 0,
-        format_func=lambda o: labels[o] if isinstance(o, str) else f"{o} · {model.class_names[o]}",
         key=f"attack_target:{model.content_hash[:12]}",
-        help="A targeted attack pushes the image toward this class.",
+        default=default,
+        format_func=lambda o: labels[o] if isinstance(o, str) else f"{o} · {model.class_names[o]}",
+        help=f"A targeted attack pushes the image toward this class; untargeted, it moves {AWAY}.",
     )
     return None if chosen == UNTARGETED else chosen

@@ -8,10 +8,17 @@ Caching
     the image tensor); the model, tensors and bytes are passed as ``_``-prefixed arguments, which
     Streamlit does not hash (it would hash a large array from a sample only).
 
+Uploads
+    A request names an upload by its file name and SHA-256 only; the bytes are kept once, by
+    digest, in the process-wide store of :mod:`app.store` (bounded by bytes, least recently used
+    first), never in ``st.session_state``. Loaders fetch them only on a cache miss; bytes that
+    were let go give :class:`UploadExpiredError` ("upload it again").
+
 Last good choice
     A request that fails (a corrupt upload, a checkpoint for another architecture, weights that
-    are not cached) never replaces what is shown: the last request that loaded is kept in
-    ``st.session_state`` and used again, and the failure is returned as a message for the page.
+    are not cached, a model whose predictions are not finite) never replaces what is shown: the
+    last request that loaded **and predicted finite numbers** is kept in ``st.session_state`` and
+    used again, and the failure is returned as a message for the page.
 
 Nothing here computes anything: it calls ``neuronviz`` and remembers the results.
 """
@@ -23,15 +30,19 @@ import hashlib
 import io
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import math
 
 import streamlit as st
 import torch
 
+from app import store
+
 from neuronviz._digest import tensor_digest
-from neuronviz.errors import NeuronvizError
+from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
 from neuronviz.models import PixelModel, download_weights, load_model, resolve_device
 
@@ -52,18 +63,42 @@ class UploadedFileLike(Protocol):
 # -- requests: what the user asked for (hashable, small) ----------------------------------------
 
 
+class UploadExpiredError(NeuronvizError):
+    """The bytes of an upload are no longer held by the server (the upload store is bounded)."""
+
+
 @dataclass(frozen=True)
 class Upload:
-    """A file the user uploaded: its name, the SHA-256 of its bytes (the cache key), the bytes."""
+    """A file the user uploaded: its name, the SHA-256 of its bytes (the cache key) and its size.
+
+    The bytes themselves live once, by digest, in the process-wide bounded store
+    (:func:`app.store.uploads`), not in the session: :attr:`data` fetches them."""
 
     name: str
     digest: str
-    data: bytes = field(repr=False, compare=False)
+    size: int = 0
 
     @classmethod
     def from_file(cls, uploaded: UploadedFileLike) -> "Upload":
         data = uploaded.getvalue()
-        return cls(name=Path(uploaded.name).name, digest=hashlib.sha256(data).hexdigest(), data=data)
+        digest = hashlib.sha256(data).hexdigest()
+        name = Path(uploaded.name).name
+        try:
+            store.uploads().put(digest, data, len(data))
+        except store.TooLarge as error:
+            raise InputError(f"the file {name} is too large for this server: {error}") from None
+        return cls(name=name, digest=digest, size=len(data))
+
+    @property
+    def data(self) -> bytes:
+        """The file's bytes. Raises UploadExpiredError when the store has let them go."""
+        data = store.uploads().get(self.digest)
+        if data is None:
+            raise UploadExpiredError(
+                f"the server no longer holds the file {self.name} (it keeps the most recent uploads, "
+                f"{store.UPLOAD_STORE_BYTES // store.MiB} MiB in all): upload it again"
+            )
+        return data
 
 
 @dataclass(frozen=True)
@@ -93,14 +128,23 @@ class ImageRequest:
     sample_id: str | None = None
     upload: Upload | None = None
     label: str = ""
+    true_class: int | None = None  # of an upload, when the user gave it (samples know their own)
 
     @classmethod
     def for_sample(cls, sample: Sample) -> "ImageRequest":
         return cls(sample_id=sample.id, label=sample.label)
 
     @classmethod
-    def for_upload(cls, upload: Upload) -> "ImageRequest":
-        return cls(upload=upload, label=f"{upload.name} (uploaded)")
+    def for_upload(cls, upload: Upload, true_class: int | None = None) -> "ImageRequest":
+        return cls(upload=upload, label=f"{upload.name} (uploaded)", true_class=true_class)
+
+    def same_image(self, other: "ImageRequest | None") -> bool:
+        """Whether ``other`` names the same pixels (the true class of an upload aside)."""
+        if other is None:
+            return False
+        if self.upload is not None or other.upload is not None:
+            return self.upload is not None and other.upload is not None and self.upload.digest == other.upload.digest
+        return self.sample_id == other.sample_id
 
 
 @dataclass(frozen=True)
@@ -142,7 +186,11 @@ def samples_for(model: PixelModel) -> list[Sample]:
 
 
 def true_class_of(request: ImageRequest, model: PixelModel) -> int | None:
-    """The sample's class index in this model's classes; None for uploads and unknown classes."""
+    """The image's class index in this model's classes: a sample's own, the one the user gave an
+    upload; None when unknown (or not one of this model's classes)."""
+    if request.upload is not None:
+        known = request.true_class
+        return known if isinstance(known, int) and 0 <= known < model.num_classes else None
     if request.sample_id is None:
         return None
     for sample in samples_for(model):
@@ -169,13 +217,13 @@ def _registry_model(name: str, weights: str | None, device: str) -> PixelModel:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading your checkpoint…")
-def _uploaded_model(digest: str, file_name: str, architecture: str | None, device: str, _data: bytes) -> PixelModel:
+def _uploaded_model(digest: str, file_name: str, architecture: str | None, device: str, _upload: Upload) -> PixelModel:
     # load_model reads from a path: write the bytes under the user's file name (the model's name
     # is the file's stem), in a private folder removed right after loading.
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint"
     with tempfile.TemporaryDirectory(prefix="neuronviz-upload-") as folder:
         path = Path(folder) / safe_name
-        path.write_bytes(_data)
+        path.write_bytes(_upload.data)
         model = load_model(path, device=device, architecture=architecture)
     model.meta = dataclasses.replace(model.meta, source=f"uploaded file {file_name} (sha256 {digest[:12]}…)")
     return model
@@ -187,8 +235,8 @@ def _sample_pixels(sample_id: str, model_hash: str, _model: PixelModel) -> torch
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _upload_pixels(digest: str, file_name: str, model_hash: str, _model: PixelModel, _data: bytes):
-    source = io.BytesIO(_data)
+def _upload_pixels(digest: str, file_name: str, model_hash: str, _model: PixelModel, _upload: Upload):
+    source = io.BytesIO(_upload.data)
     source.name = file_name  # the library names the file in its messages
     return load_image_with_info(source, _model)
 
@@ -204,14 +252,14 @@ def load_requested_model(request: ModelRequest) -> PixelModel:
     if request.upload is None:
         return _registry_model(request.name, request.weights, request.device)
     upload = request.upload
-    return _uploaded_model(upload.digest, upload.name, request.architecture, request.device, _data=upload.data)
+    return _uploaded_model(upload.digest, upload.name, request.architecture, request.device, _upload=upload)
 
 
 def load_requested_image(request: ImageRequest, model: PixelModel) -> tuple[torch.Tensor, ImageInfo | None]:
     """The image a request names, prepared for ``model`` (cached). Raises NeuronvizError."""
     if request.upload is not None:
         upload = request.upload
-        return _upload_pixels(upload.digest, upload.name, model.content_hash, model, _data=upload.data)
+        return _upload_pixels(upload.digest, upload.name, model.content_hash, model, _upload=upload)
     if request.sample_id is None:
         raise ValueError("an ImageRequest needs a sample_id or an upload")
     return _sample_pixels(request.sample_id, model.content_hash, model), None
@@ -225,34 +273,94 @@ def predict(model: PixelModel, x: torch.Tensor) -> Prediction:
 
 def clear_caches() -> None:
     """Forget every cached model, image and prediction (tests; after weights change on disk)."""
-    for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities):
+    for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities, _probe_is_finite):
         cached.clear()
 
 
 # -- the last good choice -------------------------------------------------------------------------
 
 
+class NonFiniteModelError(NeuronvizError):
+    """A model whose prediction on a probe image is not finite (NaN or infinity)."""
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _probe_is_finite(model_hash: str, device: str, _model: PixelModel) -> bool:
+    """Whether the model's outputs on a mid-grey image and on its first sample are all finite."""
+    probes = [torch.full((1, _model.channels, *_model.input_size), 0.5)]
+    samples = samples_for(_model)
+    if samples:
+        probes.append(load_sample(samples[0].id, _model))
+    for x in probes:
+        logits, probs = _model.predict(x)
+        if not (torch.isfinite(logits).all() and torch.isfinite(probs).all()):
+            return False
+    return True
+
+
+def check_finite(model: PixelModel) -> None:
+    """Raise NonFiniteModelError when the model predicts NaN or infinity (e.g. a checkpoint whose
+    normalisation std is NaN or zero): such a model must never become the session's last good one."""
+    if not _probe_is_finite(model.content_hash, str(model.device), model):
+        raise NonFiniteModelError(
+            "its predictions are not finite numbers (NaN or infinity): its weights or its stored "
+            "normalisation (mean, std) are broken. Check the checkpoint's mean and std, or choose another model"
+        )
+
+
+def load_checked_model(request: ModelRequest) -> PixelModel:
+    """:func:`load_requested_model`, then :func:`check_finite`. Raises NeuronvizError.
+
+    An uploaded checkpoint is data from the user: any failure while reading it (also a bug of a
+    reader that raises a raw TypeError) is that file's error, reported as such."""
+    try:
+        model = load_requested_model(request)
+    except NeuronvizError:
+        raise
+    except Exception as error:  # noqa: BLE001 - only for uploads: see the docstring
+        if request.upload is None:
+            raise
+        raise CheckpointReadError(f"reading it failed ({type(error).__name__}: {error})") from error
+    check_finite(model)
+    return model
+
+
+class CheckpointReadError(NeuronvizError):
+    """An uploaded checkpoint that the loader could not read (an unexpected error inside it)."""
+
+
+def error_text(error: BaseException) -> str:
+    """A library error as the sidebar shows it: its message, then its hint for the dashboard
+    (``error.ui_hint``, set by the checkpoint loader) when it has one."""
+    text = str(error).rstrip()
+    hint = getattr(error, "ui_hint", None)
+    if isinstance(hint, str) and hint.strip():
+        text = f"{text.rstrip('.')}. {hint.strip()}"
+    return text
+
+
 def resolve_model(request: ModelRequest | None) -> tuple[PixelModel | None, ModelRequest | None, list[str]]:
     """Load ``request``; when it fails (or is None), keep the last model that loaded.
 
-    Returns (model, the request it came from, error messages). The model is None only when
-    nothing has ever loaded in this session.
+    A model becomes the session's last good one only once it has loaded **and** predicted finite
+    numbers (:func:`check_finite`). Returns (model, the request it came from, error messages).
+    The model is None only when nothing has ever loaded in this session.
     """
     errors: list[str] = []
     if request is not None:
         try:
-            model = load_requested_model(request)
+            model = load_checked_model(request)
         except NeuronvizError as error:
-            errors.append(f"Could not load the model {request.label}: {error}")
+            errors.append(f"Could not load the model {request.label}: {error_text(error)}")
         else:
             st.session_state[GOOD_MODEL] = request
             return model, request, errors
     previous: ModelRequest | None = st.session_state.get(GOOD_MODEL)
     if previous is not None and previous != request:
         try:
-            model = load_requested_model(previous)
+            model = load_checked_model(previous)
         except NeuronvizError as error:
-            errors.append(f"Could not reload the previous model {previous.label}: {error}")
+            errors.append(f"Could not reload the previous model {previous.label}: {error_text(error)}")
         else:
             if errors:
                 errors[-1] = _still_showing(errors[-1], previous.label)
@@ -273,7 +381,7 @@ def resolve_image(
     if request is not None:
         candidates.append(request)
     previous: ImageRequest | None = st.session_state.get(GOOD_IMAGE)
-    if previous is not None and previous != request:
+    if previous is not None and not previous.same_image(request):
         candidates.append(previous)
     samples = samples_for(model)
     if samples:
@@ -282,7 +390,7 @@ def resolve_image(
         try:
             image, info = load_requested_image(candidate, model)
         except NeuronvizError as error:
-            errors.append(f"Could not load the image {candidate.label}: {error}")
+            errors.append(f"Could not load the image {candidate.label}: {error_text(error)}")
             continue
         if candidate is not request and errors:
             errors[-1] = _still_showing(errors[-1], candidate.label)
