@@ -199,10 +199,14 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     for sample in samples:
         groups[sample.true_class].append(sample)  # type: ignore[index]
     classes = sorted(groups)
+    # The start-up example (analysis.DEFAULT_SAMPLE_ID, chosen by bench/choose_example.py) when present.
+    start = next((s for s in samples if s.id == analysis.DEFAULT_SAMPLE_ID), None)
+    start_class = start.true_class if start is not None else classes[0]
+    start_example = groups[start_class].index(start) if start is not None else 0
     chosen = st.segmented_control(
         "Digit",
         classes,
-        default=_unless_set("sample_class", classes[0]),
+        default=_unless_set("sample_class", start_class),
         required=True,
         format_func=lambda c: model.class_names[c],
         key="sample_class",
@@ -213,7 +217,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
         example = st.segmented_control(
             "Example",
             list(range(len(members))),
-            default=_unless_set("sample_example", 0),
+            default=_unless_set("sample_example", start_example if chosen == start_class else 0),
             required=True,
             format_func=lambda i: f"{i + 1}",
             key="sample_example",

@@ -6,9 +6,10 @@ import streamlit as st
 
 from app import analysis, components
 from neuronviz import figures
-from neuronviz.attacks import estimate_work, format_eps, get_attack
+from neuronviz.attacks import estimate_work, get_attack
 from neuronviz.figures import attack as attack_figures
-from neuronviz.sweep import DEFAULT_FRONT, DEFAULT_TAIL, eps_sweep
+from neuronviz.figures import captions
+from neuronviz.sweep import eps_sweep
 
 #: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
 SWEEP_POINTS = 9
@@ -20,6 +21,7 @@ SMALL_INPUT_PIXELS = 64 * 64
 IMAGE_HEIGHT = 250
 
 
+components.scroll_to_top_if_requested()
 selection = components.require_selection()
 st.title("Attack")
 result = components.current_analysis(selection)
@@ -52,7 +54,9 @@ def clean_verdict() -> str:
 
 def adversarial_verdict(probs, success: bool, target) -> str:
     predicted = int(probs.argmax())
-    if target is not None:
+    if target is not None and target == benign:
+        judged = f"already the target {names[target]}: not attacked"
+    elif target is not None:
         judged = f":red[reached target {names[target]}]" if success else f":green[missed target {names[target]}]"
     else:
         judged = ":red[fooled]" if success else ":green[not fooled]"
@@ -85,6 +89,9 @@ st.caption(
     f":material/timer: The analysis took {total:.2f} s ({parts}). Rerunning with the same model, image "
     "and attack reads it from the cache instead of recomputing it."
 )
+unchanged = captions.unchanged_attack_note(float(report.l2[0]), float(report.linf[0]), info.label, result.params)
+if unchanged is not None:
+    st.warning(unchanged, icon=":material/info:")
 
 # -- the five panels ------------------------------------------------------------------------------
 delta = result.perturbation
@@ -110,7 +117,7 @@ with columns[1]:
     linf = float(report.linf[0])
     st.markdown(
         f"**Norms** (pixel units)  \nL0 **{int(report.l0[0])}** px of {delta.shape[-1] * delta.shape[-2]}  \n"
-        f"L2 **{float(report.l2[0]):.3f}**  \nL∞ **{format_eps(linf)}**"
+        f"L2 **{float(report.l2[0]):.3f}**  \nL∞ **{components.eps_label(linf)}**"
     )
     st.caption(
         f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
@@ -133,6 +140,8 @@ for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (co
         )
         bars(result.probabilities(condition), "restored", condition)
         st.markdown(restored_verdict(condition))
+        if components.used_fallback(result.restorations[condition]):
+            components.restoration_notes(result.restorations[condition])
 st.caption(
     "Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
     "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
@@ -159,12 +168,10 @@ else:
         "attack-trajectory",
         key="attack.trajectory",
     )
-    direction = (
-        "falls as the image moves toward the target" if report.targeted else "rises as the image moves away from it"
-    )
+    direction = captions.trajectory_direction(trace.loss, report.targeted)
     st.caption(
-        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {names[benign]}'}, "
-        f"which {direction}. Bottom: "
+        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {names[benign]}'}; "
+        f"here it {direction}. Bottom: "
         f"the predicted class at each {trace.unit}, green while it is still the benign class "
         f"{names[benign]}; the dotted line marks the first {trace.unit} that leaves it."
         + (" The trace was truncated (too many passes)." if trace.truncated else "")
@@ -189,13 +196,15 @@ eps_values = sorted({round(float(v), 6) for v in np.linspace(0.0, top, SWEEP_POI
 
 
 def eps_label(value: float) -> str:
-    return format_eps(value) if budget.pixel_scale else f"{value:.4g}"
+    return components.eps_label(value) if budget.pixel_scale else f"{value:.4g}"
 
 
 sweep_args = (model, selection.image, info.name, result.params, eps_values)
 # Away from the clean prediction, as the analysis above (labels=None).
 sweep_kwargs = {"target": result.choice.target, "seed": result.choice.seed}
 sweep_kwargs["layer"] = result.default_layer
+fraction = components.group_fraction()  # the one front/tail size of every view
+sweep_kwargs["front"] = sweep_kwargs["tail"] = fraction
 # Every budget is one more attack: on a large model that is long, so it waits for a click there.
 # Small inputs (digits, CIFAR-size) always run: their sweep costs well under a second on a CPU, and
 # a timing-based estimate is unreliable there (the first attack and influence pass of a process
@@ -212,14 +221,18 @@ else:
 requested: set = st.session_state.setdefault("attack.sweeps_requested", set())
 sweep_key = analysis.digest(*sweep_args, **sweep_kwargs)
 if waits and sweep_key not in requested:
-    st.info(
-        f"The sweep runs {info.label} at {budgets} more budgets: about {estimate:.0f} s on this model "
-        f"(the attack above took {report.seconds:.1f} s).",
-        icon=":material/hourglass:",
-    )
-    if not st.button("Run the ε sweep", icon=":material/play_arrow:", key="attack.sweep.run"):
+    notice = st.empty()  # the notice and its button go once the sweep is asked for
+    with notice.container():
+        st.info(
+            f"The sweep runs {info.label} at {budgets} more budgets: about {estimate:.0f} s on this model "
+            f"(the attack above took {report.seconds:.1f} s).",
+            icon=":material/hourglass:",
+        )
+        clicked = st.button("Run the ε sweep", icon=":material/play_arrow:", key="attack.sweep.run")
+    if not clicked:
         st.stop()
     requested.add(sweep_key)
+    notice.empty()
 with st.spinner(f"Running {info.label} at {len(eps_values)} budgets and one influence pass (about {estimate:.0f} s)…"):
     sweep = analysis.attempt(analysis.memo, eps_sweep, *sweep_args, **sweep_kwargs)
 if sweep is None:
@@ -254,10 +267,13 @@ with detail_column:
         bars(sweep.probs[index], "adversarial" if bool(sweep.success[index]) else "clean", "sweep")
     st.markdown(adversarial_verdict(sweep.probs[index], bool(sweep.success[index]), target))
     st.markdown(
-        f"At `{sweep.layer}`: front overlap **{float(sweep.front_overlap[index]):.2f}**, Spearman ρ "
-        f"**{float(sweep.spearman[index]):.3f}**; mean influence change of the front neurons "
-        f"**{float(sweep.front_influence_change[index]):+.3g}**, "
-        f"of the tail **{float(sweep.tail_influence_change[index]):+.3g}**."
+        captions.sweep_sentence(
+            sweep.layer,
+            float(sweep.front_overlap[index]),
+            float(sweep.spearman[index]),
+            float(sweep.front_influence_change[index]),
+            float(sweep.tail_influence_change[index]),
+        )
     )
 with chart_column:
     components.chart(
@@ -269,9 +285,9 @@ st.caption(
     f"{len(values)} budgets from 0 to 2× the chosen {info.budget_param} = {eps_label(chosen)} "
     f"(capped at the attack's maximum), the other parameters as chosen and the same seed {result.choice.seed}. "
     f"Top: probability of the benign class {names[benign]}; a cross marks a budget where the attack succeeds. "
-    f"Bottom: how much of the clean image's front (top {DEFAULT_FRONT:.0%} of the channels of `{sweep.layer}` by "
+    f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
     f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
-    f"clean image's (tail: bottom {DEFAULT_TAIL:.0%}). Computed in {sum(sweep.seconds.values()):.2f} s "
+    f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}). Computed in {sum(sweep.seconds.values()):.2f} s "
     f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
     "cached: the slider recomputes nothing."
 )
