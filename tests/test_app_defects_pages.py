@@ -143,11 +143,28 @@ def test_learn_lists_a_norm_for_cw_and_says_how_the_example_was_chosen():
     assert why and re.search(r"\d+ of \d+ front neurons lost influence, \d+ of \d+ tail neurons gained", why[0])
 
 
-def test_sensitivity_labels_pairs_with_one_plural_rule():
-    """15.7: "1 pair", never "1 pairs"."""
-    at = open_page("app_pages/sensitivity.py")
-    assert "1 pairs" not in _all_text(at)
-    import json
+@pytest.fixture
+def one_labelled_image(monkeypatch):
+    """A model with a single labelled sample, as the zoo models have (patched: no 224² model needed)."""
+    from neuronviz import evalset
 
+    monkeypatch.setattr(evalset, "available_images", lambda model: 1)
+    real = evalset.evaluation_set
+    monkeypatch.setattr(evalset, "evaluation_set", lambda model, n=1: real(model, 1))
+
+
+def test_filters_with_one_labelled_image_says_why_and_what_to_do(one_labelled_image):
+    """15.10: no ρ "undefined" and 64 "robust" filters without a word: a warning says why and offers uploads."""
+    at = open_page("app_pages/filters.py")
+    warnings = [w.value for w in at.warning]
+    assert any("only 1 labelled image" in w and "upload images" in w for w in warnings), warnings
+    assert not [m for m in at.metric if m.label.startswith("Spearman ρ")]  # no dropout on one image
+    assert any("too few labelled images" in i.value for i in at.info)
+
+
+def test_sensitivity_with_one_labelled_image_draws_no_set_curve(one_labelled_image):
+    """15.10: not two "1 pair" curves that differ for the same image."""
+    at = open_page("app_pages/sensitivity.py")
+    assert any("only 1 labelled image" in w.value for w in at.warning)
     for chart in at.get("plotly_chart"):
-        assert "1 pairs" not in chart.proto.spec
+        assert "evaluation set (" not in chart.proto.spec

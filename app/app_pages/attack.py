@@ -134,7 +134,7 @@ with columns[2]:
 for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
     with column:
         components.chart(
-            components.figure(figures.image_figure, result.image(condition), title=f"{title} restored", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT),
             f"{condition}-restored-image",
             key=f"attack.image.{condition}",
         )
@@ -143,7 +143,7 @@ for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (co
         if components.used_fallback(result.restorations[condition]):
             components.restoration_notes(result.restorations[condition])
 st.caption(
-    "Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
+    "The last two images are the adversarial image after each restoration. Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
     "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
     "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
 )

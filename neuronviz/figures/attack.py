@@ -31,6 +31,9 @@ from plotly.subplots import make_subplots
 from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, INK, PALETTE, _as_image, apply_layout
 
+#: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
+PANEL_LABEL_CHARS = 13
+INSIDE_LABEL_PERCENT = 60.0
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
 MIN_PERTURBATION_RANGE = 1.0 / 255.0
@@ -69,8 +72,8 @@ def _bottom_colorbar(title: str, **ticks: Any) -> dict:
 def _eps_text(value: float, pixel_scale: bool = True) -> str:
     if not pixel_scale:
         return f"{value:.3g}"
-    over = value * 255
-    shown = f"{over:.0f}" if abs(over - round(over)) < 1e-6 else f"{over:.3g}"
+    over = round(value * 255, 2)  # the rounding of captions.eps_label: 38.25/255, never 38.2 here and 38.3 there
+    shown = f"{over:.2f}".rstrip("0").rstrip(".")
     return f"{value:.3g}<br>{shown}/255"
 
 
@@ -121,7 +124,7 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
     limit = perturbation_range(d)
     z = d.mean(0).numpy()
     what = "change" if channels == 1 else "mean change over RGB"
-    ticks = [-limit, -limit / 2, 0.0, limit / 2, limit]
+    ticks = [-limit, 0.0, limit]  # both ends and the middle: three labels fit a narrow column unrotated
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -130,7 +133,10 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
             zmid=0.0,
             colorscale=DIVERGING,
             colorbar=_bottom_colorbar(
-                "Δ pixel (pixel units)", tickvals=ticks, ticktext=[f"{v:+.3g}" if v else "0" for v in ticks]
+                "Δ pixel (pixel units)",
+                tickvals=ticks,
+                ticktext=[f"{v:+.3g}".replace("-", "−") if v else "0" for v in ticks],
+                tickangle=0,
             ),
             hovertemplate=f"row %{{y}}, column %{{x}}<br>{what} %{{z:+.4f}}<extra></extra>",
         )
@@ -142,7 +148,7 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
         height=height + _COLORBAR_MARGIN,
     )
     _pixel_axes(fig, height_px, width_px)
-    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN))
+    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN, t=40 if fig.layout.title.text else 4))
     return fig
 
 
@@ -157,13 +163,26 @@ def panel_bars(
     true_class: int | None = None,
     k: int = 5,
 ) -> go.Figure:
-    """:func:`~neuronviz.figures.base.prediction_bars` for a column a fifth of a page wide: the
-    probability axis runs to 150% of its width (ticks at 0, 50, 100) so that the "100.0%" label of
-    a full bar still fits beside it."""
+    """:func:`~neuronviz.figures.base.prediction_bars` for a column a fifth of a page wide: a bar of
+    :data:`INSIDE_LABEL_PERCENT` % or more carries its label inside, shorter bars beside them (the
+    axis runs to 130%); class names are cut at :data:`PANEL_LABEL_CHARS` characters (full name on
+    hover)."""
     from neuronviz.figures.base import prediction_bars
 
-    fig = prediction_bars(probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class)
-    fig.update_xaxes(range=[0, 150], tickvals=[0, 50, 100])
+    fig = prediction_bars(
+        probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class, max_chars=PANEL_LABEL_CHARS
+    )
+    # A long bar carries its label inside (white), a short one beside it: "100.0%" never runs off a
+    # narrow column.
+    bar = fig.data[0]
+    inside = [float(v) >= INSIDE_LABEL_PERCENT for v in bar.x]
+    bar.update(
+        textposition=["inside" if i else "outside" for i in inside],
+        insidetextanchor="end",
+        textfont=dict(color=["white" if i else INK for i in inside]),
+        insidetextfont=dict(color="white"),
+    )
+    fig.update_xaxes(range=[0, 130], tickvals=[0, 50, 100])
     return fig
 
 
@@ -614,7 +633,7 @@ def score_map_figure(score: torch.Tensor, title: str = "Salient score", height: 
     )
     apply_layout(fig, title=title, height=height + _COLORBAR_MARGIN)
     _pixel_axes(fig, s.shape[0], s.shape[1])
-    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN))
+    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN, t=40 if fig.layout.title.text else 4))
     return fig
 
 
