@@ -18,7 +18,7 @@ SWEEP_POINTS = 9
 #: ``st.session_state["attack.auto_sweep_seconds"]``.
 AUTO_SWEEP_SECONDS = 10.0
 SMALL_INPUT_PIXELS = 64 * 64
-IMAGE_HEIGHT = 250
+IMAGE_HEIGHT = 200  # with the top-5 bars and verdicts, the five panels fit a 1280×800 screen
 
 
 components.scroll_to_top_if_requested()
@@ -79,16 +79,6 @@ def bars(probs, color_key: str, key: str, title: str = "Top-5") -> None:
 
 
 target = int(report.target[0]) if report.target is not None else None
-st.markdown(
-    f"**{result.choice.describe(model)}** on {selection.image_request.label}. Benign class "
-    f"**{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed toward it."
-)
-total = sum(result.seconds.values())
-parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
-st.caption(
-    f":material/timer: The analysis took {total:.2f} s ({parts}). Rerunning with the same model, image "
-    "and attack reads it from the cache instead of recomputing it."
-)
 unchanged = captions.unchanged_attack_note(float(report.l2[0]), float(report.linf[0]), info.label, result.params)
 if unchanged is not None:
     st.warning(unchanged, icon=":material/info:")
@@ -146,6 +136,12 @@ st.caption(
     "The last two images are the adversarial image after each restoration. Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
     "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
     "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
+)
+st.caption(
+    f"Benign class **{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed "
+    f"toward it. :material/timer: The analysis took {sum(result.seconds.values()):.2f} s ("
+    + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
+    + "); rerunning with the same model, image and attack reads it from the cache instead of recomputing it."
 )
 
 # -- the attack's trajectory ------------------------------------------------------------------------

@@ -124,10 +124,13 @@ with st.expander("The clean and the adversarial image", icon=":material/compare:
 # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
 restorations: dict = {}
 row = {"gap": "medium"}
-for column, label in zip(st.columns(len(DEFENCES), **row), DEFENCES.values()):
-    column.markdown(f"##### {label}")
+for column, (name, label) in zip(st.columns(len(DEFENCES), **row), DEFENCES.items()):
+    # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
+    column.markdown(f"##### {SHORT[name]}")
+    column.caption(label[len(SHORT[name]) :].strip(" ()"))
 for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    with column, st.expander("Parameters", icon=":material/tune:"):
+    # A popover, not an expander: opening it covers the page instead of pushing its row down.
+    with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
         parameter_form(name)
 for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
     with column:

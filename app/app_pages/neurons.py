@@ -69,7 +69,10 @@ def _layer_label(name: str) -> str:
 
 
 with st.container(border=True):
-    columns = st.columns([4, 2, 3, 5], gap="medium")
+    # Two rows, so that the layer's long label and the radios are never cut at 1280 px.
+    columns = st.columns([3, 2], gap="medium")
+    second = st.columns([2, 3], gap="medium")
+    columns = [columns[0], columns[1], second[0], second[1]]
     layer = columns[0].selectbox(
         "Layer (forward order)",
         result.layers,
@@ -93,6 +96,7 @@ with st.container(border=True):
         list(TAIL_RULES),
         format_func=lambda r: TAIL_RULES[r],
         key="neurons.tail_rule",
+        horizontal=True,
         help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
         "after the front (the variant in the authors' second script).",
     )

@@ -29,11 +29,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, INK, PALETTE, _as_image, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, _as_image, apply_layout
 
 #: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
 PANEL_LABEL_CHARS = 13
-INSIDE_LABEL_PERCENT = 60.0
+INSIDE_LABEL_PERCENT = 55.0
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
 MIN_PERTURBATION_RANGE = 1.0 / 255.0
@@ -44,7 +44,9 @@ def _pixel_axes(fig: go.Figure, height_px: int, width_px: int, row: int | None =
     axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, showline=False, constrain="domain")
     where = {} if row is None else {"row": row, "col": col}
     fig.update_xaxes(range=[-0.5, width_px - 0.5], **axis, **where)
-    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, **axis, **where)
+    fig.update_yaxes(
+        range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, constraintoward="top", **axis, **where
+    )
 
 
 #: Bottom margin (px) that holds a horizontal colour bar and its title under a pixel map.
@@ -180,9 +182,13 @@ def panel_bars(
         textposition=["inside" if i else "outside" for i in inside],
         insidetextanchor="end",
         textfont=dict(color=["white" if i else INK for i in inside]),
-        insidetextfont=dict(color="white"),
     )
-    fig.update_xaxes(range=[0, 130], tickvals=[0, 50, 100])
+    rows = len(bar.x)
+    fig.update_layout(
+        uniformtext=dict(minsize=FONT_SIZE - 2, mode="show"),  # never shrink a label inside a bar
+        height=72 + 34 * rows,
+    )
+    fig.update_xaxes(range=[0, 100], tickvals=[0, 50, 100])
     return fig
 
 

@@ -264,6 +264,6 @@ def image_figure(x: torch.Tensor, title: str | None = None, height: int = 360) -
     axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, showline=False, constrain="domain")
     fig.update_xaxes(range=[-0.5, width_px - 0.5], **axis)
     # Row 0 on top, and one x unit as long as one y unit: pixels stay square at any figure size.
-    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, **axis)
+    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, constraintoward="top", **axis)
     fig.update_layout(margin=dict(l=4, r=4, b=4, t=40 if title else 4))
     return fig
