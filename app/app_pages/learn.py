@@ -175,8 +175,7 @@ with tour_tab:
         with right:
             st.markdown(
                 f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
-                f"**Blue** points are the front, **orange** the tail, grey the rest. Points under the dashed line "
-                f"lost influence toward {names[clean]}, points above it gained."
+                f"**Blue** points are the front, **orange** the tail, grey the rest (influence toward {names[clean]})."
             )
             st.caption(captions.scatter_caption(shift, "attacked"))
         components.chart(
