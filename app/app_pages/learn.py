@@ -202,8 +202,8 @@ with tour_tab:
                 f"{components.STORY_CRITERION}. Computed now for this example: {story['front_lost']} of "
                 f"{story['front']} front neurons lost influence, {story['tail_gained']} of {story['tail']} tail "
                 f"neurons gained, the attack {'fooled' if story['fooled'] else 'did not fool'} the model and NIP "
-                f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. Most other "
-                "digits show only the front half: the attack suppresses the front but lifts few tail neurons."
+                f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. "
+                "`python bench/choose_example.py` prints the whole table (every digit, both attacks)."
             )
 
         st.subheader("4 · Two ways back", divider="gray")
