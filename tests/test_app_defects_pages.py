@@ -168,3 +168,31 @@ def test_sensitivity_with_one_labelled_image_draws_no_set_curve(one_labelled_ima
     assert any("only 1 labelled image" in w.value for w in at.warning)
     for chart in at.get("plotly_chart"):
         assert "evaluation set (" not in chart.proto.spec
+
+
+def test_targeted_batch_says_how_many_images_were_excluded():
+    """15.2 (the page): images already of the target class are excluded, and the page says how many.
+
+    Needs the library's count (``BatchSummary.excluded``, libsafe's branch); skipped before it is merged."""
+    import dataclasses
+
+    from neuronviz import batch as batch_module
+
+    if "excluded" not in {f.name for f in dataclasses.fields(batch_module.BatchSummary)}:
+        pytest.skip("BatchSummary.excluded is not in this checkout yet (libsafe's branch)")
+    from app import analysis
+
+    at = open_page("app_pages/batch.py")
+    # PGD targeted at class 7 over the first 50 test digits (five of them are 7s)
+    at.session_state[f"{analysis._CHOICE}.1"] = analysis.AttackChoice.make("pgd", {}, target=7)
+    at.run()
+    [button] = [b for b in at.button if b.label == "Run batch"]
+    button.click()
+    at.run()
+    assert_healthy(at)
+    notes = [c.value for c in at.caption if "not attacked" in c.value]
+    assert notes, [c.value for c in at.caption]
+    excluded = int(re.search(r"(\d+) images? of (\d+)", notes[0]).group(1))
+    assert excluded >= 1
+    [images] = [m for m in at.metric if m.label == "Images"]
+    assert images.value == "50"
