@@ -244,13 +244,13 @@ def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
 def test_about_page_lists_the_embedded_model_cards(at: AppTest):
     at.switch_page("app_pages/about.py").run()
     _assert_healthy(at)
-    embedded = at.dataframe[0].value
+    embedded = at.table[0].value  # a static table: the descriptions wrap at 1280 px
     assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns"]
     assert embedded.loc[embedded["model"] == "digits-cnn", "Clean accuracy"].item() == "98.6%"
     assert embedded.loc[embedded["model"] == "digits-cnn-sns", "Training"].item() == "SNS"
-    robustness = at.dataframe[1].value
+    robustness = at.dataframe[0].value
     assert {"attack", "digits-cnn", "digits-cnn-robust"} <= set(robustness.columns)
-    zoo = at.dataframe[2].value
+    zoo = at.table[1].value
     assert "resnet18" in list(zoo["model"]) and set(zoo["pretrained weights"]) == {"not cached"}
 
 

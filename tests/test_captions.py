@@ -66,7 +66,7 @@ def test_group_bars_caption_counts_and_direction(after, lost_expected, gained_ex
         assert "neither half of NIP's observation" in text
         assert "both halves" not in text
     # the tail is negative here: the caption must say what a longer negative bar means
-    assert "2 of the 2 tail neurons have a negative influence" in text
+    assert "All 2 tail neurons have a negative influence" in text
     assert "a longer bar (further below zero) means less influence" in text
     # the old, wrong rule is gone
     assert "growing on the right is NIP's pattern" not in text

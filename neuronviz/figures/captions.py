@@ -75,8 +75,9 @@ def group_bars_caption(
     c = group_changes(before, after, groups, image)
     sign_note = ""
     if c["tail_negative"]:
+        which = f"All {c['tail']}" if c["tail_negative"] == c["tail"] else f"{c['tail_negative']} of the {c['tail']}"
         sign_note = (
-            f" {c['tail_negative']} of the {c['tail']} tail neurons have a negative influence on the clean image: "
+            f" {which} tail neurons have a negative influence on the clean image: "
             "for them a longer bar (further below zero) means less influence, a shorter one more."
         )
     return (
