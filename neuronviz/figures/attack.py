@@ -32,7 +32,7 @@ from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, _as_image, apply_layout
 
 #: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
-PANEL_LABEL_CHARS = 13
+PANEL_LABEL_CHARS = 9
 INSIDE_LABEL_PERCENT = 55.0
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
@@ -167,12 +167,13 @@ def panel_bars(
 ) -> go.Figure:
     """:func:`~neuronviz.figures.base.prediction_bars` for a column a fifth of a page wide: a bar of
     :data:`INSIDE_LABEL_PERCENT` % or more carries its label inside, shorter bars beside them (the
-    axis runs to 130%); class names are cut at :data:`PANEL_LABEL_CHARS` characters (full name on
-    hover)."""
+    axis runs to 100%); class names are cut at :data:`PANEL_LABEL_CHARS` characters (full name on
+    hover) and the true class is marked ✓ (bold, outlined bar)."""
     from neuronviz.figures.base import prediction_bars
 
     fig = prediction_bars(
-        probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class, max_chars=PANEL_LABEL_CHARS
+        probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class,
+        max_chars=PANEL_LABEL_CHARS, true_mark=" ✓",
     )
     # A long bar carries its label inside (white), a short one beside it: "100.0%" never runs off a
     # narrow column.
@@ -188,7 +189,7 @@ def panel_bars(
         uniformtext=dict(minsize=FONT_SIZE - 2, mode="show"),  # never shrink a label inside a bar
         height=72 + 34 * rows,
     )
-    fig.update_xaxes(range=[0, 100], tickvals=[0, 50, 100])
+    fig.update_xaxes(range=[0, 100], tickvals=[0, 50, 100], title_text="probability %")
     return fig
 
 
