@@ -445,15 +445,15 @@ def used_fallback(restoration) -> bool:
 MIN_LABELLED_IMAGES = 10
 
 
-def too_few_labelled(model: PixelModel, available: int, what: str) -> str | None:
-    """Why ``what`` is not measured with only ``available`` labelled images, and what the user can
-    do; None when there are enough."""
+def too_few_labelled(model: PixelModel, available: int, what: str, why: str | None = None) -> str | None:
+    """Why ``what`` is not measured with only ``available`` labelled images (``why``, default: the
+    accuracy steps of 1/n), and what the user can do; None when there are enough."""
     if available >= MIN_LABELLED_IMAGES:
         return None
     have = "no labelled image" if available == 0 else f"only {plural(available, 'labelled image')}"
+    why = why or "with n images every accuracy moves in steps of 1/n, so the measurement would say nothing"
     return (
         f"{model.name} has {have} here (a sample whose true class is known), and {what} needs at least "
-        f"{MIN_LABELLED_IMAGES}: with n images every accuracy moves in steps of 1/n, so the measurement would say "
-        "nothing. What you can do: upload images in the sidebar and give each its true class, or choose a model "
+        f"{MIN_LABELLED_IMAGES}: {why}. What you can do: upload images in the sidebar and give each its true class, or choose a model "
         "with a labelled test split (the embedded digits models have 360 test images)."
     )

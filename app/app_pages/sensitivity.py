@@ -43,7 +43,13 @@ st.caption(
 
 available = analysis.attempt(analysis.memo, evalset.available_images, model)
 n_images = None
-too_few = None if available is None else components.too_few_labelled(model, available, "a sensitivity set")
+too_few = None if available is None else components.too_few_labelled(
+    model,
+    available,
+    "a sensitivity set",
+    "a mean over so few pairs is not a set's profile (with one labelled image the \"set\" is a single image, "
+    "drawn as a second curve next to this image's)",
+)
 if too_few is not None:
     st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
 elif available:

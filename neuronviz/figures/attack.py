@@ -67,8 +67,7 @@ def _bottom_colorbar(title: str, **ticks: Any) -> dict:
         thickness=10,
         outlinewidth=0,
         title=dict(text=title, side="bottom"),
-        **ticks,
-    )
+    ) | ticks  # ticks may also override the defaults (len)
 
 
 def _eps_text(value: float, pixel_scale: bool = True) -> str:
@@ -137,8 +136,10 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
             colorbar=_bottom_colorbar(
                 "Δ pixel (pixel units)",
                 tickvals=ticks,
-                ticktext=[f"{v:+.3g}".replace("-", "−") if v else "0" for v in ticks],
+                ticktext=[f"{v:+.2g}".replace("-", "−") if v else "0" for v in ticks],
                 tickangle=0,
+                ticklabeloverflow="allow",  # plotly hid end labels reaching past the bar
+                len=0.7,  # a shorter bar leaves the end labels room
             ),
             hovertemplate=f"row %{{y}}, column %{{x}}<br>{what} %{{z:+.4f}}<extra></extra>",
         )
@@ -189,6 +190,7 @@ def panel_bars(
         uniformtext=dict(minsize=FONT_SIZE - 2, mode="show"),  # never shrink a label inside a bar
         height=72 + 34 * rows,
     )
+    fig.update_yaxes(tickfont=dict(size=FONT_SIZE - 2))  # 9 characters fit a fifth of 1280 px
     fig.update_xaxes(range=[0, 100], tickvals=[0, 50, 100], title_text="probability %")
     return fig
 
