@@ -51,9 +51,11 @@ from neuronviz.models import PixelModel
 
 T = TypeVar("T")
 
-#: The attack a session starts with: PGD, 20 steps, the model's default budget (ε = 0.1 on digits).
+#: The attack a session starts with: PGD at its schema defaults (the same as picking it from the list;
+#: ε = 0.1 on digits) and the sample it starts on, both chosen by ``bench/choose_example.py``.
 DEFAULT_ATTACK = "pgd"
-DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 20}
+DEFAULT_OVERRIDES: dict[str, Any] = {}
+DEFAULT_SAMPLE_ID = "digit-test-43"
 #: The two restorations every analysis runs, in the order pages show them.
 RESTORATIONS = ("nip-guided", "pssr")
 #: Conditions of :attr:`Analysis.influence`, in the order pages show them.

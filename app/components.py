@@ -13,7 +13,9 @@ import streamlit as st
 from app import analysis, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps
+from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
 from neuronviz.images import ImageInfo
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.models import ModelInfo, PixelModel
 
 
@@ -23,13 +25,45 @@ def current_choice(selection: state.Selection | None) -> None:
         st.caption("Nothing to show yet: choose a model and an image in the sidebar.")
         return
     model = selection.model
-    with st.container(border=True, horizontal=True, gap="large", vertical_alignment="center"):
-        st.markdown(
-            f":material/neurology: **Model** `{model.name}` · {_weights_label(selection.model_request)} · "
-            f"{model.device.type}"
-        )
-        st.markdown(f":material/image: **Image** {selection.image_request.label}")
-        st.markdown(f":material/bolt: **Attack** {analysis.attack_choice(model).describe(model)}")
+    # One paragraph that wraps like text: three flex items broke into rows with a gap between them
+    # when the attack's description was long.
+    with st.container(border=True):
+        st.markdown(banner_text(selection))
+
+
+def banner_text(selection: state.Selection) -> str:
+    """The banner's one paragraph: model (weights, device), image, attack."""
+    model = selection.model
+    gap = "&emsp;"
+    return (
+        f":material/neurology: **Model** `{model.name}` · {_weights_label(selection.model_request)} · "
+        f"{model.device.type}{gap}:material/image: **Image** {selection.image_request.label}{gap}"
+        f":material/bolt: **Attack** {analysis.attack_choice(model).describe(model)}"
+    )
+
+
+# -- front/tail size: one value for every view ---------------------------------------------------------
+
+#: The session_state key of the front/tail size (the Neurons page's control; every view reads it).
+GROUP_FRACTION_KEY = "group_fraction"
+#: The sizes the control offers (shares of a layer's neurons).
+GROUP_FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+
+
+def group_fraction() -> float:
+    """The session's front/tail size (a share of the layer), :data:`DEFAULT_GROUP_FRACTION` until the
+    user changes it on the Neurons page; the tour, Neurons, the ε sweep and Defences all use it."""
+    value = st.session_state.get(GROUP_FRACTION_KEY)
+    if value is None:
+        value = st.session_state.get(_KEPT, {}).get(GROUP_FRACTION_KEY, DEFAULT_GROUP_FRACTION)
+    return float(value)
+
+
+def group_fraction_note() -> str:
+    """Where the front/tail size comes from, for a caption on a page without the control."""
+    fraction = group_fraction()
+    origin = "the default" if fraction == DEFAULT_GROUP_FRACTION else "set on the Neurons page"
+    return f"front/tail size {fraction:.0%} of the layer's neurons ({origin}; change it on the Neurons page)"
 
 
 def _weights_label(request: state.ModelRequest) -> str:
@@ -307,3 +341,129 @@ def param_widget(param, key: str, default, layers: Sequence[str] = (), default_l
     if param.pixel_scale and isinstance(value, (int, float)) and value == value:
         st.caption(f"{label} = {format_eps(value)}")
     return value
+
+
+# -- the start-up example: the one that shows NIP's observation ------------------------------------------
+
+
+def story_counts(result: "analysis.Analysis", fraction: float | None = None) -> dict[str, Any]:
+    """NIP's two halves on one analysis, at its default layer and the given front/tail size
+    (default :data:`DEFAULT_GROUP_FRACTION`): front neurons that lost influence, tail neurons that
+    gained, whether the attack fooled the model and NIP (guided) restored the clean prediction."""
+    from neuronviz.influence import influence_shift
+
+    fraction = DEFAULT_GROUP_FRACTION if fraction is None else fraction
+    layer = result.default_layer
+    shift = influence_shift(
+        result.influence["clean"][layer], result.influence["adversarial"][layer], front=fraction, tail=fraction
+    )
+    k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+    lost, gained = int(shift.front_suppressed[0]), int(shift.tail_lifted[0])
+    return {
+        "layer": layer,
+        "front": k,
+        "tail": t,
+        "front_lost": lost,
+        "tail_gained": gained,
+        "fooled": result.attack_succeeded,
+        "restored": result.prediction("nip-guided") == result.benign_class,
+        # both halves hold when more than half of each group moved NIP's way
+        "both_halves": 2 * lost > k and 2 * gained > t,
+        "score": min(lost / k, gained / t),
+    }
+
+
+#: The criterion :func:`choose_story_example` applies, in words (the Learn page shows it).
+STORY_CRITERION = (
+    "among the sample digits that the model classifies correctly, that the attack fools and that NIP (guided) "
+    "restores, the one whose smaller share — front neurons that lost influence, or tail neurons that gained — is "
+    "largest (ties: the first in the sample list)"
+)
+
+
+def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence["analysis.AttackChoice"], load_image):
+    """Scan ``samples`` × ``choices`` (full analyses, cached) and return ``(sample, choice, counts,
+    rows)``: the best example by :data:`STORY_CRITERION`, and one row per (sample, choice).
+
+    ``load_image(sample) -> (1, C, H, W)`` loads a sample for ``model``. Returns ``(None, None,
+    None, rows)`` when no example qualifies.
+    """
+    rows, best = [], None
+    for choice in choices:
+        for sample in samples:
+            result = analysis.full_analysis(model, load_image(sample), choice)
+            counts = story_counts(result)
+            correct = sample.true_class is None or result.benign_class == sample.true_class
+            eligible = correct and counts["fooled"] and counts["restored"] and counts["both_halves"]
+            rows.append({"sample": sample.id, "attack": choice.attack, **counts, "eligible": eligible})
+            if eligible and (best is None or counts["score"] > best[2]["score"]):
+                best = (sample, choice, counts)
+    if best is None:
+        return None, None, None, rows
+    return (*best, rows)
+
+
+# -- small shared pieces ------------------------------------------------------------------------------------
+
+_SCROLL = "components.scroll_to_top"
+
+
+def request_scroll_to_top() -> None:
+    """Ask the next page drawn to open at its top (``st.switch_page`` keeps the scroll position)."""
+    st.session_state[_SCROLL] = True
+
+
+def scroll_to_top_if_requested() -> bool:
+    """Scroll the page to its top when :func:`request_scroll_to_top` asked for it (once)."""
+    if not st.session_state.pop(_SCROLL, False):
+        return False
+    import streamlit.components.v1 as html_components
+
+    html_components.html(
+        """<script>
+        const doc = window.parent.document;
+        const scroll = () => {
+          for (const el of doc.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main, .main')) {
+            el.scrollTop = 0;
+          }
+          window.parent.scrollTo(0, 0);
+        };
+        scroll(); setTimeout(scroll, 50); setTimeout(scroll, 300);
+        </script>""",
+        height=0,
+    )
+    return True
+
+
+def restoration_notes(restoration, icon_fallback: str = ":material/warning:") -> None:
+    """A restoration's notes (how it was made); a fallback (PSSR's inpainting without a trained
+    regenerator) is marked so that it is never silent."""
+    for note in getattr(restoration, "notes", ()) or ():
+        if note.lower().startswith("fallback"):
+            st.caption(f"{icon_fallback} {note}")
+        else:
+            st.caption(note)
+
+
+def used_fallback(restoration) -> bool:
+    """Whether a restoration's notes name a fallback."""
+    return any(note.lower().startswith("fallback") for note in (getattr(restoration, "notes", ()) or ()))
+
+
+#: Fewer labelled images than this and a set measurement (nodal dropout, a sensitivity set) says
+#: nothing: accuracies move in steps of 1/n and a "set" of one pair is one image.
+MIN_LABELLED_IMAGES = 10
+
+
+def too_few_labelled(model: PixelModel, available: int, what: str, why: str | None = None) -> str | None:
+    """Why ``what`` is not measured with only ``available`` labelled images (``why``, default: the
+    accuracy steps of 1/n), and what the user can do; None when there are enough."""
+    if available >= MIN_LABELLED_IMAGES:
+        return None
+    have = "no labelled image" if available == 0 else f"only {plural(available, 'labelled image')}"
+    why = why or "with n images every accuracy moves in steps of 1/n, so the measurement would say nothing"
+    return (
+        f"{model.name} has {have} here (a sample whose true class is known), and {what} needs at least "
+        f"{MIN_LABELLED_IMAGES}: {why}. What you can do: upload images in the sidebar and give each its true class, or choose a model "
+        "with a labelled test split (the embedded digits models have 360 test images)."
+    )

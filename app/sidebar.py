@@ -224,8 +224,12 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     for sample in samples:
         groups[sample.true_class].append(sample)  # type: ignore[index]
     classes = sorted(groups)
+    # The start-up example (analysis.DEFAULT_SAMPLE_ID, chosen by bench/choose_example.py) when present.
+    start = next((s for s in samples if s.id == analysis.DEFAULT_SAMPLE_ID), None)
+    start_class = start.true_class if start is not None else classes[0]
+    start_example = groups[start_class].index(start) if start is not None else 0
     chosen = choices.choose(
-        st.segmented_control, "Digit", classes, key="sample_class", default=classes[0], format_func=lambda c: model.class_names[c]
+        st.segmented_control, "Digit", classes, key="sample_class", default=start_class, format_func=lambda c: model.class_names[c]
     )
     members = groups[chosen]
     example = 0
@@ -235,7 +239,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
             "Example",
             list(range(len(members))),
             key="sample_example",
-            default=0,
+            default=start_example if chosen == start_class else 0,
             format_func=lambda i: f"{i + 1}",
             help="Different handwritten examples of this digit (digits test split).",
         )

@@ -42,6 +42,8 @@ METHODS = ("grad_x_act", "activation", "conductance", "internal_influence")
 GRANULARITIES = ("channel", "unit")
 GROUP_NAMES = ("front", "middle", "tail")
 FRONT, MIDDLE, TAIL = 0, 1, 2
+#: The one default share of a layer's neurons in the front and in the tail, for every view.
+DEFAULT_GROUP_FRACTION = 0.2
 
 #: Module types whose outputs are worth probing (neurons a user can reason about).
 _PROBE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6,

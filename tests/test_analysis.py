@@ -112,7 +112,7 @@ def test_memo_does_not_cache_errors():
 def test_attack_choice_resolves_against_the_model(digits_cnn):
     choice = analysis.AttackChoice()
     params = choice.params(digits_cnn)
-    assert params["steps"] == 20 and params["eps"] == pytest.approx(0.1) and params["random_start"] is True
+    assert params["steps"] == 10 and params["eps"] == pytest.approx(0.1) and params["random_start"] is True
     assert "PGD (L∞) · eps 0.1 (25.5/255)" in choice.describe(digits_cnn)
     assert choice.with_params(eps=0.2).params(digits_cnn)["eps"] == pytest.approx(0.2)
     with pytest.raises(InputError, match="out of range"):

@@ -57,7 +57,9 @@ def _expected_default_prediction() -> tuple[str, str]:
     from neuronviz.models import load_model
 
     model = load_model("digits-cnn", device="cpu")
-    sample = list_samples(model)[0]
+    from app import analysis
+
+    [sample] = [s for s in list_samples(model) if s.id == analysis.DEFAULT_SAMPLE_ID]  # the start-up digit
     predicted, _ = model.predict(load_sample(sample.id, model))
     return sample.label, model.class_names[int(predicted[0])]
 
@@ -75,8 +77,8 @@ def test_default_run_shows_digits_cnn_sample_and_prediction(at: AppTest):
     label, predicted = _expected_default_prediction()
     assert _errors(at) == []
     assert "`digits-cnn`" in _banner(at) and label in _banner(at)
-    assert _metric(at, "Prediction") == predicted == "0"
-    assert _metric(at, "True class") == "0"
+    assert _metric(at, "Prediction") == predicted == "9"
+    assert _metric(at, "True class") == "9"
     assert _metric(at, "Confidence").endswith("%")
     assert _metric(at, "Clean accuracy") == "98.6%"  # from the model card
     assert len(at.get("plotly_chart")) == 2  # the image and the top-5 bars
@@ -115,7 +117,7 @@ def test_switching_model_updates_banner_and_card(at: AppTest):
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     _assert_healthy(at)
     assert "`digits-resnet`" in _banner(at)
-    assert _metric(at, "Prediction") == "0"
+    assert _metric(at, "Prediction") == "9"
     assert _metric(at, "Parameters") != "28,362"  # the ResNet's card, not the CNN's
 
 
@@ -218,7 +220,7 @@ def test_bad_checkpoint_shows_error_and_keeps_previous_model(at: AppTest):
     errors = _errors(at)
     assert len(errors) == 1 and "broken.pt" in errors[0] and "Still showing digits-cnn" in errors[0]
     assert "`digits-cnn`" in _banner(at)
-    assert _metric(at, "Prediction") == "0"
+    assert _metric(at, "Prediction") == "9"
 
 
 def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
@@ -229,7 +231,7 @@ def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
     _assert_healthy(at)
     assert _errors(at) == []
     assert "`my-resnet`" in _banner(at) and "uploaded checkpoint" in _banner(at)
-    assert _metric(at, "Prediction") == "0"
+    assert _metric(at, "Prediction") == "9"
 
     # The wrong architecture named explicitly: the library's CheckpointError, the upload stays.
     at.selectbox(key="checkpoint_architecture").set_value("digits-cnn").run()
@@ -244,13 +246,13 @@ def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
 def test_about_page_lists_the_embedded_model_cards(at: AppTest):
     at.switch_page("app_pages/about.py").run()
     _assert_healthy(at)
-    embedded = at.dataframe[0].value
+    embedded = at.table[0].value  # a static table: the descriptions wrap at 1280 px
     assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns"]
     assert embedded.loc[embedded["model"] == "digits-cnn", "Clean accuracy"].item() == "98.6%"
     assert embedded.loc[embedded["model"] == "digits-cnn-sns", "Training"].item() == "SNS"
-    robustness = at.dataframe[1].value
+    robustness = at.dataframe[0].value
     assert {"attack", "digits-cnn", "digits-cnn-robust"} <= set(robustness.columns)
-    zoo = at.dataframe[2].value
+    zoo = at.table[1].value
     assert "resnet18" in list(zoo["model"]) and set(zoo["pretrained weights"]) == {"not cached"}
 
 
@@ -289,11 +291,11 @@ def test_attack_form_defaults_and_submission(at: AppTest):
     from neuronviz.attacks import list_attacks
 
     assert at.selectbox(key="attack_name").options == [a.label for a in list_attacks()]
-    assert "PGD (L∞)" in _attack_banner(at) and "steps 20" in _attack_banner(at) and "eps 0.1 (25.5/255)" in _attack_banner(at)
+    assert "PGD (L∞)" in _attack_banner(at) and "steps 10" in _attack_banner(at) and "eps 0.1 (25.5/255)" in _attack_banner(at)
     # A change inside the form launches nothing until "Run attack" is pressed.
     [steps] = [w for w in at.sidebar.number_input if w.label == "steps"]
     steps.set_value(7).run()
-    assert "steps 20" in _attack_banner(at)
+    assert "steps 10" in _attack_banner(at)
     # (AppTest, like a browser, sends form values only with the submit: set it again and press.)
     [steps] = [w for w in at.sidebar.number_input if w.label == "steps"]
     steps.set_value(7)
@@ -323,7 +325,7 @@ def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
     errors = _errors(at)
     assert len(errors) == 1 and "must be odd" in errors[0] and "Still using PGD (L∞)" in errors[0]
     assert "PGD (L∞)" in _attack_banner(at)
-    assert _metric(at, "Prediction") == "0"  # the rest of the page is there
+    assert _metric(at, "Prediction") == "9"  # the rest of the page is there
 
 
 def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):

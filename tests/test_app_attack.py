@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+
+from app import analysis
 import torch
 from apptest import errors, open_page, plotly_titles, submit_attack
 
@@ -17,13 +19,13 @@ from neuronviz.models import load_model
 
 ATTACK = "app_pages/attack.py"
 DEFENCES = "app_pages/defences.py"
-FIVE = ["Clean", "Perturbation ×10", "Adversarial", "NIP (guided) restored", "PSSR restored"]
+FIVE = ["Clean", "Perturbation ×10", "Adversarial", "NIP (guided)", "PSSR"]
 
 
 @pytest.fixture(scope="module")
 def first_digit():
     model = load_model("digits-cnn", device="cpu")
-    sample = list_samples(model)[0]
+    [sample] = [s for s in list_samples(model) if s.id == analysis.DEFAULT_SAMPLE_ID]  # the start-up digit
     return model, load_sample(sample.id, model), sample.true_class
 
 
@@ -73,8 +75,8 @@ def test_attack_page_shows_the_five_images_with_their_bars_and_real_numbers(firs
     assert titles.count("Top-5") == 5  # clean, adversarial, two restorations, the ε view
     assert "Attack trajectory" in titles and "Prediction and neuron ranking vs attack strength" in titles
 
-    # The page's adversarial image and perturbation are those of PGD-20 (ε 0.1, seed 0) on this digit.
-    report = run_attack(model, image, "pgd", {"steps": 20}, seed=0)
+    # The page's adversarial image and perturbation are those of the start-up PGD (ε 0.1, seed 0) on this digit.
+    report = run_attack(model, image, "pgd", dict(analysis.default_choice().overrides), seed=0)
     charts = _charts(at)
     shown = _array(charts["Adversarial"][0]["data"][0]["z"])
     np.testing.assert_allclose(shown, report.adversarial[0, 0].numpy(), atol=1e-6)
@@ -87,16 +89,18 @@ def test_attack_page_shows_the_five_images_with_their_bars_and_real_numbers(firs
     assert "L∞ **0.1 (25.5/255)**" in text
     predicted = int(report.adv_pred[0])
     assert f"**{predicted}** · {100 * float(report.adv_probs[0, predicted]):.1f}% · :red[fooled]" in text
-    assert "**0** · " in text and ":green[correct]" in text
+    assert f"**{true_class}** · " in text and ":green[correct]" in text
 
     # The trajectory: one point per PGD step, the trace's losses.
     trajectory = charts["Attack trajectory"][0]["data"]
     np.testing.assert_allclose(_array(trajectory[0]["y"]), report.trace.loss[:, 0].numpy(), rtol=1e-5)
-    assert len(_array(trajectory[0]["x"])) == 20
+    assert len(_array(trajectory[0]["x"])) == report.trace.loss.shape[0] == analysis.default_choice().params(model)["steps"]
 
     # The ε view: 9 budgets from 0 to 0.2, at the chosen ε the analysis' adversarial image.
     [slider] = at.select_slider
-    assert slider.options == [format_eps(round(float(v), 6)) for v in np.linspace(0, 0.2, 9)]
+    from neuronviz.figures.captions import eps_label
+
+    assert slider.options == [eps_label(round(float(v), 6)) for v in np.linspace(0, 0.2, 9)]
     assert slider.value == pytest.approx(0.1)
     sweep_image = _array(charts["ε = 0.1"][0]["data"][0]["z"])
     np.testing.assert_allclose(sweep_image, shown, atol=1e-6)
@@ -140,7 +144,7 @@ def test_eps_slider_shows_another_budget_without_recomputing(monkeypatch):
     clean = _array(charts["Clean"][0]["data"][0]["z"])
     np.testing.assert_allclose(_array(charts["ε = 0"][0]["data"][0]["z"]), clean)  # ε = 0 is the clean image
     assert not np.allclose(shown_before, clean)
-    assert any("At `features.7`: front overlap **1.00**, Spearman ρ **1.000**" in m for m in _markdown(at))
+    assert any("At `features.7`: front overlap **100%**, Spearman ρ **1.000**" in m for m in _markdown(at))
     at.select_slider[0].set_value(0.2).run()
     assert not at.exception and "ε = 0.2" in _charts(at)
     assert attacks_run == []  # every budget came from the sweep computed with the page
@@ -191,13 +195,14 @@ def test_defences_page_shows_every_defence_honestly_named_with_its_numbers():
     at = open_page(DEFENCES)
     assert errors(at) == []
     text = "\n".join(_markdown(at))
-    for name in (
-        "NIP guided (needs the benign class — analysis tool)",
-        "NIP oracle (authors' procedure — uses the benign image)",
-        "NIP reactive (label-free reconstruction; weak, see docs/defences.md numbers)",
-        "PSSR (pixel surgery + semantic regeneration",
+    notes = "\n".join(c.value for c in at.caption)
+    for name, note in (
+        ("NIP guided", "needs the benign class — analysis tool"),
+        ("NIP oracle", "authors' procedure — uses the benign image"),
+        ("NIP reactive", "label-free reconstruction; weak, see docs/defences.md numbers"),
+        ("PSSR", "pixel surgery + semantic regeneration"),
     ):
-        assert name in text
+        assert f"##### {name}" in text and note in notes
     titles = plotly_titles(at)
     for title in ("NIP guided restored", "NIP oracle restored", "NIP reactive restored", "PSSR restored"):
         assert titles.count(title) == 1
@@ -276,4 +281,5 @@ def test_invalid_defence_parameters_show_an_error_and_the_rest_stays(first_digit
     assert "NIP guided restored" not in titles
     assert {"NIP oracle restored", "NIP reactive restored", "PSSR restored"} <= set(titles)
     numbers = _table(at, "L∞ to adversarial")
-    assert numbers[numbers["image"] == "NIP guided"]["prediction"].iloc[0] == "failed"
+    assert "NIP guided" not in set(numbers["image"])  # a failed defence has no row of "None"s
+    assert any("No row for NIP guided" in c.value for c in at.caption)

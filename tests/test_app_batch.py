@@ -68,7 +68,7 @@ def test_a_small_batch_shows_the_librarys_numbers(counted):
     model = load_model("digits-cnn", device="cpu")
     images = batch.batch_images(model, 10)
     expected = batch.evaluate_batch(
-        model, images.images, images.labels, "pgd", {"steps": 20}, seed=0, ids=images.ids
+        model, images.images, images.labels, "pgd", {}, seed=0, ids=images.ids
     )
     summary = expected.summary()
     metrics = _metrics(at)

@@ -175,7 +175,9 @@ def test_sensitivity_page_shows_every_figure_in_forward_order():
 
     models = {name: load_model(name) for name in ("digits-cnn", "digits-cnn-robust", "digits-cnn-sns")}
     data = evaluation_set(models["digits-cnn"], SENSITIVITY_IMAGES)
-    params = {"eps": 0.1, "alpha": 0.01, "steps": 20, "random_start": True}
+    from app import analysis
+
+    params = analysis.default_choice().params(models["digits-cnn"])  # the start-up attack (PGD at its schema defaults)
     expected = compare_models(models, data.images, data.labels, attack="pgd", params=params, seed=0)
     assert table.value.to_dict("records") == accuracy_rows(expected)
     comparison = _figure(at, "Sensitivity per layer: ")

@@ -18,9 +18,11 @@ def tour_truth():
     from neuronviz.models import load_model
 
     model = load_model("digits-cnn", device="cpu")
-    [sample] = [s for s in list_samples(model) if s.id == "digit-test-41"]
+    from app import analysis
+
+    [sample] = [s for s in list_samples(model) if s.id == analysis.DEFAULT_SAMPLE_ID]
     x = load_sample(sample.id, model)
-    report = run_attack(model, x, "pgd", {"steps": 20}, seed=0)  # away from the clean prediction, as the app
+    report = run_attack(model, x, "pgd", dict(analysis.default_choice().overrides), seed=0)  # away from the clean prediction, as the app
     benign = int(report.clean_pred[0])
     nip = restore(model, report.adversarial, "nip-guided", target=benign)
     maps = neuron_influence(model, torch.cat([x, report.adversarial]), layers="features.7", target=[benign, benign])
@@ -28,7 +30,9 @@ def tour_truth():
     import dataclasses
 
     rows = [dataclasses.replace(layer, target=layer.target[i : i + 1], values=layer.values[i : i + 1], activations=layer.activations[i : i + 1]) for i in (0, 1)]
-    shift = influence_shift(rows[0], rows[1], front=0.2, tail=0.2)
+    from neuronviz.influence import DEFAULT_GROUP_FRACTION
+
+    shift = influence_shift(rows[0], rows[1], front=DEFAULT_GROUP_FRACTION, tail=DEFAULT_GROUP_FRACTION)
     return {
         "clean": model.class_names[benign],
         "adversarial": model.class_names[int(report.adv_pred[0])],
@@ -48,7 +52,7 @@ def test_tour_tells_the_story_with_the_library_numbers(tour_truth):
     assert f"Here {tour_truth['front_suppressed']} of the {tour_truth['front']} front neurons lost influence" in text
     assert f"**NIP (guided)** — the model says **{tour_truth['nip']}**" in text
     titles = plotly_titles(at)
-    assert titles[:2] == ["digit 9 (#41)", "What the model says"] and titles[2].startswith("The change (×")
+    assert titles[:2] == ["digit 9 (#43)", "What the model says"] and titles[2].startswith("The change (×")
     assert titles[3:5] == ["Attacked image", "What the model says now"]
     assert any("influence, clean vs attacked" in t for t in titles)
     assert titles.count("After the defence") == 2
@@ -59,14 +63,14 @@ def test_tour_ignores_the_sidebar_and_opens_its_example(tour_truth):
     submit_attack(at, "fgsm", eps=0.2)  # another attack than the tour's
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     assert_healthy(at)
-    assert "digit 9 (#41)" in plotly_titles(at)  # the ready example, whatever the sidebar says
+    assert "digit 9 (#43)" in plotly_titles(at)  # the ready example, whatever the sidebar says
     at.button(key="learn.load_example").click().run()
     assert_healthy(at)
     banner = " ".join(m.value for m in at.main.markdown if "**" in m.value and " · " in m.value)
-    assert "`digits-cnn`" in banner and "digit 9 (#41)" in banner
-    assert "PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01 (2.55/255), steps 20" in banner  # the tour's attack
+    assert "`digits-cnn`" in banner and "digit 9 (#43)" in banner
+    assert "PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01 (2.55/255), steps 10" in banner  # the tour's attack
     assert at.sidebar.selectbox(key="attack_name").value == "pgd"
-    assert [w.value for w in at.sidebar.number_input if w.label == "steps"] == [20]
+    assert [w.value for w in at.sidebar.number_input if w.label == "steps"] == [10]
 
 
 def test_methods_name_the_four_papers_and_the_reconstructions():

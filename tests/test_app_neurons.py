@@ -108,8 +108,10 @@ def test_scatter_transition_and_table_hold_the_analysis_numbers(page):
     clean = neuron_influence(model, selection.image, layers=[layer], target=benign)[layer].values[0]
     xs, _, groups = _scatter_points(page)
     _assert_matches(xs, clean)
-    # the front is the top 10% (at least one) of the clean influence
-    k = max(1, int(np.ceil(0.1 * clean.shape[0] - 1e-9)))
+    # the front is the top DEFAULT_GROUP_FRACTION (at least one) of the clean influence
+    from neuronviz.influence import DEFAULT_GROUP_FRACTION
+
+    k = max(1, int(np.ceil(DEFAULT_GROUP_FRACTION * clean.shape[0] - 1e-9)))
     assert {j for j, g in groups.items() if g == "front"} == set(torch.argsort(clean, descending=True)[:k].tolist())
     transition = _spec(page, "neurons.transition")["data"][0]
     counts = np.array(_decode(transition["z"]))
@@ -168,7 +170,7 @@ def test_changing_the_after_condition_compares_with_the_restored_image():
 
 def test_front_size_and_tail_rule_drive_the_groups():
     at = open_page(PAGE)
-    at.select_slider(key="neurons.size").set_value(0.2)
+    at.select_slider(key="group_fraction").set_value(0.2)
     at.radio(key="neurons.tail_rule").set_value("next")
     at.run()
     assert not at.exception and not errors(at)

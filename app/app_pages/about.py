@@ -15,7 +15,8 @@ st.markdown(
 infos = list_models()
 st.subheader("Embedded models", divider="gray")
 st.caption("Small models trained by this project on scikit-learn's handwritten digits; each has a model card.")
-st.dataframe(components.embedded_table(infos), hide_index=True)
+# A static table wraps the long descriptions: a data grid ran past the column at 1280 px.
+st.table(components.embedded_table(infos), border="horizontal", hide_index=True)
 robustness = components.robustness_table(infos)
 if robustness:
     st.markdown("**Accuracy under attack** on the digits test split (from each model's card)")
@@ -27,4 +28,4 @@ st.caption(
     "Pretrained weights are read from the torch hub cache and downloaded only when you click "
     "'Download weights' in the sidebar; random initialisation works offline."
 )
-st.dataframe(components.zoo_table(infos), hide_index=True)
+st.table(components.zoo_table(infos), border="horizontal", hide_index=True)

@@ -6,9 +6,10 @@ import streamlit as st
 
 from app import analysis, components
 from neuronviz import figures
-from neuronviz.attacks import estimate_work, format_eps, get_attack
+from neuronviz.attacks import estimate_work, get_attack
 from neuronviz.figures import attack as attack_figures
-from neuronviz.sweep import DEFAULT_FRONT, DEFAULT_TAIL, eps_sweep
+from neuronviz.figures import captions
+from neuronviz.sweep import eps_sweep
 
 #: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
 SWEEP_POINTS = 9
@@ -17,9 +18,10 @@ SWEEP_POINTS = 9
 #: ``st.session_state["attack.auto_sweep_seconds"]``.
 AUTO_SWEEP_SECONDS = 10.0
 SMALL_INPUT_PIXELS = 64 * 64
-IMAGE_HEIGHT = 250
+IMAGE_HEIGHT = 200  # with the top-5 bars and verdicts, the five panels fit a 1280×800 screen
 
 
+components.scroll_to_top_if_requested()
 selection = components.require_selection()
 st.title("Attack")
 result = components.current_analysis(selection)
@@ -52,7 +54,9 @@ def clean_verdict() -> str:
 
 def adversarial_verdict(probs, success: bool, target) -> str:
     predicted = int(probs.argmax())
-    if target is not None:
+    if target is not None and target == benign:
+        judged = f"already the target {names[target]}: not attacked"
+    elif target is not None:
         judged = f":red[reached target {names[target]}]" if success else f":green[missed target {names[target]}]"
     else:
         judged = ":red[fooled]" if success else ":green[not fooled]"
@@ -75,16 +79,9 @@ def bars(probs, color_key: str, key: str, title: str = "Top-5") -> None:
 
 
 target = int(report.target[0]) if report.target is not None else None
-st.markdown(
-    f"**{result.choice.describe(model)}** on {selection.image_request.label}. Benign class "
-    f"**{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed toward it."
-)
-total = sum(result.seconds.values())
-parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
-st.caption(
-    f":material/timer: The analysis took {total:.2f} s ({parts}). Rerunning with the same model, image "
-    "and attack reads it from the cache instead of recomputing it."
-)
+unchanged = captions.unchanged_attack_note(float(report.l2[0]), float(report.linf[0]), info.label, result.params)
+if unchanged is not None:
+    st.warning(unchanged, icon=":material/info:")
 
 # -- the five panels ------------------------------------------------------------------------------
 delta = result.perturbation
@@ -110,7 +107,7 @@ with columns[1]:
     linf = float(report.linf[0])
     st.markdown(
         f"**Norms** (pixel units)  \nL0 **{int(report.l0[0])}** px of {delta.shape[-1] * delta.shape[-2]}  \n"
-        f"L2 **{float(report.l2[0]):.3f}**  \nL∞ **{format_eps(linf)}**"
+        f"L2 **{float(report.l2[0]):.3f}**  \nL∞ **{components.eps_label(linf)}**"
     )
     st.caption(
         f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
@@ -127,16 +124,24 @@ with columns[2]:
 for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
     with column:
         components.chart(
-            components.figure(figures.image_figure, result.image(condition), title=f"{title} restored", height=IMAGE_HEIGHT),
+            components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT),
             f"{condition}-restored-image",
             key=f"attack.image.{condition}",
         )
         bars(result.probabilities(condition), "restored", condition)
         st.markdown(restored_verdict(condition))
+        if components.used_fallback(result.restorations[condition]):
+            components.restoration_notes(result.restorations[condition])
 st.caption(
-    "Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
+    "The last two images are the adversarial image after each restoration. Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
     "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
     "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
+)
+st.caption(
+    f"Benign class **{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed "
+    f"toward it. :material/timer: The analysis took {sum(result.seconds.values()):.2f} s ("
+    + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
+    + "); rerunning with the same model, image and attack reads it from the cache instead of recomputing it."
 )
 
 # -- the attack's trajectory ------------------------------------------------------------------------
@@ -159,12 +164,10 @@ else:
         "attack-trajectory",
         key="attack.trajectory",
     )
-    direction = (
-        "falls as the image moves toward the target" if report.targeted else "rises as the image moves away from it"
-    )
+    direction = captions.trajectory_direction(trace.loss, report.targeted)
     st.caption(
-        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {names[benign]}'}, "
-        f"which {direction}. Bottom: "
+        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {names[benign]}'}; "
+        f"here it {direction}. Bottom: "
         f"the predicted class at each {trace.unit}, green while it is still the benign class "
         f"{names[benign]}; the dotted line marks the first {trace.unit} that leaves it."
         + (" The trace was truncated (too many passes)." if trace.truncated else "")
@@ -189,13 +192,15 @@ eps_values = sorted({round(float(v), 6) for v in np.linspace(0.0, top, SWEEP_POI
 
 
 def eps_label(value: float) -> str:
-    return format_eps(value) if budget.pixel_scale else f"{value:.4g}"
+    return components.eps_label(value) if budget.pixel_scale else f"{value:.4g}"
 
 
 sweep_args = (model, selection.image, info.name, result.params, eps_values)
 # Away from the clean prediction, as the analysis above (labels=None).
 sweep_kwargs = {"target": result.choice.target, "seed": result.choice.seed}
 sweep_kwargs["layer"] = result.default_layer
+fraction = components.group_fraction()  # the one front/tail size of every view
+sweep_kwargs["front"] = sweep_kwargs["tail"] = fraction
 # Every budget is one more attack: on a large model that is long, so it waits for a click there.
 # Small inputs (digits, CIFAR-size) always run: their sweep costs well under a second on a CPU, and
 # a timing-based estimate is unreliable there (the first attack and influence pass of a process
@@ -212,14 +217,18 @@ else:
 requested: set = st.session_state.setdefault("attack.sweeps_requested", set())
 sweep_key = analysis.digest(*sweep_args, **sweep_kwargs)
 if waits and sweep_key not in requested:
-    st.info(
-        f"The sweep runs {info.label} at {budgets} more budgets: about {estimate:.0f} s on this model "
-        f"(the attack above took {report.seconds:.1f} s).",
-        icon=":material/hourglass:",
-    )
-    if not st.button("Run the ε sweep", icon=":material/play_arrow:", key="attack.sweep.run"):
+    notice = st.empty()  # the notice and its button go once the sweep is asked for
+    with notice.container():
+        st.info(
+            f"The sweep runs {info.label} at {budgets} more budgets: about {estimate:.0f} s on this model "
+            f"(the attack above took {report.seconds:.1f} s).",
+            icon=":material/hourglass:",
+        )
+        clicked = st.button("Run the ε sweep", icon=":material/play_arrow:", key="attack.sweep.run")
+    if not clicked:
         st.stop()
     requested.add(sweep_key)
+    notice.empty()
 with st.spinner(f"Running {info.label} at {len(eps_values)} budgets and one influence pass (about {estimate:.0f} s)…"):
     sweep = analysis.attempt(analysis.memo, eps_sweep, *sweep_args, **sweep_kwargs)
 if sweep is None:
@@ -254,10 +263,13 @@ with detail_column:
         bars(sweep.probs[index], "adversarial" if bool(sweep.success[index]) else "clean", "sweep")
     st.markdown(adversarial_verdict(sweep.probs[index], bool(sweep.success[index]), target))
     st.markdown(
-        f"At `{sweep.layer}`: front overlap **{float(sweep.front_overlap[index]):.2f}**, Spearman ρ "
-        f"**{float(sweep.spearman[index]):.3f}**; mean influence change of the front neurons "
-        f"**{float(sweep.front_influence_change[index]):+.3g}**, "
-        f"of the tail **{float(sweep.tail_influence_change[index]):+.3g}**."
+        captions.sweep_sentence(
+            sweep.layer,
+            float(sweep.front_overlap[index]),
+            float(sweep.spearman[index]),
+            float(sweep.front_influence_change[index]),
+            float(sweep.tail_influence_change[index]),
+        )
     )
 with chart_column:
     components.chart(
@@ -269,9 +281,9 @@ st.caption(
     f"{len(values)} budgets from 0 to 2× the chosen {info.budget_param} = {eps_label(chosen)} "
     f"(capped at the attack's maximum), the other parameters as chosen and the same seed {result.choice.seed}. "
     f"Top: probability of the benign class {names[benign]}; a cross marks a budget where the attack succeeds. "
-    f"Bottom: how much of the clean image's front (top {DEFAULT_FRONT:.0%} of the channels of `{sweep.layer}` by "
+    f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
     f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
-    f"clean image's (tail: bottom {DEFAULT_TAIL:.0%}). Computed in {sum(sweep.seconds.values()):.2f} s "
+    f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}). Computed in {sum(sweep.seconds.values()):.2f} s "
     f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
     "cached: the slider recomputes nothing."
 )

@@ -43,7 +43,7 @@ def run_batch(model, choice: analysis.AttackChoice, n: int, defences: tuple[str,
     params = choice.params(model)
 
     def advance(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"{done} of {total} images attacked and restored")
+        bar.progress(done / total, text=f"{done} of {components.plural(total, 'image')} attacked and restored")
 
     result = batch.evaluate_batch(
         model,
@@ -70,9 +70,25 @@ def _percent(value: float) -> str:
 def show_metrics(result: batch.BatchResult) -> None:
     summary = result.summary()
     fooled = int(result.success.sum())
+    excluded = int(getattr(summary, "excluded", 0))  # targeted runs: images already of the target class
+    attacked = summary.images - excluded
     columns = st.columns(4)
-    columns[0].metric("Images", f"{summary.images}")
-    columns[1].metric("Attack success", _percent(summary.attack_success), help=f"{fooled} of {summary.images} images fooled")
+    columns[0].metric(
+        "Images",
+        f"{summary.images}",
+        delta=f"{excluded} excluded" if excluded else None,
+        delta_color="off",
+        delta_arrow="off",
+        help=excluded_note(result, summary.images, excluded) if excluded else None,
+    )
+    columns[1].metric(
+        "Attack success",
+        _percent(summary.attack_success),
+        help=f"{fooled} of {components.plural(attacked, 'attacked image')} fooled"
+        + (f" ({components.plural(excluded, 'image')} excluded: already the target class)" if excluded else ""),
+    )
+    if excluded:
+        st.caption(f":material/filter_alt: {excluded_note(result, summary.images, excluded)}")
     columns[2].metric("Clean accuracy", _percent(summary.clean_accuracy))
     columns[3].metric("Adversarial accuracy", _percent(summary.adversarial_accuracy))
     for name in result.defences:
@@ -92,6 +108,16 @@ def show_metrics(result: batch.BatchResult) -> None:
         )
 
 
+def excluded_note(result: batch.BatchResult, images: int, excluded: int) -> str:
+    """Why some images of a targeted run were not attacked, and what the rates are over."""
+    attacked = images - excluded
+    return (
+        f"{components.plural(excluded, 'image')} of {images} {'was' if excluded == 1 else 'were'} not attacked: the "
+        f"clean prediction already was the target class. Attack success, DSR and the restored counts are over the "
+        f"other {components.plural(attacked, 'image')}; the accuracies are over all {images}."
+    )
+
+
 def _oracle(name: str) -> bool:
     defense = get_defense(name)
     return defense.needs_target or defense.needs_reference
@@ -104,6 +130,9 @@ def column_config(result: batch.BatchResult) -> dict:
         "clean_pred": st.column_config.TextColumn("Clean prediction"),
         "adv_pred": st.column_config.TextColumn("Adversarial prediction"),
         "success": st.column_config.CheckboxColumn("Attack succeeded"),
+        "attacked": st.column_config.CheckboxColumn(
+            "Attacked", help="False: a targeted run left the image alone, its clean prediction already was the target"
+        ),
         "linf": st.column_config.NumberColumn("L∞", format="%.4f", help="Largest pixel change (pixel units)"),
         "l2": st.column_config.NumberColumn("L2", format="%.3f", help="Euclidean norm of the perturbation (pixel units)"),
         "l0": st.column_config.NumberColumn("L0", format="%d", help="Pixel positions changed"),
@@ -145,9 +174,9 @@ with st.form("batch.form", enter_to_submit=False):
             value=min(DEFAULT_IMAGES, available),
             step=10,
             key="batch.n",
-            help=f"The first N images of the digits test split ({available} images).",
+            help=f"The first N images of the digits test split ({components.plural(available, 'image')}).",
         )
-        st.caption(f"Images: the first N of the {available} images of the digits test split, with their labels.")
+        st.caption(f"Images: the first N of the {components.plural(available, 'image')} of the digits test split, with their labels.")
     else:
         n = st.number_input(
             "Images", min_value=1, max_value=available, value=available, step=1, key="batch.n",

@@ -9,6 +9,7 @@ from neuronviz import figures
 from neuronviz.defenses import get_defense, restore
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import attack as attack_figures
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.schema import Param
 
 #: The defences shown, in order, with names that say what each one needs and is.
@@ -95,6 +96,11 @@ def run(name: str):
     )
 
 
+st.caption(
+    f":material/tune: NIP's front and tail sets are its own parameters (front, tail under *Parameters*); their "
+    f"default is the dashboard's one front/tail size, {DEFAULT_GROUP_FRACTION:.0%} of the layer's neurons. The "
+    f"views of the other pages use {components.group_fraction_note()}."
+)
 st.markdown(
     f"Each defence restores the adversarial image of the current analysis "
     f"(**{result.choice.describe(model)}**), predicted **{names[adversarial_prediction]}**. Success means the "
@@ -118,10 +124,13 @@ with st.expander("The clean and the adversarial image", icon=":material/compare:
 # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
 restorations: dict = {}
 row = {"gap": "medium"}
-for column, label in zip(st.columns(len(DEFENCES), **row), DEFENCES.values()):
-    column.markdown(f"##### {label}")
+for column, (name, label) in zip(st.columns(len(DEFENCES), **row), DEFENCES.items()):
+    # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
+    column.markdown(f"##### {SHORT[name]}")
+    column.caption(label[len(SHORT[name]) :].strip(" ()"))
 for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    with column, st.expander("Parameters", icon=":material/tune:"):
+    # A popover, not an expander: opening it covers the page instead of pushing its row down.
+    with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
         parameter_form(name)
 for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
     with column:
@@ -272,12 +281,13 @@ st.markdown(
     f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
     f"**{names[adversarial_prediction]}**."
 )
+failed = [SHORT[name] for name in DEFENCES if restorations.get(name) is None]
 rows = attack_figures.decision_rows(
     result.clean,
     result.adversarial,
     result.probabilities("adversarial"),
     benign,
-    {SHORT[name]: restorations.get(name) for name in DEFENCES},
+    {SHORT[name]: restorations[name] for name in DEFENCES if restorations.get(name) is not None},
     names,
 )
 distance = st.column_config.NumberColumn(format="%.4f")
@@ -298,4 +308,10 @@ st.dataframe(
 st.caption(
     "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
     "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."
+    + (
+        f" No row for {', '.join(failed)}: {'it' if len(failed) == 1 else 'they'} failed (the message is above, "
+        "under the defence's column); change its parameters and press Restore."
+        if failed
+        else ""
+    )
 )

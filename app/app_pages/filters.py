@@ -12,7 +12,7 @@ import streamlit as st
 
 from app import analysis, components
 from neuronviz import evalset, fragility
-from neuronviz.attacks import format_eps, get_attack
+from neuronviz.attacks import get_attack
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import filters as figs
 
@@ -51,7 +51,7 @@ def fragility_attack(mode: str, choice: analysis.AttackChoice, model) -> tuple[s
         eps = linf_eps(choice, model)
         source = "the sidebar's L∞ ε" if eps is not None else "the default: the sidebar's attack has no L∞ ε"
         eps = eps if eps is not None else DEFAULT_EPS
-        return "fgsm", eps, {}, f"FGSM, ε = {format_eps(eps)} ({source}), as in the paper"
+        return "fgsm", eps, {}, f"FGSM, ε = {components.eps_label(eps)} ({source}), as in the paper"
     params = choice.params(model)  # InputError for an invalid choice: shown by analysis.attempt
     eps = params.pop("eps", DEFAULT_EPS)
     return choice.attack, float(eps), params, f"{choice.describe(model)} (the sidebar's attack, untargeted here)"
@@ -70,9 +70,12 @@ st.caption(
 )
 
 available = analysis.attempt(analysis.memo, evalset.available_images, model)
+if available is None:
+    st.stop()
+too_few = components.too_few_labelled(model, available, "the nodal dropout (and compress/amplify)")
+if too_few is not None:
+    st.warning(too_few, icon=":material/label_off:")
 if not available:
-    if available == 0:
-        st.warning(f"No labelled image is available for {model.name}: the dropout needs true classes.")
     st.stop()
 # The wanted count lives in plain state (kept across pages and models); the widget shows it,
 # capped by what this model has.
@@ -98,7 +101,7 @@ mode = controls[1].radio(
 evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
 spec = analysis.attempt(fragility_attack, mode, choice, model)
 report = None
-if evaluation is not None and spec is not None:
+if evaluation is not None and spec is not None and too_few is None:
     attack, eps, params, attack_text = spec
     st.caption(f"Images: {evaluation.description}. Attack: {attack_text}.")
     layer_name = analysis.attempt(fragility.first_conv, model)
@@ -187,6 +190,12 @@ if report is not None:
         f"robust: dropping it changes neither accuracy by more than {100 * report.tolerance:.0f} pp."
     )
     rho = report.correlation
+    if math.isnan(rho):
+        st.caption(
+            "ρ is undefined: dropping any filter changes the adversarial accuracy by the same amount (or the "
+            "targeting is the same for every filter), so there is no ranking to correlate. More evaluation "
+            "images give finer accuracy steps."
+        )
     cells = st.columns(4)
     cells[0].metric(
         "Spearman ρ (dropout vs targeting)",
@@ -200,10 +209,12 @@ if report is not None:
     st.markdown(
         f"**Fragile** (most fragile first): {', '.join(map(str, report.fragile)) or 'none'} · "
         f"**Robust**: {', '.join(map(str, report.robust)) or 'none'} · "
-        f"{report.filters} filters of `{report.layer}`, {report.images} images."
+        f"{components.plural(report.filters, 'filter')} of `{report.layer}`, {components.plural(report.images, 'image')}."
     )
     with st.expander("The numbers per filter"):
         st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+elif too_few is not None:
+    st.info("No nodal dropout: too few labelled images (see the message at the top).")
 else:
     st.info("No dropout result to show (see the message above).")
 
@@ -221,7 +232,7 @@ if report is not None and evaluation is not None:
         help="Fragile filter i is multiplied by 1 + β·rᵢ, robust ones by 1 − β·rᵢ (rᵢ its normalised score); "
         "on a copy of the model, never on the shared one.",
     )
-    with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {evaluation.size} images…"):
+    with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {components.plural(evaluation.size, 'image')}…"):
         chosen = analysis.attempt(
             analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
             beta=float(beta), seed=choice.seed,
@@ -268,7 +279,7 @@ if report is not None and evaluation is not None:
             best = max(points, key=lambda p: p.adv_after)
             best_transfer = max(points, key=lambda p: p.adv_transfer_after)
             st.markdown(
-                f"**Measured here** ({evaluation.size} images, {report.attack.upper()}): unchanged, "
+                f"**Measured here** ({components.plural(evaluation.size, 'image')}, {report.attack.upper()}): unchanged, "
                 f"{100 * chosen.adv_before:.1f}% adversarial accuracy; the best white-box value over these β is "
                 f"{100 * best.adv_after:.1f}% (β = {best.beta:g}), the best transfer value "
                 f"{100 * best_transfer.adv_transfer_after:.1f}% (β = {best_transfer.beta:g}); clean accuracy goes from "

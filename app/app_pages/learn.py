@@ -1,8 +1,10 @@
 """Learn: a guided tour (attack → neurons → defence on a ready example) and the methods with their papers.
 
-The tour always uses the same ready example, whatever the sidebar says: the embedded digits-cnn
-and one digit of its test split, attacked with PGD-20 (ε = 0.1). Every number in its text is
-computed live by the library (through the cached analysis), never written in by hand.
+The tour always uses the same ready example, whatever the sidebar says: the embedded digits-cnn,
+the start-up sample digit (``analysis.DEFAULT_SAMPLE_ID``) and the start-up attack
+(``analysis.default_choice()``), the example ``bench/choose_example.py`` picks because it shows
+both halves of NIP's observation. Every number and every direction in its text is computed live
+by the library (through the cached analysis), never written in by hand.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import streamlit as st
 
 from app import analysis, components, sidebar, state
 from neuronviz import figures
-from neuronviz.attacks import format_eps, get_attack
+from neuronviz.attacks import get_attack
 from neuronviz.defenses import get_defense
 from neuronviz.figures import attack as attack_figures
+from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.influence import influence_shift
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, influence_shift
 
-TOUR_MODEL = "digits-cnn"
-TOUR_SAMPLE = "digit-test-41"  # a handwritten 9 of the digits test split
-FRONT = TAIL = 0.2  # share of the layer's channels in the front and tail sets shown in the tour
+TOUR_MODEL = state.DEFAULT_MODEL
+TOUR_SAMPLE = analysis.DEFAULT_SAMPLE_ID  # the start-up example (bench/choose_example.py)
+FRONT = TAIL = components.group_fraction()  # the session's front/tail size (default DEFAULT_GROUP_FRACTION)
 
 st.title("Learn")
 tour_tab, methods_tab = st.tabs(["Guided tour", "Methods and papers"])
@@ -35,6 +38,7 @@ def _load_example(sample_id: str, true_class: int, example: int) -> None:
     model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
     analysis.set_attack_choice(model, analysis.default_choice())  # the tour's attack, not the last one
     sidebar.reset_attack_widgets(analysis.default_choice())
+    components.request_scroll_to_top()  # the Attack page opens at its top, not at the tour's scroll position
     st.session_state["learn.go_to_attack"] = True
 
 
@@ -135,22 +139,23 @@ with tour_tab:
             )
         st.markdown(
             f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {steps} times and moved each pixel "
-            f"by at most ε = {format_eps(eps)} of the brightness range. To a person it is still a {names[sample.true_class]}; "
+            f"by at most ε = {captions.eps_label(eps)} of the brightness range. To a person it is still a {names[sample.true_class]}; "
             f"the network now says **{names[adv]}** with {100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
             if adv != clean
             else f"This time the attack did not change the prediction ({names[adv]})."
         )
 
-        st.subheader("3 · Inside the network: the neurons that voted for the answer go quiet", divider="gray")
         layer = result.default_layer
         before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
         shift = influence_shift(before, after, front=FRONT, tail=TAIL)
         k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+        st.subheader(captions.tour_neurons_heading(shift), divider="gray")
         st.markdown(
             f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
             f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
-            f"The **front** neurons ({k}) push hardest for {names[clean]}, the **tail** neurons ({t}) least. NIP's authors "
-            "observed that attacks suppress the front and lift the tail."
+            f"The **front** neurons (the top {FRONT:.0%}: {k}) push hardest for {names[clean]}, the **tail** neurons "
+            f"(the bottom {TAIL:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
+            "attacks suppress the front and lift the tail."
         )
         left, right = st.columns([3, 2], gap="large")
         with left:
@@ -170,9 +175,9 @@ with tour_tab:
         with right:
             st.markdown(
                 f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
-                f"**Blue** points are the front, **orange** the tail, grey the rest. Points under the dashed line "
-                f"lost influence toward {names[clean]}."
+                f"**Blue** points are the front, **orange** the tail, grey the rest (influence toward {names[clean]})."
             )
+            st.caption(captions.scatter_caption(shift, "attacked"))
         components.chart(
             components.figure(
                 neuron_figures.group_bars,
@@ -186,12 +191,20 @@ with tour_tab:
             "tour-3-bars",
             key="learn.bars",
         )
-        st.markdown(
-            f"Here {int(shift.front_suppressed[0])} of the {k} front neurons lost influence and "
-            f"{int(shift.tail_lifted[0])} of the {t} tail neurons gained some; the ranking of all channels before and after "
-            f"correlates at ρ = {float(shift.spearman[0]):.2f} (1 would mean unchanged). Points below the diagonal lost "
-            "influence."
-        )
+        st.caption(captions.group_bars_caption(before, after, shift.groups_before, names[clean], "attacked"))
+        st.markdown(captions.shift_sentence(shift))
+        with st.expander("Why this example?", icon=":material/help:"):
+            story = components.story_counts(result, FRONT)
+            st.markdown(
+                f"The dashboard starts on **{sample.label}** under **{result.choice.describe(model)}** because "
+                f"`bench/choose_example.py` scanned every sample digit of {TOUR_MODEL} under PGD and FGSM (their "
+                f"default parameters, front/tail {DEFAULT_GROUP_FRACTION:.0%} at `{layer}`) and picked, "
+                f"{components.STORY_CRITERION}. Computed now for this example: {story['front_lost']} of "
+                f"{story['front']} front neurons lost influence, {story['tail_gained']} of {story['tail']} tail "
+                f"neurons gained, the attack {'fooled' if story['fooled'] else 'did not fool'} the model and NIP "
+                f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. "
+                "`python bench/choose_example.py` prints the whole table (every digit, both attacks)."
+            )
 
         st.subheader("4 · Two ways back", divider="gray")
         nip, pssr = result.restorations["nip-guided"], result.restorations["pssr"]
@@ -224,6 +237,8 @@ with tour_tab:
                     )
                 verdict = "back to" if predicted == clean else "not back to"
                 st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
+                if components.used_fallback(restoration):
+                    components.restoration_notes(restoration)
         st.markdown(
             "**NIP** nudges the pixels so that the front neurons fire more and the tail neurons less — the attack's neuron "
             "shift run backwards. Here it is told which class to restore (the clean prediction), so it is a tool for "
@@ -307,6 +322,19 @@ METHODS = [
     ),
 ]
 
+#: Attacks without a fixed budget (``AttackInfo.norm`` None) and the norm they make small.
+MINIMISED_NORMS = {"cw": "L2", "deepfool": "L2"}
+
+
+def norm_text(info) -> str:
+    """The norm column of the attacks table: the budget's norm, or the norm a minimising attack keeps small."""
+    if info.norm:
+        return {"Linf": "L∞ (budget ε)", "L2": "L2 (budget ε)", "L0": "L0 (budget)"}.get(info.norm, info.norm)
+    if info.name in MINIMISED_NORMS:
+        return f"{MINIMISED_NORMS[info.name]} (minimised, no fixed budget)"
+    return "none"
+
+
 with methods_tab:
     st.markdown(
         "neuronviz reproduces four papers. Where a paper's text could not be checked, the dashboard implements the "
@@ -336,6 +364,9 @@ with methods_tab:
         "[Captum](https://captum.ai) (Kokhlikyan et al., 2020, arXiv:2009.07896)."
     )
     st.dataframe(
-        [{"attack": a.label, "norm": a.norm or "—", "paper": a.paper} for a in map(get_attack, ["fgsm", "pgd", "cw", "deepfool", "square"])],
+        [
+            {"attack": a.label, "norm": norm_text(a), "paper": a.paper}
+            for a in map(get_attack, ["fgsm", "pgd", "cw", "deepfool", "square"])
+        ],
         hide_index=True,
     )

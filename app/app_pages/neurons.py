@@ -15,13 +15,13 @@ import torch
 from app import analysis, components
 from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
 from neuronviz.defenses import get_defense
+from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.influence import group_sizes, influence_shift, layer_shift_table, probe_layers
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, group_sizes, influence_shift, layer_shift_table, probe_layers
 from neuronviz.models import PixelModel
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
 AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
-SIZES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 TAIL_RULES = {
     "bottom": "bottom (the lowest)",
     "next": "next (after the front)",
@@ -49,10 +49,14 @@ infos = {info.name: info for info in probe_layers(model)}
 
 LAYER_KEY = "neurons.layer"
 components.persist(
-    LAYER_KEY, "neurons.size", "neurons.tail_rule", "neurons.after", "neurons.attribution_method", "neurons.attribution_adversarial"
+    LAYER_KEY, components.GROUP_FRACTION_KEY, "neurons.tail_rule", "neurons.after", "neurons.attribution_method", "neurons.attribution_adversarial"
 )
 if st.session_state.get(LAYER_KEY) not in result.layers:  # first visit, or another model's layer
     st.session_state[LAYER_KEY] = result.default_layer
+if st.session_state.get(components.GROUP_FRACTION_KEY) not in components.GROUP_FRACTIONS:
+    st.session_state[components.GROUP_FRACTION_KEY] = components.group_fraction()
+    if st.session_state[components.GROUP_FRACTION_KEY] not in components.GROUP_FRACTIONS:
+        st.session_state[components.GROUP_FRACTION_KEY] = DEFAULT_GROUP_FRACTION
 
 
 def _layer_label(name: str) -> str:
@@ -65,7 +69,10 @@ def _layer_label(name: str) -> str:
 
 
 with st.container(border=True):
-    columns = st.columns([4, 2, 3, 5], gap="medium")
+    # Two rows, so that the layer's long label and the radios are never cut at 1280 px.
+    columns = st.columns([3, 2], gap="medium")
+    second = st.columns([2, 3], gap="medium")
+    columns = [columns[0], columns[1], second[0], second[1]]
     layer = columns[0].selectbox(
         "Layer (forward order)",
         result.layers,
@@ -77,18 +84,19 @@ with st.container(border=True):
     )
     size = columns[1].select_slider(
         "Front/tail size",
-        SIZES,
-        value=0.1,
+        components.GROUP_FRACTIONS,
         format_func=lambda v: f"{v:.0%}",
-        key="neurons.size",
+        key=components.GROUP_FRACTION_KEY,
         help="Share of the layer's neurons in the front (the most influential on the clean image) and in the "
-        "tail; at least one neuron each.",
+        f"tail; at least one neuron each. Default {DEFAULT_GROUP_FRACTION:.0%}. The same size is used by the "
+        "guided tour, the ε sweep on the Attack page and the Defences page.",
     )
     tail_rule = columns[2].radio(
         "Tail rule",
         list(TAIL_RULES),
         format_func=lambda r: TAIL_RULES[r],
         key="neurons.tail_rule",
+        horizontal=True,
         help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
         "after the front (the variant in the authors' second script).",
     )
@@ -122,6 +130,8 @@ if after != "adversarial":
     defense = get_defense(after)
     if defense.reconstruction:
         st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
+    if components.used_fallback(result.restorations[after]):
+        components.restoration_notes(result.restorations[after])
 
 # -- one layer --------------------------------------------------------------------------------------
 
@@ -163,11 +173,7 @@ with left:
         f"influence-{layer}-clean-vs-{after}",
         key="neurons.scatter",
     )
-    st.caption(
-        "One point per neuron, coloured by its group on the clean image. Points under the dashed line lost "
-        "influence toward the benign class; NIP's observation is blue (front) points under it and orange "
-        "(tail) points above it."
-    )
+    st.caption(captions.scatter_caption(shift, after_label))
 with right:
     components.chart(
         components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label),
@@ -192,9 +198,7 @@ components.chart(
     f"front-tail-{layer}-clean-vs-{after}",
     key="neurons.bars",
 )
-st.caption(
-    "The clean front and tail neurons one by one: bars shrinking on the left and growing on the right is NIP's pattern."
-)
+st.caption(captions.group_bars_caption(before_map, after_map, shift.groups_before, benign_name, after_label))
 
 # -- the whole network ----------------------------------------------------------------------------
 

@@ -43,7 +43,16 @@ st.caption(
 
 available = analysis.attempt(analysis.memo, evalset.available_images, model)
 n_images = None
-if available:
+too_few = None if available is None else components.too_few_labelled(
+    model,
+    available,
+    "a sensitivity set",
+    "a mean over so few pairs is not a set's profile (with one labelled image the \"set\" is a single image, "
+    "drawn as a second curve next to this image's)",
+)
+if too_few is not None:
+    st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
+elif available:
     st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES)), available))
     n_images = st.columns([1, 2])[0].number_input(
         "Evaluation images (the set and the comparison)",
@@ -54,8 +63,6 @@ if available:
         help="How many labelled images are attacked to measure sensitivity over a set of pairs.",
         on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
     )
-elif available == 0:
-    st.warning(f"No labelled image is available for {model.name}: only this image's sensitivity is shown.")
 
 # -- per layer ---------------------------------------------------------------------------------------
 
@@ -70,7 +77,7 @@ params = analysis.attempt(choice.params, model)
 if n_images and params is not None:
     evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
     if evaluation is not None:
-        with st.spinner(f"Attacking {evaluation.size} images ({choice.describe(model)}) and measuring every layer…"):
+        with st.spinner(f"Attacking {components.plural(evaluation.size, 'image')} ({choice.describe(model)}) and measuring every layer…"):
             set_result = analysis.attempt(
                 analysis.memo,
                 sensitivity.compare_models,
@@ -84,9 +91,9 @@ if n_images and params is not None:
 
 profiles = {}
 if one is not None:
-    profiles["this image (1 pair)"] = one
+    profiles[f"this image ({components.plural(1, 'pair')})"] = one
 if set_result is not None:
-    profiles[f"evaluation set ({set_result.images} pairs)"] = set_result.profiles[model.name]
+    profiles[f"evaluation set ({components.plural(set_result.images, 'pair')})"] = set_result.profiles[model.name]
 if profiles:
     fig = analysis.attempt(
         components.figure,
@@ -142,7 +149,7 @@ if sources:
     source = controls[1].segmented_control(
         "Measured on",
         list(sources),
-        format_func=lambda s: "this image" if s == IMAGE else f"the evaluation set ({set_result.images} pairs)",
+        format_func=lambda s: "this image" if s == IMAGE else f"the evaluation set ({components.plural(set_result.images, 'pair')})",
         required=True,
         key=SOURCE,
     )
@@ -229,7 +236,7 @@ else:
         for number, (name, compared) in enumerate(models.items()):
             progress.progress(
                 number / len(models),
-                text=f"Attacking {compare_set.size} images on {name} ({number + 1} of {len(models)}, "
+                text=f"Attacking {components.plural(compare_set.size, 'image')} on {name} ({number + 1} of {len(models)}, "
                 f"{compare_choice.describe(reference)}) and measuring every layer…",
             )
             part = analysis.attempt(

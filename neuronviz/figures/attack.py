@@ -29,8 +29,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, INK, PALETTE, _as_image, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, _as_image, apply_layout
 
+#: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
+PANEL_LABEL_CHARS = 9
+INSIDE_LABEL_PERCENT = 55.0
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
 MIN_PERTURBATION_RANGE = 1.0 / 255.0
@@ -41,7 +44,9 @@ def _pixel_axes(fig: go.Figure, height_px: int, width_px: int, row: int | None =
     axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, showline=False, constrain="domain")
     where = {} if row is None else {"row": row, "col": col}
     fig.update_xaxes(range=[-0.5, width_px - 0.5], **axis, **where)
-    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, **axis, **where)
+    fig.update_yaxes(
+        range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, constraintoward="top", **axis, **where
+    )
 
 
 #: Bottom margin (px) that holds a horizontal colour bar and its title under a pixel map.
@@ -62,15 +67,14 @@ def _bottom_colorbar(title: str, **ticks: Any) -> dict:
         thickness=10,
         outlinewidth=0,
         title=dict(text=title, side="bottom"),
-        **ticks,
-    )
+    ) | ticks  # ticks may also override the defaults (len)
 
 
 def _eps_text(value: float, pixel_scale: bool = True) -> str:
     if not pixel_scale:
         return f"{value:.3g}"
-    over = value * 255
-    shown = f"{over:.0f}" if abs(over - round(over)) < 1e-6 else f"{over:.3g}"
+    over = round(value * 255, 2)  # the rounding of captions.eps_label: 38.25/255, never 38.2 here and 38.3 there
+    shown = f"{over:.2f}".rstrip("0").rstrip(".")
     return f"{value:.3g}<br>{shown}/255"
 
 
@@ -121,7 +125,7 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
     limit = perturbation_range(d)
     z = d.mean(0).numpy()
     what = "change" if channels == 1 else "mean change over RGB"
-    ticks = [-limit, -limit / 2, 0.0, limit / 2, limit]
+    ticks = [-limit, 0.0, limit]  # both ends and the middle: three labels fit a narrow column unrotated
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -130,7 +134,12 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
             zmid=0.0,
             colorscale=DIVERGING,
             colorbar=_bottom_colorbar(
-                "Δ pixel (pixel units)", tickvals=ticks, ticktext=[f"{v:+.3g}" if v else "0" for v in ticks]
+                "Δ pixel (pixel units)",
+                tickvals=ticks,
+                ticktext=[f"{v:+.2g}".replace("-", "−") if v else "0" for v in ticks],
+                tickangle=0,
+                ticklabeloverflow="allow",  # plotly hid end labels reaching past the bar
+                len=0.7,  # a shorter bar leaves the end labels room
             ),
             hovertemplate=f"row %{{y}}, column %{{x}}<br>{what} %{{z:+.4f}}<extra></extra>",
         )
@@ -142,7 +151,7 @@ def perturbation_figure(delta: torch.Tensor, title: str | None = None, height: i
         height=height + _COLORBAR_MARGIN,
     )
     _pixel_axes(fig, height_px, width_px)
-    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN))
+    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN, t=40 if fig.layout.title.text else 4))
     return fig
 
 
@@ -157,13 +166,32 @@ def panel_bars(
     true_class: int | None = None,
     k: int = 5,
 ) -> go.Figure:
-    """:func:`~neuronviz.figures.base.prediction_bars` for a column a fifth of a page wide: the
-    probability axis runs to 150% of its width (ticks at 0, 50, 100) so that the "100.0%" label of
-    a full bar still fits beside it."""
+    """:func:`~neuronviz.figures.base.prediction_bars` for a column a fifth of a page wide: a bar of
+    :data:`INSIDE_LABEL_PERCENT` % or more carries its label inside, shorter bars beside them (the
+    axis runs to 100%); class names are cut at :data:`PANEL_LABEL_CHARS` characters (full name on
+    hover) and the true class is marked ✓ (bold, outlined bar)."""
     from neuronviz.figures.base import prediction_bars
 
-    fig = prediction_bars(probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class)
-    fig.update_xaxes(range=[0, 150], tickvals=[0, 50, 100])
+    fig = prediction_bars(
+        probs, class_names, k=k, title=title, color_key=color_key, true_class=true_class,
+        max_chars=PANEL_LABEL_CHARS, true_mark=" ✓",
+    )
+    # A long bar carries its label inside (white), a short one beside it: "100.0%" never runs off a
+    # narrow column.
+    bar = fig.data[0]
+    inside = [float(v) >= INSIDE_LABEL_PERCENT for v in bar.x]
+    bar.update(
+        textposition=["inside" if i else "outside" for i in inside],
+        insidetextanchor="end",
+        textfont=dict(color=["white" if i else INK for i in inside]),
+    )
+    rows = len(bar.x)
+    fig.update_layout(
+        uniformtext=dict(minsize=FONT_SIZE - 2, mode="show"),  # never shrink a label inside a bar
+        height=72 + 34 * rows,
+    )
+    fig.update_yaxes(tickfont=dict(size=FONT_SIZE - 2))  # 9 characters fit a fifth of 1280 px
+    fig.update_xaxes(range=[0, 100], tickvals=[0, 50, 100], title_text="probability %")
     return fig
 
 
@@ -614,7 +642,7 @@ def score_map_figure(score: torch.Tensor, title: str = "Salient score", height: 
     )
     apply_layout(fig, title=title, height=height + _COLORBAR_MARGIN)
     _pixel_axes(fig, s.shape[0], s.shape[1])
-    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN))
+    fig.update_layout(margin=dict(l=4, r=4, b=_COLORBAR_MARGIN, t=40 if fig.layout.title.text else 4))
     return fig
 
 

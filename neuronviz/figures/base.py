@@ -135,8 +135,14 @@ def prediction_bars(
     title: str = "Top-5 prediction",
     color_key: str = "clean",
     true_class: int | None = None,
+    max_chars: int = 28,
+    true_mark: str = " (true)",
 ) -> go.Figure:
     """Horizontal bars of the ``k`` most probable classes, the most probable on top.
+
+    Class names longer than ``max_chars`` are cut at the end with "…" (the hover shows the full
+    name), so a long ImageNet label is never clipped at its start by a narrow figure;
+    ``true_mark`` follows the true class's name.
 
     The top bar is drawn in ``PALETTE[color_key]``, the others in ``PALETTE["neutral"]``; each bar
     is labelled with its probability in percent. The true class, when given, is marked "(true)"
@@ -163,7 +169,7 @@ def prediction_bars(
     colors = [PALETTE[color_key] if rank == 0 else PALETTE["neutral"] for rank in range(len(order))]
     is_true = [true_class is not None and i == int(true_class) for i in order]
     line_widths = [2 if t else 0 for t in is_true]
-    tick_text = [_tick_label(names[i], t) for i, t in zip(order, is_true)]
+    tick_text = [_tick_label(names[i], t, max_chars, true_mark) for i, t in zip(order, is_true)]
     rows = list(range(len(order)))
 
     fig = go.Figure(
@@ -205,9 +211,11 @@ def _percent_label(percent: float) -> str:
     return "<0.1%" if 0 < percent < 0.05 else f"{percent:.1f}%"
 
 
-def _tick_label(name: str, is_true: bool, max_chars: int = 28) -> str:
+def _tick_label(name: str, is_true: bool, max_chars: int = 28, true_mark: str = " (true)") -> str:
     short = name if len(name) <= max_chars else name[: max_chars - 1] + "…"
-    return f"<b>{short}</b> (true)" if is_true else short
+    if not is_true:
+        return short
+    return f"{short}{true_mark}" if true_mark.strip() == "✓" else f"<b>{short}</b>{true_mark}"
 
 
 def _as_image(x: torch.Tensor) -> torch.Tensor:
@@ -260,6 +268,6 @@ def image_figure(x: torch.Tensor, title: str | None = None, height: int = 360) -
     axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, showline=False, constrain="domain")
     fig.update_xaxes(range=[-0.5, width_px - 0.5], **axis)
     # Row 0 on top, and one x unit as long as one y unit: pixels stay square at any figure size.
-    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, **axis)
-    fig.update_layout(margin=dict(l=4, r=4, b=4))
+    fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, constraintoward="top", **axis)
+    fig.update_layout(margin=dict(l=4, r=4, b=4, t=40 if title else 4))
     return fig

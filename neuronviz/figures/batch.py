@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from neuronviz.figures.captions import plural
 from neuronviz.batch import BatchResult, BatchSummary, defence_label
 from neuronviz.errors import InputError
 from neuronviz.figures.base import INK, PALETTE, apply_layout
@@ -74,7 +75,7 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
     apply_layout(fig, title=title, height=height)
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.06, showlegend=True, legend=_legend(), margin=dict(t=96, b=10))
     fig.update_yaxes(title_text="Accuracy (% of images)", range=[0, 112], tickvals=[0, 25, 50, 75, 100], gridcolor=_GRID, zeroline=False)
-    fig.update_xaxes(title_text=f"Defence ({summary.images} images)", showgrid=False)
+    fig.update_xaxes(title_text=f"Defence ({plural(summary.images, 'image')})", showgrid=False)
     return fig
 
 

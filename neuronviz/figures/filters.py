@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from neuronviz.figures.captions import plural
 from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
 from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
@@ -301,7 +302,7 @@ def dropout_chart(report: FragilityReport, title: str | None = None) -> go.Figur
     eps = report.params.get("eps")
     attack = report.attack.upper() + (f" ε={eps:.3g}" if isinstance(eps, (int, float)) else "")
     apply_layout(
-        fig, title=title or f"Nodal dropout and targeting ({attack}, {report.images} images)", height=560
+        fig, title=title or f"Nodal dropout and targeting ({attack}, {plural(report.images, 'image')})", height=560
     )
     fig.update_layout(
         showlegend=True, bargap=0.25,
@@ -351,7 +352,7 @@ def rescale_curve(
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
             raise InputError(f"beta must be in [0, 1], got {beta!r}")
         fig.add_vline(x=float(beta), line=dict(color=INK, width=1.5, dash="dash"), name="chosen β")
-    apply_layout(fig, title=title or f"Compress/amplify over β ({first.attack.upper()}, {first.images} images)", height=380)
+    apply_layout(fig, title=title or f"Compress/amplify over β ({first.attack.upper()}, {plural(first.images, 'image')})", height=380)
     fig.update_xaxes(title_text="β (rescaling strength, unitless)", range=[-0.03, max(xs) + 0.03], showgrid=True, gridcolor=GRID)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 103], showgrid=True, gridcolor=GRID, zeroline=False)
     fig.update_layout(

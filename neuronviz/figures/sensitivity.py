@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from neuronviz.figures.captions import plural
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
@@ -154,7 +155,7 @@ def channel_bars(smap: SensitivityMap, max_bars: int = 64, title: str | None = N
     pairs = int(smap.per_pair.shape[0])
     apply_layout(
         fig,
-        title=title or f"Sensitivity of the channels of {smap.layer} ({shown}; {pairs} pair{'s' if pairs != 1 else ''})",
+        title=title or f"Sensitivity of the channels of {smap.layer} ({shown}; {plural(pairs, 'pair')})",
         height=360,
     )
     fig.update_xaxes(
