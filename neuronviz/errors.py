@@ -42,3 +42,11 @@ class DeviceError(NeuronvizError, RuntimeError):
 
 class DownloadError(NeuronvizError, OSError):
     """Fetching pretrained weights failed (no network, server error, or a hash mismatch)."""
+
+
+class TimeLimitError(NeuronvizError, TimeoutError):
+    """A computation ran past its wall-clock budget (:func:`neuronviz.budget.limit`) and was stopped."""
+
+
+class CancelledError(NeuronvizError, RuntimeError):
+    """A computation was stopped because its cancel flag (:func:`neuronviz.budget.limit`) was set."""

@@ -146,12 +146,16 @@ def test_targeted_parity_and_success(models, digits_test):
     model = models["digits-cnn"]
     x = digits_test[0][:16]
     report = run_attack(model, x, "pgd", {"steps": 20}, target=3, seed=1)
+    # images already predicted as 3 are not attacked (issue 15.2): torchattacks gets the others
+    attacked = report.clean_pred != 3
+    assert 0 < int((~attacked).sum()) < 16 and report.excluded == int((~attacked).sum())
     torch.manual_seed(1)
     direct = torchattacks.PGD(model, eps=0.1, alpha=0.01, steps=20)
     direct.set_mode_targeted_by_label(quiet=True)
-    assert torch.equal(report.adversarial, direct(x, torch.full((16,), 3)))
+    assert torch.equal(report.adversarial[attacked], direct(x[attacked], torch.full((int(attacked.sum()),), 3)))
+    assert torch.equal(report.adversarial[~attacked], x[~attacked])
     assert report.targeted and report.target.tolist() == [3] * 16
-    assert torch.equal(report.success, report.adv_pred == 3) and report.success_rate > 0.5
+    assert torch.equal(report.success, (report.adv_pred == 3) & attacked) and report.success_rate > 0.5
 
 
 def test_least_likely_target(models, digits_test):
