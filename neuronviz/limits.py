@@ -20,9 +20,15 @@ MAX_BATCH = 1024
 MAX_WORK = 2_000_000
 
 
-def check_batch(x, what: str) -> None:
+def check_batch(x, what: str, model=None) -> None:
     """Refuse a batch of more than :data:`MAX_BATCH` images (the first dimension) for ``what``
-    (e.g. ``"run_attack"``) with an :class:`InputError` naming the size, the cap and the remedy."""
+    (e.g. ``"run_attack"``) with an :class:`InputError` naming the size, the cap and the remedy.
+    With ``model``, also refuse a model that is not a PixelModel
+    (:func:`neuronviz.models.pixel.require_pixel_model`)."""
+    if model is not None:
+        from neuronviz.models.pixel import require_pixel_model
+
+        require_pixel_model(model, what)
     if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] > MAX_BATCH:
         raise InputError(
             f"{what}: {x.shape[0]} images in one request; the cap is {MAX_BATCH} (neuronviz.limits.MAX_BATCH). "
