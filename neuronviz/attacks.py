@@ -65,7 +65,12 @@ class AttackInfo:
     paper: str
     description: str
     build: Callable[[nn.Module, dict, int], Any] = field(repr=False, compare=False)
+    #: model evaluations per image at most (the attack runs every step): the unit of MAX_WORK.
+    #: ``p`` holds the resolved parameters and ``"_classes"``, the model's number of classes.
     cost: Callable[[dict], float] = field(repr=False, compare=False, default=lambda p: 1.0)
+    #: evaluations per image at least, for attacks that stop early on an image they fooled
+    #: (AutoAttack's later stages, DeepFool, SparseFool, Square, FAB, JSMA); None: as ``cost``.
+    cost_low: Callable[[dict], float] | None = field(repr=False, compare=False, default=None)
     per_step_trace: bool = False
     budget_param: str | None = None  # the parameter that bounds the perturbation's norm
     #: When the attack draws random numbers (checked against the torchattacks 3.5.1 source, and by
@@ -225,14 +230,14 @@ def _register_all() -> None:
         "Moosavi-Dezfooli et al., DeepFool, arXiv:1511.04599",
         "Steps to the nearest linearised decision boundary (untargeted only; one Jacobian per class per step).",
         build=lambda m, p, k: _ta().DeepFool(m, steps=p["steps"], overshoot=p["overshoot"]),
-        cost=lambda p: 2.0 * p["steps"] * 10, randomness="none"))
+        cost=lambda p: 2.0 * p["steps"] * p.get("_classes", 10), cost_low=lambda p: 2.0 * p.get("_classes", 10) + 1, randomness="none"))
     register_attack(AttackInfo(
         "sparsefool", "SparseFool", "optimisation", "L0",
         (_steps(10, 200, "maximum iterations"), Param("lam", "float", 3.0, "sparsity control λ", 0.1, 100.0),
          Param("overshoot", "float", 0.02, "overshoot past the boundary", 0.0, 1.0)), False,
         "Modas et al., SparseFool, arXiv:1811.02248", "Few-pixel perturbations found through DeepFool's boundary (untargeted only).",
         build=lambda m, p, k: _ta().SparseFool(m, steps=p["steps"], lam=p["lam"], overshoot=p["overshoot"]),
-        cost=lambda p: 2.0 * p["steps"] * 50 * 10, randomness="none"))
+        cost=lambda p: 2.0 * p["steps"] * 50 * p.get("_classes", 10), cost_low=lambda p: 2.0 * p.get("_classes", 10) * 2, randomness="none"))
     register_attack(AttackInfo(
         "jsma", "JSMA", "optimisation", "L0",
         (Param("theta", "float", 1.0, "change applied to each chosen pixel", 0.01, 1.0, "pixel units [0, 1]"),
@@ -240,7 +245,7 @@ def _register_all() -> None:
         "Papernot et al., The Limitations of Deep Learning in Adversarial Settings, arXiv:1511.07528",
         "Saliency-map pixel changes toward a target class. JSMA is a targeted method: untargeted runs aim at class (label + 1) mod K. One image at a time (its Jacobian is per image).",
         build=lambda m, p, k: _ta().JSMA(m, theta=p["theta"], gamma=p["gamma"]),
-        cost=lambda p: 2.0 * 10 * 100 * p["gamma"] * 10, randomness="none"))
+        cost=lambda p: 2.0 * 10 * 100 * p["gamma"] * p.get("_classes", 10), randomness="none"))
     register_attack(AttackInfo(
         "onepixel", "One-Pixel", "score", "L0",
         (Param("pixels", "int", 1, "pixels changed", 1, 100, "pixels"), _steps(10, 1000, "differential-evolution generations"),
@@ -264,7 +269,7 @@ def _register_all() -> None:
         "Andriushchenko et al., Square Attack, arXiv:1912.00049",
         "Random square updates accepted when the margin drops (scores only, no gradient).",
         build=lambda m, p, k: _ta().Square(m, norm=p["norm"], eps=p["eps"], n_queries=p["n_queries"], n_restarts=p["n_restarts"], p_init=p["p_init"], seed=k),
-        cost=lambda p: p["n_queries"] * p["n_restarts"], budget_param="eps", randomness="steps"))
+        cost=lambda p: p["n_queries"] * p["n_restarts"], cost_low=lambda p: 2.0, budget_param="eps", randomness="steps"))
     register_attack(AttackInfo(
         "apgd", "APGD", "gradient", "Linf",
         (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), _steps(), _RESTARTS,
@@ -279,13 +284,30 @@ def _register_all() -> None:
         "Croce & Hein, Minimally distorted Adversarial Examples with a Fast Adaptive Boundary Attack, arXiv:1907.02044",
         "Fast adaptive boundary: minimal perturbations via linearised boundaries.",
         build=lambda m, p, k: _ta().FAB(m, norm=p["norm"], eps=p["eps"], steps=p["steps"], n_restarts=p["n_restarts"], seed=k, n_classes=m_classes(m)),
-        cost=lambda p: 2.0 * p["steps"] * p["n_restarts"] * 10, budget_param="eps", randomness="steps"))
+        cost=lambda p: 2.0 * p["steps"] * p["n_restarts"] * p.get("_classes", 10), budget_param="eps", randomness="steps"))
     register_attack(AttackInfo(
         "autoattack", "AutoAttack", "ensemble", "Linf",
         (_NORM_CHOICE, _eps(help_text="budget in the chosen norm"), Param("version", "choice", "standard", "attack ensemble", choices=("standard", "plus", "rand"))), False,
         "Croce & Hein, arXiv:2003.01690", "APGD-CE, APGD-T, FAB-T and Square in sequence (untargeted; slow: use few images).",
         build=lambda m, p, k: _ta().AutoAttack(m, norm=p["norm"], eps=p["eps"], version=p["version"], n_classes=m_classes(m), seed=k),
-        cost=lambda p: 16_000.0, budget_param="eps", randomness="steps"))
+        cost=lambda p: sum(_autoattack_stages(p)), cost_low=lambda p: _autoattack_stages(p)[0] + len(_autoattack_stages(p)) - 1,
+        budget_param="eps", randomness="steps"))
+
+
+def _autoattack_stages(p: dict) -> list[float]:
+    """Model evaluations per image of each stage of torchattacks 3.5.1's AutoAttack, in order, for
+    ``p["_classes"]`` classes (default 10). A stage runs only on the images every earlier stage
+    failed to fool (torchattacks' MultiAttack), plus one forward pass to check them. APGD: 10
+    steps of one forward and one backward pass, plus the start; APGD-T and FAB-T: one such run per
+    target class (K - 1); FAB: about 3 passes per step; Square: 5,000 queries of one forward."""
+    k = int(p.get("_classes", 10))
+    apgd, fab = 2.0 * 11 + 1, 3.0 * 11
+    stages = {
+        "standard": [apgd, apgd * (k - 1), fab * (k - 1), 5001.0],
+        "plus": [5 * apgd, 5 * apgd, 5 * fab, 5001.0, apgd * (k - 1), fab * (k - 1)],
+        "rand": [20 * apgd, 20 * apgd],
+    }[p.get("version", "standard")]
+    return [stage + 1.0 for stage in stages]  # + MultiAttack's check of the stage's output
 
 
 class _MeanOfChannels(nn.Module):
@@ -368,9 +390,41 @@ def resolve_params(info: AttackInfo, params: Mapping[str, Any] | None, model: Pi
     return resolved
 
 
-def estimate_work(info: AttackInfo, params: Mapping[str, Any], batch: int) -> float:
-    """Estimated model evaluations (image × pass) of one request, the unit of :data:`MAX_WORK`."""
-    return float(info.cost(dict(params))) * batch
+def estimate_work(info: AttackInfo, params: Mapping[str, Any], batch: int, classes: int = 10) -> float:
+    """Estimated model evaluations (image × pass) of one request at most, the unit of
+    :data:`MAX_WORK`, for a model with ``classes`` classes (AutoAttack's targeted stages run once
+    per other class)."""
+    return float(info.cost({**dict(params), "_classes": int(classes)})) * batch
+
+
+def estimate_range(info: AttackInfo, params: Mapping[str, Any], batch: int, classes: int = 10) -> tuple[float, float]:
+    """``(low, high)`` model evaluations of one request: ``high`` as :func:`estimate_work` (every
+    step runs), ``low`` when the attack fools every image as early as it can stop (equal to
+    ``high`` for attacks that always run all their steps). AutoAttack's real cost lies between:
+    on an undefended model most images fall to its first stage (near ``low``); on a robust one
+    they reach its 5,000-query Square stage (near ``high``). Multiply by seconds per evaluation
+    (:func:`seconds_per_evaluation`) for seconds."""
+    p = {**dict(params), "_classes": int(classes)}
+    high = float(info.cost(p)) * batch
+    low = float(info.cost_low(p)) * batch if info.cost_low is not None else high
+    return min(low, high), high
+
+
+def seconds_per_evaluation(model: PixelModel, batch: int = 16) -> float:
+    """Seconds one model evaluation (one image through one forward or backward pass) takes on this
+    model, measured now: one timed forward and backward pass of ``batch`` images (after one
+    untimed warm-up pass). Takes the model's lock."""
+    model = require_pixel_model(model, "seconds_per_evaluation")
+    x = torch.rand(int(batch), model.channels, *model.input_size, device=model.device)
+    with model.lock, torch.enable_grad():
+        for timed in (False, True):
+            z = x.clone().requires_grad_(True)
+            started = time.perf_counter()
+            model(z).sum().backward()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            elapsed = time.perf_counter() - started
+    return elapsed / (2 * int(batch))
 
 
 # --------------------------------------------------------------------------------------------
@@ -705,7 +759,7 @@ def run_attack(
     check_batch(x, "run_attack")
     x = model.check_pixels(x)
     resolved = resolve_params(info, params, model)
-    work = estimate_work(info, resolved, x.shape[0])
+    work = estimate_work(info, resolved, x.shape[0], model.num_classes)
     if work > MAX_WORK:
         raise InputError(
             f"{info.label} on {x.shape[0]} image(s) with these parameters needs about {work:,.0f} model "

@@ -265,7 +265,7 @@ def test_bad_pixels_and_caps(models, batch):
     with pytest.raises(InputError, match=f"cap is {MAX_BATCH}"):
         run_attack(model, torch.rand(MAX_BATCH + 1, 1, 28, 28), "fgsm")
     with pytest.raises(InputError, match="model evaluations; one request may ask for at most"):
-        run_attack(model, torch.rand(200, 1, 28, 28), "autoattack")
+        run_attack(model, torch.rand(400, 1, 28, 28), "autoattack")  # 400 × about 5,500 at most
 
 
 def test_seeded_attacks_on_two_models_at_once_equal_one_at_a_time(digits_cnn, digits_test):
