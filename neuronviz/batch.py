@@ -9,6 +9,9 @@ view (:meth:`BatchResult.per_class`). Definitions, as in ``defence_table`` (METH
 
 - *attack success*: the adversarial prediction differs from the clean (benign) prediction
   (untargeted), or is the target (targeted); the attack moves away from the clean prediction;
+- *targeted runs*: an image whose clean prediction already is the target is not attacked and is
+  excluded from the attack success, the DSR and the restored counts; the summary says how many
+  were excluded (``excluded``). Accuracies are over all images;
 - *DSR* of a defence: among the successful adversarial images, the share whose prediction after
   the defence is the clean prediction again (NaN when the attack never succeeded);
 - *accuracy after a defence*: against the labels, the defence applied to every adversarial image;
@@ -99,10 +102,18 @@ class BatchSummary:
     dsr: dict[str, float]
     accuracy_after: dict[str, float]
     clean_accuracy_after: dict[str, float]
+    #: images not attacked because their clean prediction already was the target (targeted runs)
+    excluded: int = 0
+
+    @property
+    def attacked(self) -> int:
+        """Images the attack ran on (``images - excluded``): the denominator of ``attack_success``."""
+        return self.images - self.excluded
 
     def to_dict(self) -> dict:
         return {
             "images": self.images,
+            "excluded": self.excluded,
             "attack_success": self.attack_success,
             "clean_accuracy": self.clean_accuracy,
             "adversarial_accuracy": self.adversarial_accuracy,
@@ -120,6 +131,8 @@ class BatchResult:
     positions), ``l2``, ``linf`` (pixel units); ``restored[d]``: defence ``d``'s prediction on the
     adversarial image; ``restored_clean[d]``: its prediction on the clean image. ``defences``
     lists the defence names in order; ``seconds`` is the compute time (summed over chunks).
+    ``attacked`` (bool): False for an image a targeted run left alone because its clean
+    prediction already was the target (its ``success`` is False; see the module docstring).
     """
 
     attack: str
@@ -138,6 +151,16 @@ class BatchResult:
     restored: dict[str, torch.Tensor]
     restored_clean: dict[str, torch.Tensor]
     seconds: float = 0.0
+    attacked: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.attacked is None:
+            object.__setattr__(self, "attacked", torch.ones_like(self.success, dtype=torch.bool))
+
+    @property
+    def excluded(self) -> int:
+        """Images not attacked because their clean prediction already was the target."""
+        return int((~self.attacked).sum())
 
     @property
     def images(self) -> int:
@@ -167,7 +190,8 @@ class BatchResult:
     def to_frame(self, class_names: Sequence[str] | None = None):
         """One row per image (a pandas DataFrame): ``image``, ``label``, ``clean_pred``,
         ``adv_pred``, ``success``, then per defence ``<d>`` its prediction on the adversarial
-        image, ``<d>:restored`` (that prediction is the clean prediction again) and ``<d>:clean``
+        image, ``<d>:restored`` (that prediction is the clean prediction again; None for an image
+        a targeted run did not attack, with an ``attacked`` column then) and ``<d>:clean``
         (its prediction on the clean image), then ``linf``, ``l2``, ``l0``. With ``class_names``,
         classes are shown by name."""
         import pandas as pd
@@ -182,9 +206,15 @@ class BatchResult:
             "adv_pred": classes(self.adv_pred),
             "success": self.success.tolist(),
         }
+        left_alone = ~self.attacked
+        if bool(left_alone.any()):
+            columns["attacked"] = self.attacked.tolist()
         for name in self.defences:
             columns[name] = classes(self.restored[name])
-            columns[f"{name}:restored"] = (self.restored[name] == self.clean_pred).tolist()
+            restored = (self.restored[name] == self.clean_pred).tolist()
+            if bool(left_alone.any()):
+                restored = [None if alone else value for value, alone in zip(restored, left_alone.tolist())]
+            columns[f"{name}:restored"] = restored
             columns[f"{name}:clean"] = classes(self.restored_clean[name])
         columns["linf"] = self.linf.tolist()
         columns["l2"] = self.l2.tolist()
@@ -223,6 +253,7 @@ class BatchResult:
             restored={d: torch.cat([p.restored[d] for p in parts]) for d in first.defences},
             restored_clean={d: torch.cat([p.restored_clean[d] for p in parts]) for d in first.defences},
             seconds=sum(p.seconds for p in parts),
+            attacked=cat("attacked"),
         )
 
 
@@ -232,10 +263,12 @@ def _rate(hits: torch.Tensor) -> float:
 
 def _summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
     labels, clean, success = result.labels[rows], result.clean_pred[rows], result.success[rows]
-    fooled = success.bool()
+    attacked = result.attacked[rows]
+    fooled = success.bool() & attacked  # success is False for an image left alone; kept explicit
     return BatchSummary(
         images=int(rows.sum()),
-        attack_success=_rate(success),
+        excluded=int((~attacked).sum()),
+        attack_success=_rate(success[attacked]),
         clean_accuracy=_rate(clean == labels),
         adversarial_accuracy=_rate(result.adv_pred[rows] == labels),
         dsr={d: _rate(result.restored[d][rows][fooled] == clean[fooled]) for d in result.defences},
@@ -247,6 +280,7 @@ def _summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
 def _flat(summary: BatchSummary, defences: Sequence[str]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "images": summary.images,
+        "excluded": summary.excluded,
         "attack_success": summary.attack_success,
         "clean_accuracy": summary.clean_accuracy,
         "adversarial_accuracy": summary.adversarial_accuracy,
@@ -300,7 +334,7 @@ def evaluate_chunk(
     y = model.check_classes(labels, x.shape[0], "labels")
     specs = _defence_specs(defences)
     names = tuple(n for n, _ in specs)
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "adv", "success", "l0", "l2", "linf")}
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "adv", "success", "attacked", "l0", "l2", "linf")}
     restored: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     restored_clean: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     resolved: dict = {}
@@ -316,6 +350,7 @@ def evaluate_chunk(
         rows["clean"].append(report.clean_pred)
         rows["adv"].append(report.adv_pred)
         rows["success"].append(report.success.bool())
+        rows["attacked"].append(report.attacked.bool())
         rows["l0"].append(report.l0)
         rows["l2"].append(report.l2)
         rows["linf"].append(report.linf)
@@ -337,6 +372,7 @@ def evaluate_chunk(
         restored={k: torch.cat(v) for k, v in restored.items()},
         restored_clean={k: torch.cat(v) for k, v in restored_clean.items()},
         seconds=time.perf_counter() - started,
+        attacked=torch.cat(rows["attacked"]),
     )
 
 

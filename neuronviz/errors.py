@@ -55,3 +55,11 @@ class DownloadError(NeuronvizError, OSError):
 
 class SharedServerError(NeuronvizError, PermissionError):
     """Refused on a shared server (``NEURONVIZ_SHARED_SERVER=1``): weight downloads, local paths."""
+
+
+class TimeLimitError(NeuronvizError, TimeoutError):
+    """A computation ran past its wall-clock budget (:func:`neuronviz.budget.limit`) and was stopped."""
+
+
+class CancelledError(NeuronvizError, RuntimeError):
+    """A computation was stopped because its cancel flag (:func:`neuronviz.budget.limit`) was set."""

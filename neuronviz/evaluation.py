@@ -3,7 +3,9 @@
 Definitions (METHODS.md §1, §4):
 
 - *attack success*: share of images whose prediction the attack changed (untargeted, from the
-  benign prediction);
+  benign prediction), or that it moved to the target (``target=``); with a target, an image whose
+  benign prediction already is the target is not attacked and is excluded from the attack success
+  and the DSR (column ``excluded`` counts them);
 - *DSR* (defence success rate): among the successful adversarial images, the share whose
   prediction after the defence is the benign prediction again;
 - *accuracy (adversarial)*: accuracy against the labels after the defence on the adversarial
@@ -61,6 +63,7 @@ def defence_table(
     batch_size: int = 256,
     progress: Callable[[float, str], None] | None = None,
     adaptive: bool = False,
+    target: int | str | None = None,
 ):
     """Evaluate every defence against every attack; a pandas DataFrame, one row per (attack, defence).
 
@@ -69,7 +72,9 @@ def defence_table(
     defence call). With ``adaptive=True``, every attack is also run *through* PSSR (BPDA on its
     mask, see :func:`neuronviz.defenses.pssr.defended_model`) and PSSR is evaluated on those
     images: does it survive an attacker who knows it? ``attack_success`` of an adaptive row is
-    measured on the undefended model.
+    measured on the undefended model. ``target``: a class index or ``"least-likely"`` for
+    targeted attacks (every attack listed must have a targeted mode); ``excluded`` counts the
+    images left alone because their benign prediction already was the target.
     """
     import pandas as pd
 
@@ -108,13 +113,20 @@ def defence_table(
         total += len(batches) * len(attack_specs) * 2
     for attack, attack_params, knows_defence in rounds:
         target_model = through if knows_defence else model
-        adversarial = []
+        adversarial, attacked, goal = [], [], []
         for b in batches:
-            adversarial.append(run_attack(target_model, x[b], attack, attack_params, labels=benign[b], seed=seed).adversarial)
+            report = run_attack(target_model, x[b], attack, attack_params, labels=benign[b], target=target, seed=seed)
+            adversarial.append(report.adversarial)
+            attacked.append(report.attacked)
+            goal.append(report.target if report.target is not None else benign[b].cpu())
             tick(f"{attack}" + (" through pssr" if knows_defence else ""))
         adv = torch.cat(adversarial).to(model.device)
+        attacked_t = torch.cat(attacked).to(benign.device)
         adv_pred = torch.cat([model.predict(adv[b])[0] for b in batches])
-        success = adv_pred != benign
+        if target is None:
+            success = adv_pred != benign
+        else:  # judged on the undefended model, as the untargeted rows; left-alone images excluded
+            success = (adv_pred == torch.cat(goal).to(adv_pred.device)) & attacked_t
         for name, params in defence_specs if not knows_defence else [("pssr", pssr_params)]:
             after = torch.cat([_defend(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
             tick(f"{name} against {attack}")
@@ -126,7 +138,8 @@ def defence_table(
                     "deployable": not (defense.needs_target or defense.needs_reference),
                     "adaptive": knows_defence,
                     "images": int(x.shape[0]),
-                    "attack_success": float(success.float().mean()),
+                    "excluded": int((~attacked_t).sum()),
+                    "attack_success": float(success[attacked_t].float().mean()) if bool(attacked_t.any()) else float("nan"),
                     "dsr": float((after[success] == benign[success]).float().mean()) if bool(success.any()) else float("nan"),
                     "accuracy_adversarial": float((after == y).float().mean()),
                     "accuracy_clean": float((clean_after[name] == y).float().mean()) if name in clean_after else float("nan"),

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from neuronviz.errors import InputError
+from neuronviz.limits import check_batch
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe, without_inplace
 
@@ -256,6 +257,7 @@ def neuron_influence(
     Returns:
         ``{layer: InfluenceMap}`` in the order of ``layers``, detached CPU tensors.
     """
+    check_batch(x, "neuron_influence", model=model)  # neuronviz.limits: batch cap, PixelModel check
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
     if granularity not in GRANULARITIES:

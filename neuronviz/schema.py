@@ -49,19 +49,26 @@ class Param:
                 raise InputError(f"{where} must be one of {list(self.choices)}, got {value!r}")
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InputError(f"{where} must be a number, got {value!r}")
+            raise InputError(f"{where} must be a number in {self.range_text()}, got {value!r}")
+        number = float(value)
+        if not math.isfinite(number):  # before int(): int(nan) and int(inf) raise plain errors
+            raise InputError(f"{where} must be a finite number in {self.range_text()}, got {value!r}")
         if self.kind == "int":
-            if float(value) != int(value):
-                raise InputError(f"{where} must be a whole number, got {value!r}")
-            value = int(value)
+            if number != int(number):
+                raise InputError(f"{where} must be a whole number in {self.range_text()}, got {value!r}")
+            value = int(number)
         else:
-            value = float(value)
-        if not math.isfinite(value):
-            raise InputError(f"{where} must be finite, got {value!r}")
+            value = number
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             shown = f"{value:g}" + (f" (= {value * 255:.3g}/255)" if self.pixel_scale else "")
-            raise InputError(f"{where} = {shown} is out of range [{self.low:g}, {self.high:g}]{' ' + self.unit if self.unit else ''}")
+            raise InputError(f"{where} = {shown} is out of range {self.range_text()}")
         return value
+
+    def range_text(self) -> str:
+        """``"[0, 1] pixel units [0, 1]"``-style text of the allowed range, for messages."""
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"[{low}, {high}]" + (f" {self.unit}" if self.unit else "")
 
 
 def parse_eps(text: str | float) -> float:
@@ -100,6 +107,9 @@ def resolve(schema: tuple[Param, ...], params: Mapping[str, Any] | None, model: 
     for name, value in params.items():
         param = by_name[name]
         if param.pixel_scale and isinstance(value, str):
-            value = parse_eps(value)
+            try:
+                value = parse_eps(value)
+            except InputError as error:
+                raise InputError(f"{owner}: parameter {name!r} (range {param.range_text()}): {error}") from None
         resolved[name] = param.validate(value, owner)
     return resolved

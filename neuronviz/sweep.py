@@ -13,6 +13,10 @@ and tail neurons' influence).
 budget), its row is the clean image, its prediction the clean prediction and its shift the
 identity (front overlap 1, ρ 1, changes 0).
 
+Targeted sweeps: when the clean prediction already is the target, the image is not attacked at
+any ε (every row is the clean image, ``success`` is False throughout) and ``already_target`` is
+True, so the sweep is not read as a success (the rule of ``neuronviz.batch``).
+
 Only attacks with a budget parameter (:attr:`neuronviz.attacks.AttackInfo.budget_param`) can be
 swept; ε values are in that parameter's units (pixel units [0, 1] for L∞ budgets, the L2 norm in
 pixel units for L2 budgets).
@@ -32,7 +36,7 @@ import torch
 from neuronviz.attacks import resolve_target, get_attack, resolve_params, run_attack
 from neuronviz.errors import InputError
 from neuronviz.influence import InfluenceMap, default_layer, influence_shift, neuron_influence
-from neuronviz.models.pixel import PixelModel
+from neuronviz.models.pixel import PixelModel, require_pixel_model
 
 #: The most budgets one sweep may ask for (each one is a full attack run).
 MAX_EPS_VALUES = 64
@@ -79,6 +83,8 @@ class EpsSweep:
     front_influence_change: torch.Tensor
     tail_influence_change: torch.Tensor
     seconds: dict
+    #: targeted sweep of an image whose clean prediction already is the target: not attacked
+    already_target: bool = False
 
     def __len__(self) -> int:
         return int(self.eps.shape[0])
@@ -177,6 +183,7 @@ def eps_sweep(
     if info.budget_param is None:
         raise InputError(f"{info.label} has no budget parameter to sweep (it finds its own perturbation size)")
     budget = info.param(info.budget_param)
+    model = require_pixel_model(model, "eps_sweep")
     image = model.check_pixels(image)
     if image.shape[0] != 1:
         raise InputError(f"eps_sweep attacks one image; got a batch of {image.shape[0]}")
@@ -200,9 +207,8 @@ def eps_sweep(
         if value == 0.0:  # the clean image, judged as run_attack judges success
             adversarial.append(clean)
             probs.append(clean_probs[None])
-            success.append(
-                benign == int(target_tensor[0]) if target_tensor is not None else benign != int(reference[0])
-            )
+            # targeted: at ε = 0 nothing reached the target (an image already there is excluded)
+            success.append(False if target_tensor is not None else benign != int(reference[0]))
             continue
         report = run_attack(
             model, image, info.name, {**base, info.budget_param: value}, labels=label_tensor, target=target, seed=seed
@@ -248,4 +254,5 @@ def eps_sweep(
         front_influence_change=shift.front_influence_change,
         tail_influence_change=shift.tail_influence_change,
         seconds={"attacks": attack_seconds, "influence": influence_seconds},
+        already_target=target_tensor is not None and benign == int(target_tensor[0]),
     )

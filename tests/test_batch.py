@@ -146,7 +146,9 @@ def test_deterministic_attack_gives_the_numbers_of_defence_table(digits_cnn, ima
 
 def test_targeted_success_means_reaching_the_target(digits_cnn, images):
     result = evaluate_batch(digits_cnn, images.images[:16], images.labels[:16], "pgd", {"steps": 10}, defences=["pssr"], target=3)
-    assert torch.equal(result.success, result.adv_pred == 3) and result.target == 3
+    # an image already predicted as 3 is not attacked and is no success (issue 15.2)
+    assert torch.equal(result.attacked, result.clean_pred != 3)
+    assert torch.equal(result.success, (result.adv_pred == 3) & result.attacked) and result.target == 3
     assert bool(result.success.any())
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
+from neuronviz import budget
 from neuronviz.errors import InputError
-from neuronviz.models.pixel import PixelModel
+from neuronviz.limits import check_batch
+from neuronviz.models.pixel import PixelModel, require_pixel_model
 from neuronviz.schema import Param, resolve
 
 
@@ -89,6 +91,10 @@ class Defense:
         target: int | torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
     ) -> Restoration:
+        """Restore ``x (N, C, H, W)`` (at most :data:`neuronviz.limits.MAX_BATCH` images) under the
+        model's lock and the default time budget (:func:`neuronviz.budget.default`)."""
+        model = require_pixel_model(model, f"restore ({self.name})")
+        check_batch(x, f"restore ({self.name})")
         x = model.check_pixels(x)
         resolved = self.resolve(params, model)
         if self.needs_target and target is None:
@@ -100,7 +106,7 @@ class Defense:
             reference = model.check_pixels(reference, "reference")
             if reference.shape != x.shape:
                 raise InputError(f"reference has shape {tuple(reference.shape)}, x has {tuple(x.shape)}")
-        with model.lock:
+        with budget.default(f"{self.label} on {x.shape[0]} image(s)"), model.lock:
             was_training = model.training
             started = time.perf_counter()
             try:

@@ -123,8 +123,11 @@ def load_regenerator(model: PixelModel) -> tuple[Regenerator, dict] | None:
             state = load_file(str(path))
         except Exception as error:  # noqa: BLE001 - safetensors raises several types
             raise CheckpointError(f"{path.name} is not a valid regenerator file: {error}") from None
-        net = Regenerator(channels=model.channels, width=int(card.get("width", 16)))
-        net.load_state_dict(state)
+        # built on the meta device and given the file's tensors: no random initialisation, so
+        # loading it draws nothing from the global generators a seeded attack may be using
+        with torch.device("meta"):
+            net = Regenerator(channels=model.channels, width=int(card.get("width", 16)))
+        net.load_state_dict(state, assign=True)
         net.eval().requires_grad_(False)
         _REGENERATORS[key] = (net.to(model.device), card)
     return _REGENERATORS[key]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from neuronviz import budget
 from neuronviz._digest import state_digest
 from neuronviz.errors import InputError
 
@@ -41,12 +42,16 @@ class ImagePolicy:
     (torchvision's ImageNet evaluation recipe). ``mode="pad"``: pad to a square with the
     background colour, then resize to the input size, so the whole object stays visible (the
     digits models). ``invert_light_background``: for models trained on light ink on a dark
-    background, invert an image whose border is mostly light.
+    background, invert an image whose border is mostly light. ``min_size``: ``None`` when the
+    model takes exactly its input size (library calls refuse any other spatial size); an int when
+    the network pools adaptively and accepts any size from ``min_size`` up (the torchvision
+    classifiers: 32).
     """
 
     mode: str = "crop"
     resize_size: int | None = None
     invert_light_background: bool = False
+    min_size: int | None = None
 
 
 class Normalize(nn.Module):
@@ -118,6 +123,7 @@ class PixelModel(nn.Module):
             raise InputError(
                 f"{self.meta.name} expects (N, {self.channels}, H, W) pixels, got shape {tuple(x.shape)}"
             )
+        budget.check()  # stops every attack, defence and influence pass at its budget or cancel
         return self.net(self.normalize(x))
 
     def check_pixels(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -134,6 +140,7 @@ class PixelModel(nn.Module):
             raise InputError(f"{name} is an empty batch")
         if x.shape[1] != self.channels:
             raise InputError(f"{name} has {x.shape[1]} channels; {self.meta.name} takes {self.channels}")
+        self.check_size(x, name)
         if not x.is_floating_point():
             raise InputError(f"{name} must be floating point in [0, 1], got {x.dtype}")
         if not bool(torch.isfinite(x).all()):
@@ -142,6 +149,25 @@ class PixelModel(nn.Module):
         if low < 0.0 or high > 1.0:
             raise InputError(f"{name} must be pixels in [0, 1], got values in [{low:.4g}, {high:.4g}]")
         return x.to(self.device, torch.float32)
+
+    def check_size(self, x: torch.Tensor, name: str = "x") -> None:
+        """Refuse a spatial size the model cannot take (:attr:`ImagePolicy.min_size`): any size but
+        :attr:`input_size` for a fixed-size model, a side below ``min_size`` for the others."""
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        expected = f"{self.input_size[0]}×{self.input_size[1]}"
+        hint = "load images with neuronviz.images.load_image, which resizes them to the model's input"
+        minimum = self.image_policy.min_size
+        if minimum is None:
+            if (height, width) != self.input_size:
+                raise InputError(
+                    f"{name} is {height}×{width} pixels; {self.meta.name} takes exactly {expected} "
+                    f"(the size it was trained at): {hint}"
+                )
+        elif height < minimum or width < minimum:
+            raise InputError(
+                f"{name} is {height}×{width} pixels; {self.meta.name} needs at least {minimum}×{minimum} "
+                f"(its input size is {expected}): {hint}"
+            )
 
     def check_classes(self, classes, n: int, name: str = "target") -> torch.Tensor:
         """Validate class indices for ``n`` images: an int (broadcast), a sequence or a tensor.
@@ -251,3 +277,22 @@ class PixelModel(nn.Module):
             f"name={self.meta.name!r}, input=({self.channels}, {self.input_size[0]}, {self.input_size[1]}), "
             f"classes={self.num_classes}"
         )
+
+
+def require_pixel_model(model, what: str) -> "PixelModel":
+    """``model`` itself when it is a :class:`PixelModel`; else a precise :class:`InputError`
+    (a TypeError too): a bare ``nn.Module`` lacks the normalisation, classes and lock the library
+    relies on."""
+    if isinstance(model, PixelModel):
+        return model
+    if isinstance(model, nn.Module):
+        raise ModelTypeError(
+            f"{what} needs a neuronviz PixelModel, got a bare {type(model).__name__} (torch.nn.Module): "
+            "wrap it with neuronviz.models.wrap_model(module, mean, std, input_size, class_names) "
+            "or load one with neuronviz.models.load_model"
+        )
+    raise ModelTypeError(f"{what} needs a neuronviz PixelModel as its model, got {type(model).__name__}")
+
+
+class ModelTypeError(InputError, TypeError):
+    """The object given as the model is not a :class:`PixelModel`."""

@@ -94,7 +94,7 @@ def _zoo_architecture(name: str) -> Architecture:
         std=spec.std,
         input_size=(spec.crop_size, spec.crop_size),
         class_names=spec.categories,
-        image_policy=ImagePolicy(mode="crop", resize_size=spec.resize_size),
+        image_policy=ImagePolicy(mode="crop", resize_size=spec.resize_size, min_size=32),  # pools adaptively
         family="imagenet",
         key_remap=zoo.key_remap(name),
     )
