@@ -111,7 +111,7 @@ def test_a_budget_that_runs_out_is_a_message_keeps_state_and_waits_for_run_again
     assert_healthy(at)
     assert CALLS["attack"] == 2
     assert not [e for e in at.error if "ran out of time" in e.value]
-    assert any("Benign class" in m.value for m in at.main.markdown)  # the page is complete
+    assert any("Benign class" in m.value for m in [*at.main.markdown, *at.main.caption])  # the page is complete
 
 
 def _work(x: int) -> int:

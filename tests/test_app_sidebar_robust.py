@@ -218,7 +218,7 @@ def test_untargeted_wording_matches_what_is_computed(digits_cnn):
     from neuronviz.attacks import run_attack
 
     assert sidebar.AWAY == "away from the clean prediction"
-    x = torch.full((1, 1, 8, 8), 0.5)
+    x = torch.full((1, 1, 28, 28), 0.5)
     report = run_attack(digits_cnn, x, "fgsm", {"eps": 0.0})
     assert torch.equal(report.labels, report.clean_pred)
 
