@@ -41,9 +41,8 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app import store
-from app.formatting import pixel_budget
 from neuronviz._digest import tensor_digest
-from neuronviz.attacks import AttackReport, get_attack, resolve_params, run_attack
+from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
 from neuronviz.defenses import Restoration, get_defense
 from neuronviz.errors import NeuronvizError
 from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
@@ -103,7 +102,7 @@ class AttackChoice:
         for name, value in params.items():
             param = next((p for p in info.params if p.name == name), None)
             if param is not None and param.pixel_scale and isinstance(value, float):
-                shown.append(f"{name} {pixel_budget(value)}")
+                shown.append(f"{name} {format_eps(value)}")
             elif isinstance(value, float):
                 shown.append(f"{name} {value:.4g}")
             else:

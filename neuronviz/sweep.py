@@ -35,14 +35,13 @@ import torch
 
 from neuronviz.attacks import resolve_target, get_attack, resolve_params, run_attack
 from neuronviz.errors import InputError
-from neuronviz.influence import InfluenceMap, default_layer, influence_shift, neuron_influence
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, InfluenceMap, default_layer, influence_shift, neuron_influence
 from neuronviz.models.pixel import PixelModel, require_pixel_model
 
 #: The most budgets one sweep may ask for (each one is a full attack run).
 MAX_EPS_VALUES = 64
-#: Front and tail set sizes: the dashboard's display default (METHODS.md: top and bottom 5%).
-DEFAULT_FRONT = 0.05
-DEFAULT_TAIL = 0.05
+#: Front and tail set sizes: the dashboard's one default (METHODS.md's analysis used 5%; pass front=/tail= for that).
+DEFAULT_FRONT = DEFAULT_TAIL = DEFAULT_GROUP_FRACTION  # the dashboard's one front/tail size
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from apptest import MAIN, assert_healthy
 from streamlit.testing.v1 import AppTest
 
 from app import analysis, sidebar
-from app.formatting import over_255, pixel_budget
+from neuronviz.attacks import format_eps, over_255
 
 MODEL_PAGE = "app_pages/model_image.py"
 
@@ -206,11 +206,11 @@ def test_non_finite_values_never_reach_the_attack(at: AppTest, value):
 def test_one_format_for_budgets_and_measured_norms():
     """ε 0.15 was 38.2/255 in the banner and 38.3/255 in the norms (float32 measured L∞)."""
     measured = float(np.float32(0.15))  # what a float32 perturbation of 0.15 measures
-    assert pixel_budget(0.15) == pixel_budget(measured) == "0.15 (38.3/255)"
-    assert pixel_budget(8 / 255) == "0.03137 (8/255)"
-    assert pixel_budget(float(torch.tensor(8 / 255, dtype=torch.float32))).endswith("(8/255)")
+    assert format_eps(0.15) == format_eps(measured) == "0.15 (38.25/255)"
+    assert format_eps(8 / 255) == "0.03137 (8/255)"
+    assert format_eps(float(torch.tensor(8 / 255, dtype=torch.float32))).endswith("(8/255)")
     assert over_255(0.1) == "25.5" and over_255(0) == "0" and over_255(0.01) == "2.55" and over_255(0.002) == "0.51"
-    assert "eps 0.15 (38.3/255)" in analysis.AttackChoice.make("pgd", {"eps": 0.15}).describe()
+    assert "eps 0.15 (38.25/255)" in analysis.AttackChoice.make("pgd", {"eps": 0.15}).describe()
 
 
 def test_untargeted_wording_matches_what_is_computed(digits_cnn):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from neuronviz.defenses.base import Defense, _Result, register_defense
 from neuronviz.errors import InputError
-from neuronviz.influence import _product, _reduce, default_layer, partition
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, _product, _reduce, default_layer, partition
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 from neuronviz.schema import Param
@@ -54,8 +54,8 @@ class _LayerParam(Param):
 
 _COMMON = (
     _LayerParam("layer", "layer", "", "layer whose neurons are ranked (empty: the last feature layer)"),
-    Param("front", "float", 0.2, "front set: fraction of the layer's neurons (at least one)", 0.001, 0.5),
-    Param("tail", "float", 0.2, "tail set: fraction of the layer's neurons (at least one)", 0.001, 0.5),
+    Param("front", "float", DEFAULT_GROUP_FRACTION, "front set: fraction of the layer's neurons (at least one)", 0.001, 0.5),
+    Param("tail", "float", DEFAULT_GROUP_FRACTION, "tail set: fraction of the layer's neurons (at least one)", 0.001, 0.5),
     Param("tail_rule", "choice", "bottom", "tail = the lowest influence, or the ranks after the front", choices=("bottom", "next")),
     Param("step", "float", 0.03, "step size s (each step moves pixels by s in RMS)", 0.0001, 0.5, "pixel units [0, 1]", pixel_scale=True),
 )

@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from neuronviz.attacks import over_255
 from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, _as_image, apply_layout
 
@@ -73,9 +74,7 @@ def _bottom_colorbar(title: str, **ticks: Any) -> dict:
 def _eps_text(value: float, pixel_scale: bool = True) -> str:
     if not pixel_scale:
         return f"{value:.3g}"
-    over = round(value * 255, 2)  # the rounding of captions.eps_label: 38.25/255, never 38.2 here and 38.3 there
-    shown = f"{over:.2f}".rstrip("0").rstrip(".")
-    return f"{value:.3g}<br>{shown}/255"
+    return f"{value:.3g}<br>{over_255(value)}/255"  # the rounding of format_eps everywhere
 
 
 # -- perturbation ---------------------------------------------------------------------------------

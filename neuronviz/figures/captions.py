@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from neuronviz.attacks import format_eps
 from neuronviz.influence import InfluenceMap, InfluenceShift, NeuronGroups
 
 
@@ -20,18 +21,8 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
 
 
-def eps_label(value: float, pixel_scale: bool = True) -> str:
-    """A budget as the dashboard writes it everywhere: ``0.15 (38.25/255)``; ``0.1 (25.5/255)``.
-
-    One rounding rule for k/255 (two decimals at most, trailing zeros dropped) so the banner, the
-    norms and the sliders agree; budgets without a pixel scale (C&W's ``c``) print as ``0.15``.
-    """
-    value = float(value)
-    if not pixel_scale:
-        return f"{value:.4g}"
-    over = round(value * 255, 2)
-    shown = f"{over:.2f}".rstrip("0").rstrip(".")
-    return f"{value:.4g} ({shown}/255)"
+#: The one k/255 rule (:func:`neuronviz.attacks.format_eps`) under the name the pages use.
+eps_label = format_eps
 
 
 def _majority(count: int, total: int) -> bool:
