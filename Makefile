@@ -10,7 +10,8 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.sha256
 PORT ?= 8501
-STREAMLIT_FLAGS := --server.headless true --browser.gatherUsageStats false --server.fileWatcherType none --server.port $(PORT) --theme.base light --client.toolbarMode viewer
+# The rest of the server settings live in .streamlit/config.toml (read from the repository root).
+STREAMLIT_FLAGS := --server.port $(PORT)
 EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns
 REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
