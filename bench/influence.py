@@ -1,7 +1,7 @@
 """Benchmark: all-layer influence in one pass vs Captum's multi-layer call and vs the gradient floor.
 
     python bench/influence.py [--repeats 15] [--device cpu] [--models digits-cnn,digits-resnet,resnet18]
-                              [--layer-set conv|all|both] [--no-loop]
+                              [--layer-set conv|all|both] [--threads N] [--no-loop]
 
 For each model (digits-cnn and digits-resnet with their embedded weights, 1×28×28; torchvision
 resnet18 with random weights, ``weights=None``, 3×224×224), batch 2, it times, **interleaved**
@@ -147,8 +147,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="digits-cnn,digits-resnet,resnet18")
     parser.add_argument("--layer-set", choices=["conv", "all", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is steadier on a loaded machine")
     parser.add_argument("--no-loop", action="store_true", help="skip Captum's per-layer loop (the extra column)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sets = ["conv", "all"] if args.layer_set == "both" else [args.layer_set]
     run(args.models.split(","), args.device, sets, args.repeats, loop=not args.no_loop)
 

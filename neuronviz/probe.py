@@ -57,7 +57,6 @@ class Recording:
     outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     tuple_outputs: set[str] = field(default_factory=set)
     logits: torch.Tensor | None = None
-    _input_requires_grad: bool = False
     _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
     _modules: list[tuple[str, nn.Module]] = field(default_factory=list)
     _checked: bool = False
@@ -72,7 +71,6 @@ class Recording:
             for name in self.layers:
                 self.outputs[name] = []
                 self._versions[name] = []
-            self._input_requires_grad = bool(x.requires_grad)
             self.logits = self.model(x)  # gradients follow the caller's grad mode
             changed = [name for name, seen in self._versions.items() if any(t._version != v for t, v in seen)]
             if not changed:
@@ -129,13 +127,13 @@ class Recording:
         gradient)`` as soon as it is formed (while it is still in cache), and keeps none of them.
 
         The gradients are caught by tensor hooks. ``torch.autograd.grad`` is asked only for the
-        gradients of the recorded outputs that are leaves (the earliest probed layers: their
-        outputs were made leaves by the probe), so the engine stores no full-size gradient of the
-        other layers; their hooks fire on the way, because every other recorded tensor that
-        requires grad descends from such a leaf when neither the parameters nor the input
-        require grad. When they do (a model being trained, an input that requires grad), every
-        named layer is asked for, as :meth:`gradients` does. A layer the objective does not
-        depend on gets ``each(name, activation, zeros)``. ``activation`` is detached.
+        gradients of the recorded outputs that are leaves (the earliest probed layers: the probe
+        made their outputs leaves), so the engine stores no full-size gradient of the other
+        layers; their hooks fire on the way. A named layer whose hook did not fire (the
+        objective does not depend on it, or it does not descend from a recorded leaf, e.g. when
+        the parameters or the input require grad) is asked for explicitly afterwards (the graph
+        is retained for that), so every layer gets its exact gradient; zeros when the objective
+        does not depend on it. ``activation`` is detached.
         """
         _check_scalar(objective)
         names = list(names or self.layers)
@@ -150,20 +148,18 @@ class Recording:
             return hook
 
         handles = [tensor.register_hook(make_hook(name, tensor.detach())) for name, tensor in zip(names, tensors)]
-        try:
-            covered = not self._input_requires_grad and not any(p.requires_grad for p in self.model.parameters())
-            if covered:  # the leaves among everything recorded (a named layer may descend from one not named)
-                inputs = [t for calls in self.outputs.values() for t in calls if t.grad_fn is None and t.requires_grad]
-            else:
-                inputs = tensors
-            if inputs:
-                torch.autograd.grad(objective, inputs, allow_unused=True)
+        try:  # the leaves among everything recorded (a named layer may descend from one not named)
+            leaves = [t for calls in self.outputs.values() for t in calls if t.grad_fn is None and t.requires_grad]
+            if leaves:
+                torch.autograd.grad(objective, leaves, allow_unused=True, retain_graph=True)
         finally:
             for handle in handles:
                 handle.remove()
-        for name, tensor in zip(names, tensors):
-            if name not in fired:  # the objective does not depend on this layer
-                each(name, tensor.detach(), torch.zeros_like(tensor))
+        missed = [(name, tensor) for name, tensor in zip(names, tensors) if name not in fired]
+        if missed:
+            grads = torch.autograd.grad(objective, [tensor for _, tensor in missed], allow_unused=True)
+            for (name, tensor), grad in zip(missed, grads):
+                each(name, tensor.detach(), torch.zeros_like(tensor) if grad is None else grad)
 
 
 def _check_scalar(objective: torch.Tensor) -> None:
