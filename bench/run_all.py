@@ -38,7 +38,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _bench_module(name: str):
+    """A script of bench/ as a module (by path: ``bench/app.py`` is not the project's ``app``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class Table:
@@ -69,7 +78,7 @@ def _log(text: str) -> None:
 
 
 def step_influence(table: Table, device: str, quick: bool) -> None:
-    import influence
+    influence = _bench_module("influence")
 
     started = time.perf_counter()
     buffer = io.StringIO()
@@ -91,7 +100,7 @@ def step_influence(table: Table, device: str, quick: bool) -> None:
 
 
 def step_app(table: Table, device: str, quick: bool) -> None:
-    import app as app_bench
+    app_bench = _bench_module("app")
 
     started = time.perf_counter()
     rows = []
@@ -144,6 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and images (the CPU check)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for the in-process steps (0: torch's default)")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: influence,app,scripts,tests")
     args = parser.parse_args()
     import torch
@@ -151,6 +161,8 @@ def main() -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: run with --device cpu --quick", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
     where = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {os.cpu_count()} cores"

@@ -12,10 +12,14 @@ cleans up after itself:
   hands a *clone* of its output to the rest of the network, so the in-place operation changes
   the clone, not the recorded activation, and the gradient with respect to the recorded tensor
   is the gradient with respect to the layer's true output (Captum's layer methods clone every
-  layer the same way). Which outputs are changed in place is found once per model by watching
-  the tensors' version counters in a blank forward pass; a clone costs a copy and a backward
-  node, so the other layers are not cloned. Should a version counter still move during a
-  probe, the forward pass is run again with that layer cloned;
+  layer the same way). Which outputs are changed in place is found once per model object (at
+  its first probed forward pass) by watching the tensors' version counters in a blank forward
+  pass; a clone costs a copy and a backward node, so the other layers are not cloned. Should a
+  version counter still move during a probe, the forward pass is run again with that layer
+  cloned;
+- ``rec.backward(objective, each)`` is the fast path for work on activation × gradient: one
+  backward pass to the earliest recorded layers, every layer's gradient handed to ``each`` by a
+  tensor hook as it is formed, none kept (``rec.gradients`` returns them all instead);
 - a module called several times in one forward (torchvision ResNet's shared ``relu``) has
   every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
   layer with a message naming the count, since "its output" is ambiguous;
