@@ -11,8 +11,7 @@ met?, seconds):
   (random weights), interleaved, on ``--device``;
 - ``bench/app.py`` (floor part): the Attack page's full analysis ÷ the passes it needs, for
   digits-cnn and resnet18 at 224×224, on ``--device``;
-- ``bench/fragility.py``: the batched nodal-dropout sweep ÷ its floor (CPU: the script's own
-  setting);
+- ``bench/fragility.py``: the batched nodal-dropout sweep ÷ its floor, on ``--device``;
 - ``bench/defence_table.py``, ``bench/sensitivity_compare.py``, ``bench/front_tail_observation.py``:
   the measurement tables on a few images (CPU; they check that the scripts run; their full
   runs are in the docs);
@@ -174,9 +173,10 @@ def main() -> int:
     if "app" not in skip:
         steps.append(("app", lambda: step_app(table, args.device, args.quick)))
     if "scripts" not in skip:
-        few = ["--images", "40"] if args.quick else ["--images", "120"]
+        few = ["--images", "10"] if args.quick else ["--images", "120"]
         steps += [
-            ("fragility", lambda: _script(table, "fragility.py", ["--repeats", "2" if args.quick else "3"], 240)),
+            ("fragility", lambda: _script(table, "fragility.py", ["--device", args.device, "--repeats", "2" if args.quick else "3",
+                                                          "--resnet-images", "4" if args.quick else "32"], 240)),
             ("defence_table", lambda: _script(table, "defence_table.py", [*few, "--models", "digits-cnn"], 240)),
             ("sensitivity_compare", lambda: _script(table, "sensitivity_compare.py", [*few, "--fragility-images", few[1]], 240)),
             ("front_tail_observation", lambda: _script(table, "front_tail_observation.py", [*few, "--steps", "5" if args.quick else "20"], 240)),
