@@ -40,10 +40,10 @@ Usage::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-import weakref
 
 import torch
 from torch import nn
