@@ -1,8 +1,20 @@
-"""Benchmark: the dashboard's speed on digits-cnn (issue 7's targets).
+"""Benchmark: the dashboard's speed on digits-cnn (issue 7's targets) and the full analysis ÷ its floor.
 
-    python bench/app.py [--repeats 5] [--no-browser] [--page attack]
+    python bench/app.py [--repeats 5] [--no-browser] [--page attack] [--floor-only] [--device cpu]
+                        [--floor-models digits-cnn,resnet18]
 
 Prints, all measured in this one run:
+
+0. **Full analysis ÷ its floor** (issue 14), for digits-cnn and a random-init resnet18 at
+   224×224: ``app.analysis.compute_analysis`` (PGD-20 + NIP guided + PSSR + influence of the
+   four images) ÷ the model passes it needs, each timed alone and summed: the attack's clean
+   and adversarial forward passes and one forward + input-gradient backward per PGD step; per
+   NIP step one forward + input-gradient backward (the steps it took, from its trace; the
+   second, partial backward to the feature layer is not counted, so this floor is a lower
+   bound); PSSR's saliency forward + backward, its regenerator's forward (or, without one, its
+   inpainting) and the classification of each restored image; one forward + backward on the
+   batch of four for the influence. Interleaved: every repetition runs the analysis and then
+   the floor passes, and the median of the per-repetition ratios is printed. Target ≤ 1.3.
 
 1. **Full analysis**: PGD-20 (the dashboard's default attack) + neuron influence of every probe
    layer + NIP (guided) + PSSR on one digit (``app.analysis.compute_analysis``), cold: median of
@@ -78,6 +90,107 @@ def bench_analysis(repeats: int) -> tuple[float, float, float]:
     finally:
         analysis._session_store = original
     return cold, own, shared
+
+
+def _timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _floor_passes(model, image, result) -> list[tuple[str, int, object]]:
+    """The passes the analysis needs: (what, how many times, function), each run alone."""
+    from neuronviz.defenses.pssr import inpaint, load_regenerator, salient_mask
+
+    target = torch.tensor([result.benign_class], device=model.device)
+    x1 = image.to(model.device)
+    batch = torch.cat([x1] * 4)
+
+    def forward(x):
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward(x, t):
+        xg = x.detach().clone().requires_grad_(True)
+        torch.autograd.grad(model(xg).gather(1, t[:, None]).sum(), xg)
+
+    steps = int(result.params.get("steps", 0))
+    nip_steps = int(result.restorations["nip-guided"].trace["objective"].shape[0])
+    pssr = result.restorations["pssr"]
+    alpha = float(pssr.params["alpha"])
+    found = load_regenerator(model) if pssr.params.get("use_regenerator", True) else None
+    surgery_x = x1 * (1.0 - pssr.extras["mask"].to(model.device)[:, None])
+    mask = pssr.extras["mask"].to(model.device)[:, None]
+    if found is not None:
+        net = found[0]
+
+        def regenerate():
+            with torch.no_grad():
+                net(surgery_x, mask)
+    else:
+
+        def regenerate():
+            inpaint(surgery_x, mask)
+
+    def saliency():
+        with torch.enable_grad():
+            salient_mask(model, x1, alpha)
+
+    return [
+        ("attack: clean + adversarial forward", 2, lambda: forward(x1)),
+        (f"attack: {steps} x forward+backward", steps, lambda: forward_backward(x1, target)),
+        (f"NIP: {nip_steps} x forward+backward", nip_steps, lambda: forward_backward(x1, target)),
+        ("PSSR: saliency forward+backward", 1, saliency),
+        ("PSSR: regenerator" if found is not None else "PSSR: inpainting (no regenerator)", 1, regenerate),
+        ("restorations: 2 x classification", 2, lambda: forward(x1)),
+        ("influence: forward+backward, batch 4", 1, lambda: forward_backward(batch, target.expand(4))),
+    ]
+
+
+def bench_floor(name: str, weights, repeats: int, device: str = "cpu") -> dict:
+    """Full analysis ÷ the sum of the passes it needs, interleaved, medians of per-repetition ratios."""
+    model = load_model(name, weights=weights, device=device)
+    samples = list_samples(model)
+    if samples:
+        image = load_sample(samples[0].id, model)
+    else:  # a 3-channel model without the sample photographs: a fixed random image
+        image = torch.rand(1, model.channels, *model.input_size, generator=torch.Generator().manual_seed(0))
+    choice = analysis.AttackChoice()
+    result = analysis.compute_analysis(model, image, choice)  # warm-up, and the counts (NIP steps)
+    passes = _floor_passes(model, image, result)
+    for _, _, fn in passes:
+        fn()  # warm-up
+    totals, floors, ratios = [], [], []
+    for _ in range(repeats):
+        total = _timed(lambda: analysis.compute_analysis(model, image, choice), model.device)
+        floor = sum(_timed(fn, model.device) for _, count, fn in passes for _ in range(count))
+        totals.append(total)
+        floors.append(floor)
+        ratios.append(total / floor)
+    return {
+        "model": name,
+        "analysis_s": statistics.median(totals),
+        "floor_s": statistics.median(floors),
+        "ratio": statistics.median(ratios),
+        "passes": [(what, count) for what, count, _ in passes],
+        "seconds": result.seconds,
+    }
+
+
+FLOOR_MODELS = {"digits-cnn": "default", "resnet18": None}
+
+
+def print_floor(rows: list[dict], out=print) -> None:
+    out(f"{'model':12s} {'analysis s':>10s} {'floor s':>8s} {'analysis/floor':>14s}   passes in the floor")
+    for r in rows:
+        passes = "; ".join(what for what, count in r["passes"] if count)
+        out(f"{r['model']:12s} {r['analysis_s']:10.3f} {r['floor_s']:8.3f} {r['ratio']:14.2f}   {passes}")
+        out(f"{'':12s} analysis parts (s, warm-up run): " + ", ".join(f"{k} {v:.3f}" for k, v in r["seconds"].items()))
+    out("target: analysis/floor <= 1.3")
 
 
 def bench_page(page: str, repeats: int) -> tuple[float, float]:
@@ -168,8 +281,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--page", default="attack", help="page for the AppTest rerun measurement (file stem)")
+    parser.add_argument("--floor-only", action="store_true", help="only the full analysis ÷ its floor")
+    parser.add_argument("--floor-models", default=",".join(FLOOR_MODELS))
+    parser.add_argument("--device", default="cpu", help="device of the floor measurement")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+
+    rows = [bench_floor(n, FLOOR_MODELS.get(n, "default"), max(3, args.repeats), args.device) for n in args.floor_models.split(",")]
+    print(f"full analysis (PGD-20 + NIP guided + PSSR + influence of 4 images) ÷ its floor, median of {max(3, args.repeats)} interleaved repetitions:")
+    print_floor(rows)
+    if args.floor_only:
+        return
 
     cold, own, shared = bench_analysis(args.repeats)
     print(f"full analysis (PGD-20 + influence, all layers + NIP guided + PSSR), digits-cnn: {cold * 1000:.0f} ms   target < 2000 ms")

@@ -1,6 +1,6 @@
 """Benchmark: the batched nodal-dropout sweep vs its floor and vs the naive per-filter loop.
 
-    python bench/fragility.py [--repeats 5] [--threads 1] [--resnet-filters 4]
+    python bench/fragility.py [--repeats 5] [--threads 1] [--resnet-filters 4] [--resnet-images 32] [--device cpu]
 
 Two settings: digits-cnn with 200 test images (FGSM ε=0.1), and a random-init torchvision
 resnet18 with 32 random 224×224 images (labels: the model's own predictions). For each it prints
@@ -46,14 +46,18 @@ from neuronviz.probe import probe  # noqa: E402
 
 
 def _time(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     started = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
 def _setting(name, model, x, y, filters, repeats, whole):
     report = run_attack(model, x, "fgsm", {"eps": 0.1}, labels=y, seed=0)
-    both = torch.cat([x, report.adversarial])
+    both = torch.cat([x, report.adversarial]).to(model.device)
     layer = first_conv(model)
     total = model.layer(layer).out_channels
     count = len(filters)
@@ -110,17 +114,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     parser.add_argument("--resnet-filters", type=int, default=4)
+    parser.add_argument("--resnet-images", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
 
-    model = load_model("digits-cnn", device="cpu")
+    model = load_model("digits-cnn", device=args.device)
     x, y = digits("test")
     _setting("digits-cnn", model, x[:200], y[:200], list(range(16)), args.repeats, whole=True)
 
-    resnet = load_model("resnet18", weights=None, device="cpu")
+    resnet = load_model("resnet18", weights=None, device=args.device)
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(32, 3, 224, 224, generator=generator)
+    images = torch.rand(args.resnet_images, 3, 224, 224, generator=generator)
     labels, _ = resnet.predict(images)
     filters = list(range(0, 64, 64 // args.resnet_filters))[: args.resnet_filters]
     _setting("resnet18 (random init)", resnet, images, labels, filters, max(2, args.repeats // 2), whole=False)

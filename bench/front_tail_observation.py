@@ -1,6 +1,6 @@
 """Measure NIP's observation on an embedded model: do attacks suppress front neurons and lift the tail?
 
-    python bench/front_tail_observation.py [--model digits-cnn] [--attack pgd] [--eps 0.1]
+    python bench/front_tail_observation.py [--model digits-cnn] [--attack pgd] [--eps 0.1] [--images N]
 
 NIP (arXiv:2112.13060) reports that attacks sharply change the neurons that contribute most and
 least to the correct label: high-influence (front) neurons are suppressed and low-influence
@@ -34,9 +34,11 @@ def main() -> None:
     parser.add_argument("--attack", default="pgd")
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--images", type=int, default=None, help="the first N test images (default: all 360)")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     x, y = digits("test")
+    x, y = x[: args.images], y[: args.images]
     params = {"eps": args.eps}
     if args.attack in ("pgd", "bim", "mifgsm"):
         params.update(steps=args.steps, alpha=0.01)

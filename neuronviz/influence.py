@@ -226,9 +226,7 @@ def _resolve_layers(model: PixelModel, layers) -> list[str]:
         return [info.name for info in probe_layers(model)]
     if isinstance(layers, str):
         layers = [layers]
-    names = list(layers)
-    model.layers(names)  # raises with close names when one is unknown
-    return names
+    return list(layers)  # probe() checks the names (one walk over the modules), with close names when one is unknown
 
 
 def neuron_influence(
@@ -275,17 +273,18 @@ def neuron_influence(
                 with torch.no_grad():
                     target_tensor = model(x).argmax(1)
             raw = _captum_layers(model, x, names, target_tensor, method, n_steps, internal_batch_size, granularity)
+    host = _to_cpu([t for name in names for t in raw[name][:2]])
+    target_cpu = target_tensor.cpu()
     result = {}
-    for name in names:
-        activation, influence, shape = raw[name]
+    for i, name in enumerate(names):
         result[name] = InfluenceMap(
             layer=name,
             method=method,
             granularity=granularity,
-            target=target_tensor.cpu(),
-            values=influence.detach().cpu(),
-            activations=activation.detach().cpu(),
-            shape=shape,
+            target=target_cpu,
+            values=host[2 * i + 1],
+            activations=host[2 * i],
+            shape=raw[name][2],
         )
     return result
 
@@ -306,7 +305,10 @@ def _product(activation: torch.Tensor, grad: torch.Tensor, granularity: str) -> 
 def _single_pass(model, x, names, target, with_gradients: bool, granularity: str):
     """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
 
-    Results are already reduced to neurons: ``{name: (activation, influence, shape)}``.
+    Results are already reduced to neurons: ``{name: (activation, influence, shape)}``. For
+    grad×act, each layer's activation × gradient is reduced (a per-channel dot product over
+    space, or per unit) inside the backward pass as soon as its gradient is formed, together
+    with the activation's own sum; no full-size gradient is kept (:meth:`Recording.backward`).
     """
     with probe(model, names) as rec:
         if not with_gradients:
@@ -316,13 +318,34 @@ def _single_pass(model, x, names, target, with_gradients: bool, granularity: str
             return {name: _raw(rec.activation(name), None, granularity) for name in names}, target
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
-        products: dict[str, torch.Tensor] = {}
-        rec.gradients(
-            logits.gather(1, target[:, None]).sum(),
-            names,
-            each=lambda name, activation, grad: products.__setitem__(name, _product(activation, grad, granularity)),
-        )
-        return {name: _raw(rec.activation(name).detach(), products[name], granularity) for name in names}, target
+        reduced: dict[str, tuple] = {}
+        by_channel = granularity == "channel"
+
+        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:  # = _raw(a, _product(a, g))
+            if by_channel and activation.dim() > 2:
+                flat = activation.flatten(2)
+                reduced[name] = (flat.sum(2), torch.linalg.vecdot(flat, grad.flatten(2)), tuple(activation.shape[1:]))
+            else:
+                reduced[name] = (activation.flatten(1), (activation * grad).flatten(1), tuple(activation.shape[1:]))
+
+        rec.backward(logits.gather(1, target[:, None]).sum(), each, names)
+        return {name: reduced[name] for name in names}, target
+
+
+def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Detached CPU copies; from an accelerator in ONE transfer (not one per layer), each result
+    its own tensor (a view into a shared buffer would pickle the whole buffer)."""
+    tensors = [t.detach() for t in tensors]
+    if not tensors or tensors[0].device.type == "cpu":
+        return tensors
+    if len({(t.device, t.dtype) for t in tensors}) > 1:
+        return [t.cpu() for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu()
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset : offset + t.numel()].view(t.shape).clone())
+        offset += t.numel()
+    return out
 
 
 def _captum_layers(model, x, names, target, method, n_steps, internal_batch_size, granularity):

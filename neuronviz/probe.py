@@ -12,10 +12,14 @@ cleans up after itself:
   hands a *clone* of its output to the rest of the network, so the in-place operation changes
   the clone, not the recorded activation, and the gradient with respect to the recorded tensor
   is the gradient with respect to the layer's true output (Captum's layer methods clone every
-  layer the same way). Which outputs are changed in place is found once per model by watching
-  the tensors' version counters in a blank forward pass; a clone costs a copy and a backward
-  node, so the other layers are not cloned. Should a version counter still move during a
-  probe, the forward pass is run again with that layer cloned;
+  layer the same way). Which outputs are changed in place is found once per model object (at
+  its first probed forward pass) by watching the tensors' version counters in a blank forward
+  pass; a clone costs a copy and a backward node, so the other layers are not cloned. Should a
+  version counter still move during a probe, the forward pass is run again with that layer
+  cloned;
+- ``rec.backward(objective, each)`` is the fast path for work on activation × gradient: one
+  backward pass to the earliest recorded layers, every layer's gradient handed to ``each`` by a
+  tensor hook as it is formed, none kept (``rec.gradients`` returns them all instead);
 - a module called several times in one forward (torchvision ResNet's shared ``relu``) has
   every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
   layer with a message naming the count, since "its output" is ambiguous;
@@ -36,10 +40,10 @@ Usage::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 from torch import nn
@@ -58,10 +62,15 @@ class Recording:
     tuple_outputs: set[str] = field(default_factory=set)
     logits: torch.Tensor | None = None
     _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
+    _modules: list[tuple[str, nn.Module]] = field(default_factory=list)
+    _checked: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
         to record activations only."""
+        if not self._checked:  # once per model: which outputs does the network change in place?
+            _find_modified_in_place(self.model, self._modules)  # (before any recording)
+            self._checked = True
         for _attempt in range(2):
             for name in self.layers:
                 self.outputs[name] = []
@@ -95,60 +104,91 @@ class Recording:
             )
         return calls[0]
 
-    def gradients(
-        self,
-        objective: torch.Tensor,
-        names: Sequence[str] | None = None,
-        each: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
-    ) -> dict[str, torch.Tensor]:
+    def gradients(self, objective: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """∂ objective / ∂ activation for each named layer, in ONE backward pass.
 
         Only the part of the graph between the objective and the earliest requested layer is
-        evaluated; no parameter gradients are formed (the model's parameters are frozen).
-        ``each(name, activation, gradient)``, when given, is called as soon as a layer's gradient
-        is produced during the backward pass, while it is still in cache: the place for work on
-        activation × gradient.
+        evaluated; no parameter gradients are formed (the model's parameters are frozen). A layer
+        the objective does not depend on gets zeros. For work on activation × gradient, where the
+        full-size gradients need not be kept, :meth:`backward` is faster.
         """
-        if objective.numel() != 1:
-            raise InputError("the objective must be a scalar (e.g. logits[:, c].sum())")
+        _check_scalar(objective)
         names = list(names or self.layers)
         tensors = [self.activation(name) for name in names]
-        handles = []
-        try:
-            if each is not None:
-                for name, tensor in zip(names, tensors):
-                    handles.append(tensor.register_hook(partial(_call_each, each, name, tensor.detach())))
-            grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        return {
+            name: torch.zeros_like(tensor) if grad is None else grad  # None: the objective does not depend on it
+            for name, tensor, grad in zip(names, tensors, grads)
+        }
+
+    def backward(
+        self,
+        objective: torch.Tensor,
+        each: Callable[[str, torch.Tensor, torch.Tensor], None],
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """ONE backward pass that hands every named layer's gradient to ``each(name, activation,
+        gradient)`` as soon as it is formed (while it is still in cache), and keeps none of them.
+
+        The gradients are caught by tensor hooks. ``torch.autograd.grad`` is asked only for the
+        gradients of the recorded outputs that are leaves (the earliest probed layers: the probe
+        made their outputs leaves), so the engine stores no full-size gradient of the other
+        layers; their hooks fire on the way. A named layer whose hook did not fire (the
+        objective does not depend on it, or it does not descend from a recorded leaf, e.g. when
+        the parameters or the input require grad) is asked for explicitly afterwards (the graph
+        is retained for that), so every layer gets its exact gradient; zeros when the objective
+        does not depend on it. ``activation`` is detached.
+        """
+        _check_scalar(objective)
+        names = list(names or self.layers)
+        tensors = [self.activation(name) for name in names]
+        fired: set[str] = set()
+
+        def make_hook(name: str, activation: torch.Tensor):
+            def hook(grad: torch.Tensor) -> None:
+                fired.add(name)
+                each(name, activation, grad)  # returns None: the gradient itself is left unchanged
+
+            return hook
+
+        handles = [tensor.register_hook(make_hook(name, tensor.detach())) for name, tensor in zip(names, tensors)]
+        try:  # the leaves among everything recorded (a named layer may descend from one not named)
+            leaves = [t for calls in self.outputs.values() for t in calls if t.grad_fn is None and t.requires_grad]
+            if leaves:
+                torch.autograd.grad(objective, leaves, allow_unused=True, retain_graph=True)
         finally:
             for handle in handles:
                 handle.remove()
-        result = {}
-        for name, tensor, grad in zip(names, tensors, grads):
-            if grad is None:  # the objective does not depend on this layer
-                grad = torch.zeros_like(tensor)
-                if each is not None:
-                    each(name, tensor.detach(), grad)
-            result[name] = grad
-        return result
+        missed = [(name, tensor) for name, tensor in zip(names, tensors) if name not in fired]
+        if missed:
+            grads = torch.autograd.grad(objective, [tensor for _, tensor in missed], allow_unused=True)
+            for (name, tensor), grad in zip(missed, grads):
+                each(name, tensor.detach(), torch.zeros_like(tensor) if grad is None else grad)
 
 
-def _call_each(each: Callable[[str, torch.Tensor, torch.Tensor], None], name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
-    each(name, activation, grad)  # returns None: the gradient itself is left unchanged
+def _check_scalar(objective: torch.Tensor) -> None:
+    if not isinstance(objective, torch.Tensor) or objective.numel() != 1:
+        raise InputError("the objective must be a scalar (e.g. logits[:, c].sum())")
 
 
-#: Per model content: the layers whose outputs the network changes in place (they are cloned).
-_MODIFIED_IN_PLACE: dict[str, set[str]] = {}
-_CHECKED: dict[str, set[str]] = {}
+#: Per model object: the layers whose outputs the network changes in place (they are cloned), and
+#: the layers already checked. Keyed by the model object, not its content hash: whether a layer's
+#: output is changed in place depends on the modules, not the weights, and the hash walks the
+#: whole state dict (too slow for every probe of a small model). Should a module be switched to
+#: in-place later, the version check of :meth:`Recording.forward` catches it and marks the layer.
+_MODIFIED_IN_PLACE: "weakref.WeakKeyDictionary[PixelModel, set[str]]" = weakref.WeakKeyDictionary()
+_CHECKED: "weakref.WeakKeyDictionary[PixelModel, set[str]]" = weakref.WeakKeyDictionary()
 
 
 def _mark_modified_in_place(model: PixelModel, names: Sequence[str]) -> None:
-    _MODIFIED_IN_PLACE.setdefault(model.content_hash, set()).update(names)
+    _MODIFIED_IN_PLACE.setdefault(model, set()).update(names)
 
 
 def _find_modified_in_place(model: PixelModel, modules: list[tuple[str, nn.Module]]) -> set[str]:
-    """Which of these layers' outputs does a forward pass change in place? (Cached per model.)"""
-    key = model.content_hash
-    checked = _CHECKED.setdefault(key, set())
+    """Which of these layers' outputs does a forward pass change in place? (Cached per model.)
+
+    Returns the model's own set (later marks land in it)."""
+    checked = _CHECKED.setdefault(model, set())
     todo = [(name, module) for name, module in modules if name not in checked]
     if todo:
         seen: dict[str, list[tuple[torch.Tensor, int]]] = {name: [] for name, _ in todo}
@@ -169,9 +209,9 @@ def _find_modified_in_place(model: PixelModel, modules: list[tuple[str, nn.Modul
             for handle in handles:
                 handle.remove()
         changed = {name for name, pairs in seen.items() if any(t._version != v for t, v in pairs)}
-        _MODIFIED_IN_PLACE.setdefault(key, set()).update(changed)
+        _MODIFIED_IN_PLACE.setdefault(model, set()).update(changed)
         checked.update(name for name, _ in todo)
-    return _MODIFIED_IN_PLACE.get(key, set())
+    return _MODIFIED_IN_PLACE.setdefault(model, set())
 
 
 def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
@@ -215,7 +255,7 @@ def probe(
     if not isinstance(model, PixelModel):
         raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
     modules = _resolve_modules(model, layers)
-    recording = Recording(model=model, layers=tuple(name for name, _ in modules))
+    recording = Recording(model=model, layers=tuple(name for name, _ in modules), _modules=modules)
     replace = dict(replace or {})
     unknown = [name for name in replace if name not in recording.layers]
     if unknown:
@@ -224,32 +264,45 @@ def probe(
         if not (isinstance(substitute, torch.Tensor) or callable(substitute)):
             raise InputError(f"replace[{name!r}] must be a tensor or a function of the output, got {type(substitute).__name__}")
     handles = []
+    # The layers to clone: the model's own set in _MODIFIED_IN_PLACE, filled by the first
+    # forward pass of a probe (and by a retry of it), so the hooks see every mark.
+    cloned = _MODIFIED_IN_PLACE.setdefault(model, set())
 
     def make_hook(name: str):
+        substitute = replace.get(name)
+        outputs = recording.outputs
+        versions = recording._versions
+
         def hook(module: nn.Module, inputs: tuple, output: object):
-            tensor, index = _first_tensor(output)
-            if tensor is None or name not in recording.outputs:
+            if type(output) is torch.Tensor:  # the common case: no tuple to unpack
+                tensor, index = output, None
+            else:
+                tensor, index = _first_tensor(output)
+                if tensor is None:
+                    return None
+            if name not in outputs:
                 return None
-            if name in replace:
-                substitute = replace[name]
+            if substitute is not None:
                 tensor = substitute if isinstance(substitute, torch.Tensor) else substitute(tensor)
                 if not isinstance(tensor, torch.Tensor):
                     raise InputError(f"replace[{name!r}] returned {type(tensor).__name__}, not a tensor")
-                output = tensor if index is None else output
-                if index is not None:  # put the substitute where the recorded tensor was
+                if index is None:
+                    output = tensor
+                else:  # put the substitute where the recorded tensor was
                     items = list(output)  # type: ignore[arg-type]
                     items[index] = tensor
                     output = type(output)(items) if isinstance(output, tuple) else items
-            fresh = torch.is_grad_enabled() and tensor.is_floating_point() and not tensor.requires_grad
+            fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
             if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
                 tensor = tensor.detach().requires_grad_(True)
-            recording.outputs[name].append(tensor)
-            recording._versions[name].append((tensor, tensor._version))
+            outputs[name].append(tensor)
+            versions[name].append((tensor, tensor._version))
             if index is not None:
                 recording.tuple_outputs.add(name)
-            if not fresh and name not in _MODIFIED_IN_PLACE.get(model.content_hash, ()):
-                return output if name in replace else None  # None: the output goes on unchanged
-            passed_on = tensor.clone() if name in _MODIFIED_IN_PLACE.get(model.content_hash, ()) else tensor
+            clone = name in cloned
+            if not fresh and not clone:
+                return output if substitute is not None else None  # None: the output goes on unchanged
+            passed_on = tensor.clone() if clone else tensor
             if index is None:
                 return passed_on
             replaced = list(output)  # type: ignore[arg-type]
@@ -259,7 +312,6 @@ def probe(
         return hook
 
     with model.lock:
-        _find_modified_in_place(model, modules)
         try:
             for name, module in modules:
                 handles.append(module.register_forward_hook(make_hook(name)))
