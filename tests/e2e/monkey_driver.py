@@ -213,16 +213,26 @@ class Walker:
         links = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
         for index in range(links.count()):
             candidates.append((6.0 / max(links.count(), 1), lambda i=index: self.switch_page(i)))
-        for area, testid in (("sidebar", "stSidebarUserContent"), ("main", "stMain")):
-            root = page.get_by_test_id(testid)
-            for kind in WIDGET_KINDS:
-                widgets = root.get_by_test_id(kind)
-                for index in range(widgets.count()):
-                    widget = widgets.nth(index)
-                    if not widget.is_visible():
-                        continue
-                    weight = WEIGHTS.get(kind, 1.0) * (1.0 if area == "sidebar" else 0.8)
-                    candidates.append((weight, lambda w=widget, k=kind, a=area: self.use(a, k, w)))
+        # One round trip: the index of every visible widget of each known kind in each area.
+        found = page.evaluate(
+            """([areas, kinds]) => areas.map(([area, testid]) => {
+                const root = document.querySelector(`[data-testid="${testid}"]`);
+                const out = [];
+                if (!root) return out;
+                for (const kind of kinds) {
+                    root.querySelectorAll(`[data-testid="${kind}"]`).forEach((e, i) => {
+                        const r = e.getBoundingClientRect();
+                        if (r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden") out.push([area, testid, kind, i]);
+                    });
+                }
+                return out;
+            }).flat()""",
+            [[["sidebar", "stSidebarUserContent"], ["main", "stMain"]], list(WIDGET_KINDS)],
+        )
+        for area, testid, kind, index in found:
+            widget = page.get_by_test_id(testid).get_by_test_id(kind).nth(index)
+            weight = WEIGHTS.get(kind, 1.0) * (1.0 if area == "sidebar" else 0.8)
+            candidates.append((weight, lambda w=widget, k=kind, a=area: self.use(a, k, w)))
         candidates.append((0.3, self.press_escape))
         return candidates
 

@@ -13,7 +13,7 @@ The seed is fixed (``$NEURONVIZ_MONKEY_SEED``, default 20261201, changes it); a 
 seed, the failed check and the action list so far, and saves a screenshot under
 ``out/monkey/`` (or ``$NEURONVIZ_SCREENSHOTS``). ``$NEURONVIZ_MONKEY_PORT`` pins the server's port.
 ``NEURONVIZ_MONKEY_KEEP_GOING=1`` (exploration) records each failure, goes on in a fresh browser
-session and reports them all at the end.
+session and reports them all at the end; ``NEURONVIZ_MONKEY_VERBOSE=1`` prints each action.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def test_random_walk_never_shows_an_exception(monkey_server: Server, chromium_pa
                 page=page, rng=random.Random(seed), files=files, seed=seed, shots=_shots(),
                 keep_going=keep_going, url=monkey_server.url,
             )  # fmt: skip
+            if os.environ.get("NEURONVIZ_MONKEY_VERBOSE") == "1":
+                walker.on_action = lambda a: print(f"monkey: {len(walker.actions):3d}. {a}", flush=True)
             walker.check()  # the first page, before any action
             kinds: dict[str, int] = {}
             for _ in range(steps):

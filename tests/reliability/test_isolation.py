@@ -6,7 +6,7 @@ random-start PGD on digits-resnet; while it runs, session B runs short seeded PG
 (another model, so no model lock is shared). B may slow down by CPU sharing only:
 
 - B's attacks finish while A is still running (A finishes last);
-- B's median time during A is within 3× its median time alone (two busy threads on a small machine
+- B's total time during A is within 3× its total time alone (two busy threads on a small machine
   cost about 2×; a process-wide lock held for A's whole run costs A's remaining time);
 - both sessions' results equal their sequential runs bit for bit (seeded randomness is per call,
   not a shared generator that the other session's draws move).
@@ -26,9 +26,9 @@ from neuronviz.images import list_samples, load_sample
 from neuronviz.models import load_model
 
 #: A's attack: long enough (several seconds alone on 2 cores) that B's runs all fall inside it.
-LONG = ("pgd", {"steps": 400, "random_start": True})
+LONG = ("pgd", {"steps": 300, "random_start": True})
 #: B's attack: tens of milliseconds, with a random start (the seed matters).
-SHORT = ("pgd", {"steps": 10, "random_start": True})
+SHORT = ("pgd", {"steps": 5, "random_start": True})
 B_RUNS = 5
 ALLOWED_SLOWDOWN = 3.0
 
@@ -37,7 +37,7 @@ ALLOWED_SLOWDOWN = 3.0
 def sessions():
     resnet = load_model("digits-resnet", device="cpu")
     cnn = load_model("digits-cnn", device="cpu")
-    xa = torch.cat([load_sample(s.id, resnet) for s in list_samples(resnet)[:4]])
+    xa = torch.cat([load_sample(s.id, resnet) for s in list_samples(resnet)[:2]])
     xb = load_sample(list_samples(cnn)[7].id, cnn)
     return resnet, xa, cnn, xb
 
@@ -90,15 +90,16 @@ def test_a_long_attack_on_one_model_does_not_hold_up_a_short_one_on_another(sess
     assert not thread.is_alive()
     alone += _time_short_alone(cnn, xb)
 
-    median_alone, median_during = statistics.median(alone), statistics.median(during)
+    b_alone = B_RUNS * statistics.mean(alone)  # B's whole work alone (mean of the runs before and after)
+    b_during = sum(during)
     report = (
-        f"A alone {a_alone:.2f} s; B alone median {1000 * median_alone:.0f} ms, during A median "
-        f"{1000 * median_during:.0f} ms (max {1000 * max(during):.0f} ms), ratio {median_during / median_alone:.1f}"
+        f"A alone {a_alone:.2f} s; B ({B_RUNS} attacks) alone {1000 * b_alone:.0f} ms, during A "
+        f"{1000 * b_during:.0f} ms (slowest attack {1000 * max(during):.0f} ms), ratio {b_during / b_alone:.1f}"
     )
     print(report)
-    assert a_alone > 10 * sum(alone) / len(alone) * B_RUNS, f"A is not long enough to test anything: {report}"
+    assert a_alone > 5 * b_alone, f"A is not long enough to test anything: {report}"
     assert finished["b"] < finished["a"], f"B finished after A: held up by A. {report}"
-    assert median_during <= ALLOWED_SLOWDOWN * median_alone, f"B slowed by more than CPU sharing: {report}"
+    assert b_during <= ALLOWED_SLOWDOWN * b_alone, f"B slowed by more than CPU sharing: {report}"
     # Same results as the sequential runs: the seeds are per call, undisturbed by the other session.
     assert torch.equal(result_a[0], expected_a)
     for got, want in zip(results_b, expected_b):

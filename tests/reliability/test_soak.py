@@ -6,11 +6,13 @@ from cached results or adds one analysis that the cycle meets again later. After
 has met every (page, choice) combination, the resident memory of this process is the flat level;
 the remaining reruns only repeat what is cached.
 
-The bound: after the warm-up the remaining reruns may grow RSS by at most ``MAX_GROWTH_MB``. A
-real leak of what a rerun builds (an analysis of digits-cnn holds four images, four influence
-maps and a trace, roughly 0.3 MB pickled, figures tens of KB each) that kept every rerun's
-copy would add at least ``REPEATS × 0.3 MB`` ≈ 50 MB; allocator noise and Python's arenas after
-a warm-up measured here stay under about 15 MB. 40 MB is in between, with room for noise.
+The bound: after the warm-up (60 reruns) the remaining 140 reruns may grow RSS, after a garbage
+collection, by at most ``MAX_GROWTH_MB`` = 25 MB, about 0.18 MB a rerun. Measured here
+(Streamlit 1.67, 2 cores): the flat level is about 1,090 MB at rerun 60 and the growth over the
+next 140 reruns is about 13 MB (the figure and result caches taking their last entries). A page's
+output is 0.08 to 0.14 MB of figure JSON alone (Neurons, Attack, Defences, measured with AppTest),
+and the figure objects and messages behind it are larger: a leak that kept each rerun's page
+would pass the bound within the 140 reruns, while twice the measured growth stays under it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 RERUNS = 200
 WARMUP = 60  # reruns before the flat level is read: every (page, choice) pair has been met by then
-MAX_GROWTH_MB = 40.0
+MAX_GROWTH_MB = 25.0
 TIME_LIMIT_S = 90.0
 
 PAGES = ["app_pages/attack.py", "app_pages/neurons.py", "app_pages/defences.py", "app_pages/model_image.py", "app_pages/about.py"]
@@ -83,5 +85,6 @@ def test_two_hundred_reruns_keep_memory_flat():
     trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in samples)
     print(f"soak: {reruns} reruns in {elapsed:.0f} s; RSS flat {flat:.0f} MB after {WARMUP}, final {final:.0f} MB; {trace}")
     assert final - flat <= MAX_GROWTH_MB, f"RSS grew {final - flat:.0f} MB after the warm-up ({trace})"
-    assert elapsed < TIME_LIMIT_S * 2, f"the soak took {elapsed:.0f} s (budget {TIME_LIMIT_S:.0f} s on 2 cores)"
+    # 57 s measured on 2 shared cores; twice the CI budget means reruns got much slower (a cache that stopped working)
+    assert elapsed < 2 * TIME_LIMIT_S, f"the soak took {elapsed:.0f} s (budget {TIME_LIMIT_S:.0f} s on 2 cores)"
     clear_caches()
