@@ -78,6 +78,9 @@ class Walker:
     url: str = ""
     failures: list[str] = field(default_factory=list)
     session_start: int = 0  # index in ``actions`` where the current browser session began
+    in_a_row: int = 0
+    slow_s: float = 8.0  # an action whose run took longer made the app slow (a big model, a long attack)
+    slow_widget: tuple[str, str, str] | None = None  # (area, kind, label) of the last action that made it slow
 
     # -- waiting and checking -------------------------------------------------------------------
 
@@ -172,20 +175,36 @@ class Walker:
     # -- the walk ---------------------------------------------------------------------------------
 
     def step(self) -> Action:
-        """One random action, then the wait and the checks. With ``keep_going``, a failure is
-        recorded and the walk goes on in a fresh browser session of the same server."""
+        """One random action, then the wait and the checks.
+
+        With ``keep_going`` (exploration), a failure is recorded and the walk goes on: in the same
+        session after an exception on the page (what a user would see next is part of the defect),
+        in a fresh browser session after a timeout, a widget that could not be used, or three
+        failures in a row."""
         try:
-            return self._step()
+            action = self._step()
+            self.in_a_row = 0
+            return action
         except WalkFailure as failure:
             if not self.keep_going:
                 raise
             self.failures.append(str(failure))
-            print(f"monkey: failure {len(self.failures)} at action {len(self.actions)}: {str(failure).splitlines()[0][:200]}", flush=True)
-            self.page.goto("about:blank")
-            open_app(self.page, self.url)
-            self.session_start = len(self.actions)
-            self.attack_pending = False
+            self.in_a_row += 1
+            print(f"monkey: failure {len(self.failures)} at action {len(self.actions)}: {signature(str(failure))}", flush=True)
+            if self.in_a_row >= 3 or not str(failure).startswith("an exception is on the page"):
+                self.page.goto("about:blank")
+                open_app(self.page, self.url, timeout_ms=self.run_timeout_ms + 60_000)
+                self.session_start = len(self.actions)
+                self.attack_pending = False
+                self.in_a_row = 0
             return self.actions[-1]
+
+    def distinct_failures(self) -> dict[str, list[str]]:
+        """The recorded failures by signature (the check and, for an exception, its type and line)."""
+        found: dict[str, list[str]] = {}
+        for failure in self.failures:
+            found.setdefault(signature(failure), []).append(failure)
+        return found
 
     def _step(self) -> Action:
         candidates = self.discover()
@@ -202,6 +221,10 @@ class Walker:
         self.actions.append(action)
         self.wait_for_run()
         action.seconds = time.monotonic() - start
+        if action.seconds > self.slow_s and action.area != "nav":
+            self.slow_widget = (action.area, action.kind, action.label)
+        elif action.seconds < self.slow_s / 4 and action.area != "nav":
+            self.slow_widget = None
         if self.on_action is not None:
             self.on_action(action)
         self.check()
@@ -221,8 +244,10 @@ class Walker:
                 if (!root) return out;
                 for (const kind of kinds) {
                     root.querySelectorAll(`[data-testid="${kind}"]`).forEach((e, i) => {
+                        // checkVisibility: false inside a closed expander (content-visibility), display none...
                         const r = e.getBoundingClientRect();
-                        if (r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden") out.push([area, testid, kind, i]);
+                        if (r.width > 0 && r.height > 0 && e.checkVisibility({checkVisibilityCSS: true, checkOpacity: true}))
+                            out.push([area, testid, kind, i]);
                     });
                 }
                 return out;
@@ -232,6 +257,11 @@ class Walker:
         for area, testid, kind, index in found:
             widget = page.get_by_test_id(testid).get_by_test_id(kind).nth(index)
             weight = WEIGHTS.get(kind, 1.0) * (1.0 if area == "sidebar" else 0.8)
+            if self.slow_widget is not None and self.slow_widget[:2] == (area, kind[2:]):
+                # The widget that made the app slow (e.g. a big model picked in a select box) is used
+                # again more often, so the walk leaves a slow state soon and fits in CI time.
+                if _label_of(widget, kind) == self.slow_widget[2]:
+                    weight *= 6.0
             candidates.append((weight, lambda w=widget, k=kind, a=area: self.use(a, k, w)))
         candidates.append((0.3, self.press_escape))
         return candidates
@@ -268,11 +298,19 @@ class Walker:
             if move == "escape":
                 self.page.keyboard.press("Escape")
                 what = f"open the list, Escape (was {before!r})"
-            else:
-                texts = options.all_inner_texts()
+            elif self.rng.random() < 0.5:
+                texts = options.all_inner_texts()  # the rendered ones (a long list renders a window of it)
                 choice = self.rng.randrange(len(texts))
                 options.nth(choice).click()
                 what = f"pick {texts[choice]!r} (was {before!r})"
+            else:  # the keyboard reaches every option of a long list
+                presses = self.rng.randrange(1, 30)
+                for _ in range(presses):
+                    self.page.keyboard.press("ArrowDown")
+                focused = self.page.get_by_role("listbox").last.locator('[role="option"][data-focused="true"]')
+                text = focused.first.inner_text() if focused.count() else "?"
+                self.page.keyboard.press("Enter")
+                what = f"ArrowDown ×{presses}, Enter on {text!r} (was {before!r})"
         if label == "Attack" and area_is_sidebar(widget):
             self.page.wait_for_timeout(150)
             if widget.get_by_role("combobox").input_value() != before:
@@ -434,6 +472,19 @@ class Walker:
     def _expander(self, widget, label: str) -> str:
         widget.locator("summary").first.click()
         return "open/close"
+
+
+def signature(failure: str) -> str:
+    """One line naming a failure: for an exception, its first line and the innermost app frame."""
+    lines = [line.strip() for line in failure.splitlines() if line.strip()]
+    if not lines:
+        return "?"
+    if lines[0].startswith("an exception is on the page") and len(lines) > 1:
+        frames = [line for line in lines if line.startswith("File ") and "/site-packages/" not in line]
+        return f"exception {lines[1][:160]} at {frames[-1] if frames else '?'}"
+    if lines[0].startswith("the walker could not use"):
+        return "walker: " + lines[0].split(": ", 1)[-1][:120]
+    return lines[0][:200]
 
 
 def area_is_sidebar(widget) -> bool:

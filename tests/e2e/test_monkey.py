@@ -7,13 +7,15 @@ number inputs (out of range too), switches pages mid-run, uploads good and bad f
 corrupt image, a tiny checkpoint, a real one, a code pickle), presses buttons twice. Widgets are
 found by their ``data-testid`` in the sidebar and the main area after every run, so new widgets
 are walked without editing this file. After each action, once the app's run has finished, no
-exception may be on the page and the banner must agree with the sidebar (model and attack).
+exception may be on the page and the banner must agree with the sidebar (model and attack), and
+the run must end within ``RUN_TIMEOUT_S``: the server gets ``NEURONVIZ_TIME_BUDGET_S`` (default
+10 s here), the app's own per-computation time limit, so no action may keep it busy for minutes.
 
 The seed is fixed (``$NEURONVIZ_MONKEY_SEED``, default 20261201, changes it); a failure prints the
 seed, the failed check and the action list so far, and saves a screenshot under
 ``out/monkey/`` (or ``$NEURONVIZ_SCREENSHOTS``). ``$NEURONVIZ_MONKEY_PORT`` pins the server's port.
-``NEURONVIZ_MONKEY_KEEP_GOING=1`` (exploration) records each failure, goes on in a fresh browser
-session and reports them all at the end; ``NEURONVIZ_MONKEY_VERBOSE=1`` prints each action.
+``NEURONVIZ_MONKEY_KEEP_GOING=1`` (exploration) records each failure, walks on (in a fresh browser
+session when the page cannot be used) and reports the distinct ones at the end; ``NEURONVIZ_MONKEY_VERBOSE=1`` prints each action.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ pytestmark = pytest.mark.e2e
 
 DEFAULT_SEED = 20261201
 DEFAULT_STEPS = 150
+#: The server's wall-clock budget per computation (``NEURONVIZ_TIME_BUDGET_S``, neuronviz.settings):
+#: a big model or a long attack stops with a message instead of holding the walk for minutes.
+TIME_BUDGET_S = float(os.environ.get("NEURONVIZ_TIME_BUDGET_S") or 10)
+#: An action's run may take a few budgets (a page runs several computations) plus loading a model.
+RUN_TIMEOUT_S = 4 * TIME_BUDGET_S + 30
 
 
 def _shots() -> Path:
@@ -50,7 +57,7 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="module")
 def monkey_server(chromium_path: Path):
     port = int(os.environ["NEURONVIZ_MONKEY_PORT"]) if os.environ.get("NEURONVIZ_MONKEY_PORT") else None
-    with Server(port=port) as server:
+    with Server(port=port, extra_env={"NEURONVIZ_TIME_BUDGET_S": f"{TIME_BUDGET_S:g}"}) as server:
         yield server
 
 
@@ -70,7 +77,7 @@ def test_random_walk_never_shows_an_exception(monkey_server: Server, chromium_pa
             keep_going = os.environ.get("NEURONVIZ_MONKEY_KEEP_GOING") == "1"
             walker = Walker(
                 page=page, rng=random.Random(seed), files=files, seed=seed, shots=_shots(),
-                keep_going=keep_going, url=monkey_server.url,
+                keep_going=keep_going, url=monkey_server.url, run_timeout_ms=int(RUN_TIMEOUT_S * 1000),
             )  # fmt: skip
             if os.environ.get("NEURONVIZ_MONKEY_VERBOSE") == "1":
                 walker.on_action = lambda a: print(f"monkey: {len(walker.actions):3d}. {a}", flush=True)
@@ -85,7 +92,11 @@ def test_random_walk_never_shows_an_exception(monkey_server: Server, chromium_pa
             print("monkey: slowest\n" + "\n".join(f"  {a}" for a in slowest))
         finally:
             browser.close()
-    assert not walker.failures, f"{len(walker.failures)} failures:\n\n" + "\n\n=====\n\n".join(walker.failures)
+    if walker.failures:
+        distinct = walker.distinct_failures()
+        print("monkey: distinct failures\n" + "\n".join(f"  {len(v)} × {k}" for k, v in distinct.items()))
+        first = [v[0] for v in distinct.values()]
+        pytest.fail(f"{len(walker.failures)} failures, {len(distinct)} distinct:\n\n" + "\n\n=====\n\n".join(first))
     # Every kind of widget the app has today was used at least once (the walk is not stuck on one page).
     assert len(walker.actions) == steps
     assert {"page", "Selectbox", "ButtonGroup", "NumberInput"} <= set(kinds), kinds
