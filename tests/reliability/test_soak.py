@@ -8,11 +8,11 @@ the remaining reruns only repeat what is cached.
 
 The bound: after the warm-up (60 reruns) the remaining 140 reruns may grow RSS, after a garbage
 collection, by at most ``MAX_GROWTH_MB`` = 25 MB, about 0.18 MB a rerun. Measured here
-(Streamlit 1.67, 2 cores): the flat level is about 1,090 MB at rerun 60 and the growth over the
-next 140 reruns is about 13 MB (the figure and result caches taking their last entries). A page's
-output is 0.08 to 0.14 MB of figure JSON alone (Neurons, Attack, Defences, measured with AppTest),
-and the figure objects and messages behind it are larger: a leak that kept each rerun's page
-would pass the bound within the 140 reruns, while twice the measured growth stays under it.
+(Streamlit 1.67, 2 shared cores): the flat level is about 1,090 MB at rerun 60 and the growth over
+the next 140 reruns about 13 MB (the caches taking their last entries). A page's output is 0.08 to
+0.14 MB of figure JSON (Neurons, Attack, Defences, measured with AppTest): a leak of the order of
+one page's output per rerun adds at least 140 × 0.1 = 14 MB, which on top of the measured growth
+exceeds the bound, while the measured growth alone stays well under it.
 """
 
 from __future__ import annotations
