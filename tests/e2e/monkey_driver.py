@@ -109,7 +109,7 @@ class Walker:
         """The banner's model name and attack label ({} when the page shows no banner)."""
         main = self.page.get_by_test_id("stMain")
         found: dict[str, str] = {}
-        for text in main.get_by_test_id("stMarkdownContainer").all_inner_texts()[:12]:
+        for text in main.get_by_test_id("stMarkdownContainer").all_inner_texts()[:3]:  # the banner is on top
             text = text.strip()
             model = re.match(r"^(?:\S+\s+)?Model\s+(\S+)\s+·", text)
             if model and "model" not in found:
@@ -117,7 +117,7 @@ class Walker:
             attack = re.match(r"^(?:\S+\s+)?Attack\s+(.+)$", text, re.S)
             if attack and "attack" not in found:
                 found["attack"] = attack.group(1).split(" · ")[0].strip()
-        return found
+        return found if "model" in found else {}
 
     def sidebar_value(self, label: str) -> str | None:
         """What the sidebar's select box labelled ``label`` shows ('' when cleared; None if absent)."""
@@ -127,11 +127,17 @@ class Walker:
         return box.input_value().strip()
 
     def sidebar_choice(self, label: str) -> str | None:
+        """The pressed option of the sidebar's first segmented control labelled ``label``."""
         group = self.page.get_by_test_id("stSidebar").get_by_role("radiogroup", name=label, exact=True)
-        if group.count() != 1:
+        if not group.count():
             return None
-        checked = group.locator('[aria-checked="true"]')
+        checked = group.first.locator('[aria-checked="true"]')
         return checked.first.inner_text().strip() if checked.count() else ""
+
+    def _model_failure_shown(self) -> bool:
+        """An error on the page says the chosen model did not load (the last good one is shown)."""
+        alerts = self.page.get_by_test_id("stMain").get_by_test_id("stAlertContentError").all_inner_texts()
+        return any("Could not load the model" in text for text in alerts)
 
     def banner_problem(self) -> str | None:
         banner = self.banner()
@@ -142,7 +148,7 @@ class Walker:
             if model is not None:
                 if not model:
                     return f"the Model box is empty while the banner shows the model {banner.get('model')!r}"
-                if model.split(" · ")[0] != banner.get("model"):
+                if model.split(" · ")[0] != banner.get("model") and not self._model_failure_shown():
                     return f"the banner shows the model {banner.get('model')!r}, the Model box {model!r}"
         attack = self.sidebar_value("Attack")
         if attack is not None:
@@ -279,6 +285,8 @@ class Walker:
 
     def use(self, area: str, kind: str, widget) -> Action:
         label = _label_of(widget, kind)
+        if _disabled(widget, kind):
+            return Action(area, kind[2:], label, "(disabled: nothing to do)")
         handler = getattr(self, "_" + kind[2:].lower())
         what = handler(widget, label)
         return Action(area, kind[2:], label, what)
@@ -485,6 +493,43 @@ def signature(failure: str) -> str:
     if lines[0].startswith("the walker could not use"):
         return "walker: " + lines[0].split(": ", 1)[-1][:120]
     return lines[0][:200]
+
+
+#: The control whose state says whether a widget of each kind can be used.
+_CONTROL = {
+    "stSelectbox": '[role="combobox"]',
+    "stMultiSelect": '[role="combobox"]',
+    "stCheckbox": "input, label",
+    "stToggle": "input, label",
+    "stSlider": '[role="slider"]',
+    "stNumberInput": "input",
+    "stTextInput": "input",
+    "stTextArea": "textarea",
+    "stButton": "button",
+    "stFormSubmitButton": "button",
+    "stDownloadButton": "button",
+    "stFileUploader": 'input[type="file"]',
+    "stButtonGroup": "button",
+    "stRadio": "input",
+}
+
+
+def _disabled(widget, kind: str) -> bool:
+    """A disabled widget (a greyed-out checkbox, a button while a form runs) is left alone."""
+    selector = _CONTROL.get(kind)
+    if selector is None:
+        return False
+    return bool(
+        widget.evaluate(
+            """(e, selector) => {
+                const controls = Array.from(e.querySelectorAll(selector));
+                if (!controls.length) return false;
+                const off = c => c.disabled || c.getAttribute("data-disabled") === "true" || c.getAttribute("aria-disabled") === "true";
+                return controls.every(off);
+            }""",
+            selector,
+        )
+    )
 
 
 def area_is_sidebar(widget) -> bool:
