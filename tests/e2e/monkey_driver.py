@@ -579,10 +579,12 @@ def free_port() -> int:
 class Server:
     """``streamlit run app/main.py`` (the flags of ``make run``) on 127.0.0.1; a context manager."""
 
-    def __init__(self, port: int | None = None, startup_timeout_s: float = 120, extra_env: dict | None = None):
+    def __init__(self, port: int | None = None, startup_timeout_s: float = 120, extra_env: dict | None = None, root: Path | None = None):
         import os
         import sys
         import tempfile
+
+        self.root = Path(root) if root else ROOT  # the checkout whose app is served
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -607,7 +609,7 @@ class Server:
         import urllib.request
 
         with self.log.open("w") as output:
-            self.process = subprocess.Popen(self.command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=self.env)
+            self.process = subprocess.Popen(self.command, cwd=self.root, stdout=output, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

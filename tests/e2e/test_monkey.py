@@ -57,7 +57,8 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="module")
 def monkey_server(chromium_path: Path):
     port = int(os.environ["NEURONVIZ_MONKEY_PORT"]) if os.environ.get("NEURONVIZ_MONKEY_PORT") else None
-    with Server(port=port, extra_env={"NEURONVIZ_TIME_BUDGET_S": f"{TIME_BUDGET_S:g}"}) as server:
+    root = os.environ.get("NEURONVIZ_MONKEY_APP_ROOT") or None  # walk another checkout's app (e.g. a branch)
+    with Server(port=port, extra_env={"NEURONVIZ_TIME_BUDGET_S": f"{TIME_BUDGET_S:g}"}, root=root) as server:
         yield server
 
 
