@@ -175,8 +175,12 @@ def report(result: dict) -> None:
         times = [t for k, t, e, _ in log if k == kind and not e]
         if times:
             print(f"  {kind:8s} {len(times):5d} {statistics.median(times):7.2f} {percentile(times, 0.9):7.2f} {max(times):7.2f}")
-    for kind, seconds, error, index in errors[:10]:
-        print(f"  error: session {index} {kind} after {seconds:.1f} s: {error}")
+    by_type: dict[str, int] = {}
+    for kind, seconds, error, index in errors:
+        first = error.splitlines()[0][:90]
+        by_type[f"{kind}: {first}"] = by_type.get(f"{kind}: {first}", 0) + 1
+    for what, count in sorted(by_type.items(), key=lambda item: -item[1]):
+        print(f"  errors: {count} × {what}")
 
 
 def main() -> None:
