@@ -28,7 +28,7 @@ import torch
 from neuronviz._digest import tensor_digest
 from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
 from neuronviz.defenses import Restoration, get_defense
-from neuronviz.errors import NeuronvizError
+from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
 from neuronviz.models import PixelModel
 
@@ -256,3 +256,50 @@ def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoic
         default_layer=default_layer(model),
         seconds=seconds,
     )
+
+
+def provenance(
+    model: PixelModel,
+    result: Analysis,
+    image_name: str,
+    defences: tuple[str, ...] | list[str] = RESTORATIONS,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The provenance record of a figure or table made from ``result``
+    (:func:`neuronviz.provenance.record`): the model (name, architecture, content hash), the
+    image (name, shape, content hash), the attack with its full parameters, target and seed, the
+    defences shown with their full parameters, the benign class, device, versions and time."""
+    from neuronviz import provenance as _provenance
+
+    if model.name != result.model_name:
+        raise InputError(f"the analysis was computed with {result.model_name!r}, not {model.name!r}")
+    unknown = [name for name in defences if name not in result.restorations]
+    if unknown:
+        raise InputError(f"defences {unknown} are not in this analysis (it has {list(result.restorations)})")
+    image = {
+        "name": image_name,
+        "shape": list(result.clean.shape),
+        "content_hash": tensor_digest(result.clean),
+    }
+    attack = {
+        "attack": result.choice.attack,
+        "label": get_attack(result.choice.attack).label,
+        "params": dict(result.params),
+        "target": result.choice.target,
+        "seed": result.choice.seed,
+        "succeeded": result.attack_succeeded,
+    }
+    defence_rows = [
+        {"defence": name, "params": dict(result.restorations[name].params), "toward": result.benign_class}
+        for name in defences
+    ]
+    out = _provenance.record(
+        model,
+        dataset={"image": image},
+        attacks=[attack],
+        defences=defence_rows,
+        seeds={"attack": result.choice.seed},
+        extra={"benign_class": result.benign_class, "analysis_digest": digest(model, result.clean, result.choice), **dict(extra or {})},
+    )
+    out["image"] = image
+    return out
