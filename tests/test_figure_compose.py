@@ -147,3 +147,18 @@ def test_bad_specs(result, digits_cnn):
             compose.compose_figure(result, names, spec)
     with pytest.raises(InputError):
         compose.compose_figure(result, names[:5], compose.FigureSpec())
+
+
+def test_numbers_csv_round_trips(result, digits_cnn):
+    import csv
+    import io
+
+    numbers = compose.figure_numbers(result, digits_cnn.class_names, compose.FigureSpec(charts=ALL_CHARTS))
+    rows = list(csv.DictReader(io.StringIO(compose.numbers_csv(numbers))))
+    expected = compose.numbers_rows(numbers)
+    assert len(rows) == len(expected) > 50
+    for row, want in zip(rows, expected):
+        assert row["section"] == want["section"] and row["condition"] == want["condition"] and row["metric"] == want["metric"]
+        assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-12)
+    clean = next(r for r in rows if r["section"] == "panel" and r["condition"] == "clean")
+    assert float(clean["value"]) == pytest.approx(float(result.probabilities("clean").max()))

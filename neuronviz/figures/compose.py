@@ -498,4 +498,48 @@ def size_mm(fig: go.Figure) -> tuple[float, float]:
 
 
 __all__ = ["AFTER", "CHARTS", "CHART_LABELS", "PANELS", "PANEL_LABELS", "PRINT_FONT", "FigureSpec", "compose_figure",
-           "embed", "figure_numbers", "natural_height_mm", "panel_title", "size_mm", "PALETTE"]
+           "embed", "figure_numbers", "natural_height_mm", "numbers_csv", "numbers_rows", "panel_title", "size_mm"]
+
+
+def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`figure_numbers` as long-format rows (section, condition, layer, item, metric, value)
+    for one CSV: every number the figure draws, one per row."""
+    rows: list[dict[str, Any]] = []
+
+    def add(section, condition, layer, item, metric, value):
+        rows.append({"section": section, "condition": condition, "layer": layer, "item": item, "metric": metric, "value": value})
+
+    for condition, entry in numbers.get("panels", {}).items():
+        if condition == "perturbation":
+            for metric in ("linf", "l2", "l0", "amplification"):
+                add("panel", condition, "", "", metric, entry[metric])
+            continue
+        add("panel", condition, "", entry["class_name"], "confidence", entry["confidence"])
+        for rank, top in enumerate(entry["top5"], 1):
+            add("top5", condition, "", top["class_name"], f"probability (rank {rank})", top["probability"])
+    after = numbers.get("after", "")
+    for row in numbers.get("front_tail", []):
+        for condition in ("clean", after):
+            add(f"front-tail ({row['group']})", condition, numbers["layer"], row["label"], "influence", row[condition])
+    for section in ("layers", "restoration"):
+        for condition, table in numbers.get(section, {}).items():
+            for entry in table:
+                for metric, value in entry.items():
+                    if metric != "layer":
+                        add(section, condition, entry["layer"], "", metric, value)
+    return rows
+
+
+NUMBER_COLUMNS = ("section", "condition", "layer", "item", "metric", "value")
+
+
+def numbers_csv(numbers: dict[str, Any]) -> str:
+    """:func:`numbers_rows` as CSV text (a header row, then one number per row)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(NUMBER_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(numbers_rows(numbers))
+    return out.getvalue()
