@@ -92,18 +92,20 @@ def build(args: argparse.Namespace):
     """``(model, image name, analysis, spec, figure, numbers, provenance)`` for the arguments."""
     from neuronviz import analysis, export
     from neuronviz.figures.compose import FigureSpec, compose_figure, figure_numbers
-    from neuronviz.images import load_image_with_info, load_sample
+    from neuronviz.images import list_samples, load_image_with_info, load_sample
     from neuronviz.models import load_model
 
     if args.session is not None:
         raise InputError("--session is not implemented yet: give --model, --image and --attack")
     model = load_model(args.model, device=args.device)
+    true_class = None  # marked "(true)" in the top-5 bars, as the page does for its samples
     if Path(args.image).is_file():
         image, _ = load_image_with_info(args.image, model)
         image_name = Path(args.image).name
     else:
         image = load_sample(args.image, model)
         image_name = args.image
+        true_class = next((s.true_class for s in list_samples(model) if s.id == args.image), None)
     # The dashboard's form starts from these overrides for its default attack (PGD, 20 steps).
     overrides = dict(analysis.DEFAULT_OVERRIDES) if args.attack == analysis.DEFAULT_ATTACK else {}
     overrides.update(_params(args.attack, args.param))
@@ -122,7 +124,7 @@ def build(args: argparse.Namespace):
         panels=panels, charts=_list(args.charts), layer=args.layer, after=args.after, group_size=group,
         tail_rule=args.tail_rule, width_mm=width, height_mm=height, font_pt=args.font_size, letters=not args.no_letters,
     )
-    fig = compose_figure(result, model.class_names, spec)
+    fig = compose_figure(result, model.class_names, spec, true_class=true_class)
     numbers = figure_numbers(result, model.class_names, spec)
     record = analysis.provenance(
         model, result, image_name, defences=defences,

@@ -91,3 +91,21 @@ def test_help_names_every_option():
                    "--charts", "--layer", "--after", "--group-size", "--tail-rule", "--width", "--height",
                    "--font-size", "--dpi", "--no-letters", "--device", "--session", "--out"):
         assert option in out.stdout
+
+
+def test_cli_figure_is_the_pages_figure(digits_cnn):
+    """The page composes with the sample's true class marked; the CLI does the same for a sample id."""
+    import argparse
+
+    from neuronviz.figure_cli import add_parser, build
+    from neuronviz.images import list_samples
+
+    sample = list_samples(digits_cnn)[0]
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["figure", "--model", "digits-cnn", "--image", sample.id, "--out", "x.svg"])
+    _, _, result, spec, fig, _, _ = build(args)
+    page_fig = compose.compose_figure(result, digits_cnn.class_names, spec, true_class=sample.true_class)
+    assert fig.to_plotly_json() == page_fig.to_plotly_json()
+    ticks = [str(tick) for key in fig.layout if key.startswith("yaxis") for tick in (fig.layout[key].ticktext or ())]
+    assert any("(true)" in tick for tick in ticks)  # the true class is marked in the top-5 bars

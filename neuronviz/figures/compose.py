@@ -50,10 +50,10 @@ PANEL_LABELS = {
 #: Charts below the images (``"top5"`` sits under the images, one per image).
 CHARTS = ("top5", "front-tail", "layers", "restoration")
 CHART_LABELS = {
-    "top5": "Top-5 predictions under each image",
-    "front-tail": "Front and tail neurons of one layer, clean vs after",
-    "layers": "Shift clean → after in every layer",
-    "restoration": "Adversarial and restored vs clean ranking, every layer",
+    "top5": "Top-5 bars",
+    "front-tail": "Front/tail neurons",
+    "layers": "Shift by layer",
+    "restoration": "Restoration by layer",
 }
 #: Image conditions a chart may compare with the clean image.
 AFTER = ("adversarial", "nip-guided", "pssr")
