@@ -206,23 +206,28 @@ def export_figure(
         except Exception as error:  # noqa: BLE001 - a render failure is reported with what was asked
             raise ExportUnavailableError(f"chromium could not render the {fmt.upper()} export: {error}") from error
         _TIMES.append((fmt, time.perf_counter() - started))
-    if fmt == "png":
-        data = _png_resize(data, *png_pixels(width_mm, height_mm, dpi), dpi=dpi)
+    if fmt == "png":  # one decode and one encode: size, DPI and provenance together
+        text = provenance_text(provenance) if provenance is not None else None
+        return _png_finish(data, *png_pixels(width_mm, height_mm, dpi), dpi=dpi, text=text)
     if provenance is not None:
         data = embed_provenance(data, fmt, provenance)
     return data
 
 
-def _png_resize(data: bytes, width: int, height: int, dpi: int) -> bytes:
-    """The PNG at exactly ``width × height`` pixels (chromium rounds the scaled size) with its DPI set."""
-    from PIL import Image
+def _png_finish(data: bytes, width: int, height: int, dpi: int, text: str | None = None) -> bytes:
+    """The PNG at exactly ``width × height`` pixels (chromium rounds the scaled size), its DPI set,
+    and the provenance record (when given) in an iTXt chunk."""
+    from PIL import Image, PngImagePlugin
 
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)
+        info = PngImagePlugin.PngInfo()
+        if text is not None:
+            info.add_itxt(PROVENANCE_KEY, text, zip=True)
         out = io.BytesIO()
-        image.save(out, format="PNG", dpi=(dpi, dpi))
+        image.save(out, format="PNG", dpi=(dpi, dpi), pnginfo=info, compress_level=3)
     return out.getvalue()
 
 
