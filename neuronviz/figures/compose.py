@@ -385,9 +385,12 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
                 probs = result.probabilities(condition)
                 source = panel_bars(probs, names, title="", color_key=_COLOR[condition], true_class=true_class)
                 ticks = list(source.layout.yaxis.ticktext or [])
+                if _tick_width(ticks, fs * 0.9) > 0.3 * column:  # narrow: the true class stays bold and outlined
+                    ticks = [str(t).replace(" (true)", "") for t in ticks]
+                    source.update_yaxes(ticktext=ticks)
                 left_px = side + index * column + _tick_width(ticks, fs * 0.9) + fs * 0.6
                 right_px = side + (index + 1) * column - fs * 0.5
-                label_px = 3.3 * 0.8 * fs + 6  # "99.9%" at the bar labels' size
+                label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
                 room = max(right_px - left_px, 1.0)
                 reach = 100.0 / max(1.0 - label_px / room, 0.25)
                 source.update_xaxes(range=[0, max(115.0, reach)], showticklabels=False, title_text="", showgrid=False)
