@@ -385,7 +385,7 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
                 probs = result.probabilities(condition)
                 source = panel_bars(probs, names, title="", color_key=_COLOR[condition], true_class=true_class)
                 ticks = list(source.layout.yaxis.ticktext or [])
-                if _tick_width(ticks, fs * 0.9) > 0.3 * column:  # narrow: the true class stays bold and outlined
+                if _tick_width(ticks, fs * 0.9) > 0.4 * column:  # narrow: the true class stays bold and outlined
                     ticks = [str(t).replace(" (true)", "") for t in ticks]
                     source.update_yaxes(ticktext=ticks)
                 left_px = side + index * column + _tick_width(ticks, fs * 0.9) + fs * 0.6
