@@ -162,3 +162,27 @@ def test_numbers_csv_round_trips(result, digits_cnn):
         assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-12)
     clean = next(r for r in rows if r["section"] == "panel" and r["condition"] == "clean")
     assert float(clean["value"]) == pytest.approx(float(result.probabilities("clean").max()))
+
+
+def test_embed_an_rgb_image_and_a_two_panel_chart():
+    import torch
+
+    from neuronviz.figures.base import image_figure
+
+    canvas = compose._Canvas()
+    rgb = image_figure(torch.rand(1, 3, 8, 6))
+    mapping = compose.embed(canvas, rgb, (0.1, 0.4, 0.5, 0.9))
+    two = go.Figure(go.Bar(x=["a"], y=[1], name="left"))
+    two.add_trace(go.Bar(x=["b"], y=[2], name="right", xaxis="x2", yaxis="y2"))
+    two.update_layout(xaxis=dict(domain=[0, 0.45]), xaxis2=dict(domain=[0.55, 1.0]), yaxis2=dict(anchor="x2"),
+                      annotations=[dict(text="B", x=0.5, y=1.0, xref="paper", yref="paper")])
+    second = compose.embed(canvas, two, (0.0, 1.0, 0.0, 0.4), legend=dict(x=0.5, y=0.45))
+    canvas.fig.update_layout(**canvas.layout)
+    fig = canvas.fig
+    assert mapping == {"x": "x", "y": "y"} and second == {"x": "x2", "x2": "x3", "y": "y2", "y2": "y3"}
+    assert fig.data[0].type == "image" and fig.layout.yaxis.scaleanchor == "x"
+    assert list(fig.layout.xaxis.domain) == pytest.approx([0.1, 0.4])
+    assert list(fig.layout.xaxis3.domain) == pytest.approx([0.55, 1.0])
+    assert list(fig.layout.yaxis3.domain) == pytest.approx([0.0, 0.4]) and fig.layout.yaxis3.anchor == "x3"
+    assert (fig.data[2].xaxis, fig.data[2].yaxis, fig.data[2].legend) == ("x3", "y3", "legend")
+    assert canvas.annotations[0]["x"] == pytest.approx(0.5) and canvas.annotations[0]["y"] == pytest.approx(0.4)

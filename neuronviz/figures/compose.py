@@ -262,10 +262,11 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
         t.yaxis = mapping.get(t.yaxis or "y", t.yaxis)
         if hasattr(t, "colorbar"):
             t.showscale = False
-        if legend_name is not None and t.showlegend is not False:
-            t.legend = legend_name
-        elif legend_name is None:
-            t.showlegend = False
+        if "showlegend" in t:  # go.Image has no legend
+            if legend_name is not None and t.showlegend is not False:
+                t.legend = legend_name
+            elif legend_name is None:
+                t.showlegend = False
         canvas.fig.add_trace(t)
     for item, target in ((layout.get("annotations", []), canvas.annotations), (layout.get("shapes", []), canvas.shapes)):
         for entry in item:
