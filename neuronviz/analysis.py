@@ -33,13 +33,15 @@ from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, p
 from neuronviz.models import PixelModel
 
 __all__ = [
-    "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_OVERRIDES", "RESTORATIONS",
+    "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_OVERRIDES", "DEFAULT_SAMPLE_ID", "RESTORATIONS",
     "Analysis", "AttackChoice", "compute_analysis", "content_key", "default_choice", "digest",
 ]
 
-#: The attack a session starts with: PGD, 20 steps, the model's default budget (ε = 0.1 on digits).
+#: The attack a session starts with: PGD at its schema defaults (the same as picking it from the list;
+#: ε = 0.1 on digits) and the sample it starts on (as ``app/analysis.py`` on main).
 DEFAULT_ATTACK = "pgd"
-DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 20}
+DEFAULT_OVERRIDES: dict[str, Any] = {}
+DEFAULT_SAMPLE_ID = "digit-test-43"
 #: The two restorations every analysis runs, in the order pages show them.
 RESTORATIONS = ("nip-guided", "pssr")
 #: Conditions of :attr:`Analysis.influence`, in the order pages show them.

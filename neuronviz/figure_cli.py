@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="an attack parameter (repeatable), e.g. --param eps=8/255 --param steps=20 "
-        f"(default {', '.join(f'{k}={v}' for k, v in DEFAULT_OVERRIDES.items())}, as the dashboard)",
+        "(default: the attack's own defaults for this model"
+        + (f", and for {DEFAULT_ATTACK} {', '.join(f'{k}={v}' for k, v in DEFAULT_OVERRIDES.items())}" if DEFAULT_OVERRIDES else "")
+        + ", as the dashboard)",
     )
     p.add_argument("--target", default=None, help="none (default: untargeted), a class index, or least-likely")
     p.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")

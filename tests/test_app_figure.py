@@ -5,6 +5,7 @@ offers every download, and turns a bad size into a message."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -53,10 +54,16 @@ def _downloads(app) -> dict[str, object]:
     return {b.proto.label: b for b in app.get("download_button")}
 
 
-def test_page_renders_the_analysis(at):
+def _page_analysis(app):
+    """The library's analysis of the page's image (the command the page shows names it)."""
     model = load_model("digits-cnn", device="cpu")
-    sample = list_samples(model)[0]
-    result = analysis.compute_analysis(model, load_sample(sample.id, model), analysis.default_choice())
+    sample_id = re.search(r"--image (\S+)", app.code[0].value).group(1)
+    assert sample_id in {s.id for s in list_samples(model)}
+    return model, analysis.compute_analysis(model, load_sample(sample_id, model), analysis.default_choice())
+
+
+def test_page_renders_the_analysis(at):
+    model, result = _page_analysis(at)
     spec = json.loads(json.dumps(_preview(at)))
     texts = [a.get("text", "") for a in spec["layout"].get("annotations", [])]
     for condition in ("clean", "adversarial", "nip-guided", "pssr"):
@@ -76,9 +83,7 @@ def test_page_renders_the_analysis(at):
 
 
 def test_numbers_table_equals_the_library(at):
-    model = load_model("digits-cnn", device="cpu")
-    sample = list_samples(model)[0]
-    result = analysis.compute_analysis(model, load_sample(sample.id, model), analysis.default_choice())
+    model, result = _page_analysis(at)
     expected = compose.numbers_rows(compose.figure_numbers(result, model.class_names, compose.FigureSpec()))
     [table] = at.dataframe
     frame = table.value
