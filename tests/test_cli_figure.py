@@ -108,4 +108,4 @@ def test_cli_figure_is_the_pages_figure(digits_cnn):
     page_fig = compose.compose_figure(result, digits_cnn.class_names, spec, true_class=sample.true_class)
     assert fig.to_plotly_json() == page_fig.to_plotly_json()
     ticks = [str(tick) for key in fig.layout if key.startswith("yaxis") for tick in (fig.layout[key].ticktext or ())]
-    assert any("(true)" in tick for tick in ticks)  # the true class is marked in the top-5 bars
+    assert any("(true)" in tick or "✓" in tick for tick in ticks)  # the true class is marked in the top-5 bars

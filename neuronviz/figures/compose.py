@@ -464,6 +464,7 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
     fig.update_layout(
         width=width, height=height, margin=dict(l=0, r=0, t=0, b=0, autoexpand=False),
         font=dict(family=PRINT_FONT, size=fs * 0.9, color=INK), showlegend=bool(canvas.legends),
+        uniformtext=dict(minsize=fs * 0.8, mode="show"),  # bar labels keep the print size, never shrink
         annotations=canvas.annotations, shapes=canvas.shapes, paper_bgcolor="white", plot_bgcolor="white",
         meta={"width_mm": spec.width_mm, "height_mm": _mm(height), "font_pt": spec.font_pt},
     )
@@ -485,8 +486,10 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
             if trace.marker is not None and trace.marker.line is not None and trace.marker.line.width is not None:
                 lw = trace.marker.line.width
                 trace.marker.line.width = [v * 0.6 for v in lw] if isinstance(lw, (list, tuple)) else lw * 0.6
-        if isinstance(trace, go.Bar) and trace.text is not None:
-            trace.textfont = dict(family=PRINT_FONT, size=fs * 0.8, color=INK)
+        if isinstance(trace, go.Bar) and trace.text is not None:  # keep the builder's colours (white inside a bar)
+            trace.textfont.update(family=PRINT_FONT, size=fs * 0.8)
+            if trace.textfont.color is None:
+                trace.textfont.color = INK
     return fig
 
 
