@@ -395,6 +395,8 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
                 room = max(right_px - left_px, 1.0)
                 reach = 100.0 / max(1.0 - label_px / room, 0.25)
                 source.update_xaxes(range=[0, max(115.0, reach)], showticklabels=False, title_text="", showgrid=False)
+                # Every label beside its bar, in ink: the range above leaves room for the longest one.
+                source.data[0].update(textposition="outside", textfont=dict(color=INK), cliponaxis=False)
                 box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom), frac_y(cell_top))
                 embed(canvas, source, box)
             letter(side, top)
