@@ -389,7 +389,7 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
                 if _tick_width(ticks, fs * 0.9) > 0.4 * column:  # narrow: the true class stays bold and outlined
                     ticks = [str(t).replace(" (true)", "") for t in ticks]
                     source.update_yaxes(ticktext=ticks)
-                left_px = side + index * column + _tick_width(ticks, fs * 0.9) + fs * 0.6
+                left_px = side + index * column + 1.15 * _tick_width(ticks, fs * 0.9) + fs * 0.9
                 right_px = side + (index + 1) * column - fs * 1.0
                 label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
                 room = max(right_px - left_px, 1.0)
