@@ -9,6 +9,7 @@ Commands:
                          (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
   download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
+  figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("download", help="download zoo weights (explicit network use)")
     p.add_argument("name")
     p.set_defaults(func=_cmd_download)
+    from neuronviz.figure_cli import add_parser as _add_figure
+
+    _add_figure(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:

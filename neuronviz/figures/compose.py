@@ -1,0 +1,554 @@
+"""A paper figure from one :class:`neuronviz.analysis.Analysis`: a row of images and charts below.
+
+:func:`compose_figure` lays out, in one plotly figure of a physical size (mm):
+
+- a row of image panels, any of :data:`PANELS` (clean | perturbation | adversarial | NIP | PSSR),
+  each titled with its prediction and confidence (the perturbation with its L∞ norm);
+- optionally (``"top5"``) the top-5 prediction bars of each image, under its image;
+- any of the full-width charts of :data:`CHARTS`: the clean front and tail neurons of one layer,
+  clean vs after (``"front-tail"``); the shift clean → after in every layer (``"layers"``); the
+  rank comparison of the adversarial and restored images with the clean one in every layer
+  (``"restoration"``).
+
+Every panel is drawn by the project's own builder (:func:`~neuronviz.figures.base.image_figure`,
+:func:`~neuronviz.figures.attack.perturbation_figure`, :func:`~neuronviz.figures.attack.panel_bars`,
+:func:`~neuronviz.figures.neurons.group_bars`, :func:`~neuronviz.figures.neurons.layer_overview`,
+:func:`~neuronviz.figures.neurons.restoration_overview`) and moved into its cell by
+:func:`embed` (traces, axes, subplot titles, shapes and legends remapped), so the composed
+figure shows the same numbers as the pages. The print theme: white background, one standard
+font (:data:`PRINT_FONT`, embedded in the PDF), the project's colour-blind-safe palette, panel
+letters a, b, c…, font sizes in points.
+
+:func:`figure_numbers` returns the numbers behind the figure (for the CSV/JSON downloads and the
+tests). Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+
+from neuronviz.errors import InputError
+from neuronviz.figures.attack import panel_bars, perturbation_amplification, perturbation_figure
+from neuronviz.figures.base import INK, PALETTE, apply_layout, image_figure
+from neuronviz.figures.neurons import group_bars, layer_overview, restoration_overview
+
+#: Image panels, in the order they are drawn.
+PANELS = ("clean", "perturbation", "adversarial", "nip-guided", "pssr")
+PANEL_LABELS = {
+    "clean": "Clean",
+    "perturbation": "Perturbation",
+    "adversarial": "Adversarial",
+    "nip-guided": "NIP (guided)",
+    "pssr": "PSSR",
+}
+#: Charts below the images (``"top5"`` sits under the images, one per image).
+CHARTS = ("top5", "front-tail", "layers", "restoration")
+CHART_LABELS = {
+    "top5": "Top-5 bars",
+    "front-tail": "Front/tail neurons",
+    "layers": "Shift by layer",
+    "restoration": "Restoration by layer",
+}
+#: Image conditions a chart may compare with the clean image.
+AFTER = ("adversarial", "nip-guided", "pssr")
+_COLOR = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
+#: A standard sans-serif: Arial/Helvetica where installed, else Liberation Sans (metric-compatible,
+#: Debian's chromium embeds it in the PDF).
+PRINT_FONT = "Arial, Helvetica, 'Liberation Sans', sans-serif"
+PX_PER_PT = 96.0 / 72.0
+MM_PER_INCH = 25.4
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """What to draw and how large. Sizes in mm, fonts in pt; ``height_mm`` None: from the content."""
+
+    panels: tuple[str, ...] = ("clean", "perturbation", "adversarial", "nip-guided", "pssr")
+    charts: tuple[str, ...] = ("front-tail",)
+    layer: str | None = None  # None: the analysis' default layer
+    after: str = "adversarial"
+    group_size: float | int = 0.1
+    tail_rule: str = "bottom"
+    width_mm: float = 178.0
+    height_mm: float | None = None
+    font_pt: float = 8.0
+    letters: bool = True
+    labels: dict = field(default_factory=dict)
+
+    def checked(self, layers: Sequence[str]) -> "FigureSpec":
+        bad = [p for p in self.panels if p not in PANELS]
+        if bad:
+            raise InputError(f"unknown panels {bad}: choose from {', '.join(PANELS)}")
+        bad = [c for c in self.charts if c not in CHARTS]
+        if bad:
+            raise InputError(f"unknown charts {bad}: choose from {', '.join(CHARTS)}")
+        if not self.panels and not self.charts:
+            raise InputError("choose at least one image panel or chart")
+        if "top5" in self.charts and not [p for p in self.panels if p != "perturbation"]:
+            raise InputError("the top-5 bars sit under images: choose at least one image panel besides the perturbation")
+        if self.after not in AFTER:
+            raise InputError(f"after must be one of {', '.join(AFTER)}, got {self.after!r}")
+        if self.layer is not None and self.layer not in layers:
+            raise InputError(f"layer {self.layer!r} is not a probe layer of this model ({', '.join(layers)})")
+        if not 4.0 <= float(self.font_pt) <= 24.0:
+            raise InputError(f"font size must be between 4 and 24 pt, got {self.font_pt}")
+        if not 20.0 <= float(self.width_mm) <= 1000.0:
+            raise InputError(f"width must be between 20 and 1000 mm, got {self.width_mm}")
+        if self.height_mm is not None and not 20.0 <= float(self.height_mm) <= 1000.0:
+            raise InputError(f"height must be between 20 and 1000 mm, got {self.height_mm}")
+        return self
+
+
+def _px(mm: float) -> float:
+    return mm / MM_PER_INCH * 96.0
+
+
+def _mm(px: float) -> float:
+    return px * MM_PER_INCH / 96.0
+
+
+# -- the numbers -----------------------------------------------------------------------------------
+
+
+def _layer(result, spec: FigureSpec) -> str:
+    return spec.layer if spec.layer is not None else result.default_layer
+
+
+def _shift_table(result, condition: str, spec: FigureSpec):
+    from neuronviz.influence import layer_shift_table
+
+    return layer_shift_table(
+        result.influence["clean"], result.influence[condition], front=spec.group_size, tail=spec.group_size,
+        tail_rule=spec.tail_rule, image=0,
+    )
+
+
+def _shift(result, spec: FigureSpec):
+    from neuronviz.influence import influence_shift
+
+    layer = _layer(result, spec)
+    return influence_shift(
+        result.influence["clean"][layer], result.influence[spec.after][layer], front=spec.group_size,
+        tail=spec.group_size, tail_rule=spec.tail_rule,
+    )
+
+
+#: Panel names for narrow columns.
+SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "nip-guided": "NIP", "pssr": "PSSR"}
+
+
+def panel_title(result, condition: str, class_names: Sequence[str], short: bool = False) -> str:
+    """``"Adversarial<br>3 · 87.2%"``: the panel's name, prediction and confidence (the
+    perturbation: its L∞ norm and the colour amplification); ``short``: names for narrow columns."""
+    label = (SHORT_LABELS if short else PANEL_LABELS)[condition]
+    if condition == "perturbation":
+        linf = float(result.report.linf[0])
+        amplification = perturbation_amplification(result.perturbation)
+        return f"{label} ×{amplification:.3g}<br>L∞ {linf:.3g}" if short else f"{label}<br>L∞ {linf:.3g} · ×{amplification:.3g}"
+    probs = result.probabilities(condition)
+    predicted = int(probs.argmax())
+    return f"{label}<br>{class_names[predicted]} · {100 * float(probs[predicted]):.1f}%"
+
+
+def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec) -> dict[str, Any]:
+    """The numbers the composed figure draws: per image panel its prediction and confidence (and
+    the top-5), the front/tail neurons' influence clean and after, the per-layer shift tables."""
+    spec = spec.checked(result.layers)
+    out: dict[str, Any] = {"layer": _layer(result, spec), "after": spec.after, "group_size": spec.group_size,
+                           "tail_rule": spec.tail_rule, "benign_class": result.benign_class, "panels": {}}
+    for condition in spec.panels:
+        if condition == "perturbation":
+            delta = result.perturbation
+            out["panels"][condition] = {
+                "linf": float(result.report.linf[0]), "l2": float(result.report.l2[0]), "l0": int(result.report.l0[0]),
+                "amplification": perturbation_amplification(delta),
+            }
+            continue
+        probs = result.probabilities(condition).detach().cpu()
+        order = [int(i) for i in probs.argsort(descending=True)[:5]]
+        out["panels"][condition] = {
+            "prediction": int(order[0]),
+            "class_name": str(class_names[order[0]]),
+            "confidence": float(probs[order[0]]),
+            "top5": [{"class": i, "class_name": str(class_names[i]), "probability": float(probs[i])} for i in order],
+        }
+    if "front-tail" in spec.charts:
+        shift = _shift(result, spec)
+        layer = out["layer"]
+        before = result.influence["clean"][layer]
+        after = result.influence[spec.after][layer]
+        rows = []
+        for group, members in (("front", shift.groups_before.front[0]), ("tail", shift.groups_before.tail[0])):
+            for j in members.tolist():
+                rows.append({"group": group, "neuron": int(j), "label": before.neuron_label(int(j)),
+                             "clean": float(before.values[0, j]), spec.after: float(after.values[0, j])})
+        out["front_tail"] = rows
+    if "layers" in spec.charts:
+        out["layers"] = {spec.after: _shift_table(result, spec.after, spec).to_dict(orient="records")}
+    if "restoration" in spec.charts:
+        out["restoration"] = {c: _shift_table(result, c, spec).to_dict(orient="records") for c in AFTER}
+    return out
+
+
+# -- embedding a builder's figure into a cell --------------------------------------------------------
+
+_AXIS = re.compile(r"^([xy])axis(\d*)$")
+
+
+class _Canvas:
+    """The composed figure and its axis and legend counters."""
+
+    def __init__(self) -> None:
+        self.fig = go.Figure()
+        self.axes = {"x": 0, "y": 0}
+        self.legends = 0
+        self.layout: dict[str, Any] = {}
+        self.annotations: list[dict] = []
+        self.shapes: list[dict] = []
+
+    def new_axis(self, letter: str) -> str:
+        self.axes[letter] += 1
+        n = self.axes[letter]
+        return letter if n == 1 else f"{letter}{n}"
+
+
+def _ref(ref: str | None, mapping: dict[str, str]) -> str | None:
+    if ref is None or ref == "paper":
+        return ref
+    head, _, tail = ref.partition(" ")
+    return f"{mapping[head]} {tail}".strip() if head in mapping else ref
+
+
+def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, float], legend: dict | None = None) -> dict[str, str]:
+    """Copy ``source`` into ``box`` = (x0, x1, y0, y1) in paper fractions of the canvas: its traces,
+    axes (domains scaled into the box, anchors remapped), annotations and shapes (paper and domain
+    references remapped), and its legend (as a legend of its own placed by ``legend``). The
+    source's title and colour bars are dropped (the composer titles panels itself). Returns the
+    axis-name mapping (source → canvas)."""
+    x0, x1, y0, y1 = box
+    layout = source.layout.to_plotly_json()
+    names = sorted({m.group(0) for key in layout if (m := _AXIS.match(key))} | {"xaxis", "yaxis"})
+    mapping: dict[str, str] = {}
+    for key in names:
+        letter, number = _AXIS.match(key).groups()
+        mapping[f"{letter}{number}"] = canvas.new_axis(letter)
+    for key in names:
+        letter, number = _AXIS.match(key).groups()
+        axis = copy.deepcopy(layout.get(key, {}))
+        low, high = axis.get("domain", [0.0, 1.0])
+        a, b = (x0, x1) if letter == "x" else (y0, y1)
+        axis["domain"] = [a + low * (b - a), a + high * (b - a)]
+        for link in ("anchor", "matches", "scaleanchor", "overlaying"):
+            if link in axis and axis[link] in mapping:
+                axis[link] = mapping[axis[link]]
+        if "anchor" not in axis:
+            axis["anchor"] = mapping["y" if letter == "x" else "x"]
+        new = mapping[f"{letter}{number}"]
+        canvas.layout[f"{letter}axis{new[1:]}"] = axis
+    legend_name = None
+    if legend is not None:
+        canvas.legends += 1
+        legend_name = "legend" if canvas.legends == 1 else f"legend{canvas.legends}"
+        canvas.layout[legend_name] = legend
+    for trace in source.data:
+        t = copy.deepcopy(trace)
+        t.xaxis = mapping.get(t.xaxis or "x", t.xaxis)
+        t.yaxis = mapping.get(t.yaxis or "y", t.yaxis)
+        if hasattr(t, "colorbar"):
+            t.showscale = False
+        if "showlegend" in t:  # go.Image has no legend
+            if legend_name is not None and t.showlegend is not False:
+                t.legend = legend_name
+            elif legend_name is None:
+                t.showlegend = False
+        canvas.fig.add_trace(t)
+    for item, target in ((layout.get("annotations", []), canvas.annotations), (layout.get("shapes", []), canvas.shapes)):
+        for entry in item:
+            entry = copy.deepcopy(entry)
+            for letter, (a, b) in (("x", (x0, x1)), ("y", (y0, y1))):
+                ref = entry.get(f"{letter}ref")
+                if ref in (None, "paper"):
+                    for key in (letter, f"{letter}0", f"{letter}1"):
+                        if key in entry and isinstance(entry[key], (int, float)):
+                            entry[key] = a + entry[key] * (b - a)
+                    entry[f"{letter}ref"] = "paper"
+                else:
+                    entry[f"{letter}ref"] = _ref(ref, mapping)
+            target.append(entry)
+    return mapping
+
+
+# -- the composer ------------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> int:
+    return text.count("<br>") + 1
+
+
+def _tick_width(labels: Sequence[str], font_px: float) -> float:
+    """An estimate of the widest tick label in px (0.58 em per character)."""
+    longest = max((len(re.sub(r"<[^>]+>", "", str(s))) for s in labels), default=1)
+    return 0.58 * font_px * longest
+
+
+def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = FigureSpec(), true_class: int | None = None) -> go.Figure:
+    """The paper figure of ``result`` (an :class:`~neuronviz.analysis.Analysis`) as one plotly
+    figure of ``spec.width_mm`` × height (``spec.height_mm``, or :func:`natural_height_mm`)."""
+    spec = spec.checked(result.layers)
+    names = [str(c) for c in class_names]
+    if len(names) != int(result.probabilities("clean").shape[0]):
+        raise InputError(f"{len(names)} class names for a model of {int(result.probabilities('clean').shape[0])} classes")
+    fs = float(spec.font_pt) * PX_PER_PT  # CSS px
+    width = _px(spec.width_mm)
+    layer = _layer(result, spec)
+    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR", **spec.labels}
+    side = 0.02 * width  # outer margin left and right, px
+
+    # Rows: (kind, height px, gap above px), worked out in px and then turned into paper fractions.
+    n = len(spec.panels)
+    column = (width - 2 * side) / max(n, 1)
+    image_px = column * 0.9
+    title_px = 2 * fs * 1.25 + 4
+    rows: list[tuple[str, float, float]] = []
+    if n:
+        h, w = result.clean.shape[-2:]
+        rows.append(("images", image_px * h / w, title_px + fs * 0.6))
+    bar_conditions = [p for p in spec.panels if p != "perturbation"]
+    if "top5" in spec.charts:
+        rows.append(("top5", 5 * fs * 1.6, fs * 1.8))
+    if "front-tail" in spec.charts:
+        rows.append(("front-tail", max(0.32 * width, 14 * fs), fs * 5.0))
+    many = len(result.layers) > 8
+    layer_ticks = _tick_width(result.layers, fs * 0.85) * (0.6 if many else 0.25) + fs * 2.3
+    if "layers" in spec.charts:
+        rows.append(("layers", max(0.45 * width, 27 * fs) + layer_ticks, fs * 4.2))
+    if "restoration" in spec.charts:
+        rows.append(("restoration", max(0.34 * width, 19 * fs) + layer_ticks, fs * 5.6))
+    natural = sum(h + g for _, h, g in rows) + fs
+    height = _px(spec.height_mm) if spec.height_mm is not None else natural
+    scale = (height - fs - sum(g for _, _, g in rows)) / max(sum(h for _, h, _ in rows), 1.0)
+    if scale <= 0.15:
+        raise InputError(
+            f"{spec.height_mm:.0f} mm is too short for these panels at {spec.font_pt:g} pt: "
+            f"they need about {_mm(natural):.0f} mm (or fewer panels, a smaller font)"
+        )
+
+    canvas = _Canvas()
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    top = height  # px from the bottom
+    ink = dict(family=PRINT_FONT, size=fs, color=INK)
+
+    def frac_y(px: float) -> float:
+        return px / height
+
+    def frac_x(px: float) -> float:
+        return px / width
+
+    def letter(x_px: float, y_px: float) -> None:
+        if spec.letters:
+            canvas.annotations.append(dict(
+                text=f"<b>{next(letters)}</b>", x=frac_x(x_px), y=frac_y(y_px), xref="paper", yref="paper",
+                xanchor="left", yanchor="top", showarrow=False, font=dict(family=PRINT_FONT, size=fs * 1.25, color=INK),
+                name="panel-letter",
+            ))
+
+    for kind, h_px, gap in rows:
+        h_px *= scale
+        cell_top = top - gap
+        cell_bottom = cell_top - h_px
+        if kind == "images":
+            for index, condition in enumerate(spec.panels):
+                left = side + index * column + (column - image_px) / 2
+                if condition == "perturbation":
+                    source = perturbation_figure(result.perturbation)
+                else:
+                    source = image_figure(result.image(condition))
+                box = (frac_x(left), frac_x(left + image_px), frac_y(cell_bottom), frac_y(cell_top))
+                embed(canvas, source, box)
+                title = panel_title(result, condition, names)
+                prefix = f"<b>{next(letters)}</b> " if spec.letters else ""
+                if _tick_width(title.split("<br>")[:1], fs) + (2.5 * fs if prefix else 0) > column:
+                    title = panel_title(result, condition, names, short=True)
+                first, _, rest = title.partition("<br>")
+                canvas.annotations.append(dict(
+                    text=f"{prefix}{first}<br>{rest}", x=frac_x(left + image_px / 2), y=frac_y(cell_top + 2),
+                    xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=ink,
+                ))
+        elif kind == "top5":
+            for condition in bar_conditions:
+                index = spec.panels.index(condition)
+                probs = result.probabilities(condition)
+                source = panel_bars(probs, names, title="", color_key=_COLOR[condition], true_class=true_class)
+                ticks = list(source.layout.yaxis.ticktext or [])
+                if _tick_width(ticks, fs * 0.9) > 0.4 * column:  # narrow: the true class stays bold and outlined
+                    ticks = [str(t).replace(" (true)", "") for t in ticks]
+                    source.update_yaxes(ticktext=ticks)
+                left_px = side + index * column + 1.15 * _tick_width(ticks, fs * 0.9) + fs * 0.9
+                right_px = side + (index + 1) * column - fs * 1.0
+                label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
+                room = max(right_px - left_px, 1.0)
+                reach = 100.0 / max(1.0 - label_px / room, 0.25)
+                source.update_xaxes(range=[0, max(115.0, reach)], showticklabels=False, title_text="", showgrid=False)
+                # Every label beside its bar, in ink: the range above leaves room for the longest one.
+                source.data[0].update(textposition="outside", textfont=dict(color=INK), cliponaxis=False)
+                box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom), frac_y(cell_top))
+                embed(canvas, source, box)
+            letter(side, top)
+        else:
+            if kind == "front-tail":
+                shift = _shift(result, spec)
+                source = group_bars(
+                    result.influence["clean"][layer], result.influence[spec.after][layer], shift.groups_before,
+                    names[result.benign_class], after_label=labels[spec.after], after_color=_COLOR[spec.after], title="",
+                )
+                source.update_yaxes(title_text=f"influence ({names[result.benign_class]})", row=1, col=1)
+                k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+                half = (width - 2 * side - fs * 4.6) / 2
+                ticks = [result.influence["clean"][layer].neuron_label(int(j)) for j in
+                         (*shift.groups_before.front[0].tolist(), *shift.groups_before.tail[0].tolist())]
+                tick_px = _tick_width(ticks, fs * 0.85)
+                if tick_px > 0.9 * half / max(k, t):
+                    source.update_xaxes(tickangle=-90)
+                    bottom_pad = tick_px + fs * 2.4
+                else:
+                    source.update_xaxes(tickangle=0)
+                    bottom_pad = fs * 3.0
+                if _tick_width([f"Front: the {k} most influential"], fs) > 0.9 * half:
+                    for annotation in source.layout.annotations:
+                        if annotation.text.startswith("Front"):
+                            annotation.text = f"Front ({k})"
+                        elif annotation.text.startswith("Tail"):
+                            annotation.text = f"Tail ({t})"
+                legend_y = cell_top + fs * 1.5
+                heading = f"{layer}: front and tail neurons, clean vs {labels[spec.after]}"
+            elif kind == "layers":
+                source = layer_overview(_shift_table(result, spec.after, spec), layer, after_label=labels[spec.after],
+                                        after_color=_COLOR[spec.after], title="")
+                bottom_pad = layer_ticks
+                legend_y = None
+                heading = f"Every layer, clean → {labels[spec.after]} ({layer} shaded)"
+                long_title = next(a for a in source.layout.annotations if a.text.startswith("Share of"))
+                if _tick_width([re.sub(r"<[^>]+>", "", long_title.text)], fs) > width - 2 * side - fs * 4.6:
+                    long_title.text = (
+                        f"Share of <span style='color:{PALETTE['front']}'><b>front lost</b></span>, "
+                        f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span>"
+                    )
+            else:
+                frames = {c: _shift_table(result, c, spec) for c in AFTER}
+                source = restoration_overview(frames, layer, labels=labels, title="")
+                bottom_pad = layer_ticks
+                legend_y = cell_top + fs * 1.6
+                heading = f"Ranking vs clean, every layer ({layer} shaded)"
+            left_px = side + fs * 4.6
+            right_px = width - side
+            box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom + bottom_pad), frac_y(cell_top))
+            legend = None
+            if legend_y is not None:
+                legend = dict(orientation="h", x=frac_x(right_px), xanchor="right", y=frac_y(legend_y), yanchor="bottom",
+                              xref="paper", yref="paper", font=ink, bgcolor="rgba(0,0,0,0)", itemwidth=30)
+            embed(canvas, source, box, legend=legend)
+            canvas.annotations.append(dict(
+                text=heading, x=frac_x(side + fs * 1.6), y=frac_y(top - fs * 0.2), xref="paper", yref="paper",
+                xanchor="left", yanchor="top", showarrow=False, font=ink,
+            ))
+            letter(side, top)
+        top = cell_bottom
+
+    fig = canvas.fig
+    fig.update_layout(**canvas.layout)
+    apply_layout(fig, title=None, height=None)
+    fig.update_layout(
+        width=width, height=height, margin=dict(l=0, r=0, t=0, b=0, autoexpand=False),
+        font=dict(family=PRINT_FONT, size=fs * 0.9, color=INK), showlegend=bool(canvas.legends),
+        uniformtext=dict(minsize=fs * 0.8, mode="show"),  # bar labels keep the print size, never shrink
+        annotations=canvas.annotations, shapes=canvas.shapes, paper_bgcolor="white", plot_bgcolor="white",
+        meta={"width_mm": spec.width_mm, "height_mm": _mm(height), "font_pt": spec.font_pt},
+    )
+    # Print sizes everywhere: tick labels a little smaller than the text, subplot titles as the text.
+    fig.update_xaxes(tickfont=dict(family=PRINT_FONT, size=fs * 0.85, color=INK), title_font=dict(size=fs * 0.9), automargin=False,
+                     title_standoff=fs * 0.3)
+    fig.update_yaxes(tickfont=dict(family=PRINT_FONT, size=fs * 0.85, color=INK), title_font=dict(size=fs * 0.9), automargin=False,
+                     title_standoff=fs * 0.3)
+    for annotation in fig.layout.annotations:
+        if annotation.name != "panel-letter":
+            annotation.font = dict(family=PRINT_FONT, size=fs, color=INK)
+    for trace in fig.data:
+        if isinstance(trace, go.Scatter):  # the pages' marks are sized for a screen: thinner for print
+            if trace.line is not None and trace.line.width is not None:
+                trace.line.width = trace.line.width * 0.55
+            if trace.marker is not None and trace.marker.size is not None:
+                size = trace.marker.size
+                trace.marker.size = [v * 0.6 for v in size] if isinstance(size, (list, tuple)) else size * 0.6
+            if trace.marker is not None and trace.marker.line is not None and trace.marker.line.width is not None:
+                lw = trace.marker.line.width
+                trace.marker.line.width = [v * 0.6 for v in lw] if isinstance(lw, (list, tuple)) else lw * 0.6
+        if isinstance(trace, go.Bar) and trace.text is not None:  # keep the builder's colours (white inside a bar)
+            trace.textfont.update(family=PRINT_FONT, size=fs * 0.8)
+            if trace.textfont.color is None:
+                trace.textfont.color = INK
+    return fig
+
+
+def natural_height_mm(result, class_names: Sequence[str], spec: FigureSpec) -> float:
+    """The height (mm) :func:`compose_figure` chooses for ``spec`` when ``height_mm`` is None."""
+    fig = compose_figure(result, class_names, FigureSpec(**{**spec.__dict__, "height_mm": None}))
+    return float(fig.layout.meta["height_mm"])
+
+
+def size_mm(fig: go.Figure) -> tuple[float, float]:
+    """``(width, height)`` in mm of a composed figure."""
+    return _mm(float(fig.layout.width)), _mm(float(fig.layout.height))
+
+
+__all__ = ["AFTER", "CHARTS", "CHART_LABELS", "PANELS", "PANEL_LABELS", "PRINT_FONT", "FigureSpec", "compose_figure",
+           "embed", "figure_numbers", "natural_height_mm", "numbers_csv", "numbers_rows", "panel_title", "size_mm"]
+
+
+def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`figure_numbers` as long-format rows (section, condition, layer, item, metric, value)
+    for one CSV: every number the figure draws, one per row."""
+    rows: list[dict[str, Any]] = []
+
+    def add(section, condition, layer, item, metric, value):
+        rows.append({"section": section, "condition": condition, "layer": layer, "item": item, "metric": metric, "value": value})
+
+    for condition, entry in numbers.get("panels", {}).items():
+        if condition == "perturbation":
+            for metric in ("linf", "l2", "l0", "amplification"):
+                add("panel", condition, "", "", metric, entry[metric])
+            continue
+        add("panel", condition, "", entry["class_name"], "confidence", entry["confidence"])
+        for rank, top in enumerate(entry["top5"], 1):
+            add("top5", condition, "", top["class_name"], f"probability (rank {rank})", top["probability"])
+    after = numbers.get("after", "")
+    for row in numbers.get("front_tail", []):
+        for condition in ("clean", after):
+            add(f"front-tail ({row['group']})", condition, numbers["layer"], row["label"], "influence", row[condition])
+    for section in ("layers", "restoration"):
+        for condition, table in numbers.get(section, {}).items():
+            for entry in table:
+                for metric, value in entry.items():
+                    if metric != "layer":
+                        add(section, condition, entry["layer"], "", metric, value)
+    return rows
+
+
+NUMBER_COLUMNS = ("section", "condition", "layer", "item", "metric", "value")
+
+
+def numbers_csv(numbers: dict[str, Any]) -> str:
+    """:func:`numbers_rows` as CSV text (a header row, then one number per row)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(NUMBER_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(numbers_rows(numbers))
+    return out.getvalue()
