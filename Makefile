@@ -42,9 +42,10 @@ test: setup
 test-fast: setup
 	$(PYTHON) -m pytest -m "not e2e"
 
-# Debian's chromium for the end-to-end browser test and static figure export (needs root).
+# Debian's chromium (end-to-end browser tests, static figure export through kaleido) and
+# poppler-utils (the export tests read PDFs with pdfinfo/pdffonts); needs root.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@{ command -v chromium && command -v pdffonts; } >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium poppler-utils; }
 
 # Retrain every embedded model from its recipe, then their PSSR regenerators
 # (writes assets/models/*.safetensors + *.json; the SNS model fine-tunes digits-cnn).

@@ -1,6 +1,8 @@
-"""The dashboard's computations: the attack choice, full-content cache keys, and the analysis.
+"""The dashboard's side of the analysis: the session's attack choice, caching, time budgets, errors.
 
-Every page gets its numbers from here, and everything here calls :mod:`neuronviz`:
+The story itself (:class:`AttackChoice`, :class:`Analysis`, :func:`compute_analysis`,
+:func:`content_key`, :func:`digest`) lives in :mod:`neuronviz.analysis`, so a notebook and the CLI
+get the same numbers without Streamlit; it is re-exported here for the pages.
 
 - :class:`AttackChoice` is what the sidebar's attack form submitted (attack, parameter
   overrides, target, seed); :func:`attack_choice` returns the session's current one.
@@ -23,99 +25,41 @@ Every page gets its numbers from here, and everything here calls :mod:`neuronviz
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
 import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app import store
-from neuronviz._digest import tensor_digest
-from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
-from neuronviz.defenses import Restoration, get_defense
 from neuronviz.errors import NeuronvizError
-from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
+from neuronviz.analysis import (  # noqa: F401 - the story lives in the library; pages reach it through here
+    CONDITION_LABELS,
+    CONDITIONS,
+    DEFAULT_ATTACK,
+    DEFAULT_OVERRIDES,
+    DEFAULT_SAMPLE_ID,
+    RESTORATIONS,
+    Analysis,
+    AttackChoice,
+    compute_analysis,
+    content_key,
+    default_choice,
+    digest,
+)
 from neuronviz.models import PixelModel
 
 T = TypeVar("T")
-
-#: The attack a session starts with: PGD at its schema defaults (the same as picking it from the list;
-#: ε = 0.1 on digits) and the sample it starts on, both chosen by ``bench/choose_example.py``.
-DEFAULT_ATTACK = "pgd"
-DEFAULT_OVERRIDES: dict[str, Any] = {}
-DEFAULT_SAMPLE_ID = "digit-test-43"
-#: The two restorations every analysis runs, in the order pages show them.
-RESTORATIONS = ("nip-guided", "pssr")
-#: Conditions of :attr:`Analysis.influence`, in the order pages show them.
-CONDITIONS = ("clean", "adversarial", *RESTORATIONS)
-CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR"}
 
 _CHOICE = "analysis.attack_choice"  # session_state key prefix (one choice per input channel count)
 
 
 # -- the attack choice -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttackChoice:
-    """What the attack form submitted. ``overrides`` are the parameters set in the form (validated
-    against the model when the analysis runs); ``target`` is None (untargeted), a class index, or
-    ``"least-likely"``."""
-
-    attack: str = DEFAULT_ATTACK
-    overrides: tuple[tuple[str, Any], ...] = tuple(sorted(DEFAULT_OVERRIDES.items()))
-    target: int | str | None = None
-    seed: int = 0
-
-    @classmethod
-    def make(cls, attack: str, overrides: Mapping[str, Any], target: int | str | None = None, seed: int = 0) -> "AttackChoice":
-        return cls(attack=get_attack(attack).name, overrides=tuple(sorted(overrides.items())), target=target, seed=int(seed))
-
-    def params(self, model: PixelModel) -> dict[str, Any]:
-        """The attack's full parameters for ``model`` (defaults + overrides). Raises InputError."""
-        return resolve_params(get_attack(self.attack), dict(self.overrides), model)
-
-    def with_params(self, **overrides: Any) -> "AttackChoice":
-        """The same choice with some parameters changed (e.g. ``eps`` for a sweep)."""
-        merged = {**dict(self.overrides), **overrides}
-        return dataclasses.replace(self, overrides=tuple(sorted(merged.items())))
-
-    def describe(self, model: PixelModel | None = None) -> str:
-        """One line: ``"PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01, steps 20 · untargeted · seed 0"``."""
-        info = get_attack(self.attack)
-        try:
-            params = self.params(model) if model is not None else dict(self.overrides)
-        except NeuronvizError:
-            params = dict(self.overrides)
-        shown = []
-        for name, value in params.items():
-            param = next((p for p in info.params if p.name == name), None)
-            if param is not None and param.pixel_scale and isinstance(value, float):
-                shown.append(f"{name} {format_eps(value)}")
-            elif isinstance(value, float):
-                shown.append(f"{name} {value:.4g}")
-            else:
-                shown.append(f"{name} {value}")
-        target = "untargeted" if self.target is None else f"target {self.target}"
-        if model is not None and isinstance(self.target, int) and 0 <= self.target < model.num_classes:
-            target = f"target {model.class_names[self.target]}"
-        parts = [info.label, ", ".join(shown), target, f"seed {self.seed}"]
-        return " · ".join(p for p in parts if p)
-
-
-def default_choice() -> AttackChoice:
-    return AttackChoice()
 
 
 def attack_choice(model: PixelModel) -> AttackChoice:
@@ -127,57 +71,7 @@ def set_attack_choice(model: PixelModel, choice: AttackChoice) -> None:
     st.session_state[f"{_CHOICE}.{model.channels}"] = choice
 
 
-# -- full-content cache keys -----------------------------------------------------------------------
-
-
-def content_key(value: Any) -> Any:
-    """A JSON-able description of ``value`` that changes whenever any of its content changes.
-
-    Models by their weights' SHA-256, name and device, tensors and arrays by the SHA-1 of every byte,
-    dataclasses field by field; anything else unknown is refused (TypeError) rather than keyed
-    by its identity, so two different inputs can never share a cached result.
-    """
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return repr(value) if not math.isfinite(value) else value
-    if isinstance(value, PixelModel):
-        # The name too: companions are found by it (PSSR's regenerator for "digits-cnn"), so two
-        # models with the same weights under two names can restore differently.
-        return {"model": value.content_hash, "name": value.name, "device": str(value.device)}
-    if isinstance(value, torch.Tensor):
-        return {"tensor": tensor_digest(value)}
-    if isinstance(value, np.ndarray):
-        return {"array": tensor_digest(torch.from_numpy(np.ascontiguousarray(value)))}
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return content_key(value.item())
-    if isinstance(value, torch.device):
-        return {"device": str(value)}
-    if type(value).__name__ in ("DataFrame", "Series") and type(value).__module__.startswith("pandas"):
-        return _frame_key(value)
-    if isinstance(value, Mapping):
-        return {"map": sorted(([content_key(k), content_key(v)] for k, v in value.items()), key=json.dumps)}
-    if isinstance(value, (list, tuple)):
-        return [content_key(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {type(value).__qualname__: {f.name: content_key(getattr(value, f.name)) for f in dataclasses.fields(value)}}
-    raise TypeError(f"no content key for {type(value).__name__}: pass it as a tensor, number, string or mapping")
-
-
-def _frame_key(frame) -> dict:
-    """A pandas frame by its index, columns, dtypes and every value (pandas' own row hashes)."""
-    import pandas as pd
-
-    rows = pd.util.hash_pandas_object(frame, index=True).to_numpy()
-    columns = list(map(str, frame.columns)) if hasattr(frame, "columns") else [str(frame.name)]
-    dtypes = [str(t) for t in (frame.dtypes if hasattr(frame, "columns") else [frame.dtype])]
-    return {"frame": tensor_digest(torch.from_numpy(rows.astype(np.int64))), "columns": columns, "dtypes": dtypes}
-
-
-def digest(*args: Any, **kwargs: Any) -> str:
-    """SHA-256 of the content keys of the arguments."""
-    text = json.dumps([content_key(list(args)), content_key(kwargs)], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+# -- the results memo ------------------------------------------------------------------------------
 
 
 SESSION_ENTRIES = 32  # results a session keeps unpickled, most recently used first ...
@@ -435,107 +329,6 @@ def show_error(error: BaseException, message: str) -> None:
 
 
 # -- the analysis of one image ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """One image under one attack choice: the attack, both restorations, and neuron influence.
-
-    ``clean``, ``adversarial`` ``(1, C, H, W)``; ``benign_class``: the clean prediction (influence
-    is computed toward it for every condition, and NIP restores toward it); ``influence``:
-    condition (:data:`CONDITIONS`) → layer → :class:`InfluenceMap` of one image; ``layers``: the
-    probe layers in forward order; ``seconds``: wall time of each part.
-    """
-
-    model_name: str
-    params: dict
-    choice: AttackChoice
-    report: AttackReport
-    clean: torch.Tensor
-    adversarial: torch.Tensor
-    benign_class: int
-    restorations: dict[str, Restoration]
-    influence: dict[str, dict[str, InfluenceMap]]
-    layers: tuple[str, ...]
-    default_layer: str
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def image(self, condition: str) -> torch.Tensor:
-        """``(1, C, H, W)`` pixels of a condition: clean, adversarial, or a restoration's name."""
-        if condition == "clean":
-            return self.clean
-        if condition == "adversarial":
-            return self.adversarial
-        return self.restorations[condition].restored
-
-    def probabilities(self, condition: str) -> torch.Tensor:
-        """``(K,)`` class probabilities of a condition."""
-        if condition == "clean":
-            return self.report.clean_probs[0]
-        if condition == "adversarial":
-            return self.report.adv_probs[0]
-        return self.restorations[condition].probs[0]
-
-    def prediction(self, condition: str) -> int:
-        return int(self.probabilities(condition).argmax())
-
-    @property
-    def perturbation(self) -> torch.Tensor:
-        """``(1, C, H, W)`` adversarial − clean, in pixel units."""
-        return self.adversarial - self.clean
-
-    @property
-    def attack_succeeded(self) -> bool:
-        return bool(self.report.success[0])
-
-
-def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
-    """The attack, the NIP (guided) and PSSR restorations, and influence for every layer.
-
-    Not cached: call :func:`full_analysis` from pages. An untargeted attack moves away from the
-    clean prediction (the benign class), as the defences and the batch evaluation measure it:
-    "fooled" means the prediction changed, also for an image the model already gets wrong.
-    """
-    seconds: dict[str, float] = {}
-    params = choice.params(model)
-    started = time.perf_counter()
-    report = run_attack(model, image, choice.attack, params, target=choice.target, seed=choice.seed)
-    seconds["attack"] = time.perf_counter() - started
-    benign = int(report.clean_pred[0])
-    adversarial = report.adversarial
-    restorations: dict[str, Restoration] = {}
-    for name in RESTORATIONS:
-        started = time.perf_counter()
-        defense = get_defense(name)
-        restorations[name] = defense.restore(
-            model,
-            adversarial,
-            target=benign if defense.needs_target else None,
-            reference=image if defense.needs_reference else None,
-        )
-        seconds[name] = time.perf_counter() - started
-    started = time.perf_counter()
-    layers = tuple(info.name for info in probe_layers(model))
-    batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in RESTORATIONS)])
-    maps = neuron_influence(model, batch, layers=list(layers), target=[benign] * batch.shape[0])
-    influence = {
-        condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(CONDITIONS)
-    }
-    seconds["influence"] = time.perf_counter() - started
-    return Analysis(
-        model_name=model.name,
-        params=params,
-        choice=choice,
-        report=report,
-        clean=image.cpu(),
-        adversarial=adversarial,
-        benign_class=benign,
-        restorations=restorations,
-        influence=influence,
-        layers=layers,
-        default_layer=default_layer(model),
-        seconds=seconds,
-    )
 
 
 def full_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:

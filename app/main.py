@@ -36,6 +36,7 @@ PAGES = {
         st.Page("app_pages/filters.py", title="First-layer filters", icon=":material/grid_view:"),
         st.Page("app_pages/sensitivity.py", title="Sensitivity", icon=":material/sensors:"),
         st.Page("app_pages/defences.py", title="Defences", icon=":material/shield:"),
+        st.Page("app_pages/figure.py", title="Figure", icon=":material/insert_chart:"),
     ],
     "Evaluate": [
         st.Page("app_pages/batch.py", title="Batch", icon=":material/table_chart:"),

@@ -331,7 +331,7 @@ def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
 def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):
     """A computation that runs out of GPU memory: a message on the page, the sidebar and the
     banner stay, and the next request works again."""
-    import app.analysis as analysis
+    import neuronviz.analysis as analysis  # where compute_analysis calls run_attack
 
     real = analysis.run_attack
     calls = {"n": 0}

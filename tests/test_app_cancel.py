@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 import neuronviz
 from app import analysis
 from neuronviz import errors
+from neuronviz import analysis as library_analysis  # compute_analysis calls run_attack there
 
 CALLS = {"attack": 0, "work": 0}
 
@@ -89,7 +90,7 @@ def _slow_attack(stub: StubBudget, real):
 
 
 def test_a_budget_that_runs_out_is_a_message_keeps_state_and_waits_for_run_again(budget, monkeypatch):
-    monkeypatch.setattr(analysis, "run_attack", _slow_attack(budget, analysis.run_attack))
+    monkeypatch.setattr(library_analysis, "run_attack", _slow_attack(budget, library_analysis.run_attack))
     at = AppTest.from_file(MAIN, default_timeout=240)
     at.switch_page("app_pages/model_image.py")
     at.run()
