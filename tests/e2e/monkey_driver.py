@@ -556,16 +556,7 @@ def _label_of(widget, kind: str) -> str:
 
 # -- a server and test files ------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from browser_setup import CHROMIUM, CHROMIUM_ARGS, ROOT  # noqa: E402, F401 - one place for the browser set-up
 
 
 def free_port() -> int:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from monkey_driver import CHROMIUM, CHROMIUM_ARGS, ROOT, Server, Walker, open_app, write_upload_files
+from browser_setup import CHROMIUM_ARGS, ROOT
+from monkey_driver import Server, Walker, open_app, write_upload_files
 
 pytestmark = pytest.mark.e2e
 
@@ -42,16 +43,6 @@ RUN_TIMEOUT_S = 4 * TIME_BUDGET_S + 30
 
 def _shots() -> Path:
     return Path(os.environ.get("NEURONVIZ_SCREENSHOTS") or ROOT / "out") / "monkey"
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
