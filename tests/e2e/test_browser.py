@@ -235,16 +235,15 @@ def test_main_flow_in_chromium(server_url: str, browser):
 
 def test_two_sessions_at_once_give_the_numbers_of_one(chromium_path: Path, browser):
     """Two browser sessions on a fresh server compute the same analysis at the same time."""
-    import torch
-
+    from neuronviz.analysis import DEFAULT_SAMPLE_ID, default_choice
     from neuronviz.attacks import run_attack
-    from neuronviz.images import list_samples, load_sample
+    from neuronviz.images import load_sample
     from neuronviz.models import load_model
 
     model = load_model("digits-cnn", device="cpu")
-    sample = list_samples(model)[0]
-    x = load_sample(sample.id, model)
-    report = run_attack(model, x, "pgd", {"steps": 20}, seed=0)  # away from the clean prediction, as the app
+    choice = default_choice()  # the start-up example, as a new session gets it
+    x = load_sample(DEFAULT_SAMPLE_ID, model)
+    report = run_attack(model, x, choice.attack, choice.params(model), seed=choice.seed)  # away from the clean prediction
     adversarial = int(report.adv_pred[0])
     expected = f"{model.class_names[adversarial]} · {100 * float(report.adv_probs[0, adversarial]):.1f}% · fooled"
 
