@@ -47,7 +47,8 @@ def _rss_mb() -> float:
 def _submit(at: AppTest, attack: str, seed: int) -> None:
     at.sidebar.selectbox(key="attack_name").set_value(attack)
     at.run()
-    at.sidebar.number_input(key="attack_seed").set_value(seed)
+    [seed_box] = [n for n in at.sidebar.number_input if n.label == "Seed"]  # its key changes with the choice
+    seed_box.set_value(seed)
     [button] = [b for b in at.sidebar.button if b.label == "Run attack"]
     button.click()
 
