@@ -111,10 +111,11 @@ class Walker:
         found: dict[str, str] = {}
         for text in main.get_by_test_id("stMarkdownContainer").all_inner_texts()[:3]:  # the banner is on top
             text = text.strip()
-            model = re.match(r"^(?:\S+\s+)?Model\s+(\S+)\s+·", text)
+            # One paragraph (components.banner_text): "Model <name> · … Image … Attack <label> · …"
+            model = re.search(r"(?:^|\s)Model\s+(\S+)\s+·", text)
             if model and "model" not in found:
                 found["model"] = model.group(1)
-            attack = re.match(r"^(?:\S+\s+)?Attack\s+(.+)$", text, re.S)
+            attack = re.search(r"(?:^|\s)Attack\s+(.+)$", text, re.S)
             if attack and "attack" not in found:
                 found["attack"] = attack.group(1).split(" · ")[0].strip()
         return found if "model" in found else {}
@@ -399,6 +400,9 @@ class Walker:
     def _number_for(self, low: str | None, high: str | None, step: str | None) -> str:
         lo = float(low) if low not in (None, "") else -10.0
         hi = float(high) if high not in (None, "") else 1000.0
+        # An unbounded box (the attack form's: the schema refuses what is out of range) says
+        # ±1.8e308; a person types numbers, not overflow: walk it as ±1e9.
+        lo, hi = max(lo, -1e9), min(hi, 1e9)
         integer = step is not None and step not in ("", "any") and float(step) == int(float(step))
         kind = self.rng.choice(["in", "in", "in", "low", "high", "below", "above", "empty", "huge", "negative"])
         if kind == "in":
