@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronviz.errors import InputError
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 
 
 def add_parser(sub) -> None:
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--charts", default="top5,front-tail", help=f"charts, comma-separated, from {', '.join(CHARTS)} or 'none' (default top5,front-tail)")
     p.add_argument("--layer", default=None, help="the layer of the front/tail chart and the one shaded in the layer charts (default: the model's default layer)")
     p.add_argument("--after", default="adversarial", choices=AFTER, help="the image compared with the clean one in the front/tail and layer charts")
-    p.add_argument("--group-size", type=float, default=0.1, help="front/tail size: a fraction of the layer's neurons in (0, 1) or a count ≥ 1 (default 0.1)")
+    p.add_argument("--group-size", type=float, default=DEFAULT_GROUP_FRACTION, help=f"front/tail size: a fraction of the layer's neurons in (0, 1) or a count ≥ 1 (default {DEFAULT_GROUP_FRACTION}, the dashboard's)")
     p.add_argument("--tail-rule", default="bottom", choices=("bottom", "next"), help="tail = the least influential (bottom) or the ranks after the front (next)")
     p.add_argument("--width", default="178mm", help="figure width: 85mm (single column), 178mm (double, default), or e.g. 3.5in, 12cm, single, double")
     p.add_argument("--height", default=None, help="figure height (default: what the panels need at this width)")

@@ -96,14 +96,14 @@ def test_front_tail_and_layer_charts_are_the_shift(result, digits_cnn):
     spec = compose.FigureSpec(panels=("clean",), charts=("front-tail", "layers", "restoration"), after="pssr", width_mm=178)
     fig = compose.compose_figure(result, digits_cnn.class_names, spec)
     layer = result.default_layer
-    shift = influence_shift(result.influence["clean"][layer], result.influence["pssr"][layer], front=0.1, tail=0.1)
+    shift = influence_shift(result.influence["clean"][layer], result.influence["pssr"][layer], front=spec.group_size, tail=spec.group_size)
     front = shift.groups_before.front[0].tolist()
     bars = [t for t in fig.data if isinstance(t, go.Bar)]
     clean_front = next(t for t in bars if t.name == "clean")
     after_front = next(t for t in bars if t.name == "PSSR")
     assert list(clean_front.y) == pytest.approx([float(result.influence["clean"][layer].values[0, j]) for j in front])
     assert list(after_front.y) == pytest.approx([float(result.influence["pssr"][layer].values[0, j]) for j in front])
-    table = layer_shift_table(result.influence["clean"], result.influence["pssr"], front=0.1, tail=0.1, image=0)
+    table = layer_shift_table(result.influence["clean"], result.influence["pssr"], front=spec.group_size, tail=spec.group_size, image=0)
     rho = next(t for t in fig.data if isinstance(t, go.Scatter) and t.name == "ρ (clean vs PSSR)")
     assert list(rho.x) == list(table["layer"]) and list(rho.y) == pytest.approx(list(table["spearman"]))
     numbers = compose.figure_numbers(result, digits_cnn.class_names, spec)

@@ -20,10 +20,9 @@ from neuronviz.errors import NeuronvizError
 from neuronviz.figures import compose
 from neuronviz.influence import probe_layers
 
-SIZES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 WIDTHS = {"single": "Single column (85 mm)", "double": "Double column (178 mm)", "custom": "Custom"}
 KEYS = (
-    "figure.panels", "figure.charts", "figure.layer", "figure.after", "figure.size", "figure.tail_rule",
+    "figure.panels", "figure.charts", "figure.layer", "figure.after", "figure.tail_rule",
     "figure.width_preset", "figure.width_value.mm", "figure.width_value.in", "figure.unit", "figure.auto_height",
     "figure.height_value.mm", "figure.height_value.in",
     "figure.font", "figure.letters", "figure.dpi",
@@ -81,7 +80,8 @@ with left:
         key="figure.after",
     )
     columns = st.columns(2)
-    size = columns[0].select_slider("Front/tail size", SIZES, value=0.1, format_func=lambda v: f"{v:.0%}", key="figure.size")
+    size = components.group_fraction()  # the one front/tail size of every view
+    columns[0].caption(f"Front/tail: {components.group_fraction_note()}.")
     tail_rule = columns[1].radio("Tail rule", ("bottom", "next"), key="figure.tail_rule", horizontal=True)
 with right:
     preset = st.radio("Width", list(WIDTHS), index=1, format_func=WIDTHS.get, key="figure.width_preset", horizontal=True)

@@ -34,6 +34,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from neuronviz.errors import InputError
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.figures.attack import panel_bars, perturbation_amplification, perturbation_figure
 from neuronviz.figures.base import INK, PALETTE, apply_layout, image_figure
 from neuronviz.figures.neurons import group_bars, layer_overview, restoration_overview
@@ -73,7 +74,7 @@ class FigureSpec:
     charts: tuple[str, ...] = ("front-tail",)
     layer: str | None = None  # None: the analysis' default layer
     after: str = "adversarial"
-    group_size: float | int = 0.1
+    group_size: float | int = DEFAULT_GROUP_FRACTION
     tail_rule: str = "bottom"
     width_mm: float = 178.0
     height_mm: float | None = None
