@@ -69,8 +69,8 @@ def main() -> None:
     for name in ("before", "after"):
         print(f"curve over {len(BETAS)} beta, {name}: {curve[name]:.2f} s, {counts[name] // args.repeats} attacks; "
               f"first visit (dropout + curve) {dropout + curve[name]:.2f} s")
-    print(f"curve after / before: {curve['after'] / curve['before']:.2f}; "
-          f"first visit after / before: {(dropout + curve['after']) / (dropout + curve['before']):.2f}; numbers identical")
+    visit = (dropout + curve["after"]) / (dropout + curve["before"])
+    print(f"curve after / before: {curve['after'] / curve['before']:.2f}; first visit after / before: {visit:.2f}; numbers identical")
 
 
 if __name__ == "__main__":
