@@ -33,6 +33,7 @@ to feeding the real images (still batched, ``sweep_path="full-input"``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -203,6 +204,11 @@ class FragilityReport:
     zero), ``targeting_raw`` (``T(i)`` before normalisation), ``score`` (fragility in [0, 1]),
     ``strength`` (``r_i`` used by :func:`rescale_first_layer`), ``labels`` ("fragile",
     "neutral", "robust"). ``adversarial (N, C, H, W)``: the attacked images.
+
+    ``attack_clean_pred``, ``attack_adv_pred (N,)``: the attack's own clean and adversarial
+    predictions, and ``inputs_digest`` (:func:`inputs_digest` of the images and labels), so that
+    :func:`evaluate_rescaled` on the same images with the same seed reuses this attack of the
+    unchanged model instead of running it again (None in a report built by hand: then it runs).
     """
 
     model_name: str
@@ -228,6 +234,9 @@ class FragilityReport:
     fragile_threshold: float
     adversarial: torch.Tensor
     sweep_path: str
+    attack_clean_pred: torch.Tensor | None = None
+    attack_adv_pred: torch.Tensor | None = None
+    inputs_digest: str | None = None
 
     @property
     def filters(self) -> int:
@@ -415,7 +424,20 @@ def first_layer_fragility(
         fragile_threshold=fragile_threshold,
         adversarial=report.adversarial.detach().cpu(),
         sweep_path=path,
+        attack_clean_pred=report.clean_pred.detach().cpu(),
+        attack_adv_pred=report.adv_pred.detach().cpu(),
+        inputs_digest=inputs_digest(x, y),
     )
+
+
+def inputs_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-1 of the images' and labels' dtype, shape and bytes (which inputs a report was measured on)."""
+    digest = hashlib.sha1()
+    for tensor in (images, labels):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _unit_max(values: torch.Tensor) -> torch.Tensor:
@@ -491,13 +513,31 @@ def evaluate_rescaled(
     beta: float = 0.2,
     seed: int | None = 0,
 ) -> RescaleEvaluation:
-    """Accuracy of ``model`` and of its rescaled copy, clean and under the report's attack."""
+    """Accuracy of ``model`` and of its rescaled copy, clean and under the report's attack.
+
+    "Before" is the report's attack of the unchanged model (the same call: attack, parameters,
+    labels, seed): when the report was measured on these very images and labels with this seed
+    (``report.inputs_digest``), its predictions and adversarial images are reused, so a curve over
+    β attacks the unchanged model no more times than the dropout did; otherwise (another seed,
+    other images, ``seed=None``, a report without them) the attack is run again here.
+    """
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
     twin = rescale_first_layer(model, report, beta)
-    before = run_attack(model, x, report.attack, report.params, labels=y, seed=seed)
+    reuse = (
+        seed is not None
+        and seed == report.seed
+        and report.attack_clean_pred is not None
+        and report.attack_adv_pred is not None
+        and report.inputs_digest == inputs_digest(x, y)
+    )
+    if reuse:
+        clean_pred, adv_pred, adversarial = report.attack_clean_pred, report.attack_adv_pred, report.adversarial
+    else:
+        before = run_attack(model, x, report.attack, report.params, labels=y, seed=seed)
+        clean_pred, adv_pred, adversarial = before.clean_pred, before.adv_pred, before.adversarial
     after = run_attack(twin, x, report.attack, report.params, labels=y, seed=seed)
-    transfer, _ = twin.predict(before.adversarial)
+    transfer, _ = twin.predict(adversarial.to(x.device))
 
     def accuracy(pred: torch.Tensor) -> float:
         return float((pred == y).float().mean())
@@ -507,9 +547,9 @@ def evaluate_rescaled(
         attack=report.attack,
         params=dict(report.params),
         images=int(x.shape[0]),
-        clean_before=accuracy(before.clean_pred),
+        clean_before=accuracy(clean_pred),
         clean_after=accuracy(after.clean_pred),
-        adv_before=accuracy(before.adv_pred),
+        adv_before=accuracy(adv_pred),
         adv_after=accuracy(after.adv_pred),
         adv_transfer_after=accuracy(transfer),
         factors=report.factors(beta),
