@@ -266,13 +266,16 @@ def _attack_form(model: PixelModel) -> list[str]:
     current = analysis.attack_choice(model)
     attacks = {info.name: info for info in list_attacks()}
     names = list(attacks)
-    if st.session_state.get(ATTACK_CHANNELS) != model.channels:
+    switched = st.session_state.get(ATTACK_CHANNELS) != model.channels
+    if switched:
         # The choice is kept per input channel count (digits vs photos): show that one's attack
         # and seed, not what the widgets last held for the other kind of model.
-        st.session_state["attack_name"] = current.attack
         _new_seed_widget()
         st.session_state[ATTACK_CHANNELS] = model.channels
-    name = choices.choose(st.selectbox, "Attack", names, key="attack_name", default=current.attack, format_func=lambda n: attacks[n].label)
+    name = choices.choose(
+        st.selectbox, "Attack", names, key="attack_name", default=current.attack,
+        set_to=current.attack if switched else None, format_func=lambda n: attacks[n].label,
+    )
     info = attacks[name]
     st.caption(f"{info.description} ({_paper_short(info.paper)})" if info.paper != "—" else info.description)
     pending = st.empty()  # filled once the form's submission (if any) is handled

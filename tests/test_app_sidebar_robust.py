@@ -262,3 +262,25 @@ def test_the_download_callback_refuses_on_a_shared_server(shared_server, monkeyp
     )
     script.run()
     assert called == [] and "Downloads are off on this shared server." in script.markdown[0].value
+
+
+def test_the_attack_box_shows_the_other_kind_of_models_attack_in_the_browser_too(at: AppTest):
+    """Monkey walk (seed 20261201, action 63): AutoAttack run on digits, then a photo model: the
+    code used that kind's own choice (PGD) but the browser kept showing AutoAttack, because a new
+    index of a widget that keeps its key is not sent to the browser. The value must travel as a
+    session-state value (``set_value`` on the element), which the browser applies."""
+    at.sidebar.selectbox(key="attack_name").set_value("autoattack")
+    at.run()
+    [button] = [b for b in at.sidebar.button if b.label == "Run attack"]
+    button.click()
+    at.run()
+    assert_healthy(at)
+    assert "AutoAttack" in attack_line(at)
+    at.selectbox(key="model_name").set_value("resnet18").run()  # 3 channels: random initialisation offline
+    assert_healthy(at)
+    box = at.sidebar.selectbox(key="attack_name")
+    assert box.value == "pgd" and "PGD" in attack_line(at)
+    assert box.proto.set_value, "the browser would keep showing the previous attack"
+    at.selectbox(key="model_name").set_value("digits-cnn").run()  # and back: digits' own choice, shown
+    box = at.sidebar.selectbox(key="attack_name")
+    assert box.value == "autoattack" and box.proto.set_value and "AutoAttack" in attack_line(at)
