@@ -46,25 +46,26 @@ if st.session_state.get("figure.layer") not in result.layers:
     st.session_state["figure.layer"] = result.default_layer
 
 # -- what to draw ----------------------------------------------------------------------------------
+# The pills take the whole width: in a half-width column the row is cut at 1280 px.
+panels = st.pills(
+    "Image panels",
+    compose.PANELS,
+    selection_mode="multi",
+    default=list(compose.PANELS),
+    format_func=lambda p: compose.PANEL_LABELS[p],
+    key="figure.panels",
+    help="Each image is titled with its prediction and confidence; the perturbation with its L∞ norm.",
+)
+charts = st.pills(
+    "Charts",
+    compose.CHARTS,
+    selection_mode="multi",
+    default=["top5", "front-tail"],
+    format_func=lambda c: compose.CHART_LABELS[c],
+    key="figure.charts",
+)
 left, right = st.columns(2, gap="large")
 with left:
-    panels = st.pills(
-        "Image panels",
-        compose.PANELS,
-        selection_mode="multi",
-        default=list(compose.PANELS),
-        format_func=lambda p: compose.PANEL_LABELS[p],
-        key="figure.panels",
-        help="Each image is titled with its prediction and confidence; the perturbation with its L∞ norm.",
-    )
-    charts = st.pills(
-        "Charts",
-        compose.CHARTS,
-        selection_mode="multi",
-        default=["top5", "front-tail"],
-        format_func=lambda c: compose.CHART_LABELS[c],
-        key="figure.charts",
-    )
     columns = st.columns(2)
     layer = columns[0].selectbox(
         "Layer",
@@ -81,7 +82,8 @@ with left:
     )
     columns = st.columns(2)
     size = components.group_fraction()  # the one front/tail size of every view
-    columns[0].caption(f"Front/tail: {components.group_fraction_note()}.")
+    note = components.group_fraction_note()
+    columns[0].caption(f"{note[0].upper()}{note[1:]}.")
     tail_rule = columns[1].radio("Tail rule", ("bottom", "next"), key="figure.tail_rule", horizontal=True)
 with right:
     preset = st.radio("Width", list(WIDTHS), index=1, format_func=WIDTHS.get, key="figure.width_preset", horizontal=True)
