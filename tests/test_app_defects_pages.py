@@ -92,7 +92,7 @@ def test_one_group_size_in_every_view():
     at.switch_page("app_pages/figure.py")  # the paper figure too: its numbers use the same sets
     at.run()
     assert_healthy(at)
-    assert "front/tail size 10% of the layer's neurons (set on the Neurons page" in _all_text(at)
+    assert "front/tail size 10% of the layer's neurons (set on the neurons page" in _all_text(at).lower()
 
 
 def test_open_example_lands_on_top_of_attack_page():
