@@ -463,8 +463,26 @@ class AttackTrace:
         return {"unit": self.unit, "loss": self.loss.tolist(), "predicted": self.predicted.tolist(), "truncated": self.truncated}
 
 
+class AttackedImages:
+    """For results with ``success`` and ``attacked`` (bool, per image) fields: ``attacked`` defaults
+    to every image, and :attr:`excluded` counts the images left alone because their clean
+    prediction already was the target (:class:`AttackReport`, :class:`neuronviz.batch.BatchResult`)."""
+
+    success: torch.Tensor
+    attacked: torch.Tensor | None
+
+    def __post_init__(self) -> None:
+        if self.attacked is None:
+            object.__setattr__(self, "attacked", torch.ones_like(self.success, dtype=torch.bool))
+
+    @property
+    def excluded(self) -> int:
+        """Images not attacked because their clean prediction already was the target."""
+        return int((~self.attacked).sum())  # type: ignore[operator]
+
+
 @dataclass(frozen=True)
-class AttackReport:
+class AttackReport(AttackedImages):
     """What one :func:`run_attack` did, as detached CPU tensors.
 
     Shapes: ``adversarial (N, C, H, W)``; ``labels``, ``clean_pred``, ``adv_pred``, ``success``,
@@ -500,15 +518,6 @@ class AttackReport:
     trace: AttackTrace | None
     attacked: torch.Tensor | None = None
     evaluations: int = 0
-
-    def __post_init__(self) -> None:
-        if self.attacked is None:
-            object.__setattr__(self, "attacked", torch.ones_like(self.success, dtype=torch.bool))
-
-    @property
-    def excluded(self) -> int:
-        """Images not attacked because their clean prediction already was the target."""
-        return int((~self.attacked).sum())
 
     @property
     def success_rate(self) -> float:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuronviz.attacks import get_attack, resolve_params, run_attack
+from neuronviz.attacks import AttackedImages, get_attack, resolve_params, run_attack
 from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError
@@ -124,7 +124,7 @@ class BatchSummary:
 
 
 @dataclass(frozen=True, eq=False)
-class BatchResult:
+class BatchResult(AttackedImages):
     """One row per image, as detached CPU tensors ``(N,)``.
 
     ``labels``, ``clean_pred``, ``adv_pred``; ``success`` (bool); ``l0`` (changed pixel
@@ -152,15 +152,6 @@ class BatchResult:
     restored_clean: dict[str, torch.Tensor]
     seconds: float = 0.0
     attacked: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.attacked is None:
-            object.__setattr__(self, "attacked", torch.ones_like(self.success, dtype=torch.bool))
-
-    @property
-    def excluded(self) -> int:
-        """Images not attacked because their clean prediction already was the target."""
-        return int((~self.attacked).sum())
 
     @property
     def images(self) -> int:
