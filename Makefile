@@ -15,7 +15,7 @@ STREAMLIT_FLAGS := --server.port $(PORT)
 EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns
 REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
-.PHONY: setup run test test-fast browser models bench clean
+.PHONY: setup run test test-fast lint browser models bench clean
 
 setup:
 	@test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -37,6 +37,11 @@ run: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+# Types and lint of the library and the dashboard (CI runs it before the tests).
+lint: setup
+	$(PYTHON) -m mypy neuronviz app
+	$(PYTHON) -m ruff check neuronviz app tests bench
 
 # Without the browser tests (no chromium needed).
 test-fast: setup

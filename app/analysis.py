@@ -37,7 +37,6 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app import store
-from neuronviz.errors import NeuronvizError
 from neuronviz.analysis import (  # noqa: F401 - the story lives in the library; pages reach it through here
     CONDITION_LABELS,
     CONDITIONS,
@@ -52,6 +51,7 @@ from neuronviz.analysis import (  # noqa: F401 - the story lives in the library;
     default_choice,
     digest,
 )
+from neuronviz.errors import NeuronvizError
 from neuronviz.models import PixelModel
 
 T = TypeVar("T")

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-import streamlit as st
-
 from app import analysis
 
 T = TypeVar("T")

@@ -346,7 +346,7 @@ def param_widget(param, key: str, default, layers: Sequence[str] = (), default_l
 # -- the start-up example: the one that shows NIP's observation ------------------------------------------
 
 
-def story_counts(result: "analysis.Analysis", fraction: float | None = None) -> dict[str, Any]:
+def story_counts(result: analysis.Analysis, fraction: float | None = None) -> dict[str, Any]:
     """NIP's two halves on one analysis, at its default layer and the given front/tail size
     (default :data:`DEFAULT_GROUP_FRACTION`): front neurons that lost influence, tail neurons that
     gained, whether the attack fooled the model and NIP (guided) restored the clean prediction."""
@@ -381,7 +381,7 @@ STORY_CRITERION = (
 )
 
 
-def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence["analysis.AttackChoice"], load_image):
+def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence[analysis.AttackChoice], load_image):
     """Scan ``samples`` × ``choices`` (full analyses, cached) and return ``(sample, choice, counts,
     rows)``: the best example by :data:`STORY_CRITERION`, and one row per (sample, choice).
 

@@ -34,13 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import math
-
 import streamlit as st
 import torch
 
 from app import store
-
 from neuronviz._digest import tensor_digest
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
@@ -79,7 +76,7 @@ class Upload:
     size: int = 0
 
     @classmethod
-    def from_file(cls, uploaded: UploadedFileLike) -> "Upload":
+    def from_file(cls, uploaded: UploadedFileLike) -> Upload:
         data = uploaded.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         name = Path(uploaded.name).name
@@ -131,14 +128,14 @@ class ImageRequest:
     true_class: int | None = None  # of an upload, when the user gave it (samples know their own)
 
     @classmethod
-    def for_sample(cls, sample: Sample) -> "ImageRequest":
+    def for_sample(cls, sample: Sample) -> ImageRequest:
         return cls(sample_id=sample.id, label=sample.label)
 
     @classmethod
-    def for_upload(cls, upload: Upload, true_class: int | None = None) -> "ImageRequest":
+    def for_upload(cls, upload: Upload, true_class: int | None = None) -> ImageRequest:
         return cls(upload=upload, label=f"{upload.name} (uploaded)", true_class=true_class)
 
-    def same_image(self, other: "ImageRequest | None") -> bool:
+    def same_image(self, other: ImageRequest | None) -> bool:
         """Whether ``other`` names the same pixels (the true class of an upload aside)."""
         if other is None:
             return False

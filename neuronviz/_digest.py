@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 
-def tensor_digest(tensor: torch.Tensor, hasher: "hashlib._Hash | None" = None) -> str:
+def tensor_digest(tensor: torch.Tensor, hasher: hashlib._Hash | None = None) -> str:
     """SHA-1 of a tensor's dtype, shape and every byte of its values (not a sample)."""
     h = hasher or hashlib.sha1()
     t = tensor.detach()

@@ -64,14 +64,14 @@ class AttackChoice:
     seed: int = 0
 
     @classmethod
-    def make(cls, attack: str, overrides: Mapping[str, Any], target: int | str | None = None, seed: int = 0) -> "AttackChoice":
+    def make(cls, attack: str, overrides: Mapping[str, Any], target: int | str | None = None, seed: int = 0) -> AttackChoice:
         return cls(attack=get_attack(attack).name, overrides=tuple(sorted(overrides.items())), target=target, seed=int(seed))
 
     def params(self, model: PixelModel) -> dict[str, Any]:
         """The attack's full parameters for ``model`` (defaults + overrides). Raises InputError."""
         return resolve_params(get_attack(self.attack), dict(self.overrides), model)
 
-    def with_params(self, **overrides: Any) -> "AttackChoice":
+    def with_params(self, **overrides: Any) -> AttackChoice:
         """The same choice with some parameters changed (e.g. ``eps`` for a sweep)."""
         merged = {**dict(self.overrides), **overrides}
         return dataclasses.replace(self, overrides=tuple(sorted(merged.items())))

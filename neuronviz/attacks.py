@@ -35,9 +35,9 @@ from torch import nn
 
 from neuronviz import budget
 from neuronviz.errors import InputError
-from neuronviz.limits import MAX_BATCH, MAX_WORK, check_batch
+from neuronviz.limits import MAX_WORK, check_batch
 from neuronviz.models.pixel import PixelModel, require_pixel_model
-from neuronviz.schema import Param, parse_eps, resolve
+from neuronviz.schema import Param, resolve
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +570,7 @@ class AttackReport(AttackedImages):
 class _TraceRecorder(nn.Module):
     """Passes through to the model and keeps the logits of every full-batch forward pass."""
 
-    def __init__(self, model: PixelModel, batch: int, limit: int = MAX_TRACE, rng: "_RequestRandomness | None" = None) -> None:
+    def __init__(self, model: PixelModel, batch: int, limit: int = MAX_TRACE, rng: _RequestRandomness | None = None) -> None:
         super().__init__()
         self.model = model
         self.batch = batch

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from neuronviz.attacks import AttackedImages, get_attack, resolve_params, run_attack
-from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError
+from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.evaluation import _defend, _spec
 from neuronviz.models.pixel import PixelModel
 
@@ -213,7 +213,7 @@ class BatchResult(AttackedImages):
         return pd.DataFrame(columns)
 
     @classmethod
-    def concat(cls, parts: Sequence["BatchResult"]) -> "BatchResult":
+    def concat(cls, parts: Sequence[BatchResult]) -> BatchResult:
         """The rows of several results of the same evaluation, in order."""
         if not parts:
             raise InputError("nothing to concatenate: no batch results")

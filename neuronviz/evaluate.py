@@ -104,7 +104,7 @@ class Dataset:
             out["files"] = list(self.files)
         return out
 
-    def head(self, n: int) -> "Dataset":
+    def head(self, n: int) -> Dataset:
         """The first ``n`` images (all of them when there are fewer)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"the number of images must be a positive integer, got {n!r}")

@@ -25,7 +25,6 @@ one neuron each).
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -186,7 +185,7 @@ class InfluenceMap:
     def neurons(self) -> int:
         return int(self.values.shape[1])
 
-    def select(self, rows: int | Sequence[int]) -> "InfluenceMap":
+    def select(self, rows: int | Sequence[int]) -> InfluenceMap:
         """The map of some of its images (one index, or a list, in that order)."""
         pick = torch.tensor([rows] if isinstance(rows, int) else list(rows), dtype=torch.long)
         return dataclasses.replace(self, target=self.target[pick], values=self.values[pick], activations=self.activations[pick])

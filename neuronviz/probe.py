@@ -176,8 +176,8 @@ def _check_scalar(objective: torch.Tensor) -> None:
 #: output is changed in place depends on the modules, not the weights, and the hash walks the
 #: whole state dict (too slow for every probe of a small model). Should a module be switched to
 #: in-place later, the version check of :meth:`Recording.forward` catches it and marks the layer.
-_MODIFIED_IN_PLACE: "weakref.WeakKeyDictionary[PixelModel, set[str]]" = weakref.WeakKeyDictionary()
-_CHECKED: "weakref.WeakKeyDictionary[PixelModel, set[str]]" = weakref.WeakKeyDictionary()
+_MODIFIED_IN_PLACE: weakref.WeakKeyDictionary[PixelModel, set[str]] = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakKeyDictionary[PixelModel, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _mark_modified_in_place(model: PixelModel, names: Sequence[str]) -> None:

@@ -83,7 +83,7 @@ def tensor_set_digest(images: torch.Tensor, labels: torch.Tensor, ids: Sequence[
 
 def now_utc() -> str:
     """The current time, ISO 8601 in UTC, to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def record(

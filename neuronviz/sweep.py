@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuronviz.attacks import resolve_target, get_attack, resolve_params, run_attack
+from neuronviz.attacks import get_attack, resolve_params, resolve_target, run_attack
 from neuronviz.errors import InputError
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, InfluenceMap, default_layer, influence_shift, neuron_influence
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_shift, neuron_influence
 from neuronviz.models.pixel import PixelModel, require_pixel_model
 
 #: The most budgets one sweep may ask for (each one is a full attack run).

@@ -8,12 +8,10 @@ import json
 
 import numpy as np
 import pytest
-
-from app import analysis
-import torch
 from apptest import errors, open_page, plotly_titles, submit_attack
 
-from neuronviz.attacks import format_eps, run_attack
+from app import analysis
+from neuronviz.attacks import run_attack
 from neuronviz.images import list_samples, load_sample
 from neuronviz.models import load_model
 

@@ -7,8 +7,8 @@ import functools
 import json
 
 import pytest
-
 from apptest import assert_healthy, errors, open_page, plotly_titles
+
 from neuronviz import batch
 
 PAGE = "app_pages/batch.py"

@@ -5,17 +5,15 @@ a prediction with finite outputs (issue 11.4)."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-import torch
-from apptest import MAIN, ROOT, assert_healthy
+from apptest import MAIN, assert_healthy
 from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
 
 from app import boundary
 from neuronviz.models import load_model
-from streamlit.testing.v1 import AppTest
 
 MODEL_PAGE = "app_pages/model_image.py"
 

@@ -23,8 +23,8 @@ from streamlit.testing.v1 import AppTest
 
 import neuronviz
 from app import analysis
-from neuronviz import errors
 from neuronviz import analysis as library_analysis  # compute_analysis calls run_attack there
+from neuronviz import errors
 
 CALLS = {"attack": 0, "work": 0}
 
@@ -122,8 +122,8 @@ def _work(x: int) -> int:
 
 def _cancel_button_script():
     import streamlit as st
-
     import test_app_cancel as t
+
     from app import analysis
 
     key = (f"{t._work.__module__}.{t._work.__qualname__}", analysis.digest(21))

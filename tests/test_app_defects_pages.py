@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from apptest import assert_healthy, open_page, submit_attack
 
 from neuronviz.influence import DEFAULT_GROUP_FRACTION

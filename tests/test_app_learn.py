@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from apptest import assert_healthy, errors, open_page, plotly_titles, submit_attack
 
 

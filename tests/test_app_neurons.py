@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from apptest import clear_caches, errors, open_page, plotly_titles
 
 from neuronviz.attacks import run_attack

@@ -12,7 +12,13 @@ import torch
 from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
 from neuronviz.figures import filters as figs
-from neuronviz.fragility import FirstLayerMaps, FragilityReport, RescaleEvaluation, first_layer_fragility, first_layer_maps
+from neuronviz.fragility import (
+    FirstLayerMaps,
+    FragilityReport,
+    RescaleEvaluation,
+    first_layer_fragility,
+    first_layer_maps,
+)
 
 LABELS = ("fragile", "robust", "neutral", "fragile", "robust")
 

@@ -10,8 +10,8 @@ import plotly.io as pio
 import pytest
 import torch
 
-from neuronviz.errors import InputError
 from neuronviz import figures
+from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
 from neuronviz.figures import neurons as nf
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition

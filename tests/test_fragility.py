@@ -3,7 +3,6 @@ batched sweep against the naive loop, the copy-only rescaling, and the model lef
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn

@@ -5,6 +5,15 @@
 """
 
 from neuronviz.defenses import nip, pssr  # noqa: F401  (register NIP and PSSR)
-from neuronviz.defenses.base import DEFENSES, Defense, Identity, Restoration, get_defense, list_defenses, register_defense, restore
+from neuronviz.defenses.base import (
+    DEFENSES,
+    Defense,
+    Identity,
+    Restoration,
+    get_defense,
+    list_defenses,
+    register_defense,
+    restore,
+)
 
 __all__ = ["DEFENSES", "Defense", "Identity", "Restoration", "get_defense", "list_defenses", "register_defense", "restore"]

@@ -42,6 +42,7 @@ from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 from neuronviz.schema import Param
 
+
 class _LayerParam(Param):
     """The layer parameter: a layer name of the model ("" = the last feature layer); the UI offers
     the model's probe layers, the defence checks the name against the model."""

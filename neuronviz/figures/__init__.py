@@ -8,10 +8,12 @@ each, on that base: ``attack`` (perturbation, trajectory, ε sweep, NIP steps, P
 per channel, channel maps) and ``batch`` (accuracy and per-class charts).
 """
 
+# The figures of each subject, one module each: ``figures.neurons.influence_scatter(...)``.
+from neuronviz.figures import attack, batch, filters, neurons, sensitivity  # noqa: E402,F401
 from neuronviz.figures.base import (  # noqa: F401
+    DIVERGING,
     FONT_FAMILY,
     FONT_SIZE,
-    DIVERGING,
     INK,
     PALETTE,
     SEQUENTIAL,
@@ -21,6 +23,3 @@ from neuronviz.figures.base import (  # noqa: F401
     image_figure,
     prediction_bars,
 )
-
-# The figures of each subject, one module each: ``figures.neurons.influence_scatter(...)``.
-from neuronviz.figures import attack, batch, filters, neurons, sensitivity  # noqa: E402,F401

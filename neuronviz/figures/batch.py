@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from neuronviz.figures.captions import plural
 from neuronviz.batch import BatchResult, BatchSummary, defence_label
 from neuronviz.errors import InputError
 from neuronviz.figures.base import INK, PALETTE, apply_layout
+from neuronviz.figures.captions import plural
 
 #: Hatch patterns that tell the defences apart in the per-class view (first: solid).
 DEFENCE_PATTERNS = ("", "/", "x", ".", "\\", "+")

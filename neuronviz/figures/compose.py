@@ -34,10 +34,10 @@ from typing import Any
 import plotly.graph_objects as go
 
 from neuronviz.errors import InputError
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.figures.attack import panel_bars, perturbation_amplification, perturbation_figure
 from neuronviz.figures.base import INK, PALETTE, apply_layout, image_figure
 from neuronviz.figures.neurons import group_bars, layer_overview, restoration_overview
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 
 #: Image panels, in the order they are drawn.
 PANELS = ("clean", "perturbation", "adversarial", "nip-guided", "pssr")
@@ -82,7 +82,7 @@ class FigureSpec:
     letters: bool = True
     labels: dict = field(default_factory=dict)
 
-    def checked(self, layers: Sequence[str]) -> "FigureSpec":
+    def checked(self, layers: Sequence[str]) -> FigureSpec:
         bad = [p for p in self.panels if p not in PANELS]
         if bad:
             raise InputError(f"unknown panels {bad}: choose from {', '.join(PANELS)}")

@@ -23,9 +23,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.figures.captions import plural
 from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.captions import plural
 from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
 
 #: Palette key of each fragility label (bars, outlines, legend).

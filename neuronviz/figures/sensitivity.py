@@ -21,10 +21,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.figures.captions import plural
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.captions import plural
 from neuronviz.figures.filters import Group, Panel, display_size, image_grid
 from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
 

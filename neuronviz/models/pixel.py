@@ -252,7 +252,7 @@ class PixelModel(nn.Module):
 
     # -- copies -------------------------------------------------------------------------------
 
-    def copy(self) -> "PixelModel":
+    def copy(self) -> PixelModel:
         """An independent deep copy with its own lock (for changes that must not touch this one)."""
         with self.lock:
             twin = PixelModel(
@@ -266,7 +266,7 @@ class PixelModel(nn.Module):
             )
         return twin.to(self.device)
 
-    def __deepcopy__(self, memo: dict) -> "PixelModel":
+    def __deepcopy__(self, memo: dict) -> PixelModel:
         return self.copy()
 
     def __reduce__(self):  # a lock cannot be pickled, and models are shared, not shipped
@@ -279,7 +279,7 @@ class PixelModel(nn.Module):
         )
 
 
-def require_pixel_model(model, what: str) -> "PixelModel":
+def require_pixel_model(model, what: str) -> PixelModel:
     """``model`` itself when it is a :class:`PixelModel`; else a precise :class:`InputError`
     (a TypeError too): a bare ``nn.Module`` lacks the normalisation, classes and lock the library
     relies on."""

@@ -21,7 +21,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -459,7 +459,7 @@ def _output_count(state: dict[str, torch.Tensor], arch: Architecture) -> tuple[i
     return None, None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _head_keys(arch_name: str) -> tuple[tuple[str, int], ...]:
     """State keys whose shape follows the class count, with the dimension that does (meta builds)."""
     arch = get_architecture(arch_name)
@@ -502,7 +502,7 @@ def _from_checkpoint(
     return PixelModel(net, mean or arch.mean, std or arch.std, plan.input_size, plan.class_names, meta, plan.image_policy)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _meta_shapes(arch_name: str) -> dict[str, tuple[int, ...]]:
     """An architecture's state-dict shapes, built on the meta device (no memory, no init cost)."""
     arch = get_architecture(arch_name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,7 +52,7 @@ def _check_name(name: str) -> None:
         raise ModelNotFoundError(f"{name!r} is not in the torchvision zoo offered here; choose from {sorted(ZOO)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def zoo_spec(name: str) -> ZooSpec:
     """Everything about a zoo model's default weights, read from torchvision (no network)."""
     from torchvision import models

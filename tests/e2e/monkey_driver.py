@@ -598,7 +598,7 @@ class Server:
         self.env = {**os.environ, **(extra_env or {})}
         self.process = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         import subprocess
         import urllib.error
         import urllib.request

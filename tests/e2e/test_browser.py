@@ -10,9 +10,8 @@ Without /usr/bin/chromium the test is skipped, except under CI (``$CI`` set), wh
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import socket
 import subprocess
 import sys

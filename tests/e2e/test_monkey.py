@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser_setup import CHROMIUM_ARGS, ROOT
 from monkey_driver import Server, Walker, open_app, write_upload_files
 

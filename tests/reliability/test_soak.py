@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from apptest import MAIN, assert_healthy, clear_caches
+from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.slow
 
