@@ -124,6 +124,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from neuronviz import plugins
+
+    try:  # third-party methods register before any registry is read (docs/architecture.md)
+        plugins.load_plugins()
+    except NeuronvizError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m neuronviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -63,3 +63,7 @@ class TimeLimitError(NeuronvizError, TimeoutError):
 
 class CancelledError(NeuronvizError, RuntimeError):
     """A computation was stopped because its cancel flag (:func:`neuronviz.budget.limit`) was set."""
+
+
+class PluginError(NeuronvizError, ImportError):
+    """A plugin module named in NEURONVIZ_PLUGINS (or an entry point) failed to import."""
