@@ -55,6 +55,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.name == SNS_RECIPE.name:
         card = train_sns(out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    elif args.name == "digits-vit":
+        from neuronviz.training.vit import train_vit
+
+        card = train_vit(out_dir=args.out, seed=args.seed, epochs=args.epochs)
     elif args.name.startswith("pssr-"):
         from neuronviz.training.pssr import train_regenerator
 
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     p.add_argument("name", help="a registered model name or a checkpoint path")
-    p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...] (digits: split=test|train|all; samples)")
+    p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...]: digits[:split=test|train|all], samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT (the last four take ,limit=N; mnist/cifar10 ,split=test|train)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
     p.add_argument("--attack", action="append", metavar="NAME[:k=v,...]", help="an attack and its parameters, e.g. pgd:steps=20 (repeatable; default fgsm and pgd:steps=20)")
     p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")

@@ -67,3 +67,18 @@ class CancelledError(NeuronvizError, RuntimeError):
 
 class PluginError(NeuronvizError, ImportError):
     """A plugin module named in NEURONVIZ_PLUGINS (or an entry point) failed to import."""
+
+
+class DataError(NeuronvizError, ValueError):
+    """A labelled data set is refused: unreadable or unsafe (an image folder, a zip of class
+    folders, MNIST/CIFAR-10 files), over a cap, or with classes the model does not have."""
+
+
+class ClassMismatchError(DataError):
+    """A data set's class names do not match the model's. ``unmatched`` lists the data's names
+    that no model class has; ``model_classes`` the model's names."""
+
+    def __init__(self, *args: object, unmatched: tuple[str, ...] = (), model_classes: tuple[str, ...] = (), ui_hint: str | None = None) -> None:
+        super().__init__(*args, ui_hint=ui_hint)
+        self.unmatched = unmatched
+        self.model_classes = model_classes

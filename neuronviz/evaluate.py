@@ -31,6 +31,7 @@ The tables (:func:`write_tables`): ``results.csv``, ``results.md``, ``results.te
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -50,6 +51,7 @@ from neuronviz.attacks import get_attack, resolve_params, resolve_target
 from neuronviz.batch import BLOCK, BatchResult, _defence_specs, _summarise, defence_label, evaluate_chunk
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError, NeuronvizError
+from neuronviz.evalset import USER_DATASETS, user_dataset
 from neuronviz.evaluation import _defend
 from neuronviz.models.pixel import PixelModel
 from neuronviz.schema import parse_eps
@@ -201,6 +203,8 @@ def _samples_dataset(model: PixelModel, options: dict[str, str]) -> Dataset:
 
 register_dataset("digits", _digits_dataset, "the scikit-learn digits (split=test by default; train, all)")
 register_dataset("samples", _samples_dataset, "the sample images whose class the model has")
+for _kind, _help in USER_DATASETS.items():  # the user's data: folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT
+    register_dataset(_kind, functools.partial(user_dataset, _kind), _help)
 
 
 # -- the plan ----------------------------------------------------------------------------------------

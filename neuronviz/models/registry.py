@@ -31,7 +31,7 @@ from neuronviz import settings
 from neuronviz.datasets import DIGITS_CLASSES, DIGITS_SIZE
 from neuronviz.errors import CheckpointError, DeviceError, InputError, ModelNotFoundError, SharedServerError
 from neuronviz.models import torchvision_zoo as zoo
-from neuronviz.models.builtin import DigitsCNN, DigitsResNet
+from neuronviz.models.builtin import DigitsCNN, DigitsResNet, digits_vit
 from neuronviz.models.checkpoints import (
     STATE_DICT_SUFFIXES,
     Checkpoint,
@@ -124,12 +124,14 @@ def _digits_architecture(name: str, build: Callable[[int], nn.Module]) -> Archit
 _DIGITS_ARCHITECTURES = {
     "digits-cnn": lambda k: DigitsCNN(num_classes=k),
     "digits-resnet": lambda k: DigitsResNet(num_classes=k),
+    "digits-vit": digits_vit,
 }
 
 #: Embedded models: name → (architecture, description).
 EMBEDDED: dict[str, tuple[str, str]] = {
     "digits-cnn": ("digits-cnn", "Small CNN on 28×28 handwritten digits (the default)"),
     "digits-resnet": ("digits-resnet", "Small ResNet with batch norm on 28×28 digits"),
+    "digits-vit": ("digits-vit", "Small vision transformer (timm ViT, 4 blocks, 4×4 patches) on 28×28 digits"),
     "digits-cnn-robust": ("digits-cnn", "The digits CNN adversarially trained with PGD (L∞)"),
     "digits-cnn-sns": ("digits-cnn", "The digits CNN fine-tuned with SNS: sensitive neurons stabilised (reconstruction)"),
 }

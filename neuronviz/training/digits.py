@@ -82,7 +82,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random affine per image: rotation ±10°, scale 0.9–1.1, shift ±2 px; zero (black) fill."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(10)
@@ -94,6 +94,9 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
+
+
+_augment = augment  # the name training/sns.py imports
 
 
 def _pgd(model: PixelModel, eps: float, alpha: float, steps: int):
@@ -174,7 +177,7 @@ def train(name: str, out_dir: Path | None = None, seed: int | None = None, epoch
         attack = _pgd(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps) if recipe.adversarial else None
         for i in range(0, len(x_train), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
-            xb, yb = _augment(x_train[idx], generator), y_train[idx]
+            xb, yb = augment(x_train[idx], generator), y_train[idx]
             if attack is not None:
                 model.requires_grad_(False)
                 adv = attack(xb, yb)  # torchattacks attacks in eval mode and restores train mode
