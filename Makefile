@@ -12,7 +12,7 @@ STAMP := $(VENV)/.requirements.sha256
 PORT ?= 8501
 # The rest of the server settings live in .streamlit/config.toml (read from the repository root).
 STREAMLIT_FLAGS := --server.port $(PORT)
-EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns
+EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns digits-vit
 REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
 .PHONY: setup run test test-fast lint browser models bench clean

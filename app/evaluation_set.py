@@ -198,7 +198,7 @@ def _zip(model: PixelModel) -> EvaluationSet | None:
     if data is None:
         st.session_state.pop(_KEPT_ZIP, None)
         return None
-    return analysis.attempt(analysis.memo, read_zip, model, np.frombuffer(data, dtype=np.uint8), kept.name)
+    return analysis.attempt(analysis.memo, read_zip, model, np.frombuffer(data, dtype=np.uint8).copy(), kept.name)
 
 
 def _uploads(model: PixelModel) -> EvaluationSet | None:
@@ -249,7 +249,7 @@ def _uploads(model: PixelModel) -> EvaluationSet | None:
         if data is None:
             st.session_state.pop(_KEPT_UPLOADS, None)
             return None
-        contents.append(np.frombuffer(data, dtype=np.uint8))
+        contents.append(np.frombuffer(data, dtype=np.uint8).copy())
     return analysis.attempt(
         analysis.memo, read_uploads, model, contents, [u.name for u, _ in labelled], [c for _, c in labelled]
     )

@@ -11,7 +11,7 @@ from neuronviz.datasets import digits
 from neuronviz.models import EMBEDDED, assets_dir, load_model, model_card
 from neuronviz.training.digits import RECIPES, train
 
-REQUIRED_CLEAN = {"digits-cnn": 0.97, "digits-resnet": 0.97, "digits-cnn-robust": 0.93, "digits-cnn-sns": 0.93}
+REQUIRED_CLEAN = {"digits-cnn": 0.97, "digits-resnet": 0.97, "digits-cnn-robust": 0.93, "digits-cnn-sns": 0.93, "digits-vit": 0.98}
 CARD_FIELDS = {"name", "architecture", "data", "seed", "command", "metrics", "normalization", "weights_sha256"}
 
 
