@@ -54,7 +54,7 @@ def test_page_renders_a_form_and_runs_nothing_on_load(counted):
     assert (slider.value, slider.min, slider.max) == (50, 10, 360)
     assert {c.key for c in at.checkbox} >= {"batch.nip-oracle", "batch.nip-reactive"}
     assert any(b.label == "Run batch" for b in at.button)
-    assert any("digits test split" in c.value for c in at.caption)
+    assert any(c.value.startswith("Images: the first 50 of the 360 digits test images") for c in at.caption)
     assert any("Run batch" in i.value for i in at.info)
     assert counted == [] and plotly_titles(at) == [] and len(at.dataframe) == 0 and errors(at) == []
 
@@ -153,7 +153,7 @@ def test_other_models_are_evaluated_on_the_samples_with_a_known_class(counted):
     assert len(at.slider) == 0
     count = at.number_input(key="batch.n")
     assert (count.value, count.min, count.max) == (1, 1, 1)
-    assert any("sample image whose class resnet18 knows" in c.value for c in at.caption)
+    assert any(c.value.startswith("Images: 1 sample photograph with a known class") for c in at.caption)
     [button] = [b for b in at.button if b.label == "Run batch"]
     button.click()
     at.run()

@@ -1,8 +1,8 @@
 """Batch: the sidebar's attack and the defences over N images, with a progress bar; success rate,
 DSR and accuracies, per-class bars, and the per-image table (with a CSV download).
 
-Nothing is computed on page load: "Run batch" (in a form with the number of images and the
-optional defences) starts the work, chunk by chunk through the shared cache, so only a cold run
+Nothing is computed on page load: "Run batch" (the labelled images and their number above it, the
+optional defences in its form) starts the work, chunk by chunk through the shared cache, so only a cold run
 takes time and shows progress; the page then shows the session's last result.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app import analysis, components
+from app.evaluation_set import BUILTIN, evaluation_images
 from neuronviz import batch, evalset
 from neuronviz.defenses import get_defense
 from neuronviz.figures import batch as batch_figures
@@ -45,10 +46,9 @@ class BatchRun:
     seconds: float  # wall time of the run (chunks found in the cache cost nearly nothing)
 
 
-def run_batch(model, choice: analysis.AttackChoice, n: int, defences: tuple[str, ...], bar) -> BatchRun:
-    """The images, then the evaluation chunk by chunk (each chunk cached by content)."""
+def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSet, defences: tuple[str, ...], bar) -> BatchRun:
+    """The evaluation of ``images`` chunk by chunk (each chunk cached by content)."""
     started = time.perf_counter()
-    images = analysis.memo(batch.batch_images, model, n)
     params = choice.params(model)
 
     def advance(done: int, total: int) -> None:
@@ -172,17 +172,21 @@ def render() -> None:
         "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."
     )
 
-    digits_model = evalset.is_digits_model(model)
-    available = analysis.attempt(evalset.available_images, model)
-    if not available:
-        st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
+    chosen = evaluation_images(  # the labelled images (built-in or the user's) and how many
+        model, count_key=IMAGES_KEY, default=DEFAULT_IMAGES, label="Images", slider=evalset.is_digits_model(model),
+        purpose="are attacked and restored",
+    )
+    if chosen.images is None:
+        if chosen.source == BUILTIN and not chosen.available:
+            st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
         return
+    st.caption(f"Images: {chosen.images.description}.")
 
-    submitted, n, extra = batch_form(model, digits_model, available)
+    submitted, extra = batch_form()
     if submitted:
         defences = (*batch.DEFAULT_DEFENCES, *extra)
         bar = st.progress(0.0, text="Starting…")
-        run = analysis.attempt(run_batch, model, choice, n, defences, bar)
+        run = analysis.attempt(run_batch, model, choice, chosen.images, defences, bar)
         bar.empty()
         if run is not None:
             st.session_state[LAST] = run
@@ -191,9 +195,9 @@ def render() -> None:
     if last is None:
         st.info("Choose the number of images and the defences, then press **Run batch**.", icon=":material/play_arrow:")
         return
-    if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice:
+    if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice or last.source != chosen.images.description:
         st.info(
-            "The model or the attack changed since the last batch: press **Run batch** to evaluate this choice.",
+            "The model, the attack or the images changed since the last batch: press **Run batch** to evaluate this choice.",
             icon=":material/refresh:",
         )
         return
@@ -201,26 +205,9 @@ def render() -> None:
     show_result(model, choice, last)
 
 
-def batch_form(model: PixelModel, digits_model: bool, available: int) -> tuple[bool, int, list[str]]:
-    """The number of images and the optional defences, in a form: (submitted, images, defences)."""
+def batch_form() -> tuple[bool, list[str]]:
+    """The optional defences, in a form: (submitted, defences)."""
     with st.form("batch.form", enter_to_submit=False):
-        if digits_model:
-            n = st.slider(
-                "Images",
-                min_value=min(10, available),
-                max_value=available,
-                value=min(DEFAULT_IMAGES, available),
-                step=10,
-                key=IMAGES_KEY,
-                help=f"The first N images of the digits test split ({components.plural(available, 'image')}).",
-            )
-            st.caption(f"Images: the first N of the {components.plural(available, 'image')} of the digits test split, with their labels.")
-        else:
-            n = st.number_input(
-                "Images", min_value=1, max_value=available, value=available, step=1, key=IMAGES_KEY,
-                help="The sample images whose class this model knows.",
-            )
-            st.caption(f"Images: the {available} sample image{'s' if available != 1 else ''} whose class {model.name} knows.")
         st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
         extra = [
             name
@@ -232,7 +219,7 @@ def batch_form(model: PixelModel, digits_model: bool, available: int) -> tuple[b
             )
         ]
         submitted = st.form_submit_button("Run batch", type="primary", icon=":material/play_arrow:")
-    return submitted, int(n), extra
+    return submitted, extra
 
 
 def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun) -> None:

@@ -11,6 +11,7 @@ import math
 import streamlit as st
 
 from app import analysis, components, state
+from app.evaluation_set import evaluation_images
 from neuronviz import evalset, fragility
 from neuronviz.attacks import get_attack
 from neuronviz.errors import NeuronvizError
@@ -73,28 +74,17 @@ def render() -> None:
         "are a **reconstruction** (docs/fragility.md)."
     )
 
-    available = analysis.attempt(analysis.memo, evalset.available_images, model)
-    if available is None:
-        return
-    too_few = components.too_few_labelled(model, available, "the nodal dropout (and compress/amplify)")
-    if too_few is not None:
-        st.warning(too_few, icon=":material/label_off:")
-    if not available:
-        return
-    # The wanted count lives in plain state (kept across pages and models); the widget shows it,
-    # capped by what this model has.
-    st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, evalset.DEFAULT_IMAGES)), available))
     components.persist(ATTACK, BETA, CURVE, SHOW, INPUT_CHANNEL)
     controls = st.columns([2, 3])
-    n_images = controls[0].number_input(
-        "Evaluation images",
-        min_value=1,
-        max_value=available,
-        step=10 if available > 20 else 1,
-        key=IMAGES,
-        help="How many labelled images the nodal dropout and compress/amplify are measured on.",
-        on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
-    )
+    with controls[0]:  # the labelled images (built-in or the user's) and how many: kept across pages
+        chosen = evaluation_images(
+            model, count_key=IMAGES, keep_key=KEEP_IMAGES, purpose="the nodal dropout and compress/amplify are measured on"
+        )
+    too_few = components.too_few_labelled(model, chosen.available, "the nodal dropout (and compress/amplify)")
+    if too_few is not None:
+        st.warning(too_few, icon=":material/label_off:")
+    if not chosen.available:
+        return
     mode = controls[1].radio(
         "Attack for the fragility analysis",
         [PAPER_ATTACK, SIDEBAR_ATTACK],
@@ -102,7 +92,7 @@ def render() -> None:
         horizontal=True,
         key=ATTACK,
     )
-    evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
+    evaluation = chosen.images
     spec = analysis.attempt(fragility_attack, mode, choice, model)
     report = None
     if evaluation is not None and spec is not None and too_few is None:

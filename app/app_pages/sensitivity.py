@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import analysis, components, state
+from app.evaluation_set import evaluation_images
 from neuronviz import evalset, feature_maps, sensitivity
 from neuronviz.figures import sensitivity as figs
 from neuronviz.models import PixelModel, list_models
@@ -45,30 +46,22 @@ def render() -> None:
         "(docs/sensitivity.md)."
     )
 
-    available = analysis.attempt(analysis.memo, evalset.available_images, model)
-    n_images = None
-    too_few = None if available is None else components.too_few_labelled(
+    with st.columns([1, 2])[0]:  # the labelled images (built-in or the user's) and how many: kept across pages
+        chosen = evaluation_images(
+            model, count_key=IMAGES, keep_key=KEEP_IMAGES, default=DEFAULT_IMAGES,
+            purpose="are attacked to measure sensitivity over a set of pairs",
+        )
+    too_few = components.too_few_labelled(
         model,
-        available,
+        chosen.available,
         "a sensitivity set",
         "a mean over so few pairs is not a set's profile (with one labelled image the \"set\" is a single image, "
         "drawn as a second curve next to this image's)",
     )
     if too_few is not None:
         st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
-    elif available:
-        st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES)), available))
-        n_images = st.columns([1, 2])[0].number_input(
-            "Evaluation images (the set and the comparison)",
-            min_value=1,
-            max_value=available,
-            step=10 if available > 20 else 1,
-            key=IMAGES,
-            help="How many labelled images are attacked to measure sensitivity over a set of pairs.",
-            on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
-        )
 
-    current, one, set_result = per_layer(selection, choice, n_images)
+    current, one, set_result = per_layer(selection, choice, chosen.images if too_few is None else None)
     per_channel(model, current, one, set_result)
     comparison_section(selection)
 
@@ -76,7 +69,7 @@ def render() -> None:
 # -- per layer ---------------------------------------------------------------------------------------
 
 
-def per_layer(selection: state.Selection, choice: analysis.AttackChoice, n_images: int | None) -> tuple[analysis.Analysis | None, dict[str, SensitivityMap] | None, sensitivity.SensitivityComparison | None]:
+def per_layer(selection: state.Selection, choice: analysis.AttackChoice, evaluation: evalset.EvaluationSet | None) -> tuple[analysis.Analysis | None, dict[str, SensitivityMap] | None, sensitivity.SensitivityComparison | None]:
     """σ per layer on this image and on the evaluation set; returns (analysis, this image's map, the set's result)."""
     model = selection.model
     st.subheader("Sensitivity per layer", divider="gray")
@@ -85,10 +78,9 @@ def per_layer(selection: state.Selection, choice: analysis.AttackChoice, n_image
     if current is not None:
         one = analysis.attempt(analysis.memo, sensitivity.neuron_sensitivity, model, current.clean, current.adversarial)
 
-    evaluation = set_result = None
+    set_result = None
     params = analysis.attempt(choice.params, model)
-    if n_images and params is not None:
-        evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
+    if params is not None:
         if evaluation is not None:
             with st.spinner(f"Attacking {components.plural(evaluation.size, 'image')} ({choice.describe(model)}) and measuring every layer…"):
                 set_result = analysis.attempt(

@@ -45,6 +45,7 @@ class ViTRecipe:
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     grad_clip: float = 1.0
+    label_smoothing: float = 0.0
     seed: int = 0
 
 
@@ -82,7 +83,7 @@ def train_vit(out_dir: Path | None = None, seed: int | None = None, epochs: int 
         for i in range(0, len(x_train), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             xb, yb = augment(x_train[idx], generator), y_train[idx]
-            loss = F.cross_entropy(model(xb), yb)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
