@@ -8,6 +8,13 @@ The split is fixed and documented: a stratified 80/20 split with ``random_state=
 the same proportion in both. Pixels (0..16 in the source) are divided by 16, then upsampled from
 8×8 to ``size``×``size`` (default 28) with bilinear interpolation (``align_corners=False``) and
 clamped to [0, 1]. Ink is light on a dark background, as in MNIST.
+
+The user's labelled data is found here too, before any pixel is decoded (:mod:`neuronviz.evalset`
+prepares it for a model): :func:`image_folder` (torchvision's ``ImageFolder`` listing),
+:func:`read_zip` (a zip of class folders, checked entry by entry before decompressing),
+:func:`torchvision_dataset` (MNIST and CIFAR-10 in their standard files, ``download=False``). Every
+cap (:func:`dataset_limits`, the upload and decompression caps of :mod:`neuronviz.settings`) is
+lower on a shared server, where local paths are refused.
 """
 
 from __future__ import annotations

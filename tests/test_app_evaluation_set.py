@@ -125,3 +125,39 @@ def test_a_zip_upload_and_labelled_uploads(at):
     shown = _shown(at)
     assert shown["available"] == "1" and json.loads(shown["labels"]) == [int(y[0])]
     assert any("1 image without a class is left out" in c.value for c in at.caption)
+
+
+def test_an_image_folder_is_the_batch_pages_evaluation_set(tmp_path):
+    """The issue's check: an ImageFolder of labelled images as the Batch evaluation set; the page's
+    numbers and table are the library's on those very images."""
+    from apptest import open_page
+
+    from neuronviz import batch
+    from neuronviz.evalset import EvaluationSet
+    from neuronviz.models import load_model
+
+    _, y = digits("test")
+    for i in range(10):
+        (tmp_path / str(int(y[i]))).mkdir(exist_ok=True)
+        (tmp_path / str(int(y[i])) / f"img{i}.png").write_bytes(_png(i))
+    at = open_page("app_pages/batch.py")
+    at.selectbox(key="evaluation.source").set_value("folder").run()
+    at.text_input(key="evaluation.path").input(str(tmp_path)).run()
+    assert_healthy(at)
+    assert len(at.slider) == 0 and at.number_input(key="batch.n").value == 10  # fewer than 20: a number box
+    [button] = [b for b in at.button if b.label == "Run batch"]
+    button.click()
+    at.run()
+    assert_healthy(at)
+    assert errors(at) == []
+
+    model = load_model("digits-cnn", device="cpu")
+    images = EvaluationSet.from_folder(tmp_path, model)
+    expected = batch.evaluate_batch(model, images.images, images.labels, "pgd", {}, seed=0, ids=images.ids)
+    frame = at.dataframe[0].value
+    assert frame.equals(expected.to_frame(model.class_names))
+    assert sorted(frame["image"]) == sorted(f"{int(y[i])}/img{i}.png" for i in range(10))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "10"
+    assert metrics["Clean accuracy"] == f"{100 * expected.summary().clean_accuracy:.1f}%"
+    assert any(f"all 10 images of image folder {tmp_path.name}" in c.value for c in at.caption)
