@@ -247,7 +247,7 @@ def test_about_page_lists_the_embedded_model_cards(at: AppTest):
     at.switch_page("app_pages/about.py").run()
     _assert_healthy(at)
     embedded = at.table[0].value  # a static table: the descriptions wrap at 1280 px
-    assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns"]
+    assert list(embedded["model"]) == ["digits-cnn", "digits-resnet", "digits-cnn-robust", "digits-cnn-sns", "digits-vit"]
     assert embedded.loc[embedded["model"] == "digits-cnn", "Clean accuracy"].item() == "98.6%"
     assert embedded.loc[embedded["model"] == "digits-cnn-sns", "Training"].item() == "SNS"
     robustness = at.dataframe[0].value

@@ -134,7 +134,7 @@ def train_regenerator(model_name: str, out_dir: Path | None = None, epochs: int 
         "feature_layer": feature_layer,
         "training": {**hyper, "optimizer": "Adam + OneCycleLR", "loss_per_epoch": history},
         "seed": hyper["seed"],
-        "command": f"python -m neuronviz train pssr-{model_name}",
+        "command": f"python -m neuronviz train pssr-{model_name}" + (f" --epochs {epochs}" if epochs else ""),
         "train_seconds": round(seconds, 1),
         "weights_file": out_path.name,
         "weights_sha256": hashlib.sha256(out_path.read_bytes()).hexdigest(),

@@ -99,6 +99,7 @@ def train_vit(out_dir: Path | None = None, seed: int | None = None, epochs: int 
     command = f"python -m neuronviz train {recipe.name}" + (f" --seed {recipe.seed}" if seed is not None else "")
     training = {
         **asdict(recipe),
+        "adversarial": False,  # standard training (the cards' "Training" fact)
         "optimizer": "AdamW (no decay on biases, norms, cls token, position embedding) + OneCycleLR (cosine)",
         "timm_config": dict(DIGITS_VIT_CONFIG),
         "threads": torch.get_num_threads(),
