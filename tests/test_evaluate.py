@@ -207,8 +207,8 @@ def test_cli_progress_bars_and_tables(tmp_path, capsys):
     assert "2 block(s) computed, 0 reused" in captured.err
     assert main(["evaluate", "digits-cnn", "--device", "cpu", "--attack", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown attack 'nope'" in capsys.readouterr().err
-    assert main(["evaluate", "digits-cnn", "--device", "cpu", "--data", "cifar10", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown data set 'cifar10'" in capsys.readouterr().err
+    assert main(["evaluate", "digits-cnn", "--device", "cpu", "--data", "imagenet", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown data set 'imagenet'" in capsys.readouterr().err
 
 
 def test_data_set_specs(digits_cnn):
