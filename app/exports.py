@@ -460,16 +460,17 @@ def export_controls(
     stem = _stem(name)
     record = dict(provenance)
     with st.popover("Data & export", icon=":material/download:", type="tertiary", key=f"{key}.popover"):
-        st.caption("The numbers shown, and the chart, each with its provenance (model, image, attack, seed, versions).")
-        row = st.columns(2 if fig is None else 5, gap="small")
-        row[0].download_button(
-            "CSV", lambda: csv_text(data, name, record), f"{stem}.csv", "text/csv", key=f"{key}.csv",
-            on_click="ignore", icon=":material/table:",
-        )
-        row[1].download_button(
-            "JSON", lambda: json_text(data, name, record), f"{stem}.json", "application/json", key=f"{key}.json",
-            on_click="ignore", icon=":material/data_object:",
-        )
+        st.caption("The numbers shown" + ("" if fig is None else " and the chart") + ", with their provenance "
+                   "(model, image or image set, attack and all its parameters, target, seed, versions).")
+        with st.container(horizontal=True, gap="small"):
+            st.download_button(
+                "CSV", lambda: csv_text(data, name, record), f"{stem}.csv", "text/csv", key=f"{key}.csv",
+                on_click="ignore", icon=":material/table:",
+            )
+            st.download_button(
+                "JSON", lambda: json_text(data, name, record), f"{stem}.json", "application/json", key=f"{key}.json",
+                on_click="ignore", icon=":material/data_object:",
+            )
         if fig is None:
             return
         width, height = figure_size_mm(fig, width_mm)
@@ -479,14 +480,16 @@ def export_controls(
                 "The camera button of the chart's toolbar still downloads an SVG from your browser."
             )
             return
-        for column, (fmt, dpi) in zip(row[2:], (("pdf", 300), ("svg", 300), ("png", 300))):
-            mime, icon = _FORMATS[fmt]
-            column.download_button(
-                fmt.upper(), chart_renderer(fig, fmt, width, height, dpi, record), f"{stem}.{fmt}", mime,
-                key=f"{key}.{fmt}", on_click="ignore", icon=icon,
-            )
-        st.download_button(
-            "PNG 600 dpi", chart_renderer(fig, "png", width, height, 600, record), f"{stem}-600dpi.png", "image/png",
-            key=f"{key}.png600", on_click="ignore", icon=":material/image:",
+        with st.container(horizontal=True, gap="small"):
+            for fmt, dpi, label, suffix in (("pdf", 300, "PDF", ""), ("svg", 300, "SVG", ""), ("png", 300, "PNG 300 dpi", ""),
+                                            ("png", 600, "PNG 600 dpi", "-600dpi")):
+                mime, icon = _FORMATS[fmt]
+                st.download_button(
+                    label, chart_renderer(fig, fmt, width, height, dpi, record), f"{stem}{suffix}.{fmt}", mime,
+                    key=f"{key}.{fmt}{600 if dpi == 600 else ''}", on_click="ignore", icon=icon,
+                )
+        st.caption(
+            f"Chart at {width:.0f} × {height:.0f} mm, fonts embedded in the PDF; PNG "
+            f"{export.png_pixels(width, height, 300)[0]} or {export.png_pixels(width, height, 600)[0]} px wide. "
+            "Rendered on the server when you click (the first export starts chromium: a few seconds)."
         )
-        st.caption(f"{width:.0f} × {height:.0f} mm; PNG at 300 dpi ({export.png_pixels(width, height, 300)[0]} px wide) or 600 dpi.")

@@ -76,10 +76,14 @@ def bars(
     key: str,
     record: dict[str, Any],
     title: str = "Top-5",
+    verdict: str = "",
 ) -> None:
-    """A condition's top-5 bars and, under them, their numbers and the chart to download."""
+    """A condition's top-5 bars, its verdict, and under them the numbers and the chart to download
+    (below the verdict: the five panels and their verdicts fit a 1280×800 screen)."""
     fig = components.figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class)
     components.chart(fig, f"top5-{key}", key=f"attack.bars.{key}")
+    if verdict:
+        st.markdown(verdict)
     rows = exports.top_rows(probs, names, condition=key, true_class=true_class)
     exports.export_controls(fig, rows, f"top5-{key}", record, key=f"attack.export.bars.{key}", width_mm=exports.NARROW_MM)
 
@@ -121,15 +125,12 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             "clean-image",
             key="attack.image.clean",
         )
-        bars(result.probabilities("clean"), names, true_class, "clean", "clean", record)
-        st.markdown(clean_verdict(result, names, true_class))
+        bars(result.probabilities("clean"), names, true_class, "clean", "clean", record, verdict=clean_verdict(result, names, true_class))
     with columns[1]:
         perturbation = components.figure(
             attack_figures.perturbation_figure, delta, title=f"Perturbation ×{amplification:.3g}", height=IMAGE_HEIGHT
         )
         components.chart(perturbation, "perturbation", key="attack.image.perturbation")
-        norms = {**exports.norm_rows(result), "amplification": amplification, "color_range": color_range}
-        exports.export_controls(perturbation, norms, "perturbation", record, key="attack.export.perturbation", width_mm=exports.NARROW_MM)
         linf = float(report.linf[0])
         st.markdown(
             f"**Norms** (pixel units)  \nL0 **{int(report.l0[0])}** px of {delta.shape[-1] * delta.shape[-2]}  \n"
@@ -139,14 +140,16 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
             "vermillion = brighter, blue = darker, white = unchanged."
         )
+        norms = {**exports.norm_rows(result), "amplification": amplification, "color_range": color_range}
+        exports.export_controls(perturbation, norms, "perturbation", record, key="attack.export.perturbation", width_mm=exports.NARROW_MM)
     with columns[2]:
         components.chart(
             components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
             "adversarial-image",
             key="attack.image.adversarial",
         )
-        bars(result.probabilities("adversarial"), names, true_class, "adversarial", "adversarial", record)
-        st.markdown(adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target, benign, names))
+        verdict = adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target, benign, names)
+        bars(result.probabilities("adversarial"), names, true_class, "adversarial", "adversarial", record, verdict=verdict)
     for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
         with column:
             components.chart(
@@ -154,8 +157,8 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
                 f"{condition}-restored-image",
                 key=f"attack.image.{condition}",
             )
-            bars(result.probabilities(condition), names, true_class, "restored", condition, record)
-            st.markdown(restored_verdict(result, condition, names))
+            bars(result.probabilities(condition), names, true_class, "restored", condition, record,
+                 verdict=restored_verdict(result, condition, names))
             if components.used_fallback(result.restorations[condition]):
                 components.restoration_notes(result.restorations[condition])
     st.caption(
