@@ -175,14 +175,14 @@ def render() -> None:
                 true_class=selection.true_class,
             )
             components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
-            exports.export_controls(
-                bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
-                f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
-            )
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
             verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
+            exports.export_controls(
+                bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
+                f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
+            )
     for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
         defense, restoration = get_defense(name), restorations[name]
         with column:
