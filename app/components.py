@@ -13,10 +13,10 @@ import streamlit as st
 from app import analysis, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps
+from neuronviz.errors import NeuronvizError
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
 from neuronviz.images import ImageInfo
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.errors import NeuronvizError
 from neuronviz.models import ModelInfo, PixelModel, source_for
 
 

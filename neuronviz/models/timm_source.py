@@ -236,8 +236,7 @@ def fetch_weights(name: str) -> Path:
         except Exception as error:  # noqa: BLE001 - huggingface_hub raises many kinds; all mean "not fetched"
             errors.append(f"{filename}: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
     raise DownloadError(
-        f"could not fetch the weights of timm:{name} from the Hugging Face Hub ({repo}): {'; '.join(errors)}. "
-        "Check the internet connection (this machine may be offline), or use random initialisation."
+        f"could not fetch the weights of timm:{name} from the Hugging Face Hub ({repo}): {'; '.join(errors)}"
     )
 
 
