@@ -45,6 +45,8 @@ def test_unknown_name_lists_close_names():
     assert "timm has no model 'vit_tiny_patch16_22'" in str(info.value)
     with pytest.raises(ModelNotFoundError, match="convnext_atto"):
         create_model("timm:convnext_atoo", weights=None, device="cpu")
+    with pytest.raises(ModelNotFoundError, match=r"no pretrained tag 'resnet18.nope'.*resnet18\.a1_in1k"):
+        create_model("timm:resnet18.nope", weights=None, device="cpu")
 
 
 def test_policy_from_the_pretrained_config():

@@ -144,9 +144,17 @@ def _timm():
 def check_name(name: str) -> None:
     """Refuse a name timm does not know, listing the closest names it does."""
     timm = _timm()
-    if timm.is_model(name):
-        return
     base = name.split(".")[0]
+    if timm.is_model(name):
+        try:
+            _pretrained_cfg(name)
+        except RuntimeError:  # a known architecture with an unknown pretrained tag
+            tags = timm.list_pretrained(f"{base}.*")[:8]
+            raise ModelNotFoundError(
+                f"timm has no pretrained tag {name!r}. Tags of {base}: {', '.join(tags) or 'none'}.",
+                ui_hint="Type the architecture's name alone, or one of its tags.",
+            ) from None
+        return
     pattern = [n for n in timm.list_models(f"*{base}*")][:8]
     close = pattern or difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
     hint = f" Close names: {', '.join(close)}." if close else " List names with timm.list_models('*vit*')."
