@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -699,6 +700,9 @@ class ZooSource(ModelSource):
         return zoo.download_weights(spec)
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_+.-]+:(?![\\/])")  # "timm:x", not "C:\\x" or "./a:b"
+
+
 class CheckpointSource(ModelSource):
     """A state dict or safetensors file for a registered architecture: a path, or an upload."""
 
@@ -723,6 +727,8 @@ class CheckpointSource(ModelSource):
         )
 
     def owns(self, spec: str) -> bool:
+        if _SCHEME.match(spec):  # another source's spec ("timm:…", "local:…"), not a path
+            return False
         path = Path(spec)
         return path.suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES) or path.exists()
 
