@@ -68,8 +68,8 @@ from neuronviz import settings
 from neuronviz.errors import CheckpointError, InputError, ModelNotFoundError
 from neuronviz.models.onnx_source import (
     DEFAULT_SIDE,
-    default_policy,
     check_outputs,
+    default_policy,
     parse_numbers,
     resolve_facts,
 )

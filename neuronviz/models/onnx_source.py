@@ -466,11 +466,11 @@ def _convert(model, label: str) -> nn.Module:
     from onnx2torch.onnx_graph import OnnxGraph
 
     try:
-        graph_module = convert(model)
+        model, graph_module = _convert_any_opset(model, convert)
     except NotImplementedError as error:
         raise CheckpointError(
             f"{label}: onnx2torch cannot convert it: {str(error).strip()[:300]}",
-            ui_hint="Export the model with standard ONNX operators (opset 9 or later).",
+            ui_hint="Export the model with standard ONNX operators (opset 13 to 17 convert best).",
         ) from None
     except Exception as error:  # noqa: BLE001 - a converter failure on a foreign graph
         raise CheckpointError(f"{label}: converting it to torch failed ({type(error).__name__}: {str(error)[:300]})", ui_hint=_HINT) from None
@@ -486,6 +486,31 @@ def _convert(model, label: str) -> nn.Module:
             owners[str(node.target)] = _attribute(graph_module, str(node.target))
     renamed = torch.fx.GraphModule(owners, graph_module.graph, class_name="OnnxGraph")
     return renamed.float().eval()
+
+
+#: Opsets tried, newest first, when onnx2torch lacks a converter for an operator's newer version
+#: (it stops at opset 17 for some: torch 2.x exports opset 18-20 by default).
+FALLBACK_OPSETS = (18, 17, 16, 15, 14, 13)
+
+
+def _convert_any_opset(model, convert):
+    """``(model, convert(model))``, else the same graph converted down to an older opset with
+    ``onnx.version_converter`` (protobuf to protobuf: nothing runs) and then to torch."""
+    from onnx import version_converter
+
+    try:
+        return model, convert(model)
+    except NotImplementedError as first:
+        current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        for target in FALLBACK_OPSETS:
+            if target >= current:
+                continue
+            try:
+                older = version_converter.convert_version(model, target)
+                return older, convert(older)
+            except Exception:  # noqa: BLE001, S112 - that opset does not fit either: try the next one
+                continue
+        raise first
 
 
 def _attribute(module: nn.Module, target: str) -> object:
