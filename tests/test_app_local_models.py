@@ -13,13 +13,6 @@ import torch
 from apptest import MAIN, assert_healthy, clear_caches, errors, plotly_titles, submit_attack
 from streamlit.testing.v1 import AppTest
 
-import neuronviz.models
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(neuronviz.models, "list_sources"),
-    reason="the sidebar lists model sources only with the models branch's neuronviz.models.list_sources",
-)
-
 NETS = textwrap.dedent(
     '''
     import torch

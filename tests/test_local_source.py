@@ -12,15 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from tests import model_sources_standin
-
-model_sources_standin.install()
-
-from neuronviz.errors import CheckpointError, InputError, ModelNotFoundError  # noqa: E402
-from neuronviz.fragility import first_conv, nodal_dropout  # noqa: E402
-from neuronviz.influence import neuron_influence, probe_layers  # noqa: E402
-from neuronviz.models import local_source, wrap_model  # noqa: E402
-from neuronviz.models.sources import create_model, list_sources  # noqa: E402
+from neuronviz.errors import CheckpointError, InputError, ModelNotFoundError
+from neuronviz.fragility import first_conv, nodal_dropout
+from neuronviz.influence import neuron_influence, probe_layers
+from neuronviz.models import local_source, wrap_model
+from neuronviz.models.sources import create_model, list_sources
 
 #: A custom architecture the project has never seen: a residual block (named like torchvision's,
 #: so the probe layers list it as a block), a gate that is not a torch.nn type, digits-sized.
@@ -257,10 +253,6 @@ def test_trusted_spec_for_the_cli(program, monkeypatch):
     assert create_model(spec, device="cpu").num_classes == 10
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("neuronviz.models").models, "create_model"),
-    reason="load_model reaches the sources only with the models branch's neuronviz.models.create_model",
-)
 def test_cli_figure_takes_a_program(program, tmp_path):
     from neuronviz import cli
 

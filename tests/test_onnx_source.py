@@ -12,10 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from tests import model_sources_standin
-
-model_sources_standin.install()
-
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 

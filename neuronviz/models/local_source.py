@@ -434,7 +434,7 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         name=name or path.stem,
         architecture=types.get("", "torch.export program").rsplit(".", 1)[-1],
         source=f"torch.export program {path}",
-        description=f"torch.export program {label} ({types.get('', 'unknown root type')})",
+        description=f"torch.export program {label} of a {types.get('', 'module').rsplit('.', 1)[-1]}",
         card={"format": "torch.export", "file": str(path), "module_types": types},
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))

@@ -263,7 +263,7 @@ def default_policy(size: tuple[int, int]) -> ImagePolicy:
     """torchvision's evaluation recipe for ImageNet-sized inputs (resize to side/0.875, centre crop);
     small inputs (under 128 pixels) are resized whole."""
     side = max(size)
-    return ImagePolicy(mode="crop", resize_size=round(side / 0.875) if side >= 128 else side)
+    return ImagePolicy(mode="crop", crop_pct=0.875) if side >= 128 else ImagePolicy(mode="crop", resize_size=side)
 
 
 def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: str) -> int:
@@ -585,6 +585,10 @@ class OnnxSource(ModelSource):
     name = "onnx"
     label = "ONNX upload"
     upload_suffixes = (".onnx",)
+    upload_help = (
+        "An .onnx file (protobuf, converted with onnx2torch: nothing in it runs). Mean, std, input size and "
+        "classes below are used unless the file's metadata (neuronviz.mean, …) gives them and you leave the defaults."
+    )
     options = FIELDS
 
     def owns(self, spec: str) -> bool:
