@@ -246,7 +246,10 @@ def test_static_batch_and_missing_file(tmp_path, nets):
 
 def test_trusted_spec_for_the_cli(program, monkeypatch):
     path, _ = program
-    assert local_source.trusted_spec("digits-cnn") == "digits-cnn"
+    for other in ("digits-cnn", "timm:resnet18", "local:tiny", "resnet18"):  # other sources' specs pass through
+        assert local_source.trusted_spec(other) == other
+    with pytest.raises(InputError, match="a spec of the timm model source"):
+        local_source.parse_argv(["--model", "timm:resnet18"])
     spec = local_source.trusted_spec(f"{path} name=cli-tiny")
     assert spec == "local:cli-tiny"
     monkeypatch.setenv("NEURONVIZ_SHARED_SERVER", "1")  # the operator's models load on a shared server too

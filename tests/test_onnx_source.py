@@ -4,6 +4,7 @@ with precise errors."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_registered_as_an_upload_source():
 def test_outputs_equal_onnxruntime_and_gradients_flow(stranger_file):
     model = source().load_upload(stranger_file, {})
     assert model.input_size == (20, 20) and model.channels == 3 and model.num_classes == 7
+    assert re.search(r"converted from opset 20 to 1[3-8]$", model.meta.description)  # torch 2.x's default, too new for onnx2torch
     assert model.class_names[:2] == ("class 0", "class 1")
     assert model.normalize.mean.flatten().tolist() == pytest.approx(onnx_source.IMAGENET_MEAN)
     torch.manual_seed(3)
@@ -171,8 +173,9 @@ def test_metadata_props_and_options(tmp_path):
     assert source().load_upload(path, defaults).class_names == ("zero", "one", "two")
     given = source().load_upload(path, {**defaults, "mean": "0.1", "classes": "a, b, c"})
     assert given.normalize.mean.flatten().tolist() == pytest.approx([0.1]) and given.class_names == ("a", "b", "c")
-    with pytest.raises(InputError, match="2 class names for a model with 3 outputs"):
+    with pytest.raises(InputError, match="2 class names for a model with 3 outputs") as caught:
         source().load_upload(path, {"classes": "a,b"})
+    assert "Classes field" in (caught.value.ui_hint or "")
     with pytest.raises(InputError, match="exactly 12×12"):
         source().load_upload(path, {"input_size": "32"})
 

@@ -120,6 +120,19 @@ def looks_local(text: str) -> bool:
     return text.lower().endswith(PROGRAM_SUFFIX) or is_factory(text)
 
 
+def _other_source(text: str) -> str | None:
+    """The name of the registered source other than this one that owns ``text`` (``timm:resnet18``
+    looks like ``module:function``), or None."""
+    from neuronviz.models.sources import list_sources
+
+    if text.startswith(PREFIX):
+        return "local"
+    for source in list_sources():
+        if source.name != "local" and source.owns(text):
+            return source.name
+    return None
+
+
 def _option_key(key: str) -> str:
     key = key.strip().lower().replace("-", "_")
     if key not in OPTION_NAMES:
@@ -138,6 +151,13 @@ def make_entry(target: str, options: Mapping[str, str] | None = None, origin: st
         target = str(Path(target).expanduser().resolve())
         name = name or Path(target).stem
     elif is_factory(target):
+        other = _other_source(target)
+        if other is not None:
+            raise InputError(
+                f"{target!r} is a spec of the {other} model source, not a local model: use it as it is "
+                "(the Model box, or the CLI's model argument)",
+                ui_hint=_HINT,
+            )
         module, function = target.split(":")
         name = name or f"{module}.{function}"
     else:
@@ -250,10 +270,13 @@ def local_entries() -> list[LocalEntry]:
 def trusted_spec(value: str) -> str:
     """For the CLI: a ``.pt2`` path or ``module:function`` (optionally followed by ``key=value``
     options) is registered and its ``local:`` spec returned; any other spec comes back as it is."""
-    words = value.split()
-    if not words or not looks_local(words[0]):
+    text = value.strip()
+    if text.lower().endswith(PROGRAM_SUFFIX):  # a path with spaces too
+        return register_entry(make_entry(text, origin="command line"))
+    words = text.split()
+    if not words or not looks_local(words[0]) or (is_factory(words[0]) and _other_source(words[0]) is not None):
         return value
-    return register_entry(parse_entry(value, "command line"))
+    return register_entry(parse_entry(text, "command line"))
 
 
 def _entry(spec: str) -> LocalEntry:

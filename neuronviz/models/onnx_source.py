@@ -367,7 +367,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
         name=name,
         architecture="onnx",
         source=f"ONNX upload {label}",
-        description=f"ONNX graph from {producer} (opset {opsets}), {len(model.graph.node)} nodes, converted with onnx2torch",
+        description=f"ONNX graph from {producer} (opset {opsets}), {len(model.graph.node)} nodes, converted with onnx2torch{getattr(net, 'opset_note', '')}",
         card={"format": "onnx", "producer": producer, "opset": opsets, "file": label, "input": "pixels" if mode == "pixels" else "normalized"},
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
@@ -465,6 +465,7 @@ def _convert(model, label: str) -> nn.Module:
     from onnx2torch import convert
     from onnx2torch.onnx_graph import OnnxGraph
 
+    original_opset = _opset(model)
     try:
         model, graph_module = _convert_any_opset(model, convert)
     except NotImplementedError as error:
@@ -485,7 +486,12 @@ def _convert(model, label: str) -> nn.Module:
         if node.op == "get_attr":
             owners[str(node.target)] = _attribute(graph_module, str(node.target))
     renamed = torch.fx.GraphModule(owners, graph_module.graph, class_name="OnnxGraph")
+    renamed.opset_note = "" if _opset(model) == original_opset else f", converted from opset {original_opset} to {_opset(model)}"
     return renamed.float().eval()
+
+
+def _opset(model) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
 #: Opsets tried, newest first, when onnx2torch lacks a converter for an operator's newer version
@@ -501,7 +507,7 @@ def _convert_any_opset(model, convert):
     try:
         return model, convert(model)
     except NotImplementedError as first:
-        current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        current = _opset(model)
         for target in FALLBACK_OPSETS:
             if target >= current:
                 continue
@@ -604,7 +610,12 @@ class OnnxSource(ModelSource):
         )
 
     def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
-        return load_onnx(path, options)
+        try:
+            return load_onnx(path, options)
+        except InputError as error:  # a field's value: say where to fix it
+            if error.ui_hint is None:
+                error.ui_hint = "Correct the Mean, Std, Input size or Classes field under the upload."
+            raise
 
 
 ONNX_SOURCE = register_source(OnnxSource())
