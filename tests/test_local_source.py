@@ -231,6 +231,17 @@ def test_unknown_names_and_bad_arguments():
         local_source.entries_from_env({local_source.ENV: "x.pt2 mean"})
 
 
+def test_a_bad_environment_entry_is_listed_with_its_reason(nets, monkeypatch):
+    monkeypatch.setenv(local_source.ENV, "local_test_nets:build_pixel; x.pt2 mean")
+    [source] = [s for s in list_sources() if s.name == "local"]
+    infos = {info.name: info for info in source.list_models()}
+    assert infos["local:local_test_nets.build_pixel"].weights_available
+    bad = infos["local:NEURONVIZ_MODELS-2"]
+    assert not bad.weights_available and "'mean' after 'x.pt2' is not key=value" in bad.description
+    with pytest.raises(InputError, match="not key=value"):
+        create_model("local:NEURONVIZ_MODELS-2", device="cpu")
+
+
 def test_static_batch_and_missing_file(tmp_path, nets):
     net = nets[1].make()
     fixed = torch.export.export(net, (torch.rand(1, 1, 28, 28),))

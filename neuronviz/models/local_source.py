@@ -95,6 +95,8 @@ class LocalEntry:
     target: str
     options: tuple[tuple[str, str], ...] = ()
     origin: str = "Python"
+    #: Why a ``NEURONVIZ_MODELS`` entry could not be read (listed with it; loading it raises it).
+    error: str = ""
 
     @property
     def spec(self) -> str:
@@ -262,7 +264,12 @@ def local_entries() -> list[LocalEntry]:
     """The command line's/Python's entries, then ``NEURONVIZ_MODELS``'s (read now; a registered name wins)."""
     with _lock:
         entries = dict(_registered)
-    for entry in entries_from_env():
+    raw = os.environ.get(ENV, "")
+    for index, part in enumerate(p for p in raw.split(";") if p.strip()):
+        try:
+            entry = parse_entry(part, ENV)
+        except InputError as error:  # one bad entry must not hide the others (or the sidebar)
+            entry = LocalEntry(name=f"{ENV}-{index + 1}", target=part.strip(), origin=ENV, error=str(error))
         entries.setdefault(entry.name, entry)
     return list(entries.values())
 
@@ -304,6 +311,8 @@ def _stamp(entry: LocalEntry) -> object:
 
 def load_entry(entry: LocalEntry, options: Mapping[str, str] | None = None) -> PixelModel:
     """Load a trusted entry (its own options, then ``options``, win over the file's facts)."""
+    if entry.error:
+        raise InputError(entry.error, ui_hint=_HINT)
     merged = {**entry.option_dict, **{_option_key(k): str(v) for k, v in (options or {}).items() if k != "name"}}
     if entry.kind == "program":
         return load_program(entry.target, merged, name=entry.name)
