@@ -84,19 +84,18 @@ def _registry_picker() -> state.ModelRequest | None:
     sources = list_sources()
     infos: dict[str, tuple[ModelSource, ModelInfo | None]] = {}
     for source in sources:
-        for info in source.list_models():
-            infos[info.name] = (source, info)
+        for listed_info in source.list_models():
+            infos[listed_info.name] = (source, listed_info)
     for source in sources:
         if source.spec_field is not None:
             infos[source.name + ANOTHER] = (source, None)
     name = choices.choose(
         st.selectbox, "Model", list(infos), key="model_name", default=state.DEFAULT_MODEL, format_func=lambda n: _model_label(n, infos[n])
     )
-    source, info = infos[name]
+    source, listed = infos[name]
+    info = listed if listed is not None else _typed_model(source)
     if info is None:
-        info = _typed_model(source)
-        if info is None:
-            return None
+        return None
     spec = info.name
     st.caption(info.description)
     if source.fetch_label and not info.weights_available:
@@ -108,8 +107,8 @@ def _registry_picker() -> state.ModelRequest | None:
             )
         else:
             st.warning(
-                f"Pretrained weights for **{spec}** are not cached here. {source.fetch_label} (internet), "
-                "or use random initialisation.",
+                f"Pretrained weights for **{spec}** are not cached here: press **{source.fetch_label}** "
+                "(internet), or use random initialisation.",
                 icon=":material/cloud_off:",
             )
             st.button(source.fetch_label, key=f"download:{spec}", icon=":material/download:", on_click=_download, args=(spec,))
@@ -262,7 +261,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     classes = sorted(groups)
     # The start-up example (analysis.DEFAULT_SAMPLE_ID, chosen by bench/choose_example.py) when present.
     start = next((s for s in samples if s.id == analysis.DEFAULT_SAMPLE_ID), None)
-    start_class = start.true_class if start is not None else classes[0]
+    start_class = start.true_class if start is not None and start.true_class is not None else classes[0]
     start_example = groups[start_class].index(start) if start is not None else 0
     chosen = choices.choose(
         st.segmented_control, "Digit", classes, key="sample_class", default=start_class, format_func=lambda c: model.class_names[c]

@@ -95,7 +95,6 @@ from typing import Any, BinaryIO, Literal, TypeAlias
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from neuronviz.errors import ImageError, InputError

@@ -85,6 +85,9 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with mean and std stored as buffers."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):

@@ -20,9 +20,11 @@ Architectures (what a checkpoint can be for) are registered by name with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -87,7 +89,7 @@ def _zoo_architecture(name: str) -> Architecture:
     spec = zoo.zoo_spec(name)
     return Architecture(
         name=name,
-        build=lambda k, _n=name: _build_zoo(_n, k),
+        build=functools.partial(_build_zoo, name),
         mean=spec.mean,
         std=spec.std,
         input_size=(spec.crop_size, spec.crop_size),
@@ -273,7 +275,6 @@ def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
     if not text.startswith("["):
         raise CheckpointError(f"{label}: its class_names metadata is not a JSON list of strings. {fix}")
     names: list[str] = []
-    decoder = json.JSONDecoder()
     pos, end = 1, len(text)
     while True:
         while pos < end and text[pos] in " \t\r\n":
@@ -283,7 +284,7 @@ def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
         if pos >= end or text[pos] != '"':
             raise CheckpointError(f"{label}: its class_names metadata holds something other than strings (at character {pos}). {fix}")
         try:
-            name, pos = json.decoder.scanstring(text, pos + 1)
+            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{label}: its class_names metadata is not valid JSON ({error.msg}). {fix}") from None
         if len(name) > caps.max_class_name_chars:
@@ -593,9 +594,9 @@ def _load_path(path: Path, architecture: str | None) -> PixelModel:
 # -- the architectures checkpoints can be for ------------------------------------------------------
 
 for _arch_name, _build in _DIGITS_ARCHITECTURES.items():
-    register_architecture(_arch_name, lambda _n=_arch_name, _b=_build: _digits_architecture(_n, _b))
+    register_architecture(_arch_name, functools.partial(_digits_architecture, _arch_name, _build))
 for _zoo_name in zoo.ZOO:
-    register_architecture(_zoo_name, lambda _n=_zoo_name: _zoo_architecture(_n))
+    register_architecture(_zoo_name, functools.partial(_zoo_architecture, _zoo_name))
 
 
 # -- the built-in sources --------------------------------------------------------------------------
@@ -699,6 +700,9 @@ class ZooSource(ModelSource):
         return zoo.download_weights(spec)
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_+.-]+:(?![\\/])")  # "timm:x", not "C:\\x" or "./a:b"
+
+
 class CheckpointSource(ModelSource):
     """A state dict or safetensors file for a registered architecture: a path, or an upload."""
 
@@ -723,6 +727,8 @@ class CheckpointSource(ModelSource):
         )
 
     def owns(self, spec: str) -> bool:
+        if _SCHEME.match(spec):  # another source's spec ("timm:…", "local:…"), not a path
+            return False
         path = Path(spec)
         return path.suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES) or path.exists()
 

@@ -44,22 +44,29 @@ class OptionField:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model as a source lists it (the model picker, the CLI's ``models``)."""
+    """A model as a source lists it (the model picker, the CLI's ``models``).
+
+    ``source`` is the name of the :class:`ModelSource` it comes from; ``kind`` is the same value
+    under its older name (give either, or both equal)."""
 
     name: str  # the spec create_model takes
-    kind: str  # the source's name (alias of ``source``, kept for existing callers)
-    architecture: str
-    description: str
-    channels: int
-    input_size: tuple[int, int]
-    num_classes: int
-    weights_available: bool
+    kind: str = ""
+    architecture: str = ""
+    description: str = ""
+    channels: int = 3
+    input_size: tuple[int, int] = (224, 224)
+    num_classes: int = 0
+    weights_available: bool = False
     card: dict | None = None
+    source: str = ""
 
-    @property
-    def source(self) -> str:
-        """The name of the :class:`ModelSource` this model comes from."""
-        return self.kind
+    def __post_init__(self) -> None:
+        if self.kind and self.source and self.kind != self.source:
+            raise ValueError(f"ModelInfo {self.name!r}: kind {self.kind!r} and source {self.source!r} differ")
+        if not (self.kind or self.source):
+            raise ValueError(f"ModelInfo {self.name!r} names no source")
+        object.__setattr__(self, "kind", self.kind or self.source)
+        object.__setattr__(self, "source", self.source or self.kind)
 
 
 class ModelSource:

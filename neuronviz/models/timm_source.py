@@ -144,9 +144,17 @@ def _timm():
 def check_name(name: str) -> None:
     """Refuse a name timm does not know, listing the closest names it does."""
     timm = _timm()
-    if timm.is_model(name):
-        return
     base = name.split(".")[0]
+    if timm.is_model(name):
+        try:
+            _pretrained_cfg(name)
+        except RuntimeError:  # a known architecture with an unknown pretrained tag
+            tags = timm.list_pretrained(f"{base}.*")[:8]
+            raise ModelNotFoundError(
+                f"timm has no pretrained tag {name!r}. Tags of {base}: {', '.join(tags) or 'none'}.",
+                ui_hint="Type the architecture's name alone, or one of its tags.",
+            ) from None
+        return
     pattern = [n for n in timm.list_models(f"*{base}*")][:8]
     close = pattern or difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
     hint = f" Close names: {', '.join(close)}." if close else " List names with timm.list_models('*vit*')."
@@ -236,8 +244,7 @@ def fetch_weights(name: str) -> Path:
         except Exception as error:  # noqa: BLE001 - huggingface_hub raises many kinds; all mean "not fetched"
             errors.append(f"{filename}: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
     raise DownloadError(
-        f"could not fetch the weights of timm:{name} from the Hugging Face Hub ({repo}): {'; '.join(errors)}. "
-        "Check the internet connection (this machine may be offline), or use random initialisation."
+        f"could not fetch the weights of timm:{name} from the Hugging Face Hub ({repo}): {'; '.join(errors)}"
     )
 
 
