@@ -630,12 +630,12 @@ class LocalSource(ModelSource):
                 model = load_entry(entry)
             except Exception as error:  # noqa: BLE001 - listed with its reason; load() raises it
                 info = ModelInfo(
-                    name=entry.spec, kind=self.name, architecture=entry.kind, description=f"cannot be loaded: {error}",
+                    name=entry.spec, source=self.name, architecture=entry.kind, description=f"cannot be loaded: {error}",
                     channels=3, input_size=(DEFAULT_SIDE, DEFAULT_SIDE), num_classes=0, weights_available=False,
                 )
             else:
                 info = ModelInfo(
-                    name=entry.spec, kind=self.name, architecture=model.meta.architecture,
+                    name=entry.spec, source=self.name, architecture=model.meta.architecture,
                     description=f"{model.meta.description} ({entry.origin})", channels=model.channels,
                     input_size=model.input_size, num_classes=model.num_classes, weights_available=True,
                     card={"target": entry.target, "origin": entry.origin, **model.meta.card},
