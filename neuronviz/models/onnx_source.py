@@ -351,7 +351,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
     if channels is None:  # not fixed in the file: as many channels as the mean has numbers (default 3)
         mean = given(options, MEAN_FIELD) or metadata.get("mean")
         channels = len(parse_numbers(mean, "mean", label)) if mean is not None else 3
-    net = _convert(model, label)
+    net, opset_note = _convert(model, label)
     size_hint = fixed or (DEFAULT_SIDE, DEFAULT_SIDE)
     probe_size = size_hint
     size_text = given(options, SIZE_FIELD)
@@ -367,7 +367,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
         name=name,
         architecture="onnx",
         source=f"ONNX upload {label}",
-        description=f"ONNX graph from {producer} (opset {opsets}), {len(model.graph.node)} nodes, converted with onnx2torch{getattr(net, 'opset_note', '')}",
+        description=f"ONNX graph from {producer} (opset {opsets}), {len(model.graph.node)} nodes, converted with onnx2torch{opset_note}",
         card={"format": "onnx", "producer": producer, "opset": opsets, "file": label, "input": "pixels" if mode == "pixels" else "normalized"},
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
@@ -460,8 +460,9 @@ def _single_output(model, label: str) -> None:
         )
 
 
-def _convert(model, label: str) -> nn.Module:
-    """onnx2torch's GraphModule, its modules renamed to readable dotted paths (module docstring)."""
+def _convert(model, label: str) -> tuple[nn.Module, str]:
+    """onnx2torch's GraphModule, its modules renamed to readable dotted paths (module docstring),
+    and a note on the opset conversion ("" when none was needed)."""
     from onnx2torch import convert
     from onnx2torch.onnx_graph import OnnxGraph
 
@@ -486,8 +487,8 @@ def _convert(model, label: str) -> nn.Module:
         if node.op == "get_attr":
             owners[str(node.target)] = _attribute(graph_module, str(node.target))
     renamed = torch.fx.GraphModule(owners, graph_module.graph, class_name="OnnxGraph")
-    renamed.opset_note = "" if _opset(model) == original_opset else f", converted from opset {original_opset} to {_opset(model)}"
-    return renamed.float().eval()
+    note = "" if _opset(model) == original_opset else f", converted from opset {original_opset} to {_opset(model)}"
+    return renamed.float().eval(), note
 
 
 def _opset(model) -> int:
