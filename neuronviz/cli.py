@@ -126,6 +126,15 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trust_local_models(args: argparse.Namespace) -> None:
+    """A model given on the command line as a .pt2 path or module:function is the user's own:
+    registered as a trusted local model (neuronviz.models.local_source) and used by its spec."""
+    from neuronviz.models.local_source import trusted_spec
+
+    for attr in {"evaluate": "name", "card": "name", "figure": "model"}.get(args.command, "").split():
+        setattr(args, attr, trusted_spec(getattr(args, attr)))
+
+
 def main(argv: list[str] | None = None) -> int:
     from neuronviz import plugins
 
@@ -182,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
+        _trust_local_models(args)
         return args.func(args)
     except NeuronvizError as error:
         print(f"error: {error}", file=sys.stderr)
