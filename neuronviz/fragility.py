@@ -2,7 +2,8 @@
 
 Pravin, Martino, Nicosia, Ojha, "Adversarial Robustness in Deep Learning: Attacks on Fragile
 Neurons", ICANN 2021 (arXiv:2201.12347). Certain (abstract): fragile and robust neurons are found
-by **nodal dropout of the first convolutional layer**; an "adversarial targeting" algorithm
+by **nodal dropout of the first convolutional layer** (of a vision transformer: its patch
+embedding, whose filters are its first layer); an "adversarial targeting" algorithm
 correlates them with the distribution of an FGSM attack; the fix compresses features in robust
 neurons and amplifies fragile ones proportionally. No code is public. **Reconstruction**
 (METHODS.md §3), with the uncertain choices as parameters:
@@ -54,7 +55,9 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def first_conv(model: PixelModel) -> str:
-    """The qualified name of the model's first convolution in forward order."""
+    """The qualified name of the model's first 2-D convolution in forward order (called once),
+    found by module type, whatever its name: a CNN's first layer, a vision transformer's patch
+    embedding (timm ``patch_embed.proj``: each filter embeds a patch)."""
     convs = probe_layers(model, kinds=[nn.Conv2d])
     if not convs:
         raise InputError(f"{model.name} has no convolutional layer; first-layer fragility needs one")
@@ -144,7 +147,7 @@ def nodal_dropout(
                 same = rec.forward(x.new_zeros(check, model.channels, *dummy_size))
             if not torch.allclose(same, base_logits[:check], rtol=1e-4, atol=1e-5):
                 path = "full-input"
-        except (RuntimeError, InputError):
+        except (RuntimeError, InputError, AssertionError, ValueError):  # timm's PatchEmbed asserts the input size
             path = "full-input"
         if filters_per_pass is None:  # CPU: one filter per pass (bigger batches lose the cache); GPU: fill the budget
             budget = max(1, chunk_bytes // max(1, first.numel() * first.element_size()))

@@ -400,3 +400,9 @@ def token_grid(tensor: torch.Tensor, layer: LayerInfo) -> torch.Tensor:
     if patches.shape[1] != h * w:
         raise InputError(f"layer {layer.name!r}: {patches.shape[1]} patch tokens do not fill the {h}×{w} grid")
     return patches.reshape(tensor.shape[0], h, w, tensor.shape[-1]).permute(0, 3, 1, 2)
+
+
+def described_layers(model: PixelModel) -> list[LayerInfo]:
+    """Every layer of ``model`` called in its forward pass, in forward order (``index`` counts
+    them all), whatever its type: what :func:`probe_layers` chooses from."""
+    return list(_describe(model).infos.values())
