@@ -107,6 +107,11 @@ def get_attribution(name: str) -> AttributionMethod:
     return _ATTRIBUTIONS[name]
 
 
+def unregister_attribution(name: str) -> None:
+    """Remove a registered attribution method (a test's, or a plugin's being reloaded); a missing name is no error."""
+    _ATTRIBUTIONS.pop(name, None)
+
+
 def list_attributions() -> list[AttributionMethod]:
     """Every registered attribution method, built-ins first."""
     return list(_ATTRIBUTIONS.values())

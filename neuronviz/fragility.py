@@ -69,10 +69,11 @@ def first_conv(model: PixelModel) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _dummy_size(conv: nn.Module) -> tuple[int, int]:
+def _dummy_size(conv: nn.Conv2d) -> tuple[int, int]:
     """The smallest input on which ``conv`` still produces an output (the first layer's input)."""
     size = []
-    for k, p, d in zip(conv.kernel_size, conv.padding if isinstance(conv.padding, tuple) else (0, 0), conv.dilation):
+    padding = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
+    for k, p, d in zip(conv.kernel_size, padding, conv.dilation):
         size.append(max(1, d * (k - 1) + 1 - 2 * p))
     return size[0], size[1]
 
@@ -465,6 +466,8 @@ def rescale_first_layer(model: PixelModel, report: FragilityReport, beta: float 
         raise InputError(f"this report was computed on another model ({report.model_name}), not on {model.name}")
     twin = model.copy()
     conv = twin.layer(report.layer)
+    if not isinstance(conv, nn.Conv2d):
+        raise InputError(f"layer {report.layer!r} is not a 2-D convolution")
     with torch.no_grad():
         scale = factors.to(conv.weight.device, conv.weight.dtype)
         conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
@@ -530,11 +533,9 @@ def evaluate_rescaled(
     reuse = (
         seed is not None
         and seed == report.seed
-        and report.attack_clean_pred is not None
-        and report.attack_adv_pred is not None
         and report.inputs_digest == inputs_digest(x, y)
     )
-    if reuse:
+    if reuse and report.attack_clean_pred is not None and report.attack_adv_pred is not None:  # (a report built by hand has none)
         clean_pred, adv_pred, adversarial = report.attack_clean_pred, report.attack_adv_pred, report.adversarial
     else:
         before = run_attack(model, x, report.attack, report.params, labels=y, seed=seed)
@@ -612,7 +613,10 @@ def first_layer_maps(
     with probe(model, [layer]) as rec, torch.no_grad():
         rec.forward(torch.cat([x, x_adv]))
         maps = rec.activation(layer).detach().cpu()
-        weights = model.layer(layer).weight.detach().cpu().clone()
+        weight = getattr(model.layer(layer), "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise InputError(f"layer {layer!r} has no filter weights")
+        weights = weight.detach().cpu().clone()
     return FirstLayerMaps(
         layer=layer,
         weights=weights,

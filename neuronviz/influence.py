@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from neuronviz.errors import InputError
 from neuronviz.layers import LayerInfo as LayerInfo  # the layer description lives in neuronviz.layers;
@@ -179,6 +178,11 @@ def get_influence_method(name: str) -> InfluenceMethod:
     if name not in _INFLUENCE_METHODS:
         raise InputError(f"method must be one of {tuple(_INFLUENCE_METHODS)}, got {name!r}")
     return _INFLUENCE_METHODS[name]
+
+
+def unregister_influence_method(name: str) -> None:
+    """Remove a registered influence method (a test's, or a plugin's being reloaded); a missing name is no error."""
+    _INFLUENCE_METHODS.pop(name, None)
 
 
 def list_influence_methods() -> list[InfluenceMethod]:

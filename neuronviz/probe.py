@@ -49,6 +49,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -328,12 +329,10 @@ def probe(
         order = recording.order
 
         def hook(output: object) -> object:  # the module's output, or its inputs (a tuple) for a tap on the input
-            if type(output) is torch.Tensor:  # the common case: no tuple to unpack
-                tensor, index = output, None
-            else:
-                tensor, index = _first_tensor(output)
-                if tensor is None:
-                    return None
+            found, index = (output, None) if type(output) is torch.Tensor else _first_tensor(output)  # common case first
+            if found is None:
+                return None
+            tensor: torch.Tensor = found
             if name not in outputs:
                 return None
             if substitute is not None:
@@ -343,7 +342,7 @@ def probe(
                 if index is None:
                     output = tensor
                 else:  # put the substitute where the recorded tensor was
-                    items = list(output)  # type: ignore[arg-type]
+                    items = list(cast("Sequence[object]", output))
                     items[index] = tensor
                     output = type(output)(items) if isinstance(output, tuple) else items
             fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
@@ -361,7 +360,7 @@ def probe(
             passed_on = tensor.clone() if clone else tensor
             if index is None:
                 return passed_on
-            replaced = list(output)  # type: ignore[arg-type]
+            replaced = list(cast("Sequence[object]", output))
             replaced[index] = passed_on
             return type(output)(replaced) if isinstance(output, tuple) else replaced
 
@@ -395,7 +394,7 @@ def without_inplace(model: PixelModel) -> PixelModel:
         twin = model.copy()
         for module in twin.modules():
             if getattr(module, "inplace", False):
-                module.inplace = False
+                cast(Any, module).inplace = False
         _INPLACE_FREE.clear()
         _INPLACE_FREE[key] = twin
     return twin

@@ -297,7 +297,7 @@ def compare_models(
         if not isinstance(model, PixelModel):
             raise InputError(f"{name!r} is not a PixelModel")
         x = model.check_pixels(images, "images")
-        report = run_attack(model, x, attack, params, labels=labels, seed=seed)
+        report = run_attack(model, x, attack, params, labels=None if labels is None else torch.as_tensor(labels), seed=seed)
         profiles[name] = neuron_sensitivity(model, x, report.adversarial, layers=layers, top_fraction=top_fraction)
         clean_accuracy[name] = float((report.clean_pred == report.labels).float().mean())
         adv_accuracy[name] = float((report.adv_pred == report.labels).float().mean())
