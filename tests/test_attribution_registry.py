@@ -104,3 +104,27 @@ def test_a_new_method_is_one_registered_entry(registered, digits_cnn, digits_tes
         assert "registered already" in str(error)
     else:
         raise AssertionError("a second method under a taken name must raise")
+
+
+def test_the_documented_example_file_is_a_working_plugin(tmp_path, monkeypatch, digits_cnn, digits_test):
+    from pathlib import Path
+
+    from neuronviz import plugins
+
+    text = Path(__file__).resolve().parents[1].joinpath("docs", "architecture.md").read_text()
+    section = text.split("### A new attribution or influence method", 1)[1].split("\n### ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_lab_gxi_doc.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV, "my_lab_gxi_doc")
+    try:
+        assert "my_lab_gxi_doc" in plugins.load_plugins()
+        entry = get_attribution("gradient_x_input")
+        assert entry.label == "Gradient × input" and entry.layer_for(digits_cnn) is None
+        x = digits_test[0][:2]
+        got = input_attribution(digits_cnn, x, method="gradient_x_input", target=1)
+        from captum.attr import InputXGradient
+
+        assert torch.allclose(got.values, InputXGradient(digits_cnn).attribute(x.clone(), target=1).sum(1), atol=1e-6)
+    finally:
+        unregister_attribution("gradient_x_input")
