@@ -154,7 +154,7 @@ def _describe(model: PixelModel) -> _Description:
         order = list(rec.order)
         calls = {name: len(rec.calls(name)) for name in order}
         shapes = {name: tuple(int(s) for s in rec.calls(name)[0].shape[1:]) for name in order}
-    attention = {name for name, module in modules.items() if isinstance(getattr(module, "num_heads", None), int)}
+    attention = _attention_modules(modules)
     blocks = tuple(
         name for name in order
         if len(shapes[name]) == 2 and any(f"{name}.{child}" in attention for child, _ in modules[name].named_children())
@@ -207,6 +207,13 @@ def _describe(model: PixelModel) -> _Description:
             _LAYER_CACHE.pop(next(iter(_LAYER_CACHE)))
         _LAYER_CACHE[key] = description
     return description
+
+
+def _attention_modules(modules: dict[str, nn.Module]) -> set[str]:
+    """Names of the attention modules: an integer ``num_heads`` and no attention inside (a block
+    that stores ``num_heads`` itself, as torchvision's ``EncoderBlock``, is not one)."""
+    heads = {name for name, module in modules.items() if isinstance(getattr(module, "num_heads", None), int)}
+    return {name for name in heads if not any(other.startswith(name + ".") for other in heads)}
 
 
 def _role(name: str, block: str, modules: dict[str, nn.Module], attention: set[str]) -> str:

@@ -250,3 +250,18 @@ def test_full_size_vit_tiny_through_the_library():
     cam = input_attribution(model, x, method="grad_cam")
     assert cam.layer == "blocks.11.norm1" and cam.raw is not None and cam.raw.shape == (1, 14, 14)
     assert time.perf_counter() - started < 60
+
+
+def test_torchvision_vision_transformer_is_listed_by_block():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10)
+    model = wrap_model(net.eval(), mean=[0.5] * 3, std=[0.5] * 3, input_size=(32, 32), class_names=[str(i) for i in range(10)])
+    infos = {i.name: i for i in probe_layers(model)}
+    last = "encoder.layers.encoder_layer_1"
+    assert [(i.role, i.neurons) for i in infos.values() if i.block == last] == [("attention", 32), ("mlp", 64), ("residual", 32)]
+    assert (infos[last].prefix_tokens, infos[last].grid, infos[last].class_token) == (1, (4, 4), True)
+    assert default_layer(model) == last
+    cam = input_attribution(model, torch.rand(1, 3, 32, 32), method="grad_cam")
+    assert cam.layer == f"{last}.ln_1" and cam.raw is not None and cam.raw.shape == (1, 4, 4)
