@@ -265,3 +265,19 @@ def test_torchvision_vision_transformer_is_listed_by_block():
     assert default_layer(model) == last
     cam = input_attribution(model, torch.rand(1, 3, 32, 32), method="grad_cam")
     assert cam.layer == f"{last}.ln_1" and cam.raw is not None and cam.raw.shape == (1, 4, 4)
+
+
+def test_nip_ranks_a_vits_hidden_units_not_its_tokens(vit, x):
+    from neuronviz.defenses.nip import nip_step_direction
+
+    model, _ = vit
+    target = torch.tensor([1, 2])
+    direction, objective, logits = nip_step_direction(model, x, target, "blocks.1", front=0.05, tail=0.05, tail_rule="bottom")
+    assert direction.shape == x.shape and torch.isfinite(direction).all()
+    maps = neuron_influence(model, x, layers="blocks.1", target=target)["blocks.1"]
+    groups = partition(maps, 0.05, 0.05)  # over the 192 hidden units (10 front, 10 tail), not the 17 tokens
+    with probe(model, ["blocks.1"]) as rec, torch.no_grad():
+        rec.forward(x)
+        sums = rec.activation("blocks.1").sum(1)
+    expected = sums.gather(1, groups.front).sum(1) - sums.gather(1, groups.tail).sum(1)
+    assert groups.front_size == 10 and torch.allclose(objective, expected, rtol=1e-4, atol=1e-5)
