@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from neuronviz.defenses.base import Defense, _Result, register_defense
 from neuronviz.errors import InputError
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, layer_info, neuron_sums, partition
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, neuron_sums, partition
+from neuronviz.layers import layer_info
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 from neuronviz.schema import Param
