@@ -32,14 +32,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.attribution import get_attribution, list_attributions
+from neuronviz.attribution import get_attribution
 from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, SEQUENTIAL, apply_layout
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups, get_influence_method
-
-#: Labels of the built-in attribution methods, from their registry entries (:mod:`neuronviz.attribution`;
-#: read by app_pages/neurons.py until it reads the registry itself).
-ATTRIBUTION_LABELS = {m.name: m.label for m in list_attributions()}
 
 #: Columns :func:`layer_overview` and :func:`restoration_overview` read from a
 #: :func:`neuronviz.influence.layer_shift_table` frame.
