@@ -114,9 +114,9 @@ class _Description:
     blocks: tuple[str, ...]
 
 
-# Per model content: a description is a few hundred small records. TODO(lead): neuronviz.cache
-# (defences branch) replaces this dict by `cache.new_cache("layers.describe", max_entries=64)`;
-# only `in`, `[key]` and `[key] = value` are used, which both offer.
+# Descriptions per model content (a few hundred small records each), at most 64, behind a lock.
+# neuronviz.cache's `new_cache("layers.describe", max_entries=64)` can take this dict's place one
+# for one (its own bound then replaces the two eviction lines in _describe).
 _LAYER_CACHE: dict[str, _Description] = {}
 _LAYER_LOCK = threading.Lock()
 _LAYER_CACHE_SIZE = 64
