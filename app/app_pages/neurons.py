@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from app import analysis, components, exports
-from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
+from neuronviz.attribution import get_attribution, input_attribution, list_attributions
 from neuronviz.defenses import get_defense
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
@@ -100,7 +100,7 @@ def _layer_label(name: str, infos: dict[str, LayerInfo], default_layer: str) -> 
     info = infos.get(name)
     if info is None:
         return name
-    unit = "ch" if len(info.output_shape) > 1 else "units"
+    unit = {"heads": "heads", "tokens": "units"}.get(info.kind, "ch" if len(info.output_shape) > 1 else "units")
     default = " · default" if name == default_layer else ""
     return f"#{info.index + 1} {name} · {info.kind} · {info.channels} {unit}{default}"
 
@@ -353,16 +353,12 @@ def attributions(model: PixelModel, result: analysis.Analysis, record: dict[str,
     """Method picker and heat maps; a fragment, so switching the method reruns only this section."""
     class_names = model.class_names
     adversarial_class = result.prediction("adversarial")
-    helps = {
-        "saliency": "|∂ logit / ∂ pixel| (Simonyan et al., arXiv:1312.6034)",
-        "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
-        "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
-    }
+    methods = [entry.name for entry in list_attributions()]  # the registry: built-ins and plugins
     columns = st.columns([3, 2], vertical_alignment="bottom")
     method = columns[0].radio(
         "Method",
-        ATTRIBUTION_METHODS,
-        format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
+        methods,
+        format_func=lambda m: get_attribution(m).label,
         horizontal=True,
         key=ATTRIBUTION_METHOD_KEY,
     )
@@ -372,13 +368,14 @@ def attributions(model: PixelModel, result: analysis.Analysis, record: dict[str,
         key=ATTRIBUTION_ADVERSARIAL_KEY,
         disabled=adversarial_class == result.benign_class,
     )
-    method = method or ATTRIBUTION_METHODS[0]
-    st.caption(helps[method] + ". Both maps of a pair share one colour scale.")
+    method = method or methods[0]
+    entry = get_attribution(method)
+    st.caption(entry.caption(model) + ". Both maps of a pair share one colour scale.")
     pair = torch.cat([result.clean, result.adversarial])
     targets = [(result.benign_class, "benign")]
     if toward_adversarial and adversarial_class != result.benign_class:
         targets.append((adversarial_class, "adversarial"))
-    label = neuron_figures.ATTRIBUTION_LABELS[method]
+    label = entry.label
     for target, role in targets:
         with st.spinner(f"Computing {label} toward class {class_names[target]}…"):
             attribution = analysis.attempt(
@@ -388,8 +385,7 @@ def attributions(model: PixelModel, result: analysis.Analysis, record: dict[str,
                 pair,
                 method=method,
                 target=target,
-                layer=result.default_layer if method == "grad_cam" else None,
-            )
+            )  # the method's own layer rule (Grad-CAM: a CNN's last feature layer, a ViT's last norm1)
         if attribution is None:
             continue
         name = f"{method}-toward-{class_names[target]}"
