@@ -65,3 +65,6 @@ __all__ = [
     "weights_cached",
     "wrap_model",
 ]
+
+# The ONNX and local-model sources register on import, after the registry above exists.
+from neuronviz.models import local_source, onnx_source  # noqa: E402, F401
