@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuronviz import cache
 from neuronviz.errors import InputError
 from neuronviz.limits import check_batch
 from neuronviz.models.pixel import PixelModel
@@ -75,7 +76,7 @@ class LayerInfo:
         return self.channels if granularity == "channel" else self.units
 
 
-_LAYER_CACHE: dict[str, list[LayerInfo]] = {}
+_LAYER_CACHE = cache.new_cache("influence.probe_layers", max_entries=64)
 
 
 def probe_layers(model: PixelModel, kinds: Sequence[type] | None = None) -> list[LayerInfo]:
@@ -299,6 +300,9 @@ def _product(activation: torch.Tensor, grad: torch.Tensor, granularity: str) -> 
     if granularity == "unit" or activation.dim() <= 2:
         return (activation * grad).flatten(1)
     return torch.linalg.vecdot(activation.flatten(2), grad.flatten(2))
+
+
+influence_product, neuron_sums = _product, _reduce  # public names for other modules (NIP ranks and sums neurons so)
 
 
 def _single_pass(model, x, names, target, with_gradients: bool, granularity: str):
