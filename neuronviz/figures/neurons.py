@@ -34,7 +34,7 @@ from plotly.subplots import make_subplots
 
 from neuronviz.attribution import ATTRIBUTION_METHODS
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, SEQUENTIAL, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, GRID, INK, PALETTE, SEQUENTIAL, apply_layout, as_map
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups
 
 #: What each influence method measures, for axis titles (all are in logit units but "activation").
@@ -57,7 +57,6 @@ ATTRIBUTION_UNITS = {
 #: :func:`neuronviz.influence.layer_shift_table` frame.
 OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_share", "tail_lifted_share")
 
-GRID = "#E6E6E6"
 #: Line styles of the conditions compared with the clean image, in order: the attack, then defences.
 _DASHES = ("solid", "dash", "dot", "dashdot")
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
@@ -617,19 +616,6 @@ def restoration_sentence(frames: Mapping, layer: str, labels: Mapping[str, str] 
 # -- input attributions ---------------------------------------------------------------------------
 
 
-def _as_map(value: object, name: str) -> np.ndarray:
-    if not isinstance(value, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor (H, W), got {type(value).__name__}")
-    array = value.detach().cpu()
-    if array.dim() == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.dim() != 2:
-        raise InputError(f"{name} must be one map (H, W) or (1, H, W), got shape {tuple(value.shape)}")
-    if not bool(torch.isfinite(array).all()):
-        raise InputError(f"{name} contains NaN or infinite values")
-    return array.double().numpy()
-
-
 def attribution_pair(
     clean: torch.Tensor,
     adversarial: torch.Tensor,
@@ -650,7 +636,8 @@ def attribution_pair(
         raise InputError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
     if not isinstance(titles, (tuple, list)) or len(titles) != 2:
         raise InputError(f"titles must be two strings, got {titles!r}")
-    left, right = _as_map(clean, "clean"), _as_map(adversarial, "adversarial")
+    left = as_map(clean, "clean", floating=False, dtype=torch.float64).numpy()
+    right = as_map(adversarial, "adversarial", floating=False, dtype=torch.float64).numpy()
     if left.shape != right.shape:
         raise InputError(f"clean {left.shape} and adversarial {right.shape} maps differ in shape")
     signed = bool(min(left.min(), right.min()) < 0)
