@@ -289,7 +289,7 @@ def as_map(values: object, what: str, floating: bool = True, dtype: torch.dtype 
     while m.dim() > 2 and m.shape[0] == 1:
         m = m[0]
     if m.dim() != 2:
-        raise InputError(f"{what} must be one (H, W) map (or (1, H, W), (1, 1, H, W)), got shape {tuple(values.shape)}")
+        raise InputError(f"{what} must be one map (H, W) (or (1, H, W), (1, 1, H, W)), got shape {tuple(values.shape)}")
     if floating and not m.is_floating_point():
         raise InputError(f"{what} must hold finite floating-point values, got {m.dtype}")
     if not bool(torch.isfinite(m).all()):
