@@ -76,6 +76,14 @@ def plugin(tmp_path, monkeypatch):
     sys.modules.pop(module, None)
 
 
+def test_the_plugin_is_the_worked_example_of_the_docs():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = docs.split("### A new defence", 1)[1].split("\n### ", 1)[0]
+    assert f"```python\n{PLUGIN.strip()}\n```" in section
+
+
 def test_the_cli_lists_and_evaluates_it(plugin, tmp_path, capsys, digits_cnn, digits_test):
     from neuronviz import cli
 
