@@ -18,9 +18,10 @@ from neuronviz.defenses.base import (
     list_defenses,
     register_defense,
     restore,
+    restore_for,
 )
 
 __all__ = [
     "DEFENSES", "Defense", "Identity", "Restoration", "Restored", "get_defense", "list_defenses", "register_defense",
-    "restore",
+    "restore", "restore_for",
 ]

@@ -247,6 +247,20 @@ def get_defense(name: str) -> Defense:
     return DEFENSES[name]
 
 
+def restore_for(
+    name: str,
+    model: PixelModel,
+    x_adv: torch.Tensor,
+    *,
+    benign: Benign | None = None,
+    clean: torch.Tensor | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Restoration:
+    """:meth:`Defense.restore_for` of the defence ``name``: a module-level function, so a cache can
+    key on it (the dashboard's ``memo``) with the name among the arguments."""
+    return get_defense(name).restore_for(model, x_adv, benign=benign, clean=clean, params=params)
+
+
 def restore(
     model: PixelModel,
     x: torch.Tensor,
