@@ -27,6 +27,10 @@ CIFAR-10 from a local root) without touching the rest.
 
 The tables (:func:`write_tables`): ``results.csv``, ``results.md``, ``results.tex`` and
 ``results.json`` (rows + the provenance record of :mod:`neuronviz.provenance`).
+
+Longer than 500 lines on purpose: data sets, plan, blocks, files, tables and the torchrun wrapper
+are one pipeline whose parts share the file format (:data:`FORMAT`) and are read top to bottom;
+the per-image work and its definitions are :mod:`neuronviz.batch`'s.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@
 
 All builders are pure (tensors in, ``go.Figure`` out), take colours from :data:`PALETTE` by name,
 and raise :class:`~neuronviz.errors.InputError` on bad input.
+
+Longer than 500 lines on purpose: it is the attack and defence pages' figures, each a short,
+independent builder (and its checks); split further, a page's figures would be scattered.
 """
 
 from __future__ import annotations
@@ -30,7 +33,18 @@ from plotly.subplots import make_subplots
 
 from neuronviz.attacks import over_255
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, GRID, INK, PALETTE, apply_layout, as_image, as_map
+from neuronviz.figures.base import (
+    DIVERGING,
+    FONT_SIZE,
+    GREYS,
+    GRID,
+    INK,
+    PALETTE,
+    SEQUENTIAL,
+    apply_layout,
+    as_image,
+    as_map,
+)
 
 #: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
 PANEL_LABEL_CHARS = 9
@@ -620,7 +634,7 @@ def score_map_figure(score: torch.Tensor, title: str = "Salient score", height: 
             z=s.numpy(),
             zmin=0.0,
             zmax=top,
-            colorscale=[[0.0, "#FFFFFF"], [1.0, PALETTE["adversarial"]]],
+            colorscale=SEQUENTIAL,
             colorbar=_bottom_colorbar("|∂p/∂x| (per pixel unit)", nticks=4, tickformat=".2g"),
             hovertemplate="row %{y}, column %{x}<br>score %{z:.3g}<extra></extra>",
         )
@@ -650,7 +664,7 @@ def mask_figure(image: torch.Tensor, mask: torch.Tensor, title: str | None = Non
             z=x.mean(0).numpy(),
             zmin=0.0,
             zmax=1.0,
-            colorscale=[[0.0, "#000000"], [1.0, "#FFFFFF"]],
+            colorscale=GREYS,
             showscale=False,
             hovertemplate="row %{y}, column %{x}<br>value %{z:.3f}<extra></extra>",
         )

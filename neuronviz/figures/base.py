@@ -10,6 +10,12 @@ One visual language for the whole project (dashboard, exports, CLI, notebooks):
   ``import streamlit`` changes plotly's *default* template, so figures never rely on it.
 - :func:`export_config` is the ``config`` for ``st.plotly_chart``: the toolbar's camera button
   downloads an SVG (vector, so it stays sharp at any print size).
+- :data:`GRID` is every axis grid's colour; :data:`DIVERGING`, :data:`SEQUENTIAL` and
+  :data:`GREYS` are the colour scales.
+- Layout helpers shared by the subject modules: :func:`image_grid` (many small heatmaps on one
+  pair of axes, :class:`Panel` / :class:`Group`, :func:`display_size`), :func:`two_colour_axes`
+  (two shared colour axes with their bars at the right), :func:`as_image` / :func:`as_map` (the
+  input checks of one image and of one 2-D map).
 
 Builders return figures and never show them. They validate their inputs at the boundary and
 raise :class:`neuronviz.errors.InputError` with a precise message. This module imports only
@@ -45,6 +51,8 @@ PALETTE: dict[str, str] = {
 DIVERGING: list = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
 #: Its positive half, for magnitudes from 0 (saliency, unsigned maps).
 SEQUENTIAL: list = [[0.0, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
+#: Grey pixels: black = 0, white = 1 (one-channel images and masks' backgrounds).
+GREYS: list = [[0.0, "#000000"], [1.0, "#FFFFFF"]]
 
 #: Text and line colour (near-black reads better than pure black on screens and paper).
 INK = "#222222"
@@ -258,7 +266,7 @@ def image_figure(x: torch.Tensor, title: str | None = None, height: int = 360) -
             z=image[0].numpy(),
             zmin=0.0,
             zmax=1.0,
-            colorscale=[[0.0, "#000000"], [1.0, "#FFFFFF"]],
+            colorscale=GREYS,
             showscale=False,
             hovertemplate="row %{y}, column %{x}<br>value %{z:.3f}<extra></extra>",
         )

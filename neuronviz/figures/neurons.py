@@ -20,6 +20,9 @@ Colour meanings follow :data:`neuronviz.figures.base.PALETTE`: front blue, middl
 orange; clean green, adversarial vermillion, restored purple. Attribution maps use the project's
 one signed scale (:data:`~neuronviz.figures.base.DIVERGING`): vermillion for evidence *for* the
 class, blue for evidence *against* it.
+
+Longer than 500 lines on purpose: the Neurons page's figures, each a short, independent builder
+with its input checks; the shared helpers live in :mod:`neuronviz.figures.base`.
 """
 
 from __future__ import annotations
