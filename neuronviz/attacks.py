@@ -35,11 +35,13 @@ from torch import nn
 
 from neuronviz import budget
 from neuronviz.errors import InputError
-from neuronviz.limits import MAX_WORK, check_batch
+from neuronviz.limits import MAX_BATCH, MAX_WORK, check_batch
 from neuronviz.models.pixel import PixelModel, require_pixel_model
-from neuronviz.schema import Param, resolve
+from neuronviz.schema import Param, parse_eps, resolve
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MAX_BATCH", "MAX_WORK", "parse_eps"]  # re-exported (ruff F401 removed them once)
 
 # MAX_BATCH (images per request) and MAX_WORK (model evaluations per request) live in
 # neuronviz.limits, shared with the defences and influence; they are re-exported here.
