@@ -13,10 +13,11 @@ import streamlit as st
 from app import analysis, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps
+from neuronviz.errors import NeuronvizError
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
 from neuronviz.images import ImageInfo
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import ModelInfo, PixelModel
+from neuronviz.models import ModelInfo, PixelModel, source_for
 
 
 def current_choice(selection: state.Selection | None) -> None:
@@ -24,7 +25,6 @@ def current_choice(selection: state.Selection | None) -> None:
     if selection is None:
         st.caption("Nothing to show yet: choose a model and an image in the sidebar.")
         return
-    model = selection.model
     # One paragraph that wraps like text: three flex items broke into rows with a gap between them
     # when the attack's description was long.
     with st.container(border=True):
@@ -71,7 +71,10 @@ def _weights_label(request: state.ModelRequest) -> str:
         return f"uploaded checkpoint {request.upload.name}"
     if request.weights is None:
         return "random initialisation"
-    return "embedded weights" if request.name.startswith("digits-") else "pretrained weights"
+    try:
+        return source_for(request.name).weights_word
+    except NeuronvizError:
+        return "pretrained weights"
 
 
 def messages(errors: Iterable[str]) -> None:
@@ -149,8 +152,9 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         facts["Parameters"] = f"{card['parameters']:,}"
     if "adversarial" in training:
         facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
-    elif "lam" in training and "top_fraction" in training:  # the SNS recipe (neuronviz/training/sns.py)
-        facts["Training"] = "SNS"  # the description says it is a reconstruction
+    elif isinstance(training.get("method"), str) and training["method"].strip():
+        # the recipe's own name, as the card states it (SNS: "SNS fine-tuning (reconstruction; ...)")
+        facts["Training"] = training["method"].split(" (")[0].removesuffix(" fine-tuning").strip()
     if training.get("epochs"):
         facts["Epochs"] = str(training["epochs"])
     return facts
@@ -234,11 +238,22 @@ def zoo_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
 # -- shared by the analysis pages --------------------------------------------------------------------
 
 
-def require_selection() -> state.Selection:
-    """The sidebar's selection, or stop the page with a note when nothing could load."""
+NO_SELECTION_NOTE = "No model or image is loaded: see the messages above and choose a model and an image in the sidebar."
+
+
+def loaded_selection() -> state.Selection | None:
+    """The sidebar's selection, or None with a note when nothing could load (the page then returns)."""
     selection = state.selection()
     if selection is None:
-        st.info("No model or image is loaded: see the messages above and choose a model and an image in the sidebar.")
+        st.info(NO_SELECTION_NOTE)
+    return selection
+
+
+def require_selection() -> state.Selection:
+    """The sidebar's selection, or stop the script with a note when nothing could load (for code
+    that cannot return to its page's top level; a page's ``render()`` uses :func:`loaded_selection`)."""
+    selection = loaded_selection()
+    if selection is None:
         st.stop()
     return selection
 
@@ -251,6 +266,18 @@ def current_analysis(selection: state.Selection) -> analysis.Analysis | None:
         return analysis.attempt(
             analysis.full_analysis, selection.model, selection.image, choice
         )
+
+
+def selection_and_analysis() -> tuple[state.Selection, analysis.Analysis] | None:
+    """The preamble of an analysis page: the selection and its analysis, or None when either is
+    missing (a note or the error is shown; the page returns). One ``if`` narrows both types."""
+    selection = loaded_selection()
+    if selection is None:
+        return None
+    result = current_analysis(selection)
+    if result is None:
+        return None
+    return selection, result
 
 
 def chart(fig, filename: str, key: str | None = None, **kwargs) -> None:
