@@ -223,13 +223,7 @@ class Cell:
     def name(self) -> str:
         """The attack as a table names it: its label, with the steps (``PGD-20 (L∞)``) or the
         AutoAttack version (``AutoAttack (standard)``)."""
-        text = get_attack(self.attack).label
-        if self.attack == "autoattack":
-            return f"{text} ({self.params['version']})"
-        if "steps" in self.params:
-            head, sep, tail = text.partition(" (")
-            return f"{head}-{self.params['steps']}{sep}{tail}"
-        return text
+        return get_attack(self.attack).run_name(self.params)
 
     @property
     def label(self) -> str:
