@@ -23,6 +23,7 @@ nowhere else; pages declare further controls with :func:`url_key`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -54,11 +55,8 @@ def true_class_key(digest: str, classes: int) -> str:
 
 # -- the pages' controls (keys of app/app_pages/*, see their components.persist calls) ------------
 def _controls() -> dict[str, Control]:
-    from neuronviz import export
-    from neuronviz.figures import compose
-
     conditions = ("adversarial", "nip-guided", "pssr")
-    return {
+    table = {
         components.GROUP_FRACTION_KEY: Control("choice", 0.1, options=tuple(components.GROUP_FRACTIONS)),
         "neurons.layer": Control("layer"),
         "neurons.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
@@ -69,22 +67,9 @@ def _controls() -> dict[str, Control]:
         "filters.attack": Control("choice", "fgsm", options=("fgsm", "sidebar")),
         "filters.beta": Control("float", 0.2, low=0.0, high=1.0),
         "filters.curve": Control("bool", True),
-        "figure.panels": Control("multi", list(compose.PANELS), options=compose.PANELS),
-        "figure.charts": Control("multi", list(compose.DEFAULT_CHARTS), options=compose.CHARTS),
-        "figure.layer": Control("layer"),
-        "figure.after": Control("choice", "adversarial", options=compose.AFTER),
-        "figure.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
-        "figure.width_preset": Control("choice", "double", options=("single", "double", "custom")),
-        "figure.unit": Control("choice", "mm", options=("mm", "in")),
-        "figure.width_value.mm": Control("float", 120.0, low=20.0, high=500.0),
-        "figure.width_value.in": Control("float", 120.0 / export.MM_PER_INCH, low=20.0 / export.MM_PER_INCH, high=500.0 / export.MM_PER_INCH),
-        "figure.auto_height": Control("bool", True),
-        "figure.height_value.mm": Control("float", 150.0, low=20.0, high=600.0),
-        "figure.height_value.in": Control("float", 150.0 / export.MM_PER_INCH, low=20.0 / export.MM_PER_INCH, high=600.0 / export.MM_PER_INCH),
-        "figure.font": Control("float", 8.0, low=5.0, high=14.0),
-        "figure.letters": Control("bool", True),
-        "figure.dpi": Control("choice", export.DPI_CHOICES[0], options=tuple(export.DPI_CHOICES)),
     }
+    table.update({key: control for key, control in library.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
+    return table
 
 
 CONTROLS: dict[str, Control] = {}
@@ -95,7 +80,7 @@ MESSAGES = "session.messages"  # the last link's / file's messages
 PENDING = "session.pending"  # raw query values of controls no table knew yet (read by url_key)
 RECORD = "session.record"  # the record written to the URL in this run
 OPEN_KEY = "session.open"
-_KEPT = "components.kept"  # components.persist's store: a page drawn later takes the value from there
+_KEPT = "components.kept_controls"  # components.persist's store (components._KEPT; a public name is asked of pages)
 
 
 def controls() -> dict[str, Control]:
