@@ -23,7 +23,6 @@ nowhere else; pages declare further controls with :func:`url_key`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable
 from typing import Any
