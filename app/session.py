@@ -32,6 +32,7 @@ import streamlit as st
 from app import analysis, choices, components, sidebar, state, store
 from neuronviz import session as library
 from neuronviz.errors import NeuronvizError
+from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.session import Control, SessionRecord
 
 # -- the sidebar's widget keys (app/sidebar.py) ---------------------------------------------------
@@ -56,7 +57,7 @@ def true_class_key(digest: str, classes: int) -> str:
 def _controls() -> dict[str, Control]:
     conditions = ("adversarial", "nip-guided", "pssr")
     table = {
-        components.GROUP_FRACTION_KEY: Control("choice", 0.1, options=tuple(components.GROUP_FRACTIONS)),
+        components.GROUP_FRACTION_KEY: Control("choice", DEFAULT_GROUP_FRACTION, options=tuple(components.GROUP_FRACTIONS)),
         "neurons.layer": Control("layer"),
         "neurons.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
         "neurons.after": Control("choice", "adversarial", options=conditions),
@@ -406,16 +407,16 @@ def sync(draw: Callable[[], tuple[state.Selection | None, list[str]]]) -> tuple[
     messages: list[str] = []
     if not st.session_state.get(SYNCED):
         st.session_state[SYNCED] = True
-        query = {key: st.query_params.get_all(key) for key in st.query_params}
-        if query:
+        given = {key: st.query_params.get_all(key) for key in st.query_params}
+        if given:
             try:
-                record, messages = library.from_query(query, controls())
-                messages += apply(record, what="link")
+                linked, messages = library.from_query(given, controls())
+                messages += apply(linked, what="link")
             except Exception as error:  # noqa: BLE001 - a link never breaks the page
                 messages.append(f"The link could not be applied ({type(error).__name__}: {error}): using the defaults.")
             st.session_state[MESSAGES] = messages
     selection, errors = draw()
-    record = None
+    record: SessionRecord | None = None
     query: dict[str, str] = {}
     try:
         if selection is not None:

@@ -222,7 +222,7 @@ def _png_finish(data: bytes, width: int, height: int, dpi: int, text: str | None
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.LANCZOS)
+            image = image.resize((width, height), Image.Resampling.LANCZOS)  # type: ignore[assignment]
         info = PngImagePlugin.PngInfo()
         if text is not None:
             info.add_itxt(PROVENANCE_KEY, text, zip=True)

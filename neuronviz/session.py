@@ -518,9 +518,10 @@ def figure_controls() -> dict[str, Control]:
     entries with :data:`FIGURE_DEFAULTS`: what ``figure --session`` reads from a session file."""
     from neuronviz.export import DPI_CHOICES, MM_PER_INCH
     from neuronviz.figures.compose import AFTER, CHARTS, PANELS
+    from neuronviz.influence import DEFAULT_GROUP_FRACTION
 
     table = {
-        "group_fraction": Control("float", 0.1, low=0.0, high=1.0),
+        "group_fraction": Control("float", DEFAULT_GROUP_FRACTION, low=0.0, high=1.0),
         "figure.panels": Control("multi", options=PANELS),
         "figure.charts": Control("multi", options=CHARTS),
         "figure.layer": Control("layer"),

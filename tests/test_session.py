@@ -21,7 +21,7 @@ CONTROLS = {
 FULL = SessionRecord(
     model="resnet18", weights="random", device="cuda", image="photo-cat", attack="fgsm", params={"eps": 0.05},
     target=3, seed=7, page={"neurons.layer": "layer3", "neurons.tail_rule": "next", "figure.charts": ["top5", "eps-sweep"],
-                            "figure.font": 7.5, "figure.letters": False, "group_fraction": 0.2},
+                            "figure.font": 7.5, "figure.letters": False, "group_fraction": 0.3},
 )
 
 

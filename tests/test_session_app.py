@@ -26,7 +26,7 @@ from neuronviz.figures import compose  # noqa: E402
 from neuronviz.session import SessionRecord  # noqa: E402
 
 LINK = {"image": "digit-test-7", "attack": "fgsm", "eps": "0.2", "seed": "5", "neurons.layer": "features.3",
-        "figure.charts": "top5,eps-sweep,filters", "figure.width_preset": "single", "group_fraction": "0.2"}
+        "figure.charts": "top5,eps-sweep,filters", "figure.width_preset": "single", "group_fraction": "0.3"}
 
 
 def _open(query: dict[str, str]) -> AppTest:
@@ -103,7 +103,7 @@ def _cli_numbers(path: Path, tmp_path: Path) -> dict:
     figure_cli.add_parser(parser.add_subparsers())
     args = parser.parse_args(["figure", "--session", str(path), "--out", str(tmp_path / "fig.svg")])
     _, _, _, spec, fig, numbers, _ = figure_cli.build(args)
-    assert spec.width_mm == 85.0 and spec.charts == ("top5", "eps-sweep", "filters") and spec.group_size == 0.2
+    assert spec.width_mm == 85.0 and spec.charts == ("top5", "eps-sweep", "filters") and spec.group_size == 0.3
     return numbers
 
 

@@ -37,9 +37,12 @@ st.caption(
 
 selection = components.require_selection()
 model = selection.model
-result = components.current_analysis(selection)
-if result is None:
+analysed = components.current_analysis(selection)
+if analysed is None:
     st.stop()
+result = analysed
+assert result is not None  # st.stop() ends the run
+layer_options: list[str] = list(result.layers)
 
 components.persist(*KEYS)
 if st.session_state.get("figure.layer") not in result.layers:
@@ -72,7 +75,7 @@ with left:
     columns = st.columns(2)
     layer = columns[0].selectbox(
         "Layer",
-        list(result.layers),
+        layer_options,
         key="figure.layer",
         format_func=lambda name: f"{name} (default)" if name == result.default_layer else name,
         help="The layer of the front/tail chart, shaded in the layer charts.",

@@ -333,6 +333,13 @@ def _ref(ref: str | None, mapping: dict[str, str]) -> str | None:
     return f"{mapping[head]} {tail}".strip() if head in mapping else ref
 
 
+def _axis_parts(key: str) -> tuple[str, str]:
+    match = _AXIS.match(key)
+    if match is None:
+        raise InputError(f"{key!r} is not an axis name")
+    return match.group(1), match.group(2)
+
+
 def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, float], legend: dict | None = None) -> dict[str, str]:
     """Copy ``source`` into ``box`` = (x0, x1, y0, y1) in paper fractions of the canvas: its traces,
     axes (domains scaled into the box, anchors remapped), annotations and shapes (paper and domain
@@ -343,11 +350,12 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
     layout = source.layout.to_plotly_json()
     names = sorted({m.group(0) for key in layout if (m := _AXIS.match(key))} | {"xaxis", "yaxis"})
     mapping: dict[str, str] = {}
+    parts = {key: _axis_parts(key) for key in names}
     for key in names:
-        letter, number = _AXIS.match(key).groups()
+        letter, number = parts[key]
         mapping[f"{letter}{number}"] = canvas.new_axis(letter)
     for key in names:
-        letter, number = _AXIS.match(key).groups()
+        letter, number = parts[key]
         axis = copy.deepcopy(layout.get(key, {}))
         low, high = axis.get("domain", [0.0, 1.0])
         a, b = (x0, x1) if letter == "x" else (y0, y1)
