@@ -24,7 +24,6 @@ def current_choice(selection: state.Selection | None) -> None:
     if selection is None:
         st.caption("Nothing to show yet: choose a model and an image in the sidebar.")
         return
-    model = selection.model
     # One paragraph that wraps like text: three flex items broke into rows with a gap between them
     # when the attack's description was long.
     with st.container(border=True):
@@ -234,11 +233,22 @@ def zoo_table(infos: Iterable[ModelInfo]) -> list[dict[str, Any]]:
 # -- shared by the analysis pages --------------------------------------------------------------------
 
 
-def require_selection() -> state.Selection:
-    """The sidebar's selection, or stop the page with a note when nothing could load."""
+NO_SELECTION_NOTE = "No model or image is loaded: see the messages above and choose a model and an image in the sidebar."
+
+
+def loaded_selection() -> state.Selection | None:
+    """The sidebar's selection, or None with a note when nothing could load (the page then returns)."""
     selection = state.selection()
     if selection is None:
-        st.info("No model or image is loaded: see the messages above and choose a model and an image in the sidebar.")
+        st.info(NO_SELECTION_NOTE)
+    return selection
+
+
+def require_selection() -> state.Selection:
+    """The sidebar's selection, or stop the script with a note when nothing could load (for code
+    that cannot return to its page's top level; a page's ``render()`` uses :func:`loaded_selection`)."""
+    selection = loaded_selection()
+    if selection is None:
         st.stop()
     return selection
 
@@ -251,6 +261,18 @@ def current_analysis(selection: state.Selection) -> analysis.Analysis | None:
         return analysis.attempt(
             analysis.full_analysis, selection.model, selection.image, choice
         )
+
+
+def selection_and_analysis() -> tuple[state.Selection, analysis.Analysis] | None:
+    """The preamble of an analysis page: the selection and its analysis, or None when either is
+    missing (a note or the error is shown; the page returns). One ``if`` narrows both types."""
+    selection = loaded_selection()
+    if selection is None:
+        return None
+    result = current_analysis(selection)
+    if result is None:
+        return None
+    return selection, result
 
 
 def chart(fig, filename: str, key: str | None = None, **kwargs) -> None:

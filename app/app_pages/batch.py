@@ -17,12 +17,21 @@ from app import analysis, components
 from neuronviz import batch, evalset
 from neuronviz.defenses import get_defense
 from neuronviz.figures import batch as batch_figures
+from neuronviz.models import PixelModel
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
 CHUNK = 2 * batch.BLOCK
 DEFAULT_IMAGES = 50
 OPTIONAL_DEFENCES = ("nip-oracle", "nip-reactive")
 LAST = "batch.last"  # session_state: the last BatchRun of this session
+# The page's controls (session_state keys).
+IMAGES_KEY = "batch.n"
+PER_CLASS_KEY = "batch.per_class_metric"
+
+
+def defence_key(name: str) -> str:
+    """The session_state key of an optional defence's checkbox."""
+    return f"batch.{name}"
 
 
 @dataclass(frozen=True)
@@ -149,131 +158,149 @@ def column_config(result: batch.BatchResult) -> dict:
 
 # -- the page ----------------------------------------------------------------------------------------
 
-selection = components.require_selection()
-model = selection.model
-choice = analysis.attack_choice(model)
 
-st.title("Batch evaluation")
-st.markdown(
-    f"The sidebar's attack, **{choice.describe(model)}**, and the defences over many images: how often "
-    "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."
-)
+def render() -> None:
+    selection = components.loaded_selection()
+    if selection is None:
+        return
+    model = selection.model
+    choice = analysis.attack_choice(model)
 
-digits_model = evalset.is_digits_model(model)
-available = analysis.attempt(evalset.available_images, model)
-if not available:
-    st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
-    st.stop()
-
-with st.form("batch.form", enter_to_submit=False):
-    if digits_model:
-        n = st.slider(
-            "Images",
-            min_value=min(10, available),
-            max_value=available,
-            value=min(DEFAULT_IMAGES, available),
-            step=10,
-            key="batch.n",
-            help=f"The first N images of the digits test split ({components.plural(available, 'image')}).",
-        )
-        st.caption(f"Images: the first N of the {components.plural(available, 'image')} of the digits test split, with their labels.")
-    else:
-        n = st.number_input(
-            "Images", min_value=1, max_value=available, value=available, step=1, key="batch.n",
-            help="The sample images whose class this model knows.",
-        )
-        st.caption(f"Images: the {available} sample image{'s' if available != 1 else ''} whose class {model.name} knows.")
-    st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
-    extra = [
-        name
-        for name in OPTIONAL_DEFENCES
-        if st.checkbox(
-            get_defense(name).label,
-            key=f"batch.{name}",
-            help=get_defense(name).description,
-        )
-    ]
-    submitted = st.form_submit_button("Run batch", type="primary", icon=":material/play_arrow:")
-
-if submitted:
-    defences = (*batch.DEFAULT_DEFENCES, *extra)
-    bar = st.progress(0.0, text="Starting…")
-    run = analysis.attempt(run_batch, model, choice, n, defences, bar)
-    bar.empty()
-    if run is not None:
-        st.session_state[LAST] = run
-
-last: BatchRun | None = st.session_state.get(LAST)
-if last is None:
-    st.info("Choose the number of images and the defences, then press **Run batch**.", icon=":material/play_arrow:")
-    st.stop()
-if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice:
-    st.info(
-        "The model or the attack changed since the last batch: press **Run batch** to evaluate this choice.",
-        icon=":material/refresh:",
-    )
-    st.stop()
-
-result = last.result
-st.subheader("Summary", divider="gray")
-st.caption(
-    f"{choice.describe(model)} on {last.source}. The last run took {last.seconds:.2f} s: chunks of "
-    f"{CHUNK} images already computed (by any session) come from the cache."
-)
-show_metrics(result)
-
-st.subheader("Accuracy", divider="gray")
-left, right = st.columns(2, gap="large")
-with left:
-    components.chart(
-        components.figure(batch_figures.accuracy_figure, result.summary()), "batch-accuracy", key="batch.accuracy"
-    )
-    st.caption(
-        "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
-        "attack), the right bar its accuracy on the attacked images. A good defence lifts the right bar "
-        "without lowering the left one."
-    )
-with right:
-    components.persist("batch.per_class_metric")
-    metric = st.segmented_control(
-        "Per class",
-        batch_figures.PER_CLASS_METRICS,
-        default="accuracy",
-        required=True,
-        format_func=lambda m: {"accuracy": "Accuracy", "attack_success": "Attack success & DSR"}[m],
-        key="batch.per_class_metric",
-    )
-    components.chart(
-        components.figure(batch_figures.per_class_figure, result, model.class_names, metric=metric or "accuracy"),
-        f"batch-per-class-{metric}",
-        key="batch.per_class",
-    )
-    st.caption("The same numbers per true class: which classes the attack breaks most, and which the defences recover.")
-
-st.subheader("Per image", divider="gray")
-frame = result.to_frame(model.class_names)
-st.dataframe(frame, column_config=column_config(result), hide_index=True, key="batch.table")
-st.download_button(
-    "Download the table (CSV)",
-    frame.to_csv(index=False),
-    file_name=f"batch-{model.name}-{result.attack}-{result.images}.csv",
-    mime="text/csv",
-    icon=":material/download:",
-    key="batch.csv",
-)
-with st.expander("How the defences are run"):
+    st.title("Batch evaluation")
     st.markdown(
-        "- The attack moves each image away from its clean prediction (or toward the target); it succeeds "
-        "when the prediction changes (or reaches the target).\n"
-        "- **DSR** (defence success rate): among the fooled images, the share whose prediction after the "
-        "defence is the clean prediction again.\n"
-        "- NIP (guided) restores toward the clean prediction and the NIP oracle uses the clean image: both "
-        "are analysis tools, not deployable defences. A clean image already predicted as its clean "
-        "prediction is left alone by guided NIP.\n"
-        f"- Images are attacked {batch.BLOCK} at a time with a seed derived from the sidebar's seed and "
-        "the block, so the numbers do not depend on how the work is split."
+        f"The sidebar's attack, **{choice.describe(model)}**, and the defences over many images: how often "
+        "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."
     )
-    for name in result.defences:
-        defense = get_defense(name)
-        if defense.reconstruction:
-            st.markdown(f"**{defense.label}** — reconstruction: {defense.reconstruction}")
+
+    digits_model = evalset.is_digits_model(model)
+    available = analysis.attempt(evalset.available_images, model)
+    if not available:
+        st.info(f"There are no images with a known class to evaluate {model.name} on (sample images with a class it knows).")
+        return
+
+    submitted, n, extra = batch_form(model, digits_model, available)
+    if submitted:
+        defences = (*batch.DEFAULT_DEFENCES, *extra)
+        bar = st.progress(0.0, text="Starting…")
+        run = analysis.attempt(run_batch, model, choice, n, defences, bar)
+        bar.empty()
+        if run is not None:
+            st.session_state[LAST] = run
+
+    last: BatchRun | None = st.session_state.get(LAST)
+    if last is None:
+        st.info("Choose the number of images and the defences, then press **Run batch**.", icon=":material/play_arrow:")
+        return
+    if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice:
+        st.info(
+            "The model or the attack changed since the last batch: press **Run batch** to evaluate this choice.",
+            icon=":material/refresh:",
+        )
+        return
+
+    show_result(model, choice, last)
+
+
+def batch_form(model: PixelModel, digits_model: bool, available: int) -> tuple[bool, int, list[str]]:
+    """The number of images and the optional defences, in a form: (submitted, images, defences)."""
+    with st.form("batch.form", enter_to_submit=False):
+        if digits_model:
+            n = st.slider(
+                "Images",
+                min_value=min(10, available),
+                max_value=available,
+                value=min(DEFAULT_IMAGES, available),
+                step=10,
+                key=IMAGES_KEY,
+                help=f"The first N images of the digits test split ({components.plural(available, 'image')}).",
+            )
+            st.caption(f"Images: the first N of the {components.plural(available, 'image')} of the digits test split, with their labels.")
+        else:
+            n = st.number_input(
+                "Images", min_value=1, max_value=available, value=available, step=1, key=IMAGES_KEY,
+                help="The sample images whose class this model knows.",
+            )
+            st.caption(f"Images: the {available} sample image{'s' if available != 1 else ''} whose class {model.name} knows.")
+        st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
+        extra = [
+            name
+            for name in OPTIONAL_DEFENCES
+            if st.checkbox(
+                get_defense(name).label,
+                key=defence_key(name),
+                help=get_defense(name).description,
+            )
+        ]
+        submitted = st.form_submit_button("Run batch", type="primary", icon=":material/play_arrow:")
+    return submitted, int(n), extra
+
+
+def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun) -> None:
+    """The last run's summary, accuracy charts and per-image table."""
+    result = last.result
+    st.subheader("Summary", divider="gray")
+    st.caption(
+        f"{choice.describe(model)} on {last.source}. The last run took {last.seconds:.2f} s: chunks of "
+        f"{CHUNK} images already computed (by any session) come from the cache."
+    )
+    show_metrics(result)
+
+    st.subheader("Accuracy", divider="gray")
+    left, right = st.columns(2, gap="large")
+    with left:
+        components.chart(
+            components.figure(batch_figures.accuracy_figure, result.summary()), "batch-accuracy", key="batch.accuracy"
+        )
+        st.caption(
+            "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
+            "attack), the right bar its accuracy on the attacked images. A good defence lifts the right bar "
+            "without lowering the left one."
+        )
+    with right:
+        components.persist(PER_CLASS_KEY)
+        metric = st.segmented_control(
+            "Per class",
+            batch_figures.PER_CLASS_METRICS,
+            default="accuracy",
+            required=True,
+            format_func=lambda m: {"accuracy": "Accuracy", "attack_success": "Attack success & DSR"}[m],
+            key=PER_CLASS_KEY,
+        )
+        components.chart(
+            components.figure(batch_figures.per_class_figure, result, model.class_names, metric=metric or "accuracy"),
+            f"batch-per-class-{metric}",
+            key="batch.per_class",
+        )
+        st.caption("The same numbers per true class: which classes the attack breaks most, and which the defences recover.")
+
+    st.subheader("Per image", divider="gray")
+    frame = result.to_frame(model.class_names)
+    st.dataframe(frame, column_config=column_config(result), hide_index=True, key="batch.table")
+    st.download_button(
+        "Download the table (CSV)",
+        frame.to_csv(index=False),
+        file_name=f"batch-{model.name}-{result.attack}-{result.images}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="batch.csv",
+    )
+    with st.expander("How the defences are run"):
+        st.markdown(
+            "- The attack moves each image away from its clean prediction (or toward the target); it succeeds "
+            "when the prediction changes (or reaches the target).\n"
+            "- **DSR** (defence success rate): among the fooled images, the share whose prediction after the "
+            "defence is the clean prediction again.\n"
+            "- NIP (guided) restores toward the clean prediction and the NIP oracle uses the clean image: both "
+            "are analysis tools, not deployable defences. A clean image already predicted as its clean "
+            "prediction is left alone by guided NIP.\n"
+            f"- Images are attacked {batch.BLOCK} at a time with a seed derived from the sidebar's seed and "
+            "the block, so the numbers do not depend on how the work is split."
+        )
+        for name in result.defences:
+            defense = get_defense(name)
+            if defense.reconstruction:
+                st.markdown(f"**{defense.label}** — reconstruction: {defense.reconstruction}")
+
+
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()

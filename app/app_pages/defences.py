@@ -2,14 +2,19 @@
 with their parameters (from each defence's schema), NIP's steps, PSSR's surgery, and the numbers
 that decide success."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import streamlit as st
 
-from app import analysis, components
+from app import analysis, components, state
 from neuronviz import figures
-from neuronviz.defenses import get_defense, restore
+from neuronviz.defenses import Restoration, get_defense, restore
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import attack as attack_figures
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.models import PixelModel
 from neuronviz.schema import Param
 
 #: The defences shown, in order, with names that say what each one needs and is.
@@ -23,30 +28,23 @@ SHORT = {"nip-guided": "NIP guided", "nip-oracle": "NIP oracle", "nip-reactive":
 IMAGE_HEIGHT = 240
 
 
-selection = components.require_selection()
-st.title("Defences")
-result = components.current_analysis(selection)
-if result is None:
-    st.stop()
-
-model = selection.model
-names = model.class_names
-benign = result.benign_class
-adversarial_prediction = result.prediction("adversarial")
-model_key = model.content_hash[:12]
+def applied_key(name: str, model: PixelModel) -> str:
+    """The session_state key of the parameters last submitted for defence ``name`` on this model."""
+    return f"defences.applied.{name}.{model.content_hash[:12]}"
 
 
-def applied_key(name: str) -> str:
-    return f"defences.applied.{name}.{model_key}"
+def widget_key(name: str, param: str, model: PixelModel) -> str:
+    """The session_state key of a defence parameter's widget on this model."""
+    return f"defences.{name}.{param}.{model.content_hash[:12]}"
 
 
-def applied(name: str) -> dict:
+def applied(name: str, model: PixelModel) -> dict[str, Any]:
     """The parameters last submitted for a defence on this model ({} = the schema's defaults)."""
-    return dict(st.session_state.get(applied_key(name), {}))
+    return dict(st.session_state.get(applied_key(name, model), {}))
 
 
-def param_widget(param: Param, name: str, current: dict):
-    key = f"defences.{name}.{param.name}.{model_key}"
+def param_widget(param: Param, name: str, current: dict[str, Any], model: PixelModel, result: analysis.Analysis) -> Any:
+    key = widget_key(name, param.name, model)
     default = param.default_for(model)
     if param.name in current:
         try:  # a kept value the schema refuses is shown as the default (the run below reports it)
@@ -56,13 +54,13 @@ def param_widget(param: Param, name: str, current: dict):
     return components.param_widget(param, key, default, layers=result.layers, default_layer=result.default_layer)
 
 
-def parameter_form(name: str) -> None:
+def parameter_form(name: str, model: PixelModel, result: analysis.Analysis) -> None:
     """The defence's parameters in a form; a submission is validated by the defence's schema and
     kept only when valid (an invalid one leaves the last good parameters and says why)."""
     defense = get_defense(name)
-    current = applied(name)
+    current = applied(name, model)
     with st.form(f"defences.form.{name}", border=False, enter_to_submit=False):
-        values = {param.name: param_widget(param, name, current) for param in defense.params}
+        values = {param.name: param_widget(param, name, current, model, result) for param in defense.params}
         submitted = st.form_submit_button("Restore", icon=":material/healing:", width="stretch")
     if submitted:
         try:
@@ -70,13 +68,13 @@ def parameter_form(name: str) -> None:
         except NeuronvizError as error:
             st.error(f"Parameters not changed: {error}", icon=":material/error:")
         else:
-            st.session_state[applied_key(name)] = values
+            st.session_state[applied_key(name, model)] = values
 
 
-def run(name: str):
+def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration | None:
     """The defence's restoration of the adversarial image (cached), or None with a message."""
     defense = get_defense(name)
-    params = applied(name)
+    params = applied(name, model)
     if name in result.restorations:
         try:
             same = defense.resolve(params, model) == result.restorations[name].params
@@ -91,227 +89,269 @@ def run(name: str):
         result.adversarial,
         name,
         params,
-        target=benign if defense.needs_target else None,
+        target=result.benign_class if defense.needs_target else None,
         reference=result.clean if defense.needs_reference else None,
     )
 
 
-st.caption(
-    f":material/tune: NIP's front and tail sets are its own parameters (front, tail under *Parameters*); their "
-    f"default is the dashboard's one front/tail size, {DEFAULT_GROUP_FRACTION:.0%} of the layer's neurons. The "
-    f"views of the other pages use {components.group_fraction_note()}."
-)
-st.markdown(
-    f"Each defence restores the adversarial image of the current analysis "
-    f"(**{result.choice.describe(model)}**), predicted **{names[adversarial_prediction]}**. Success means the "
-    f"restored image is predicted as the benign class **{names[benign]}** (the clean prediction)."
-)
-with st.expander("The clean and the adversarial image", icon=":material/compare:"):
-    left, right, _ = st.columns([1, 1, 2])
-    with left:
-        components.chart(
-            components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
-            "clean-image",
-            key="defences.clean",
-        )
-    with right:
-        components.chart(
-            components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
-            "adversarial-image",
-            key="defences.adversarial",
-        )
+def render() -> None:
+    selection = components.loaded_selection()
+    if selection is None:
+        return
+    st.title("Defences")
+    result = components.current_analysis(selection)
+    if result is None:
+        return
 
-# -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
-restorations: dict = {}
-row = {"gap": "medium"}
-for column, (name, label) in zip(st.columns(len(DEFENCES), **row), DEFENCES.items()):
-    # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
-    column.markdown(f"##### {SHORT[name]}")
-    column.caption(label[len(SHORT[name]) :].strip(" ()"))
-for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    # A popover, not an expander: opening it covers the page instead of pushing its row down.
-    with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
-        parameter_form(name)
-for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    with column:
-        with st.spinner(f"Running {SHORT[name]}…"):
-            restorations[name] = run(name)
-        if restorations[name] is not None:
+    model = selection.model
+    names = model.class_names
+    benign = result.benign_class
+    adversarial_prediction = result.prediction("adversarial")
+
+    st.caption(
+        f":material/tune: NIP's front and tail sets are its own parameters (front, tail under *Parameters*); their "
+        f"default is the dashboard's one front/tail size, {DEFAULT_GROUP_FRACTION:.0%} of the layer's neurons. The "
+        f"views of the other pages use {components.group_fraction_note()}."
+    )
+    st.markdown(
+        f"Each defence restores the adversarial image of the current analysis "
+        f"(**{result.choice.describe(model)}**), predicted **{names[adversarial_prediction]}**. Success means the "
+        f"restored image is predicted as the benign class **{names[benign]}** (the clean prediction)."
+    )
+    with st.expander("The clean and the adversarial image", icon=":material/compare:"):
+        left, right, _ = st.columns([1, 1, 2])
+        with left:
+            components.chart(
+                components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
+                "clean-image",
+                key="defences.clean",
+            )
+        with right:
+            components.chart(
+                components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
+                "adversarial-image",
+                key="defences.adversarial",
+            )
+
+    # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
+    restorations: dict[str, Restoration | None] = {}
+    for column, (name, label) in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES.items()):
+        # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
+        column.markdown(f"##### {SHORT[name]}")
+        column.caption(label[len(SHORT[name]) :].strip(" ()"))
+    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        # A popover, not an expander: opening it covers the page instead of pushing its row down.
+        with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
+            parameter_form(name, model, result)
+    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        with column:
+            with st.spinner(f"Running {SHORT[name]}…"):
+                restoration = restorations[name] = run(name, model, result)
+            if restoration is not None:
+                components.chart(
+                    components.figure(
+                        figures.image_figure,
+                        restoration.restored[:1],
+                        title=f"{SHORT[name]} restored",
+                        height=IMAGE_HEIGHT,
+                    ),
+                    f"{name}-restored",
+                    key=f"defences.image.{name}",
+                )
+    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        restoration = restorations[name]
+        if restoration is None:
+            continue
+        with column:
             components.chart(
                 components.figure(
-                    figures.image_figure,
-                    restorations[name].restored[:1],
-                    title=f"{SHORT[name]} restored",
-                    height=IMAGE_HEIGHT,
+                    attack_figures.panel_bars,
+                    restoration.probs[0],
+                    names,
+                    title="Top-5",
+                    color_key="restored",
+                    true_class=selection.true_class,
                 ),
-                f"{name}-restored",
-                key=f"defences.image.{name}",
+                f"{name}-top5",
+                key=f"defences.bars.{name}",
             )
-for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    restoration = restorations[name]
-    if restoration is None:
-        continue
-    with column:
-        components.chart(
-            components.figure(
-                attack_figures.panel_bars,
-                restoration.probs[0],
-                names,
-                title="Top-5",
-                color_key="restored",
-                true_class=selection.true_class,
-            ),
-            f"{name}-top5",
-            key=f"defences.bars.{name}",
-        )
-        predicted = int(restoration.prediction[0])
-        confidence = float(restoration.probs[0, predicted])
-        verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
-        st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
-for column, name in zip(st.columns(len(DEFENCES), **row), DEFENCES):
-    defense, restoration = get_defense(name), restorations[name]
-    with column:
-        if restoration is not None:
-            for note in restoration.notes:
-                st.caption(note)
-            st.caption(f":material/timer: {restoration.seconds:.3f} s")
-        st.caption(f"Paper: {defense.paper}")
-        st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
+            predicted = int(restoration.prediction[0])
+            confidence = float(restoration.probs[0, predicted])
+            verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+            st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
+    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        defense, restoration = get_defense(name), restorations[name]
+        with column:
+            if restoration is not None:
+                for note in restoration.notes:
+                    st.caption(note)
+                st.caption(f":material/timer: {restoration.seconds:.3f} s")
+            st.caption(f"Paper: {defense.paper}")
+            st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
+    nip_steps(selection, result, restorations)
+    pssr_section(selection, result, restorations)
+    decision_numbers(selection, result, restorations)
+
 
 # -- NIP's steps --------------------------------------------------------------------------------------------
-st.subheader("NIP's steps", divider="gray")
-guided_column, other_column = st.columns([3, 2], gap="large")
-with guided_column:
-    guided = restorations.get("nip-guided")
-    if guided is not None:
-        components.chart(
-            components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
-            "nip-guided-steps",
-            key="defences.nip.steps",
-        )
-        st.caption(
-            "Top: the objective NIP ascends, Σ activation of the front neurons − Σ of the tail neurons at the "
-            f"layer, re-ranked at every step. Bottom: the predicted class, green once it is the benign class "
-            f"{names[benign]}; the dotted line marks that step (the image stops moving there)."
-        )
-with other_column:
-    oracle = restorations.get("nip-oracle")
-    if oracle is not None:
-        sign = float(oracle.trace["sign"][0, 0])
-        st.markdown(
-            f"**NIP oracle**: one move of the benign image's direction, sign **{'+' if sign > 0 else '−'}** "
-            + (
-                "(+s·g restored the benign prediction)."
-                if sign > 0
-                else "(+s·g did not restore the benign prediction, so −s·g was used)."
+
+
+def nip_steps(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+    """NIP guided's objective per step, the oracle's sign, the reactive mode's candidates."""
+    names = selection.model.class_names
+    benign = result.benign_class
+    st.subheader("NIP's steps", divider="gray")
+    guided_column, other_column = st.columns([3, 2], gap="large")
+    with guided_column:
+        guided = restorations.get("nip-guided")
+        if guided is not None:
+            components.chart(
+                components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
+                "nip-guided-steps",
+                key="defences.nip.steps",
             )
-            + f" Benign objective {float(oracle.trace['benign_objective'][0, 0]):.4g}."
-        )
-    reactive = restorations.get("nip-reactive")
-    if reactive is not None:
-        st.markdown("**NIP reactive**: the candidate classes it tried, scored by their restored influence profile")
-        st.dataframe(
-            attack_figures.candidate_rows(reactive, names),
-            hide_index=True,
-            width="stretch",
-            column_config={"cosine score": st.column_config.NumberColumn(format="%.4f")},
-            key="defences.nip.candidates",
-        )
-        components.chart(
-            components.figure(
-                attack_figures.reactive_scores_figure,
-                reactive,
-                names,
-                title="NIP reactive: candidate scores",
-                height=300,
-            ),
-            "nip-reactive-scores",
-            key="defences.nip.scores",
-        )
-        st.caption(
-            "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
-            "influence profile is closest (cosine) to its profile on benign training images wins. Measured on "
-            "digits-cnn (docs/defences.md): adversarial images' profiles match their adversarial class about as "
-            "well as benign images match theirs, which is why this mode is weak there."
-        )
+            st.caption(
+                "Top: the objective NIP ascends, Σ activation of the front neurons − Σ of the tail neurons at the "
+                f"layer, re-ranked at every step. Bottom: the predicted class, green once it is the benign class "
+                f"{names[benign]}; the dotted line marks that step (the image stops moving there)."
+            )
+    with other_column:
+        oracle = restorations.get("nip-oracle")
+        if oracle is not None:
+            sign = float(oracle.trace["sign"][0, 0])
+            st.markdown(
+                f"**NIP oracle**: one move of the benign image's direction, sign **{'+' if sign > 0 else '−'}** "
+                + (
+                    "(+s·g restored the benign prediction)."
+                    if sign > 0
+                    else "(+s·g did not restore the benign prediction, so −s·g was used)."
+                )
+                + f" Benign objective {float(oracle.trace['benign_objective'][0, 0]):.4g}."
+            )
+        reactive = restorations.get("nip-reactive")
+        if reactive is not None:
+            st.markdown("**NIP reactive**: the candidate classes it tried, scored by their restored influence profile")
+            st.dataframe(
+                attack_figures.candidate_rows(reactive, names),
+                hide_index=True,
+                width="stretch",
+                column_config={"cosine score": st.column_config.NumberColumn(format="%.4f")},
+                key="defences.nip.candidates",
+            )
+            components.chart(
+                components.figure(
+                    attack_figures.reactive_scores_figure,
+                    reactive,
+                    names,
+                    title="NIP reactive: candidate scores",
+                    height=300,
+                ),
+                "nip-reactive-scores",
+                key="defences.nip.scores",
+            )
+            st.caption(
+                "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
+                "influence profile is closest (cosine) to its profile on benign training images wins. Measured on "
+                "digits-cnn (docs/defences.md): adversarial images' profiles match their adversarial class about as "
+                "well as benign images match theirs, which is why this mode is weak there."
+            )
+
+
 
 # -- PSSR -----------------------------------------------------------------------------------------------------
-st.subheader("PSSR: surgery and regeneration", divider="gray")
-pssr = restorations.get("pssr")
-if pssr is not None:
-    score, mask, surgery = pssr.extras["score"][:1], pssr.extras["mask"][:1], pssr.extras["surgery"][:1]
-    panels = st.columns(4, gap="small")
-    with panels[0]:
-        components.chart(
-            components.figure(attack_figures.score_map_figure, score, title="Salient score", height=IMAGE_HEIGHT),
-            "pssr-score",
-            key="defences.pssr.score",
+
+
+def pssr_section(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+    """PSSR's salient score, mask, surgery and regenerated image."""
+    st.subheader("PSSR: surgery and regeneration", divider="gray")
+    pssr = restorations.get("pssr")
+    if pssr is not None:
+        score, mask, surgery = pssr.extras["score"][:1], pssr.extras["mask"][:1], pssr.extras["surgery"][:1]
+        panels = st.columns(4, gap="small")
+        with panels[0]:
+            components.chart(
+                components.figure(attack_figures.score_map_figure, score, title="Salient score", height=IMAGE_HEIGHT),
+                "pssr-score",
+                key="defences.pssr.score",
+            )
+        with panels[1]:
+            components.chart(
+                components.figure(attack_figures.mask_figure, result.adversarial, mask, height=IMAGE_HEIGHT),
+                "pssr-mask",
+                key="defences.pssr.mask",
+            )
+        with panels[2]:
+            components.chart(
+                components.figure(figures.image_figure, surgery, title="Removed pixels (surgery)", height=IMAGE_HEIGHT),
+                "pssr-surgery",
+                key="defences.pssr.surgery",
+            )
+        with panels[3]:
+            components.chart(
+                components.figure(figures.image_figure, pssr.restored[:1], title="Regenerated", height=IMAGE_HEIGHT),
+                "pssr-regenerated",
+                key="defences.pssr.regenerated",
+            )
+        st.caption(
+            f"Score: |∂p/∂x| of the predicted class's probability, summed over colour channels. Mask: pixels whose score "
+            f"is at least α = {pssr.params['alpha']:g} × the mean score are removed (vermillion). Surgery: the adversarial "
+            "image with them set to 0. Regenerated: the network trained for this model (or, without one, the named "
+            "inpainting fallback) fills them in. " + " ".join(pssr.notes)
         )
-    with panels[1]:
-        components.chart(
-            components.figure(attack_figures.mask_figure, result.adversarial, mask, height=IMAGE_HEIGHT),
-            "pssr-mask",
-            key="defences.pssr.mask",
-        )
-    with panels[2]:
-        components.chart(
-            components.figure(figures.image_figure, surgery, title="Removed pixels (surgery)", height=IMAGE_HEIGHT),
-            "pssr-surgery",
-            key="defences.pssr.surgery",
-        )
-    with panels[3]:
-        components.chart(
-            components.figure(figures.image_figure, pssr.restored[:1], title="Regenerated", height=IMAGE_HEIGHT),
-            "pssr-regenerated",
-            key="defences.pssr.regenerated",
-        )
-    st.caption(
-        f"Score: |∂p/∂x| of the predicted class's probability, summed over colour channels. Mask: pixels whose score "
-        f"is at least α = {pssr.params['alpha']:g} × the mean score are removed (vermillion). Surgery: the adversarial "
-        "image with them set to 0. Regenerated: the network trained for this model (or, without one, the named "
-        "inpainting fallback) fills them in. " + " ".join(pssr.notes)
-    )
+
+
 
 # -- the numbers ----------------------------------------------------------------------------------------------
-st.subheader("The numbers that decide success", divider="gray")
-true_text = (
-    f"; true class **{names[selection.true_class]}**" if selection.true_class is not None else "; true class unknown"
-)
-st.markdown(
-    f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
-    f"**{names[adversarial_prediction]}**."
-)
-failed = [SHORT[name] for name in DEFENCES if restorations.get(name) is None]
-rows = attack_figures.decision_rows(
-    result.clean,
-    result.adversarial,
-    result.probabilities("adversarial"),
-    benign,
-    {SHORT[name]: restorations[name] for name in DEFENCES if restorations.get(name) is not None},
-    names,
-)
-distance = st.column_config.NumberColumn(format="%.4f")
-st.dataframe(
-    rows,
-    hide_index=True,
-    width="stretch",
-    key="defences.numbers",
-    column_config={
-        "confidence (%)": st.column_config.NumberColumn(format="%.1f"),
-        "= benign": st.column_config.CheckboxColumn("= benign"),
-        "L∞ to clean": distance,
-        "L2 to clean": distance,
-        "L∞ to adversarial": distance,
-        "L2 to adversarial": distance,
-    },
-)
-st.caption(
-    "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
-    "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."
-    + (
-        f" No row for {', '.join(failed)}: {'it' if len(failed) == 1 else 'they'} failed (the message is above, "
-        "under the defence's column); change its parameters and press Restore."
-        if failed
-        else ""
+
+
+def decision_numbers(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+    """One row per image: prediction, confidence, distances to the clean and the adversarial image."""
+    names = selection.model.class_names
+    benign = result.benign_class
+    adversarial_prediction = result.prediction("adversarial")
+    st.subheader("The numbers that decide success", divider="gray")
+    true_text = (
+        f"; true class **{names[selection.true_class]}**" if selection.true_class is not None else "; true class unknown"
     )
-)
+    st.markdown(
+        f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
+        f"**{names[adversarial_prediction]}**."
+    )
+    failed = [SHORT[name] for name in DEFENCES if restorations.get(name) is None]
+    rows = attack_figures.decision_rows(
+        result.clean,
+        result.adversarial,
+        result.probabilities("adversarial"),
+        benign,
+        {SHORT[name]: restorations[name] for name in DEFENCES if restorations.get(name) is not None},
+        names,
+    )
+    distance = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        key="defences.numbers",
+        column_config={
+            "confidence (%)": st.column_config.NumberColumn(format="%.1f"),
+            "= benign": st.column_config.CheckboxColumn("= benign"),
+            "L∞ to clean": distance,
+            "L2 to clean": distance,
+            "L∞ to adversarial": distance,
+            "L2 to adversarial": distance,
+        },
+    )
+    st.caption(
+        "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
+        "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."
+        + (
+            f" No row for {', '.join(failed)}: {'it' if len(failed) == 1 else 'they'} failed (the message is above, "
+            "under the defence's column); change its parameters and press Restore."
+            if failed
+            else ""
+        )
+    )
+
+
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()

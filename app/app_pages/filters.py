@@ -10,11 +10,12 @@ import math
 
 import streamlit as st
 
-from app import analysis, components
+from app import analysis, components, state
 from neuronviz import evalset, fragility
 from neuronviz.attacks import get_attack
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import filters as figs
+from neuronviz.models import PixelModel
 
 IMAGES = "filters.images"
 KEEP_IMAGES = "filters.images_kept"  # plain state: survives visits to other pages (widget state does not)
@@ -57,240 +58,264 @@ def fragility_attack(mode: str, choice: analysis.AttackChoice, model) -> tuple[s
     return choice.attack, float(eps), params, f"{choice.describe(model)} (the sidebar's attack, untargeted here)"
 
 
-selection = components.require_selection()
-model = selection.model
-choice = analysis.attack_choice(model)
+def render() -> None:
+    selection = components.loaded_selection()
+    if selection is None:
+        return
+    model = selection.model
+    choice = analysis.attack_choice(model)
 
-st.title("First-layer filters")
-st.caption(
-    "Fragile and robust neurons of the first convolution, after Pravin, Martino, Nicosia, Ojha, "
-    "*Adversarial Robustness in Deep Learning: Attacks on Fragile Neurons* (ICANN 2021, arXiv:2201.12347). "
-    "The paper's code is not public: nodal dropout, targeting, the fragility score and compress/amplify "
-    "are a **reconstruction** (docs/fragility.md)."
-)
+    st.title("First-layer filters")
+    st.caption(
+        "Fragile and robust neurons of the first convolution, after Pravin, Martino, Nicosia, Ojha, "
+        "*Adversarial Robustness in Deep Learning: Attacks on Fragile Neurons* (ICANN 2021, arXiv:2201.12347). "
+        "The paper's code is not public: nodal dropout, targeting, the fragility score and compress/amplify "
+        "are a **reconstruction** (docs/fragility.md)."
+    )
 
-available = analysis.attempt(analysis.memo, evalset.available_images, model)
-if available is None:
-    st.stop()
-too_few = components.too_few_labelled(model, available, "the nodal dropout (and compress/amplify)")
-if too_few is not None:
-    st.warning(too_few, icon=":material/label_off:")
-if not available:
-    st.stop()
-# The wanted count lives in plain state (kept across pages and models); the widget shows it,
-# capped by what this model has.
-st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, evalset.DEFAULT_IMAGES)), available))
-components.persist(ATTACK, BETA, CURVE, SHOW, INPUT_CHANNEL)
-controls = st.columns([2, 3])
-n_images = controls[0].number_input(
-    "Evaluation images",
-    min_value=1,
-    max_value=available,
-    step=10 if available > 20 else 1,
-    key=IMAGES,
-    help="How many labelled images the nodal dropout and compress/amplify are measured on.",
-    on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
-)
-mode = controls[1].radio(
-    "Attack for the fragility analysis",
-    [PAPER_ATTACK, SIDEBAR_ATTACK],
-    format_func=lambda m: "FGSM (the paper's attack)" if m == PAPER_ATTACK else f"the sidebar's attack ({get_attack(choice.attack).label})",
-    horizontal=True,
-    key=ATTACK,
-)
-evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
-spec = analysis.attempt(fragility_attack, mode, choice, model)
-report = None
-if evaluation is not None and spec is not None and too_few is None:
-    attack, eps, params, attack_text = spec
-    st.caption(f"Images: {evaluation.description}. Attack: {attack_text}.")
-    layer_name = analysis.attempt(fragility.first_conv, model)
-    if layer_name is not None:
-        with st.spinner(
-            f"Nodal dropout: dropping each filter of {layer_name} in turn on {evaluation.size} clean and "
-            f"{evaluation.size} attacked images…"
-        ):
-            report = analysis.attempt(
-                analysis.memo,
-                fragility.first_layer_fragility,
-                model,
-                evaluation.images,
-                evaluation.labels,
-                attack=attack,
-                eps=eps,
-                params=params,
-                seed=choice.seed,
-            )
+    available = analysis.attempt(analysis.memo, evalset.available_images, model)
+    if available is None:
+        return
+    too_few = components.too_few_labelled(model, available, "the nodal dropout (and compress/amplify)")
+    if too_few is not None:
+        st.warning(too_few, icon=":material/label_off:")
+    if not available:
+        return
+    # The wanted count lives in plain state (kept across pages and models); the widget shows it,
+    # capped by what this model has.
+    st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, evalset.DEFAULT_IMAGES)), available))
+    components.persist(ATTACK, BETA, CURVE, SHOW, INPUT_CHANNEL)
+    controls = st.columns([2, 3])
+    n_images = controls[0].number_input(
+        "Evaluation images",
+        min_value=1,
+        max_value=available,
+        step=10 if available > 20 else 1,
+        key=IMAGES,
+        help="How many labelled images the nodal dropout and compress/amplify are measured on.",
+        on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
+    )
+    mode = controls[1].radio(
+        "Attack for the fragility analysis",
+        [PAPER_ATTACK, SIDEBAR_ATTACK],
+        format_func=lambda m: "FGSM (the paper's attack)" if m == PAPER_ATTACK else f"the sidebar's attack ({get_attack(choice.attack).label})",
+        horizontal=True,
+        key=ATTACK,
+    )
+    evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
+    spec = analysis.attempt(fragility_attack, mode, choice, model)
+    report = None
+    if evaluation is not None and spec is not None and too_few is None:
+        attack, eps, params, attack_text = spec
+        st.caption(f"Images: {evaluation.description}. Attack: {attack_text}.")
+        layer_name = analysis.attempt(fragility.first_conv, model)
+        if layer_name is not None:
+            with st.spinner(
+                f"Nodal dropout: dropping each filter of {layer_name} in turn on {evaluation.size} clean and "
+                f"{evaluation.size} attacked images…"
+            ):
+                report = analysis.attempt(
+                    analysis.memo,
+                    fragility.first_layer_fragility,
+                    model,
+                    evaluation.images,
+                    evaluation.labels,
+                    attack=attack,
+                    eps=eps,
+                    params=params,
+                    seed=choice.seed,
+                )
+
+    grid_section(selection, choice, report)
+    dropout_section(model, report, too_few)
+    rescale_section(model, choice, report, evaluation)
+
 
 # -- the filter grid ---------------------------------------------------------------------------------
 
-st.subheader("Filters, clean vs adversarial", divider="gray")
-current = components.current_analysis(selection)
-if current is not None:
-    maps = analysis.attempt(analysis.memo, fragility.first_layer_maps, model, current.clean, current.adversarial)
-    if maps is not None:
-        count, in_channels = int(maps.weights.shape[0]), int(maps.weights.shape[1])
-        shown = None
-        options = st.columns(2)
-        if count > GRID_LIMIT and report is not None and (report.fragile or report.robust):
-            which = options[0].segmented_control(
-                "Filters shown", ["fragile and robust", "all"], default="fragile and robust", required=True, key=SHOW
+
+def grid_section(selection: state.Selection, choice: analysis.AttackChoice, report: fragility.FragilityReport | None) -> None:
+    """Each first-layer filter: its weights and its maps on the clean and the adversarial image."""
+    model = selection.model
+    st.subheader("Filters, clean vs adversarial", divider="gray")
+    current = components.current_analysis(selection)
+    if current is not None:
+        maps = analysis.attempt(analysis.memo, fragility.first_layer_maps, model, current.clean, current.adversarial)
+        if maps is not None:
+            count, in_channels = int(maps.weights.shape[0]), int(maps.weights.shape[1])
+            shown = None
+            options = st.columns(2)
+            if count > GRID_LIMIT and report is not None and (report.fragile or report.robust):
+                which = options[0].segmented_control(
+                    "Filters shown", ["fragile and robust", "all"], default="fragile and robust", required=True, key=SHOW
+                )
+                if which != "all":
+                    shown = sorted(report.fragile + report.robust)
+            input_channel = None
+            if in_channels > 1:
+                picked = options[1].selectbox(
+                    "Weights of input channel",
+                    ["mean", *range(in_channels)],
+                    format_func=lambda c: "mean over the input channels" if c == "mean" else f"channel {c}",
+                    key=INPUT_CHANNEL,
+                )
+                input_channel = None if picked == "mean" else int(picked)
+            grid = analysis.attempt(
+                components.figure,
+                figs.filter_grid,
+                maps,
+                labels=report.labels if report is not None else None,
+                filters=shown,
+                per_row=4,
+                input_channel=input_channel,
             )
-            if which != "all":
-                shown = sorted(report.fragile + report.robust)
-        input_channel = None
-        if in_channels > 1:
-            picked = options[1].selectbox(
-                "Weights of input channel",
-                ["mean", *range(in_channels)],
-                format_func=lambda c: "mean over the input channels" if c == "mean" else f"channel {c}",
-                key=INPUT_CHANNEL,
+            if grid is not None:
+                components.chart(grid, f"{model.name}-first-layer-filters", key="filters.grid")
+            st.caption(
+                f"Each filter of {maps.layer}: its weights (blue negative, vermillion positive, one scale for all), then its "
+                "feature map on the clean image and on the adversarial image of the sidebar's attack "
+                f"({choice.describe(model)}), both on one scale. Outlined "
+                ":red[**vermillion**]: fragile; :blue[**blue**]: robust (from the nodal dropout below). "
+                "*shift* = mean |a(x′) − a(x)| / mean |a(x)| of the filter's map on this image: how much the attack "
+                "moved it, relative to its size."
             )
-            input_channel = None if picked == "mean" else int(picked)
-        grid = analysis.attempt(
-            components.figure,
-            figs.filter_grid,
-            maps,
-            labels=report.labels if report is not None else None,
-            filters=shown,
-            per_row=4,
-            input_channel=input_channel,
-        )
-        if grid is not None:
-            components.chart(grid, f"{model.name}-first-layer-filters", key="filters.grid")
-        st.caption(
-            f"Each filter of {maps.layer}: its weights (blue negative, vermillion positive, one scale for all), then its "
-            "feature map on the clean image and on the adversarial image of the sidebar's attack "
-            f"({choice.describe(model)}), both on one scale. Outlined "
-            ":red[**vermillion**]: fragile; :blue[**blue**]: robust (from the nodal dropout below). "
-            "*shift* = mean |a(x′) − a(x)| / mean |a(x)| of the filter's map on this image: how much the attack "
-            "moved it, relative to its size."
-        )
-        with st.expander("Per-filter numbers on this image"):
-            frame = maps.to_frame()
-            if report is not None:
-                frame["label"] = list(report.labels)
-            st.dataframe(frame, hide_index=True, width="stretch")
-else:
-    st.info("The filter grid needs the current image's attack, which did not run (see the message above).")
+            with st.expander("Per-filter numbers on this image"):
+                frame = maps.to_frame()
+                if report is not None:
+                    frame["label"] = list(report.labels)
+                st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.info("The filter grid needs the current image's attack, which did not run (see the message above).")
+
 
 # -- nodal dropout -----------------------------------------------------------------------------------
 
-st.subheader("Nodal dropout: which filters does the attack rely on?", divider="gray")
-if report is not None:
-    dropout = analysis.attempt(components.figure, figs.dropout_chart, report)
-    if dropout is not None:
-        components.chart(dropout, f"{model.name}-nodal-dropout", key="filters.dropout")
-    st.caption(
-        "Each filter's output channel is zeroed in turn. Top: the change of clean accuracy; middle: the change "
-        "of accuracy on the attacked images (positive = the attack loses a channel it relies on); bottom: the "
-        "attack's *targeting*, the share of the total change of the first layer's output that falls on the filter. "
-        f"Fragile: dropping it changes an accuracy by more than {100 * report.tolerance:.0f} pp and its score "
-        f"(mean of |Δ adv. acc.| and targeting, each ÷ its maximum) is at least {report.fragile_threshold:g}; "
-        f"robust: dropping it changes neither accuracy by more than {100 * report.tolerance:.0f} pp."
-    )
-    rho = report.correlation
-    if math.isnan(rho):
+
+def dropout_section(model: PixelModel, report: fragility.FragilityReport | None, too_few: str | None) -> None:
+    """The nodal dropout: accuracies and targeting per dropped filter, fragile and robust filters."""
+    st.subheader("Nodal dropout: which filters does the attack rely on?", divider="gray")
+    if report is not None:
+        dropout = analysis.attempt(components.figure, figs.dropout_chart, report)
+        if dropout is not None:
+            components.chart(dropout, f"{model.name}-nodal-dropout", key="filters.dropout")
         st.caption(
-            "ρ is undefined: dropping any filter changes the adversarial accuracy by the same amount (or the "
-            "targeting is the same for every filter), so there is no ranking to correlate. More evaluation "
-            "images give finer accuracy steps."
+            "Each filter's output channel is zeroed in turn. Top: the change of clean accuracy; middle: the change "
+            "of accuracy on the attacked images (positive = the attack loses a channel it relies on); bottom: the "
+            "attack's *targeting*, the share of the total change of the first layer's output that falls on the filter. "
+            f"Fragile: dropping it changes an accuracy by more than {100 * report.tolerance:.0f} pp and its score "
+            f"(mean of |Δ adv. acc.| and targeting, each ÷ its maximum) is at least {report.fragile_threshold:g}; "
+            f"robust: dropping it changes neither accuracy by more than {100 * report.tolerance:.0f} pp."
         )
-    cells = st.columns(4)
-    cells[0].metric(
-        "Spearman ρ (dropout vs targeting)",
-        "undefined" if math.isnan(rho) else f"{rho:.3f}",
-        help="Rank correlation between |Δ adversarial accuracy| when a filter is dropped and its targeting: "
-        "the paper's claim is that the attack targets the filters whose removal matters (ρ > 0).",
-    )
-    cells[1].metric("Clean accuracy", f"{100 * report.clean_accuracy:.1f}%")
-    cells[2].metric(f"Accuracy under {report.attack.upper()}", f"{100 * report.adv_accuracy:.1f}%")
-    cells[3].metric("Fragile / robust filters", f"{len(report.fragile)} / {len(report.robust)}")
-    st.markdown(
-        f"**Fragile** (most fragile first): {', '.join(map(str, report.fragile)) or 'none'} · "
-        f"**Robust**: {', '.join(map(str, report.robust)) or 'none'} · "
-        f"{components.plural(report.filters, 'filter')} of `{report.layer}`, {components.plural(report.images, 'image')}."
-    )
-    with st.expander("The numbers per filter"):
-        st.dataframe(report.to_frame(), hide_index=True, width="stretch")
-elif too_few is not None:
-    st.info("No nodal dropout: too few labelled images (see the message at the top).")
-else:
-    st.info("No dropout result to show (see the message above).")
+        rho = report.correlation
+        if math.isnan(rho):
+            st.caption(
+                "ρ is undefined: dropping any filter changes the adversarial accuracy by the same amount (or the "
+                "targeting is the same for every filter), so there is no ranking to correlate. More evaluation "
+                "images give finer accuracy steps."
+            )
+        cells = st.columns(4)
+        cells[0].metric(
+            "Spearman ρ (dropout vs targeting)",
+            "undefined" if math.isnan(rho) else f"{rho:.3f}",
+            help="Rank correlation between |Δ adversarial accuracy| when a filter is dropped and its targeting: "
+            "the paper's claim is that the attack targets the filters whose removal matters (ρ > 0).",
+        )
+        cells[1].metric("Clean accuracy", f"{100 * report.clean_accuracy:.1f}%")
+        cells[2].metric(f"Accuracy under {report.attack.upper()}", f"{100 * report.adv_accuracy:.1f}%")
+        cells[3].metric("Fragile / robust filters", f"{len(report.fragile)} / {len(report.robust)}")
+        st.markdown(
+            f"**Fragile** (most fragile first): {', '.join(map(str, report.fragile)) or 'none'} · "
+            f"**Robust**: {', '.join(map(str, report.robust)) or 'none'} · "
+            f"{components.plural(report.filters, 'filter')} of `{report.layer}`, {components.plural(report.images, 'image')}."
+        )
+        with st.expander("The numbers per filter"):
+            st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+    elif too_few is not None:
+        st.info("No nodal dropout: too few labelled images (see the message at the top).")
+    else:
+        st.info("No dropout result to show (see the message above).")
+
 
 # -- compress / amplify -------------------------------------------------------------------------------
 
-st.subheader("Compress robust filters, amplify fragile ones", divider="gray")
-if report is not None and evaluation is not None:
-    beta = st.slider(
-        "β (rescaling strength)",
-        min_value=0.0,
-        max_value=1.0,
-        value=0.2,
-        step=0.05,
-        key=BETA,
-        help="Fragile filter i is multiplied by 1 + β·rᵢ, robust ones by 1 − β·rᵢ (rᵢ its normalised score); "
-        "on a copy of the model, never on the shared one.",
-    )
-    with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {components.plural(evaluation.size, 'image')}…"):
-        chosen = analysis.attempt(
-            analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
-            beta=float(beta), seed=choice.seed,
+
+def rescale_section(model: PixelModel, choice: analysis.AttackChoice, report: fragility.FragilityReport | None, evaluation: evalset.EvaluationSet | None) -> None:
+    """Compress the robust filters and amplify the fragile ones: accuracies at one β and over β."""
+    st.subheader("Compress robust filters, amplify fragile ones", divider="gray")
+    if report is not None and evaluation is not None:
+        beta = st.slider(
+            "β (rescaling strength)",
+            min_value=0.0,
+            max_value=1.0,
+            value=0.2,
+            step=0.05,
+            key=BETA,
+            help="Fragile filter i is multiplied by 1 + β·rᵢ, robust ones by 1 − β·rᵢ (rᵢ its normalised score); "
+            "on a copy of the model, never on the shared one.",
         )
-    if chosen is not None:
-        cells = st.columns(3)
-        for cell, (label, before, after) in zip(
-            cells,
-            [
-                ("Clean accuracy", chosen.clean_before, chosen.clean_after),
-                ("Adversarial, white-box", chosen.adv_before, chosen.adv_after),
-                ("Adversarial, transfer", chosen.adv_before, chosen.adv_transfer_after),
-            ],
-        ):
-            cell.metric(
-                f"{label} (β = {beta:g})",
-                f"{100 * after:.1f}%",
-                delta=f"{100 * (after - before):+.1f} pp vs {100 * before:.1f}%",
-                delta_color="normal",
-            )
-        st.caption(
-            "White-box: the rescaled copy is attacked again; transfer: the copy is fed the adversarial images made "
-            "against the original model. Before = the model unchanged (β = 0)."
-        )
-    show_curve = st.toggle(f"Curve over β ({', '.join(f'{b:g}' for b in CURVE_BETAS)})", value=True, key=CURVE)
-    if show_curve and chosen is not None:
-        betas = sorted(set(CURVE_BETAS) | {float(beta)})
-        progress = st.progress(0.0, text="Compress/amplify over β…")
-        points = []
-        for i, b in enumerate(betas):
-            progress.progress(i / len(betas), text=f"Compress/amplify at β = {b:g} ({i + 1} of {len(betas)})…")
-            point = analysis.attempt(
+        with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {components.plural(evaluation.size, 'image')}…"):
+            chosen = analysis.attempt(
                 analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
-                beta=float(b), seed=choice.seed,
+                beta=float(beta), seed=choice.seed,
             )
-            if point is None:
-                break
-            points.append(point)
-        progress.empty()
-        if len(points) == len(betas):
-            curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=float(beta))
-            if curve is not None:
-                components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
-            best = max(points, key=lambda p: p.adv_after)
-            best_transfer = max(points, key=lambda p: p.adv_transfer_after)
-            st.markdown(
-                f"**Measured here** ({components.plural(evaluation.size, 'image')}, {report.attack.upper()}): unchanged, "
-                f"{100 * chosen.adv_before:.1f}% adversarial accuracy; the best white-box value over these β is "
-                f"{100 * best.adv_after:.1f}% (β = {best.beta:g}), the best transfer value "
-                f"{100 * best_transfer.adv_transfer_after:.1f}% (β = {best_transfer.beta:g}); clean accuracy goes from "
-                f"{100 * chosen.clean_before:.1f}% to {100 * min(p.clean_after for p in points):.1f}% at worst."
+        if chosen is not None:
+            cells = st.columns(3)
+            for cell, (label, before, after) in zip(
+                cells,
+                [
+                    ("Clean accuracy", chosen.clean_before, chosen.clean_after),
+                    ("Adversarial, white-box", chosen.adv_before, chosen.adv_after),
+                    ("Adversarial, transfer", chosen.adv_before, chosen.adv_transfer_after),
+                ],
+            ):
+                cell.metric(
+                    f"{label} (β = {beta:g})",
+                    f"{100 * after:.1f}%",
+                    delta=f"{100 * (after - before):+.1f} pp vs {100 * before:.1f}%",
+                    delta_color="normal",
+                )
+            st.caption(
+                "White-box: the rescaled copy is attacked again; transfer: the copy is fed the adversarial images made "
+                "against the original model. Before = the model unchanged (β = 0)."
             )
-    st.info(
-        "**The paper's gain is not reproduced by this reconstruction.** On the embedded digits models "
-        "(docs/fragility.md; first 200 digits test images, FGSM ε = 0.1, β = 0.2) accuracies move by at most "
-        "±2.5 points: digits-cnn clean 98.0% → 97.5%, FGSM white-box 9.5% → 7.0%, transfer 9.5% → 10.5%. "
-        "The paper's normalisation of rᵢ or a retraining step may be missing.",
-        icon=":material/science:",
-    )
-else:
-    st.info("Compress/amplify needs the dropout result above.")
+        show_curve = st.toggle(f"Curve over β ({', '.join(f'{b:g}' for b in CURVE_BETAS)})", value=True, key=CURVE)
+        if show_curve and chosen is not None:
+            betas = sorted(set(CURVE_BETAS) | {float(beta)})
+            progress = st.progress(0.0, text="Compress/amplify over β…")
+            points = []
+            for i, b in enumerate(betas):
+                progress.progress(i / len(betas), text=f"Compress/amplify at β = {b:g} ({i + 1} of {len(betas)})…")
+                point = analysis.attempt(
+                    analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
+                    beta=float(b), seed=choice.seed,
+                )
+                if point is None:
+                    break
+                points.append(point)
+            progress.empty()
+            if len(points) == len(betas):
+                curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=float(beta))
+                if curve is not None:
+                    components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
+                best = max(points, key=lambda p: p.adv_after)
+                best_transfer = max(points, key=lambda p: p.adv_transfer_after)
+                st.markdown(
+                    f"**Measured here** ({components.plural(evaluation.size, 'image')}, {report.attack.upper()}): unchanged, "
+                    f"{100 * chosen.adv_before:.1f}% adversarial accuracy; the best white-box value over these β is "
+                    f"{100 * best.adv_after:.1f}% (β = {best.beta:g}), the best transfer value "
+                    f"{100 * best_transfer.adv_transfer_after:.1f}% (β = {best_transfer.beta:g}); clean accuracy goes from "
+                    f"{100 * chosen.clean_before:.1f}% to {100 * min(p.clean_after for p in points):.1f}% at worst."
+                )
+        st.info(
+            "**The paper's gain is not reproduced by this reconstruction.** On the embedded digits models "
+            "(docs/fragility.md; first 200 digits test images, FGSM ε = 0.1, β = 0.2) accuracies move by at most "
+            "±2.5 points: digits-cnn clean 98.0% → 97.5%, FGSM white-box 9.5% → 7.0%, transfer 9.5% → 10.5%. "
+            "The paper's normalisation of rᵢ or a retraining step may be missing.",
+            icon=":material/science:",
+        )
+    else:
+        st.info("Compress/amplify needs the dropout result above.")
+
+
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()

@@ -13,40 +13,53 @@ import streamlit as st
 
 from app import analysis, components, sidebar, state
 from neuronviz import figures
-from neuronviz.attacks import get_attack
+from neuronviz.attacks import AttackInfo, get_attack
 from neuronviz.defenses import get_defense
 from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
+from neuronviz.images import Sample
 from neuronviz.influence import DEFAULT_GROUP_FRACTION, influence_shift
+from neuronviz.models import PixelModel
 
 TOUR_MODEL = state.DEFAULT_MODEL
 TOUR_SAMPLE = analysis.DEFAULT_SAMPLE_ID  # the start-up example (bench/choose_example.py)
-FRONT = TAIL = components.group_fraction()  # the session's front/tail size (default DEFAULT_GROUP_FRACTION)
+GO_TO_ATTACK = "learn.go_to_attack"  # session_state: the tour's button asked for the Attack page
 
-st.title("Learn")
-tour_tab, methods_tab = st.tabs(["Guided tour", "Methods and papers"])
+# The sidebar's widget keys (app/sidebar.py) that the tour's button sets.
+MODEL_SOURCE_KEY = "model_source"
+MODEL_NAME_KEY = "model_name"
+IMAGE_SOURCE_KEY = "image_source"
+SAMPLE_CLASS_KEY = "sample_class"
+SAMPLE_EXAMPLE_KEY = "sample_example"
+
+
+def render() -> None:
+    st.title("Learn")
+    tour_tab, methods_tab = st.tabs(["Guided tour", "Methods and papers"])
+    if st.session_state.pop(GO_TO_ATTACK, False):
+        st.switch_page("app_pages/attack.py")
+    with tour_tab:
+        tour()
+    with methods_tab:
+        methods()
 
 
 def _load_example(sample_id: str, true_class: int, example: int) -> None:
     """Button callback: put the tour's example into the sidebar (runs before the next run)."""
-    st.session_state["model_source"] = sidebar.REGISTRY
-    st.session_state["model_name"] = TOUR_MODEL
-    st.session_state["image_source"] = sidebar.SAMPLE
-    st.session_state["sample_class"] = true_class
-    st.session_state["sample_example"] = example
+    st.session_state[MODEL_SOURCE_KEY] = sidebar.REGISTRY
+    st.session_state[MODEL_NAME_KEY] = TOUR_MODEL
+    st.session_state[IMAGE_SOURCE_KEY] = sidebar.SAMPLE
+    st.session_state[SAMPLE_CLASS_KEY] = true_class
+    st.session_state[SAMPLE_EXAMPLE_KEY] = example
     model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
     analysis.set_attack_choice(model, analysis.default_choice())  # the tour's attack, not the last one
     sidebar.reset_attack_widgets(analysis.default_choice())
     components.request_scroll_to_top()  # the Attack page opens at its top, not at the tour's scroll position
-    st.session_state["learn.go_to_attack"] = True
+    st.session_state[GO_TO_ATTACK] = True
 
 
-if st.session_state.pop("learn.go_to_attack", False):
-    st.switch_page("app_pages/attack.py")
-
-
-def _example():
+def _example() -> tuple[PixelModel, Sample, analysis.Analysis] | None:
     model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
     samples = [s for s in state.samples_for(model) if s.id == TOUR_SAMPLE]
     if not samples:
@@ -57,214 +70,219 @@ def _example():
     return model, sample, result
 
 
-with tour_tab:
+def tour() -> None:
+    """The five steps on the ready example (the session's front/tail size)."""
+    front = tail = components.group_fraction()  # the session's front/tail size (default DEFAULT_GROUP_FRACTION)
     found = analysis.attempt(_example)
     if found is None:
         st.info("The tour's example (the embedded digits-cnn and its sample digits) is not available here.")
-    else:
-        model, sample, result = found
-        names = model.class_names
-        clean, adv = result.prediction("clean"), result.prediction("adversarial")
-        eps = result.params["eps"]
-        steps = result.params["steps"]
-        st.markdown(
-            f"A five-step story for a lesson or a first visit: **{TOUR_MODEL}**, a small network trained by "
-            f"this project on handwritten digits, and one digit of its test set. Everything below is computed "
-            f"live by neuronviz; the sidebar's own choice is not used here."
-        )
+        return
+    model, sample, result = found
+    if sample.true_class is None:  # the embedded digits all have their class; a model without one has no tour
+        st.info("The tour's example digit has no known class here.")
+        return
+    true_class = sample.true_class
+    names = model.class_names
+    clean, adv = result.prediction("clean"), result.prediction("adversarial")
+    eps = result.params["eps"]
+    steps = result.params["steps"]
+    st.markdown(
+        f"A five-step story for a lesson or a first visit: **{TOUR_MODEL}**, a small network trained by "
+        f"this project on handwritten digits, and one digit of its test set. Everything below is computed "
+        f"live by neuronviz; the sidebar's own choice is not used here."
+    )
 
-        st.subheader("1 · The model reads a digit", divider="gray")
-        left, right = st.columns([2, 3], gap="large")
-        with left:
-            components.chart(
-                components.figure(figures.image_figure, result.clean, title=sample.label, height=300),
-                "tour-1-clean",
-                key="learn.clean",
-            )
-        with right:
-            components.chart(
-                components.figure(
-                    figures.prediction_bars,
-                    result.probabilities("clean"),
-                    names,
-                    title="What the model says",
-                    true_class=sample.true_class,
-                ),
-                "tour-1-prediction",
-                key="learn.clean_bars",
-            )
-            st.markdown(
-                f"The network outputs a probability for each of the ten digits. It says **{names[clean]}** with "
-                f"{100 * float(result.probabilities('clean')[clean]):.1f}% confidence, and "
-                + ("it is right." if clean == sample.true_class else f"it is wrong: this is a {names[sample.true_class]}.")
-            )
-
-        st.subheader("2 · An attacker adds a tiny, deliberate change", divider="gray")
-        norm_linf = float(result.report.linf[0])
-        left, middle, right = st.columns(3, gap="medium")
-        with left:
-            amplification = attack_figures.perturbation_amplification(result.perturbation)
-            components.chart(
-                components.figure(
-                    attack_figures.perturbation_figure,
-                    result.perturbation,
-                    title=f"The change (×{amplification:.3g})",
-                    height=300,
-                ),
-                "tour-2-perturbation",
-                key="learn.perturbation",
-            )
-            st.caption(
-                f"Vermillion = brighter, blue = darker, white = unchanged; colours amplified ×{amplification:.3g} so the "
-                "largest change is visible."
-            )
-        with middle:
-            components.chart(
-                components.figure(figures.image_figure, result.adversarial, title="Attacked image", height=300),
-                "tour-2-adversarial",
-                key="learn.adv",
-            )
-        with right:
-            components.chart(
-                components.figure(
-                    figures.prediction_bars,
-                    result.probabilities("adversarial"),
-                    names,
-                    title="What the model says now",
-                    color_key="adversarial",
-                    true_class=sample.true_class,
-                ),
-                "tour-2-prediction",
-                key="learn.adv_bars",
-            )
-        st.markdown(
-            f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {steps} times and moved each pixel "
-            f"by at most ε = {captions.eps_label(eps)} of the brightness range. To a person it is still a {names[sample.true_class]}; "
-            f"the network now says **{names[adv]}** with {100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
-            if adv != clean
-            else f"This time the attack did not change the prediction ({names[adv]})."
+    st.subheader("1 · The model reads a digit", divider="gray")
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        components.chart(
+            components.figure(figures.image_figure, result.clean, title=sample.label, height=300),
+            "tour-1-clean",
+            key="learn.clean",
         )
-
-        layer = result.default_layer
-        before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
-        shift = influence_shift(before, after, front=FRONT, tail=TAIL)
-        k, t = shift.groups_before.front_size, shift.groups_before.tail_size
-        st.subheader(captions.tour_neurons_heading(shift), divider="gray")
-        st.markdown(
-            f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
-            f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
-            f"The **front** neurons (the top {FRONT:.0%}: {k}) push hardest for {names[clean]}, the **tail** neurons "
-            f"(the bottom {TAIL:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
-            "attacks suppress the front and lift the tail."
-        )
-        left, right = st.columns([3, 2], gap="large")
-        with left:
-            components.chart(
-                components.figure(
-                    neuron_figures.influence_scatter,
-                    before,
-                    after,
-                    shift,
-                    names[clean],
-                    after_label="attacked",
-                    height=460,
-                ),
-                "tour-3-scatter",
-                key="learn.scatter",
-            )
-        with right:
-            st.markdown(
-                f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
-                f"**Blue** points are the front, **orange** the tail, grey the rest (influence toward {names[clean]})."
-            )
-            st.caption(captions.scatter_caption(shift, "attacked"))
+    with right:
         components.chart(
             components.figure(
-                neuron_figures.group_bars,
+                figures.prediction_bars,
+                result.probabilities("clean"),
+                names,
+                title="What the model says",
+                true_class=true_class,
+            ),
+            "tour-1-prediction",
+            key="learn.clean_bars",
+        )
+        st.markdown(
+            f"The network outputs a probability for each of the ten digits. It says **{names[clean]}** with "
+            f"{100 * float(result.probabilities('clean')[clean]):.1f}% confidence, and "
+            + ("it is right." if clean == true_class else f"it is wrong: this is a {names[true_class]}.")
+        )
+
+    st.subheader("2 · An attacker adds a tiny, deliberate change", divider="gray")
+    left, middle, right = st.columns(3, gap="medium")
+    with left:
+        amplification = attack_figures.perturbation_amplification(result.perturbation)
+        components.chart(
+            components.figure(
+                attack_figures.perturbation_figure,
+                result.perturbation,
+                title=f"The change (×{amplification:.3g})",
+                height=300,
+            ),
+            "tour-2-perturbation",
+            key="learn.perturbation",
+        )
+        st.caption(
+            f"Vermillion = brighter, blue = darker, white = unchanged; colours amplified ×{amplification:.3g} so the "
+            "largest change is visible."
+        )
+    with middle:
+        components.chart(
+            components.figure(figures.image_figure, result.adversarial, title="Attacked image", height=300),
+            "tour-2-adversarial",
+            key="learn.adv",
+        )
+    with right:
+        components.chart(
+            components.figure(
+                figures.prediction_bars,
+                result.probabilities("adversarial"),
+                names,
+                title="What the model says now",
+                color_key="adversarial",
+                true_class=true_class,
+            ),
+            "tour-2-prediction",
+            key="learn.adv_bars",
+        )
+    st.markdown(
+        f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {steps} times and moved each pixel "
+        f"by at most ε = {captions.eps_label(eps)} of the brightness range. To a person it is still a {names[true_class]}; "
+        f"the network now says **{names[adv]}** with {100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
+        if adv != clean
+        else f"This time the attack did not change the prediction ({names[adv]})."
+    )
+
+    layer = result.default_layer
+    before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
+    shift = influence_shift(before, after, front=front, tail=tail)
+    k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+    st.subheader(captions.tour_neurons_heading(shift), divider="gray")
+    st.markdown(
+        f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
+        f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
+        f"The **front** neurons (the top {front:.0%}: {k}) push hardest for {names[clean]}, the **tail** neurons "
+        f"(the bottom {tail:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
+        "attacks suppress the front and lift the tail."
+    )
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        components.chart(
+            components.figure(
+                neuron_figures.influence_scatter,
                 before,
                 after,
-                shift.groups_before,
+                shift,
                 names[clean],
                 after_label="attacked",
-                height=400,
+                height=460,
             ),
-            "tour-3-bars",
-            key="learn.bars",
+            "tour-3-scatter",
+            key="learn.scatter",
         )
-        st.caption(captions.group_bars_caption(before, after, shift.groups_before, names[clean], "attacked"))
-        st.markdown(captions.shift_sentence(shift))
-        with st.expander("Why this example?", icon=":material/help:"):
-            story = components.story_counts(result, FRONT)
-            st.markdown(
-                f"The dashboard starts on **{sample.label}** under **{result.choice.describe(model)}** because "
-                f"`bench/choose_example.py` scanned every sample digit of {TOUR_MODEL} under PGD and FGSM (their "
-                f"default parameters, front/tail {DEFAULT_GROUP_FRACTION:.0%} at `{layer}`) and picked, "
-                f"{components.STORY_CRITERION}. Computed now for this example: {story['front_lost']} of "
-                f"{story['front']} front neurons lost influence, {story['tail_gained']} of {story['tail']} tail "
-                f"neurons gained, the attack {'fooled' if story['fooled'] else 'did not fool'} the model and NIP "
-                f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. "
-                "`python bench/choose_example.py` prints the whole table (every digit, both attacks)."
-            )
-
-        st.subheader("4 · Two ways back", divider="gray")
-        nip, pssr = result.restorations["nip-guided"], result.restorations["pssr"]
-        columns = st.columns(2, gap="large")
-        for column, (name, restoration) in zip(columns, [("nip-guided", nip), ("pssr", pssr)]):
-            with column:
-                defense = get_defense(name)
-                predicted = int(restoration.prediction[0])
-                inner = st.columns([2, 3])
-                with inner[0]:
-                    components.chart(
-                        components.figure(
-                            figures.image_figure, restoration.restored, title=defense.label.split(" (")[0], height=260
-                        ),
-                        f"tour-4-{name}",
-                        key=f"learn.{name}",
-                    )
-                with inner[1]:
-                    components.chart(
-                        components.figure(
-                            figures.prediction_bars,
-                            restoration.probs[0],
-                            names,
-                            title="After the defence",
-                            color_key="restored",
-                            true_class=sample.true_class,
-                        ),
-                        f"tour-4-{name}-prediction",
-                        key=f"learn.{name}_bars",
-                    )
-                verdict = "back to" if predicted == clean else "not back to"
-                st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
-                if components.used_fallback(restoration):
-                    components.restoration_notes(restoration)
+    with right:
         st.markdown(
-            "**NIP** nudges the pixels so that the front neurons fire more and the tail neurons less — the attack's neuron "
-            "shift run backwards. Here it is told which class to restore (the clean prediction), so it is a tool for "
-            "analysis, not a deployable defence. **PSSR** cuts out the pixels the prediction is most sensitive to and "
-            "lets a small network trained for this model paint them back. Both are reconstructions of their papers "
-            "(see *Methods and papers*)."
+            f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
+            f"**Blue** points are the front, **orange** the tail, grey the rest (influence toward {names[clean]})."
+        )
+        st.caption(captions.scatter_caption(shift, "attacked"))
+    components.chart(
+        components.figure(
+            neuron_figures.group_bars,
+            before,
+            after,
+            shift.groups_before,
+            names[clean],
+            after_label="attacked",
+            height=400,
+        ),
+        "tour-3-bars",
+        key="learn.bars",
+    )
+    st.caption(captions.group_bars_caption(before, after, shift.groups_before, names[clean], "attacked"))
+    st.markdown(captions.shift_sentence(shift))
+    with st.expander("Why this example?", icon=":material/help:"):
+        story = components.story_counts(result, front)
+        st.markdown(
+            f"The dashboard starts on **{sample.label}** under **{result.choice.describe(model)}** because "
+            f"`bench/choose_example.py` scanned every sample digit of {TOUR_MODEL} under PGD and FGSM (their "
+            f"default parameters, front/tail {DEFAULT_GROUP_FRACTION:.0%} at `{layer}`) and picked, "
+            f"{components.STORY_CRITERION}. Computed now for this example: {story['front_lost']} of "
+            f"{story['front']} front neurons lost influence, {story['tail_gained']} of {story['tail']} tail "
+            f"neurons gained, the attack {'fooled' if story['fooled'] else 'did not fool'} the model and NIP "
+            f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. "
+            "`python bench/choose_example.py` prints the whole table (every digit, both attacks)."
         )
 
-        st.subheader("5 · Try it yourself", divider="gray")
-        samples = [s for s in state.samples_for(model) if s.true_class == sample.true_class]
-        example = next(i for i, s in enumerate(samples) if s.id == sample.id)
-        st.button(
-            "Open this example on the Attack page",
-            icon=":material/play_arrow:",
-            on_click=_load_example,
-            args=(sample.id, sample.true_class, example),
-            key="learn.load_example",
-        )
-        st.markdown(
-            "Then change the attack or its strength in the sidebar (press *Run attack*), pick another digit, or upload "
-            "your own model. Pages to visit next:"
-        )
-        links = st.columns(3)
-        links[0].page_link("app_pages/neurons.py", label="Neurons: every layer", icon=":material/hub:")
-        links[1].page_link("app_pages/defences.py", label="Defences: NIP and PSSR in detail", icon=":material/shield:")
-        links[2].page_link("app_pages/filters.py", label="First-layer filters", icon=":material/grid_view:")
+    st.subheader("4 · Two ways back", divider="gray")
+    nip, pssr = result.restorations["nip-guided"], result.restorations["pssr"]
+    columns = st.columns(2, gap="large")
+    for column, (name, restoration) in zip(columns, [("nip-guided", nip), ("pssr", pssr)]):
+        with column:
+            defense = get_defense(name)
+            predicted = int(restoration.prediction[0])
+            inner = st.columns([2, 3])
+            with inner[0]:
+                components.chart(
+                    components.figure(
+                        figures.image_figure, restoration.restored, title=defense.label.split(" (")[0], height=260
+                    ),
+                    f"tour-4-{name}",
+                    key=f"learn.{name}",
+                )
+            with inner[1]:
+                components.chart(
+                    components.figure(
+                        figures.prediction_bars,
+                        restoration.probs[0],
+                        names,
+                        title="After the defence",
+                        color_key="restored",
+                        true_class=true_class,
+                    ),
+                    f"tour-4-{name}-prediction",
+                    key=f"learn.{name}_bars",
+                )
+            verdict = "back to" if predicted == clean else "not back to"
+            st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
+            if components.used_fallback(restoration):
+                components.restoration_notes(restoration)
+    st.markdown(
+        "**NIP** nudges the pixels so that the front neurons fire more and the tail neurons less — the attack's neuron "
+        "shift run backwards. Here it is told which class to restore (the clean prediction), so it is a tool for "
+        "analysis, not a deployable defence. **PSSR** cuts out the pixels the prediction is most sensitive to and "
+        "lets a small network trained for this model paint them back. Both are reconstructions of their papers "
+        "(see *Methods and papers*)."
+    )
+
+    st.subheader("5 · Try it yourself", divider="gray")
+    samples = [s for s in state.samples_for(model) if s.true_class == true_class]
+    example = next(i for i, s in enumerate(samples) if s.id == sample.id)
+    st.button(
+        "Open this example on the Attack page",
+        icon=":material/play_arrow:",
+        on_click=_load_example,
+        args=(sample.id, true_class, example),
+        key="learn.load_example",
+    )
+    st.markdown(
+        "Then change the attack or its strength in the sidebar (press *Run attack*), pick another digit, or upload "
+        "your own model. Pages to visit next:"
+    )
+    links = st.columns(3)
+    links[0].page_link("app_pages/neurons.py", label="Neurons: every layer", icon=":material/hub:")
+    links[1].page_link("app_pages/defences.py", label="Defences: NIP and PSSR in detail", icon=":material/shield:")
+    links[2].page_link("app_pages/filters.py", label="First-layer filters", icon=":material/grid_view:")
 
 
 # -- methods --------------------------------------------------------------------------------------
@@ -326,7 +344,7 @@ METHODS = [
 MINIMISED_NORMS = {"cw": "L2", "deepfool": "L2"}
 
 
-def norm_text(info) -> str:
+def norm_text(info: AttackInfo) -> str:
     """The norm column of the attacks table: the budget's norm, or the norm a minimising attack keeps small."""
     if info.norm:
         return {"Linf": "L∞ (budget ε)", "L2": "L2 (budget ε)", "L0": "L0 (budget)"}.get(info.norm, info.norm)
@@ -335,7 +353,8 @@ def norm_text(info) -> str:
     return "none"
 
 
-with methods_tab:
+def methods() -> None:
+    """The papers, their formulas, what is reconstructed, and the attacks table."""
     st.markdown(
         "neuronviz reproduces four papers. Where a paper's text could not be checked, the dashboard implements the "
         "best-supported reading and says **reconstruction**, with its defaults as parameters you can change."
@@ -370,3 +389,7 @@ with methods_tab:
         ],
         hide_index=True,
     )
+
+
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()

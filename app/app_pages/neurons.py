@@ -9,6 +9,10 @@ the attributions go through ``analysis.memo``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -17,7 +21,15 @@ from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
 from neuronviz.defenses import get_defense
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, group_sizes, influence_shift, layer_shift_table, probe_layers
+from neuronviz.influence import (
+    DEFAULT_GROUP_FRACTION,
+    InfluenceShift,
+    LayerInfo,
+    group_sizes,
+    influence_shift,
+    layer_shift_table,
+    probe_layers,
+)
 from neuronviz.models import PixelModel
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
@@ -27,256 +39,308 @@ TAIL_RULES = {
     "next": "next (after the front)",
 }
 
-st.title("Neurons")
-st.caption(
-    "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
-    "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
-    "neuron = activation × gradient of the benign class's logit, summed over a channel's positions."
-)
+# The page's controls (session_state keys; kept across pages by components.persist).
+LAYER_KEY = "neurons.layer"
+TAIL_RULE_KEY = "neurons.tail_rule"
+AFTER_KEY = "neurons.after"
+ATTRIBUTION_METHOD_KEY = "neurons.attribution_method"
+ATTRIBUTION_ADVERSARIAL_KEY = "neurons.attribution_adversarial"
+KEYS = (LAYER_KEY, components.GROUP_FRACTION_KEY, TAIL_RULE_KEY, AFTER_KEY, ATTRIBUTION_METHOD_KEY, ATTRIBUTION_ADVERSARIAL_KEY)
 
-selection = components.require_selection()
-model = selection.model
-result = components.current_analysis(selection)
-if result is None:
-    st.stop()
 
-class_names = model.class_names
-benign_name = class_names[result.benign_class]
-adversarial_class = result.prediction("adversarial")
-infos = {info.name: info for info in probe_layers(model)}
+@dataclass(frozen=True)
+class View:
+    """What the controls chose: the layer, the front/tail size, the tail rule and the condition compared."""
+
+    layer: str
+    size: float
+    tail_rule: str
+    after: str
+
+    @property
+    def after_label(self) -> str:
+        return analysis.CONDITION_LABELS[self.after]
+
+    @property
+    def after_color(self) -> str:
+        return AFTER_COLORS[self.after]
+
+
+def render() -> None:
+    st.title("Neurons")
+    st.caption(
+        "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
+        "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
+        "neuron = activation × gradient of the benign class's logit, summed over a channel's positions."
+    )
+    found = components.selection_and_analysis()
+    if found is None:
+        return
+    selection, result = found
+    model = selection.model
+    infos = {info.name: info for info in probe_layers(model)}
+
+    view = controls(result, infos)
+    shift = one_layer(model, result, view)
+    if shift is None:
+        return
+    tables = across_network(result, view, infos)
+    restoration_section(tables, view)
+    st.subheader("Input attributions: clean vs adversarial", divider="gray")
+    attributions(model, result)
+
 
 # -- controls -------------------------------------------------------------------------------------
 
-LAYER_KEY = "neurons.layer"
-components.persist(
-    LAYER_KEY, components.GROUP_FRACTION_KEY, "neurons.tail_rule", "neurons.after", "neurons.attribution_method", "neurons.attribution_adversarial"
-)
-if st.session_state.get(LAYER_KEY) not in result.layers:  # first visit, or another model's layer
-    st.session_state[LAYER_KEY] = result.default_layer
-if st.session_state.get(components.GROUP_FRACTION_KEY) not in components.GROUP_FRACTIONS:
-    st.session_state[components.GROUP_FRACTION_KEY] = components.group_fraction()
-    if st.session_state[components.GROUP_FRACTION_KEY] not in components.GROUP_FRACTIONS:
-        st.session_state[components.GROUP_FRACTION_KEY] = DEFAULT_GROUP_FRACTION
 
-
-def _layer_label(name: str) -> str:
+def _layer_label(name: str, infos: dict[str, LayerInfo], default_layer: str) -> str:
     info = infos.get(name)
     if info is None:
         return name
     unit = "ch" if len(info.output_shape) > 1 else "units"
-    default = " · default" if name == result.default_layer else ""
+    default = " · default" if name == default_layer else ""
     return f"#{info.index + 1} {name} · {info.kind} · {info.channels} {unit}{default}"
 
 
-with st.container(border=True):
-    # Two rows, so that the layer's long label and the radios are never cut at 1280 px.
-    columns = st.columns([3, 2], gap="medium")
-    second = st.columns([2, 3], gap="medium")
-    columns = [columns[0], columns[1], second[0], second[1]]
-    layer = columns[0].selectbox(
-        "Layer (forward order)",
-        result.layers,
-        format_func=_layer_label,
-        key=LAYER_KEY,
-        help="Every probe layer of the model, input to output, with its kind and neuron count ('default': the "
-        "last feature layer, NIP's choice). A neuron is a channel (ch) of a convolutional layer, its influence "
-        "summed over positions, or a unit of a linear layer.",
-    )
-    size = columns[1].select_slider(
-        "Front/tail size",
-        components.GROUP_FRACTIONS,
-        format_func=lambda v: f"{v:.0%}",
-        key=components.GROUP_FRACTION_KEY,
-        help="Share of the layer's neurons in the front (the most influential on the clean image) and in the "
-        f"tail; at least one neuron each. Default {DEFAULT_GROUP_FRACTION:.0%}. The same size is used by the "
-        "guided tour, the ε sweep on the Attack page and the Defences page.",
-    )
-    tail_rule = columns[2].radio(
-        "Tail rule",
-        list(TAIL_RULES),
-        format_func=lambda r: TAIL_RULES[r],
-        key="neurons.tail_rule",
-        horizontal=True,
-        help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
-        "after the front (the variant in the authors' second script).",
-    )
-    after = columns[3].radio(
-        "Compare the clean image with",
-        AFTER_CONDITIONS,
-        format_func=lambda c: analysis.CONDITION_LABELS[c],
-        key="neurons.after",
-        horizontal=True,
-        help="The adversarial image, or the adversarial image after a defence (NIP guided toward the benign "
-        "class, or PSSR).",
-    )
+def controls(result: analysis.Analysis, infos: dict[str, LayerInfo]) -> View:
+    """The layer, front/tail size, tail rule and condition controls (kept across pages)."""
+    components.persist(*KEYS)
+    if st.session_state.get(LAYER_KEY) not in result.layers:  # first visit, or another model's layer
+        st.session_state[LAYER_KEY] = result.default_layer
+    if st.session_state.get(components.GROUP_FRACTION_KEY) not in components.GROUP_FRACTIONS:
+        st.session_state[components.GROUP_FRACTION_KEY] = components.group_fraction()
+        if st.session_state[components.GROUP_FRACTION_KEY] not in components.GROUP_FRACTIONS:
+            st.session_state[components.GROUP_FRACTION_KEY] = DEFAULT_GROUP_FRACTION
 
-after_label = analysis.CONDITION_LABELS[after]
-after_color = AFTER_COLORS[after]
-before_map = result.influence["clean"][layer]
-after_map = result.influence[after][layer]
-counts = analysis.attempt(group_sizes, before_map.neurons, size, size)
-if counts is None:
-    st.stop()
-front_count, tail_count = counts
-st.caption(
-    f"Influence toward class **{benign_name}** (the clean prediction) for every image. At **{layer}** "
-    f"({before_map.neurons} neurons) the front is the top {front_count} and the tail the "
-    f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on the clean image. "
-    f"The adversarial image is predicted **{class_names[adversarial_class]}**"
-    + ("" if result.attack_succeeded else " (the attack did not change the prediction)")
-    + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
-)
-if after != "adversarial":
-    defense = get_defense(after)
-    if defense.reconstruction:
-        st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
-    if components.used_fallback(result.restorations[after]):
-        components.restoration_notes(result.restorations[after])
+    with st.container(border=True):
+        # Two rows, so that the layer's long label and the radios are never cut at 1280 px.
+        first = st.columns([3, 2], gap="medium")
+        second = st.columns([2, 3], gap="medium")
+        layer = first[0].selectbox(
+            "Layer (forward order)",
+            result.layers,
+            format_func=lambda name: _layer_label(name, infos, result.default_layer),
+            key=LAYER_KEY,
+            help="Every probe layer of the model, input to output, with its kind and neuron count ('default': the "
+            "last feature layer, NIP's choice). A neuron is a channel (ch) of a convolutional layer, its influence "
+            "summed over positions, or a unit of a linear layer.",
+        )
+        size = first[1].select_slider(
+            "Front/tail size",
+            components.GROUP_FRACTIONS,
+            format_func=lambda v: f"{v:.0%}",
+            key=components.GROUP_FRACTION_KEY,
+            help="Share of the layer's neurons in the front (the most influential on the clean image) and in the "
+            f"tail; at least one neuron each. Default {DEFAULT_GROUP_FRACTION:.0%}. The same size is used by the "
+            "guided tour, the ε sweep on the Attack page and the Defences page.",
+        )
+        tail_rule = second[0].radio(
+            "Tail rule",
+            list(TAIL_RULES),
+            format_func=lambda r: TAIL_RULES[r],
+            key=TAIL_RULE_KEY,
+            horizontal=True,
+            help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
+            "after the front (the variant in the authors' second script).",
+        )
+        after = second[1].radio(
+            "Compare the clean image with",
+            AFTER_CONDITIONS,
+            format_func=lambda c: analysis.CONDITION_LABELS[c],
+            key=AFTER_KEY,
+            horizontal=True,
+            help="The adversarial image, or the adversarial image after a defence (NIP guided toward the benign "
+            "class, or PSSR).",
+        )
+    # A radio with options always has a value; None only if the options were empty.
+    return View(layer=str(layer), size=float(size), tail_rule=str(tail_rule or "bottom"), after=str(after or "adversarial"))
+
 
 # -- one layer --------------------------------------------------------------------------------------
 
-shift = analysis.attempt(influence_shift, before_map, after_map, front=size, tail=size, tail_rule=tail_rule)
-if shift is None:
-    st.stop()
 
-st.subheader(f"{layer}: influence before and after", divider="gray")
-metrics = st.columns(4)
-metrics[0].metric(
-    "Front overlap",
-    f"{float(shift.front_overlap[0]):.0%}",
-    help=f"Share of the {front_count} clean front neurons that are still front on the {after_label} image.",
-)
-rho = float(shift.spearman[0])
-metrics[1].metric(
-    "Rank correlation ρ",
-    "n/a" if rho != rho else f"{rho:.2f}",
-    help="Spearman correlation of the neurons' influence, clean vs after: 1 = same order, 0 = unrelated.",
-)
-metrics[2].metric(
-    "Front suppressed",
-    f"{int(shift.front_suppressed[0])} of {front_count}",
-    help="Clean front neurons whose influence toward the benign class dropped.",
-)
-metrics[3].metric(
-    "Tail lifted",
-    f"{int(shift.tail_lifted[0])} of {tail_count}",
-    help="Clean tail neurons whose influence toward the benign class rose.",
-)
-st.markdown(shift.summary() + ".")
+def one_layer(model: PixelModel, result: analysis.Analysis, view: View) -> InfluenceShift | None:
+    """The chosen layer: captions, the four numbers, scatter, transitions and front/tail bars; None
+    (with a message) when the groups or the shift cannot be computed."""
+    class_names = model.class_names
+    benign_name = class_names[result.benign_class]
+    adversarial_class = result.prediction("adversarial")
+    layer, size, tail_rule, after = view.layer, view.size, view.tail_rule, view.after
+    after_label, after_color = view.after_label, view.after_color
+    before_map = result.influence["clean"][layer]
+    after_map = result.influence[after][layer]
+    counts = analysis.attempt(group_sizes, before_map.neurons, size, size)
+    if counts is None:
+        return None
+    front_count, tail_count = counts
+    st.caption(
+        f"Influence toward class **{benign_name}** (the clean prediction) for every image. At **{layer}** "
+        f"({before_map.neurons} neurons) the front is the top {front_count} and the tail the "
+        f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on the clean image. "
+        f"The adversarial image is predicted **{class_names[adversarial_class]}**"
+        + ("" if result.attack_succeeded else " (the attack did not change the prediction)")
+        + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
+    )
+    if after != "adversarial":
+        defense = get_defense(after)
+        if defense.reconstruction:
+            st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
+        if components.used_fallback(result.restorations[after]):
+            components.restoration_notes(result.restorations[after])
 
-left, right = st.columns([3, 2], gap="medium")
-with left:
+    shift = analysis.attempt(influence_shift, before_map, after_map, front=size, tail=size, tail_rule=tail_rule)
+    if shift is None:
+        return None
+
+    st.subheader(f"{layer}: influence before and after", divider="gray")
+    metrics = st.columns(4)
+    metrics[0].metric(
+        "Front overlap",
+        f"{float(shift.front_overlap[0]):.0%}",
+        help=f"Share of the {front_count} clean front neurons that are still front on the {after_label} image.",
+    )
+    rho = float(shift.spearman[0])
+    metrics[1].metric(
+        "Rank correlation ρ",
+        "n/a" if rho != rho else f"{rho:.2f}",
+        help="Spearman correlation of the neurons' influence, clean vs after: 1 = same order, 0 = unrelated.",
+    )
+    metrics[2].metric(
+        "Front suppressed",
+        f"{int(shift.front_suppressed[0])} of {front_count}",
+        help="Clean front neurons whose influence toward the benign class dropped.",
+    )
+    metrics[3].metric(
+        "Tail lifted",
+        f"{int(shift.tail_lifted[0])} of {tail_count}",
+        help="Clean tail neurons whose influence toward the benign class rose.",
+    )
+    st.markdown(shift.summary() + ".")
+
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        components.chart(
+            components.figure(
+                neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
+            ),
+            f"influence-{layer}-clean-vs-{after}",
+            key="neurons.scatter",
+        )
+        st.caption(captions.scatter_caption(shift, after_label))
+    with right:
+        components.chart(
+            components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label),
+            f"transition-{layer}-clean-vs-{after}",
+            key="neurons.transition",
+        )
+        st.caption(
+            "Rows: group on the clean image; columns: group after (same sizes). The diagonal counts neurons that "
+            "kept their group; front → middle or tail is a suppressed front neuron."
+        )
+
     components.chart(
         components.figure(
-            neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
+            neuron_figures.group_bars,
+            before_map,
+            after_map,
+            shift.groups_before,
+            benign_name,
+            after_label=after_label,
+            after_color=after_color,
         ),
-        f"influence-{layer}-clean-vs-{after}",
-        key="neurons.scatter",
+        f"front-tail-{layer}-clean-vs-{after}",
+        key="neurons.bars",
     )
-    st.caption(captions.scatter_caption(shift, after_label))
-with right:
-    components.chart(
-        components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label),
-        f"transition-{layer}-clean-vs-{after}",
-        key="neurons.transition",
-    )
-    st.caption(
-        "Rows: group on the clean image; columns: group after (same sizes). The diagonal counts neurons that "
-        "kept their group; front → middle or tail is a suppressed front neuron."
-    )
+    st.caption(captions.group_bars_caption(before_map, after_map, shift.groups_before, benign_name, after_label))
+    return shift
 
-components.chart(
-    components.figure(
-        neuron_figures.group_bars,
-        before_map,
-        after_map,
-        shift.groups_before,
-        benign_name,
-        after_label=after_label,
-        after_color=after_color,
-    ),
-    f"front-tail-{layer}-clean-vs-{after}",
-    key="neurons.bars",
-)
-st.caption(captions.group_bars_caption(before_map, after_map, shift.groups_before, benign_name, after_label))
 
 # -- the whole network ----------------------------------------------------------------------------
 
-st.subheader("Across the network", divider="gray")
+#: How the per-layer table's columns are shown.
+TABLE_COLUMNS: dict[str, Any] = {
+    "layer": st.column_config.TextColumn("layer"),
+    "kind": st.column_config.TextColumn("kind"),
+    "neurons": st.column_config.NumberColumn("neurons", format="%d"),
+    "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
+    "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
+    "front_overlap": st.column_config.NumberColumn("front overlap", format="percent"),
+    "front_suppressed_share": st.column_config.NumberColumn("front suppressed", format="percent"),
+    "tail_lifted_share": st.column_config.NumberColumn("tail lifted", format="percent"),
+    "front_influence_change": st.column_config.NumberColumn(
+        "front Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean front."
+    ),
+    "tail_influence_change": st.column_config.NumberColumn(
+        "tail Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean tail."
+    ),
+}
 
 
-def shift_table(condition: str):
+def shift_table(result: analysis.Analysis, condition: str, view: View) -> pd.DataFrame | None:
+    """The per-layer shift clean → ``condition`` (cached), or None with a message."""
     return analysis.attempt(
         analysis.memo,
         layer_shift_table,
         result.influence["clean"],
         result.influence[condition],
-        front=size,
-        tail=size,
-        tail_rule=tail_rule,
+        front=view.size,
+        tail=view.size,
+        tail_rule=view.tail_rule,
         image=0,
     )
 
 
-tables = {condition: shift_table(condition) for condition in AFTER_CONDITIONS}
-overview = tables[after]
-if overview is not None:
-    components.chart(
-        components.figure(
-            neuron_figures.layer_overview, overview, layer, after_label=after_label, after_color=after_color
-        ),
-        f"layers-clean-vs-{after}",
-        key="neurons.layers",
-    )
-    st.caption(
-        f"Every probe layer, input (left) to output (right); {layer} is highlighted. Where ρ and the front "
-        "overlap drop, the attack has reordered the neurons."
-    )
-    with st.expander(f"Table: the shift clean → {after_label} in every layer"):
-        shown = overview.assign(kind=[infos[name].kind if name in infos else "" for name in overview["layer"]])
-        shown = shown[["layer", "kind", *[c for c in overview.columns if c != "layer"]]]
-        st.dataframe(
-            shown,
-            hide_index=True,
-            key="neurons.table",
-            column_config={
-                "layer": st.column_config.TextColumn("layer"),
-                "kind": st.column_config.TextColumn("kind"),
-                "neurons": st.column_config.NumberColumn("neurons", format="%d"),
-                "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
-                "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
-                "front_overlap": st.column_config.NumberColumn("front overlap", format="percent"),
-                "front_suppressed_share": st.column_config.NumberColumn("front suppressed", format="percent"),
-                "tail_lifted_share": st.column_config.NumberColumn("tail lifted", format="percent"),
-                "front_influence_change": st.column_config.NumberColumn(
-                    "front Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean front."
-                ),
-                "tail_influence_change": st.column_config.NumberColumn(
-                    "tail Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean tail."
-                ),
-            },
+def with_kinds(overview: pd.DataFrame, infos: dict[str, LayerInfo]) -> pd.DataFrame:
+    """The per-layer table with each layer's kind after its name (the table the page shows)."""
+    shown = overview.assign(kind=[infos[name].kind if name in infos else "" for name in overview["layer"]])
+    return shown[["layer", "kind", *[c for c in overview.columns if c != "layer"]]]
+
+
+def across_network(result: analysis.Analysis, view: View, infos: dict[str, LayerInfo]) -> dict[str, pd.DataFrame | None]:
+    """The layer overview of the chosen condition and its table; returns every condition's table."""
+    st.subheader("Across the network", divider="gray")
+    layer, after_label = view.layer, view.after_label
+    tables = {condition: shift_table(result, condition, view) for condition in AFTER_CONDITIONS}
+    overview = tables[view.after]
+    if overview is not None:
+        components.chart(
+            components.figure(
+                neuron_figures.layer_overview, overview, layer, after_label=after_label, after_color=view.after_color
+            ),
+            f"layers-clean-vs-{view.after}",
+            key="neurons.layers",
         )
+        st.caption(
+            f"Every probe layer, input (left) to output (right); {layer} is highlighted. Where ρ and the front "
+            "overlap drop, the attack has reordered the neurons."
+        )
+        with st.expander(f"Table: the shift clean → {after_label} in every layer"):
+            st.dataframe(with_kinds(overview, infos), hide_index=True, key="neurons.table", column_config=TABLE_COLUMNS)
+    return tables
+
 
 # -- back to the clean ranking? ------------------------------------------------------------------
 
-st.subheader("Does the defence restore the clean ranking?", divider="gray")
-frames = {condition: frame for condition, frame in tables.items() if frame is not None}
-if len(frames) == len(AFTER_CONDITIONS):
+
+def restoration_section(tables: dict[str, pd.DataFrame | None], view: View) -> None:
+    st.subheader("Does the defence restore the clean ranking?", divider="gray")
+    frames = {condition: frame for condition, frame in tables.items() if frame is not None}
+    if len(frames) != len(AFTER_CONDITIONS):
+        return
     components.chart(
-        components.figure(neuron_figures.restoration_overview, frames, layer, labels=analysis.CONDITION_LABELS),
+        components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=analysis.CONDITION_LABELS),
         "restoration-by-layer",
         key="neurons.restoration",
     )
-    st.markdown(neuron_figures.restoration_sentence(frames, layer, labels=analysis.CONDITION_LABELS))
+    st.markdown(neuron_figures.restoration_sentence(frames, view.layer, labels=analysis.CONDITION_LABELS))
     st.caption(
         "The ranking of each image's neurons compared with the clean image's, layer by layer. A defence that "
         "undoes the attack brings its line up toward ρ = 1 and 100% front overlap; the restored images' "
         "predictions are on the Attack page."
     )
 
-# -- input attributions ---------------------------------------------------------------------------
 
-st.subheader("Input attributions: clean vs adversarial", divider="gray")
+# -- input attributions ---------------------------------------------------------------------------
 
 
 @st.fragment
@@ -289,20 +353,21 @@ def attributions(model: PixelModel, result: analysis.Analysis) -> None:
         "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
         "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
     }
-    controls = st.columns([3, 2], vertical_alignment="bottom")
-    method = controls[0].radio(
+    columns = st.columns([3, 2], vertical_alignment="bottom")
+    method = columns[0].radio(
         "Method",
         ATTRIBUTION_METHODS,
         format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
         horizontal=True,
-        key="neurons.attribution_method",
+        key=ATTRIBUTION_METHOD_KEY,
     )
-    toward_adversarial = controls[1].checkbox(
+    toward_adversarial = columns[1].checkbox(
         f"Also toward the adversarial class ({class_names[adversarial_class]})",
         value=False,
-        key="neurons.attribution_adversarial",
+        key=ATTRIBUTION_ADVERSARIAL_KEY,
         disabled=adversarial_class == result.benign_class,
     )
+    method = method or ATTRIBUTION_METHODS[0]
     st.caption(helps[method] + ". Both maps of a pair share one colour scale.")
     pair = torch.cat([result.clean, result.adversarial])
     targets = [(result.benign_class, "benign")]
@@ -340,4 +405,5 @@ def attributions(model: PixelModel, result: analysis.Analysis) -> None:
     )
 
 
-attributions(model, result)
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()

@@ -12,7 +12,8 @@ import streamlit as st
 from app import analysis, components, state
 from neuronviz import evalset, feature_maps, sensitivity
 from neuronviz.figures import sensitivity as figs
-from neuronviz.models import list_models
+from neuronviz.models import PixelModel, list_models
+from neuronviz.sensitivity import SensitivityMap
 
 IMAGES = "sensitivity.images"
 KEEP_IMAGES = "sensitivity.images_kept"  # plain state: survives visits to other pages
@@ -28,271 +29,297 @@ IMAGE, SET = "image", "set"
 #: compare_models attacks sets untargeted, against the true labels.
 TARGET_NOTE = " (sets are attacked untargeted, away from the true class: the target applies to the single image)"
 
-selection = components.require_selection()
-model = selection.model
-choice = analysis.attack_choice(model)
+def render() -> None:
+    selection = components.loaded_selection()
+    if selection is None:
+        return
+    model = selection.model
+    choice = analysis.attack_choice(model)
 
-st.title("Neuron sensitivity")
-st.caption(
-    "Zhang, Liu, Liu et al., *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with "
-    "Neuron Sensitivity* (IEEE TIP 2021, arXiv:1909.06978). The sensitivity of channel m of layer l over pairs "
-    "(x, x′) is σ = mean over pairs of ‖F(x) − F(x′)‖₁ / dim(F), as in the authors' lab code: how far the attack "
-    "moves the channel, per element. The SNS fine-tuning of the third model below is a **reconstruction** "
-    "(docs/sensitivity.md)."
-)
-
-available = analysis.attempt(analysis.memo, evalset.available_images, model)
-n_images = None
-too_few = None if available is None else components.too_few_labelled(
-    model,
-    available,
-    "a sensitivity set",
-    "a mean over so few pairs is not a set's profile (with one labelled image the \"set\" is a single image, "
-    "drawn as a second curve next to this image's)",
-)
-if too_few is not None:
-    st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
-elif available:
-    st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES)), available))
-    n_images = st.columns([1, 2])[0].number_input(
-        "Evaluation images (the set and the comparison)",
-        min_value=1,
-        max_value=available,
-        step=10 if available > 20 else 1,
-        key=IMAGES,
-        help="How many labelled images are attacked to measure sensitivity over a set of pairs.",
-        on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
+    st.title("Neuron sensitivity")
+    st.caption(
+        "Zhang, Liu, Liu et al., *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with "
+        "Neuron Sensitivity* (IEEE TIP 2021, arXiv:1909.06978). The sensitivity of channel m of layer l over pairs "
+        "(x, x′) is σ = mean over pairs of ‖F(x) − F(x′)‖₁ / dim(F), as in the authors' lab code: how far the attack "
+        "moves the channel, per element. The SNS fine-tuning of the third model below is a **reconstruction** "
+        "(docs/sensitivity.md)."
     )
+
+    available = analysis.attempt(analysis.memo, evalset.available_images, model)
+    n_images = None
+    too_few = None if available is None else components.too_few_labelled(
+        model,
+        available,
+        "a sensitivity set",
+        "a mean over so few pairs is not a set's profile (with one labelled image the \"set\" is a single image, "
+        "drawn as a second curve next to this image's)",
+    )
+    if too_few is not None:
+        st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
+    elif available:
+        st.session_state[IMAGES] = max(1, min(int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES)), available))
+        n_images = st.columns([1, 2])[0].number_input(
+            "Evaluation images (the set and the comparison)",
+            min_value=1,
+            max_value=available,
+            step=10 if available > 20 else 1,
+            key=IMAGES,
+            help="How many labelled images are attacked to measure sensitivity over a set of pairs.",
+            on_change=lambda: st.session_state.update({KEEP_IMAGES: int(st.session_state[IMAGES])}),
+        )
+
+    current, one, set_result = per_layer(selection, choice, n_images)
+    per_channel(model, current, one, set_result)
+    comparison_section(selection)
+
 
 # -- per layer ---------------------------------------------------------------------------------------
 
-st.subheader("Sensitivity per layer", divider="gray")
-current = components.current_analysis(selection)
-one = None
-if current is not None:
-    one = analysis.attempt(analysis.memo, sensitivity.neuron_sensitivity, model, current.clean, current.adversarial)
 
-evaluation = set_result = None
-params = analysis.attempt(choice.params, model)
-if n_images and params is not None:
-    evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
-    if evaluation is not None:
-        with st.spinner(f"Attacking {components.plural(evaluation.size, 'image')} ({choice.describe(model)}) and measuring every layer…"):
-            set_result = analysis.attempt(
-                analysis.memo,
-                sensitivity.compare_models,
-                {model.name: model},
-                evaluation.images,
-                evaluation.labels,
-                attack=choice.attack,
-                params=params,
-                seed=choice.seed,
-            )
+def per_layer(selection: state.Selection, choice: analysis.AttackChoice, n_images: int | None) -> tuple[analysis.Analysis | None, dict[str, SensitivityMap] | None, sensitivity.SensitivityComparison | None]:
+    """σ per layer on this image and on the evaluation set; returns (analysis, this image's map, the set's result)."""
+    model = selection.model
+    st.subheader("Sensitivity per layer", divider="gray")
+    current = components.current_analysis(selection)
+    one = None
+    if current is not None:
+        one = analysis.attempt(analysis.memo, sensitivity.neuron_sensitivity, model, current.clean, current.adversarial)
 
-profiles = {}
-if one is not None:
-    profiles[f"this image ({components.plural(1, 'pair')})"] = one
-if set_result is not None:
-    profiles[f"evaluation set ({components.plural(set_result.images, 'pair')})"] = set_result.profiles[model.name]
-if profiles:
-    fig = analysis.attempt(
-        components.figure,
-        figs.layer_profile_chart,
-        profiles,
-        colors=dict(zip(profiles, ("adversarial", "front"))),
-        title=f"Sensitivity per layer of {model.name}",
-    )
-    if fig is not None:
-        components.chart(fig, f"{model.name}-sensitivity-per-layer", key="sensitivity.layers")
-    st.caption(
-        "Top: the mean σ of each layer's channels, layers in forward order. Bottom: the *relative* σ, σ divided "
-        "by the layer's mean clean activation size (not in the paper): it compares layers and models whose "
-        "activations have different magnitudes. "
-        f"Attack: {choice.describe(model)}."
-        + (
-            f" Set: {evaluation.description}{TARGET_NOTE if choice.target is not None else ''}."
-            if set_result is not None and evaluation is not None
-            else ""
-        )
-    )
+    evaluation = set_result = None
+    params = analysis.attempt(choice.params, model)
+    if n_images and params is not None:
+        evaluation = analysis.attempt(analysis.memo, evalset.evaluation_set, model, int(n_images))
+        if evaluation is not None:
+            with st.spinner(f"Attacking {components.plural(evaluation.size, 'image')} ({choice.describe(model)}) and measuring every layer…"):
+                set_result = analysis.attempt(
+                    analysis.memo,
+                    sensitivity.compare_models,
+                    {model.name: model},
+                    evaluation.images,
+                    evaluation.labels,
+                    attack=choice.attack,
+                    params=params,
+                    seed=choice.seed,
+                )
+
+    profiles = {}
+    if one is not None:
+        profiles[f"this image ({components.plural(1, 'pair')})"] = one
     if set_result is not None:
-        cells = st.columns(3)
-        cells[0].metric("Evaluation pairs", set_result.images)
-        cells[1].metric("Clean accuracy (set)", f"{100 * set_result.clean_accuracy[model.name]:.1f}%")
-        cells[2].metric(f"Accuracy under {choice.attack.upper()} (set)", f"{100 * set_result.adv_accuracy[model.name]:.1f}%")
-else:
-    st.info("No sensitivity to show: the attack did not run (see the message above).")
-
-# -- per channel -------------------------------------------------------------------------------------
-
-st.subheader("Sensitivity per channel", divider="gray")
-sources = {}
-if one is not None:
-    sources[IMAGE] = one
-if set_result is not None:
-    sources[SET] = set_result.profiles[model.name]
-if sources:
-    layers = list(next(iter(sources.values())))  # forward order (probe_layers)
-    default = current.default_layer if current is not None and current.default_layer in layers else layers[0]
-    components.persist(LAYER, SOURCE)
-    if st.session_state.get(LAYER) not in layers:
-        st.session_state[LAYER] = default
-    controls = st.columns([3, 3, 2])
-    layer = controls[0].selectbox(
-        "Layer (forward order)",
-        layers,
-        format_func=lambda name: f"{layers.index(name) + 1}. {name}",
-        key=LAYER,
-    )
-    if st.session_state.get(SOURCE) not in sources:
-        st.session_state[SOURCE] = next(iter(sources))
-    source = controls[1].segmented_control(
-        "Measured on",
-        list(sources),
-        format_func=lambda s: "this image" if s == IMAGE else f"the evaluation set ({components.plural(set_result.images, 'pair')})",
-        required=True,
-        key=SOURCE,
-    )
-    smap = sources[source]
-    bars = analysis.attempt(components.figure, figs.channel_bars, smap[layer])
-    if bars is not None:
-        components.chart(bars, f"{model.name}-{layer}-channel-sensitivity", key="sensitivity.channels")
-    top = [int(j) for j in smap[layer].top.tolist()]
-    st.caption(
-        f"σ of every channel of {layer}, most sensitive first; in vermillion the top "
-        f"{round(100 * smap[layer].top_fraction)}% ({len(top)}: {', '.join(map(str, top[:12]))}"
-        f"{'…' if len(top) > 12 else ''}), the set the paper and SNS training single out. "
-        f"Layer mean σ {smap[layer].mean:.4g}; relative σ {smap[layer].relative_mean:.3g}."
-    )
-
-    # -- the most sensitive channels' maps ----------------------------------------------------------
-    st.subheader("The most sensitive channels on this image", divider="gray")
-    if current is None:
-        st.info("The feature maps need the current image's attack, which did not run.")
-    else:
-        ranked = sorted(range(smap[layer].neurons), key=lambda j: -float(smap[layer].values[j]))
-        k = controls[2].slider("Channels to show", 1, min(8, len(ranked)), min(4, len(ranked)), key=TOP_K) if len(ranked) > 1 else 1
-        channels = ranked[:k]
-        maps = analysis.attempt(
-            analysis.memo, feature_maps.channel_maps, model, current.clean, current.adversarial, layer, channels
-        )
-        if maps is not None and len(maps.spatial) == 2:
-            fig = analysis.attempt(components.figure, figs.channel_maps_figure, maps, smap[layer])
-            if fig is not None:
-                components.chart(fig, f"{model.name}-{layer}-sensitive-maps", key="sensitivity.maps")
-            st.caption(
-                f"The {k} most sensitive channels of {layer} (ranked on "
-                f"{'this image' if source == IMAGE else 'the evaluation set'}): their output on the clean image, "
-                "on the adversarial image (one shared scale), and the difference (blue: the attack lowered the "
-                "activation, vermillion: raised it)."
-            )
-        elif maps is not None:
-            st.caption(f"{layer} has no spatial maps: each channel is one number.")
-            st.dataframe(
-                {
-                    "channel": list(maps.channels),
-                    "clean": maps.clean.tolist(),
-                    "adversarial": maps.adversarial.tolist(),
-                    "difference": maps.difference.tolist(),
-                    "σ": [float(smap[layer].values[c]) for c in maps.channels],
-                },
-                hide_index=True,
-            )
-else:
-    st.info("No per-channel sensitivity to show.")
-
-# -- standard vs robust vs SNS ---------------------------------------------------------------------
-
-st.subheader("Standard vs adversarially trained vs SNS-trained", divider="gray")
-infos = [
-    info
-    for info in list_models()
-    if info.kind == "embedded" and info.architecture == COMPARED_ARCHITECTURE and info.weights_available
-]
-models = {}
-for info in infos:
-    loaded = analysis.attempt(
-        state.load_requested_model, state.ModelRequest(name=info.name, device=selection.model_request.device)
-    )
-    if loaded is not None:
-        models[info.name] = loaded
-if len(models) < 2:
-    st.info(f"The comparison needs at least two embedded {COMPARED_ARCHITECTURE} models; found {len(models)}.")
-else:
-    reference = next(iter(models.values()))
-    compare_choice = analysis.attack_choice(reference)
-    compare_params = analysis.attempt(compare_choice.params, reference)
-    pool = analysis.attempt(analysis.memo, evalset.available_images, reference)
-    wanted = int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES))
-    compare_set = None
-    if pool and compare_params is not None:
-        compare_set = analysis.attempt(analysis.memo, evalset.evaluation_set, reference, min(wanted, pool))
-    comparison = None
-    if compare_set is not None:
-        # One cached call per model, with the same key as the evaluation set's call above: the
-        # selected model's part (digits-cnn by default) is computed once for both sections.
-        parts = {}
-        progress = st.progress(0.0, text="Comparing the models…")
-        for number, (name, compared) in enumerate(models.items()):
-            progress.progress(
-                number / len(models),
-                text=f"Attacking {components.plural(compare_set.size, 'image')} on {name} ({number + 1} of {len(models)}, "
-                f"{compare_choice.describe(reference)}) and measuring every layer…",
-            )
-            part = analysis.attempt(
-                analysis.memo,
-                sensitivity.compare_models,
-                {name: compared},
-                compare_set.images,
-                compare_set.labels,
-                attack=compare_choice.attack,
-                params=compare_params,
-                seed=compare_choice.seed,
-            )
-            if part is None:
-                break
-            parts[name] = part
-        progress.empty()
-        if len(parts) == len(models):
-            comparison = sensitivity.SensitivityComparison(
-                attack=compare_choice.attack,
-                params=dict(compare_params),
-                profiles={name: part.profiles[name] for name, part in parts.items()},
-                clean_accuracy={name: part.clean_accuracy[name] for name, part in parts.items()},
-                adv_accuracy={name: part.adv_accuracy[name] for name, part in parts.items()},
-                images=compare_set.size,
-            )
-    if comparison is not None:
+        profiles[f"evaluation set ({components.plural(set_result.images, 'pair')})"] = set_result.profiles[model.name]
+    if profiles:
         fig = analysis.attempt(
             components.figure,
             figs.layer_profile_chart,
-            comparison.profiles,
-            colors={name: COMPARISON_COLORS.get(name, "middle") for name in comparison.profiles},
-            title=f"Sensitivity per layer: {', '.join(comparison.profiles)}",
+            profiles,
+            colors=dict(zip(profiles, ("adversarial", "front"))),
+            title=f"Sensitivity per layer of {model.name}",
         )
         if fig is not None:
-            components.chart(fig, "sensitivity-model-comparison", key="sensitivity.comparison")
+            components.chart(fig, f"{model.name}-sensitivity-per-layer", key="sensitivity.layers")
         st.caption(
-            f"A fixed comparison of the embedded {COMPARED_ARCHITECTURE} models, whatever model is selected: "
-            f"{compare_set.description}, each model attacked white-box by {compare_choice.describe(reference)}"
-            f"{TARGET_NOTE if compare_choice.target is not None else ''}. The paper's claim: adversarial training "
-            "works by lowering neuron sensitivity."
+            "Top: the mean σ of each layer's channels, layers in forward order. Bottom: the *relative* σ, σ divided "
+            "by the layer's mean clean activation size (not in the paper): it compares layers and models whose "
+            "activations have different magnitudes. "
+            f"Attack: {choice.describe(model)}."
+            + (
+                f" Set: {evaluation.description}{TARGET_NOTE if choice.target is not None else ''}."
+                if set_result is not None and evaluation is not None
+                else ""
+            )
         )
-        st.dataframe(
-            figs.accuracy_rows(comparison),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                name: st.column_config.NumberColumn(format="%.1f")
-                for name in figs.accuracy_rows(comparison)[0]
-                if name.endswith("(%)")
-            },
+        if set_result is not None:
+            cells = st.columns(3)
+            cells[0].metric("Evaluation pairs", set_result.images)
+            cells[1].metric("Clean accuracy (set)", f"{100 * set_result.clean_accuracy[model.name]:.1f}%")
+            cells[2].metric(f"Accuracy under {choice.attack.upper()} (set)", f"{100 * set_result.adv_accuracy[model.name]:.1f}%")
+    else:
+        st.info("No sensitivity to show: the attack did not run (see the message above).")
+    return current, one, set_result
+
+
+# -- per channel -------------------------------------------------------------------------------------
+
+
+def per_channel(model: PixelModel, current: analysis.Analysis | None, one: dict[str, SensitivityMap] | None, set_result: sensitivity.SensitivityComparison | None) -> None:
+    """σ of every channel of one layer, and the most sensitive channels' maps on this image."""
+    st.subheader("Sensitivity per channel", divider="gray")
+    sources = {}
+    if one is not None:
+        sources[IMAGE] = one
+    if set_result is not None:
+        sources[SET] = set_result.profiles[model.name]
+    if sources:
+        layers = list(next(iter(sources.values())))  # forward order (probe_layers)
+        default = current.default_layer if current is not None and current.default_layer in layers else layers[0]
+        components.persist(LAYER, SOURCE)
+        if st.session_state.get(LAYER) not in layers:
+            st.session_state[LAYER] = default
+        controls = st.columns([3, 3, 2])
+        layer = controls[0].selectbox(
+            "Layer (forward order)",
+            layers,
+            format_func=lambda name: f"{layers.index(name) + 1}. {name}",
+            key=LAYER,
         )
-        st.markdown(
-            "**Measured** (docs/sensitivity.md, all 360 test images, PGD-20 ε = 0.1): from the last convolution "
-            "on, the adversarially trained model is 1.9–3.8× less sensitive than the standard one, as the paper "
-            "claims, but it is *more* sensitive in the early layers in absolute terms (its activations are larger; "
-            "relative σ is lower). SNS fine-tuning gives the lowest σ in every layer, yet the adversarially trained "
-            "model stays more robust (73.9% vs 50.6% under PGD-20): lower absolute sensitivity alone does not buy "
-            "robustness here."
+        if st.session_state.get(SOURCE) not in sources:
+            st.session_state[SOURCE] = next(iter(sources))
+        set_label = "the evaluation set" + (f" ({components.plural(set_result.images, 'pair')})" if set_result is not None else "")
+        source = controls[1].segmented_control(
+            "Measured on",
+            list(sources),
+            format_func=lambda s: "this image" if s == IMAGE else set_label,
+            required=True,
+            key=SOURCE,
+        ) or next(iter(sources))  # required: never None
+        smap = sources[source]
+        bars = analysis.attempt(components.figure, figs.channel_bars, smap[layer])
+        if bars is not None:
+            components.chart(bars, f"{model.name}-{layer}-channel-sensitivity", key="sensitivity.channels")
+        top = [int(j) for j in smap[layer].top.tolist()]
+        st.caption(
+            f"σ of every channel of {layer}, most sensitive first; in vermillion the top "
+            f"{round(100 * smap[layer].top_fraction)}% ({len(top)}: {', '.join(map(str, top[:12]))}"
+            f"{'…' if len(top) > 12 else ''}), the set the paper and SNS training single out. "
+            f"Layer mean σ {smap[layer].mean:.4g}; relative σ {smap[layer].relative_mean:.3g}."
         )
+
+        # -- the most sensitive channels' maps ----------------------------------------------------------
+        st.subheader("The most sensitive channels on this image", divider="gray")
+        if current is None:
+            st.info("The feature maps need the current image's attack, which did not run.")
+        else:
+            ranked = sorted(range(smap[layer].neurons), key=lambda j: -float(smap[layer].values[j]))
+            k = controls[2].slider("Channels to show", 1, min(8, len(ranked)), min(4, len(ranked)), key=TOP_K) if len(ranked) > 1 else 1
+            channels = ranked[:k]
+            maps = analysis.attempt(
+                analysis.memo, feature_maps.channel_maps, model, current.clean, current.adversarial, layer, channels
+            )
+            if maps is not None and len(maps.spatial) == 2:
+                fig = analysis.attempt(components.figure, figs.channel_maps_figure, maps, smap[layer])
+                if fig is not None:
+                    components.chart(fig, f"{model.name}-{layer}-sensitive-maps", key="sensitivity.maps")
+                st.caption(
+                    f"The {k} most sensitive channels of {layer} (ranked on "
+                    f"{'this image' if source == IMAGE else 'the evaluation set'}): their output on the clean image, "
+                    "on the adversarial image (one shared scale), and the difference (blue: the attack lowered the "
+                    "activation, vermillion: raised it)."
+                )
+            elif maps is not None:
+                st.caption(f"{layer} has no spatial maps: each channel is one number.")
+                st.dataframe(
+                    {
+                        "channel": list(maps.channels),
+                        "clean": maps.clean.tolist(),
+                        "adversarial": maps.adversarial.tolist(),
+                        "difference": maps.difference.tolist(),
+                        "σ": [float(smap[layer].values[c]) for c in maps.channels],
+                    },
+                    hide_index=True,
+                )
+    else:
+        st.info("No per-channel sensitivity to show.")
+
+
+# -- standard vs robust vs SNS ---------------------------------------------------------------------
+
+
+def comparison_section(selection: state.Selection) -> None:
+    """The embedded digits-cnn models (standard, PGD-trained, SNS-trained) compared on one set."""
+    st.subheader("Standard vs adversarially trained vs SNS-trained", divider="gray")
+    infos = [
+        info
+        for info in list_models()
+        if info.kind == "embedded" and info.architecture == COMPARED_ARCHITECTURE and info.weights_available
+    ]
+    models = {}
+    for info in infos:
+        loaded = analysis.attempt(
+            state.load_requested_model, state.ModelRequest(name=info.name, device=selection.model_request.device)
+        )
+        if loaded is not None:
+            models[info.name] = loaded
+    if len(models) < 2:
+        st.info(f"The comparison needs at least two embedded {COMPARED_ARCHITECTURE} models; found {len(models)}.")
+    else:
+        reference = next(iter(models.values()))
+        compare_choice = analysis.attack_choice(reference)
+        compare_params = analysis.attempt(compare_choice.params, reference)
+        pool = analysis.attempt(analysis.memo, evalset.available_images, reference)
+        wanted = int(st.session_state.get(KEEP_IMAGES, DEFAULT_IMAGES))
+        compare_set = None
+        if pool and compare_params is not None:
+            compare_set = analysis.attempt(analysis.memo, evalset.evaluation_set, reference, min(wanted, pool))
+        comparison = None
+        if compare_set is not None and compare_params is not None:
+            # One cached call per model, with the same key as the evaluation set's call above: the
+            # selected model's part (digits-cnn by default) is computed once for both sections.
+            parts = {}
+            progress = st.progress(0.0, text="Comparing the models…")
+            for number, (name, compared) in enumerate(models.items()):
+                progress.progress(
+                    number / len(models),
+                    text=f"Attacking {components.plural(compare_set.size, 'image')} on {name} ({number + 1} of {len(models)}, "
+                    f"{compare_choice.describe(reference)}) and measuring every layer…",
+                )
+                part = analysis.attempt(
+                    analysis.memo,
+                    sensitivity.compare_models,
+                    {name: compared},
+                    compare_set.images,
+                    compare_set.labels,
+                    attack=compare_choice.attack,
+                    params=compare_params,
+                    seed=compare_choice.seed,
+                )
+                if part is None:
+                    break
+                parts[name] = part
+            progress.empty()
+            if len(parts) == len(models):
+                comparison = sensitivity.SensitivityComparison(
+                    attack=compare_choice.attack,
+                    params=dict(compare_params),
+                    profiles={name: part.profiles[name] for name, part in parts.items()},
+                    clean_accuracy={name: part.clean_accuracy[name] for name, part in parts.items()},
+                    adv_accuracy={name: part.adv_accuracy[name] for name, part in parts.items()},
+                    images=compare_set.size,
+                )
+        if comparison is not None and compare_set is not None:
+            fig = analysis.attempt(
+                components.figure,
+                figs.layer_profile_chart,
+                comparison.profiles,
+                colors={name: COMPARISON_COLORS.get(name, "middle") for name in comparison.profiles},
+                title=f"Sensitivity per layer: {', '.join(comparison.profiles)}",
+            )
+            if fig is not None:
+                components.chart(fig, "sensitivity-model-comparison", key="sensitivity.comparison")
+            st.caption(
+                f"A fixed comparison of the embedded {COMPARED_ARCHITECTURE} models, whatever model is selected: "
+                f"{compare_set.description}, each model attacked white-box by {compare_choice.describe(reference)}"
+                f"{TARGET_NOTE if compare_choice.target is not None else ''}. The paper's claim: adversarial training "
+                "works by lowering neuron sensitivity."
+            )
+            st.dataframe(
+                figs.accuracy_rows(comparison),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    name: st.column_config.NumberColumn(format="%.1f")
+                    for name in figs.accuracy_rows(comparison)[0]
+                    if name.endswith("(%)")
+                },
+            )
+            st.markdown(
+                "**Measured** (docs/sensitivity.md, all 360 test images, PGD-20 ε = 0.1): from the last convolution "
+                "on, the adversarially trained model is 1.9–3.8× less sensitive than the standard one, as the paper "
+                "claims, but it is *more* sensitive in the early layers in absolute terms (its activations are larger; "
+                "relative σ is lower). SNS fine-tuning gives the lowest σ in every layer, yet the adversarially trained "
+                "model stays more robust (73.9% vs 50.6% under PGD-20): lower absolute sensitivity alone does not buy "
+                "robustness here."
+            )
+
+
+if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
+    render()
