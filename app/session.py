@@ -67,6 +67,9 @@ def _controls() -> dict[str, Control]:
         "filters.attack": Control("choice", "fgsm", options=("fgsm", "sidebar")),
         "filters.beta": Control("float", 0.2, low=0.0, high=1.0),
         "filters.curve": Control("bool", True),
+        "filters.show": Control("choice", "fragile and robust", options=("fragile and robust", "all")),
+        "sensitivity.source": Control("choice", "image", options=("image", "set")),
+        "batch.per_class_metric": Control("choice", "accuracy", options=("accuracy", "attack_success")),
     }
     table.update({key: control for key, control in library.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
     return table
@@ -232,17 +235,76 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     if get_attack(choice.attack).targeted:
         st.session_state[target_key(model.content_hash)] = sidebar.UNTARGETED if choice.target is None else choice.target
 
+    # the Defences page's parameters (defence.<name>.<param>), validated by the defence's schema
+    messages += _apply_defences(record.page, model, what)
+
     # the pages' controls: in session state, and where components.persist puts forgotten values back
     kept = st.session_state.setdefault(_KEPT, {})
     pending = st.session_state.setdefault(PENDING, {})
     known = controls()
     for key, value in record.page.items():
+        if key.startswith(DEFENCE_PREFIX):
+            continue
         if key in known:
             st.session_state[key] = value
             kept[key] = value
         else:
             pending[key] = value
     return messages
+
+
+DEFENCE_PREFIX = "defence."  # query keys defence.<name>.<param>: the Defences page's applied parameters
+
+
+def _applied_key(name: str, model) -> str:
+    from app.app_pages import defences  # importing a page draws nothing (it renders as __main__ only)
+
+    return defences.applied_key(name, model)
+
+
+def _apply_defences(page: dict[str, Any], model, what: str) -> list[str]:
+    from neuronviz.defenses import get_defense
+
+    messages: list[str] = []
+    given: dict[str, dict[str, Any]] = {}
+    for key, text in page.items():
+        if not key.startswith(DEFENCE_PREFIX):
+            continue
+        name, _, param_name = key[len(DEFENCE_PREFIX):].rpartition(".")
+        try:
+            defense = get_defense(name)
+        except NeuronvizError:
+            messages.append(f"The {what}'s {key} names no defence of this server: ignored.")
+            continue
+        param = next((p for p in defense.params if p.name == param_name), None)
+        if param is None:
+            messages.append(f"The {what}'s {key}: {name} has no parameter {param_name!r}; ignored.")
+            continue
+        try:
+            given.setdefault(defense.name, {})[param.name] = library.parse_param(param, str(text))
+        except NeuronvizError as error:
+            messages.append(f"The {what}'s {key}={str(text)[:80]!r} was not used ({error}): using the defence's default.")
+    for name, values in given.items():
+        try:
+            get_defense(name).resolve(values, model)
+        except NeuronvizError as error:
+            messages.append(f"The {what}'s parameters of {name} ({values}) do not fit {model.name}: {error}. Using its defaults.")
+            continue
+        st.session_state[_applied_key(name, model)] = values
+    return messages
+
+
+def _defence_page(model) -> dict[str, Any]:
+    """The Defences page's applied parameters that differ from the defaults, as defence.<name>.<param>."""
+    from neuronviz.defenses import list_defenses
+
+    page: dict[str, Any] = {}
+    for defense in list_defenses():
+        values = st.session_state.get(_applied_key(defense.name, model)) or {}
+        for param in defense.params:
+            if param.name in values and not _same(values[param.name], param.default_for(model)):
+                page[f"{DEFENCE_PREFIX}{defense.name}.{param.name}"] = values[param.name]
+    return page
 
 
 # -- the current state as a record ---------------------------------------------------------------------
@@ -294,6 +356,7 @@ def current_record(selection: state.Selection) -> SessionRecord:
         if control.kind == "multi" and isinstance(value, (list, tuple)):
             value = [v for v in control.options if v in value]
         page[key] = value
+    page.update(_defence_page(model))
     fields["page"] = page
     return SessionRecord(**fields)
 

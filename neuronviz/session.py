@@ -36,7 +36,7 @@ from neuronviz.errors import InputError, NeuronvizError
 
 __all__ = [
     "FIGURE_DEFAULTS", "FORMAT", "MAX_SESSION_BYTES", "Control", "SessionRecord", "check_for_model", "figure_controls",
-    "figure_spec", "from_json",
+    "figure_spec", "from_json", "parse_param",
     "from_query", "parse_value",
 ]
 
@@ -260,7 +260,11 @@ def _parse_target(text: str) -> int | str | None:
     return int(value)
 
 
-def _parse_param(param: Any, text: str) -> Any:
+def parse_param(param: Any, text: str) -> Any:
+    """A schema parameter's (:class:`neuronviz.schema.Param`) value from query text. Raises
+    InputError saying what is allowed (the range check against a model is the schema's)."""
+    if param.kind == "layer":
+        return text.strip()
     if param.kind == "choice":
         for option in param.choices:
             if text == _text(option):
@@ -350,7 +354,7 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
     for name, param in params.items():
         if name in values:
             try:
-                chosen[name] = _parse_param(param, values[name])
+                chosen[name] = parse_param(param, values[name])
             except InputError as error:
                 bad(name, f"{attack}'s {name}: {error}", "the attack's default")
     changes["params"] = chosen
