@@ -39,6 +39,15 @@ from neuronviz.session import Control, SessionRecord
 MODEL_SOURCE, MODEL_NAME, DEVICE = "model_source", "model_name", "device"
 IMAGE_SOURCE, SAMPLE_CLASS, SAMPLE_EXAMPLE, SAMPLE_ID = "image_source", "sample_class", "sample_example", "sample_id"
 ATTACK_NAME = "attack_name"
+#: The model Source box's entry for an uploaded checkpoint, and the file types it takes (the models
+#: helper's source registry renames these: read through here only).
+CHECKPOINT_SOURCE: str = getattr(sidebar, "CHECKPOINT", "Your checkpoint")
+CHECKPOINT_TYPES: list[str] = list(getattr(sidebar, "CHECKPOINT_TYPES", ["safetensors", "pt", "pth"]))
+
+
+def checkpoint_request(upload: state.Upload, architecture: str | None, device: str) -> state.ModelRequest:
+    """The sidebar's request for an uploaded checkpoint (one place to adapt when ModelRequest changes)."""
+    return state.ModelRequest(name=upload.name, upload=upload, architecture=architecture, device=device)
 
 
 def weights_key(name: str) -> str:
@@ -168,7 +177,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
                 f"not have: supply that file (Open session, or Model → Your checkpoint). Using {state.DEFAULT_MODEL} meanwhile."
             )
         else:
-            request = state.ModelRequest(name=upload.name, upload=upload, architecture=record.architecture, device=device)
+            request = checkpoint_request(upload, record.architecture, device)
     if request is None:
         request = _registry_request(record if record.weights != "checkpoint" else SessionRecord(), messages, what)
         request = state.ModelRequest(name=request.name, weights=request.weights, device=device)
@@ -190,7 +199,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
 
     # the model picker
     if request.upload is not None:
-        st.session_state[MODEL_SOURCE] = sidebar.CHECKPOINT
+        st.session_state[MODEL_SOURCE] = CHECKPOINT_SOURCE
         st.session_state[state.GOOD_MODEL] = request  # no file in the uploader: the sidebar keeps this one
     else:
         st.session_state[MODEL_SOURCE] = sidebar.REGISTRY
@@ -328,7 +337,7 @@ def current_record(selection: state.Selection) -> SessionRecord:
     fields: dict[str, Any] = {"device": request.device, "model_hash": model.content_hash, "image_hash": analysis.content_key(selection.image)["tensor"]}
     if request.upload is not None:
         fields.update(model=request.upload.name, weights="checkpoint", checkpoint_sha256=request.upload.digest,
-                      architecture=request.architecture)
+                      architecture=getattr(request, "architecture", None))
     else:
         fields.update(model=request.name, weights="random" if request.weights is None else "default")
     image = selection.image_request
@@ -446,7 +455,7 @@ def _expander(selection: state.Selection | None, record: SessionRecord | None, q
                 "the pages' controls. Open it here or render it with python -m neuronviz figure --session FILE.",
             )
         st.file_uploader(
-            "Open session", type=["json", *sidebar.CHECKPOINT_TYPES, *sidebar.IMAGE_TYPES], accept_multiple_files=True,
+            "Open session", type=["json", *CHECKPOINT_TYPES, *sidebar.IMAGE_TYPES], accept_multiple_files=True,
             key=OPEN_KEY, on_change=_opened,
             help="A session file (.json); add the checkpoint or image it names, if this server does not have them "
             "(they are matched by SHA-256).",

@@ -96,6 +96,13 @@ def test_open_session_applies_the_file_and_asks_for_the_upload_it_names():
     request = at.session_state["state.selection"].image_request
     assert request.upload is not None and request.upload.digest == digest and request.true_class == 4
     assert at.query_params["image"] == f"sha256:{digest}" and at.query_params["true_class"] == "4"
+    # A session naming a checkpoint this server does not have: which file to supply; the rest opens.
+    missing = SessionRecord(model="my-net.safetensors", weights="checkpoint", checkpoint_sha256="ef" * 32, seed=11)
+    at.sidebar.file_uploader(key="session.open").set_value([("c.json", missing.to_json().encode(), "application/json")]).run()
+    assert_healthy(at)
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert f"uses the checkpoint my-net.safetensors (sha256 {'ef' * 32})" in captions and "Using digits-cnn meanwhile" in captions
+    assert at.session_state["state.selection"].model.name == "digits-cnn" and _choice(at).seed == 11
 
 
 def _cli_numbers(path: Path, tmp_path: Path) -> dict:
