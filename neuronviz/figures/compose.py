@@ -470,7 +470,7 @@ def compose_figure(
         # The legend's rows above the chart (its three names rarely fit beside each other at 85 mm).
         legend_px = sum(_tick_width([t.name], fs) + 3.4 * fs for t in sweep_source.data if t.showlegend is not False and t.name)
         sweep_legend_rows = max(1, math.ceil(legend_px / (width - 2 * side - fs * 4.6)))
-        rows.append(("eps-sweep", max(0.42 * width, 26 * fs), fs * (3.6 + 1.5 * sweep_legend_rows)))
+        rows.append(("eps-sweep", max(0.42 * width, 26 * fs), fs * (3.9 + 2.1 * sweep_legend_rows)))
     if "filters" in spec.charts:
         maps = _need(data, "filters")
         per_row, _ = _filter_layout(spec.width_mm, spec.font_pt, int(maps.weights.shape[0]))
@@ -480,8 +480,8 @@ def compose_figure(
                 annotation.text = FILTER_PANEL_LABELS[annotation.text]
         # The cell gets the grid's own aspect ratio, so square panels need no scale constraint
         # (with one, chromium drew the grid smaller than its cell at 85 mm).
-        filter_source.update_yaxes(scaleanchor=None, constrain=None)
-        filter_source.update_xaxes(constrain=None)
+        filter_source.update_yaxes(scaleanchor=None, constrain=None, autorange=False)
+        filter_source.update_xaxes(constrain=None, autorange=False)
         x_span = float(filter_source.layout.xaxis.range[1] - filter_source.layout.xaxis.range[0])
         y_span = abs(float(filter_source.layout.yaxis.range[0] - filter_source.layout.yaxis.range[1]))
         rows.append(("filters", (width - 2 * side - fs * 1.6) * y_span / x_span, fs * 3.2))
