@@ -24,7 +24,7 @@ nowhere else; pages declare further controls with :func:`url_key`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -271,7 +271,7 @@ def _applied_key(name: str, model) -> str:
     return defences.applied_key(name, model)
 
 
-def _apply_defences(page: dict[str, Any], model, what: str) -> list[str]:
+def _apply_defences(page: Mapping[str, Any], model, what: str) -> list[str]:
     from neuronviz.defenses import get_defense
 
     messages: list[str] = []
