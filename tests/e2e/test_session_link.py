@@ -104,6 +104,16 @@ def _verdicts(page) -> list[str]:
     return [t.strip() for t in texts if t.count(" · ") == 2 and "%" in t][:4]
 
 
+def _until(read, done, seconds: float = 30.0):
+    """``read()`` once ``done`` holds for it (the page may still be drawing), else its last value."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        value = read()
+    return value
+
+
 def _main_text(page) -> str:
     return page.get_by_test_id("stMain").inner_text()
 
@@ -118,7 +128,7 @@ def _numbers(browser, url: str) -> dict[str, object]:
         expect(page.get_by_text("FGSM · eps 0.2", exact=False).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
         _wait_for_run(page)
         _assert_no_exception(page)
-        verdicts = _verdicts(page)
+        verdicts = _until(lambda: _verdicts(page), lambda v: len(v) == 4)
         text = _main_text(page)
         assert "seed 5" in text
         # The URL keeps the link's settings (written back by the app).
@@ -127,7 +137,7 @@ def _numbers(browser, url: str) -> dict[str, object]:
         expect(page.get_by_role("heading", name=re.compile(r"^features\.3: influence")).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
         _wait_for_run(page)
         _assert_no_exception(page)
-        metrics = [m.strip() for m in page.get_by_test_id("stMetricValue").all_inner_texts()]
+        metrics = _until(lambda: [m.strip() for m in page.get_by_test_id("stMetricValue").all_inner_texts()], lambda m: len(m) >= 4)
         paragraphs = [t.strip() for t in page.get_by_test_id("stMarkdownContainer").all_inner_texts() if "influence" in t or "front" in t]
         return {"verdicts": verdicts, "metrics": metrics, "neurons": paragraphs}
     finally:
