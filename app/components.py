@@ -13,10 +13,11 @@ import streamlit as st
 from app import analysis, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps
+from neuronviz.errors import NeuronvizError
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
 from neuronviz.images import ImageInfo
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import ModelInfo, PixelModel
+from neuronviz.models import ModelInfo, PixelModel, source_for
 
 
 def current_choice(selection: state.Selection | None) -> None:
@@ -70,7 +71,10 @@ def _weights_label(request: state.ModelRequest) -> str:
         return f"uploaded checkpoint {request.upload.name}"
     if request.weights is None:
         return "random initialisation"
-    return "embedded weights" if request.name.startswith("digits-") else "pretrained weights"
+    try:
+        return source_for(request.name).weights_word
+    except NeuronvizError:
+        return "pretrained weights"
 
 
 def messages(errors: Iterable[str]) -> None:
@@ -148,8 +152,9 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         facts["Parameters"] = f"{card['parameters']:,}"
     if "adversarial" in training:
         facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
-    elif "lam" in training and "top_fraction" in training:  # the SNS recipe (neuronviz/training/sns.py)
-        facts["Training"] = "SNS"  # the description says it is a reconstruction
+    elif isinstance(training.get("method"), str) and training["method"].strip():
+        # the recipe's own name, as the card states it (SNS: "SNS fine-tuning (reconstruction; ...)")
+        facts["Training"] = training["method"].split(" (")[0].removesuffix(" fine-tuning").strip()
     if training.get("epochs"):
         facts["Epochs"] = str(training["epochs"])
     return facts

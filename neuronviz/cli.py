@@ -1,14 +1,14 @@
 """Command line: ``python -m neuronviz <command>``.
 
 Commands:
-  models                 list the registered models (embedded and zoo) and whether weights are here
+  models                 list every model source's models (embedded, zoo, timm, plugins) and whether weights are here
   attacks                list the registered attacks with their parameters and defaults
   train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
                          weights + card to assets/
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
                          (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
-  download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
+  download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
   figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
 """
 
@@ -23,15 +23,18 @@ from neuronviz.errors import NeuronvizError
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from neuronviz.models import list_models
+    from neuronviz.models import list_sources
 
-    for info in list_models():
-        if info.weights_available:
-            state = "ready"
-        else:
-            state = "not cached" if info.kind == "zoo" else "missing: make models"
-        size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
-        print(f"{info.name:20s} {info.kind:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+    for source in list_sources():  # grouped by source; each source says what it lists
+        for info in source.list_models():
+            if info.weights_available:
+                state = "ready"
+            else:
+                state = "not cached" if source.fetch_label else "missing"
+            size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
+            print(f"{info.name:20s} {source.name:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+        if source.upload_suffixes:
+            print(f"{'(upload)':20s} {source.name:9s} {'':11s} {'':13s}  {'':20s} {source.label}: {', '.join(source.upload_suffixes)} files")
     return 0
 
 
@@ -117,10 +120,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from neuronviz.models import download_weights
+    from neuronviz.models import source_for
 
-    print(download_weights(args.name, progress=True))
+    print(source_for(args.name).fetch_weights(args.name))
     return 0
+
+
+def _trust_local_models(args: argparse.Namespace) -> None:
+    """A model given on the command line as a .pt2 path or module:function is the user's own:
+    registered as a trusted local model (neuronviz.models.local_source) and used by its spec."""
+    from neuronviz.models.local_source import trusted_spec
+
+    for attr in {"evaluate": "name", "card": "name", "figure": "model"}.get(args.command, "").split():
+        setattr(args, attr, trusted_spec(getattr(args, attr)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_card)
-    p = sub.add_parser("download", help="download zoo weights (explicit network use)")
+    p = sub.add_parser("download", help="fetch a model's pretrained weights (zoo, timm:<name>; explicit network use)")
     p.add_argument("name")
     p.set_defaults(func=_cmd_download)
     from neuronviz.figure_cli import add_parser as _add_figure
@@ -179,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
+        _trust_local_models(args)
         return args.func(args)
     except NeuronvizError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, state
+from app import analysis, components, exports, state
 from neuronviz import figures
 from neuronviz.defenses import Restoration, get_defense, restore
 from neuronviz.errors import NeuronvizError
@@ -158,27 +158,31 @@ def render() -> None:
                     f"{name}-restored",
                     key=f"defences.image.{name}",
                 )
+    record = exports.analysis_record(
+        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
+    )
     for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
         restoration = restorations[name]
         if restoration is None:
             continue
         with column:
-            components.chart(
-                components.figure(
-                    attack_figures.panel_bars,
-                    restoration.probs[0],
-                    names,
-                    title="Top-5",
-                    color_key="restored",
-                    true_class=selection.true_class,
-                ),
-                f"{name}-top5",
-                key=f"defences.bars.{name}",
+            bars = components.figure(
+                attack_figures.panel_bars,
+                restoration.probs[0],
+                names,
+                title="Top-5",
+                color_key="restored",
+                true_class=selection.true_class,
             )
+            components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
             verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
+            exports.export_controls(
+                bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
+                f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
+            )
     for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
         defense, restoration = get_defense(name), restorations[name]
         with column:
@@ -188,15 +192,17 @@ def render() -> None:
                 st.caption(f":material/timer: {restoration.seconds:.3f} s")
             st.caption(f"Paper: {defense.paper}")
             st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
-    nip_steps(selection, result, restorations)
-    pssr_section(selection, result, restorations)
-    decision_numbers(selection, result, restorations)
+    nip_steps(selection, result, restorations, record)
+    pssr_section(result, restorations, record)
+    decision_numbers(selection, result, restorations, record)
 
 
 # -- NIP's steps --------------------------------------------------------------------------------------------
 
 
-def nip_steps(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def nip_steps(
+    selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]
+) -> None:
     """NIP guided's objective per step, the oracle's sign, the reactive mode's candidates."""
     names = selection.model.class_names
     benign = result.benign_class
@@ -205,11 +211,9 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
     with guided_column:
         guided = restorations.get("nip-guided")
         if guided is not None:
-            components.chart(
-                components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
-                "nip-guided-steps",
-                key="defences.nip.steps",
-            )
+            steps = components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step")
+            components.chart(steps, "nip-guided-steps", key="defences.nip.steps")
+            exports.export_controls(steps, exports.nip_step_rows(guided, names), "nip-guided-steps", record, key="defences.export.nip.steps")
             st.caption(
                 "Top: the objective NIP ascends, Σ activation of the front neurons − Σ of the tail neurons at the "
                 f"layer, re-ranked at every step. Bottom: the predicted class, green once it is the benign class "
@@ -231,24 +235,24 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
         reactive = restorations.get("nip-reactive")
         if reactive is not None:
             st.markdown("**NIP reactive**: the candidate classes it tried, scored by their restored influence profile")
+            candidates = attack_figures.candidate_rows(reactive, names)
             st.dataframe(
-                attack_figures.candidate_rows(reactive, names),
+                candidates,
                 hide_index=True,
                 width="stretch",
                 column_config={"cosine score": st.column_config.NumberColumn(format="%.4f")},
                 key="defences.nip.candidates",
             )
-            components.chart(
-                components.figure(
-                    attack_figures.reactive_scores_figure,
-                    reactive,
-                    names,
-                    title="NIP reactive: candidate scores",
-                    height=300,
-                ),
-                "nip-reactive-scores",
-                key="defences.nip.scores",
+            scores = components.figure(
+                attack_figures.reactive_scores_figure,
+                reactive,
+                names,
+                title="NIP reactive: candidate scores",
+                height=300,
             )
+            components.chart(scores, "nip-reactive-scores", key="defences.nip.scores")
+            exports.export_controls(scores, candidates, "nip-reactive-scores", record, key="defences.export.nip.scores",
+                                    width_mm=exports.NARROW_MM)
             st.caption(
                 "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
                 "influence profile is closest (cosine) to its profile on benign training images wins. Measured on "
@@ -257,11 +261,10 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
             )
 
 
-
 # -- PSSR -----------------------------------------------------------------------------------------------------
 
 
-def pssr_section(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def pssr_section(result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]) -> None:
     """PSSR's salient score, mask, surgery and regenerated image."""
     st.subheader("PSSR: surgery and regeneration", divider="gray")
     pssr = restorations.get("pssr")
@@ -292,6 +295,9 @@ def pssr_section(selection: state.Selection, result: analysis.Analysis, restorat
                 "pssr-regenerated",
                 key="defences.pssr.regenerated",
             )
+        exports.export_controls(
+            None, lambda: exports.pssr_map_rows(score, mask), "pssr-score-and-mask", record, key="defences.export.pssr"
+        )
         st.caption(
             f"Score: |∂p/∂x| of the predicted class's probability, summed over colour channels. Mask: pixels whose score "
             f"is at least α = {pssr.params['alpha']:g} × the mean score are removed (vermillion). Surgery: the adversarial "
@@ -300,11 +306,12 @@ def pssr_section(selection: state.Selection, result: analysis.Analysis, restorat
         )
 
 
-
 # -- the numbers ----------------------------------------------------------------------------------------------
 
 
-def decision_numbers(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def decision_numbers(
+    selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]
+) -> None:
     """One row per image: prediction, confidence, distances to the clean and the adversarial image."""
     names = selection.model.class_names
     benign = result.benign_class
@@ -341,6 +348,7 @@ def decision_numbers(selection: state.Selection, result: analysis.Analysis, rest
             "L2 to adversarial": distance,
         },
     )
+    exports.export_controls(None, rows, "defence-metrics", record, key="defences.export.numbers")
     st.caption(
         "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
         "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."

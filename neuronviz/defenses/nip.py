@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from neuronviz.defenses.base import Defense, _Result, register_defense
 from neuronviz.errors import InputError
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, _product, _reduce, default_layer, partition
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, neuron_sums, partition
+from neuronviz.layers import layer_info
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 from neuronviz.schema import Param
@@ -78,13 +79,14 @@ def nip_step_direction(
     activations summed over space.
     """
     x = x.detach().requires_grad_(True)
+    info = layer_info(model, layer)  # where the layer's neurons are (channels, a ViT's hidden units or heads)
     with probe(model, [layer]) as rec, torch.enable_grad():
         logits = rec.forward(x)
         activation = rec.activation(layer)
         (grad_a,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), activation, retain_graph=True)
-        influence = _product(activation.detach(), grad_a, "channel")
+        influence = influence_product(activation.detach(), grad_a, "channel", info)
         groups = partition(influence.cpu(), front, tail, tail_rule)
-        channels = _reduce(activation, "channel")
+        channels = neuron_sums(activation, "channel", info)
         front_idx, tail_idx = groups.front.to(x.device), groups.tail.to(x.device)
         objective = channels.gather(1, front_idx).sum(1) - channels.gather(1, tail_idx).sum(1)
         (grad_x,) = torch.autograd.grad(objective.sum(), x)
