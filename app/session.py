@@ -39,15 +39,31 @@ from neuronviz.session import Control, SessionRecord
 MODEL_SOURCE, MODEL_NAME, DEVICE = "model_source", "model_name", "device"
 IMAGE_SOURCE, SAMPLE_CLASS, SAMPLE_EXAMPLE, SAMPLE_ID = "image_source", "sample_class", "sample_example", "sample_id"
 ATTACK_NAME = "attack_name"
-#: The model Source box's entry for an uploaded checkpoint, and the file types it takes (the models
-#: helper's source registry renames these: read through here only).
-CHECKPOINT_SOURCE: str = getattr(sidebar, "CHECKPOINT", "Your checkpoint")
-CHECKPOINT_TYPES: list[str] = list(getattr(sidebar, "CHECKPOINT_TYPES", ["safetensors", "pt", "pth"]))
+#: The Model box's "another model of this source" entry (app/sidebar.py): the source's name + this.
+ANOTHER: str = getattr(sidebar, "ANOTHER", ":*")
 
 
-def checkpoint_request(upload: state.Upload, architecture: str | None, device: str) -> state.ModelRequest:
-    """The sidebar's request for an uploaded checkpoint (one place to adapt when ModelRequest changes)."""
-    return state.ModelRequest(name=upload.name, upload=upload, architecture=architecture, device=device)
+def spec_key(source_name: str) -> str:
+    return f"{source_name}_spec"  # a source's text box of any model name
+
+
+def upload_key(source_name: str, option: str) -> str:
+    return f"{source_name}_{option}"  # an upload source's option widget
+
+
+def upload_request(upload: state.Upload, source: str, options: Mapping[str, str], device: str) -> state.ModelRequest:
+    """The sidebar's request for a file uploaded to an upload source (one place to adapt when ModelRequest changes)."""
+    from neuronviz.models.sources import list_sources
+
+    fields = next((s.options for s in list_sources() if s.name == source), ())
+    values = tuple((f.name, str(options.get(f.name, "") or "")) for f in fields)
+    return state.ModelRequest(name=upload.name, upload=upload, source=source, options=values, device=device)
+
+
+def _upload_types() -> list[str]:
+    from neuronviz.models.sources import list_sources
+
+    return sorted({suffix.lstrip(".") for s in list_sources() for suffix in s.upload_suffixes})
 
 
 def weights_key(name: str) -> str:
@@ -130,21 +146,43 @@ def url_key(key: str, default: Any, options: tuple = (), low: float | None = Non
 # -- reading a record into session state -------------------------------------------------------------
 
 
-def _registry_request(record: SessionRecord, messages: list[str], what: str) -> state.ModelRequest:
-    from neuronviz.models import list_models
+def _registry_request(record: SessionRecord, messages: list[str], what: str) -> tuple[state.ModelRequest, str, str | None]:
+    """The request for a named model, the Model box's entry for it and the spec text box's value
+    (for a model a source takes by name without listing it, e.g. any timm architecture)."""
+    from neuronviz.models.sources import list_sources
 
-    infos = {info.name: info for info in list_models()}
-    name = record.model
-    if name not in infos:
-        messages.append(f"The {what}'s model={name!r} is not a model of this server: using {state.DEFAULT_MODEL} instead.")
-        name = state.DEFAULT_MODEL
+    listed = {info.name: source for source in list_sources() for info in source.list_models()}
+    name, entry, typed = record.model, record.model, None
+    source = listed.get(name)
+    if source is None:
+        source = next((s for s in list_sources() if s.spec_field is not None and _owns(s, name)), None)
+        if source is None:
+            messages.append(f"The {what}'s model={name!r} is not a model of this server: using {state.DEFAULT_MODEL} instead.")
+            name = entry = state.DEFAULT_MODEL
+            source = listed.get(name)
+        else:
+            entry, typed = source.name + ANOTHER, name
     weights: str | None = "default"
     if record.weights == "random":
-        if infos[name].kind == "zoo":
+        if source is not None and source.offers_random:
             weights = None
         else:
-            messages.append(f"The {what}'s weights=random is not offered for {name} (its weights are built in): using them.")
-    return state.ModelRequest(name=name, weights=weights)
+            messages.append(f"The {what}'s weights=random is not offered for {name} (its weights are part of it): using them.")
+    return state.ModelRequest(name=name, weights=weights), entry, typed
+
+
+def _owns(source, spec: str) -> bool:
+    try:
+        return bool(source.owns(spec))
+    except Exception:  # noqa: BLE001 - a source that cannot tell does not own it
+        return False
+
+
+def _source_label(name: str) -> str | None:
+    """The Source box's entry of an upload source (its label), None when no such source is registered."""
+    from neuronviz.models.sources import list_sources
+
+    return next((s.label for s in list_sources() if s.name == name and s.upload_suffixes), None)
 
 
 def _upload(name: str, digest: str) -> state.Upload | None:
@@ -169,18 +207,23 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     messages: list[str] = []
     device = _device(record, messages, what)
     request: state.ModelRequest | None = None
+    entry, typed = state.DEFAULT_MODEL, None
     if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
         upload = _upload(record.model, record.checkpoint_sha256)
-        if upload is None:
+        label = _source_label(record.upload_source)
+        if label is None:
+            messages.append(f"The {what}'s model is a file for the model source {record.upload_source!r}, which this server lacks: "
+                            f"using {state.DEFAULT_MODEL} instead.")
+        elif upload is None:
             messages.append(
                 f"The {what} uses the checkpoint {record.model} (sha256 {record.checkpoint_sha256}), which this server does "
-                f"not have: supply that file (Open session, or Model → Your checkpoint). Using {state.DEFAULT_MODEL} meanwhile."
+                f"not have: supply that file (Open session, or Model → {label}). Using {state.DEFAULT_MODEL} meanwhile."
             )
         else:
-            request = checkpoint_request(upload, record.architecture, device)
+            request = upload_request(upload, record.upload_source, record.options, device)
     if request is None:
-        request = _registry_request(record if record.weights != "checkpoint" else SessionRecord(), messages, what)
-        request = state.ModelRequest(name=request.name, weights=request.weights, device=device)
+        named, entry, typed = _registry_request(record if record.weights != "checkpoint" else SessionRecord(), messages, what)
+        request = state.ModelRequest(name=named.name, weights=named.weights, device=device)
     try:
         model = state.load_checked_model(request)
     except NeuronvizError as error:
@@ -199,11 +242,15 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
 
     # the model picker
     if request.upload is not None:
-        st.session_state[MODEL_SOURCE] = CHECKPOINT_SOURCE
+        st.session_state[MODEL_SOURCE] = _source_label(request.source)
+        for option, value in request.options:
+            st.session_state[upload_key(request.source, option)] = value
         st.session_state[state.GOOD_MODEL] = request  # no file in the uploader: the sidebar keeps this one
     else:
         st.session_state[MODEL_SOURCE] = sidebar.REGISTRY
-        st.session_state[MODEL_NAME] = request.name
+        st.session_state[MODEL_NAME] = entry
+        if typed is not None:
+            st.session_state[spec_key(entry[: -len(ANOTHER)])] = typed
         st.session_state[weights_key(request.name)] = sidebar.PRETRAINED if request.weights is not None else sidebar.RANDOM
     st.session_state[DEVICE] = device
 
@@ -337,7 +384,7 @@ def current_record(selection: state.Selection) -> SessionRecord:
     fields: dict[str, Any] = {"device": request.device, "model_hash": model.content_hash, "image_hash": analysis.content_key(selection.image)["tensor"]}
     if request.upload is not None:
         fields.update(model=request.upload.name, weights="checkpoint", checkpoint_sha256=request.upload.digest,
-                      architecture=getattr(request, "architecture", None))
+                      upload_source=request.source or "checkpoint", options={k: v for k, v in request.options if v})
     else:
         fields.update(model=request.name, weights="random" if request.weights is None else "default")
     image = selection.image_request
@@ -455,7 +502,7 @@ def _expander(selection: state.Selection | None, record: SessionRecord | None, q
                 "the pages' controls. Open it here or render it with python -m neuronviz figure --session FILE.",
             )
         st.file_uploader(
-            "Open session", type=["json", *CHECKPOINT_TYPES, *sidebar.IMAGE_TYPES], accept_multiple_files=True,
+            "Open session", type=["json", *_upload_types(), *sidebar.IMAGE_TYPES], accept_multiple_files=True,
             key=OPEN_KEY, on_change=_opened,
             help="A session file (.json); add the checkpoint or image it names, if this server does not have them "
             "(they are matched by SHA-256).",

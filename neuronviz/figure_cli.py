@@ -186,7 +186,15 @@ def build_session(args: argparse.Namespace):
     device = args.device or record.device
     if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
         checkpoint = _upload_file(args.model, record.checkpoint_sha256, record.model, "checkpoint", "--model")
-        model = load_model(checkpoint, device=device, architecture=record.architecture)
+        if record.upload_source == "checkpoint":
+            model = load_model(checkpoint, device=device, architecture=record.options.get("architecture") or None)
+        else:
+            from neuronviz.models.sources import list_sources
+
+            source = next((s for s in list_sources() if s.name == record.upload_source), None)
+            if source is None:
+                raise InputError(f"the session's model is an upload read by the source {record.upload_source!r}, which is not registered here")
+            model = source.load_upload(checkpoint, dict(record.options)).to(device)
     else:
         model = load_model(record.model, device=device, weights=None if record.weights == "random" else "default")
     if record.model_hash is not None and record.model_hash != model.content_hash:

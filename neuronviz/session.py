@@ -45,7 +45,7 @@ FORMAT = "neuronviz-session/1"
 #: A session file larger than this is refused before it is parsed.
 MAX_SESSION_BYTES = 1_000_000
 #: Query keys of the sidebar's fields; an attack parameter is given by its own name (``eps=0.2``).
-FIELDS = ("model", "weights", "arch", "device", "image", "true_class", "attack", "target", "seed")
+FIELDS = ("model", "weights", "arch", "source", "device", "image", "true_class", "attack", "target", "seed")
 WEIGHTS = ("default", "random", "checkpoint")
 #: Query keys Streamlit itself uses (never reported as unknown).
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})
@@ -147,14 +147,16 @@ def _text(value: Any) -> str:
 class SessionRecord:
     """What reopens one analysis. ``model`` is a registered model's name, or the file name of an
     uploaded checkpoint (``weights="checkpoint"``, then ``checkpoint_sha256`` names its bytes and
-    ``architecture`` the architecture chosen, None = from the file). ``image`` is a sample id (None: the
+    ``upload_source`` the model source that reads it, ``options`` that source's options, e.g.
+    ``{"architecture": "digits-cnn"}``; a blank value = from the file). ``image`` is a sample id (None: the
     model's default sample), or the file name of an uploaded image (then ``image_sha256``; ``true_class`` the class the user
     gave it). ``params`` are the attack's parameters that differ from its defaults (a session
     file stores them all); ``target`` None (untargeted), a class index or ``"least-likely"``."""
 
     model: str = "digits-cnn"
     weights: str = "default"
-    architecture: str | None = None
+    upload_source: str = "checkpoint"
+    options: Mapping[str, str] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     model_hash: str | None = None
     device: str = "cpu"
@@ -186,8 +188,11 @@ class SessionRecord:
         query: dict[str, str] = {}
         if self.weights == "checkpoint":
             query["model"] = f"sha256:{self.checkpoint_sha256}"
-            if self.architecture:
-                query["arch"] = self.architecture
+            if self.upload_source != "checkpoint":
+                query["source"] = self.upload_source
+            for name, value in sorted(self.options.items()):
+                if value:
+                    query["arch" if name == "architecture" else f"opt.{name}"] = str(value)
         elif self.model != base.model:
             query["model"] = self.model
         if self.weights == "random":
@@ -222,6 +227,7 @@ class SessionRecord:
         body = {"format": FORMAT, **dataclasses.asdict(self), **dict(extra or {})}
         body["params"] = dict(self.params)
         body["page"] = dict(self.page)
+        body["options"] = dict(self.options)
         return json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
@@ -305,8 +311,11 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             if digest is None:
                 bad("model", "sha256: needs 64 hexadecimal digits", f"the default model {record.model}")
             else:
-                changes.update(model=f"checkpoint {digest[:12]}", weights="checkpoint", checkpoint_sha256=digest,
-                               architecture=values.get("arch") or None)
+                options = {key[4:]: text for key, text in values.items() if key.startswith("opt.") and text}
+                if values.get("arch"):
+                    options["architecture"] = values["arch"]
+                changes.update(model=f"upload {digest[:12]}", weights="checkpoint", checkpoint_sha256=digest, options=options,
+                               upload_source=(values.get("source") or "checkpoint").strip())
         elif model.strip():
             changes["model"] = model.strip()
         else:
@@ -370,7 +379,7 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             bad("seed", str(error), f"seed {record.seed}")
     page: dict[str, Any] = {}
     for key, text in values.items():
-        if key in FIELDS or key in params or key == "arch" or key in STREAMLIT_KEYS:
+        if key in FIELDS or key in params or key.startswith("opt.") or key in STREAMLIT_KEYS:
             continue
         control = (controls or {}).get(key)
         if control is None:
@@ -418,8 +427,14 @@ def from_json(text: str | bytes, controls: Mapping[str, Control] | None = None) 
         if not isinstance(body.get("checkpoint_sha256"), str):
             raise InputError("the session names an uploaded checkpoint but no checkpoint_sha256")
         query["model"] = f"sha256:{body['checkpoint_sha256']}"
-        if body.get("architecture"):
-            query["arch"] = str(body["architecture"])
+        if body.get("upload_source"):
+            query["source"] = str(body["upload_source"])
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise InputError("this is not a session file (options must be an object)")
+        for name, value in options.items():
+            if value:
+                query[f"opt.{name}"] = str(value)
     elif weights is not None:
         query["weights"] = str(weights)
     if body.get("image_sha256") is not None:

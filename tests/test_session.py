@@ -44,14 +44,22 @@ def test_query_round_trip():
 
 def test_query_round_trip_of_uploads_by_hash():
     digest, image_digest = "ab" * 32, "cd" * 32
-    upload = SessionRecord(model="net.pt", weights="checkpoint", checkpoint_sha256=digest, architecture="digits-cnn",
+    upload = SessionRecord(model="net.pt", weights="checkpoint", checkpoint_sha256=digest, options={"architecture": "digits-cnn"},
                            image="seven.png", image_sha256=image_digest, true_class=7)
     query = upload.to_query(CONTROLS)
     assert query == {"model": f"sha256:{digest}", "arch": "digits-cnn", "image": f"sha256:{image_digest}", "true_class": "7"}
     record, messages = session.from_query(query, CONTROLS)
     assert messages == []
-    assert (record.weights, record.checkpoint_sha256, record.architecture, record.image_sha256, record.true_class) == (
-        "checkpoint", digest, "digits-cnn", image_digest, 7)
+    assert (record.weights, record.checkpoint_sha256, dict(record.options), record.image_sha256, record.true_class) == (
+        "checkpoint", digest, {"architecture": "digits-cnn"}, image_digest, 7)
+    onnx = SessionRecord(model="net.onnx", weights="checkpoint", checkpoint_sha256=digest, upload_source="onnx",
+                         options={"mean": "0.5", "classes": "10"})
+    query = onnx.to_query(CONTROLS)
+    assert query == {"model": f"sha256:{digest}", "source": "onnx", "opt.classes": "10", "opt.mean": "0.5"}
+    record, messages = session.from_query(query, CONTROLS)
+    assert messages == [] and record.upload_source == "onnx" and dict(record.options) == {"mean": "0.5", "classes": "10"}
+    again, messages = session.from_json(onnx.to_json(), CONTROLS)
+    assert messages == [] and again == onnx
 
 
 def test_json_round_trip_keeps_names_and_hashes():

@@ -138,3 +138,15 @@ def test_defence_parameters_travel_in_the_link():
     assert at.session_state[f"defences.applied.pssr.{model.content_hash[:12]}"] == {"alpha": 3.5}
     assert at.session_state[f"defences.applied.nip-guided.{model.content_hash[:12]}"] == {"steps": 5}
     assert dict(at.query_params) == {"defence.pssr.alpha": "3.5", "defence.nip-guided.steps": "5"}
+
+
+def test_a_link_to_a_timm_model_with_random_weights():
+    at = AppTest.from_file(MAIN, default_timeout=240)
+    at.query_params.update({"model": "timm:vit_tiny_patch16_224", "weights": "random"})
+    at.switch_page("app_pages/about.py")  # a page that computes nothing: only the sidebar loads the model
+    at.run()
+    assert_healthy(at)
+    assert not [w.value for w in at.warning if "link" in w.value]
+    selection = at.session_state["state.selection"]
+    assert selection.model_request.name == "timm:vit_tiny_patch16_224" and selection.model_request.weights is None
+    assert at.query_params["model"] == "timm:vit_tiny_patch16_224" and at.query_params["weights"] == "random"
