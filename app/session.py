@@ -493,10 +493,9 @@ def _expander(selection: state.Selection | None, record: SessionRecord | None, q
             )
             if text:
                 st.code("?" + text, language=None, wrap_lines=True)
-            extra = {"resolved_params": _resolved(selection), "created_by": "neuronviz dashboard"}
-            stem = f"neuronviz-session-{record.model}-{record.image or 'default'}".replace("/", "_").replace(" ", "_")
+            text_json, stem = session_file(selection, record)
             st.download_button(
-                "Download session", record.to_json(extra=extra), f"{stem}.json", "application/json",
+                "Download session", text_json, f"{stem}.json", "application/json",
                 icon=":material/download:", key="session.download", width="stretch",
                 help="A JSON file with the model, weights, image (uploads by SHA-256), attack, target, seed, device and "
                 "the pages' controls. Open it here or render it with python -m neuronviz figure --session FILE.",
@@ -509,6 +508,14 @@ def _expander(selection: state.Selection | None, record: SessionRecord | None, q
         )
         for message in st.session_state.get(MESSAGES, []):
             st.caption(message)
+
+
+def session_file(selection: state.Selection, record: SessionRecord | None = None) -> tuple[str, str]:
+    """``(JSON text, file stem)`` of the session file of what the session shows now."""
+    record = record or current_record(selection)
+    extra = {"resolved_params": _resolved(selection), "created_by": "neuronviz dashboard"}
+    stem = f"neuronviz-session-{record.model}-{record.image or 'default'}".replace("/", "_").replace(" ", "_")
+    return record.to_json(extra=extra), stem
 
 
 def _resolved(selection: state.Selection) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from app import analysis, components
+from app import session as sessions_app
 from neuronviz import analysis as library
 from neuronviz import export
 from neuronviz import session as sessions
@@ -209,6 +210,11 @@ st.caption(
 )
 st.code(" \\\n    ".join(command), language="bash")
 st.caption(
-    "Or the whole session (sidebar and this page's controls, uploads by SHA-256): **Download session** in the "
-    "sidebar's Session expander, then `python -m neuronviz figure --session session.json --out fig.pdf`."
+    "Or the whole session (sidebar and this page's controls, uploads by SHA-256), also under the sidebar's "
+    "Session expander; `python -m neuronviz figure --session session.json --out fig.pdf` renders it:"
+)
+session_text, session_stem = sessions_app.session_file(selection)
+st.download_button(
+    "Download session", session_text, f"{session_stem}.json", "application/json", icon=":material/download:",
+    key="figure.session",
 )
