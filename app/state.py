@@ -37,6 +37,7 @@ from typing import Protocol
 import streamlit as st
 import torch
 
+import neuronviz.cache
 from app import store
 from neuronviz._digest import tensor_digest
 from neuronviz.errors import InputError, NeuronvizError
@@ -284,6 +285,7 @@ def clear_caches() -> None:
     """Forget every cached model, image and prediction (tests; after weights change on disk)."""
     for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities, _probe_is_finite):
         cached.clear()
+    neuronviz.cache.clear()  # the library's own caches (probe layers, NIP profiles, PSSR regenerators, ...)
 
 
 # -- the last good choice -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 Commands:
   models                 list every model source's models (embedded, zoo, timm, plugins) and whether weights are here
   attacks                list the registered attacks with their parameters and defaults
+  defences               list the registered defences (plugins too) with their parameters
   train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
                          weights + card to assets/
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
@@ -83,6 +84,17 @@ def _split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(";") if v.strip()]
 
 
+def _cmd_defences(args: argparse.Namespace) -> int:
+    from neuronviz.defenses import list_defenses
+
+    for defense in list_defenses():
+        print(f"{defense.name:13s} {defense.short:16s} {'analysis only' if defense.oracle else 'deployable'}")
+        for param in defense.params:
+            bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+            print(f"    {param.name:15s} {param.kind:6s} default {param.default!r}{bounds}  {param.help}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -148,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
     sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
+    sub.add_parser("defences", aliases=["defenses"], help="list defences").set_defaults(func=_cmd_defences)
     p = sub.add_parser("train", help="train an embedded model")
     p.add_argument("name")
     p.add_argument("--out", default=None, help="output folder (default: assets/models)")
@@ -171,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")
     p.add_argument("--target", default=None, help="none (default), a class index, or least-likely (images already of the target are excluded)")
     p.add_argument("--autoattack", action="store_true", help="add the AutoAttack standard row (L∞, untargeted) at every ε")
-    p.add_argument("--defence", "--defense", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
+    p.add_argument("--defence", "--defense", "--defences", "--defenses", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--block-size", type=int, default=64, help="images per block file, a multiple of 16 (never changes the numbers)")
     p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")

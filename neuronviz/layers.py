@@ -31,13 +31,13 @@ Hand-written: timm and Captum have no description of a model's layers and neuron
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from neuronviz import cache
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import attention_heads, probe
@@ -110,16 +110,12 @@ class _Description:
 
     infos: dict[str, LayerInfo]
     calls: dict[str, int]
-    modules: dict[str, nn.Module]
+    types: dict[str, type]  # each module's class (not the module: a cached entry keeps no weights alive)
     blocks: tuple[str, ...]
 
 
-# Descriptions per model content (a few hundred small records each), at most 64, behind a lock.
-# neuronviz.cache's `new_cache("layers.describe", max_entries=64)` can take this dict's place one
-# for one (its own bound then replaces the two eviction lines in _describe).
-_LAYER_CACHE: dict[str, _Description] = {}
-_LAYER_LOCK = threading.Lock()
-_LAYER_CACHE_SIZE = 64
+# Descriptions per model content (a few hundred small records each, no tensors), at most 64.
+_LAYER_CACHE: cache.Cache[str, _Description] = cache.new_cache("layers.describe", max_entries=64, size=lambda _: 0)
 
 
 def _kind(module: nn.Module, layout: str) -> str:
@@ -141,10 +137,10 @@ def _kind(module: nn.Module, layout: str) -> str:
 
 
 def _describe(model: PixelModel) -> _Description:
-    key = model.content_hash
-    with _LAYER_LOCK:
-        if key in _LAYER_CACHE:
-            return _LAYER_CACHE[key]
+    return _LAYER_CACHE.get_or_make(model.content_hash, lambda: _describe_now(model))
+
+
+def _describe_now(model: PixelModel) -> _Description:
     modules = {name: module for name, module in model.net.named_modules() if name}
     if not modules:
         raise InputError(f"{model.name} has no layers to probe")
@@ -201,11 +197,7 @@ def _describe(model: PixelModel) -> _Description:
             grid=grid if layout in ("tokens", "heads") else None,
             class_token=class_token and layout in ("tokens", "heads"),
         )
-    description = _Description(infos=infos, calls=calls, modules=modules, blocks=blocks)
-    with _LAYER_LOCK:
-        if len(_LAYER_CACHE) >= _LAYER_CACHE_SIZE:
-            _LAYER_CACHE.pop(next(iter(_LAYER_CACHE)))
-        _LAYER_CACHE[key] = description
+    description = _Description(infos=infos, calls=calls, types={n: type(m) for n, m in modules.items()}, blocks=blocks)
     return description
 
 
@@ -266,14 +258,14 @@ def probe_layers(model: PixelModel, kinds: Sequence[type] | None = None) -> list
     """
     description = _describe(model)
     once = [name for name, info in description.infos.items() if description.calls[name] == 1]
-    modules = description.modules
+    types = description.types
     if kinds:
         wanted = tuple(kinds)
-        chosen = [name for name in once if isinstance(modules[name], wanted)]
+        chosen = [name for name in once if issubclass(types[name], wanted)]
     elif description.blocks:
         chosen = _transformer_layers(description, once)
     else:
-        chosen = [name for name in once if isinstance(modules[name], PROBE_TYPES) or type(modules[name]).__name__ in BLOCK_TYPES]
+        chosen = [name for name in once if issubclass(types[name], PROBE_TYPES) or types[name].__name__ in BLOCK_TYPES]
     return [_indexed(description.infos[name], i) for i, name in enumerate(chosen)]
 
 
@@ -284,19 +276,19 @@ def _indexed(info: LayerInfo, index: int) -> LayerInfo:
 
 
 def _transformer_layers(description: _Description, once: list[str]) -> list[str]:
-    infos, modules = description.infos, description.modules
+    infos, types = description.infos, description.types
     chosen: list[str] = []
     for name in once:
         info = infos[name]
         if info.block is None:
-            if isinstance(modules[name], PROBE_TYPES):
+            if issubclass(types[name], PROBE_TYPES):
                 chosen.append(name)
         elif info.role == "residual" or (info.role == "attention" and name.count(".") == info.block.count(".") + 1):
             chosen.append(name)  # the block's output; its attention (heads)
     for block in description.blocks:  # the MLP's hidden layer: its first activation, else its first linear layer
         inside = [n for n in once if infos[n].block == block and infos[n].role == "mlp"]
-        hidden = next((n for n in inside if isinstance(modules[n], _ACTIVATIONS)), None) or next(
-            (n for n in inside if isinstance(modules[n], nn.Linear)), None
+        hidden = next((n for n in inside if issubclass(types[n], _ACTIVATIONS)), None) or next(
+            (n for n in inside if issubclass(types[n], nn.Linear)), None
         )
         if hidden is not None:
             chosen.append(hidden)

@@ -54,6 +54,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from neuronviz import cache
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
 
@@ -376,7 +377,7 @@ def probe(
                 handle.remove()
 
 
-_INPLACE_FREE: dict[tuple[int, str], PixelModel] = {}
+_INPLACE_FREE = cache.new_cache("probe.without_inplace", max_entries=1)
 
 
 def without_inplace(model: PixelModel) -> PixelModel:
@@ -388,7 +389,7 @@ def without_inplace(model: PixelModel) -> PixelModel:
     """
     if not any(getattr(m, "inplace", False) for m in model.modules()):
         return model
-    key = (id(model), model.content_hash)
+    key = (model.content_hash, str(model.device))
     twin = _INPLACE_FREE.get(key)
     if twin is None:
         twin = model.copy()

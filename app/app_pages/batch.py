@@ -17,14 +17,13 @@ import streamlit as st
 
 from app import analysis, components, exports
 from neuronviz import batch, evalset
-from neuronviz.defenses import get_defense
+from neuronviz.defenses import get_defense, list_defenses
 from neuronviz.figures import batch as batch_figures
 from neuronviz.models import PixelModel
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
 CHUNK = 2 * batch.BLOCK
 DEFAULT_IMAGES = 50
-OPTIONAL_DEFENCES = ("nip-oracle", "nip-reactive")
 LAST = "batch.last"  # session_state: the last BatchRun of this session
 # The page's controls (session_state keys).
 IMAGES_KEY = "batch.n"
@@ -142,8 +141,13 @@ def excluded_note(result: batch.BatchResult, images: int, excluded: int) -> str:
 
 
 def _oracle(name: str) -> bool:
-    defense = get_defense(name)
-    return defense.needs_target or defense.needs_reference
+    return get_defense(name).oracle
+
+
+def optional_defences() -> list[str]:
+    """The defences a run may add to the two it always has: every other registered one but the
+    identity, in registry order (NIP oracle, NIP reactive, then plugins')."""
+    return [d.name for d in list_defenses(include_none=False) if d.name not in batch.DEFAULT_DEFENCES]
 
 
 def column_config(result: batch.BatchResult) -> dict:
@@ -238,7 +242,7 @@ def batch_form(model: PixelModel, digits_model: bool, available: int) -> tuple[b
         st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
         extra = [
             name
-            for name in OPTIONAL_DEFENCES
+            for name in optional_defences()
             if st.checkbox(
                 get_defense(name).label,
                 key=defence_key(name),

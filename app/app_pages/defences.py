@@ -10,22 +10,20 @@ import streamlit as st
 
 from app import analysis, components, exports, state
 from neuronviz import figures
-from neuronviz.defenses import Restoration, get_defense, restore
+from neuronviz.defenses import Defense, Restoration, get_defense, list_defenses, restore_for
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import attack as attack_figures
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.models import PixelModel
 from neuronviz.schema import Param
 
-#: The defences shown, in order, with names that say what each one needs and is.
-DEFENCES = {
-    "nip-guided": "NIP guided (needs the benign class — analysis tool)",
-    "nip-oracle": "NIP oracle (authors' procedure — uses the benign image)",
-    "nip-reactive": "NIP reactive (label-free reconstruction; weak, see docs/defences.md numbers)",
-    "pssr": "PSSR (pixel surgery + semantic regeneration — reconstruction)",
-}
-SHORT = {"nip-guided": "NIP guided", "nip-oracle": "NIP oracle", "nip-reactive": "NIP reactive", "pssr": "PSSR"}
 IMAGE_HEIGHT = 240
+
+
+def shown_defences() -> list[Defense]:
+    """The defences shown side by side: every registered one but the identity, in registry order
+    (NIP guided, oracle, reactive, PSSR, then plugins')."""
+    return list_defenses(include_none=False)
 
 
 def applied_key(name: str, model: PixelModel) -> str:
@@ -79,18 +77,12 @@ def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration 
         try:
             same = defense.resolve(params, model) == result.restorations[name].params
         except NeuronvizError:
-            same = False  # restore() below reports the problem
+            same = False  # restore_for() below reports the problem
         if same:  # the analysis already has it (the Attack page shows the same result)
             return result.restorations[name]
     return analysis.attempt(
-        analysis.memo,
-        restore,
-        model,
-        result.adversarial,
-        name,
-        params,
-        target=result.benign_class if defense.needs_target else None,
-        reference=result.clean if defense.needs_reference else None,
+        analysis.memo, restore_for, name, model, result.adversarial, benign=result.benign_class, clean=result.clean,
+        params=params,
     )
 
 
@@ -133,26 +125,29 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
-    # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
+    # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
     restorations: dict[str, Restoration | None] = {}
-    for column, (name, label) in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES.items()):
+    shown = shown_defences()
+    order = [d.name for d in shown]  # the page's order of names
+    short = {d.name: d.short for d in shown}
+    for column, defense in zip(st.columns(len(shown), gap="medium"), shown):
         # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
-        column.markdown(f"##### {SHORT[name]}")
-        column.caption(label[len(SHORT[name]) :].strip(" ()"))
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        column.markdown(f"##### {defense.short}")
+        column.caption(defense.summary)
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         # A popover, not an expander: opening it covers the page instead of pushing its row down.
         with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
             parameter_form(name, model, result)
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         with column:
-            with st.spinner(f"Running {SHORT[name]}…"):
+            with st.spinner(f"Running {short[name]}…"):
                 restoration = restorations[name] = run(name, model, result)
             if restoration is not None:
                 components.chart(
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{SHORT[name]} restored",
+                        title=f"{short[name]} restored",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",
@@ -161,7 +156,7 @@ def render() -> None:
     record = exports.analysis_record(
         selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
     )
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         restoration = restorations[name]
         if restoration is None:
             continue
@@ -183,7 +178,7 @@ def render() -> None:
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
                 f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
             )
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         defense, restoration = get_defense(name), restorations[name]
         with column:
             if restoration is not None:
@@ -324,13 +319,14 @@ def decision_numbers(
         f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
         f"**{names[adversarial_prediction]}**."
     )
-    failed = [SHORT[name] for name in DEFENCES if restorations.get(name) is None]
+    short = {name: get_defense(name).short for name in restorations}  # shown, in the page's order
+    failed = [short[name] for name in restorations if restorations.get(name) is None]
     rows = attack_figures.decision_rows(
         result.clean,
         result.adversarial,
         result.probabilities("adversarial"),
         benign,
-        {SHORT[name]: restorations[name] for name in DEFENCES if restorations.get(name) is not None},
+        {short[name]: r for name, r in restorations.items() if r is not None},
         names,
     )
     distance = st.column_config.NumberColumn(format="%.4f")

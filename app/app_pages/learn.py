@@ -235,7 +235,7 @@ def tour() -> None:
             with inner[0]:
                 components.chart(
                     components.figure(
-                        figures.image_figure, restoration.restored, title=defense.label.split(" (")[0], height=260
+                        figures.image_figure, restoration.restored, title=defense.short, height=260
                     ),
                     f"tour-4-{name}",
                     key=f"learn.{name}",

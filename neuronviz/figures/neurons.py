@@ -20,6 +20,9 @@ Colour meanings follow :data:`neuronviz.figures.base.PALETTE`: front blue, middl
 orange; clean green, adversarial vermillion, restored purple. Attribution maps use the project's
 one signed scale (:data:`~neuronviz.figures.base.DIVERGING`): vermillion for evidence *for* the
 class, blue for evidence *against* it.
+
+Longer than 500 lines on purpose: the Neurons page's figures, each a short, independent builder
+with its input checks; the shared helpers live in :mod:`neuronviz.figures.base`.
 """
 
 from __future__ import annotations
@@ -34,14 +37,13 @@ from plotly.subplots import make_subplots
 
 from neuronviz.attribution import get_attribution
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, SEQUENTIAL, apply_layout
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, GRID, INK, PALETTE, SEQUENTIAL, apply_layout, as_map
 from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups, get_influence_method
 
 #: Columns :func:`layer_overview` and :func:`restoration_overview` read from a
 #: :func:`neuronviz.influence.layer_shift_table` frame.
 OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_share", "tail_lifted_share")
 
-GRID = "#E6E6E6"
 #: Line styles of the conditions compared with the clean image, in order: the attack, then defences.
 _DASHES = ("solid", "dash", "dot", "dashdot")
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
@@ -604,19 +606,6 @@ def restoration_sentence(frames: Mapping, layer: str, labels: Mapping[str, str] 
 # -- input attributions ---------------------------------------------------------------------------
 
 
-def _as_map(value: object, name: str) -> np.ndarray:
-    if not isinstance(value, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor (H, W), got {type(value).__name__}")
-    array = value.detach().cpu()
-    if array.dim() == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.dim() != 2:
-        raise InputError(f"{name} must be one map (H, W) or (1, H, W), got shape {tuple(value.shape)}")
-    if not bool(torch.isfinite(array).all()):
-        raise InputError(f"{name} contains NaN or infinite values")
-    return array.double().numpy()
-
-
 def attribution_pair(
     clean: torch.Tensor,
     adversarial: torch.Tensor,
@@ -636,7 +625,8 @@ def attribution_pair(
     entry = get_attribution(method)  # an unknown method: InputError naming the registered ones
     if not isinstance(titles, (tuple, list)) or len(titles) != 2:
         raise InputError(f"titles must be two strings, got {titles!r}")
-    left, right = _as_map(clean, "clean"), _as_map(adversarial, "adversarial")
+    left = as_map(clean, "clean", floating=False, dtype=torch.float64).numpy()
+    right = as_map(adversarial, "adversarial", floating=False, dtype=torch.float64).numpy()
     if left.shape != right.shape:
         raise InputError(f"clean {left.shape} and adversarial {right.shape} maps differ in shape")
     signed = bool(min(left.min(), right.min()) < 0)
