@@ -58,7 +58,7 @@ if "app.sidebar" not in sys.modules:  # the first run in this server process: im
     loading = st.empty()
     loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
 
-from app import boundary, components, sidebar  # noqa: E402
+from app import boundary, components, session, sidebar  # noqa: E402
 from neuronviz import plugins  # noqa: E402
 from neuronviz.models import local_source, onnx_source  # noqa: E402, F401  (they register ONNX uploads and local models)
 
@@ -77,7 +77,8 @@ def command_line_models() -> list[str]:
 # (NEURONVIZ_PLUGINS, entry points): before the sidebar reads any registry.
 boundary.guard("The plugins", plugins.load_plugins)
 boundary.guard("The --model options", command_line_models)
-selection, errors = boundary.guard("The sidebar", sidebar.render) or (None, [])
+# The link's settings go into session state before the sidebar draws; the state drawn goes back into the URL.
+selection, errors = boundary.guard("The sidebar", session.sync, sidebar.render) or (None, [])
 if loading is not None:
     loading.empty()
 components.current_choice(selection)

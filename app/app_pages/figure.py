@@ -10,15 +10,17 @@ each with the provenance record embedded; the record and the numbers behind the 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import streamlit as st
 
 from app import analysis, components
+from app import session as sessions_app
 from neuronviz import analysis as library
 from neuronviz import export
+from neuronviz import session as sessions
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import compose
-from neuronviz.influence import probe_layers
 
 WIDTHS = {"single": "Single column (85 mm)", "double": "Double column (178 mm)", "custom": "Custom"}
 KEYS = (
@@ -36,14 +38,19 @@ st.caption(
 
 selection = components.require_selection()
 model = selection.model
-result = components.current_analysis(selection)
-if result is None:
+analysed = components.current_analysis(selection)
+if analysed is None:
     st.stop()
+result = analysed
+assert result is not None  # st.stop() ends the run
+layer_options: list[str] = list(result.layers)
 
 components.persist(*KEYS)
-infos = {info.name: info for info in probe_layers(model)}
 if st.session_state.get("figure.layer") not in result.layers:
     st.session_state["figure.layer"] = result.default_layer
+# First visits start from these values (through session state, so no widget also gets a default).
+for key, value in sessions.FIGURE_DEFAULTS.items():
+    st.session_state.setdefault(key, list(value) if isinstance(value, list) else value)
 
 # -- what to draw ----------------------------------------------------------------------------------
 # The pills take the whole width: in a half-width column the row is cut at 1280 px.
@@ -51,7 +58,6 @@ panels = st.pills(
     "Image panels",
     compose.PANELS,
     selection_mode="multi",
-    default=list(compose.PANELS),
     format_func=lambda p: compose.PANEL_LABELS[p],
     key="figure.panels",
     help="Each image is titled with its prediction and confidence; the perturbation with its L∞ norm.",
@@ -60,16 +66,17 @@ charts = st.pills(
     "Charts",
     compose.CHARTS,
     selection_mode="multi",
-    default=["top5", "front-tail"],
     format_func=lambda c: compose.CHART_LABELS[c],
     key="figure.charts",
+    help="The ε sweep runs the attack at 9 more budgets (from 0 to twice the chosen one) and is cached; the "
+    "filters are the first convolution's, those the attack shifts most.",
 )
 left, right = st.columns(2, gap="large")
 with left:
     columns = st.columns(2)
     layer = columns[0].selectbox(
         "Layer",
-        result.layers,
+        layer_options,
         key="figure.layer",
         format_func=lambda name: f"{name} (default)" if name == result.default_layer else name,
         help="The layer of the front/tail chart, shaded in the layer charts.",
@@ -80,53 +87,52 @@ with left:
         format_func=lambda c: library.CONDITION_LABELS[c],
         key="figure.after",
     )
-    columns = st.columns(2)
+    pair = st.columns(2)
     size = components.group_fraction()  # the one front/tail size of every view
     note = components.group_fraction_note()
-    columns[0].caption(f"{note[0].upper()}{note[1:]}.")
-    tail_rule = columns[1].radio("Tail rule", ("bottom", "next"), key="figure.tail_rule", horizontal=True)
+    pair[0].caption(f"{note[0].upper()}{note[1:]}.")
+    pair[1].radio("Tail rule", ("bottom", "next"), key="figure.tail_rule", horizontal=True)
 with right:
-    preset = st.radio("Width", list(WIDTHS), index=1, format_func=WIDTHS.get, key="figure.width_preset", horizontal=True)
-    columns = st.columns(2)
-    unit = columns[1].radio("Unit", ("mm", "in"), key="figure.unit", horizontal=True, disabled=preset != "custom")
+    preset = st.radio("Width", list(WIDTHS), format_func=WIDTHS.get, key="figure.width_preset", horizontal=True)
+    pair = st.columns(2)
+    unit = pair[1].radio("Unit", ("mm", "in"), key="figure.unit", horizontal=True, disabled=preset != "custom")
     factor = 1.0 if unit == "mm" else export.MM_PER_INCH
     if preset == "custom":
-        value = columns[0].number_input(
-            f"Width ({unit})", min_value=20.0 / factor, max_value=500.0 / factor, value=120.0 / factor,
+        pair[0].number_input(
+            f"Width ({unit})", min_value=20.0 / factor, max_value=500.0 / factor,
             step=1.0 if unit == "mm" else 0.1, key=f"figure.width_value.{unit}",
         )
-        width_mm = float(value) * factor
     else:
-        width_mm = export.WIDTH_PRESETS[preset]
-        columns[0].metric("Width", f"{width_mm:.0f} mm", help=f"{width_mm / export.MM_PER_INCH:.2f} in")
-    auto_height = st.checkbox("Height from the content", value=True, key="figure.auto_height")
-    height_mm = None
+        preset_mm = export.WIDTH_PRESETS[preset]
+        pair[0].metric("Width", f"{preset_mm:.0f} mm", help=f"{preset_mm / export.MM_PER_INCH:.2f} in")
+    auto_height = st.checkbox("Height from the content", key="figure.auto_height")
     if not auto_height:
-        value = st.number_input(
-            f"Height ({unit})", min_value=20.0 / factor, max_value=600.0 / factor, value=150.0 / factor,
+        st.number_input(
+            f"Height ({unit})", min_value=20.0 / factor, max_value=600.0 / factor,
             step=1.0 if unit == "mm" else 0.1, key=f"figure.height_value.{unit}",
         )
-        height_mm = float(value) * factor
-    columns = st.columns(3)
-    font = columns[0].number_input("Font size (pt)", min_value=5.0, max_value=14.0, value=8.0, step=0.5, key="figure.font")
-    letters = columns[1].checkbox("Panel letters", value=True, key="figure.letters")
-    dpi = columns[2].selectbox("PNG resolution", export.DPI_CHOICES, key="figure.dpi", format_func=lambda d: f"{d} dpi")
+    triple = st.columns(3)
+    triple[0].number_input("Font size (pt)", min_value=5.0, max_value=14.0, step=0.5, key="figure.font")
+    triple[1].checkbox("Panel letters", key="figure.letters")
+    dpi = triple[2].selectbox("PNG resolution", export.DPI_CHOICES, key="figure.dpi", format_func=lambda d: f"{d} dpi")
 
-spec = compose.FigureSpec(
-    panels=tuple(p for p in compose.PANELS if p in (panels or [])),
-    charts=tuple(c for c in compose.CHARTS if c in (charts or [])),
-    layer=layer,
-    after=after,
-    group_size=size,
-    tail_rule=tail_rule,
-    width_mm=width_mm,
-    height_mm=height_mm,
-    font_pt=float(font),
-    letters=bool(letters),
-)
+# The spec from the controls' values, as `python -m neuronviz figure --session` builds it from a session file.
+spec = sessions.figure_spec({key: st.session_state[key] for key in KEYS if key in st.session_state}, group_size=size)
+data: dict[str, Any] = {}
+if any(chart in spec.charts for chart in compose.EXTRA_CHARTS):
+    with st.spinner("Computing the ε sweep and the first-layer maps (cached)…"):
+        try:
+            data = compose.chart_data(model, result, spec, run=analysis.memo)
+        except NeuronvizError as error:
+            dropped = [c for c in compose.EXTRA_CHARTS if c in spec.charts]
+            st.warning(
+                f"{analysis.error_message(error)} The figure is drawn without: {', '.join(compose.CHART_LABELS[c] for c in dropped)}.",
+                icon=":material/warning:",
+            )
+            spec = compose.FigureSpec(**{**spec.__dict__, "charts": tuple(c for c in spec.charts if c not in dropped)})
 try:
-    fig = components.figure(compose.compose_figure, result, model.class_names, spec, true_class=selection.true_class)
-    numbers = compose.figure_numbers(result, model.class_names, spec)
+    fig = components.figure(compose.compose_figure, result, model.class_names, spec, true_class=selection.true_class, data=data)
+    numbers = compose.figure_numbers(result, model.class_names, spec, data)
 except NeuronvizError as error:
     st.warning(analysis.error_message(error), icon=":material/warning:")
     st.stop()
@@ -164,23 +170,23 @@ def _rendered(fmt: str):
     return render
 
 
-columns = st.columns(6)
+buttons = st.columns(6)
 if export.available():
-    columns[0].download_button("PDF", _rendered("pdf"), f"{stem}.pdf", "application/pdf", icon=":material/picture_as_pdf:", key="figure.pdf")
-    columns[1].download_button("SVG", _rendered("svg"), f"{stem}.svg", "image/svg+xml", icon=":material/draw:", key="figure.svg")
-    columns[2].download_button(f"PNG {dpi} dpi", _rendered("png"), f"{stem}.png", "image/png", icon=":material/image:", key="figure.png")
+    buttons[0].download_button("PDF", _rendered("pdf"), f"{stem}.pdf", "application/pdf", icon=":material/picture_as_pdf:", key="figure.pdf")
+    buttons[1].download_button("SVG", _rendered("svg"), f"{stem}.svg", "image/svg+xml", icon=":material/draw:", key="figure.svg")
+    buttons[2].download_button(f"PNG {dpi} dpi", _rendered("png"), f"{stem}.png", "image/png", icon=":material/image:", key="figure.png")
 else:
     st.warning(
         "No chromium was found on this server, so the figure cannot be rendered here as PDF, SVG or PNG. The "
         "camera button of the preview's toolbar still downloads an SVG from your browser.",
         icon=":material/warning:",
     )
-columns[3].download_button(
+buttons[3].download_button(
     "Provenance", json.dumps(record, indent=2, ensure_ascii=False), f"{stem}.provenance.json", "application/json",
     icon=":material/fingerprint:", key="figure.provenance",
 )
-columns[4].download_button("Numbers (CSV)", compose.numbers_csv(numbers), f"{stem}.numbers.csv", "text/csv", icon=":material/table:", key="figure.csv")
-columns[5].download_button(
+buttons[4].download_button("Numbers (CSV)", compose.numbers_csv(numbers), f"{stem}.numbers.csv", "text/csv", icon=":material/table:", key="figure.csv")
+buttons[5].download_button(
     "Numbers (JSON)", json.dumps(numbers, indent=2, ensure_ascii=False), f"{stem}.numbers.json", "application/json",
     icon=":material/data_object:", key="figure.json",
 )
@@ -203,3 +209,12 @@ st.caption(
     "The same figure from the command line (a registered model and a sample image):"
 )
 st.code(" \\\n    ".join(command), language="bash")
+st.caption(
+    "Or the whole session (sidebar and this page's controls, uploads by SHA-256), also under the sidebar's "
+    "Session expander; `python -m neuronviz figure --session session.json --out fig.pdf` renders it:"
+)
+session_text, session_stem = sessions_app.session_file(selection)
+st.download_button(
+    "Download session", session_text, f"{session_stem}.json", "application/json", icon=":material/download:",
+    key="figure.session",
+)
