@@ -55,7 +55,7 @@ def group_fraction() -> float:
     user changes it on the Neurons page; the tour, Neurons, the ε sweep and Defences all use it."""
     value = st.session_state.get(GROUP_FRACTION_KEY)
     if value is None:
-        value = st.session_state.get(_KEPT, {}).get(GROUP_FRACTION_KEY, DEFAULT_GROUP_FRACTION)
+        value = st.session_state.get(KEPT_CONTROLS_KEY, {}).get(GROUP_FRACTION_KEY, DEFAULT_GROUP_FRACTION)
     return float(value)
 
 
@@ -303,7 +303,7 @@ def figure(build, *args, **kwargs):
     return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)
 
 
-_KEPT = "components.kept_controls"
+KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/session.py reads it too)
 
 
 def persist(*keys: str) -> None:
@@ -314,7 +314,7 @@ def persist(*keys: str) -> None:
     was forgotten is put back. A page copes with a value that no longer fits (another model's
     layer) as it does when the model changes under it.
     """
-    kept = st.session_state.setdefault(_KEPT, {})
+    kept = st.session_state.setdefault(KEPT_CONTROLS_KEY, {})
     for key in keys:
         if key in st.session_state:
             kept[key] = st.session_state[key]

@@ -108,7 +108,7 @@ MESSAGES = "session.messages"  # the last link's / file's messages
 PENDING = "session.pending"  # raw query values of controls no table knew yet (read by url_key)
 RECORD = "session.record"  # the record written to the URL in this run
 OPEN_KEY = "session.open"
-_KEPT = "components.kept_controls"  # components.persist's store (components._KEPT; a public name is asked of pages)
+_KEPT = components.KEPT_CONTROLS_KEY  # components.persist's store
 
 
 def controls() -> dict[str, Control]:
