@@ -264,10 +264,10 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
         if not done.is_set():
             cancel.set()  # the script run is being stopped: stop the worker at its next forward
     if "error" in outcome:
-        error = outcome["error"]
-        if _is_stop(error):
-            _remember_stopped(_key, error)
-        raise error
+        failure: BaseException = outcome["error"]
+        if _is_stop(failure):
+            _remember_stopped(_key, failure)
+        raise failure
     return outcome["value"]
 
 

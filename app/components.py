@@ -13,10 +13,11 @@ import streamlit as st
 from app import analysis, state
 from neuronviz import figures
 from neuronviz.attacks import format_eps
+from neuronviz.errors import NeuronvizError
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
 from neuronviz.images import ImageInfo
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import ModelInfo, PixelModel
+from neuronviz.models import ModelInfo, PixelModel, source_for
 
 
 def current_choice(selection: state.Selection | None) -> None:
@@ -54,7 +55,7 @@ def group_fraction() -> float:
     user changes it on the Neurons page; the tour, Neurons, the ε sweep and Defences all use it."""
     value = st.session_state.get(GROUP_FRACTION_KEY)
     if value is None:
-        value = st.session_state.get(_KEPT, {}).get(GROUP_FRACTION_KEY, DEFAULT_GROUP_FRACTION)
+        value = st.session_state.get(KEPT_CONTROLS_KEY, {}).get(GROUP_FRACTION_KEY, DEFAULT_GROUP_FRACTION)
     return float(value)
 
 
@@ -70,7 +71,10 @@ def _weights_label(request: state.ModelRequest) -> str:
         return f"uploaded checkpoint {request.upload.name}"
     if request.weights is None:
         return "random initialisation"
-    return "embedded weights" if request.name.startswith("digits-") else "pretrained weights"
+    try:
+        return source_for(request.name).weights_word
+    except NeuronvizError:
+        return "pretrained weights"
 
 
 def messages(errors: Iterable[str]) -> None:
@@ -148,8 +152,9 @@ def card_facts(card: Mapping[str, Any]) -> dict[str, str]:
         facts["Parameters"] = f"{card['parameters']:,}"
     if "adversarial" in training:
         facts["Training"] = "adversarial (PGD)" if training["adversarial"] else "standard"
-    elif "lam" in training and "top_fraction" in training:  # the SNS recipe (neuronviz/training/sns.py)
-        facts["Training"] = "SNS"  # the description says it is a reconstruction
+    elif isinstance(training.get("method"), str) and training["method"].strip():
+        # the recipe's own name, as the card states it (SNS: "SNS fine-tuning (reconstruction; ...)")
+        facts["Training"] = training["method"].split(" (")[0].removesuffix(" fine-tuning").strip()
     if training.get("epochs"):
         facts["Epochs"] = str(training["epochs"])
     return facts
@@ -298,7 +303,7 @@ def figure(build, *args, **kwargs):
     return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)
 
 
-_KEPT = "components.kept_controls"
+KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/session.py reads it too)
 
 
 def persist(*keys: str) -> None:
@@ -309,7 +314,7 @@ def persist(*keys: str) -> None:
     was forgotten is put back. A page copes with a value that no longer fits (another model's
     layer) as it does when the model changes under it.
     """
-    kept = st.session_state.setdefault(_KEPT, {})
+    kept = st.session_state.setdefault(KEPT_CONTROLS_KEY, {})
     for key in keys:
         if key in st.session_state:
             kept[key] = st.session_state[key]

@@ -1,5 +1,9 @@
 """neuronviz dashboard: ``streamlit run app/main.py`` from the repository root.
 
+Your own models (trusted: they run code): ``streamlit run app/main.py -- --model path/to/model.pt2
+--model my_package.models:build --mean 0.5 --std 0.25`` (options follow the ``--model`` they are
+for; see docs/models.md), or the environment variable ``NEURONVIZ_MODELS``.
+
 Routes the pages in ``app/app_pages/`` with ``st.navigation``, draws the shared sidebar (model,
 device, image, attack) and, above every page, the current choice and any loading errors.
 """
@@ -54,13 +58,27 @@ if "app.sidebar" not in sys.modules:  # the first run in this server process: im
     loading = st.empty()
     loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
 
-from app import boundary, components, sidebar  # noqa: E402
+from app import boundary, components, session, sidebar  # noqa: E402
 from neuronviz import plugins  # noqa: E402
+from neuronviz.models import local_source, onnx_source  # noqa: E402, F401  (they register ONNX uploads and local models)
+
+
+def command_line_models() -> list[str]:
+    """``streamlit run app/main.py -- --model path.pt2 --model my_pkg.models:build ...``: Streamlit
+    hands the words after ``--`` to this script as ``sys.argv[1:]`` (``sys.argv[0]`` is this file;
+    under a test runner it is not, and its arguments are left alone). They are the operator's own
+    models (neuronviz.models.local_source): registered as ``local:<name>`` specs, returned."""
+    if not sys.argv or Path(sys.argv[0]).resolve() != Path(__file__).resolve():
+        return []
+    return local_source.register_argv(sys.argv[1:])
+
 
 # Methods and model sources from outside the project register themselves on import
 # (NEURONVIZ_PLUGINS, entry points): before the sidebar reads any registry.
 boundary.guard("The plugins", plugins.load_plugins)
-selection, errors = boundary.guard("The sidebar", sidebar.render) or (None, [])
+boundary.guard("The --model options", command_line_models)
+# The link's settings go into session state before the sidebar draws; the state drawn goes back into the URL.
+selection, errors = boundary.guard("The sidebar", session.sync, sidebar.render) or (None, [])
 if loading is not None:
     loading.empty()
 components.current_choice(selection)

@@ -1,4 +1,5 @@
-"""The shared sidebar: a model (registry or your checkpoint), a device, an image, and the attack.
+"""The shared sidebar: a model (from any registered source, or an upload), a device, an image, and
+the attack. The model part loops over ``neuronviz.models.list_sources()`` and knows no source.
 
 Widgets only collect requests; :mod:`app.state` loads them (cached) and keeps the last good
 choice. The attack's parameters sit inside a form: nothing runs until "Run attack" is pressed,
@@ -18,13 +19,12 @@ from app import analysis, choices, components, state
 from neuronviz.attacks import AttackInfo, list_attacks
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import Sample
-from neuronviz.models import ModelInfo, PixelModel, list_architectures, list_models
+from neuronviz.models import ModelInfo, ModelSource, PixelModel, list_sources
 
-REGISTRY, CHECKPOINT = "Built-in", "Your checkpoint"
+REGISTRY = "Built-in"
 SAMPLE, UPLOAD = "Sample", "Upload"
 PRETRAINED, RANDOM = "pretrained", "random initialisation"
-CHECKPOINT_TYPES = ["safetensors", "pt", "pth"]
-FROM_FILE = "(from the file)"  # the Architecture box's "no architecture given" option
+FROM_FILE = "from the file (or inferred)"  # how an upload option's blank choice is shown
 UNKNOWN = "unknown"  # an upload's true class when the user gives none
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
 DOWNLOAD_MESSAGE = "sidebar.download_message"
@@ -64,54 +64,85 @@ def render() -> tuple[state.Selection | None, list[str]]:
 
 
 def _model_picker() -> state.ModelRequest | None:
-    source = choices.choose(st.segmented_control, "Source", [REGISTRY, CHECKPOINT], key="model_source", default=REGISTRY, width="stretch")
-    request = _registry_picker() if source == REGISTRY else _checkpoint_picker()
+    uploads = {source.label: source for source in list_sources() if source.upload_suffixes}
+    source = choices.choose(
+        st.segmented_control, "Source", [REGISTRY, *uploads], key="model_source", default=REGISTRY, width="stretch"
+    )
+    request = _registry_picker() if source == REGISTRY else _upload_picker(uploads[source])
     device = _device_picker()
     return None if request is None else replace(request, device=device)
 
 
-def _registry_picker() -> state.ModelRequest:
-    infos = {info.name: info for info in list_models()}
-    names = list(infos)
+ANOTHER = ":*"  # the Model box's "another model of this source" entry is the source's name + ANOTHER
+
+
+def _registry_picker() -> state.ModelRequest | None:
+    """The Model box: every source's listed models, grouped by source, then one "another … model"
+    entry per source that takes any name (its text box). A source's own facts decide the rest:
+    a fetch button when weights are missing and the source fetches them, the weights radio when
+    it offers random initialisation."""
+    sources = list_sources()
+    infos: dict[str, tuple[ModelSource, ModelInfo | None]] = {}
+    for source in sources:
+        for listed_info in source.list_models():
+            infos[listed_info.name] = (source, listed_info)
+    for source in sources:
+        if source.spec_field is not None:
+            infos[source.name + ANOTHER] = (source, None)
     name = choices.choose(
-        st.selectbox, "Model", names, key="model_name", default=state.DEFAULT_MODEL, format_func=lambda n: _model_label(infos[n])
+        st.selectbox, "Model", list(infos), key="model_name", default=state.DEFAULT_MODEL, format_func=lambda n: _model_label(n, infos[n])
     )
-    info = infos[name]
+    source, listed = infos[name]
+    info = listed if listed is not None else _typed_model(source)
+    if info is None:
+        return None
+    spec = info.name
     st.caption(info.description)
-    if info.kind != "zoo":
-        return state.ModelRequest(name=name)
-    if not info.weights_available and _shared_server():
-        st.warning(
-            f"Pretrained weights for **{name}** are not cached on this server, and downloads are off "
-            "(shared server): use random initialisation, or ask the operator to cache them.",
-            icon=":material/cloud_off:",
-        )
-    elif not info.weights_available:
-        st.warning(
-            f"Pretrained weights for **{name}** are not cached here. Download them (internet), "
-            "or use random initialisation.",
-            icon=":material/cloud_off:",
-        )
-        st.button(
-            "Download weights",
-            key=f"download:{name}",
-            icon=":material/download:",
-            on_click=_download,
-            args=(name,),
-        )
+    if source.fetch_label and not info.weights_available:
+        if _shared_server():
+            st.warning(
+                f"Pretrained weights for **{spec}** are not cached on this server, and downloads are off "
+                "(shared server): use random initialisation, or ask the operator to cache them.",
+                icon=":material/cloud_off:",
+            )
+        else:
+            st.warning(
+                f"Pretrained weights for **{spec}** are not cached here: press **{source.fetch_label}** "
+                "(internet), or use random initialisation.",
+                icon=":material/cloud_off:",
+            )
+            st.button(source.fetch_label, key=f"download:{spec}", icon=":material/download:", on_click=_download, args=(spec,))
     message = st.session_state.get(DOWNLOAD_MESSAGE)
-    if message and message[0] == name:
-        (st.error if message[1] else st.success)(message[1] or f"Weights of {name} downloaded.")
+    if message and message[0] == spec:
+        (st.error if message[1] else st.success)(message[1] or f"Weights of {spec} downloaded.")
+    if not source.offers_random:
+        return state.ModelRequest(name=spec)
     weights = choices.choose(
-        st.radio, "Weights", [PRETRAINED, RANDOM], key=f"weights:{name}", default=PRETRAINED if info.weights_available else RANDOM, horizontal=True
+        st.radio, "Weights", [PRETRAINED, RANDOM], key=f"weights:{spec}", default=PRETRAINED if info.weights_available else RANDOM, horizontal=True
     )
-    return state.ModelRequest(name=name, weights="default" if weights == PRETRAINED else None)
+    return state.ModelRequest(name=spec, weights="default" if weights == PRETRAINED else None)
 
 
-def _model_label(info: ModelInfo) -> str:
-    if info.kind == "embedded":
-        return f"{info.name} · embedded" + ("" if info.weights_available else " (weights missing)")
-    return f"{info.name} · ImageNet, " + ("cached" if info.weights_available else "not cached")
+def _model_label(name: str, entry: tuple[ModelSource, ModelInfo | None]) -> str:
+    source, info = entry
+    if info is None:
+        return f"{source.label or source.name}: another model (type its name)…"
+    return source.picker_label(info)
+
+
+def _typed_model(source: ModelSource) -> ModelInfo | None:
+    """The text box of a source that takes any name; the model's facts, or None (reported)."""
+    field = source.spec_field
+    assert field is not None
+    text = st.text_input(field.label, value=field.default, key=f"{source.name}_spec", help=field.help or None)
+    if not text.strip():
+        st.caption("No model named yet: the previous model stays selected.")
+        return None
+    try:
+        return source.info(source.spec_from_text(text))
+    except NeuronvizError as error:
+        st.error(f"{state.error_text(error)} The previous model stays selected.", icon=":material/error:")
+        return None
 
 
 def _shared_server() -> bool:
@@ -121,42 +152,46 @@ def _shared_server() -> bool:
     return bool(shared_server())
 
 
-def _download(name: str) -> None:
+def _download(spec: str) -> None:
     """Button callback: runs before the rerun, so the weights radio can switch to pretrained."""
     if _shared_server():  # the button is not drawn then; a crafted client gets the same answer
-        st.session_state[DOWNLOAD_MESSAGE] = (name, "Downloads are off on this shared server.")
+        st.session_state[DOWNLOAD_MESSAGE] = (spec, "Downloads are off on this shared server.")
         return
-    error = state.download_zoo_weights(name)
-    st.session_state[DOWNLOAD_MESSAGE] = (name, error)
+    error = state.fetch_weights(spec)
+    st.session_state[DOWNLOAD_MESSAGE] = (spec, error)
     if error is None:
-        st.session_state[f"weights:{name}"] = PRETRAINED
+        st.session_state[f"weights:{spec}"] = PRETRAINED
 
 
-def _checkpoint_picker() -> state.ModelRequest | None:
+def _upload_picker(source: ModelSource) -> state.ModelRequest | None:
+    """A source's file upload and its options (a select box for an option with choices, a text
+    box otherwise; blank: from the file)."""
     uploaded = st.file_uploader(
-        "Checkpoint",
-        type=CHECKPOINT_TYPES,
-        key="checkpoint_upload",
-        help="A state dict (.pt/.pth, read with weights_only=True) or a .safetensors file for a "
-        "registered architecture. TorchScript archives are refused: loading them runs code.",
+        source.label,
+        type=[suffix.lstrip(".") for suffix in source.upload_suffixes],
+        key=f"{source.name}_upload",
+        help=source.upload_help or None,
     )
-    architecture = choices.choose(
-        st.selectbox,
-        "Architecture",
-        [FROM_FILE, *list_architectures()],
-        key="checkpoint_architecture",
-        default=FROM_FILE,
-        format_func=lambda a: "from the file (or inferred)" if a == FROM_FILE else a,
-    )
+    values = []
+    for field in source.options:
+        key = f"{source.name}_{field.name}"
+        if field.choices:
+            value = choices.choose(
+                st.selectbox, field.label, list(field.choices), key=key, default=field.default,
+                format_func=lambda c: c or FROM_FILE, help=field.help or None,
+            )
+        else:
+            value = st.text_input(field.label, value=field.default, key=key, help=field.help or None)
+        values.append((field.name, str(value).strip()))
     if uploaded is None:
-        st.caption("No checkpoint uploaded yet: the previous model stays selected.")
+        st.caption("No file uploaded yet: the previous model stays selected.")
         return None
     try:
         upload = state.Upload.from_file(uploaded)
     except NeuronvizError as error:
         st.error(f"{str(error)[:1].upper()}{str(error)[1:]}. The previous model stays selected.", icon=":material/error:")
         return None
-    return state.ModelRequest(name=uploaded.name, upload=upload, architecture=None if architecture == FROM_FILE else architecture)
+    return state.ModelRequest(name=uploaded.name, upload=upload, source=source.name, options=tuple(values))
 
 
 def _device_picker() -> str:
@@ -226,7 +261,7 @@ def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     classes = sorted(groups)
     # The start-up example (analysis.DEFAULT_SAMPLE_ID, chosen by bench/choose_example.py) when present.
     start = next((s for s in samples if s.id == analysis.DEFAULT_SAMPLE_ID), None)
-    start_class = start.true_class if start is not None else classes[0]
+    start_class = start.true_class if start is not None and start.true_class is not None else classes[0]
     start_example = groups[start_class].index(start) if start is not None else 0
     chosen = choices.choose(
         st.segmented_control, "Digit", classes, key="sample_class", default=start_class, format_func=lambda c: model.class_names[c]

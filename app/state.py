@@ -2,8 +2,8 @@
 
 Caching
     Models are shared by every session through ``st.cache_resource``, keyed by plain strings:
-    (name, weights, device) for a registry model, (SHA-256 of the bytes, file name, architecture,
-    device) for an uploaded checkpoint. Images and predictions go through ``st.cache_data`` with
+    (spec, weights, device) for a model a source names, (source, SHA-256 of the bytes, file name,
+    the source's options, device) for an uploaded file. Images and predictions go through ``st.cache_data`` with
     explicit full-content keys only (``model.content_hash``, the SHA-256 of an upload, a SHA-1 of
     the image tensor); the model, tensors and bytes are passed as ``_``-prefixed arguments, which
     Streamlit does not hash (it would hash a large array from a sample only).
@@ -37,11 +37,12 @@ from typing import Protocol
 import streamlit as st
 import torch
 
+import neuronviz.cache
 from app import store
 from neuronviz._digest import tensor_digest
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
-from neuronviz.models import PixelModel, download_weights, load_model, resolve_device
+from neuronviz.models import PixelModel, create_model, get_source, resolve_device, source_for
 
 DEFAULT_MODEL = "digits-cnn"
 
@@ -100,22 +101,30 @@ class Upload:
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """A registry model (``name``, ``weights`` "default" or None) or an uploaded checkpoint."""
+    """A model a source names (``name`` is its spec, ``weights`` "default" or None), or a file
+    uploaded to an upload source (``source``, with that source's ``options`` as (name, value)
+    pairs; a blank value means "from the file")."""
 
     name: str = DEFAULT_MODEL
     weights: str | None = "default"
     device: str = "cpu"
     upload: Upload | None = None
-    architecture: str | None = None  # for an upload; None = from the file or inferred
+    source: str = ""  # for an upload: the name of the source that reads it
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
         if self.upload is not None:
-            arch = self.architecture or "architecture from the file"
-            return f"{self.upload.name} (uploaded, {arch})"
+            given = ", ".join(value for _, value in self.options if value)
+            return f"{self.upload.name} (uploaded, {given or 'settings from the file'})"
         if self.weights is None:
             return f"{self.name} (random initialisation)"
         return self.name
+
+    @property
+    def architecture(self) -> str | None:
+        """The ``architecture`` option of an uploaded checkpoint (None when not given)."""
+        return dict(self.options).get("architecture") or None
 
 
 @dataclass(frozen=True)
@@ -196,10 +205,11 @@ def true_class_of(request: ImageRequest, model: PixelModel) -> int | None:
     return None
 
 
-def download_zoo_weights(name: str) -> str | None:
-    """Fetch a zoo model's weights (explicit user action). Returns an error message or None."""
+def fetch_weights(spec: str) -> str | None:
+    """Fetch the default weights of the model ``spec`` names, through its source (an explicit
+    user action). Returns an error message or None."""
     try:
-        download_weights(name)
+        source_for(spec).fetch_weights(spec)
     except NeuronvizError as error:  # DownloadError: no network, DNS, TLS, HTTP status, hash mismatch
         return f"{str(error)[0].upper()}{str(error)[1:]}. Check the internet connection, or use random initialisation."
     return None
@@ -210,18 +220,21 @@ def download_zoo_weights(name: str) -> str | None:
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def _registry_model(name: str, weights: str | None, device: str) -> PixelModel:
-    return load_model(name, device=device, weights=weights)
+    return create_model(name, device=device, weights=weights)
 
 
-@st.cache_resource(max_entries=3, show_spinner="Loading your checkpoint…")
-def _uploaded_model(digest: str, file_name: str, architecture: str | None, device: str, _upload: Upload) -> PixelModel:
-    # load_model reads from a path: write the bytes under the user's file name (the model's name
-    # is the file's stem), in a private folder removed right after loading.
-    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file_name).name).lstrip(".") or "checkpoint"
+@st.cache_resource(max_entries=3, show_spinner="Loading your upload…")
+def _uploaded_model(
+    source: str, digest: str, file_name: str, options: tuple[tuple[str, str], ...], device: str, _upload: Upload
+) -> PixelModel:
+    # Sources read uploads from a path: write the bytes under the user's file name (the model's
+    # name is the file's stem), in a private folder removed right after loading.
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file_name).name).lstrip(".") or "upload"
     with tempfile.TemporaryDirectory(prefix="neuronviz-upload-") as folder:
         path = Path(folder) / safe_name
         path.write_bytes(_upload.data)
-        model = load_model(path, device=device, architecture=architecture)
+        model = get_source(source).load_upload(path, {k: v for k, v in options if v})
+    model = model.to(resolve_device(device))
     model.meta = dataclasses.replace(model.meta, source=f"uploaded file {file_name} (sha256 {digest[:12]}…)")
     return model
 
@@ -249,7 +262,7 @@ def load_requested_model(request: ModelRequest) -> PixelModel:
     if request.upload is None:
         return _registry_model(request.name, request.weights, request.device)
     upload = request.upload
-    return _uploaded_model(upload.digest, upload.name, request.architecture, request.device, _upload=upload)
+    return _uploaded_model(request.source, upload.digest, upload.name, request.options, request.device, _upload=upload)
 
 
 def load_requested_image(request: ImageRequest, model: PixelModel) -> tuple[torch.Tensor, ImageInfo | None]:
@@ -272,6 +285,7 @@ def clear_caches() -> None:
     """Forget every cached model, image and prediction (tests; after weights change on disk)."""
     for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities, _probe_is_finite):
         cached.clear()
+    neuronviz.cache.clear()  # the library's own caches (probe layers, NIP profiles, PSSR regenerators, ...)
 
 
 # -- the last good choice -------------------------------------------------------------------------

@@ -87,7 +87,7 @@ async def session(context, url: str, index: int, actions: int, image: Path, time
         kind = rng.choice(KINDS)
         if kind == "page":
             title = rng.choice(PAGES)
-            await timed("page", lambda: page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click())
+            await timed("page", lambda title=title: page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click())
         elif kind == "attack":
             name, seed = rng.choice(ATTACKS), rng.randrange(1, 10_000)
 
@@ -110,10 +110,10 @@ async def session(context, url: str, index: int, actions: int, image: Path, time
                 uploaded = False
                 continue
             digit = str(rng.randrange(10))
-            await timed("digit", lambda: sidebar.get_by_role("radiogroup", name="Digit").get_by_role("radio", name=digit, exact=True).click())
+            await timed("digit", lambda digit=digit: sidebar.get_by_role("radiogroup", name="Digit").get_by_role("radio", name=digit, exact=True).click())
         else:
 
-            async def upload():
+            async def upload(uploaded=uploaded):
                 if not uploaded:
                     await sidebar.get_by_role("radiogroup", name="Source").nth(1).get_by_role("radio", name="Upload").click()
                     await wait_run(page, timeout_ms)
@@ -176,7 +176,7 @@ def report(result: dict) -> None:
         if times:
             print(f"  {kind:8s} {len(times):5d} {statistics.median(times):7.2f} {percentile(times, 0.9):7.2f} {max(times):7.2f}")
     by_type: dict[str, int] = {}
-    for kind, seconds, error, index in errors:
+    for kind, _seconds, error, _index in errors:
         first = error.splitlines()[0][:90]
         by_type[f"{kind}: {first}"] = by_type.get(f"{kind}: {first}", 0) + 1
     for what, count in sorted(by_type.items(), key=lambda item: -item[1]):

@@ -127,7 +127,7 @@ def _script(table: Table, name: str, args: list[str], limit: float, keep: int = 
     seconds = time.perf_counter() - started
     _log(f"$ {' '.join(command[1:])}\n{done.stdout[-4000:]}{done.stderr[-2000:] if done.returncode else ''}")
     if done.returncode:
-        table.fail(name, (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1], seconds)
+        table.fail(name, (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1], seconds)
         return
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     table.add(name, " ".join(args) or "defaults", f"ran; last line: {lines[-1][:80] if lines else '(no output)'}", seconds=seconds)

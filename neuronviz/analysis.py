@@ -46,7 +46,7 @@ DEFAULT_SAMPLE_ID = "digit-test-43"
 RESTORATIONS = ("nip-guided", "pssr")
 #: Conditions of :attr:`Analysis.influence`, in the order pages show them.
 CONDITIONS = ("clean", "adversarial", *RESTORATIONS)
-CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR"}
+CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in RESTORATIONS}}
 
 
 # -- the attack choice -----------------------------------------------------------------------------
@@ -228,13 +228,7 @@ def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoic
     restorations: dict[str, Restoration] = {}
     for name in RESTORATIONS:
         started = time.perf_counter()
-        defense = get_defense(name)
-        restorations[name] = defense.restore(
-            model,
-            adversarial,
-            target=benign if defense.needs_target else None,
-            reference=image if defense.needs_reference else None,
-        )
+        restorations[name] = get_defense(name).restore_for(model, adversarial, benign=benign, clean=image)
         seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
     layers = tuple(info.name for info in probe_layers(model))

@@ -43,28 +43,24 @@ from neuronviz.attacks import AttackedImages, get_attack, resolve_params, run_at
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError
 from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
-from neuronviz.evaluation import _defend, _spec
+from neuronviz.evaluation import split_spec
 from neuronviz.models.pixel import PixelModel
 
 #: Images per library call; the unit of the attack's randomness (see the module docstring).
 BLOCK = 16
 #: The two defences every batch evaluates: NIP toward the benign prediction, and PSSR.
 DEFAULT_DEFENCES = ("nip-guided", "pssr")
-#: Short names of the defences for tables and figures (the registry's labels are longer).
-DEFENCE_LABELS = {
-    "none": "no defence",
-    "nip-guided": "NIP (guided)",
-    "nip-oracle": "NIP (oracle)",
-    "nip-reactive": "NIP (reactive)",
-    "pssr": "PSSR",
-}
 
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 
 
 def defence_label(name: str) -> str:
-    """The short display name of a defence (its registry name when it has none)."""
-    return DEFENCE_LABELS.get(name, name)
+    """The short display name of a defence for tables and figures (its registry entry's
+    ``short_label``; the name itself for a name that is not registered)."""
+    try:
+        return get_defense(name).short
+    except InputError:
+        return name
 
 
 # -- which images ------------------------------------------------------------------------------------
@@ -88,6 +84,13 @@ def batch_images(model: PixelModel, n: int) -> EvaluationSet:
 
 
 # -- results -----------------------------------------------------------------------------------------
+
+
+def attacked_mask(result: AttackedImages) -> torch.Tensor:
+    """``result.attacked`` as a tensor: every image when it was not given."""
+    if result.attacked is None:
+        return torch.ones_like(result.success, dtype=torch.bool)
+    return result.attacked
 
 
 @dataclass(frozen=True)
@@ -157,9 +160,14 @@ class BatchResult(AttackedImages):
     def images(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def attacked_rows(self) -> torch.Tensor:
+        """``attacked`` as a tensor (every image when it was not given)."""
+        return attacked_mask(self)
+
     def summary(self) -> BatchSummary:
         """Success rate, DSR, accuracies (see the module docstring for the definitions)."""
-        return _summarise(self, torch.ones_like(self.success))
+        return summarise(self, torch.ones_like(self.success))
 
     def per_class(self, class_names: Sequence[str] | None = None):
         """A pandas DataFrame, one row per true class present in the batch (ascending): ``class``
@@ -170,7 +178,7 @@ class BatchResult(AttackedImages):
 
         rows = []
         for cls in sorted(set(self.labels.tolist())):
-            summary = _summarise(self, self.labels == cls)
+            summary = summarise(self, self.labels == cls)
             row: dict[str, Any] = {"class": cls}
             if class_names is not None:
                 row["name"] = str(class_names[cls])
@@ -197,9 +205,9 @@ class BatchResult(AttackedImages):
             "adv_pred": classes(self.adv_pred),
             "success": self.success.tolist(),
         }
-        left_alone = ~self.attacked
+        left_alone = ~self.attacked_rows
         if bool(left_alone.any()):
-            columns["attacked"] = self.attacked.tolist()
+            columns["attacked"] = self.attacked_rows.tolist()
         for name in self.defences:
             columns[name] = classes(self.restored[name])
             restored = (self.restored[name] == self.clean_pred).tolist()
@@ -252,9 +260,11 @@ def _rate(hits: torch.Tensor) -> float:
     return float(hits.to(torch.float64).mean()) if hits.numel() else float("nan")
 
 
-def _summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
+def summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
+    """The summary over the images ``rows`` selects (a boolean ``(N,)`` mask): the definitions of
+    the module docstring, also used by :mod:`neuronviz.evaluate` for its tables."""
     labels, clean, success = result.labels[rows], result.clean_pred[rows], result.success[rows]
-    attacked = result.attacked[rows]
+    attacked = result.attacked_rows[rows]
     fooled = success.bool() & attacked  # success is False for an image left alone; kept explicit
     return BatchSummary(
         images=int(rows.sum()),
@@ -291,12 +301,14 @@ def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1)[0])
 
 
-def _defence_specs(defences: Sequence[DefenceSpec]) -> tuple[tuple[str, dict], ...]:
+def defence_specs(defences: Sequence[DefenceSpec]) -> tuple[tuple[str, dict], ...]:
+    """Names or ``(name, params)`` → ``((registry name, params), ...)``; raises :class:`InputError`
+    for an unknown defence, a defence listed twice, or something that is not a sequence of them."""
     if isinstance(defences, (str, bytes)) or not isinstance(defences, Sequence):
         raise InputError(f"defences must be a sequence of names or (name, params), got {defences!r}")
     specs = []
     for item in defences:
-        name, params = _spec(item)
+        name, params = split_spec(item)
         defense = get_defense(name)
         specs.append((defense.name, params))
     names = [n for n, _ in specs]
@@ -323,7 +335,8 @@ def evaluate_chunk(
     started = time.perf_counter()
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
-    specs = _defence_specs(defences)
+    specs = defence_specs(defences)
+    entries = [(get_defense(n), p) for n, p in specs]
     names = tuple(n for n, _ in specs)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "adv", "success", "attacked", "l0", "l2", "linf")}
     restored: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -335,13 +348,15 @@ def evaluate_chunk(
         resolved = report.params
         benign = report.clean_pred.to(model.device)
         adversarial = report.adversarial.to(model.device)
-        for name, defence_params in specs:
-            restored[name].append(_defend(model, adversarial, name, defence_params, benign, xb).cpu())
-            restored_clean[name].append(_defend(model, xb, name, defence_params, benign, xb).cpu())
+        for defense, defence_params in entries:
+            after = defense.restore_for(model, adversarial, benign=benign, clean=xb, params=defence_params)
+            on_clean = defense.restore_for(model, xb, benign=benign, clean=xb, params=defence_params)
+            restored[defense.name].append(after.prediction)
+            restored_clean[defense.name].append(on_clean.prediction)
         rows["clean"].append(report.clean_pred)
         rows["adv"].append(report.adv_pred)
         rows["success"].append(report.success.bool())
-        rows["attacked"].append(report.attacked.bool())
+        rows["attacked"].append(attacked_mask(report).bool())
         rows["l0"].append(report.l0)
         rows["l2"].append(report.l2)
         rows["linf"].append(report.linf)
@@ -419,7 +434,7 @@ def evaluate_batch(
     x = model.check_pixels(images, "images").cpu()
     y = model.check_classes(labels, x.shape[0], "labels")
     resolved = resolve_params(get_attack(attack), params, model)
-    specs = _defence_specs(defences)
+    specs = defence_specs(defences)
     for name, defence_params in specs:
         get_defense(name).resolve(defence_params, model)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

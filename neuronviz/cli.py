@@ -1,14 +1,15 @@
 """Command line: ``python -m neuronviz <command>``.
 
 Commands:
-  models                 list the registered models (embedded and zoo) and whether weights are here
+  models                 list every model source's models (embedded, zoo, timm, plugins) and whether weights are here
   attacks                list the registered attacks with their parameters and defaults
+  defences               list the registered defences (plugins too) with their parameters
   train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
                          weights + card to assets/
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
                          (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
-  download NAME          fetch a zoo model's pretrained weights into the torch hub cache (network)
+  download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
   figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
 """
 
@@ -23,15 +24,18 @@ from neuronviz.errors import NeuronvizError
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from neuronviz.models import list_models
+    from neuronviz.models import list_sources
 
-    for info in list_models():
-        if info.weights_available:
-            state = "ready"
-        else:
-            state = "not cached" if info.kind == "zoo" else "missing: make models"
-        size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
-        print(f"{info.name:20s} {info.kind:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+    for source in list_sources():  # grouped by source; each source says what it lists
+        for info in source.list_models():
+            if info.weights_available:
+                state = "ready"
+            else:
+                state = "not cached" if source.fetch_label else "missing"
+            size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
+            print(f"{info.name:20s} {source.name:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+        if source.upload_suffixes:
+            print(f"{'(upload)':20s} {source.name:9s} {'':11s} {'':13s}  {'':20s} {source.label}: {', '.join(source.upload_suffixes)} files")
     return 0
 
 
@@ -84,6 +88,17 @@ def _split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(";") if v.strip()]
 
 
+def _cmd_defences(args: argparse.Namespace) -> int:
+    from neuronviz.defenses import list_defenses
+
+    for defense in list_defenses():
+        print(f"{defense.name:13s} {defense.short:16s} {'analysis only' if defense.oracle else 'deployable'}")
+        for param in defense.params:
+            bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+            print(f"    {param.name:15s} {param.kind:6s} default {param.default!r}{bounds}  {param.help}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -121,10 +136,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from neuronviz.models import download_weights
+    from neuronviz.models import source_for
 
-    print(download_weights(args.name, progress=True))
+    print(source_for(args.name).fetch_weights(args.name))
     return 0
+
+
+def _trust_local_models(args: argparse.Namespace) -> None:
+    """A model given on the command line as a .pt2 path or module:function is the user's own:
+    registered as a trusted local model (neuronviz.models.local_source) and used by its spec."""
+    from neuronviz.models.local_source import trusted_spec
+
+    for attr in {"evaluate": "name", "card": "name", "figure": "model"}.get(args.command, "").split():
+        setattr(args, attr, trusted_spec(getattr(args, attr)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
     sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
+    sub.add_parser("defences", aliases=["defenses"], help="list defences").set_defaults(func=_cmd_defences)
     p = sub.add_parser("train", help="train an embedded model")
     p.add_argument("name")
     p.add_argument("--out", default=None, help="output folder (default: assets/models)")
@@ -163,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")
     p.add_argument("--target", default=None, help="none (default), a class index, or least-likely (images already of the target are excluded)")
     p.add_argument("--autoattack", action="store_true", help="add the AutoAttack standard row (L∞, untargeted) at every ε")
-    p.add_argument("--defence", "--defense", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
+    p.add_argument("--defence", "--defense", "--defences", "--defenses", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--block-size", type=int, default=64, help="images per block file, a multiple of 16 (never changes the numbers)")
     p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")
@@ -174,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_card)
-    p = sub.add_parser("download", help="download zoo weights (explicit network use)")
+    p = sub.add_parser("download", help="fetch a model's pretrained weights (zoo, timm:<name>; explicit network use)")
     p.add_argument("name")
     p.set_defaults(func=_cmd_download)
     from neuronviz.figure_cli import add_parser as _add_figure
@@ -183,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
+        _trust_local_models(args)
         return args.func(args)
     except NeuronvizError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,7 +5,7 @@ every *block* of ``block_size`` consecutive images, restores the adversarial and
 with every defence, and writes one JSON file per (cell, block) under ``out/blocks/``. The work is
 the Batch page's: :func:`neuronviz.batch.evaluate_chunk` (attack through
 :func:`neuronviz.attacks.run_attack`, defences through the registry), the same definitions
-(:func:`neuronviz.batch._summarise`: attack success, DSR, accuracies) and the same per-block seeds
+(:func:`neuronviz.batch.summarise`: attack success, DSR, accuracies) and the same per-block seeds
 (:func:`neuronviz.batch.block_seed` over units of :data:`neuronviz.batch.BLOCK` images). So:
 
 - the numbers do not depend on ``block_size``, on the order blocks run in, or on how many
@@ -27,6 +27,10 @@ CIFAR-10 from a local root) without touching the rest.
 
 The tables (:func:`write_tables`): ``results.csv``, ``results.md``, ``results.tex`` and
 ``results.json`` (rows + the provenance record of :mod:`neuronviz.provenance`).
+
+Longer than 500 lines on purpose: data sets, plan, blocks, files, tables and the torchrun wrapper
+are one pipeline whose parts share the file format (:data:`FORMAT`) and are read top to bottom;
+the per-image work and its definitions are :mod:`neuronviz.batch`'s.
 """
 
 from __future__ import annotations
@@ -48,11 +52,10 @@ import torch
 
 from neuronviz import provenance
 from neuronviz.attacks import get_attack, resolve_params, resolve_target
-from neuronviz.batch import BLOCK, BatchResult, _defence_specs, _summarise, defence_label, evaluate_chunk
+from neuronviz.batch import BLOCK, BatchResult, defence_label, defence_specs, evaluate_chunk, summarise
 from neuronviz.defenses import get_defense
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.evalset import USER_DATASETS, user_dataset
-from neuronviz.evaluation import _defend
 from neuronviz.models.pixel import PixelModel
 from neuronviz.schema import parse_eps
 
@@ -224,13 +227,7 @@ class Cell:
     def name(self) -> str:
         """The attack as a table names it: its label, with the steps (``PGD-20 (L∞)``) or the
         AutoAttack version (``AutoAttack (standard)``)."""
-        text = get_attack(self.attack).label
-        if self.attack == "autoattack":
-            return f"{text} ({self.params['version']})"
-        if "steps" in self.params:
-            head, sep, tail = text.partition(" (")
-            return f"{head}-{self.params['steps']}{sep}{tail}"
-        return text
+        return get_attack(self.attack).run_name(self.params)
 
     @property
     def label(self) -> str:
@@ -317,12 +314,13 @@ def build_plan(
         info = get_attack(name)
         if target is not None and not info.targeted:
             raise InputError(f"{info.label} has no targeted mode; run it untargeted or leave it out")
-        for value in grid if info.budget_param else [None]:
+        budget = info.budget_param
+        for value in grid if budget else [None]:
             given = dict(params)
-            if value is not None:
-                given[info.budget_param] = value
+            if value is not None and budget:
+                given[budget] = value
             resolved = resolve_params(info, given, model)
-            cells.append(Cell(info.name, resolved, resolved.get(info.budget_param) if info.budget_param else None, target))
+            cells.append(Cell(info.name, resolved, resolved.get(budget) if budget else None, target))
     if autoattack:
         info = get_attack("autoattack")
         for value in grid:
@@ -339,7 +337,7 @@ def build_plan(
 
 def resolve_defences(model: PixelModel, defences: Sequence[AttackSpec]) -> tuple[tuple[str, dict], ...]:
     """Names or ``name:key=value`` specs → ``((name, full resolved params), ...)``, validated."""
-    specs = _defence_specs([_spec(d) for d in defences])
+    specs = defence_specs([_spec(d) for d in defences])
     if not specs:
         raise InputError("give at least one defence (none: the attack's own numbers)")
     return tuple((name, get_defense(name).resolve(params, model)) for name, params in specs)
@@ -379,7 +377,8 @@ def run_block(
     if cell.target is not None:
         clean_pred, clean_probs = model.predict(images)
         target = resolve_target(cell.target, get_attack(cell.attack), model, clean_probs, n)
-        excluded = clean_pred == target
+        assert target is not None  # a cell with a target resolves it to one class per image
+        excluded = torch.eq(clean_pred, target)
     parts: list[BatchResult] = []
     kept_index: list[int] = []
     for unit_start in range(0, n, BLOCK):
@@ -426,7 +425,7 @@ def run_block(
         for i in alone:
             row["adv_pred"][i] = row["clean_pred"][i]
         for d, params in defences:
-            prediction = _defend(model, xe, d, params, benign, xe).tolist()
+            prediction = get_defense(d).restore_for(model, xe, benign=benign, clean=xe, params=params).prediction.tolist()
             for i, value in zip(alone, prediction, strict=True):
                 row["restored"][d][i] = row["restored_clean"][d][i] = int(value)
     row["seconds"] = time.perf_counter() - started
@@ -617,13 +616,13 @@ def evaluate(
     by_cell: dict[int, list[int]] = {}
     for c, b in mine:
         by_cell.setdefault(c, []).append(b)
-    for position, (c, blocks) in enumerate(by_cell.items()):
+    for c, cell_blocks in by_cell.items():
         cell = cells[c]
-        total = sum(bounds[b][1] - bounds[b][0] for b in blocks)
+        total = sum(bounds[b][1] - bounds[b][0] for b in cell_blocks)
         prefix = f"[{rank}/{world_size}] " if world_size > 1 else ""
         bar = _progress(total, f"{prefix}{cell.label}", progress and rank == 0, 0)
         try:
-            for k, b in enumerate(blocks):
+            for k, b in enumerate(cell_blocks):
                 start, stop = bounds[b]
                 path = _block_path(folder, c, b) if folder is not None else None
                 row = _read_block(path, start, stop) if path is not None else None
@@ -636,7 +635,7 @@ def evaluate(
                     reused += 1
                 results[(c, b)] = row
                 if bar is not None:
-                    bar.set_postfix_str(f"block {k + 1}/{len(blocks)}", refresh=False)
+                    bar.set_postfix_str(f"block {k + 1}/{len(cell_blocks)}", refresh=False)
                     bar.update(stop - start)
         finally:
             if bar is not None:
@@ -695,7 +694,7 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
     names = tuple(d for d, _ in defences)
     rows = []
     for cell, parts in zip(cells, blocks, strict=True):
-        def cat(key: str, dtype) -> torch.Tensor:
+        def cat(key: str, dtype: torch.dtype, parts: Sequence[dict] = parts) -> torch.Tensor:
             return torch.tensor([v for p in parts for v in p[key]], dtype=dtype)
 
         excluded = cat("excluded", torch.bool)
@@ -707,12 +706,12 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
             restored={d: torch.tensor([v for p in parts for v in p["restored"][d]], dtype=torch.long) for d in names},
             restored_clean={d: torch.tensor([v for p in parts for v in p["restored_clean"][d]], dtype=torch.long) for d in names},
         )
-        summary = _summarise(result, torch.ones_like(excluded))
+        summary = summarise(result, torch.ones_like(excluded))
         attacked = result.success[~excluded]
         attack_success = float(attacked.double().mean()) if attacked.numel() else float("nan")
         labels, clean, adv = result.labels, result.clean_pred, result.adv_pred
         robust = float(((clean == labels) & (adv == labels)).double().mean())
-        for d, params in defences:
+        for d, _ in defences:
             defense = get_defense(d)
             rows.append({
                 "attack": cell.name,
@@ -720,7 +719,7 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
                 "target": "none" if cell.target is None else str(cell.target),
                 "params": json.dumps(cell.params, sort_keys=True),
                 "defence": defence_label(d),
-                "deployable": not (defense.needs_target or defense.needs_reference),
+                "deployable": defense.deployable,
                 "images": summary.images,
                 "excluded": int(excluded.sum()),
                 "clean_accuracy": summary.clean_accuracy,

@@ -13,9 +13,11 @@ Definitions (METHODS.md §1, §4):
 - *accuracy (clean)*: accuracy after the defence on the clean images: a defence must not break
   them.
 
-Defences that need the benign prediction (``nip-guided``) get it as their target; the oracle
-(``nip-oracle``) gets the clean images as its reference: their rows describe analysis tools,
-not deployable defences, and the table says which is which.
+Every defence is called the same way (:meth:`neuronviz.defenses.Defense.restore_for` with the
+benign prediction and the clean images); the ones that use either (``nip-guided`` restores toward
+the benign prediction, the oracle ``nip-oracle`` uses the clean images) are analysis tools, not
+deployable defences, and the table says which is which (``deployable``: the entry's ``oracle``
+flag).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from neuronviz.models.pixel import PixelModel
 Spec = str | tuple[str, Mapping[str, Any]]
 
 
-def _spec(item: Spec) -> tuple[str, dict]:
+def split_spec(item: Spec) -> tuple[str, dict]:
+    """A name or ``(name, params)`` → ``(name, params)``; raises :class:`InputError` otherwise."""
     if isinstance(item, str):
         return item, {}
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
@@ -42,15 +45,9 @@ def _spec(item: Spec) -> tuple[str, dict]:
     raise InputError(f"expected a name or (name, params), got {item!r}")
 
 
-def _defend(model, x, name, params, benign, reference):
-    defense = get_defense(name)
-    return defense.restore(
-        model,
-        x,
-        params,
-        target=benign if defense.needs_target else None,
-        reference=reference if defense.needs_reference else None,
-    ).prediction
+def _prediction(model: PixelModel, x: torch.Tensor, name: str, params: Mapping[str, Any], benign: torch.Tensor,
+                clean: torch.Tensor) -> torch.Tensor:
+    return get_defense(name).restore_for(model, x, benign=benign, clean=clean, params=params).prediction
 
 
 def defence_table(
@@ -80,8 +77,8 @@ def defence_table(
 
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
-    attack_specs = [_spec(a) for a in attacks]
-    defence_specs = [_spec(d) for d in defences]
+    attack_specs = [split_spec(a) for a in attacks]
+    defence_specs = [split_spec(d) for d in defences]
     for name, _ in attack_specs:
         get_attack(name)
     for name, _ in defence_specs:
@@ -102,7 +99,7 @@ def defence_table(
     tick("clean predictions")
     clean_after = {}
     for name, params in defence_specs:
-        clean_after[name] = torch.cat([_defend(model, x[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
+        clean_after[name] = torch.cat([_prediction(model, x[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
         tick(f"{name} on clean images")
     rows = []
     pssr_params = dict(next((p for n, p in defence_specs if n == "pssr"), {}))
@@ -112,10 +109,11 @@ def defence_table(
         rounds += [(attack, params, True) for attack, params in attack_specs]
         total += len(batches) * len(attack_specs) * 2
     for attack, attack_params, knows_defence in rounds:
-        target_model = through if knows_defence else model
+        target_model = through if knows_defence and through is not None else model
         adversarial, attacked, goal = [], [], []
         for b in batches:
             report = run_attack(target_model, x[b], attack, attack_params, labels=benign[b], target=target, seed=seed)
+            assert report.attacked is not None  # AttackReport fills it in __post_init__
             adversarial.append(report.adversarial)
             attacked.append(report.attacked)
             goal.append(report.target if report.target is not None else benign[b].cpu())
@@ -128,14 +126,14 @@ def defence_table(
         else:  # judged on the undefended model, as the untargeted rows; left-alone images excluded
             success = (adv_pred == torch.cat(goal).to(adv_pred.device)) & attacked_t
         for name, params in defence_specs if not knows_defence else [("pssr", pssr_params)]:
-            after = torch.cat([_defend(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
+            after = torch.cat([_prediction(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
             tick(f"{name} against {attack}")
             defense = get_defense(name)
             rows.append(
                 {
                     "attack": attack + (" (adaptive, BPDA through pssr)" if knows_defence else ""),
                     "defence": name,
-                    "deployable": not (defense.needs_target or defense.needs_reference),
+                    "deployable": defense.deployable,
                     "adaptive": knows_defence,
                     "images": int(x.shape[0]),
                     "excluded": int((~attacked_t).sum()),

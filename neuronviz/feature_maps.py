@@ -4,6 +4,10 @@ What the Sensitivity page draws next to the most sensitive channels: the channel
 ``x`` and on ``x'`` and their difference, so that "this channel is sensitive" can be seen. One
 forward pass of the pair through :func:`neuronviz.probe.probe` (the project's one hook
 mechanism: hooks removed afterwards, the model's lock held, the model unchanged).
+
+A "channel" is a neuron of :mod:`neuronviz.layers`: of a vision transformer's token layer a
+hidden unit, drawn over the patch grid (the class and register tokens dropped); of its attention a
+head (its features summed); of a channels-last map (ConvNeXt's MLP) a feature over the map.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from neuronviz.errors import InputError
+from neuronviz.layers import LayerInfo, layer_info, neuron_view, token_grid
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 
@@ -77,9 +82,10 @@ def channel_maps(
             raise InputError(f"channel indices must be integers, got {c!r}")
         chosen.append(int(c))
     model.layers([layer])  # an unknown name: a clear error with close names
+    info = layer_info(model, layer)
     with probe(model, [layer]) as rec, torch.no_grad():
         rec.forward(torch.cat([x, x_adv]))
-        output = rec.activation(layer).detach().cpu().float()
+        output = _maps(rec.activation(layer).detach().cpu().float(), info)
     if output.dim() < 2:
         raise InputError(f"layer {layer!r} has no channels (output shape {tuple(output.shape[1:])})")
     count = output.shape[1]
@@ -93,3 +99,16 @@ def channel_maps(
         clean=output[0, index].clone(),
         adversarial=output[1, index].clone(),
     )
+
+
+def _maps(output: torch.Tensor, info: LayerInfo) -> torch.Tensor:
+    """The layer's output with one map per neuron: ``(N, neurons, *spatial)``."""
+    if info.layout == "heads":
+        heads = neuron_view(output, info).sum(3)  # (N, H, T): each head's features summed
+        if info.grid is None:
+            return heads
+        h, w = info.grid
+        return heads[:, :, info.prefix_tokens :].reshape(output.shape[0], -1, h, w)
+    if info.layout == "tokens" and info.grid is not None:
+        return token_grid(output, info)
+    return neuron_view(output, info)

@@ -4,8 +4,10 @@ Computes the same analysis as the dashboard (:func:`neuronviz.analysis.compute_a
 composes the paper figure (:func:`neuronviz.figures.compose.compose_figure`) and exports it
 (:func:`neuronviz.export.write_figure`, format from the extension of ``--out``) with its
 provenance record beside it (``<out>.provenance.json``, also embedded in the file) and the
-numbers it draws (``<out>.numbers.json``). Rendering a saved dashboard session (``--session``)
-is not implemented yet.
+numbers it draws (``<out>.numbers.json``). ``--session session.json`` renders a session saved by
+the dashboard ("Download session"): its model, weights, image, attack, target, seed, device and
+the Figure page's controls (an uploaded checkpoint or image is given with ``--model PATH`` /
+``--image PATH``, checked against the SHA-256 the session records).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="a registered model name (python -m neuronviz models) or a checkpoint path")
-    p.add_argument("--image", required=True, help="a sample id (digit-test-0, photo-cat) or an image file")
+    p.add_argument("--model", default=None, help="a registered model name (python -m neuronviz models) or a checkpoint path "
+                   "(required without --session; with it, the file of a session's uploaded checkpoint)")
+    p.add_argument("--image", default=None, help="a sample id (digit-test-0, photo-cat) or an image file "
+                   "(required without --session; with it, the file of a session's uploaded image)")
     p.add_argument("--attack", default=DEFAULT_ATTACK, help=f"attack name (python -m neuronviz attacks; default {DEFAULT_ATTACK})")
     p.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -58,8 +62,12 @@ def add_parser(sub) -> None:
     p.add_argument("--font-size", type=float, default=8.0, help="text size in pt (default 8)")
     p.add_argument("--dpi", type=int, default=300, help="PNG resolution (default 300; 600 for line art)")
     p.add_argument("--no-letters", action="store_true", help="no panel letters a, b, c…")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1")
-    p.add_argument("--session", default=None, help="render a saved dashboard session file (not implemented yet)")
+    p.add_argument("--device", default=None, help="cpu (default; with --session: the session's), cuda, cuda:1")
+    p.add_argument(
+        "--session", default=None, metavar="FILE",
+        help="render a dashboard session file (Download session): the analysis and the Figure page's panels, "
+        "charts and size come from it; --out (and --model/--image for its uploads, --device) still apply",
+    )
     p.add_argument("--out", required=True, help="output file: .pdf, .svg or .png (the format follows the extension)")
     p.set_defaults(func=run)
 
@@ -94,13 +102,15 @@ def _params(attack: str, items: list[str]) -> dict[str, Any]:
 def build(args: argparse.Namespace):
     """``(model, image name, analysis, spec, figure, numbers, provenance)`` for the arguments."""
     from neuronviz import analysis, export
-    from neuronviz.figures.compose import FigureSpec, compose_figure, figure_numbers
+    from neuronviz.figures.compose import FigureSpec, chart_data, compose_figure, figure_numbers
     from neuronviz.images import list_samples, load_image_with_info, load_sample
     from neuronviz.models import load_model
 
     if args.session is not None:
-        raise InputError("--session is not implemented yet: give --model, --image and --attack")
-    model = load_model(args.model, device=args.device)
+        return build_session(args)
+    if args.model is None or args.image is None:
+        raise InputError("figure needs --model and --image (or --session FILE)")
+    model = load_model(args.model, device=args.device or "cpu")
     true_class = None  # marked "(true)" in the top-5 bars, as the page does for its samples
     if Path(args.image).is_file():
         image, _ = load_image_with_info(args.image, model)
@@ -127,8 +137,9 @@ def build(args: argparse.Namespace):
         panels=panels, charts=_list(args.charts), layer=args.layer, after=args.after, group_size=group,
         tail_rule=args.tail_rule, width_mm=width, height_mm=height, font_pt=args.font_size, letters=not args.no_letters,
     )
-    fig = compose_figure(result, model.class_names, spec, true_class=true_class)
-    numbers = figure_numbers(result, model.class_names, spec)
+    data = chart_data(model, result, spec)
+    fig = compose_figure(result, model.class_names, spec, true_class=true_class, data=data)
+    numbers = figure_numbers(result, model.class_names, spec, data)
     record = analysis.provenance(
         model, result, image_name, defences=defences,
         extra={"figure": {"panels": list(spec.panels), "charts": list(spec.charts), "layer": numbers["layer"],
@@ -137,6 +148,97 @@ def build(args: argparse.Namespace):
                           "dpi": args.dpi}},
     )
     return model, image_name, result, spec, fig, numbers, record
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _upload_file(given: str | None, digest: str, name: str | None, what: str, option: str) -> Path:
+    """The file the user gave for a session's upload, checked against its SHA-256."""
+    if given is None or not Path(given).is_file():
+        raise InputError(
+            f"the session uses the {what} {name} (sha256 {digest}), an upload: give that file with {option} PATH"
+        )
+    path = Path(given)
+    found = _sha256(path)
+    if found != digest:
+        raise InputError(f"{option} {path.name} is not the session's {what} {name}: its sha256 is {found}, the session's {digest}")
+    return path
+
+
+def build_session(args: argparse.Namespace):
+    """:func:`build` for ``--session FILE``: the same analysis and figure as the dashboard page
+    that saved the session. Messages about values the session could not use go to stderr."""
+    from neuronviz import analysis, session
+    from neuronviz.figures.compose import chart_data, compose_figure, figure_numbers
+    from neuronviz.images import list_samples, load_image_with_info, load_sample
+    from neuronviz.influence import probe_layers
+    from neuronviz.models import load_model
+
+    path = Path(args.session)
+    if not path.is_file():
+        raise InputError(f"--session {path}: no such file")
+    controls = session.figure_controls()
+    record, messages = session.from_json(path.read_bytes(), controls)
+    device = args.device or record.device
+    if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
+        checkpoint = _upload_file(args.model, record.checkpoint_sha256, record.model, "checkpoint", "--model")
+        if record.upload_source == "checkpoint":
+            model = load_model(checkpoint, device=device, architecture=record.options.get("architecture") or None)
+        else:
+            from neuronviz.models.sources import list_sources
+
+            source = next((s for s in list_sources() if s.name == record.upload_source), None)
+            if source is None:
+                raise InputError(f"the session's model is an upload read by the source {record.upload_source!r}, which is not registered here")
+            model = source.load_upload(checkpoint, dict(record.options)).to(device)
+    else:
+        model = load_model(record.model, device=device, weights=None if record.weights == "random" else "default")
+    if record.model_hash is not None and record.model_hash != model.content_hash:
+        messages.append(
+            f"the model {model.name} here has content hash {model.content_hash[:16]}…, the session's {record.model_hash[:16]}…: "
+            "other weights, so other numbers"
+        )
+    samples = list_samples(model)
+    record, found = session.check_for_model(
+        record, model, [s.id for s in samples], [i.name for i in probe_layers(model)], controls, what="session file"
+    )
+    messages += found
+    if record.image_is_upload and record.image_sha256 is not None:
+        image_path = _upload_file(args.image, record.image_sha256, record.image, "image", "--image")
+        image, _ = load_image_with_info(image_path, model)
+        image_name = record.image or image_path.name
+        true_class = record.true_class
+    else:
+        ids = [s.id for s in samples]
+        image_name = record.image or (analysis.DEFAULT_SAMPLE_ID if analysis.DEFAULT_SAMPLE_ID in ids else ids[0])
+        image = load_sample(image_name, model)
+        true_class = next((s.true_class for s in samples if s.id == image_name), None)
+    if record.image_hash is not None and record.image_hash != analysis.content_key(image.cpu())["tensor"]:
+        messages.append(f"the image {image_name} here has other pixels than the session's: other numbers")
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+    choice = analysis.AttackChoice.make(record.attack, dict(record.params), target=record.target, seed=record.seed)
+    result = analysis.compute_analysis(model, image.cpu(), choice)
+    spec = session.figure_spec(record.page)
+    data = chart_data(model, result, spec)
+    fig = compose_figure(result, model.class_names, spec, true_class=true_class, data=data)
+    numbers = figure_numbers(result, model.class_names, spec, data)
+    defences = [p for p in spec.panels if p in analysis.RESTORATIONS] or list(analysis.RESTORATIONS)
+    dpi = int(record.page.get("figure.dpi", session.FIGURE_DEFAULTS["figure.dpi"]))
+    args.dpi = dpi
+    record_ = analysis.provenance(
+        model, result, image_name, defences=defences,
+        extra={"figure": {"panels": list(spec.panels), "charts": list(spec.charts), "layer": numbers["layer"],
+                          "after": spec.after, "group_size": spec.group_size, "tail_rule": spec.tail_rule,
+                          "width_mm": spec.width_mm, "height_mm": fig.layout.meta["height_mm"], "font_pt": spec.font_pt,
+                          "dpi": dpi},
+               "session": str(path)},
+    )
+    return model, image_name, result, spec, fig, numbers, record_
 
 
 def run(args: argparse.Namespace) -> int:

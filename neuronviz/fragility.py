@@ -2,7 +2,8 @@
 
 Pravin, Martino, Nicosia, Ojha, "Adversarial Robustness in Deep Learning: Attacks on Fragile
 Neurons", ICANN 2021 (arXiv:2201.12347). Certain (abstract): fragile and robust neurons are found
-by **nodal dropout of the first convolutional layer**; an "adversarial targeting" algorithm
+by **nodal dropout of the first convolutional layer** (of a vision transformer: its patch
+embedding, whose filters are its first layer); an "adversarial targeting" algorithm
 correlates them with the distribution of an FGSM attack; the fix compresses features in robust
 neurons and amplifies fragile ones proportionally. No code is public. **Reconstruction**
 (METHODS.md §3), with the uncertain choices as parameters:
@@ -54,7 +55,9 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def first_conv(model: PixelModel) -> str:
-    """The qualified name of the model's first convolution in forward order."""
+    """The qualified name of the model's first 2-D convolution in forward order (called once),
+    found by module type, whatever its name: a CNN's first layer, a vision transformer's patch
+    embedding (timm ``patch_embed.proj``: each filter embeds a patch)."""
     convs = probe_layers(model, kinds=[nn.Conv2d])
     if not convs:
         raise InputError(f"{model.name} has no convolutional layer; first-layer fragility needs one")
@@ -66,10 +69,11 @@ def first_conv(model: PixelModel) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _dummy_size(conv: nn.Module) -> tuple[int, int]:
+def _dummy_size(conv: nn.Conv2d) -> tuple[int, int]:
     """The smallest input on which ``conv`` still produces an output (the first layer's input)."""
     size = []
-    for k, p, d in zip(conv.kernel_size, conv.padding if isinstance(conv.padding, tuple) else (0, 0), conv.dilation):
+    padding = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
+    for k, p, d in zip(conv.kernel_size, padding, conv.dilation):
         size.append(max(1, d * (k - 1) + 1 - 2 * p))
     return size[0], size[1]
 
@@ -144,7 +148,7 @@ def nodal_dropout(
                 same = rec.forward(x.new_zeros(check, model.channels, *dummy_size))
             if not torch.allclose(same, base_logits[:check], rtol=1e-4, atol=1e-5):
                 path = "full-input"
-        except (RuntimeError, InputError):
+        except (RuntimeError, InputError, AssertionError, ValueError):  # timm's PatchEmbed asserts the input size
             path = "full-input"
         if filters_per_pass is None:  # CPU: one filter per pass (bigger batches lose the cache); GPU: fill the budget
             budget = max(1, chunk_bytes // max(1, first.numel() * first.element_size()))
@@ -462,6 +466,8 @@ def rescale_first_layer(model: PixelModel, report: FragilityReport, beta: float 
         raise InputError(f"this report was computed on another model ({report.model_name}), not on {model.name}")
     twin = model.copy()
     conv = twin.layer(report.layer)
+    if not isinstance(conv, nn.Conv2d):
+        raise InputError(f"layer {report.layer!r} is not a 2-D convolution")
     with torch.no_grad():
         scale = factors.to(conv.weight.device, conv.weight.dtype)
         conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
@@ -527,11 +533,9 @@ def evaluate_rescaled(
     reuse = (
         seed is not None
         and seed == report.seed
-        and report.attack_clean_pred is not None
-        and report.attack_adv_pred is not None
         and report.inputs_digest == inputs_digest(x, y)
     )
-    if reuse:
+    if reuse and report.attack_clean_pred is not None and report.attack_adv_pred is not None:  # (a report built by hand has none)
         clean_pred, adv_pred, adversarial = report.attack_clean_pred, report.attack_adv_pred, report.adversarial
     else:
         before = run_attack(model, x, report.attack, report.params, labels=y, seed=seed)
@@ -609,7 +613,10 @@ def first_layer_maps(
     with probe(model, [layer]) as rec, torch.no_grad():
         rec.forward(torch.cat([x, x_adv]))
         maps = rec.activation(layer).detach().cpu()
-        weights = model.layer(layer).weight.detach().cpu().clone()
+        weight = getattr(model.layer(layer), "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise InputError(f"layer {layer!r} has no filter weights")
+        weights = weight.detach().cpu().clone()
     return FirstLayerMaps(
         layer=layer,
         weights=weights,

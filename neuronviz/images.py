@@ -51,12 +51,17 @@ Channels
     3-channel models: gray is repeated into R, G and B.
 
 Geometry (``model.image_policy``, see :class:`~neuronviz.models.ImagePolicy`)
-    ``"crop"``: resize so the shorter side is ``resize_size`` (bilinear with antialiasing), then
-    centre-crop to the input size: torchvision's ImageNet evaluation recipe
-    (``Resize(256)`` + ``CenterCrop(224)`` for ResNet-18), with the same rounding.
-    ``"pad"``: pad to the input's aspect ratio (a square for the digits) with the background
-    colour, estimated as the per-channel median of the image's border pixels, then resize to
-    the input size (bilinear, antialiased): the whole object stays visible, nothing is cut.
+    ``"crop"``: resize so the shorter side is ``resize_size`` (or, with timm's ``crop_pct``,
+    ``floor(input side / crop_pct)``), then centre-crop to the input size: torchvision's ImageNet
+    evaluation recipe (``Resize(256)`` + ``CenterCrop(224)`` for ResNet-18) and timm's
+    (``Resize(248, bicubic)`` + ``CenterCrop(224)`` for vit_tiny_patch16_224), with the same
+    rounding. ``"pad"``: pad to the input's aspect ratio (a square for the digits) with the
+    background colour, estimated as the per-channel median of the image's border pixels, then
+    resize to the input size: the whole object stays visible, nothing is cut. Every resize uses
+    the policy's ``interpolation`` (bilinear or bicubic, antialiased, or nearest) through
+    ``torchvision.transforms.v2.functional.resize``, the crop ``center_crop``. The resize target
+    is computed here from the size *before* the box reduction below (so a reduced image ends at
+    exactly the size the full image would), which is why it is not a ``v2.Resize([s])``.
     Images at least 4× larger than needed are first shrunk by an integer factor with Pillow's
     box-averaging ``reduce`` (as Pillow's own ``reducing_gap`` does), which keeps memory in
     proportion to the output; the result differs from a direct resize by about 1/255.
@@ -90,7 +95,6 @@ from typing import Any, BinaryIO, Literal, TypeAlias
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from neuronviz.errors import ImageError, InputError
@@ -601,7 +605,7 @@ def _geometry_scale(model: PixelModel, width: int, height: int) -> float:
     out_h, out_w = model.input_size
     policy = model.image_policy
     if policy.mode == "crop":
-        short = policy.resize_size or max(out_h, out_w)
+        short = policy.resize_target((out_h, out_w))
         return max(short / min(width, height), out_h / height, out_w / width)
     # pad: the side that is relatively longer than the input's ends up at the input size
     return min(out_h / height, out_w / width)
@@ -762,18 +766,28 @@ def _border_median(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.median(border.numpy(), axis=1).astype(np.float32))
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], steps: _Steps) -> torch.Tensor:
+_INTERPOLATION_WORDS = {"bilinear": "bilinear, antialiased", "bicubic": "bicubic, antialiased", "nearest": "nearest"}
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], steps: _Steps, interpolation: str = "bilinear") -> torch.Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
-    steps.add("resized", f"resized {x.shape[-1]}×{x.shape[-2]} → {size[1]}×{size[0]} (bilinear, antialiased)")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    mode = InterpolationMode(interpolation)
+    word = _INTERPOLATION_WORDS.get(interpolation, interpolation)
+    steps.add("resized", f"resized {x.shape[-1]}×{x.shape[-2]} → {size[1]}×{size[0]} ({word})")
+    return TF.resize(x, list(size), interpolation=mode, antialias=mode != InterpolationMode.NEAREST)
 
 
 def _crop_geometry(
     x: torch.Tensor, original: tuple[int, int], policy: ImagePolicy, size: tuple[int, int], steps: _Steps
 ) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as TF
+
     out_h, out_w = size
-    short_target = policy.resize_size or max(out_h, out_w)
+    short_target = policy.resize_target(size)
     # torchvision.transforms.functional.resize(img, [s]): shorter side s, longer int(s·long/short)
     h, w = original  # the geometry is computed on the size before any box reduction
     if h <= w:
@@ -784,17 +798,16 @@ def _crop_geometry(
     scale = max(out_h / new_h, out_w / new_w, 1.0)
     if scale > 1.0:
         new_h, new_w = max(out_h, math.ceil(new_h * scale)), max(out_w, math.ceil(new_w * scale))
-    x = _resize(x, (new_h, new_w), steps)
+    x = _resize(x, (new_h, new_w), steps, policy.interpolation)
     if (new_h, new_w) != (out_h, out_w):
-        # torchvision.transforms.functional.center_crop's rounding
-        top = round((new_h - out_h) / 2.0)
-        left = round((new_w - out_w) / 2.0)
-        x = x[..., top : top + out_h, left : left + out_w]
+        x = TF.center_crop(x, [out_h, out_w])
         steps.add("cropped", f"centre-cropped {new_w}×{new_h} → {out_w}×{out_h}")
     return x
 
 
-def _pad_geometry(x: torch.Tensor, background: torch.Tensor, size: tuple[int, int], steps: _Steps) -> torch.Tensor:
+def _pad_geometry(
+    x: torch.Tensor, background: torch.Tensor, size: tuple[int, int], steps: _Steps, interpolation: str = "bilinear"
+) -> torch.Tensor:
     out_h, out_w = size
     _, channels, h, w = x.shape
     if h * out_w > w * out_h:  # relatively taller than the target: pad left and right
@@ -808,7 +821,7 @@ def _pad_geometry(x: torch.Tensor, background: torch.Tensor, size: tuple[int, in
         x = canvas
         values = ", ".join(f"{v:.3f}" for v in background.tolist())
         steps.add("padded", f"padded {w}×{h} → {new_w}×{new_h} with the background colour ({values})")
-    return _resize(x, size, steps)
+    return _resize(x, size, steps, interpolation)
 
 
 def _prepare(decoded: _Decoded, model: PixelModel, steps: _Steps) -> torch.Tensor:
@@ -833,7 +846,7 @@ def _prepare(decoded: _Decoded, model: PixelModel, steps: _Steps) -> torch.Tenso
     if policy.mode == "crop":
         x = _crop_geometry(x, (decoded.height, decoded.width), policy, model.input_size, steps)
     elif policy.mode == "pad":
-        x = _pad_geometry(x, background, model.input_size, steps)
+        x = _pad_geometry(x, background, model.input_size, steps, policy.interpolation)
     else:
         raise InputError(f"{model.name} has an unknown image policy mode {policy.mode!r} (expected 'crop' or 'pad')")
 

@@ -31,131 +31,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from neuronviz.errors import InputError
+from neuronviz.layers import LayerInfo as LayerInfo  # the layer description lives in neuronviz.layers;
+from neuronviz.layers import check_tokens, influence_product, layer_info, neuron_sums
+from neuronviz.layers import default_layer as default_layer  # these names stay importable from here
+from neuronviz.layers import probe_layers as probe_layers
 from neuronviz.limits import check_batch
 from neuronviz.models.pixel import PixelModel
-from neuronviz.probe import probe, without_inplace
+from neuronviz.probe import probe, tap, without_inplace
 
-METHODS = ("grad_x_act", "activation", "conductance", "internal_influence")
 GRANULARITIES = ("channel", "unit")
 GROUP_NAMES = ("front", "middle", "tail")
 FRONT, MIDDLE, TAIL = 0, 1, 2
 #: The one default share of a layer's neurons in the front and in the tail, for every view.
 DEFAULT_GROUP_FRACTION = 0.2
-
-#: Module types whose outputs are worth probing (neurons a user can reason about).
-_PROBE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6,
-                nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
-
-#: Residual/inverted blocks, probed as a whole: their output (after the addition and the final
-#: activation) is the "block output" people mean, and in torchvision's ResNets it is not the
-#: output of any single reused ``relu`` module.
-_BLOCK_TYPES = frozenset({"BasicBlock", "Bottleneck", "InvertedResidual", "MBConv", "_DenseLayer", "_Transition"})
-
-
-# --------------------------------------------------------------------------------------------
-# Layers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A probe-able layer: qualified name, module type, output shape per image, neuron counts."""
-
-    name: str
-    kind: str
-    output_shape: tuple[int, ...]
-    channels: int
-    units: int
-    index: int  # position in forward order
-
-    def neurons(self, granularity: str = "channel") -> int:
-        return self.channels if granularity == "channel" else self.units
-
-
-_LAYER_CACHE: dict[str, list[LayerInfo]] = {}
-
-
-def probe_layers(model: PixelModel, kinds: Sequence[type] | None = None) -> list[LayerInfo]:
-    """The layers worth probing, in forward order, with their neuron counts.
-
-    Conv, linear, BatchNorm, activation and pooling modules that are called exactly once per
-    forward pass (a reused module such as torchvision ResNet's shared ``relu`` is left out: its
-    output is ambiguous). Found by one forward pass of a blank image; cached per model content.
-    """
-    key = model.content_hash
-    if kinds is None and key in _LAYER_CACHE:
-        return list(_LAYER_CACHE[key])
-    wanted = tuple(kinds) if kinds else _PROBE_TYPES
-    candidates = [
-        name
-        for name, module in model.net.named_modules()
-        if name and (isinstance(module, wanted) or (kinds is None and type(module).__name__ in _BLOCK_TYPES))
-    ]
-    order: list[str] = []
-    counts: dict[str, int] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-
-    def make_hook(name: str):
-        def hook(module, inputs, output):
-            counts[name] = counts.get(name, 0) + 1
-            if counts[name] == 1:
-                order.append(name)
-                tensor = output if isinstance(output, torch.Tensor) else next(
-                    (t for t in output if isinstance(t, torch.Tensor)), None
-                )
-                if tensor is not None:
-                    shapes[name] = tuple(tensor.shape[1:])
-
-        return hook
-
-    blank = torch.zeros(1, model.channels, *model.input_size, device=model.device)
-    with model.lock:
-        try:
-            modules = dict(model.net.named_modules())
-            for name in candidates:
-                handles.append(modules[name].register_forward_hook(make_hook(name)))
-            with torch.no_grad():
-                model(blank)
-        finally:
-            for handle in handles:
-                handle.remove()
-    infos = []
-    for name in order:
-        if counts[name] != 1 or name not in shapes:
-            continue
-        shape = shapes[name]
-        infos.append(
-            LayerInfo(
-                name=name,
-                kind=type(modules[name]).__name__,
-                output_shape=shape,
-                channels=shape[0] if shape else 1,
-                units=int(np.prod(shape)) if shape else 1,
-                index=len(infos),
-            )
-        )
-    if kinds is None:
-        _LAYER_CACHE[key] = infos
-    return list(infos)
-
-
-def default_layer(model: PixelModel) -> str:
-    """The last feature layer before the classifier: NIP's choice (the last conv block's output).
-
-    The last probe layer with a spatial output (C, H, W) that is not a pooling layer; if there is
-    none, the last layer before the final linear one.
-    """
-    layers = probe_layers(model)
-    spatial = [info for info in layers if len(info.output_shape) == 3 and "Pool" not in info.kind]
-    if spatial:
-        return spatial[-1].name
-    if len(layers) >= 2:
-        return layers[-2].name
-    raise InputError(f"{model.name} has no layer to probe")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,10 +57,13 @@ def default_layer(model: PixelModel) -> str:
 class InfluenceMap:
     """Influence of every neuron of one layer, per image: ``values (N, neurons)``.
 
-    ``activations (N, neurons)`` holds the matching activations (spatially summed for channels),
-    so "front neurons lost activation" can be read next to "lost influence". ``target (N,)`` is the
-    class each image's influence was computed toward. ``shape`` is the layer's output shape per
-    image; for ``unit`` granularity neuron ``j`` is element ``j`` of that shape, flattened.
+    ``activations (N, neurons)`` holds the matching activations (summed over positions for
+    channels, tokens and heads), so "front neurons lost activation" can be read next to "lost
+    influence". ``target (N,)`` is the class each image's influence was computed toward. ``shape``
+    is the layer's output shape per image; for ``unit`` granularity neuron ``j`` is element ``j``
+    of that shape (of the chosen tokens), flattened. ``kind`` is the layer's
+    :attr:`LayerInfo.kind`; ``tokens`` the tokens of a token layer summed ("all"), or the one
+    read ("cls" or an index).
     """
 
     layer: str
@@ -180,6 +73,8 @@ class InfluenceMap:
     values: torch.Tensor
     activations: torch.Tensor
     shape: tuple[int, ...]
+    kind: str = ""
+    tokens: str | int = "all"
 
     @property
     def neurons(self) -> int:
@@ -191,9 +86,12 @@ class InfluenceMap:
         return dataclasses.replace(self, target=self.target[pick], values=self.values[pick], activations=self.activations[pick])
 
     def neuron_label(self, j: int) -> str:
-        """A readable name: ``"ch 12"`` for a channel, ``"(3, 4, 5)"`` for a unit, ``"unit 7"``."""
+        """A readable name: ``"ch 12"`` for a channel, ``"head 2"``, ``"unit 7"`` (a linear layer's
+        or a token layer's hidden unit), ``"(3, 4, 5)"`` for an element."""
         if self.granularity == "channel" or len(self.shape) <= 1:
-            return f"ch {j}" if len(self.shape) > 1 else f"unit {j}"
+            if self.kind == "heads":
+                return f"head {j}"
+            return f"ch {j}" if len(self.shape) > 1 and self.kind != "tokens" else f"unit {j}"
         return str(tuple(int(i) for i in np.unravel_index(j, self.shape)))
 
     def to_frame(self):
@@ -213,11 +111,148 @@ class InfluenceMap:
         )
 
 
-def _reduce(tensor: torch.Tensor, granularity: str) -> torch.Tensor:
-    """(N, C, *spatial) → (N, C) by summing spatial positions, or (N, C·H·W) for units."""
-    if granularity == "unit" or tensor.dim() <= 2:
-        return tensor.flatten(1)
-    return tensor.flatten(2).sum(2)
+# --------------------------------------------------------------------------------------------
+# Influence methods: a registry, one entry per method
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfluenceRequest:
+    """One call of :func:`neuron_influence`, checked: what an :class:`InfluenceMethod` computes."""
+
+    model: PixelModel
+    x: torch.Tensor
+    layers: tuple[LayerInfo, ...]
+    target: torch.Tensor | None
+    granularity: str
+    tokens: str | int
+    n_steps: int
+    internal_batch_size: int | None
+
+
+#: ``{layer: (activation per neuron (N, K), influence per neuron (N, K))}`` and the target used.
+RawInfluence = tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]
+
+
+class InfluenceMethod:
+    """An influence method: subclass, set the facts, implement :meth:`compute`, and
+    :func:`register_influence_method` an instance.
+
+    ``name`` (the ``method=`` value), ``label`` (the dashboard's word), ``unit`` (what its values
+    measure, for axis titles), ``paper`` (citation), ``description`` (one sentence).
+    """
+
+    name: str = ""
+    label: str = ""
+    unit: str = ""
+    paper: str = ""
+    description: str = ""
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:  # pragma: no cover - abstract
+        """Every layer's (activation, influence) per neuron, and the target classes used (the
+        prediction when ``request.target`` is None). Called with the model's lock held."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<influence method {self.name!r}>"
+
+
+_INFLUENCE_METHODS: dict[str, InfluenceMethod] = {}
+
+
+def register_influence_method(method: InfluenceMethod) -> InfluenceMethod:
+    """Add an influence method (an instance of an :class:`InfluenceMethod` subclass); its name
+    becomes a valid ``method=`` of :func:`neuron_influence`. Returns it (usable as a decorator's result)."""
+    if not isinstance(method, InfluenceMethod):
+        raise InputError(f"register_influence_method needs an InfluenceMethod, got {type(method).__name__}")
+    if not method.name or not isinstance(method.name, str):
+        raise InputError("an influence method needs a name")
+    if method.name in _INFLUENCE_METHODS and type(_INFLUENCE_METHODS[method.name]) is not type(method):
+        raise InputError(f"an influence method named {method.name!r} is registered already")
+    _INFLUENCE_METHODS[method.name] = method
+    return method
+
+
+def get_influence_method(name: str) -> InfluenceMethod:
+    """The registered influence method ``name`` (an :class:`InputError` listing the names if unknown)."""
+    if name not in _INFLUENCE_METHODS:
+        raise InputError(f"method must be one of {tuple(_INFLUENCE_METHODS)}, got {name!r}")
+    return _INFLUENCE_METHODS[name]
+
+
+def unregister_influence_method(name: str) -> None:
+    """Remove a registered influence method (a test's, or a plugin's being reloaded); a missing name is no error."""
+    _INFLUENCE_METHODS.pop(name, None)
+
+
+def list_influence_methods() -> list[InfluenceMethod]:
+    """Every registered influence method, built-ins first."""
+    return list(_INFLUENCE_METHODS.values())
+
+
+class GradientTimesActivation(InfluenceMethod):
+    name = "grad_x_act"
+    label = "activation × gradient (NIP)"
+    unit = "activation × gradient, logit units"
+    paper = "Chen et al., NIP: Neuron-level Inverse Perturbation Against Adversarial Attacks, arXiv:2112.13060"
+    description = "Every layer in one forward and one backward pass; equals Captum's LayerGradientXActivation."
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        return _single_pass(request, with_gradients=True)
+
+
+class Activation(InfluenceMethod):
+    name = "activation"
+    label = "activation"
+    unit = "activation, layer output units"
+    paper = "the layer's output (no attribution)"
+    description = "The plain activation, summed over positions for channels, tokens and heads."
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        return _single_pass(request, with_gradients=False)
+
+
+class _CaptumLayerMethod(InfluenceMethod):
+    captum_class = ""
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        import captum.attr
+
+        target = request.target
+        if target is None:
+            with torch.no_grad():
+                target = request.model(request.x).argmax(1)
+        return _captum_layers(request, getattr(captum.attr, self.captum_class), target), target
+
+
+class Conductance(_CaptumLayerMethod):
+    name = "conductance"
+    label = "layer conductance"
+    unit = "layer conductance, logit units"
+    paper = "Dhamdhere, Sundararajan, Yan, How Important Is a Neuron?, arXiv:1805.12233"
+    description = "Captum's LayerConductance: one call per layer, n_steps interpolation steps each."
+    captum_class = "LayerConductance"
+
+
+class InternalInfluence(_CaptumLayerMethod):
+    name = "internal_influence"
+    label = "internal influence"
+    unit = "internal influence, logit units"
+    paper = "Leino, Sen, Datta, Fredrikson, Li, Influence-Directed Explanations for Deep Convolutional Networks, arXiv:1802.03788"
+    description = "Captum's InternalInfluence: one call per layer, n_steps interpolation steps each."
+    captum_class = "InternalInfluence"
+
+
+for _method in (GradientTimesActivation(), Activation(), Conductance(), InternalInfluence()):
+    register_influence_method(_method)
+
+#: The built-in influence methods (:func:`list_influence_methods` has the registered ones too).
+METHODS = tuple(m.name for m in list_influence_methods())
+
+
+# --------------------------------------------------------------------------------------------
+# Influence
+# --------------------------------------------------------------------------------------------
 
 
 def _resolve_layers(model: PixelModel, layers) -> list[str]:
@@ -237,6 +272,7 @@ def neuron_influence(
     granularity: str = "channel",
     n_steps: int = 32,
     internal_batch_size: int | None = None,
+    tokens: str | int = "all",
 ) -> dict[str, InfluenceMap]:
     """Influence of every neuron of ``layers`` on the logit of ``target``, per image.
 
@@ -245,37 +281,40 @@ def neuron_influence(
         x: ``(N, C, H, W)`` pixels in [0, 1].
         layers: qualified names; default: every layer of :func:`probe_layers`.
         target: class per image (int or ``(N,)``); default: the model's prediction on ``x``.
-        method: ``"grad_x_act"`` (NIP; all layers in one forward + one backward pass),
-            ``"activation"``, ``"conductance"`` (Captum ``LayerConductance``) or
-            ``"internal_influence"`` (Captum ``InternalInfluence``); the last two run one Captum
-            call per layer with ``n_steps`` interpolation steps.
-        granularity: ``"channel"`` (spatial sum) or ``"unit"``.
+        method: a registered influence method (:func:`list_influence_methods`): ``"grad_x_act"``
+            (NIP; all layers in one forward + one backward pass), ``"activation"``,
+            ``"conductance"`` (Captum ``LayerConductance``) or ``"internal_influence"`` (Captum
+            ``InternalInfluence``); the last two run one Captum call per layer with ``n_steps``
+            interpolation steps.
+        granularity: ``"channel"`` (a neuron per channel, token-layer hidden unit or head,
+            summed over positions) or ``"unit"`` (every element).
+        tokens: for token and heads layers of a transformer: ``"all"`` (summed over tokens),
+            ``"cls"`` (the class token only) or a token index; other layers ignore it.
 
     Returns:
         ``{layer: InfluenceMap}`` in the order of ``layers``, detached CPU tensors.
     """
     check_batch(x, "neuron_influence", model=model)  # neuronviz.limits: batch cap, PixelModel check
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    entry = get_influence_method(method)
     if granularity not in GRANULARITIES:
         raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not isinstance(n_steps, int) or not 1 <= n_steps <= 512:
         raise InputError(f"n_steps must be an integer in [1, 512], got {n_steps!r}")
+    check_tokens(tokens)
     x = model.check_pixels(x)
     names = _resolve_layers(model, layers)
+    model.layers(names)  # an unknown name: the error with close names, before any work
+    infos = tuple(layer_info(model, name) for name in names)
+    for info in infos:
+        check_tokens(tokens, info)
     target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(model.device)
+    request = InfluenceRequest(model, x, infos, target_tensor, granularity, tokens, n_steps, internal_batch_size)
     with model.lock:
-        if method in ("grad_x_act", "activation"):
-            raw, target_tensor = _single_pass(model, x, names, target_tensor, method == "grad_x_act", granularity)
-        else:
-            if target_tensor is None:
-                with torch.no_grad():
-                    target_tensor = model(x).argmax(1)
-            raw = _captum_layers(model, x, names, target_tensor, method, n_steps, internal_batch_size, granularity)
-    host = _to_cpu([t for name in names for t in raw[name][:2]])
+        raw, target_tensor = entry.compute(request)
+    host = _to_cpu([t for name in names for t in raw[name]])
     target_cpu = target_tensor.cpu()
     result = {}
-    for i, name in enumerate(names):
+    for i, (name, info) in enumerate(zip(names, infos)):
         result[name] = InfluenceMap(
             layer=name,
             method=method,
@@ -283,52 +322,54 @@ def neuron_influence(
             target=target_cpu,
             values=host[2 * i + 1],
             activations=host[2 * i],
-            shape=raw[name][2],
+            shape=info.output_shape if granularity == "channel" else _unit_shape(info, tokens),
+            kind=info.kind,
+            tokens=tokens if info.tokens is not None else "all",
         )
     return result
 
 
-def _raw(activation: torch.Tensor, influence: torch.Tensor | None, granularity: str):
-    """(activation per neuron, influence per neuron, output shape per image); influence None = activation."""
-    reduced = _reduce(activation, granularity)
-    return reduced, reduced if influence is None else influence, tuple(activation.shape[1:])
+def _unit_shape(info: LayerInfo, tokens: str | int) -> tuple[int, ...]:
+    if info.tokens is None or tokens == "all":
+        return info.output_shape
+    return (1, *info.output_shape[1:])
 
 
-def _product(activation: torch.Tensor, grad: torch.Tensor, granularity: str) -> torch.Tensor:
-    """activation × gradient, reduced to neurons: a per-channel dot product over space, or units."""
-    if granularity == "unit" or activation.dim() <= 2:
-        return (activation * grad).flatten(1)
-    return torch.linalg.vecdot(activation.flatten(2), grad.flatten(2))
-
-
-def _single_pass(model, x, names, target, with_gradients: bool, granularity: str):
+def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluence:
     """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
 
-    Results are already reduced to neurons: ``{name: (activation, influence, shape)}``. For
-    grad×act, each layer's activation × gradient is reduced (a per-channel dot product over
-    space, or per unit) inside the backward pass as soon as its gradient is formed, together
-    with the activation's own sum; no full-size gradient is kept (:meth:`Recording.backward`).
+    Results are already reduced to neurons: ``{name: (activation, influence)}``. For grad×act,
+    each layer's activation × gradient is reduced (a per-neuron dot product over its positions,
+    or per unit) inside the backward pass as soon as its gradient is formed, together with the
+    activation's own sum; no full-size gradient is kept (:meth:`Recording.backward`).
     """
+    model, x, target = request.model, request.x, request.target
+    granularity, tokens = request.granularity, request.tokens
+    infos = {info.name: info for info in request.layers}
+    names = list(infos)
     with probe(model, names) as rec:
         if not with_gradients:
             with torch.no_grad():
                 logits = rec.forward(x)
             target = logits.argmax(1) if target is None else target
-            return {name: _raw(rec.activation(name), None, granularity) for name in names}, target
+            out = {}
+            for name in names:
+                reduced = neuron_sums(rec.activation(name), granularity, infos[name], tokens)
+                out[name] = (reduced, reduced)
+            return out, target
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
-        reduced: dict[str, tuple] = {}
-        by_channel = granularity == "channel"
+        result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:  # = _raw(a, _product(a, g))
-            if by_channel and activation.dim() > 2:
-                flat = activation.flatten(2)
-                reduced[name] = (flat.sum(2), torch.linalg.vecdot(flat, grad.flatten(2)), tuple(activation.shape[1:]))
-            else:
-                reduced[name] = (activation.flatten(1), (activation * grad).flatten(1), tuple(activation.shape[1:]))
+        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
+            info = infos[name]
+            result[name] = (
+                neuron_sums(activation, granularity, info, tokens),
+                influence_product(activation, grad, granularity, info, tokens),
+            )
 
         rec.backward(logits.gather(1, target[:, None]).sum(), each, names)
-        return {name: reduced[name] for name in names}, target
+        return {name: result[name] for name in names}, target
 
 
 def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -347,20 +388,31 @@ def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def _captum_layers(model, x, names, target, method, n_steps, internal_batch_size, granularity):
-    from captum.attr import InternalInfluence, LayerConductance
-
-    cls = LayerConductance if method == "conductance" else InternalInfluence
-    subject = without_inplace(model)
+def _captum_layers(request: InfluenceRequest, cls: type, target: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One Captum layer-attribution call per layer (``cls(model, module).attribute``), reduced
+    to neurons like the activations. A heads layer is attributed at the input of its ``proj``."""
+    granularity, tokens = request.granularity, request.tokens
+    subject = without_inplace(request.model)
+    names = [info.name for info in request.layers]
     out = {}
     with probe(subject, names) as rec, torch.no_grad():
-        rec.forward(x)
+        rec.forward(request.x)
         activations = {name: rec.activation(name).detach() for name in names}
-    for name in names:
-        attribution = cls(subject, subject.layer(name)).attribute(
-            x, target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
+    for info in request.layers:
+        where = tap(subject, info.name)
+        attribution = cls(subject, where.module).attribute(
+            request.x,
+            target=target,
+            n_steps=request.n_steps,
+            internal_batch_size=request.internal_batch_size,
+            attribute_to_layer_input=where.on_input,
         )
-        out[name] = _raw(activations[name], _reduce(attribution.detach(), granularity), granularity)
+        if isinstance(attribution, (tuple, list)):
+            attribution = attribution[0]
+        out[info.name] = (
+            neuron_sums(activations[info.name], granularity, info, tokens),
+            neuron_sums(attribution.detach(), granularity, info, tokens),
+        )
     return out
 
 

@@ -25,6 +25,11 @@ cleans up after itself:
   layer with a message naming the count, since "its output" is ambiguous;
 - a layer whose output is a tuple or list has its first tensor recorded (noted in
   ``rec.tuple_outputs``);
+- the attention of a vision transformer (a module with ``num_heads`` and a ``proj`` linear
+  child, as every timm attention has) is recorded as its heads, not its projection: the input
+  of ``proj``, ``(N, tokens, heads·head_dim)``, caught by a forward *pre*-hook on ``proj``
+  (:func:`tap`). Its output after ``proj`` is the layer ``<name>.proj``. Every other layer is
+  recorded at its module's output;
 - ``replace={layer: tensor or function}`` substitutes a layer's output inside the same hook
   (a tensor, or ``fn(output) -> tensor``): the rest of the network, and the recording, see the
   substitute. Nodal dropout uses it to feed many channel-masked copies of a precomputed
@@ -44,34 +49,79 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from neuronviz import cache
 from neuronviz.errors import InputError
 from neuronviz.models.pixel import PixelModel
 
 
+def attention_heads(module: nn.Module) -> int | None:
+    """The number of heads of a transformer attention whose per-head outputs are the input of its
+    ``proj`` linear layer (timm's ``Attention`` and its relatives), or None for any other module."""
+    heads = getattr(module, "num_heads", None)
+    proj = getattr(module, "proj", None)
+    if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0 and isinstance(proj, nn.Linear):
+        if proj.in_features % heads == 0:
+            return heads
+    return None
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where layer ``name`` is recorded: the output of ``module``, or (``on_input``) its first input."""
+
+    name: str
+    module: nn.Module
+    on_input: bool = False
+
+
+def tap(model: PixelModel, name: str) -> Tap:
+    """Where :func:`probe` records layer ``name``: the heads of an attention (the input of its
+    ``proj``, see :func:`attention_heads`), else the module's output. Unknown names raise."""
+    return _taps(model, [name])[0]
+
+
+def _taps(model: PixelModel, names: Sequence[str]) -> list[Tap]:
+    result = []
+    for name, module in zip(names, model.layers(names)):
+        if attention_heads(module) is not None:
+            result.append(Tap(name, module.proj, on_input=True))  # type: ignore[arg-type]
+        else:
+            result.append(Tap(name, module))
+    return result
+
+
 @dataclass
 class Recording:
-    """What a :func:`probe` block recorded: layer outputs in call order, per layer."""
+    """What a :func:`probe` block recorded: layer outputs in call order, per layer.
+
+    ``order`` lists the recorded layers in the order of their first call in the last forward
+    pass (the network's forward order).
+    """
 
     model: PixelModel
     layers: tuple[str, ...]
     outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     tuple_outputs: set[str] = field(default_factory=set)
     logits: torch.Tensor | None = None
+    order: list[str] = field(default_factory=list)
     _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
-    _modules: list[tuple[str, nn.Module]] = field(default_factory=list)
+    _modules: list[Tap] = field(default_factory=list)
     _checked: bool = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, require_called: bool = True) -> torch.Tensor:
         """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
-        to record activations only."""
+        to record activations only. ``require_called=False`` lets layers the forward pass never
+        calls go unrecorded (``calls(name)`` is then empty) instead of raising."""
         if not self._checked:  # once per model: which outputs does the network change in place?
             _find_modified_in_place(self.model, self._modules)  # (before any recording)
             self._checked = True
         for _attempt in range(2):
+            self.order.clear()
             for name in self.layers:
                 self.outputs[name] = []
                 self._versions[name] = []
@@ -83,7 +133,7 @@ class Recording:
         else:
             raise InputError(f"the outputs of {changed} keep changing in place; they cannot be recorded")
         missing = [name for name in self.layers if not self.outputs[name]]
-        if missing:
+        if missing and require_called:
             raise InputError(f"these layers were not called in the forward pass: {missing}")
         return self.logits
 
@@ -184,24 +234,21 @@ def _mark_modified_in_place(model: PixelModel, names: Sequence[str]) -> None:
     _MODIFIED_IN_PLACE.setdefault(model, set()).update(names)
 
 
-def _find_modified_in_place(model: PixelModel, modules: list[tuple[str, nn.Module]]) -> set[str]:
+def _find_modified_in_place(model: PixelModel, taps: list[Tap]) -> set[str]:
     """Which of these layers' outputs does a forward pass change in place? (Cached per model.)
 
     Returns the model's own set (later marks land in it)."""
     checked = _CHECKED.setdefault(model, set())
-    todo = [(name, module) for name, module in modules if name not in checked]
+    todo = [t for t in taps if t.name not in checked]
     if todo:
-        seen: dict[str, list[tuple[torch.Tensor, int]]] = {name: [] for name, _ in todo}
+        seen: dict[str, list[tuple[torch.Tensor, int]]] = {t.name: [] for t in todo}
 
-        def make_hook(name: str):
-            def hook(module: nn.Module, inputs: tuple, output: object):
-                tensor, _ = _first_tensor(output)
-                if tensor is not None:
-                    seen[name].append((tensor, tensor._version))
+        def note(name: str, value: object) -> None:
+            tensor, _ = _first_tensor(value)
+            if tensor is not None:
+                seen[name].append((tensor, tensor._version))
 
-            return hook
-
-        handles = [module.register_forward_hook(make_hook(name)) for name, module in todo]
+        handles = [_register(t, lambda value, name=t.name: note(name, value)) for t in todo]  # type: ignore[misc]
         try:
             with torch.no_grad():
                 model(torch.zeros(1, model.channels, *model.input_size, device=model.device))
@@ -210,8 +257,16 @@ def _find_modified_in_place(model: PixelModel, modules: list[tuple[str, nn.Modul
                 handle.remove()
         changed = {name for name, pairs in seen.items() if any(t._version != v for t, v in pairs)}
         _MODIFIED_IN_PLACE.setdefault(model, set()).update(changed)
-        checked.update(name for name, _ in todo)
+        checked.update(t.name for t in todo)
     return _MODIFIED_IN_PLACE.setdefault(model, set())
+
+
+def _register(where: Tap, capture: Callable[[object], object]) -> torch.utils.hooks.RemovableHandle:
+    """The one place hooks are registered: ``capture(value)`` sees the module's output (or, for a
+    tap on the input, its positional inputs) and returns a replacement or None (unchanged)."""
+    if where.on_input:
+        return where.module.register_forward_pre_hook(lambda module, args: capture(args))
+    return where.module.register_forward_hook(lambda module, inputs, output: capture(output))
 
 
 def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
@@ -224,14 +279,14 @@ def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
     return None, None
 
 
-def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[tuple[str, nn.Module]]:
+def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[Tap]:
     if isinstance(layers, str):
         layers = [layers]
     if not layers:
         raise InputError("no layers to probe")
     if len(set(layers)) != len(layers):
         raise InputError(f"a layer is named twice: {list(layers)}")
-    return list(zip(layers, model.layers(layers)))
+    return _taps(model, list(layers))
 
 
 Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -255,7 +310,7 @@ def probe(
     if not isinstance(model, PixelModel):
         raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
     modules = _resolve_modules(model, layers)
-    recording = Recording(model=model, layers=tuple(name for name, _ in modules), _modules=modules)
+    recording = Recording(model=model, layers=tuple(t.name for t in modules), _modules=modules)
     replace = dict(replace or {})
     unknown = [name for name in replace if name not in recording.layers]
     if unknown:
@@ -268,18 +323,17 @@ def probe(
     # forward pass of a probe (and by a retry of it), so the hooks see every mark.
     cloned = _MODIFIED_IN_PLACE.setdefault(model, set())
 
-    def make_hook(name: str):
+    def make_hook(name: str, on_input: bool):
         substitute = replace.get(name)
         outputs = recording.outputs
         versions = recording._versions
+        order = recording.order
 
-        def hook(module: nn.Module, inputs: tuple, output: object):
-            if type(output) is torch.Tensor:  # the common case: no tuple to unpack
-                tensor, index = output, None
-            else:
-                tensor, index = _first_tensor(output)
-                if tensor is None:
-                    return None
+        def hook(output: object) -> object:  # the module's output, or its inputs (a tuple) for a tap on the input
+            found, index = (output, None) if type(output) is torch.Tensor else _first_tensor(output)  # common case first
+            if found is None:
+                return None
+            tensor: torch.Tensor = found
             if name not in outputs:
                 return None
             if substitute is not None:
@@ -289,15 +343,17 @@ def probe(
                 if index is None:
                     output = tensor
                 else:  # put the substitute where the recorded tensor was
-                    items = list(output)  # type: ignore[arg-type]
+                    items = list(cast("Sequence[object]", output))
                     items[index] = tensor
                     output = type(output)(items) if isinstance(output, tuple) else items
             fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
             if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
                 tensor = tensor.detach().requires_grad_(True)
+            if not outputs[name]:
+                order.append(name)
             outputs[name].append(tensor)
             versions[name].append((tensor, tensor._version))
-            if index is not None:
+            if index is not None and not on_input:
                 recording.tuple_outputs.add(name)
             clone = name in cloned
             if not fresh and not clone:
@@ -305,7 +361,7 @@ def probe(
             passed_on = tensor.clone() if clone else tensor
             if index is None:
                 return passed_on
-            replaced = list(output)  # type: ignore[arg-type]
+            replaced = list(cast("Sequence[object]", output))
             replaced[index] = passed_on
             return type(output)(replaced) if isinstance(output, tuple) else replaced
 
@@ -313,15 +369,15 @@ def probe(
 
     with model.lock:
         try:
-            for name, module in modules:
-                handles.append(module.register_forward_hook(make_hook(name)))
+            for where in modules:
+                handles.append(_register(where, make_hook(where.name, where.on_input)))
             yield recording
         finally:
             for handle in handles:
                 handle.remove()
 
 
-_INPLACE_FREE: dict[tuple[int, str], PixelModel] = {}
+_INPLACE_FREE = cache.new_cache("probe.without_inplace", max_entries=1)
 
 
 def without_inplace(model: PixelModel) -> PixelModel:
@@ -333,13 +389,13 @@ def without_inplace(model: PixelModel) -> PixelModel:
     """
     if not any(getattr(m, "inplace", False) for m in model.modules()):
         return model
-    key = (id(model), model.content_hash)
+    key = (model.content_hash, str(model.device))
     twin = _INPLACE_FREE.get(key)
     if twin is None:
         twin = model.copy()
         for module in twin.modules():
             if getattr(module, "inplace", False):
-                module.inplace = False
+                cast(Any, module).inplace = False
         _INPLACE_FREE.clear()
         _INPLACE_FREE[key] = twin
     return twin

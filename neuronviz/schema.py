@@ -1,4 +1,5 @@
-"""Parameter schemas shared by the attack and defence registries (the UI and CLI build controls from them)."""
+"""Parameter schemas shared by the attack and defence registries (the UI and CLI build controls from them),
+and the one way pixel budgets are read (:func:`parse_eps`) and written (:func:`format_eps`)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,26 @@ def parse_eps(text: str | float) -> float:
     if not math.isfinite(value):
         raise InputError(f"not a finite budget: {text!r}")
     return value
+
+
+def over_255(value: float) -> str:
+    """``value`` in 1/255 units, two decimals at most, trailing zeros dropped: ``"8"`` for 8/255,
+    ``"38.25"`` for 0.15. A float32 norm measured at a budget (0.15000001) reads the same as the
+    budget: the value is rounded to two decimals of 1/255 first."""
+    over = round(float(value) * 255, 2)
+    return f"{over:.2f}".rstrip("0").rstrip(".")
+
+
+def format_eps(value: float, pixel_scale: bool = True) -> str:
+    """``0.0314`` → ``"0.0314 (8.01/255)"``, ``0.15`` → ``"0.15 (38.25/255)"``: the one way a pixel
+    budget or a measured pixel norm is written (CLI, banner, norms, sliders, figures). Budgets
+    without a pixel scale (C&W's ``c``) print as ``0.15``; non-finite values as they are."""
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if not pixel_scale:
+        return f"{value:.4g}"
+    return f"{value:.4g} ({over_255(value)}/255)"
 
 
 def resolve(schema: tuple[Param, ...], params: Mapping[str, Any] | None, model: PixelModel | None, owner: str) -> dict[str, Any]:

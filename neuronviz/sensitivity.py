@@ -2,7 +2,8 @@
 
 Zhang, Liu, Liu et al., "Interpreting and Improving Adversarial Robustness of Deep Neural
 Networks with Neuron Sensitivity", IEEE TIP 30:1291–1304, 2021 (arXiv:1909.06978). A neuron is
-one channel ``m`` of layer ``l`` (one unit of a linear layer). Over pairs ``(x_i, x'_i)`` of a
+one channel ``m`` of layer ``l`` (one unit of a linear layer; of a vision transformer's token
+layer one hidden unit over the tokens, of its attention one head, :mod:`neuronviz.layers`). Over pairs ``(x_i, x'_i)`` of a
 clean image and its adversarial version:
 
     σ_{l,m} = (1/N) Σ_i ‖F_{l,m}(x_i) − F_{l,m}(x'_i)‖₁ / dim(F_{l,m})
@@ -30,6 +31,7 @@ import torch
 from neuronviz.attacks import get_attack, run_attack
 from neuronviz.errors import InputError
 from neuronviz.influence import probe_layers
+from neuronviz.layers import LayerInfo, layer_info, neuron_view
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 
@@ -126,13 +128,15 @@ def _layer_names(model: PixelModel, layers: str | Sequence[str] | None) -> list[
     return names
 
 
-def channel_distance(clean: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
+def channel_distance(clean: torch.Tensor, adversarial: torch.Tensor, layer: LayerInfo | None = None) -> torch.Tensor:
     """``‖F_m(x) − F_m(x')‖₁ / dim(F_m)`` per image and neuron: ``(N, C, ...) → (N, C)``.
 
     For a spatial layer the mean absolute difference over each channel's positions; for a
-    linear layer the absolute difference of each unit. Differentiable (SNS training uses it).
+    linear layer the absolute difference of each unit; with ``layer`` (its
+    :class:`~neuronviz.layers.LayerInfo`) a token layer's hidden unit over the tokens and a
+    head over its tokens and features (None: channels first). Differentiable (SNS training uses it).
     """
-    diff = (clean - adversarial).abs()
+    diff = neuron_view((clean - adversarial).abs(), layer)
     return diff.flatten(2).mean(2) if diff.dim() > 2 else diff.flatten(1)
 
 
@@ -166,6 +170,7 @@ def neuron_sensitivity(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     names = _layer_names(model, layers)
+    infos = {name: layer_info(model, name) for name in names}
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     sizes: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -176,8 +181,9 @@ def neuron_sensitivity(
             for name in names:
                 activation = rec.activation(name)
                 shapes[name] = tuple(activation.shape[1:])
-                parts[name].append(channel_distance(activation[: len(clean)], activation[len(clean) :]).cpu())
-                sizes[name].append(channel_distance(activation[: len(clean)], 0 * activation[: len(clean)]).cpu())
+                info = infos[name]
+                parts[name].append(channel_distance(activation[: len(clean)], activation[len(clean) :], info).cpu())
+                sizes[name].append(channel_distance(activation[: len(clean)], 0 * activation[: len(clean)], info).cpu())
     result = {}
     for name in names:
         per_pair = torch.cat(parts[name]).float()
@@ -291,7 +297,7 @@ def compare_models(
         if not isinstance(model, PixelModel):
             raise InputError(f"{name!r} is not a PixelModel")
         x = model.check_pixels(images, "images")
-        report = run_attack(model, x, attack, params, labels=labels, seed=seed)
+        report = run_attack(model, x, attack, params, labels=None if labels is None else torch.as_tensor(labels), seed=seed)
         profiles[name] = neuron_sensitivity(model, x, report.adversarial, layers=layers, top_fraction=top_fraction)
         clean_accuracy[name] = float((report.clean_pred == report.labels).float().mean())
         adv_accuracy[name] = float((report.adv_pred == report.labels).float().mean())

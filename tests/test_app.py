@@ -87,11 +87,15 @@ def test_default_run_shows_digits_cnn_sample_and_prediction(at: AppTest):
 def test_pickers_are_built_from_the_registries(at: AppTest):
     from neuronviz.models import list_models
 
-    assert at.selectbox(key="model_name").options == [
+    builtin = [m for m in list_models() if m.source in ("embedded", "zoo")]
+    assert at.selectbox(key="model_name").options[: len(builtin)] == [
         f"{m.name} · " + ("embedded" if m.kind == "embedded" else "ImageNet, not cached")
         + (" (weights missing)" if m.kind == "embedded" and not m.weights_available else "")
-        for m in list_models()
+        for m in builtin
     ]
+    rest = at.selectbox(key="model_name").options[len(builtin):]  # then timm's curated set, and any timm name
+    assert rest[:-1] == [f"{m.name} · not cached" for m in list_models() if m.source == "timm"]
+    assert rest[-1] == "timm: another model (type its name)…"
     assert at.selectbox(key="model_name").value == "digits-cnn"
     expected_devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     assert at.selectbox(key="device").value in expected_devices
@@ -159,7 +163,6 @@ def test_download_failure_is_shown_cleanly(at: AppTest, monkeypatch):
 
 
 def test_download_success_switches_to_pretrained(at: AppTest, monkeypatch, tmp_path):
-    import app.state as state
     from neuronviz.models import torchvision_zoo
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # a private hub cache for this test
@@ -170,7 +173,7 @@ def test_download_success_switches_to_pretrained(at: AppTest, monkeypatch, tmp_p
         torch.save(torchvision_zoo.build_network(name).state_dict(), path)
         return path
 
-    monkeypatch.setattr(state, "download_weights", fake_download)
+    monkeypatch.setattr(torchvision_zoo, "download_weights", fake_download)
     at.selectbox(key="model_name").set_value("resnet18").run()
     assert at.radio(key="weights:resnet18").value == "random initialisation"
     at.button(key="download:resnet18").click().run()

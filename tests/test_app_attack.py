@@ -195,14 +195,14 @@ def test_defences_page_shows_every_defence_honestly_named_with_its_numbers():
     text = "\n".join(_markdown(at))
     notes = "\n".join(c.value for c in at.caption)
     for name, note in (
-        ("NIP guided", "needs the benign class — analysis tool"),
-        ("NIP oracle", "authors' procedure — uses the benign image"),
-        ("NIP reactive", "label-free reconstruction; weak, see docs/defences.md numbers"),
+        ("NIP (guided)", "needs the benign class — analysis tool"),
+        ("NIP (oracle)", "authors' procedure — uses the benign image"),
+        ("NIP (reactive)", "label-free reconstruction; weak, see docs/defences.md numbers"),
         ("PSSR", "pixel surgery + semantic regeneration"),
     ):
         assert f"##### {name}" in text and note in notes
     titles = plotly_titles(at)
-    for title in ("NIP guided restored", "NIP oracle restored", "NIP reactive restored", "PSSR restored"):
+    for title in ("NIP (guided) restored", "NIP (oracle) restored", "NIP (reactive) restored", "PSSR restored"):
         assert titles.count(title) == 1
     assert titles.count("Top-5") == 4
     assert "NIP guided: objective per step" in titles and "NIP reactive: candidate scores" in titles
@@ -211,7 +211,7 @@ def test_defences_page_shows_every_defence_honestly_named_with_its_numbers():
     assert len([b for b in at.main.button if b.label == "Restore"]) == 4  # one form per defence
 
     numbers = _table(at, "L∞ to adversarial")
-    assert list(numbers["image"]) == ["adversarial", "NIP guided", "NIP oracle", "NIP reactive", "PSSR"]
+    assert list(numbers["image"]) == ["adversarial", "NIP (guided)", "NIP (oracle)", "NIP (reactive)", "PSSR"]
     assert list(numbers["= benign"])[0] == False  # noqa: E712 - the attack worked on this digit
     assert numbers["L∞ to adversarial"].iloc[0] == 0.0
     candidates = _table(at, "cosine score")
@@ -248,7 +248,7 @@ def test_defence_form_with_changed_parameters_changes_the_result(first_digit):
     at.button(key="FormSubmitter:defences.form.nip-guided-Restore").click().run()
     assert not at.exception and errors(at) == []
     numbers = _table(at, "L∞ to adversarial")
-    assert not bool(numbers[numbers["image"] == "NIP guided"]["= benign"].iloc[0])
+    assert not bool(numbers[numbers["image"] == "NIP (guided)"]["= benign"].iloc[0])
 
 
 def test_defence_layer_parameter_offers_the_probe_layers(first_digit):
@@ -276,8 +276,8 @@ def test_invalid_defence_parameters_show_an_error_and_the_rest_stays(first_digit
     shown = errors(at)
     assert len(shown) == 1 and message in shown[0]
     titles = plotly_titles(at)
-    assert "NIP guided restored" not in titles
-    assert {"NIP oracle restored", "NIP reactive restored", "PSSR restored"} <= set(titles)
+    assert "NIP (guided) restored" not in titles
+    assert {"NIP (oracle) restored", "NIP (reactive) restored", "PSSR restored"} <= set(titles)
     numbers = _table(at, "L∞ to adversarial")
-    assert "NIP guided" not in set(numbers["image"])  # a failed defence has no row of "None"s
-    assert any("No row for NIP guided" in c.value for c in at.caption)
+    assert "NIP (guided)" not in set(numbers["image"])  # a failed defence has no row of "None"s
+    assert any("No row for NIP (guided)" in c.value for c in at.caption)

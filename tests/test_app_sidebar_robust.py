@@ -255,7 +255,7 @@ def test_the_download_callback_refuses_on_a_shared_server(shared_server, monkeyp
     from app import state
 
     called = []
-    monkeypatch.setattr(state, "download_zoo_weights", lambda name: called.append(name))
+    monkeypatch.setattr(state, "fetch_weights", lambda name: called.append(name))
     script = AppTest.from_string(
         "import streamlit as st\nfrom app import sidebar\nsidebar._download('resnet18')\n"
         "st.markdown(repr(st.session_state[sidebar.DOWNLOAD_MESSAGE]))"

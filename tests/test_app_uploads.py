@@ -82,7 +82,7 @@ def test_two_sessions_uploading_one_file_hold_it_once():
 def test_an_upload_whose_bytes_were_let_go_asks_for_it_again():
     upload = state.Upload(name="gone.png", digest="0" * 64, size=10)
     with pytest.raises(state.UploadExpiredError, match="upload it again"):
-        upload.data
+        _ = upload.data
 
 
 def test_byte_lru_is_bounded_by_bytes_and_evicts_the_least_recently_used():

@@ -80,7 +80,7 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     assert cli.main([*ARGS, "--defences", "jpeg", "--out", str(tmp_path / "f.pdf")]) == 2
     assert "unknown ['jpeg']" in capsys.readouterr().err
     assert cli.main([*ARGS, "--session", "s.json", "--out", str(tmp_path / "f.pdf")]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+    assert "--session s.json: no such file" in capsys.readouterr().err
 
 
 def test_help_names_every_option():

@@ -179,10 +179,10 @@ def test_the_generator_lock_is_free_while_a_long_pgd_runs(digits_cnn, digits_tes
         assert running.wait(30)
         free = []
         for _ in range(20):
-            got = attacks_module._RNG_LOCK.acquire(timeout=0.05)
+            got = attacks_module.RNG_LOCK.acquire(timeout=0.05)
             free.append(got)
             if got:
-                attacks_module._RNG_LOCK.release()
+                attacks_module.RNG_LOCK.release()
         alive = thread.is_alive()
         thread.join()
     finally:
@@ -213,7 +213,7 @@ def test_same_seed_same_result_also_concurrently(name, params, digits_cnn, resne
     def noise():  # other code drawing from the global generators meanwhile, by the rule: under the lock
         start.wait()
         while not stop.is_set():
-            with attacks_module._RNG_LOCK:
+            with attacks_module.RNG_LOCK:
                 torch.rand(100)
                 np.random.rand(10)
             time.sleep(0.001)
@@ -238,8 +238,8 @@ def test_an_attack_stopped_midway_gives_the_lock_back(digits_cnn, digits_test):
     with pytest.raises(TimeLimitError):
         with budget.limit(0.3):
             run_attack(digits_cnn, digits_test[0][:16], "difgsm", {"steps": 1000}, seed=0)
-    assert attacks_module._RNG_LOCK.acquire(blocking=False)
-    attacks_module._RNG_LOCK.release()
+    assert attacks_module.RNG_LOCK.acquire(blocking=False)
+    attacks_module.RNG_LOCK.release()
     acquired = threading.Event()
     threading.Thread(target=lambda: (digits_cnn.lock.acquire(), acquired.set(), digits_cnn.lock.release())).start()
     assert acquired.wait(5)

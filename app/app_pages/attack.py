@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import analysis, components, state
+from app import analysis, components, exports, state
 from neuronviz import figures
 from neuronviz.attacks import AttackInfo, estimate_work, get_attack
 from neuronviz.figures import attack as attack_figures
@@ -68,12 +68,24 @@ def restored_verdict(result: analysis.Analysis, condition: str, names: tuple[str
     return f"**{names[predicted]}** · {_share(float(p[predicted]))} · {judged}"
 
 
-def bars(probs: torch.Tensor, names: tuple[str, ...], true_class: int | None, color_key: str, key: str, title: str = "Top-5") -> None:
-    components.chart(
-        components.figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class),
-        f"top5-{key}",
-        key=f"attack.bars.{key}",
-    )
+def bars(
+    probs: torch.Tensor,
+    names: tuple[str, ...],
+    true_class: int | None,
+    color_key: str,
+    key: str,
+    record: dict[str, Any],
+    title: str = "Top-5",
+    verdict: str = "",
+) -> None:
+    """A condition's top-5 bars, its verdict, and under them the numbers and the chart to download
+    (below the verdict: the five panels and their verdicts fit a 1280×800 screen)."""
+    fig = components.figure(attack_figures.panel_bars, probs, names, title=title, color_key=color_key, true_class=true_class)
+    components.chart(fig, f"top5-{key}", key=f"attack.bars.{key}")
+    if verdict:
+        st.markdown(verdict)
+    rows = exports.top_rows(probs, names, condition=key, true_class=true_class)
+    exports.export_controls(fig, rows, f"top5-{key}", record, key=f"attack.export.bars.{key}", width_mm=exports.NARROW_MM)
 
 
 def render() -> None:
@@ -86,12 +98,13 @@ def render() -> None:
     if result is None:
         return
     info = get_attack(result.choice.attack)
-    panels(selection, result, info)
-    trajectory(result, info, selection.model.class_names)
-    sweep_section(selection, result, info)
+    record = exports.analysis_record(selection, result)
+    panels(selection, result, info, record)
+    trajectory(result, info, selection.model.class_names, record)
+    sweep_section(selection, result, info, record)
 
 
-def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo) -> None:
+def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any]) -> None:
     """The five images (clean, perturbation, adversarial, both restorations) with their verdicts."""
     names = selection.model.class_names
     true_class = selection.true_class
@@ -112,16 +125,12 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             "clean-image",
             key="attack.image.clean",
         )
-        bars(result.probabilities("clean"), names, true_class, "clean", "clean")
-        st.markdown(clean_verdict(result, names, true_class))
+        bars(result.probabilities("clean"), names, true_class, "clean", "clean", record, verdict=clean_verdict(result, names, true_class))
     with columns[1]:
-        components.chart(
-            components.figure(
-                attack_figures.perturbation_figure, delta, title=f"Perturbation ×{amplification:.3g}", height=IMAGE_HEIGHT
-            ),
-            "perturbation",
-            key="attack.image.perturbation",
+        perturbation = components.figure(
+            attack_figures.perturbation_figure, delta, title=f"Perturbation ×{amplification:.3g}", height=IMAGE_HEIGHT
         )
+        components.chart(perturbation, "perturbation", key="attack.image.perturbation")
         linf = float(report.linf[0])
         st.markdown(
             f"**Norms** (pixel units)  \nL0 **{int(report.l0[0])}** px of {delta.shape[-1] * delta.shape[-2]}  \n"
@@ -131,14 +140,16 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             f"Colours amplified ×{amplification:.3g}: full colour is a change of ±{color_range:.3g} (the largest here); "
             "vermillion = brighter, blue = darker, white = unchanged."
         )
+        norms = {**exports.norm_rows(result), "amplification": amplification, "color_range": color_range}
+        exports.export_controls(perturbation, norms, "perturbation", record, key="attack.export.perturbation", width_mm=exports.NARROW_MM)
     with columns[2]:
         components.chart(
             components.figure(figures.image_figure, result.adversarial, title="Adversarial", height=IMAGE_HEIGHT),
             "adversarial-image",
             key="attack.image.adversarial",
         )
-        bars(result.probabilities("adversarial"), names, true_class, "adversarial", "adversarial")
-        st.markdown(adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target, benign, names))
+        verdict = adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target, benign, names)
+        bars(result.probabilities("adversarial"), names, true_class, "adversarial", "adversarial", record, verdict=verdict)
     for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
         with column:
             components.chart(
@@ -146,8 +157,8 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
                 f"{condition}-restored-image",
                 key=f"attack.image.{condition}",
             )
-            bars(result.probabilities(condition), names, true_class, "restored", condition)
-            st.markdown(restored_verdict(result, condition, names))
+            bars(result.probabilities(condition), names, true_class, "restored", condition, record,
+                 verdict=restored_verdict(result, condition, names))
             if components.used_fallback(result.restorations[condition]):
                 components.restoration_notes(result.restorations[condition])
     st.caption(
@@ -163,7 +174,7 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
     )
 
 
-def trajectory(result: analysis.Analysis, info: AttackInfo, class_names: tuple[str, ...]) -> None:
+def trajectory(result: analysis.Analysis, info: AttackInfo, class_names: tuple[str, ...], record: dict[str, Any]) -> None:
     """The attack's loss and predicted class per step (when the attack records a trace)."""
     st.subheader("The attack's trajectory", divider="gray")
     report = result.report
@@ -182,11 +193,9 @@ def trajectory(result: analysis.Analysis, info: AttackInfo, class_names: tuple[s
             f"{info.label} is not a plain gradient iteration: each point is one forward pass of the attack "
             "through the model, not one iteration."
         )
-    components.chart(
-        components.figure(attack_figures.trajectory_figure, trace, class_names, benign_class=benign, targeted=report.targeted),
-        "attack-trajectory",
-        key="attack.trajectory",
-    )
+    chart = components.figure(attack_figures.trajectory_figure, trace, class_names, benign_class=benign, targeted=report.targeted)
+    components.chart(chart, "attack-trajectory", key="attack.trajectory")
+    exports.export_controls(chart, exports.trace_rows(trace, class_names), "attack-trajectory", record, key="attack.export.trajectory")
     direction = captions.trajectory_direction(trace.loss, report.targeted)
     st.caption(
         f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {class_names[benign]}'}; "
@@ -197,7 +206,7 @@ def trajectory(result: analysis.Analysis, info: AttackInfo, class_names: tuple[s
     )
 
 
-def sweep_section(selection: state.Selection, result: analysis.Analysis, info: AttackInfo) -> None:
+def sweep_section(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any]) -> None:
     """How prediction and the front/tail ranking move with the attack's budget."""
     st.subheader("Attack strength: the ε sweep", divider="gray")
     if info.budget_param is None:
@@ -264,6 +273,8 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
         return
 
     values = [float(v) for v in sweep.eps.tolist()]
+    sweep_record = {**record, "eps_sweep": {"budget_param": info.budget_param, "values": values, "layer": sweep.layer,
+                                             "front": fraction, "tail": fraction}}
     chart_column, detail_column = st.columns([3, 2], gap="large")
     with detail_column:
         slider_key = eps_key(info.name, chosen)
@@ -290,7 +301,10 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
                 key="attack.sweep.image",
             )
         with bars_column:
-            bars(sweep.probs[index], names, true_class, "adversarial" if bool(sweep.success[index]) else "clean", "sweep")
+            bars(
+                sweep.probs[index], names, true_class, "adversarial" if bool(sweep.success[index]) else "clean", "sweep",
+                {**sweep_record, "eps_selected": selected},
+            )
         st.markdown(adversarial_verdict(sweep.probs[index], bool(sweep.success[index]), target, benign, names))
         st.markdown(
             captions.sweep_sentence(
@@ -302,11 +316,9 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
             )
         )
     with chart_column:
-        components.chart(
-            components.figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen),
-            "eps-sweep",
-            key="attack.sweep.chart",
-        )
+        chart = components.figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen)
+        components.chart(chart, "eps-sweep", key="attack.sweep.chart")
+        exports.export_controls(chart, exports.sweep_rows(sweep, names), "eps-sweep", sweep_record, key="attack.export.sweep")
     st.caption(
         f"{len(values)} budgets from 0 to 2× the chosen {info.budget_param} = {eps_label(chosen)} "
         f"(capped at the attack's maximum), the other parameters as chosen and the same seed {result.choice.seed}. "

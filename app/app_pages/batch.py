@@ -1,5 +1,6 @@
 """Batch: the sidebar's attack and the defences over N images, with a progress bar; success rate,
-DSR and accuracies, per-class bars, and the per-image table (with a CSV download).
+DSR and accuracies, per-class bars, and the per-image table; each with its numbers (CSV, JSON)
+and provenance (model, images, attack with ε and every parameter, target, seed, defences).
 
 Nothing is computed on page load: "Run batch" (the labelled images and their number above it, the
 optional defences in its form) starts the work, chunk by chunk through the shared cache, so only a cold run
@@ -10,20 +11,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
-from app import analysis, components
+from app import analysis, components, exports
 from app.evaluation_set import BUILTIN, evaluation_images
 from neuronviz import batch, evalset
-from neuronviz.defenses import get_defense
+from neuronviz.defenses import get_defense, list_defenses
 from neuronviz.figures import batch as batch_figures
 from neuronviz.models import PixelModel
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
 CHUNK = 2 * batch.BLOCK
 DEFAULT_IMAGES = 50
-OPTIONAL_DEFENCES = ("nip-oracle", "nip-reactive")
 LAST = "batch.last"  # session_state: the last BatchRun of this session
 # The page's controls (session_state keys).
 IMAGES_KEY = "batch.n"
@@ -44,6 +45,7 @@ class BatchRun:
     source: str
     result: batch.BatchResult
     seconds: float  # wall time of the run (chunks found in the cache cost nearly nothing)
+    images: evalset.EvaluationSet | None = None  # the images the run was on (the export's provenance)
 
 
 def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSet, defences: tuple[str, ...], bar) -> BatchRun:
@@ -69,7 +71,7 @@ def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSe
         call=analysis.memo,
     )
     seconds = time.perf_counter() - started
-    return BatchRun((model.content_hash, str(model.device)), choice, images.description, result, seconds)
+    return BatchRun((model.content_hash, str(model.device)), choice, images.description, result, seconds, images)
 
 
 def _percent(value: float) -> str:
@@ -117,6 +119,18 @@ def show_metrics(result: batch.BatchResult) -> None:
         )
 
 
+def batch_record(model: PixelModel, last: BatchRun) -> dict[str, Any]:
+    """The provenance of the last run: model, the images (description, count, digest), the attack
+    with its ε and every other parameter, target, seed, and each defence with its parameters."""
+    result = last.result
+    images = last.images if last.images is not None else analysis.memo(batch.batch_images, model, result.images)
+    defences = [{"defence": name, "params": get_defense(name).resolve({}, model)} for name in result.defences]
+    return exports.set_record(
+        model, images.images, images.labels, last.source, result.attack, result.params, result.target, result.seed,
+        defences=defences, ids=result.ids, page="batch", seconds=last.seconds,
+    )
+
+
 def excluded_note(result: batch.BatchResult, images: int, excluded: int) -> str:
     """Why some images of a targeted run were not attacked, and what the rates are over."""
     attacked = images - excluded
@@ -128,8 +142,13 @@ def excluded_note(result: batch.BatchResult, images: int, excluded: int) -> str:
 
 
 def _oracle(name: str) -> bool:
-    defense = get_defense(name)
-    return defense.needs_target or defense.needs_reference
+    return get_defense(name).oracle
+
+
+def optional_defences() -> list[str]:
+    """The defences a run may add to the two it always has: every other registered one but the
+    identity, in registry order (NIP oracle, NIP reactive, then plugins')."""
+    return [d.name for d in list_defenses(include_none=False) if d.name not in batch.DEFAULT_DEFENCES]
 
 
 def column_config(result: batch.BatchResult) -> dict:
@@ -211,7 +230,7 @@ def batch_form() -> tuple[bool, list[str]]:
         st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
         extra = [
             name
-            for name in OPTIONAL_DEFENCES
+            for name in optional_defences()
             if st.checkbox(
                 get_defense(name).label,
                 key=defence_key(name),
@@ -225,6 +244,7 @@ def batch_form() -> tuple[bool, list[str]]:
 def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun) -> None:
     """The last run's summary, accuracy charts and per-image table."""
     result = last.result
+    record = batch_record(model, last)
     st.subheader("Summary", divider="gray")
     st.caption(
         f"{choice.describe(model)} on {last.source}. The last run took {last.seconds:.2f} s: chunks of "
@@ -235,8 +255,11 @@ def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun
     st.subheader("Accuracy", divider="gray")
     left, right = st.columns(2, gap="large")
     with left:
-        components.chart(
-            components.figure(batch_figures.accuracy_figure, result.summary()), "batch-accuracy", key="batch.accuracy"
+        accuracy = components.figure(batch_figures.accuracy_figure, result.summary())
+        components.chart(accuracy, "batch-accuracy", key="batch.accuracy")
+        exports.export_controls(
+            accuracy, exports.batch_summary_rows(result.summary()), f"batch-accuracy-{model.name}-{result.attack}", record,
+            key="batch.export.accuracy",
         )
         st.caption(
             "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
@@ -253,24 +276,18 @@ def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun
             format_func=lambda m: {"accuracy": "Accuracy", "attack_success": "Attack success & DSR"}[m],
             key=PER_CLASS_KEY,
         )
-        components.chart(
-            components.figure(batch_figures.per_class_figure, result, model.class_names, metric=metric or "accuracy"),
-            f"batch-per-class-{metric}",
-            key="batch.per_class",
+        per_class = components.figure(batch_figures.per_class_figure, result, model.class_names, metric=metric or "accuracy")
+        components.chart(per_class, f"batch-per-class-{metric}", key="batch.per_class")
+        exports.export_controls(
+            per_class, result.per_class(model.class_names), f"batch-per-class-{model.name}-{result.attack}", record,
+            key="batch.export.per_class",
         )
         st.caption("The same numbers per true class: which classes the attack breaks most, and which the defences recover.")
 
     st.subheader("Per image", divider="gray")
     frame = result.to_frame(model.class_names)
     st.dataframe(frame, column_config=column_config(result), hide_index=True, key="batch.table")
-    st.download_button(
-        "Download the table (CSV)",
-        frame.to_csv(index=False),
-        file_name=f"batch-{model.name}-{result.attack}-{result.images}.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        key="batch.csv",
-    )
+    exports.export_controls(None, frame, f"batch-{model.name}-{result.attack}-{result.images}", record, key="batch.export.table")
     with st.expander("How the defences are run"):
         st.markdown(
             "- The attack moves each image away from its clean prediction (or toward the target); it succeeds "

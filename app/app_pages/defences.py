@@ -8,24 +8,22 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, state
+from app import analysis, components, exports, state
 from neuronviz import figures
-from neuronviz.defenses import Restoration, get_defense, restore
+from neuronviz.defenses import Defense, Restoration, get_defense, list_defenses, restore_for
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import attack as attack_figures
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.models import PixelModel
 from neuronviz.schema import Param
 
-#: The defences shown, in order, with names that say what each one needs and is.
-DEFENCES = {
-    "nip-guided": "NIP guided (needs the benign class — analysis tool)",
-    "nip-oracle": "NIP oracle (authors' procedure — uses the benign image)",
-    "nip-reactive": "NIP reactive (label-free reconstruction; weak, see docs/defences.md numbers)",
-    "pssr": "PSSR (pixel surgery + semantic regeneration — reconstruction)",
-}
-SHORT = {"nip-guided": "NIP guided", "nip-oracle": "NIP oracle", "nip-reactive": "NIP reactive", "pssr": "PSSR"}
 IMAGE_HEIGHT = 240
+
+
+def shown_defences() -> list[Defense]:
+    """The defences shown side by side: every registered one but the identity, in registry order
+    (NIP guided, oracle, reactive, PSSR, then plugins')."""
+    return list_defenses(include_none=False)
 
 
 def applied_key(name: str, model: PixelModel) -> str:
@@ -79,18 +77,12 @@ def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration 
         try:
             same = defense.resolve(params, model) == result.restorations[name].params
         except NeuronvizError:
-            same = False  # restore() below reports the problem
+            same = False  # restore_for() below reports the problem
         if same:  # the analysis already has it (the Attack page shows the same result)
             return result.restorations[name]
     return analysis.attempt(
-        analysis.memo,
-        restore,
-        model,
-        result.adversarial,
-        name,
-        params,
-        target=result.benign_class if defense.needs_target else None,
-        reference=result.clean if defense.needs_reference else None,
+        analysis.memo, restore_for, name, model, result.adversarial, benign=result.benign_class, clean=result.clean,
+        params=params,
     )
 
 
@@ -133,53 +125,60 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
-    # -- the four defences side by side (one row of columns per kind of element, so the rows line up) ------
+    # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
     restorations: dict[str, Restoration | None] = {}
-    for column, (name, label) in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES.items()):
+    shown = shown_defences()
+    order = [d.name for d in shown]  # the page's order of names
+    short = {d.name: d.short for d in shown}
+    for column, defense in zip(st.columns(len(shown), gap="medium"), shown):
         # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
-        column.markdown(f"##### {SHORT[name]}")
-        column.caption(label[len(SHORT[name]) :].strip(" ()"))
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+        column.markdown(f"##### {defense.short}")
+        column.caption(defense.summary)
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         # A popover, not an expander: opening it covers the page instead of pushing its row down.
         with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
             parameter_form(name, model, result)
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         with column:
-            with st.spinner(f"Running {SHORT[name]}…"):
+            with st.spinner(f"Running {short[name]}…"):
                 restoration = restorations[name] = run(name, model, result)
             if restoration is not None:
                 components.chart(
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{SHORT[name]} restored",
+                        title=f"{short[name]} restored",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",
                     key=f"defences.image.{name}",
                 )
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+    record = exports.analysis_record(
+        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
+    )
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         restoration = restorations[name]
         if restoration is None:
             continue
         with column:
-            components.chart(
-                components.figure(
-                    attack_figures.panel_bars,
-                    restoration.probs[0],
-                    names,
-                    title="Top-5",
-                    color_key="restored",
-                    true_class=selection.true_class,
-                ),
-                f"{name}-top5",
-                key=f"defences.bars.{name}",
+            bars = components.figure(
+                attack_figures.panel_bars,
+                restoration.probs[0],
+                names,
+                title="Top-5",
+                color_key="restored",
+                true_class=selection.true_class,
             )
+            components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
             verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
-    for column, name in zip(st.columns(len(DEFENCES), gap="medium"), DEFENCES):
+            exports.export_controls(
+                bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
+                f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
+            )
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
         defense, restoration = get_defense(name), restorations[name]
         with column:
             if restoration is not None:
@@ -188,15 +187,17 @@ def render() -> None:
                 st.caption(f":material/timer: {restoration.seconds:.3f} s")
             st.caption(f"Paper: {defense.paper}")
             st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
-    nip_steps(selection, result, restorations)
-    pssr_section(selection, result, restorations)
-    decision_numbers(selection, result, restorations)
+    nip_steps(selection, result, restorations, record)
+    pssr_section(result, restorations, record)
+    decision_numbers(selection, result, restorations, record)
 
 
 # -- NIP's steps --------------------------------------------------------------------------------------------
 
 
-def nip_steps(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def nip_steps(
+    selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]
+) -> None:
     """NIP guided's objective per step, the oracle's sign, the reactive mode's candidates."""
     names = selection.model.class_names
     benign = result.benign_class
@@ -205,11 +206,9 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
     with guided_column:
         guided = restorations.get("nip-guided")
         if guided is not None:
-            components.chart(
-                components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step"),
-                "nip-guided-steps",
-                key="defences.nip.steps",
-            )
+            steps = components.figure(attack_figures.nip_steps_figure, guided, benign, names, title="NIP guided: objective per step")
+            components.chart(steps, "nip-guided-steps", key="defences.nip.steps")
+            exports.export_controls(steps, exports.nip_step_rows(guided, names), "nip-guided-steps", record, key="defences.export.nip.steps")
             st.caption(
                 "Top: the objective NIP ascends, Σ activation of the front neurons − Σ of the tail neurons at the "
                 f"layer, re-ranked at every step. Bottom: the predicted class, green once it is the benign class "
@@ -231,24 +230,24 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
         reactive = restorations.get("nip-reactive")
         if reactive is not None:
             st.markdown("**NIP reactive**: the candidate classes it tried, scored by their restored influence profile")
+            candidates = attack_figures.candidate_rows(reactive, names)
             st.dataframe(
-                attack_figures.candidate_rows(reactive, names),
+                candidates,
                 hide_index=True,
                 width="stretch",
                 column_config={"cosine score": st.column_config.NumberColumn(format="%.4f")},
                 key="defences.nip.candidates",
             )
-            components.chart(
-                components.figure(
-                    attack_figures.reactive_scores_figure,
-                    reactive,
-                    names,
-                    title="NIP reactive: candidate scores",
-                    height=300,
-                ),
-                "nip-reactive-scores",
-                key="defences.nip.scores",
+            scores = components.figure(
+                attack_figures.reactive_scores_figure,
+                reactive,
+                names,
+                title="NIP reactive: candidate scores",
+                height=300,
             )
+            components.chart(scores, "nip-reactive-scores", key="defences.nip.scores")
+            exports.export_controls(scores, candidates, "nip-reactive-scores", record, key="defences.export.nip.scores",
+                                    width_mm=exports.NARROW_MM)
             st.caption(
                 "For each of the most probable classes, guided NIP toward it; the class whose restored neuron "
                 "influence profile is closest (cosine) to its profile on benign training images wins. Measured on "
@@ -257,11 +256,10 @@ def nip_steps(selection: state.Selection, result: analysis.Analysis, restoration
             )
 
 
-
 # -- PSSR -----------------------------------------------------------------------------------------------------
 
 
-def pssr_section(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def pssr_section(result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]) -> None:
     """PSSR's salient score, mask, surgery and regenerated image."""
     st.subheader("PSSR: surgery and regeneration", divider="gray")
     pssr = restorations.get("pssr")
@@ -292,6 +290,9 @@ def pssr_section(selection: state.Selection, result: analysis.Analysis, restorat
                 "pssr-regenerated",
                 key="defences.pssr.regenerated",
             )
+        exports.export_controls(
+            None, lambda: exports.pssr_map_rows(score, mask), "pssr-score-and-mask", record, key="defences.export.pssr"
+        )
         st.caption(
             f"Score: |∂p/∂x| of the predicted class's probability, summed over colour channels. Mask: pixels whose score "
             f"is at least α = {pssr.params['alpha']:g} × the mean score are removed (vermillion). Surgery: the adversarial "
@@ -300,11 +301,12 @@ def pssr_section(selection: state.Selection, result: analysis.Analysis, restorat
         )
 
 
-
 # -- the numbers ----------------------------------------------------------------------------------------------
 
 
-def decision_numbers(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> None:
+def decision_numbers(
+    selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None], record: dict[str, Any]
+) -> None:
     """One row per image: prediction, confidence, distances to the clean and the adversarial image."""
     names = selection.model.class_names
     benign = result.benign_class
@@ -317,13 +319,14 @@ def decision_numbers(selection: state.Selection, result: analysis.Analysis, rest
         f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
         f"**{names[adversarial_prediction]}**."
     )
-    failed = [SHORT[name] for name in DEFENCES if restorations.get(name) is None]
+    short = {name: get_defense(name).short for name in restorations}  # shown, in the page's order
+    failed = [short[name] for name in restorations if restorations.get(name) is None]
     rows = attack_figures.decision_rows(
         result.clean,
         result.adversarial,
         result.probabilities("adversarial"),
         benign,
-        {SHORT[name]: restorations[name] for name in DEFENCES if restorations.get(name) is not None},
+        {short[name]: r for name, r in restorations.items() if r is not None},
         names,
     )
     distance = st.column_config.NumberColumn(format="%.4f")
@@ -341,6 +344,7 @@ def decision_numbers(selection: state.Selection, result: analysis.Analysis, rest
             "L2 to adversarial": distance,
         },
     )
+    exports.export_controls(None, rows, "defence-metrics", record, key="defences.export.numbers")
     st.caption(
         "One row per image: its prediction and confidence, whether that is the benign class, and how far it is from "
         "the clean and from the adversarial image (pixel units [0, 1]; L∞ = largest pixel change, L2 = Euclidean)."

@@ -7,10 +7,11 @@ Pravin, Martino, Nicosia, Ojha, ICANN 2021 (arXiv:2201.12347), as reconstructed 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, state
+from app import analysis, components, exports, state
 from app.evaluation_set import evaluation_images
 from neuronviz import evalset, fragility
 from neuronviz.attacks import get_attack
@@ -95,6 +96,7 @@ def render() -> None:
     evaluation = chosen.images
     spec = analysis.attempt(fragility_attack, mode, choice, model)
     report = None
+    record: dict[str, Any] = {}
     if evaluation is not None and spec is not None and too_few is None:
         attack, eps, params, attack_text = spec
         st.caption(f"Images: {evaluation.description}. Attack: {attack_text}.")
@@ -115,10 +117,14 @@ def render() -> None:
                     params=params,
                     seed=choice.seed,
                 )
+        record = exports.set_record(
+            model, evaluation.images, evaluation.labels, evaluation.description, attack, {"eps": eps, **params}, None,
+            choice.seed, ids=evaluation.ids, page="filters", layer=layer_name,
+        )
 
     grid_section(selection, choice, report)
-    dropout_section(model, report, too_few)
-    rescale_section(model, choice, report, evaluation)
+    dropout_section(model, report, too_few, record)
+    rescale_section(model, choice, report, evaluation, record)
 
 
 # -- the filter grid ---------------------------------------------------------------------------------
@@ -159,8 +165,13 @@ def grid_section(selection: state.Selection, choice: analysis.AttackChoice, repo
                 per_row=4,
                 input_channel=input_channel,
             )
+            frame = maps.to_frame()
+            if report is not None:
+                frame["label"] = list(report.labels)
+            grid_record = exports.analysis_record(selection, current, page="filters", filters_shown=shown)
             if grid is not None:
                 components.chart(grid, f"{model.name}-first-layer-filters", key="filters.grid")
+                exports.export_controls(grid, frame, f"{model.name}-first-layer-filters", grid_record, key="filters.export.grid")
             st.caption(
                 f"Each filter of {maps.layer}: its weights (blue negative, vermillion positive, one scale for all), then its "
                 "feature map on the clean image and on the adversarial image of the sidebar's attack "
@@ -170,10 +181,8 @@ def grid_section(selection: state.Selection, choice: analysis.AttackChoice, repo
                 "moved it, relative to its size."
             )
             with st.expander("Per-filter numbers on this image"):
-                frame = maps.to_frame()
-                if report is not None:
-                    frame["label"] = list(report.labels)
                 st.dataframe(frame, hide_index=True, width="stretch")
+                exports.export_controls(None, frame, f"{model.name}-filter-shift-table", grid_record, key="filters.export.grid_table")
     else:
         st.info("The filter grid needs the current image's attack, which did not run (see the message above).")
 
@@ -181,13 +190,14 @@ def grid_section(selection: state.Selection, choice: analysis.AttackChoice, repo
 # -- nodal dropout -----------------------------------------------------------------------------------
 
 
-def dropout_section(model: PixelModel, report: fragility.FragilityReport | None, too_few: str | None) -> None:
+def dropout_section(model: PixelModel, report: fragility.FragilityReport | None, too_few: str | None, record: dict[str, Any]) -> None:
     """The nodal dropout: accuracies and targeting per dropped filter, fragile and robust filters."""
     st.subheader("Nodal dropout: which filters does the attack rely on?", divider="gray")
     if report is not None:
         dropout = analysis.attempt(components.figure, figs.dropout_chart, report)
         if dropout is not None:
             components.chart(dropout, f"{model.name}-nodal-dropout", key="filters.dropout")
+            exports.export_controls(dropout, report.to_frame(), f"{model.name}-nodal-dropout", record, key="filters.export.dropout")
         st.caption(
             "Each filter's output channel is zeroed in turn. Top: the change of clean accuracy; middle: the change "
             "of accuracy on the attacked images (positive = the attack loses a channel it relies on); bottom: the "
@@ -220,6 +230,7 @@ def dropout_section(model: PixelModel, report: fragility.FragilityReport | None,
         )
         with st.expander("The numbers per filter"):
             st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+            exports.export_controls(None, report.to_frame(), f"{model.name}-fragility-table", record, key="filters.export.dropout_table")
     elif too_few is not None:
         st.info("No nodal dropout: too few labelled images (see the message at the top).")
     else:
@@ -229,7 +240,13 @@ def dropout_section(model: PixelModel, report: fragility.FragilityReport | None,
 # -- compress / amplify -------------------------------------------------------------------------------
 
 
-def rescale_section(model: PixelModel, choice: analysis.AttackChoice, report: fragility.FragilityReport | None, evaluation: evalset.EvaluationSet | None) -> None:
+def rescale_section(
+    model: PixelModel,
+    choice: analysis.AttackChoice,
+    report: fragility.FragilityReport | None,
+    evaluation: evalset.EvaluationSet | None,
+    record: dict[str, Any],
+) -> None:
     """Compress the robust filters and amplify the fragile ones: accuracies at one β and over β."""
     st.subheader("Compress robust filters, amplify fragile ones", divider="gray")
     if report is not None and evaluation is not None:
@@ -287,6 +304,9 @@ def rescale_section(model: PixelModel, choice: analysis.AttackChoice, report: fr
                 curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=float(beta))
                 if curve is not None:
                     components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
+                    exports.export_controls(
+                        curve, exports.rescale_rows(points), f"{model.name}-compress-amplify", record, key="filters.export.curve"
+                    )
                 best = max(points, key=lambda p: p.adv_after)
                 best_transfer = max(points, key=lambda p: p.adv_transfer_after)
                 st.markdown(

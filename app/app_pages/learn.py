@@ -235,7 +235,7 @@ def tour() -> None:
             with inner[0]:
                 components.chart(
                     components.figure(
-                        figures.image_figure, restoration.restored, title=defense.label.split(" (")[0], height=260
+                        figures.image_figure, restoration.restored, title=defense.short, height=260
                     ),
                     f"tour-4-{name}",
                     key=f"learn.{name}",
@@ -340,16 +340,13 @@ METHODS = [
     ),
 ]
 
-#: Attacks without a fixed budget (``AttackInfo.norm`` None) and the norm they make small.
-MINIMISED_NORMS = {"cw": "L2", "deepfool": "L2"}
-
-
 def norm_text(info: AttackInfo) -> str:
-    """The norm column of the attacks table: the budget's norm, or the norm a minimising attack keeps small."""
+    """The norm column of the attacks table: the budget's norm, or the norm a minimising attack
+    keeps small (its entry's ``minimised_norm``)."""
     if info.norm:
         return {"Linf": "L∞ (budget ε)", "L2": "L2 (budget ε)", "L0": "L0 (budget)"}.get(info.norm, info.norm)
-    if info.name in MINIMISED_NORMS:
-        return f"{MINIMISED_NORMS[info.name]} (minimised, no fixed budget)"
+    if info.minimised_norm:
+        return f"{info.minimised_norm} (minimised, no fixed budget)"
     return "none"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, state
+from app import components, exports, state
 from neuronviz import figures
 
 
@@ -23,13 +23,12 @@ def render() -> None:
         components.image_notes(selection.image_info)
     with prediction_column:
         components.prediction_summary(prediction, class_names, selection.true_class)
-        components.chart(
-            figures.prediction_bars(
-                prediction.probabilities, class_names, k=5, title="Top-5 prediction", true_class=selection.true_class
-            ),
-            "top5-prediction",
-            key="prediction_bars",
+        fig = figures.prediction_bars(
+            prediction.probabilities, class_names, k=5, title="Top-5 prediction", true_class=selection.true_class
         )
+        components.chart(fig, "top5-prediction", key="prediction_bars")
+        rows = exports.top_rows(prediction.probabilities, class_names, true_class=selection.true_class)
+        exports.export_controls(fig, rows, "top5-prediction", exports.image_record(selection), key="model_image.export.bars")
 
     st.subheader("Model card", divider="gray")
     components.model_card(selection.model)

@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import analysis, components
-from neuronviz.attribution import ATTRIBUTION_METHODS, input_attribution
+from app import analysis, components, exports
+from neuronviz.attribution import get_attribution, input_attribution, list_attributions
 from neuronviz.defenses import get_defense
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
@@ -81,13 +81,16 @@ def render() -> None:
     infos = {info.name: info for info in probe_layers(model)}
 
     view = controls(result, infos)
-    shift = one_layer(model, result, view)
+    record = exports.analysis_record(
+        selection, result, view={"layer": view.layer, "group_size": view.size, "tail_rule": view.tail_rule, "after": view.after}
+    )
+    shift = one_layer(model, result, view, record)
     if shift is None:
         return
-    tables = across_network(result, view, infos)
-    restoration_section(tables, view)
+    tables = across_network(result, view, infos, record)
+    restoration_section(tables, view, record)
     st.subheader("Input attributions: clean vs adversarial", divider="gray")
-    attributions(model, result)
+    attributions(model, result, record)
 
 
 # -- controls -------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ def _layer_label(name: str, infos: dict[str, LayerInfo], default_layer: str) -> 
     info = infos.get(name)
     if info is None:
         return name
-    unit = "ch" if len(info.output_shape) > 1 else "units"
+    unit = {"heads": "heads", "tokens": "units"}.get(info.kind, "ch" if len(info.output_shape) > 1 else "units")
     default = " · default" if name == default_layer else ""
     return f"#{info.index + 1} {name} · {info.kind} · {info.channels} {unit}{default}"
 
@@ -159,7 +162,7 @@ def controls(result: analysis.Analysis, infos: dict[str, LayerInfo]) -> View:
 # -- one layer --------------------------------------------------------------------------------------
 
 
-def one_layer(model: PixelModel, result: analysis.Analysis, view: View) -> InfluenceShift | None:
+def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: dict[str, Any]) -> InfluenceShift | None:
     """The chosen layer: captions, the four numbers, scatter, transitions and front/tail bars; None
     (with a message) when the groups or the shift cannot be computed."""
     class_names = model.class_names
@@ -217,40 +220,41 @@ def one_layer(model: PixelModel, result: analysis.Analysis, view: View) -> Influ
     )
     st.markdown(shift.summary() + ".")
 
+    neurons = exports.influence_rows(before_map, after_map, shift, after)
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        components.chart(
-            components.figure(
-                neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
-            ),
-            f"influence-{layer}-clean-vs-{after}",
-            key="neurons.scatter",
+        name = f"influence-{layer}-clean-vs-{after}"
+        scatter = components.figure(
+            neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
         )
+        components.chart(scatter, name, key="neurons.scatter")
+        exports.export_controls(scatter, neurons, name, record, key="neurons.export.scatter")
         st.caption(captions.scatter_caption(shift, after_label))
     with right:
-        components.chart(
-            components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label),
-            f"transition-{layer}-clean-vs-{after}",
-            key="neurons.transition",
+        name = f"transition-{layer}-clean-vs-{after}"
+        heatmap = components.figure(neuron_figures.transition_heatmap, shift.transition, after_label=after_label)
+        components.chart(heatmap, name, key="neurons.transition")
+        exports.export_controls(
+            heatmap, exports.transition_rows(shift, after), name, record, key="neurons.export.transition", width_mm=exports.NARROW_MM
         )
         st.caption(
             "Rows: group on the clean image; columns: group after (same sizes). The diagonal counts neurons that "
             "kept their group; front → middle or tail is a suppressed front neuron."
         )
 
-    components.chart(
-        components.figure(
-            neuron_figures.group_bars,
-            before_map,
-            after_map,
-            shift.groups_before,
-            benign_name,
-            after_label=after_label,
-            after_color=after_color,
-        ),
-        f"front-tail-{layer}-clean-vs-{after}",
-        key="neurons.bars",
+    name = f"front-tail-{layer}-clean-vs-{after}"
+    bars = components.figure(
+        neuron_figures.group_bars,
+        before_map,
+        after_map,
+        shift.groups_before,
+        benign_name,
+        after_label=after_label,
+        after_color=after_color,
     )
+    components.chart(bars, name, key="neurons.bars")
+    shown = neurons[neurons["group_clean"] != "middle"].sort_values("rank_clean")  # the bars: the clean front and tail
+    exports.export_controls(bars, shown, name, record, key="neurons.export.bars")
     st.caption(captions.group_bars_caption(before_map, after_map, shift.groups_before, benign_name, after_label))
     return shift
 
@@ -296,42 +300,43 @@ def with_kinds(overview: pd.DataFrame, infos: dict[str, LayerInfo]) -> pd.DataFr
     return shown[["layer", "kind", *[c for c in overview.columns if c != "layer"]]]
 
 
-def across_network(result: analysis.Analysis, view: View, infos: dict[str, LayerInfo]) -> dict[str, pd.DataFrame | None]:
+def across_network(
+    result: analysis.Analysis, view: View, infos: dict[str, LayerInfo], record: dict[str, Any]
+) -> dict[str, pd.DataFrame | None]:
     """The layer overview of the chosen condition and its table; returns every condition's table."""
     st.subheader("Across the network", divider="gray")
     layer, after_label = view.layer, view.after_label
     tables = {condition: shift_table(result, condition, view) for condition in AFTER_CONDITIONS}
     overview = tables[view.after]
     if overview is not None:
-        components.chart(
-            components.figure(
-                neuron_figures.layer_overview, overview, layer, after_label=after_label, after_color=view.after_color
-            ),
-            f"layers-clean-vs-{view.after}",
-            key="neurons.layers",
+        name = f"layers-clean-vs-{view.after}"
+        chart = components.figure(
+            neuron_figures.layer_overview, overview, layer, after_label=after_label, after_color=view.after_color
         )
+        components.chart(chart, name, key="neurons.layers")
+        table = with_kinds(overview, infos)
+        exports.export_controls(chart, table, name, record, key="neurons.export.layers")
         st.caption(
             f"Every probe layer, input (left) to output (right); {layer} is highlighted. Where ρ and the front "
             "overlap drop, the attack has reordered the neurons."
         )
         with st.expander(f"Table: the shift clean → {after_label} in every layer"):
-            st.dataframe(with_kinds(overview, infos), hide_index=True, key="neurons.table", column_config=TABLE_COLUMNS)
+            st.dataframe(table, hide_index=True, key="neurons.table", column_config=TABLE_COLUMNS)
+            exports.export_controls(None, table, f"layer-shift-table-clean-vs-{view.after}", record, key="neurons.export.table")
     return tables
 
 
 # -- back to the clean ranking? ------------------------------------------------------------------
 
 
-def restoration_section(tables: dict[str, pd.DataFrame | None], view: View) -> None:
+def restoration_section(tables: dict[str, pd.DataFrame | None], view: View, record: dict[str, Any]) -> None:
     st.subheader("Does the defence restore the clean ranking?", divider="gray")
     frames = {condition: frame for condition, frame in tables.items() if frame is not None}
     if len(frames) != len(AFTER_CONDITIONS):
         return
-    components.chart(
-        components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=analysis.CONDITION_LABELS),
-        "restoration-by-layer",
-        key="neurons.restoration",
-    )
+    chart = components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=analysis.CONDITION_LABELS)
+    components.chart(chart, "restoration-by-layer", key="neurons.restoration")
+    exports.export_controls(chart, exports.layer_rows(frames), "restoration-by-layer", record, key="neurons.export.restoration")
     st.markdown(neuron_figures.restoration_sentence(frames, view.layer, labels=analysis.CONDITION_LABELS))
     st.caption(
         "The ranking of each image's neurons compared with the clean image's, layer by layer. A defence that "
@@ -344,20 +349,16 @@ def restoration_section(tables: dict[str, pd.DataFrame | None], view: View) -> N
 
 
 @st.fragment
-def attributions(model: PixelModel, result: analysis.Analysis) -> None:
+def attributions(model: PixelModel, result: analysis.Analysis, record: dict[str, Any]) -> None:
     """Method picker and heat maps; a fragment, so switching the method reruns only this section."""
     class_names = model.class_names
     adversarial_class = result.prediction("adversarial")
-    helps = {
-        "saliency": "|∂ logit / ∂ pixel| (Simonyan et al., arXiv:1312.6034)",
-        "integrated_gradients": "Integrated Gradients from a black image, 32 steps (Sundararajan et al., arXiv:1703.01365)",
-        "grad_cam": f"Grad-CAM at {result.default_layer} (Selvaraju et al., arXiv:1610.02391)",
-    }
+    methods = [entry.name for entry in list_attributions()]  # the registry: built-ins and plugins
     columns = st.columns([3, 2], vertical_alignment="bottom")
     method = columns[0].radio(
         "Method",
-        ATTRIBUTION_METHODS,
-        format_func=lambda m: neuron_figures.ATTRIBUTION_LABELS[m],
+        methods,
+        format_func=lambda m: get_attribution(m).label,
         horizontal=True,
         key=ATTRIBUTION_METHOD_KEY,
     )
@@ -367,13 +368,14 @@ def attributions(model: PixelModel, result: analysis.Analysis) -> None:
         key=ATTRIBUTION_ADVERSARIAL_KEY,
         disabled=adversarial_class == result.benign_class,
     )
-    method = method or ATTRIBUTION_METHODS[0]
-    st.caption(helps[method] + ". Both maps of a pair share one colour scale.")
+    method = method or methods[0]
+    entry = get_attribution(method)
+    st.caption(entry.caption(model) + ". Both maps of a pair share one colour scale.")
     pair = torch.cat([result.clean, result.adversarial])
     targets = [(result.benign_class, "benign")]
     if toward_adversarial and adversarial_class != result.benign_class:
         targets.append((adversarial_class, "adversarial"))
-    label = neuron_figures.ATTRIBUTION_LABELS[method]
+    label = entry.label
     for target, role in targets:
         with st.spinner(f"Computing {label} toward class {class_names[target]}…"):
             attribution = analysis.attempt(
@@ -383,22 +385,26 @@ def attributions(model: PixelModel, result: analysis.Analysis) -> None:
                 pair,
                 method=method,
                 target=target,
-                layer=result.default_layer if method == "grad_cam" else None,
-            )
+            )  # the method's own layer rule (Grad-CAM: a CNN's last feature layer, a ViT's last norm1)
         if attribution is None:
             continue
-        components.chart(
-            components.figure(
-                neuron_figures.attribution_pair,
-                attribution.values[0],
-                attribution.values[1],
-                method,
-                class_names[target],
-                title=f"{label} toward the {role} class {class_names[target]}",
-            ),
-            f"{method}-toward-{class_names[target]}",
-            key=f"neurons.attribution.{role}",
+        name = f"{method}-toward-{class_names[target]}"
+        maps = components.figure(
+            neuron_figures.attribution_pair,
+            attribution.values[0],
+            attribution.values[1],
+            method,
+            class_names[target],
+            title=f"{label} toward the {role} class {class_names[target]}",
         )
+        components.chart(maps, name, key=f"neurons.attribution.{role}")
+        values = attribution.values
+
+        def pixels(values: torch.Tensor = values, method: str = method, target: int = target) -> pd.DataFrame:
+            return exports.attribution_rows(values).assign(method=method, target_class=target)
+
+        exports.export_controls(maps, pixels, name, {**record, "attribution": {"method": method, "target": target}},
+                                key=f"neurons.export.attribution.{role}")
     st.caption(
         "Where in the input the evidence for the class sits, on the clean image (left) and the adversarial image "
         "(right). A scale shared by the two maps shows how much evidence the attack removed or moved."

@@ -7,9 +7,11 @@ Zhang, Liu, Liu et al., IEEE TIP 30:1291–1304, 2021 (arXiv:1909.06978), as imp
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from app import analysis, components, state
+from app import analysis, components, exports, state
 from app.evaluation_set import evaluation_images
 from neuronviz import evalset, feature_maps, sensitivity
 from neuronviz.figures import sensitivity as figs
@@ -61,16 +63,19 @@ def render() -> None:
     if too_few is not None:
         st.warning(too_few + " Only this image's sensitivity is shown.", icon=":material/label_off:")
 
-    current, one, set_result = per_layer(selection, choice, chosen.images if too_few is None else None)
-    per_channel(model, current, one, set_result)
+    current, one, set_result, record = per_layer(selection, choice, chosen.images if too_few is None else None)
+    per_channel(model, current, one, set_result, record)
     comparison_section(selection)
 
 
 # -- per layer ---------------------------------------------------------------------------------------
 
 
-def per_layer(selection: state.Selection, choice: analysis.AttackChoice, evaluation: evalset.EvaluationSet | None) -> tuple[analysis.Analysis | None, dict[str, SensitivityMap] | None, sensitivity.SensitivityComparison | None]:
-    """σ per layer on this image and on the evaluation set; returns (analysis, this image's map, the set's result)."""
+def per_layer(
+    selection: state.Selection, choice: analysis.AttackChoice, evaluation: evalset.EvaluationSet | None
+) -> tuple[analysis.Analysis | None, dict[str, SensitivityMap] | None, sensitivity.SensitivityComparison | None, dict[str, Any]]:
+    """σ per layer on this image and on the evaluation set; returns (analysis, this image's map,
+    the set's result, the provenance record of both)."""
     model = selection.model
     st.subheader("Sensitivity per layer", divider="gray")
     current = components.current_analysis(selection)
@@ -94,6 +99,7 @@ def per_layer(selection: state.Selection, choice: analysis.AttackChoice, evaluat
                     seed=choice.seed,
                 )
 
+    record = sensitivity_record(selection, choice, current, evaluation if set_result is not None else None, params)
     profiles = {}
     if one is not None:
         profiles[f"this image ({components.plural(1, 'pair')})"] = one
@@ -109,6 +115,9 @@ def per_layer(selection: state.Selection, choice: analysis.AttackChoice, evaluat
         )
         if fig is not None:
             components.chart(fig, f"{model.name}-sensitivity-per-layer", key="sensitivity.layers")
+            exports.export_controls(
+                fig, exports.profile_rows(profiles), f"{model.name}-sensitivity-per-layer", record, key="sensitivity.export.layers"
+            )
         st.caption(
             "Top: the mean σ of each layer's channels, layers in forward order. Bottom: the *relative* σ, σ divided "
             "by the layer's mean clean activation size (not in the paper): it compares layers and models whose "
@@ -127,13 +136,45 @@ def per_layer(selection: state.Selection, choice: analysis.AttackChoice, evaluat
             cells[2].metric(f"Accuracy under {choice.attack.upper()} (set)", f"{100 * set_result.adv_accuracy[model.name]:.1f}%")
     else:
         st.info("No sensitivity to show: the attack did not run (see the message above).")
-    return current, one, set_result
+    return current, one, set_result, record
+
+
+def sensitivity_record(
+    selection: state.Selection,
+    choice: analysis.AttackChoice,
+    current: analysis.Analysis | None,
+    evaluation: evalset.EvaluationSet | None,
+    params: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Provenance of this page's per-layer and per-channel numbers: the image's analysis (when it
+    ran) and the evaluation set with the attack it was measured under (when it was)."""
+    set_entry = None
+    if evaluation is not None and params is not None:
+        set_entry = exports.set_record(
+            selection.model, evaluation.images, evaluation.labels, evaluation.description, choice.attack, params,
+            choice.target, choice.seed, ids=evaluation.ids,
+        )
+        set_entry = {"dataset": set_entry["dataset"], "attacks": set_entry["attacks"]}
+    if current is not None:
+        return exports.analysis_record(selection, current, page="sensitivity", evaluation_set=set_entry)
+    if set_entry is not None and evaluation is not None and params is not None:
+        return exports.set_record(
+            selection.model, evaluation.images, evaluation.labels, evaluation.description, choice.attack, params,
+            choice.target, choice.seed, ids=evaluation.ids, page="sensitivity",
+        )
+    return exports.image_record(selection, page="sensitivity")
 
 
 # -- per channel -------------------------------------------------------------------------------------
 
 
-def per_channel(model: PixelModel, current: analysis.Analysis | None, one: dict[str, SensitivityMap] | None, set_result: sensitivity.SensitivityComparison | None) -> None:
+def per_channel(
+    model: PixelModel,
+    current: analysis.Analysis | None,
+    one: dict[str, SensitivityMap] | None,
+    set_result: sensitivity.SensitivityComparison | None,
+    record: dict[str, Any],
+) -> None:
     """σ of every channel of one layer, and the most sensitive channels' maps on this image."""
     st.subheader("Sensitivity per channel", divider="gray")
     sources = {}
@@ -168,6 +209,10 @@ def per_channel(model: PixelModel, current: analysis.Analysis | None, one: dict[
         bars = analysis.attempt(components.figure, figs.channel_bars, smap[layer])
         if bars is not None:
             components.chart(bars, f"{model.name}-{layer}-channel-sensitivity", key="sensitivity.channels")
+            exports.export_controls(
+                bars, exports.channel_rows(smap[layer]).assign(measured_on=source), f"{model.name}-{layer}-channel-sensitivity",
+                record, key="sensitivity.export.channels",
+            )
         top = [int(j) for j in smap[layer].top.tolist()]
         st.caption(
             f"σ of every channel of {layer}, most sensitive first; in vermillion the top "
@@ -191,6 +236,10 @@ def per_channel(model: PixelModel, current: analysis.Analysis | None, one: dict[
                 fig = analysis.attempt(components.figure, figs.channel_maps_figure, maps, smap[layer])
                 if fig is not None:
                     components.chart(fig, f"{model.name}-{layer}-sensitive-maps", key="sensitivity.maps")
+                    exports.export_controls(
+                        fig, lambda: exports.channel_map_rows(maps, smap[layer]), f"{model.name}-{layer}-sensitive-maps",
+                        record, key="sensitivity.export.maps",
+                    )
                 st.caption(
                     f"The {k} most sensitive channels of {layer} (ranked on "
                     f"{'this image' if source == IMAGE else 'the evaluation set'}): their output on the clean image, "
@@ -208,6 +257,10 @@ def per_channel(model: PixelModel, current: analysis.Analysis | None, one: dict[
                         "σ": [float(smap[layer].values[c]) for c in maps.channels],
                     },
                     hide_index=True,
+                )
+                exports.export_controls(
+                    None, exports.channel_map_rows(maps, smap[layer]), f"{model.name}-{layer}-sensitive-channels", record,
+                    key="sensitivity.export.maps",
                 )
     else:
         st.info("No per-channel sensitivity to show.")
@@ -277,7 +330,7 @@ def comparison_section(selection: state.Selection) -> None:
                     adv_accuracy={name: part.adv_accuracy[name] for name, part in parts.items()},
                     images=compare_set.size,
                 )
-        if comparison is not None and compare_set is not None:
+        if comparison is not None and compare_set is not None and compare_params is not None:
             fig = analysis.attempt(
                 components.figure,
                 figs.layer_profile_chart,
@@ -285,23 +338,32 @@ def comparison_section(selection: state.Selection) -> None:
                 colors={name: COMPARISON_COLORS.get(name, "middle") for name in comparison.profiles},
                 title=f"Sensitivity per layer: {', '.join(comparison.profiles)}",
             )
+            compare_record = exports.set_record(
+                reference, compare_set.images, compare_set.labels, compare_set.description, compare_choice.attack,
+                compare_params, None, compare_choice.seed, ids=compare_set.ids, page="sensitivity",
+                models={name: compared.content_hash for name, compared in models.items()},
+            )
             if fig is not None:
                 components.chart(fig, "sensitivity-model-comparison", key="sensitivity.comparison")
+                exports.export_controls(
+                    fig, exports.profile_rows(comparison.profiles), "sensitivity-model-comparison", compare_record,
+                    key="sensitivity.export.comparison",
+                )
             st.caption(
                 f"A fixed comparison of the embedded {COMPARED_ARCHITECTURE} models, whatever model is selected: "
                 f"{compare_set.description}, each model attacked white-box by {compare_choice.describe(reference)}"
                 f"{TARGET_NOTE if compare_choice.target is not None else ''}. The paper's claim: adversarial training "
                 "works by lowering neuron sensitivity."
             )
+            accuracy = figs.accuracy_rows(comparison)
             st.dataframe(
-                figs.accuracy_rows(comparison),
+                accuracy,
                 hide_index=True,
                 width="stretch",
-                column_config={
-                    name: st.column_config.NumberColumn(format="%.1f")
-                    for name in figs.accuracy_rows(comparison)[0]
-                    if name.endswith("(%)")
-                },
+                column_config={name: st.column_config.NumberColumn(format="%.1f") for name in accuracy[0] if name.endswith("(%)")},
+            )
+            exports.export_controls(
+                None, accuracy, "sensitivity-model-accuracy", compare_record, key="sensitivity.export.comparison_table"
             )
             st.markdown(
                 "**Measured** (docs/sensitivity.md, all 360 test images, PGD-20 ε = 0.1): from the last convolution "

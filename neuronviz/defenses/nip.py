@@ -35,9 +35,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from neuronviz.defenses.base import Defense, _Result, register_defense
+from neuronviz import cache
+from neuronviz.defenses.base import Defense, Restored, register_defense
 from neuronviz.errors import InputError
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, _product, _reduce, default_layer, partition
+from neuronviz.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, neuron_sums, partition
+from neuronviz.layers import layer_info
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 from neuronviz.schema import Param
@@ -78,13 +80,14 @@ def nip_step_direction(
     activations summed over space.
     """
     x = x.detach().requires_grad_(True)
+    info = layer_info(model, layer)  # where the layer's neurons are (channels, a ViT's hidden units or heads)
     with probe(model, [layer]) as rec, torch.enable_grad():
         logits = rec.forward(x)
         activation = rec.activation(layer)
         (grad_a,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), activation, retain_graph=True)
-        influence = _product(activation.detach(), grad_a, "channel")
+        influence = influence_product(activation.detach(), grad_a, "channel", info)
         groups = partition(influence.cpu(), front, tail, tail_rule)
-        channels = _reduce(activation, "channel")
+        channels = neuron_sums(activation, "channel", info)
         front_idx, tail_idx = groups.front.to(x.device), groups.tail.to(x.device)
         objective = channels.gather(1, front_idx).sum(1) - channels.gather(1, tail_idx).sum(1)
         (grad_x,) = torch.autograd.grad(objective.sum(), x)
@@ -122,6 +125,9 @@ def _guided(model, x, target, params, steps: int):
 class NIPGuided(Defense):
     name = "nip-guided"
     label = "NIP (guided)"
+    short_label = "NIP (guided)"
+    summary = "needs the benign class — analysis tool"
+    trace_keys = ("objective", "predicted")
     params = (*_COMMON, Param("steps", "int", 20, "number of steps", 1, 200, "steps"))
     description = (
         "NIP computed at the incoming image toward a class you name (the benign prediction): steps of the "
@@ -131,14 +137,17 @@ class NIPGuided(Defense):
     reconstruction = "Multi-step, re-ranked at every step, stops at the named class; step size for 28×28 digits."
     needs_target = True
 
-    def _restore(self, model, x, params, target, reference) -> _Result:
+    def restore_pixels(self, model, x, params, target, reference) -> Restored:
         restored, trace = _guided(model, x, target, params, params["steps"])
-        return _Result(restored, trace, notes=("Uses the class you name (here: the benign prediction); not deployable.",))
+        return Restored(restored, trace, notes=("Uses the class you name (here: the benign prediction); not deployable.",))
 
 
 class NIPOracle(Defense):
     name = "nip-oracle"
     label = "NIP (oracle, as in the authors' code)"
+    short_label = "NIP (oracle)"
+    summary = "authors' procedure — uses the benign image"
+    trace_keys = ("sign", "benign_objective")
     params = (
         *_COMMON[:4],
         Param("step", "float", 0.1, "step size s of the single benign-direction step", 0.0001, 0.5, "pixel units [0, 1]", pixel_scale=True),
@@ -152,7 +161,7 @@ class NIPOracle(Defense):
     reconstruction = "None in the procedure; the step size is set for 28×28 digits."
     needs_reference = True
 
-    def _restore(self, model, x, params, target, reference) -> _Result:
+    def restore_pixels(self, model, x, params, target, reference) -> Restored:
         layer = _layer(model, params["layer"])
         with torch.no_grad():
             benign = model(reference).argmax(1)
@@ -166,14 +175,15 @@ class NIPOracle(Defense):
         choose_plus = plus_ok.view(-1, 1, 1, 1)
         restored = torch.where(choose_plus, plus, minus)
         sign = torch.where(plus_ok, 1.0, -1.0)
-        return _Result(
+        return Restored(
             restored,
             trace={"sign": sign[None], "benign_objective": objective[None]},
             notes=("Uses the benign image and its prediction (the authors' oracle); analysis only.",),
         )
 
 
-_PROFILE_CACHE: dict[tuple[str, str], torch.Tensor] = {}
+#: Class profiles by (model content, layer): a few KiB each.
+_PROFILES = cache.new_cache("nip.class_profiles", max_entries=32)
 
 
 def class_profiles(model: PixelModel, images: torch.Tensor, labels: torch.Tensor, layer: str, batch_size: int = 256) -> torch.Tensor:
@@ -197,23 +207,27 @@ def class_profiles(model: PixelModel, images: torch.Tensor, labels: torch.Tensor
 
 def _profiles_for(model: PixelModel, layer: str) -> torch.Tensor:
     """Class profiles for an embedded digits model, from the digits training split (cached)."""
-    key = (model.content_hash, layer)
-    if key not in _PROFILE_CACHE:
-        if not (model.channels == 1 and model.input_size == (28, 28) and model.num_classes == 10):
-            raise InputError(
-                "reactive NIP needs class influence profiles from benign images of every class; they are built "
-                "automatically only for the 28×28 digits models (from their training split)"
-            )
+    if not (model.channels == 1 and model.input_size == (28, 28) and model.num_classes == 10):
+        raise InputError(
+            "reactive NIP needs class influence profiles from benign images of every class; they are built "
+            "automatically only for the 28×28 digits models (from their training split)"
+        )
+
+    def make() -> torch.Tensor:
         from neuronviz.datasets import digits
 
         images, labels = digits("train")
-        _PROFILE_CACHE[key] = class_profiles(model, images.to(model.device), labels, layer)
-    return _PROFILE_CACHE[key]
+        return class_profiles(model, images.to(model.device), labels, layer)
+
+    return _PROFILES.get_or_make((model.content_hash, layer), make)
 
 
 class NIPReactive(Defense):
     name = "nip-reactive"
     label = "NIP (reactive, label-free)"
+    short_label = "NIP (reactive)"
+    summary = "label-free reconstruction; weak, see docs/defences.md numbers"
+    trace_keys = ("candidates", "scores", "chosen")
     params = (
         *_COMMON,
         Param("steps", "int", 20, "steps toward each candidate class", 1, 200, "steps"),
@@ -229,7 +243,7 @@ class NIPReactive(Defense):
         "similarity of per-channel influence at the layer) are this project's reconstruction."
     )
 
-    def _restore(self, model, x, params, target, reference) -> _Result:
+    def restore_pixels(self, model, x, params, target, reference) -> Restored:
         layer = _layer(model, params["layer"])
         profiles = _profiles_for(model, layer).to(x.device)
         k = min(params["candidates"], model.num_classes)
@@ -248,7 +262,7 @@ class NIPReactive(Defense):
         best = scores_t.argmax(1)
         stacked = torch.stack(restored_all, 1)  # (N, k, C, H, W)
         chosen = stacked[torch.arange(x.shape[0], device=x.device), best]
-        return _Result(
+        return Restored(
             chosen,
             trace={"candidates": candidates.T, "scores": scores_t.T, "chosen": best[None]},
             notes=("Label-free reconstruction: candidate classes scored against benign class influence profiles.",),

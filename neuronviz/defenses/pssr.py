@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuronviz.defenses.base import Defense, _Result, register_defense
+from neuronviz import cache
+from neuronviz.defenses.base import Defense, Restored, register_defense
 from neuronviz.errors import CheckpointError
 from neuronviz.models.pixel import PixelModel
 from neuronviz.schema import Param
@@ -93,7 +94,8 @@ def inpaint(surgery: torch.Tensor, mask: torch.Tensor, iterations: int = 30) -> 
     return filled
 
 
-_REGENERATORS: dict[str, tuple[Regenerator, dict]] = {}
+#: Loaded regenerators by (classifier content, device): about 0.5 MiB each.
+_REGENERATORS = cache.new_cache("pssr.regenerators", max_entries=8, max_bytes=256 * 2**20)
 
 
 def regenerator_path(model_name: str) -> Path:
@@ -115,8 +117,8 @@ def load_regenerator(model: PixelModel) -> tuple[Regenerator, dict] | None:
     card = json.loads(card_path.read_text())
     if card.get("classifier_content_hash") != model.content_hash:
         return None
-    key = f"{model.content_hash}:{model.device}"
-    if key not in _REGENERATORS:
+
+    def make() -> tuple[Regenerator, dict]:
         from safetensors.torch import load_file
 
         try:
@@ -129,13 +131,18 @@ def load_regenerator(model: PixelModel) -> tuple[Regenerator, dict] | None:
             net = Regenerator(channels=model.channels, width=int(card.get("width", 16)))
         net.load_state_dict(state, assign=True)
         net.eval().requires_grad_(False)
-        _REGENERATORS[key] = (net.to(model.device), card)
-    return _REGENERATORS[key]
+        return net.to(model.device), card
+
+    return _REGENERATORS.get_or_make((model.content_hash, str(model.device)), make)
 
 
 class PSSR(Defense):
     name = "pssr"
     label = "PSSR (pixel surgery + semantic regeneration)"
+    short_label = "PSSR"
+    summary = "pixel surgery + semantic regeneration — reconstruction"
+    trace_keys = ("salient_fraction",)
+    extras_keys = ("score", "mask", "surgery")
     params = (
         Param("alpha", "float", 2.0, "salient threshold: pixels with score ≥ α × mean score are removed", 0.1, 20.0),
         Param("use_regenerator", "bool", True, "use the trained regenerator when this model has one (else inpaint)"),
@@ -147,7 +154,7 @@ class PSSR(Defense):
     paper = "Fu et al., Adversarial Purification via Pixel Surgery and Semantic Regeneration, arXiv:2402.00304"
     reconstruction = "Score, mask, regenerator architecture and losses are this project's reading of the abstract."
 
-    def _restore(self, model, x, params, target, reference) -> _Result:
+    def restore_pixels(self, model, x, params, target, reference) -> Restored:
         score, mask = salient_mask(model, x, params["alpha"])
         surgery = x * (1.0 - mask)
         found = load_regenerator(model) if params["use_regenerator"] else None
@@ -156,12 +163,12 @@ class PSSR(Defense):
         if found is None:
             restored = inpaint(surgery, mask)
             note = "Fallback: no trained regenerator for this model; removed pixels filled by non-learned inpainting."
-            return _Result(restored, trace, extras, notes=(note,))
+            return Restored(restored, trace, extras, notes=(note,))
         net, card = found
         with torch.no_grad():
             restored = net(surgery, mask)
         note = f"Regenerator trained for this model ({card.get('command', '')})."
-        return _Result(restored, trace, extras, notes=(note,))
+        return Restored(restored, trace, extras, notes=(note,))
 
 
 register_defense(PSSR())

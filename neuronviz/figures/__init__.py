@@ -1,6 +1,7 @@
 """Figure builders: pure functions from library results to ``plotly.graph_objects.Figure``.
 
-:mod:`neuronviz.figures.base` holds the one visual language (palette, layout, export config) and
+:mod:`neuronviz.figures.base` holds the one visual language (palette, grid colour, colour scales,
+layout, export config), the shared layout helpers (image grids, two colour axes, input checks) and
 the basic figures (image, prediction bars); the other modules build the figures of one subject
 each, on that base: ``attack`` (perturbation, trajectory, ε sweep, NIP steps, PSSR mask),
 ``neurons`` (influence scatter, front/tail bars, transition, per-layer overview, attributions),
@@ -14,6 +15,8 @@ from neuronviz.figures.base import (  # noqa: F401
     DIVERGING,
     FONT_FAMILY,
     FONT_SIZE,
+    GREYS,
+    GRID,
     INK,
     PALETTE,
     SEQUENTIAL,

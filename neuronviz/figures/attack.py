@@ -16,6 +16,9 @@
 
 All builders are pure (tensors in, ``go.Figure`` out), take colours from :data:`PALETTE` by name,
 and raise :class:`~neuronviz.errors.InputError` on bad input.
+
+Longer than 500 lines on purpose: it is the attack and defence pages' figures, each a short,
+independent builder (and its checks); split further, a page's figures would be scattered.
 """
 
 from __future__ import annotations
@@ -30,7 +33,18 @@ from plotly.subplots import make_subplots
 
 from neuronviz.attacks import over_255
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, _as_image, apply_layout
+from neuronviz.figures.base import (
+    DIVERGING,
+    FONT_SIZE,
+    GREYS,
+    GRID,
+    INK,
+    PALETTE,
+    SEQUENTIAL,
+    apply_layout,
+    as_image,
+    as_map,
+)
 
 #: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
 PANEL_LABEL_CHARS = 9
@@ -38,7 +52,6 @@ INSIDE_LABEL_PERCENT = 55.0
 #: Smallest colour range of a perturbation figure (one 8-bit grey level), so that an all-zero
 #: perturbation still gets a valid, labelled scale.
 MIN_PERTURBATION_RANGE = 1.0 / 255.0
-_GRID = "#E6E6E6"
 
 
 def _pixel_axes(fig: go.Figure, height_px: int, width_px: int, row: int | None = None, col: int | None = None) -> None:
@@ -205,7 +218,7 @@ def _class_axis(fig: go.Figure, classes: Sequence[int], class_names: Sequence[st
         ticktext=[str(class_names[c]) for c in shown],
         range=[min(shown) - 0.6, max(shown) + 0.6],
         showgrid=True,
-        gridcolor=_GRID,
+        gridcolor=GRID,
         zeroline=False,
         row=row,
         col=1,
@@ -336,13 +349,13 @@ def trajectory_figure(
         class_hover=f"{unit} %{{x}}<br>predicted %{{customdata}}",
         sizes=(5, 9),
         mark=left,
-        mark_text=None if left is None else f"leaves {names[benign_class]}",
+        mark_text=None if left is None or benign_class is None else f"leaves {names[benign_class]}",
     )
     apply_layout(fig, title=title, height=height)
     loss_title = "CE to target (nats)" if targeted else "CE to attacked label (nats)"
-    fig.update_yaxes(title_text=loss_title, showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1)
+    fig.update_yaxes(title_text=loss_title, showgrid=True, gridcolor=GRID, zeroline=False, row=1, col=1)
     _class_axis(fig, classes + ([benign_class] if benign_class is not None else []), names, 2, "Predicted class")
-    fig.update_xaxes(showgrid=True, gridcolor=_GRID, zeroline=False)
+    fig.update_xaxes(showgrid=True, gridcolor=GRID, zeroline=False)
     fig.update_xaxes(title_text=x_title, row=2, col=1)
     return fig
 
@@ -453,15 +466,15 @@ def eps_sweep_figure(
     apply_layout(fig, title=title, height=height)
     low_rho = float(np.nanmin(rho)) if np.isfinite(rho).any() else 0.0
     fig.update_yaxes(
-        title_text="Benign class (%)", range=[-5, 105], showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1
+        title_text="Benign class (%)", range=[-5, 105], showgrid=True, gridcolor=GRID, zeroline=False, row=1, col=1
     )
     fig.update_yaxes(
         title_text="Overlap / ρ (unitless)",
         range=[min(0.0, low_rho) - 0.05, 1.05],
         showgrid=True,
-        gridcolor=_GRID,
+        gridcolor=GRID,
         zeroline=True,
-        zerolinecolor=_GRID,
+        zerolinecolor=GRID,
         row=2,
         col=1,
     )
@@ -475,7 +488,7 @@ def eps_sweep_figure(
     ticks = eps[::every]
     fig.update_xaxes(
         showgrid=True,
-        gridcolor=_GRID,
+        gridcolor=GRID,
         zeroline=False,
         tickvals=ticks,
         ticktext=[_eps_text(v, pixel_scale) for v in ticks],
@@ -544,9 +557,9 @@ def nip_steps_figure(
     )
     shown_title = title if back is not None else f"{title} (never back to {names[benign_class]})"
     apply_layout(fig, title=shown_title, height=height)
-    fig.update_yaxes(title_text="Σfront − Σtail (act.)", showgrid=True, gridcolor=_GRID, zeroline=False, row=1, col=1)
+    fig.update_yaxes(title_text="Σfront − Σtail (act.)", showgrid=True, gridcolor=GRID, zeroline=False, row=1, col=1)
     _class_axis(fig, [*classes, benign_class], names, 2, "Predicted class")
-    fig.update_xaxes(showgrid=True, gridcolor=_GRID, zeroline=False, dtick=1 if len(steps) <= 25 else None)
+    fig.update_xaxes(showgrid=True, gridcolor=GRID, zeroline=False, dtick=1 if len(steps) <= 25 else None)
     fig.update_xaxes(title_text="NIP step (0 = the incoming image)", row=2, col=1)
     return fig
 
@@ -575,7 +588,7 @@ def reactive_scores_figure(
     )
     apply_layout(fig, title=title, height=height)
     low = min(r["cosine score"] for r in rows)
-    fig.update_yaxes(title_text="Cosine to benign profile", range=[min(0.0, low), 1.08], showgrid=True, gridcolor=_GRID)
+    fig.update_yaxes(title_text="Cosine to benign profile", range=[min(0.0, low), 1.08], showgrid=True, gridcolor=GRID)
     fig.update_xaxes(
         title_text="Candidate class (by probability)",
         tickvals=list(range(len(rows))),
@@ -608,24 +621,11 @@ def candidate_rows(restoration: Any, class_names: Sequence[str], image: int = 0)
 # -- PSSR -------------------------------------------------------------------------------------------
 
 
-def _as_map(values: torch.Tensor, what: str) -> torch.Tensor:
-    if not isinstance(values, torch.Tensor):
-        raise InputError(f"{what} must be a torch.Tensor, got {type(values).__name__}")
-    m = values.detach().cpu()
-    while m.dim() > 2 and m.shape[0] == 1:
-        m = m[0]
-    if m.dim() != 2:
-        raise InputError(f"{what} must be one (H, W) map (or (1, H, W), (1, 1, H, W)), got shape {tuple(values.shape)}")
-    if not m.is_floating_point() or not bool(torch.isfinite(m).all()):
-        raise InputError(f"{what} must hold finite floating-point values")
-    return m.to(torch.float32)
-
-
 def score_map_figure(score: torch.Tensor, title: str = "Salient score", height: int = 320) -> go.Figure:
     """PSSR's score ``S = Σ_channels |∂p_c/∂x|`` per pixel, white (0) to ``adversarial`` (max),
     with a horizontal colour bar underneath (probability per pixel unit) that adds
     :data:`_COLORBAR_MARGIN` px to ``height``."""
-    s = _as_map(score, "score")
+    s = as_map(score, "score")
     if float(s.min()) < 0:
         raise InputError("score must be non-negative (it is a sum of absolute gradients)")
     top = max(float(s.max()), 1e-12)
@@ -634,7 +634,7 @@ def score_map_figure(score: torch.Tensor, title: str = "Salient score", height: 
             z=s.numpy(),
             zmin=0.0,
             zmax=top,
-            colorscale=[[0.0, "#FFFFFF"], [1.0, PALETTE["adversarial"]]],
+            colorscale=SEQUENTIAL,
             colorbar=_bottom_colorbar("|∂p/∂x| (per pixel unit)", nticks=4, tickformat=".2g"),
             hovertemplate="row %{y}, column %{x}<br>score %{z:.3g}<extra></extra>",
         )
@@ -650,8 +650,8 @@ def mask_figure(image: torch.Tensor, mask: torch.Tensor, title: str | None = Non
 
     Default title: ``"Mask: n pixels removed (p%)"``. A colour image is shown as its grey mean.
     """
-    x = _as_image(image)
-    m = _as_map(mask, "mask")
+    x = as_image(image)
+    m = as_map(mask, "mask")
     if tuple(m.shape) != tuple(x.shape[1:]):
         raise InputError(f"mask {tuple(m.shape)} does not match the image's {tuple(x.shape[1:])}")
     if not bool(((m == 0) | (m == 1)).all()):
@@ -664,7 +664,7 @@ def mask_figure(image: torch.Tensor, mask: torch.Tensor, title: str | None = Non
             z=x.mean(0).numpy(),
             zmin=0.0,
             zmax=1.0,
-            colorscale=[[0.0, "#000000"], [1.0, "#FFFFFF"]],
+            colorscale=GREYS,
             showscale=False,
             hovertemplate="row %{y}, column %{x}<br>value %{z:.3f}<extra></extra>",
         )
@@ -704,7 +704,7 @@ def decision_rows(
     image. ``restorations`` maps a label to a :class:`~neuronviz.defenses.Restoration` (or None
     for a defence that failed: its row says so).
     """
-    x, adv = _as_image(clean), _as_image(adversarial)
+    x, adv = as_image(clean), as_image(adversarial)
     if x.shape != adv.shape:
         raise InputError(f"clean {tuple(x.shape)} and adversarial {tuple(adv.shape)} differ in shape")
     names = _check_names(class_names, [benign_class], "benign_class")
@@ -725,7 +725,7 @@ def decision_rows(
         if p.shape[0] != len(names):
             raise InputError(f"{label}: {p.shape[0]} probabilities for {len(names)} classes")
         predicted = int(p.argmax())
-        image = _as_image(image)
+        image = as_image(image)
         if image.shape != x.shape:
             raise InputError(f"{label}: image {tuple(image.shape)} differs from the clean image's {tuple(x.shape)}")
         to_clean, to_adv = (image - x).flatten(), (image - adv).flatten()

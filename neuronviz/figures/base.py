@@ -10,6 +10,12 @@ One visual language for the whole project (dashboard, exports, CLI, notebooks):
   ``import streamlit`` changes plotly's *default* template, so figures never rely on it.
 - :func:`export_config` is the ``config`` for ``st.plotly_chart``: the toolbar's camera button
   downloads an SVG (vector, so it stays sharp at any print size).
+- :data:`GRID` is every axis grid's colour; :data:`DIVERGING`, :data:`SEQUENTIAL` and
+  :data:`GREYS` are the colour scales.
+- Layout helpers shared by the subject modules: :func:`image_grid` (many small heatmaps on one
+  pair of axes, :class:`Panel` / :class:`Group`, :func:`display_size`), :func:`two_colour_axes`
+  (two shared colour axes with their bars at the right), :func:`as_image` / :func:`as_map` (the
+  input checks of one image and of one 2-D map).
 
 Builders return figures and never show them. They validate their inputs at the boundary and
 raise :class:`neuronviz.errors.InputError` with a precise message. This module imports only
@@ -18,7 +24,9 @@ plotly, numpy and torch (``import neuronviz`` must not import streamlit).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -43,9 +51,13 @@ PALETTE: dict[str, str] = {
 DIVERGING: list = [[0.0, PALETTE["front"]], [0.5, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
 #: Its positive half, for magnitudes from 0 (saliency, unsigned maps).
 SEQUENTIAL: list = [[0.0, "#FFFFFF"], [1.0, PALETTE["adversarial"]]]
+#: Grey pixels: black = 0, white = 1 (one-channel images and masks' backgrounds).
+GREYS: list = [[0.0, "#000000"], [1.0, "#FFFFFF"]]
 
 #: Text and line colour (near-black reads better than pure black on screens and paper).
 INK = "#222222"
+#: The light grid lines of every axis that shows a grid.
+GRID = "#E6E6E6"
 #: The registered plotly template every figure uses: plotly_white's layout (white background,
 #: light grid) and its defaults for the trace types the project draws, without the defaults of
 #: the two dozen other trace types, which plotly deep-copies into every figure (~20 ms each).
@@ -191,7 +203,7 @@ def prediction_bars(
         range=[0, 115],
         tickvals=[0, 25, 50, 75, 100],
         showgrid=True,
-        gridcolor="#E6E6E6",
+        gridcolor=GRID,
         zeroline=False,
     )
     fig.update_yaxes(
@@ -218,7 +230,9 @@ def _tick_label(name: str, is_true: bool, max_chars: int = 28, true_mark: str = 
     return f"{short}{true_mark}" if true_mark.strip() == "✓" else f"<b>{short}</b>{true_mark}"
 
 
-def _as_image(x: torch.Tensor) -> torch.Tensor:
+def as_image(x: torch.Tensor) -> torch.Tensor:
+    """One image ``(C, H, W)`` float32 in [0, 1] from ``(C, H, W)`` or ``(1, C, H, W)``, C in (1, 3);
+    raises :class:`InputError` for anything else (a batch, NaN, values outside [0, 1])."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"x must be a torch.Tensor, got {type(x).__name__}")
     image = x.detach().cpu()
@@ -245,14 +259,14 @@ def image_figure(x: torch.Tensor, title: str | None = None, height: int = 360) -
     contrast stretching, so two images are comparable); three channels as an RGB image
     (``uint8``, 0–255). Hovering a pixel shows its row, column and value.
     """
-    image = _as_image(x)
+    image = as_image(x)
     channels, height_px, width_px = image.shape
     if channels == 1:
         trace: go.BaseTraceType = go.Heatmap(
             z=image[0].numpy(),
             zmin=0.0,
             zmax=1.0,
-            colorscale=[[0.0, "#000000"], [1.0, "#FFFFFF"]],
+            colorscale=GREYS,
             showscale=False,
             hovertemplate="row %{y}, column %{x}<br>value %{z:.3f}<extra></extra>",
         )
@@ -270,4 +284,152 @@ def image_figure(x: torch.Tensor, title: str | None = None, height: int = 360) -
     # Row 0 on top, and one x unit as long as one y unit: pixels stay square at any figure size.
     fig.update_yaxes(range=[height_px - 0.5, -0.5], scaleanchor="x", scaleratio=1, constraintoward="top", **axis)
     fig.update_layout(margin=dict(l=4, r=4, b=4, t=40 if title else 4))
+    return fig
+
+
+def as_map(values: object, what: str, floating: bool = True, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One 2-D map ``(H, W)`` as a CPU tensor of ``dtype``, from ``(H, W)`` or with leading
+    singleton dimensions (``(1, H, W)``, ``(1, 1, H, W)``). Raises :class:`InputError` for another
+    shape, non-finite values, or (with ``floating``) integer values; ``what`` names the argument."""
+    if not isinstance(values, torch.Tensor):
+        raise InputError(f"{what} must be a torch.Tensor (H, W), got {type(values).__name__}")
+    m = values.detach().cpu()
+    while m.dim() > 2 and m.shape[0] == 1:
+        m = m[0]
+    if m.dim() != 2:
+        raise InputError(f"{what} must be one map (H, W) (or (1, H, W), (1, 1, H, W)), got shape {tuple(values.shape)}")
+    if floating and not m.is_floating_point():
+        raise InputError(f"{what} must hold finite floating-point values, got {m.dtype}")
+    if not bool(torch.isfinite(m).all()):
+        raise InputError(f"{what} contains NaN or infinite values")
+    return m.to(dtype)
+
+
+# -- image grids: many small heatmaps on one pair of axes ------------------------------------------
+
+
+def display_size(z: torch.Tensor, max_side: int) -> tuple[torch.Tensor, int]:
+    """``z (H, W)`` average-pooled by the smallest integer factor that brings both sides to at most
+    ``max_side`` (for display only: a 112×112 map is 50 KB a panel in the page), and the factor."""
+    factor = max(1, math.ceil(max(z.shape) / max_side))
+    if factor == 1:
+        return z, 1
+    pooled = torch.nn.functional.avg_pool2d(z[None, None].float(), factor, ceil_mode=True)[0, 0]
+    return pooled, factor
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One heatmap of an :func:`image_grid`: values ``(H, W)``, its colour axis, its trace name
+    and the small label written under it."""
+
+    z: torch.Tensor
+    coloraxis: str
+    name: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Panels drawn side by side under one title, optionally outlined in ``outline`` colour (a
+    layout shape named ``outline_name``)."""
+
+    panels: tuple[Panel, ...]
+    title: str
+    title_color: str = INK
+    outline: str | None = None
+    outline_name: str | None = None
+
+
+#: Geometry of an image grid, in units of one panel's side.
+PANEL_GAP, GROUP_GAP, TITLE_SPACE, LABEL_SPACE, ROW_GAP = 0.08, 0.45, 0.34, 0.36, 0.2
+
+
+def image_grid(groups: Sequence[Group], per_row: int, width_px: int = 1100) -> go.Figure:
+    """Groups of square image panels on ONE pair of axes (row 0 on top, no ticks).
+
+    Every panel fills a unit box whatever its resolution (a 5×5 kernel and a 28×28 map are drawn
+    the same size), framed by a hairline (a layout shape named "frame"); titles, labels and outlines are placed in the same coordinates, so an
+    outline fits its group exactly at any page width. One heatmap trace per panel and no
+    subplots: building stays fast with many panels (make_subplots needs one axis pair per panel,
+    and plotly's per-axis updates cost ~10 ms each). The height is set for ``width_px``.
+    """
+    if not groups:
+        raise InputError("an image grid needs at least one group")
+    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
+        raise InputError(f"per_row must be a positive integer, got {per_row!r}")
+    size = max(len(g.panels) for g in groups)
+    group_width = size + (size - 1) * PANEL_GAP
+    row_height = TITLE_SPACE + 1 + LABEL_SPACE
+    per_row = min(per_row, len(groups))
+    rows = math.ceil(len(groups) / per_row)
+    total_w = per_row * group_width + (per_row - 1) * GROUP_GAP
+    total_h = rows * row_height + (rows - 1) * ROW_GAP
+    traces, annotations, shapes = [], [], []
+    for position, group in enumerate(groups):
+        row, column = divmod(position, per_row)
+        left = column * (group_width + GROUP_GAP)
+        top = row * (row_height + ROW_GAP)
+        for index, panel in enumerate(group.panels):
+            height_cells, width_cells = panel.z.shape
+            x0, y0 = left + index * (1 + PANEL_GAP), top + TITLE_SPACE
+            dx, dy = 1 / width_cells, 1 / height_cells
+            traces.append(
+                go.Heatmap(
+                    z=panel.z.numpy(), x0=x0 + dx / 2, dx=dx, y0=y0 + dy / 2, dy=dy, coloraxis=panel.coloraxis,
+                    name=panel.name, hovertemplate=f"{panel.name}<br>value %{{z:.3f}}<extra></extra>",
+                )
+            )
+            shapes.append(  # a hairline frame: a map whose edges are 0 (white) keeps its size
+                dict(type="rect", x0=x0, x1=x0 + 1, y0=y0, y1=y0 + 1, line=dict(color=PALETTE["neutral"], width=1),
+                     fillcolor="rgba(0,0,0,0)", name="frame", layer="above")
+            )
+            if panel.label:
+                annotations.append(
+                    dict(x=x0 + 0.5, y=y0 + 1.02, yanchor="top", text=panel.label, showarrow=False,
+                         font=dict(size=FONT_SIZE - 2, color=INK))
+                )
+        annotations.append(
+            dict(x=left + group_width / 2, y=top + TITLE_SPACE - 0.05, yanchor="bottom", text=group.title,
+                 showarrow=False, font=dict(size=FONT_SIZE - 1, color=group.title_color))
+        )
+        if group.outline is not None:
+            pad = 0.06
+            shapes.append(
+                dict(type="rect", x0=left - pad, x1=left + group_width + pad, y0=top, y1=top + row_height,
+                     line=dict(color=group.outline, width=3), fillcolor="rgba(0,0,0,0)", name=group.outline_name)
+            )
+    fig = go.Figure(traces)
+    hidden = dict(visible=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_xaxes(range=[-0.1, total_w + 0.1], **hidden)
+    fig.update_yaxes(range=[total_h + 0.05, -0.05], scaleanchor="x", scaleratio=1, **hidden)
+    fig.update_layout(annotations=annotations, shapes=shapes)
+    plot_width = width_px - 120  # margins and colour bars
+    fig.update_layout(height=int(80 + plot_width * (total_h + 0.1) / (total_w + 0.2)))
+    return fig
+
+
+@dataclass(frozen=True)
+class ColourAxis:
+    """One shared colour axis of a figure: its scale, range and colour-bar title."""
+
+    colorscale: list | str
+    cmin: float
+    cmax: float
+    title: str
+
+
+def two_colour_axes(fig: go.Figure, first: ColourAxis, second: ColourAxis) -> go.Figure:
+    """Give ``fig`` two shared colour axes, ``coloraxis`` (its bar at the top right) and
+    ``coloraxis2`` (its bar at the bottom right), and the right margin their bars need; returns it.
+    Panels of an :func:`image_grid` name the axis they use (:attr:`Panel.coloraxis`)."""
+
+    def axis(spec: ColourAxis, top: bool) -> dict:
+        place = dict(y=1.0, yanchor="top") if top else dict(y=0.0, yanchor="bottom")
+        return dict(
+            colorscale=spec.colorscale, cmin=spec.cmin, cmax=spec.cmax,
+            colorbar=dict(title=dict(text=spec.title, side="right"), x=1.01, len=0.48, thickness=12, **place),
+        )
+
+    fig.update_layout(coloraxis=axis(first, True), coloraxis2=axis(second, False), margin=dict(l=10, r=90, t=56, b=10))
     return fig

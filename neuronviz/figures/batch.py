@@ -15,13 +15,12 @@ import plotly.graph_objects as go
 
 from neuronviz.batch import BatchResult, BatchSummary, defence_label
 from neuronviz.errors import InputError
-from neuronviz.figures.base import INK, PALETTE, apply_layout
+from neuronviz.figures.base import GRID, INK, PALETTE, apply_layout
 from neuronviz.figures.captions import plural
 
 #: Hatch patterns that tell the defences apart in the per-class view (first: solid).
 DEFENCE_PATTERNS = ("", "/", "x", ".", "\\", "+")
 PER_CLASS_METRICS = ("accuracy", "attack_success")
-_GRID = "#E6E6E6"
 
 
 def _percent(value: float) -> float | None:
@@ -74,7 +73,7 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
         )
     apply_layout(fig, title=title, height=height)
     fig.update_layout(barmode="group", bargap=0.3, bargroupgap=0.06, showlegend=True, legend=_legend(), margin=dict(t=96, b=10))
-    fig.update_yaxes(title_text="Accuracy (% of images)", range=[0, 112], tickvals=[0, 25, 50, 75, 100], gridcolor=_GRID, zeroline=False)
+    fig.update_yaxes(title_text="Accuracy (% of images)", range=[0, 112], tickvals=[0, 25, 50, 75, 100], gridcolor=GRID, zeroline=False)
     fig.update_xaxes(title_text=f"Defence ({plural(summary.images, 'image')})", showgrid=False)
     return fig
 
@@ -142,6 +141,6 @@ def per_class_figure(
         )
     apply_layout(fig, title=title, height=height)
     fig.update_layout(barmode="group", bargap=0.22, bargroupgap=0.04, showlegend=True, legend=_legend(), margin=dict(t=96, b=10))
-    fig.update_yaxes(title_text=y_title, range=[0, 105], tickvals=[0, 25, 50, 75, 100], gridcolor=_GRID, zeroline=False)
+    fig.update_yaxes(title_text=y_title, range=[0, 105], tickvals=[0, 25, 50, 75, 100], gridcolor=GRID, zeroline=False)
     fig.update_xaxes(title_text="True class", type="category", showgrid=False)
     return fig

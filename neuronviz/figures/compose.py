@@ -8,34 +8,42 @@
 - any of the full-width charts of :data:`CHARTS`: the clean front and tail neurons of one layer,
   clean vs after (``"front-tail"``); the shift clean → after in every layer (``"layers"``); the
   rank comparison of the adversarial and restored images with the clean one in every layer
-  (``"restoration"``).
+  (``"restoration"``); the ε sweep of the attack (``"eps-sweep"``: the benign class' probability
+  and the front overlap / Spearman ρ at the figure's layer against the budget, from 0 to twice the
+  chosen one); the first-layer filters, weights | clean map | adversarial map, of the filters the
+  attack shifts most (``"filters"``).
 
 Every panel is drawn by the project's own builder (:func:`~neuronviz.figures.base.image_figure`,
 :func:`~neuronviz.figures.attack.perturbation_figure`, :func:`~neuronviz.figures.attack.panel_bars`,
 :func:`~neuronviz.figures.neurons.group_bars`, :func:`~neuronviz.figures.neurons.layer_overview`,
-:func:`~neuronviz.figures.neurons.restoration_overview`) and moved into its cell by
+:func:`~neuronviz.figures.neurons.restoration_overview`, :func:`~neuronviz.figures.attack.eps_sweep_figure`,
+:func:`~neuronviz.figures.filters.filter_grid`) and moved into its cell by
 :func:`embed` (traces, axes, subplot titles, shapes and legends remapped), so the composed
 figure shows the same numbers as the pages. The print theme: white background, one standard
 font (:data:`PRINT_FONT`, embedded in the PDF), the project's colour-blind-safe palette, panel
 letters a, b, c…, font sizes in points.
 
 :func:`figure_numbers` returns the numbers behind the figure (for the CSV/JSON downloads and the
-tests). Nothing here imports Streamlit.
+tests); :func:`chart_data` computes what the ε sweep and filter charts need beyond the analysis
+(more attacks, the first layer's maps), for the page (cached) and the CLI alike. Nothing here
+imports Streamlit.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
 
 from neuronviz.errors import InputError
-from neuronviz.figures.attack import panel_bars, perturbation_amplification, perturbation_figure
+from neuronviz.figures.attack import eps_sweep_figure, panel_bars, perturbation_amplification, perturbation_figure
 from neuronviz.figures.base import INK, PALETTE, apply_layout, image_figure
+from neuronviz.figures.filters import filter_grid
 from neuronviz.figures.neurons import group_bars, layer_overview, restoration_overview
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
 
@@ -49,13 +57,26 @@ PANEL_LABELS = {
     "pssr": "PSSR",
 }
 #: Charts below the images (``"top5"`` sits under the images, one per image).
-CHARTS = ("top5", "front-tail", "layers", "restoration")
+CHARTS = ("top5", "front-tail", "layers", "restoration", "eps-sweep", "filters")
 CHART_LABELS = {
     "top5": "Top-5 bars",
     "front-tail": "Front/tail neurons",
     "layers": "Shift by layer",
     "restoration": "Restoration by layer",
+    "eps-sweep": "ε sweep",
+    "filters": "First-layer filters",
 }
+#: The charts a new figure starts with (the page's and the CLI's default).
+DEFAULT_CHARTS = ("top5", "front-tail")
+#: Charts that need :func:`chart_data` (computed beyond the analysis).
+EXTRA_CHARTS = ("eps-sweep", "filters")
+#: Budgets of the ε sweep: this many points from 0 to twice the chosen budget (and the chosen one),
+#: as on the Attack page.
+SWEEP_POINTS = 9
+#: Filters the filter chart shows at most (those the attack shifts most, in index order).
+MAX_FILTERS = 8
+#: The filter chart's panel labels in the composed figure (the page's are longer).
+FILTER_PANEL_LABELS = {"weights": "w"}
 #: Image conditions a chart may compare with the clean image.
 AFTER = ("adversarial", "nip-guided", "pssr")
 _COLOR = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
@@ -140,6 +161,76 @@ def _shift(result, spec: FigureSpec):
     )
 
 
+def sweep_budgets(model, result) -> list[float]:
+    """The ε sweep's budgets: :data:`SWEEP_POINTS` from 0 to twice the chosen budget (capped at the
+    attack's maximum), and the chosen one, as on the Attack page. Raises InputError for an attack
+    without a budget parameter."""
+    import numpy as np
+
+    from neuronviz.attacks import get_attack
+
+    info = get_attack(result.choice.attack)
+    if info.budget_param is None:
+        raise InputError(f"{info.label} has no budget parameter (it finds its own perturbation size): there is no ε to sweep")
+    budget = info.param(info.budget_param)
+    chosen = float(result.params[info.budget_param])
+    top = 2 * chosen if chosen > 0 else 2 * float(budget.default_for(model))
+    if budget.high is not None:
+        top = min(top, float(budget.high))
+    return sorted({round(float(v), 6) for v in np.linspace(0.0, top, SWEEP_POINTS)} | {round(chosen, 6)})
+
+
+def _direct(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def chart_data(model, result, spec: FigureSpec, run=_direct) -> dict[str, Any]:
+    """What the charts of :data:`EXTRA_CHARTS` in ``spec`` need beyond ``result``: ``"eps-sweep"``,
+    the :class:`~neuronviz.sweep.EpsSweep` of the analysis' attack (same parameters, target and
+    seed) at :func:`sweep_budgets`, measured at the figure's layer with its front/tail size;
+    ``"filters"``, :func:`~neuronviz.fragility.first_layer_maps` of the clean and adversarial
+    images. ``run(fn, *args, **kwargs)`` calls the computations (the dashboard passes its cache).
+    Raises InputError when the model or the attack has no such chart (no budget, no convolution)."""
+    spec = spec.checked(result.layers)
+    out: dict[str, Any] = {}
+    if "eps-sweep" in spec.charts:
+        from neuronviz.sweep import eps_sweep
+
+        out["eps-sweep"] = run(
+            eps_sweep, model, result.clean, result.choice.attack, dict(result.params), sweep_budgets(model, result),
+            target=result.choice.target, seed=result.choice.seed, layer=_layer(result, spec),
+            front=spec.group_size, tail=spec.group_size,
+        )
+    if "filters" in spec.charts:
+        from neuronviz.fragility import first_layer_maps
+
+        out["filters"] = run(first_layer_maps, model, result.clean, result.adversarial)
+    return out
+
+
+def _need(data: Mapping[str, Any] | None, chart: str) -> Any:
+    if data is None or chart not in data:
+        raise InputError(f"the {CHART_LABELS[chart]} chart needs chart_data(model, analysis, spec)")
+    return data[chart]
+
+
+def _filter_layout(width_mm: float, font_pt: float, count: int) -> tuple[int, int]:
+    """``(filters per row, filters shown)`` of the filter chart at this width: each panel at least
+    3.2 em wide (its label "clean" fits), two rows at most."""
+    fs = font_pt * PX_PER_PT
+    inner = _px(width_mm) * 0.96
+    per_row = max(1, min(4, int((inner + 0.45 * 3.2 * fs) / (3.61 * 3.2 * fs))))
+    return per_row, max(1, min(count, MAX_FILTERS, 2 * per_row))
+
+
+def shown_filters(maps, width_mm: float, font_pt: float) -> list[int]:
+    """The filters the chart shows: the ones the attack shifts most (``maps.shift``), in index order."""
+    count = int(maps.weights.shape[0])
+    _, n = _filter_layout(width_mm, font_pt, count)
+    order = sorted(range(count), key=lambda f: (-float(maps.shift[f]), f))
+    return sorted(order[:n])
+
+
 #: Panel names for narrow columns.
 SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "nip-guided": "NIP", "pssr": "PSSR"}
 
@@ -157,9 +248,10 @@ def panel_title(result, condition: str, class_names: Sequence[str], short: bool 
     return f"{label}<br>{class_names[predicted]} · {100 * float(probs[predicted]):.1f}%"
 
 
-def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec) -> dict[str, Any]:
+def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The numbers the composed figure draws: per image panel its prediction and confidence (and
-    the top-5), the front/tail neurons' influence clean and after, the per-layer shift tables."""
+    the top-5), the front/tail neurons' influence clean and after, the per-layer shift tables, the
+    ε sweep's points and the shown filters' shifts (``data``: :func:`chart_data`)."""
     spec = spec.checked(result.layers)
     out: dict[str, Any] = {"layer": _layer(result, spec), "after": spec.after, "group_size": spec.group_size,
                            "tail_rule": spec.tail_rule, "benign_class": result.benign_class, "panels": {}}
@@ -194,12 +286,26 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec) -> dict
         out["layers"] = {spec.after: _shift_table(result, spec.after, spec).to_dict(orient="records")}
     if "restoration" in spec.charts:
         out["restoration"] = {c: _shift_table(result, c, spec).to_dict(orient="records") for c in AFTER}
+    if "eps-sweep" in spec.charts:
+        sweep = _need(data, "eps-sweep")
+        out["eps_sweep"] = [
+            {"eps": float(sweep.eps[i]), "benign_probability": float(sweep.probs[i, sweep.benign_class]),
+             "prediction": int(sweep.prediction[i]), "success": bool(sweep.success[i]),
+             "front_overlap": float(sweep.front_overlap[i]), "spearman": float(sweep.spearman[i])}
+            for i in range(int(sweep.eps.shape[0]))
+        ]
+        out["eps_sweep_layer"] = sweep.layer
+    if "filters" in spec.charts:
+        maps = _need(data, "filters")
+        out["filters"] = [{"filter": f, "layer": maps.layer, "shift": float(maps.shift[f])}
+                          for f in shown_filters(maps, spec.width_mm, spec.font_pt)]
     return out
 
 
 # -- embedding a builder's figure into a cell --------------------------------------------------------
 
 _AXIS = re.compile(r"^([xy])axis(\d*)$")
+_COLORAXIS = re.compile(r"^coloraxis\d*$")
 
 
 class _Canvas:
@@ -209,6 +315,7 @@ class _Canvas:
         self.fig = go.Figure()
         self.axes = {"x": 0, "y": 0}
         self.legends = 0
+        self.coloraxes = 0
         self.layout: dict[str, Any] = {}
         self.annotations: list[dict] = []
         self.shapes: list[dict] = []
@@ -226,6 +333,13 @@ def _ref(ref: str | None, mapping: dict[str, str]) -> str | None:
     return f"{mapping[head]} {tail}".strip() if head in mapping else ref
 
 
+def _axis_parts(key: str) -> tuple[str, str]:
+    match = _AXIS.match(key)
+    if match is None:
+        raise InputError(f"{key!r} is not an axis name")
+    return match.group(1), match.group(2)
+
+
 def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, float], legend: dict | None = None) -> dict[str, str]:
     """Copy ``source`` into ``box`` = (x0, x1, y0, y1) in paper fractions of the canvas: its traces,
     axes (domains scaled into the box, anchors remapped), annotations and shapes (paper and domain
@@ -236,11 +350,12 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
     layout = source.layout.to_plotly_json()
     names = sorted({m.group(0) for key in layout if (m := _AXIS.match(key))} | {"xaxis", "yaxis"})
     mapping: dict[str, str] = {}
+    parts = {key: _axis_parts(key) for key in names}
     for key in names:
-        letter, number = _AXIS.match(key).groups()
+        letter, number = parts[key]
         mapping[f"{letter}{number}"] = canvas.new_axis(letter)
     for key in names:
-        letter, number = _AXIS.match(key).groups()
+        letter, number = parts[key]
         axis = copy.deepcopy(layout.get(key, {}))
         low, high = axis.get("domain", [0.0, 1.0])
         a, b = (x0, x1) if letter == "x" else (y0, y1)
@@ -252,6 +367,15 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
             axis["anchor"] = mapping["y" if letter == "x" else "x"]
         new = mapping[f"{letter}{number}"]
         canvas.layout[f"{letter}axis{new[1:]}"] = axis
+    colors: dict[str, str] = {}
+    for key in sorted(k for k in layout if _COLORAXIS.match(k)):
+        canvas.coloraxes += 1
+        name = "coloraxis" if canvas.coloraxes == 1 else f"coloraxis{canvas.coloraxes}"
+        colors[key] = name
+        axis = copy.deepcopy(layout[key])
+        axis.pop("colorbar", None)
+        axis["showscale"] = False  # the composer draws no colour bars (the page's chart has them)
+        canvas.layout[name] = axis
     legend_name = None
     if legend is not None:
         canvas.legends += 1
@@ -263,6 +387,8 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
         t.yaxis = mapping.get(t.yaxis or "y", t.yaxis)
         if hasattr(t, "colorbar"):
             t.showscale = False
+        if getattr(t, "coloraxis", None) in colors:
+            t.coloraxis = colors[t.coloraxis]
         if "showlegend" in t:  # go.Image has no legend
             if legend_name is not None and t.showlegend is not False:
                 t.legend = legend_name
@@ -273,8 +399,9 @@ def embed(canvas: _Canvas, source: go.Figure, box: tuple[float, float, float, fl
         for entry in item:
             entry = copy.deepcopy(entry)
             for letter, (a, b) in (("x", (x0, x1)), ("y", (y0, y1))):
-                ref = entry.get(f"{letter}ref")
-                if ref in (None, "paper"):
+                # Plotly's default reference of an annotation or a shape is the first axis, not the paper.
+                ref = entry.get(f"{letter}ref", letter)
+                if ref == "paper":
                     for key in (letter, f"{letter}0", f"{letter}1"):
                         if key in entry and isinstance(entry[key], (int, float)):
                             entry[key] = a + entry[key] * (b - a)
@@ -298,9 +425,13 @@ def _tick_width(labels: Sequence[str], font_px: float) -> float:
     return 0.58 * font_px * longest
 
 
-def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = FigureSpec(), true_class: int | None = None) -> go.Figure:
+def compose_figure(
+    result, class_names: Sequence[str], spec: FigureSpec = FigureSpec(), true_class: int | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> go.Figure:
     """The paper figure of ``result`` (an :class:`~neuronviz.analysis.Analysis`) as one plotly
-    figure of ``spec.width_mm`` × height (``spec.height_mm``, or :func:`natural_height_mm`)."""
+    figure of ``spec.width_mm`` × height (``spec.height_mm``, or :func:`natural_height_mm`).
+    ``data``: :func:`chart_data`, for the ε sweep and filter charts."""
     spec = spec.checked(result.layers)
     names = [str(c) for c in class_names]
     if len(names) != int(result.probabilities("clean").shape[0]):
@@ -331,6 +462,29 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
         rows.append(("layers", max(0.45 * width, 27 * fs) + layer_ticks, fs * 4.2))
     if "restoration" in spec.charts:
         rows.append(("restoration", max(0.34 * width, 19 * fs) + layer_ticks, fs * 5.6))
+    sweep_source = filter_source = None
+    if "eps-sweep" in spec.charts:
+        sweep = _need(data, "eps-sweep")
+        chosen = float(result.params[sweep.budget_param])
+        sweep_source = eps_sweep_figure(sweep, names, chosen_eps=chosen, title="")
+        # The legend's rows above the chart (its three names rarely fit beside each other at 85 mm).
+        legend_px = sum(_tick_width([t.name], fs) + 3.4 * fs for t in sweep_source.data if t.showlegend is not False and t.name)
+        sweep_legend_rows = max(1, math.ceil(legend_px / (width - 2 * side - fs * 4.6)))
+        rows.append(("eps-sweep", max(0.42 * width, 26 * fs), fs * (3.9 + 2.1 * sweep_legend_rows)))
+    if "filters" in spec.charts:
+        maps = _need(data, "filters")
+        per_row, _ = _filter_layout(spec.width_mm, spec.font_pt, int(maps.weights.shape[0]))
+        filter_source = filter_grid(maps, filters=shown_filters(maps, spec.width_mm, spec.font_pt), per_row=per_row, title="")
+        for annotation in filter_source.layout.annotations:  # the panels' labels, short enough for one panel
+            if annotation.text in FILTER_PANEL_LABELS:
+                annotation.text = FILTER_PANEL_LABELS[annotation.text]
+        # The cell gets the grid's own aspect ratio, so square panels need no scale constraint
+        # (with one, chromium drew the grid smaller than its cell at 85 mm).
+        filter_source.update_yaxes(scaleanchor=None, constrain=None, autorange=False)
+        filter_source.update_xaxes(constrain=None, autorange=False)
+        x_span = float(filter_source.layout.xaxis.range[1] - filter_source.layout.xaxis.range[0])
+        y_span = abs(float(filter_source.layout.yaxis.range[0] - filter_source.layout.yaxis.range[1]))
+        rows.append(("filters", (width - 2 * side - fs * 1.6) * y_span / x_span, fs * 3.2))
     natural = sum(h + g for _, h, g in rows) + fs
     height = _px(spec.height_mm) if spec.height_mm is not None else natural
     scale = (height - fs - sum(g for _, _, g in rows)) / max(sum(h for _, h, _ in rows), 1.0)
@@ -440,13 +594,25 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
                         f"Share of <span style='color:{PALETTE['front']}'><b>front lost</b></span>, "
                         f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span>"
                     )
+            elif kind == "eps-sweep":
+                source = sweep_source
+                bottom_pad = fs * 3.4
+                legend_y = cell_top + fs * 1.3
+                heading = f"ε sweep: {sweep.budget_param} from 0 to {float(sweep.eps[-1]):.3g} ({sweep.layer})"
+            elif kind == "filters":
+                source = filter_source
+                bottom_pad = 0.0
+                legend_y = None
+                heading = f"First-layer filters of {maps.layer}: weights (w) | clean | adversarial, largest shifts"
+                if _tick_width([heading], fs) > width - 2 * side - fs * 1.6:
+                    heading = f"Filters of {maps.layer}: w | clean | adv."
             else:
                 frames = {c: _shift_table(result, c, spec) for c in AFTER}
                 source = restoration_overview(frames, layer, labels=labels, title="")
                 bottom_pad = layer_ticks
                 legend_y = cell_top + fs * 1.6
                 heading = f"Ranking vs clean, every layer ({layer} shaded)"
-            left_px = side + fs * 4.6
+            left_px = side + (fs * 1.6 if kind == "filters" else fs * 4.6)
             right_px = width - side
             box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom + bottom_pad), frac_y(cell_top))
             legend = None
@@ -496,9 +662,9 @@ def compose_figure(result, class_names: Sequence[str], spec: FigureSpec = Figure
     return fig
 
 
-def natural_height_mm(result, class_names: Sequence[str], spec: FigureSpec) -> float:
+def natural_height_mm(result, class_names: Sequence[str], spec: FigureSpec, data: Mapping[str, Any] | None = None) -> float:
     """The height (mm) :func:`compose_figure` chooses for ``spec`` when ``height_mm`` is None."""
-    fig = compose_figure(result, class_names, FigureSpec(**{**spec.__dict__, "height_mm": None}))
+    fig = compose_figure(result, class_names, FigureSpec(**{**spec.__dict__, "height_mm": None}), data=data)
     return float(fig.layout.meta["height_mm"])
 
 
@@ -507,8 +673,8 @@ def size_mm(fig: go.Figure) -> tuple[float, float]:
     return _mm(float(fig.layout.width)), _mm(float(fig.layout.height))
 
 
-__all__ = ["AFTER", "CHARTS", "CHART_LABELS", "PANELS", "PANEL_LABELS", "PRINT_FONT", "FigureSpec", "compose_figure",
-           "embed", "figure_numbers", "natural_height_mm", "numbers_csv", "numbers_rows", "panel_title", "size_mm"]
+__all__ = ["AFTER", "CHARTS", "CHART_LABELS", "DEFAULT_CHARTS", "EXTRA_CHARTS", "PANELS", "PANEL_LABELS", "PRINT_FONT", "FigureSpec", "compose_figure",
+           "chart_data", "embed", "figure_numbers", "natural_height_mm", "numbers_csv", "numbers_rows", "panel_title", "shown_filters", "size_mm", "sweep_budgets"]
 
 
 def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
@@ -537,6 +703,11 @@ def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
                 for metric, value in entry.items():
                     if metric != "layer":
                         add(section, condition, entry["layer"], "", metric, value)
+    for point in numbers.get("eps_sweep", []):
+        for metric in ("benign_probability", "prediction", "success", "front_overlap", "spearman"):
+            add("eps-sweep", "adversarial", numbers.get("eps_sweep_layer", ""), f"eps {point['eps']:.6g}", metric, point[metric])
+    for entry in numbers.get("filters", []):
+        add("filters", "adversarial", entry["layer"], f"filter {entry['filter']}", "shift", entry["shift"])
     return rows
 
 

@@ -15,22 +15,32 @@ arXiv:2201.12347, a reconstruction):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.base import (  # noqa: F401 - Panel, Group, image_grid, display_size: also reached from here
+    DIVERGING,
+    FONT_SIZE,
+    GRID,
+    INK,
+    PALETTE,
+    ColourAxis,
+    Group,
+    Panel,
+    apply_layout,
+    display_size,
+    image_grid,
+    two_colour_axes,
+)
 from neuronviz.figures.captions import plural
 from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
 
 #: Palette key of each fragility label (bars, outlines, legend).
 LABEL_COLORS: dict[str, str] = {"fragile": "adversarial", "neutral": "neutral", "robust": "front"}
-GRID = "#E6E6E6"
 PANELS = ("weights", "clean", "adv.")
 
 
@@ -52,110 +62,9 @@ def _check_labels(labels: Sequence[str] | None, count: int) -> list[str] | None:
     return labels
 
 
-def display_size(z: torch.Tensor, max_side: int) -> tuple[torch.Tensor, int]:
-    """``z (H, W)`` average-pooled by the smallest integer factor that brings both sides to at most
-    ``max_side`` (for display only: a 112×112 map is 50 KB a panel in the page), and the factor."""
-    factor = max(1, math.ceil(max(z.shape) / max_side))
-    if factor == 1:
-        return z, 1
-    pooled = torch.nn.functional.avg_pool2d(z[None, None].float(), factor, ceil_mode=True)[0, 0]
-    return pooled, factor
-
-
 def _symmetric_limit(*tensors: torch.Tensor) -> float:
     top = max(float(t.abs().max()) if t.numel() else 0.0 for t in tensors)
     return top if top > 0 else 1.0
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One heatmap of an :func:`image_grid`: values ``(H, W)``, its colour axis, its trace name
-    and the small label written under it."""
-
-    z: torch.Tensor
-    coloraxis: str
-    name: str
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Group:
-    """Panels drawn side by side under one title, optionally outlined in ``outline`` colour (a
-    layout shape named ``outline_name``)."""
-
-    panels: tuple[Panel, ...]
-    title: str
-    title_color: str = INK
-    outline: str | None = None
-    outline_name: str | None = None
-
-
-#: Geometry of an image grid, in units of one panel's side.
-PANEL_GAP, GROUP_GAP, TITLE_SPACE, LABEL_SPACE, ROW_GAP = 0.08, 0.45, 0.34, 0.36, 0.2
-
-
-def image_grid(groups: Sequence[Group], per_row: int, width_px: int = 1100) -> go.Figure:
-    """Groups of square image panels on ONE pair of axes (row 0 on top, no ticks).
-
-    Every panel fills a unit box whatever its resolution (a 5×5 kernel and a 28×28 map are drawn
-    the same size), framed by a hairline (a layout shape named "frame"); titles, labels and outlines are placed in the same coordinates, so an
-    outline fits its group exactly at any page width. One heatmap trace per panel and no
-    subplots: building stays fast with many panels (make_subplots needs one axis pair per panel,
-    and plotly's per-axis updates cost ~10 ms each). The height is set for ``width_px``.
-    """
-    if not groups:
-        raise InputError("an image grid needs at least one group")
-    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
-        raise InputError(f"per_row must be a positive integer, got {per_row!r}")
-    size = max(len(g.panels) for g in groups)
-    group_width = size + (size - 1) * PANEL_GAP
-    row_height = TITLE_SPACE + 1 + LABEL_SPACE
-    per_row = min(per_row, len(groups))
-    rows = math.ceil(len(groups) / per_row)
-    total_w = per_row * group_width + (per_row - 1) * GROUP_GAP
-    total_h = rows * row_height + (rows - 1) * ROW_GAP
-    traces, annotations, shapes = [], [], []
-    for position, group in enumerate(groups):
-        row, column = divmod(position, per_row)
-        left = column * (group_width + GROUP_GAP)
-        top = row * (row_height + ROW_GAP)
-        for index, panel in enumerate(group.panels):
-            height_cells, width_cells = panel.z.shape
-            x0, y0 = left + index * (1 + PANEL_GAP), top + TITLE_SPACE
-            dx, dy = 1 / width_cells, 1 / height_cells
-            traces.append(
-                go.Heatmap(
-                    z=panel.z.numpy(), x0=x0 + dx / 2, dx=dx, y0=y0 + dy / 2, dy=dy, coloraxis=panel.coloraxis,
-                    name=panel.name, hovertemplate=f"{panel.name}<br>value %{{z:.3f}}<extra></extra>",
-                )
-            )
-            shapes.append(  # a hairline frame: a map whose edges are 0 (white) keeps its size
-                dict(type="rect", x0=x0, x1=x0 + 1, y0=y0, y1=y0 + 1, line=dict(color=PALETTE["neutral"], width=1),
-                     fillcolor="rgba(0,0,0,0)", name="frame", layer="above")
-            )
-            if panel.label:
-                annotations.append(
-                    dict(x=x0 + 0.5, y=y0 + 1.02, yanchor="top", text=panel.label, showarrow=False,
-                         font=dict(size=FONT_SIZE - 2, color=INK))
-                )
-        annotations.append(
-            dict(x=left + group_width / 2, y=top + TITLE_SPACE - 0.05, yanchor="bottom", text=group.title,
-                 showarrow=False, font=dict(size=FONT_SIZE - 1, color=group.title_color))
-        )
-        if group.outline is not None:
-            pad = 0.06
-            shapes.append(
-                dict(type="rect", x0=left - pad, x1=left + group_width + pad, y0=top, y1=top + row_height,
-                     line=dict(color=group.outline, width=3), fillcolor="rgba(0,0,0,0)", name=group.outline_name)
-            )
-    fig = go.Figure(traces)
-    hidden = dict(visible=False, showgrid=False, zeroline=False, constrain="domain")
-    fig.update_xaxes(range=[-0.1, total_w + 0.1], **hidden)
-    fig.update_yaxes(range=[total_h + 0.05, -0.05], scaleanchor="x", scaleratio=1, **hidden)
-    fig.update_layout(annotations=annotations, shapes=shapes)
-    plot_width = width_px - 120  # margins and colour bars
-    fig.update_layout(height=int(80 + plot_width * (total_h + 0.1) / (total_w + 0.2)))
-    return fig
 
 
 def filter_grid(
@@ -223,26 +132,19 @@ def filter_grid(
                     )
                 ),
                 title=f"<b>f{f}</b>" + (f" · {label}" if label else "") + f" · shift {shift[f]:.2f}",
-                title_color=label_color(label) if highlighted else INK,
-                outline=label_color(label) if highlighted else None,
+                title_color=label_color(label) if label is not None and highlighted else INK,
+                outline=label_color(label) if label is not None and highlighted else None,
                 outline_name=f"filter {f}: {label}" if highlighted else None,
             )
         )
     fig = image_grid(groups, per_row)
     note = weight_note + (f" (maps shown at 1/{factor} resolution)" if factor > 1 else "")
     apply_layout(fig, title=(title or f"First-layer filters of {maps.layer}") + note, height=fig.layout.height)
-    fig.update_layout(
-        coloraxis=dict(
-            colorscale=DIVERGING, cmin=-weight_limit, cmax=weight_limit,
-            colorbar=dict(title=dict(text="weight", side="right"), x=1.01, y=1.0, yanchor="top", len=0.48, thickness=12),
-        ),
-        coloraxis2=dict(
-            colorscale=DIVERGING, cmin=-map_limit, cmax=map_limit,
-            colorbar=dict(title=dict(text="activation", side="right"), x=1.01, y=0.0, yanchor="bottom", len=0.48, thickness=12),
-        ),
-        margin=dict(l=10, r=90, t=56, b=10),
+    return two_colour_axes(
+        fig,
+        ColourAxis(DIVERGING, -weight_limit, weight_limit, "weight"),
+        ColourAxis(DIVERGING, -map_limit, map_limit, "activation"),
     )
-    return fig
 
 def outlined_filters(fig: go.Figure, label: str) -> list[int]:
     """The filters a :func:`filter_grid` outlines as ``label`` (in grid order): read from its shapes."""

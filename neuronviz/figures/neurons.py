@@ -20,6 +20,9 @@ Colour meanings follow :data:`neuronviz.figures.base.PALETTE`: front blue, middl
 orange; clean green, adversarial vermillion, restored purple. Attribution maps use the project's
 one signed scale (:data:`~neuronviz.figures.base.DIVERGING`): vermillion for evidence *for* the
 class, blue for evidence *against* it.
+
+Longer than 500 lines on purpose: the Neurons page's figures, each a short, independent builder
+with its input checks; the shared helpers live in :mod:`neuronviz.figures.base`.
 """
 
 from __future__ import annotations
@@ -32,32 +35,15 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.attribution import ATTRIBUTION_METHODS
+from neuronviz.attribution import get_attribution
 from neuronviz.errors import InputError
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, SEQUENTIAL, apply_layout
-from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups
-
-#: What each influence method measures, for axis titles (all are in logit units but "activation").
-METHOD_UNITS = {
-    "grad_x_act": "activation × gradient, logit units",
-    "activation": "activation, layer output units",
-    "conductance": "layer conductance, logit units",
-    "internal_influence": "internal influence, logit units",
-}
-
-#: Readable names of the attribution methods of :mod:`neuronviz.attribution`, and their units.
-ATTRIBUTION_LABELS = {"saliency": "Saliency", "integrated_gradients": "Integrated Gradients", "grad_cam": "Grad-CAM"}
-ATTRIBUTION_UNITS = {
-    "saliency": "|∂logit/∂pixel|",
-    "integrated_gradients": "logit units",
-    "grad_cam": "arbitrary units",
-}
+from neuronviz.figures.base import DIVERGING, FONT_SIZE, GRID, INK, PALETTE, SEQUENTIAL, apply_layout, as_map
+from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups, get_influence_method
 
 #: Columns :func:`layer_overview` and :func:`restoration_overview` read from a
 #: :func:`neuronviz.influence.layer_shift_table` frame.
 OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_share", "tail_lifted_share")
 
-GRID = "#E6E6E6"
 #: Line styles of the conditions compared with the clean image, in order: the attack, then defences.
 _DASHES = ("solid", "dash", "dot", "dashdot")
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
@@ -104,7 +90,10 @@ def _check_color(key: str) -> str:
 
 def influence_axis_title(class_name: str, method: str, condition: str | None = None) -> str:
     """``"<condition>: influence toward class <name><br>(activation × gradient, logit units)"``."""
-    units = METHOD_UNITS.get(method, f"{method}")
+    try:
+        units = get_influence_method(method).unit  # the registry entry's unit
+    except InputError:
+        units = f"{method}"
     text = f"influence toward class {class_name}<br>({units})"
     return f"{condition}: {text}" if condition else text[0].upper() + text[1:]
 
@@ -617,19 +606,6 @@ def restoration_sentence(frames: Mapping, layer: str, labels: Mapping[str, str] 
 # -- input attributions ---------------------------------------------------------------------------
 
 
-def _as_map(value: object, name: str) -> np.ndarray:
-    if not isinstance(value, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor (H, W), got {type(value).__name__}")
-    array = value.detach().cpu()
-    if array.dim() == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.dim() != 2:
-        raise InputError(f"{name} must be one map (H, W) or (1, H, W), got shape {tuple(value.shape)}")
-    if not bool(torch.isfinite(array).all()):
-        raise InputError(f"{name} contains NaN or infinite values")
-    return array.double().numpy()
-
-
 def attribution_pair(
     clean: torch.Tensor,
     adversarial: torch.Tensor,
@@ -646,11 +622,11 @@ def attribution_pair(
     diverging scale (:data:`~neuronviz.figures.base.DIVERGING`), vermillion for evidence for the
     class and blue against it, white at 0; others white to vermillion from 0. Both traces share ``layout.coloraxis`` (one colour bar).
     """
-    if method not in ATTRIBUTION_METHODS:
-        raise InputError(f"method must be one of {ATTRIBUTION_METHODS}, got {method!r}")
+    entry = get_attribution(method)  # an unknown method: InputError naming the registered ones
     if not isinstance(titles, (tuple, list)) or len(titles) != 2:
         raise InputError(f"titles must be two strings, got {titles!r}")
-    left, right = _as_map(clean, "clean"), _as_map(adversarial, "adversarial")
+    left = as_map(clean, "clean", floating=False, dtype=torch.float64).numpy()
+    right = as_map(adversarial, "adversarial", floating=False, dtype=torch.float64).numpy()
     if left.shape != right.shape:
         raise InputError(f"clean {left.shape} and adversarial {right.shape} maps differ in shape")
     signed = bool(min(left.min(), right.min()) < 0)
@@ -671,7 +647,7 @@ def attribution_pair(
             row=1,
             col=col,
         )
-    label = ATTRIBUTION_LABELS[method]
+    label = entry.label
     apply_layout(fig, title=title if title is not None else f"{label} toward class {class_name}", height=height)
     fig.update_layout(
         coloraxis=dict(
@@ -679,7 +655,7 @@ def attribution_pair(
             cmin=low,
             cmax=peak,
             colorbar=dict(
-                title=dict(text=f"{label}<br>({ATTRIBUTION_UNITS[method]})", side="right", font=dict(size=FONT_SIZE - 1)),
+                title=dict(text=f"{label}<br>({entry.unit})", side="right", font=dict(size=FONT_SIZE - 1)),
                 thickness=14,
                 tickfont=dict(size=12),
                 exponentformat="power",

@@ -23,12 +23,23 @@ from plotly.subplots import make_subplots
 
 from neuronviz.errors import InputError
 from neuronviz.feature_maps import ChannelMaps
-from neuronviz.figures.base import DIVERGING, FONT_SIZE, INK, PALETTE, apply_layout
+from neuronviz.figures.base import (
+    DIVERGING,
+    FONT_SIZE,
+    GRID,
+    INK,
+    PALETTE,
+    ColourAxis,
+    Group,
+    Panel,
+    apply_layout,
+    display_size,
+    image_grid,
+    two_colour_axes,
+)
 from neuronviz.figures.captions import plural
-from neuronviz.figures.filters import Group, Panel, display_size, image_grid
 from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
 
-GRID = "#E6E6E6"
 #: Palette keys given to profiles in turn when no colours are named.
 SERIES_KEYS = ("adversarial", "front", "tail", "restored", "clean", "middle")
 #: Differences and signed activations use base.DIVERGING (negative blue, positive vermillion).
@@ -218,18 +229,11 @@ def channel_maps_figure(
     factor = display_size(maps.clean[0], max_side)[1]
     heading = title or f"Most sensitive channels of {maps.layer}: clean vs adversarial"
     apply_layout(fig, title=heading + (f" (shown at 1/{factor} resolution)" if factor > 1 else ""), height=fig.layout.height)
-    fig.update_layout(
-        coloraxis=dict(
-            colorscale=DIVERGING if signed else ACTIVATION_SCALE, cmin=-top if signed else 0.0, cmax=top,
-            colorbar=dict(title=dict(text="activation", side="right"), x=1.01, y=1.0, yanchor="top", len=0.48, thickness=12),
-        ),
-        coloraxis2=dict(
-            colorscale=DIVERGING, cmin=-diff_top, cmax=diff_top,
-            colorbar=dict(title=dict(text="Δ activation", side="right"), x=1.01, y=0.0, yanchor="bottom", len=0.48, thickness=12),
-        ),
-        margin=dict(l=10, r=90, t=56, b=10),
+    return two_colour_axes(
+        fig,
+        ColourAxis(DIVERGING if signed else ACTIVATION_SCALE, -top if signed else 0.0, top, "activation"),
+        ColourAxis(DIVERGING, -diff_top, diff_top, "Δ activation"),
     )
-    return fig
 
 
 def accuracy_rows(comparison: SensitivityComparison) -> list[dict]:

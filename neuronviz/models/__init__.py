@@ -1,10 +1,14 @@
-"""Models: the PixelModel contract, the registry, safe checkpoints, the torchvision zoo."""
+"""Models: the PixelModel contract, the model sources and their one factory, safe checkpoints.
+
+Importing this package registers the built-in sources (embedded, zoo, checkpoint: in
+``registry``; timm: in ``timm_source``); a plugin adds its own with
+:func:`~neuronviz.models.sources.register_source`.
+"""
 
 from neuronviz.models.pixel import ImagePolicy, ModelMeta, Normalize, PixelModel
 from neuronviz.models.registry import (
     EMBEDDED,
     Architecture,
-    ModelInfo,
     assets_dir,
     embedded_path,
     get_architecture,
@@ -13,9 +17,21 @@ from neuronviz.models.registry import (
     list_models,
     load_model,
     model_card,
-    resolve_device,
+    register_architecture,
     wrap_model,
 )
+from neuronviz.models.sources import (
+    ModelInfo,
+    ModelSource,
+    OptionField,
+    create_model,
+    get_source,
+    list_sources,
+    register_source,
+    resolve_device,
+    source_for,
+)
+from neuronviz.models.timm_source import TimmSource
 from neuronviz.models.torchvision_zoo import ZOO, download_weights, weights_cached
 
 __all__ = [
@@ -25,18 +41,30 @@ __all__ = [
     "ImagePolicy",
     "ModelInfo",
     "ModelMeta",
+    "ModelSource",
     "Normalize",
+    "OptionField",
     "PixelModel",
+    "TimmSource",
     "assets_dir",
+    "create_model",
     "download_weights",
     "embedded_path",
     "get_architecture",
+    "get_source",
     "infer_architecture",
     "list_architectures",
     "list_models",
+    "list_sources",
     "load_model",
     "model_card",
+    "register_architecture",
+    "register_source",
     "resolve_device",
+    "source_for",
     "weights_cached",
     "wrap_model",
 ]
+
+# The ONNX and local-model sources register on import, after the registry above exists.
+from neuronviz.models import local_source, onnx_source  # noqa: E402, F401

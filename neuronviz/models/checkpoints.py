@@ -322,10 +322,10 @@ def _check_zip(path: Path, caps: settings.Limits) -> bytes:
     """
     label = path.name
     with path.open("rb") as handle:
-        end_record = zipfile._EndRecData(handle)  # the end-of-directory record (stdlib, stable since 2.x)
+        end_record = zipfile._EndRecData(handle)  # type: ignore[attr-defined]  # the end-of-directory record (stdlib, stable since 2.x)
     if not end_record:
         raise CheckpointError(f"{label} is not a readable PyTorch checkpoint: its zip directory is damaged")
-    entries, directory_size = end_record[zipfile._ECD_ENTRIES_TOTAL], end_record[zipfile._ECD_SIZE]
+    entries, directory_size = end_record[zipfile._ECD_ENTRIES_TOTAL], end_record[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
     max_entries = caps.max_tensors + 16
     if entries > max_entries or directory_size > 512 * max_entries:
         raise CheckpointError(
@@ -505,14 +505,18 @@ def pickle_globals(data: bytes) -> list[str]:
                 elif name in _STRING_OPS:
                     recent.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[int(arg)] = recent[-1] if recent else None
+                    memo[int(arg)] = recent[-1] if recent else None  # type: ignore[arg-type]
                 elif name == "MEMOIZE":
                     memo[len(memo)] = recent[-1] if recent else None
                 elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    recent.append(memo.get(int(arg)))
+                    recent.append(memo.get(int(arg)))  # type: ignore[arg-type]
                 elif name == "STACK_GLOBAL":
-                    module, qualname = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
-                    found.append(_python3_name(module, qualname) if isinstance(module, str) and isinstance(qualname, str) else "an unnamed global")
+                    pushed_module, pushed_name = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+                    found.append(
+                        _python3_name(pushed_module, pushed_name)
+                        if isinstance(pushed_module, str) and isinstance(pushed_name, str)
+                        else "an unnamed global"
+                    )
                     recent.append(None)
                 else:
                     recent.append(None)
@@ -543,7 +547,7 @@ def _unsafe_global(message: str, data: bytes) -> str | None:
     except (ImportError, AttributeError):  # a torch without that helper: trust only the basics
         allowed = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"}
     try:
-        allowed |= {f"{g.__module__}.{g.__qualname__}" for g in torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
+        allowed |= {f"{g.__module__}.{g.__qualname__}" for g in torch.serialization.get_safe_globals() if not isinstance(g, tuple)}
     except AttributeError:
         pass
     unsafe: list[str] = []

@@ -22,6 +22,7 @@ Layer names are the qualified names of ``model.net.named_modules()`` (``"feature
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,16 +47,46 @@ class ImagePolicy:
     model takes exactly its input size (library calls refuse any other spatial size); an int when
     the network pools adaptively and accepts any size from ``min_size`` up (the torchvision
     classifiers: 32).
+
+    ``interpolation``: the resampling of every resize, ``"bilinear"`` (antialiased; torchvision's
+    zoo and the digits), ``"bicubic"`` (antialiased; most timm models) or ``"nearest"``.
+    ``crop_pct``: timm's crop fraction: with ``mode="crop"`` and no ``resize_size``, the shorter
+    side is resized to ``floor(input side / crop_pct)`` before the centre crop (timm's
+    ``transforms_factory``: vit_tiny_patch16_224, crop_pct 0.9: 248 then 224).
     """
 
     mode: str = "crop"
     resize_size: int | None = None
     invert_light_background: bool = False
     min_size: int | None = None
+    interpolation: str = "bilinear"
+    crop_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.crop_pct is not None and not (0.0 < self.crop_pct <= 1.0):
+            raise InputError(f"crop_pct must be in (0, 1], got {self.crop_pct!r}")
+
+    def resize_target(self, input_size: tuple[int, int]) -> int:
+        """The shorter side an image is resized to before the centre crop (``mode="crop"``)."""
+        if self.resize_size is not None:
+            return self.resize_size
+        side = max(input_size)
+        if self.crop_pct is not None:
+            return int(math.floor(side / self.crop_pct))
+        return side
+
+
+#: The resampling modes an :class:`ImagePolicy` may name.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with mean and std stored as buffers."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

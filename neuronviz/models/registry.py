@@ -1,25 +1,31 @@
-"""The model registry: one place that knows every architecture and every named model.
+"""The built-in model sources and the architecture registry behind checkpoints.
 
-Three kinds of source reach :func:`load_model`:
+Three sources (:mod:`neuronviz.models.sources`) are defined and registered here, next to the
+loaders they use:
 
-- an **embedded** model (``digits-cnn``, ``digits-resnet``, ``digits-cnn-robust``): a small
-  ``.safetensors`` file in ``assets/models/`` with a JSON model card, trained by
+- ``embedded`` (``digits-cnn``, ``digits-resnet``, ``digits-cnn-robust``, ``digits-cnn-sns``): a
+  small ``.safetensors`` file in ``assets/models/`` with a JSON model card, trained by
   ``python -m neuronviz train <name>``;
-- a **zoo** model (``resnet18``, ``vgg19``, ...): torchvision's architecture, with weights from the
-  local torch hub cache (``weights="default"``), random initialisation (``weights=None``) or a file
-  the user has (``weights=<path>``);
-- a **checkpoint path**: a ``.safetensors`` or ``.pt``/``.pth`` state dict for a registered
-  architecture, named by ``architecture=``, by the file's metadata, or inferred from its keys
-  and shapes when exactly one registered architecture fits.
+- ``zoo`` (``resnet18``, ``vgg19``, ...): torchvision's architecture, with weights from the local
+  torch hub cache (``weights="default"``), random initialisation (``weights=None``) or a file the
+  user has (``weights=<path>``);
+- ``checkpoint`` (a path, or an upload): a ``.safetensors`` or ``.pt``/``.pth`` state dict for a
+  registered architecture, named by the ``architecture`` option, by the file's metadata, or
+  inferred from its keys and shapes when exactly one registered architecture fits.
+
+Architectures (what a checkpoint can be for) are registered by name with
+:func:`register_architecture`; the digits and torchvision ones are registered below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,7 +35,7 @@ from torch import nn
 
 from neuronviz import settings
 from neuronviz.datasets import DIGITS_CLASSES, DIGITS_SIZE
-from neuronviz.errors import CheckpointError, DeviceError, InputError, ModelNotFoundError, SharedServerError
+from neuronviz.errors import CheckpointError, ModelNotFoundError, SharedServerError
 from neuronviz.models import torchvision_zoo as zoo
 from neuronviz.models.builtin import DigitsCNN, DigitsResNet, digits_vit
 from neuronviz.models.checkpoints import (
@@ -41,6 +47,15 @@ from neuronviz.models.checkpoints import (
     normalise_keys,
 )
 from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
+from neuronviz.models.sources import (
+    ModelInfo,
+    ModelSource,
+    OptionField,
+    create_model,
+    list_all_models,
+    register_source,
+    resolve_device,
+)
 
 #: Mean and std of the digits training split (1×28×28, see ``neuronviz.datasets``); used for a
 #: randomly initialised digits architecture. Trained checkpoints carry their own.
@@ -70,26 +85,11 @@ class Architecture:
     key_remap: Callable[[str], str] | None = None
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """A named model as the registry lists it (for the UI's model picker and the CLI)."""
-
-    name: str
-    kind: str  # "embedded" or "zoo"
-    architecture: str
-    description: str
-    channels: int
-    input_size: tuple[int, int]
-    num_classes: int
-    weights_available: bool
-    card: dict | None = None
-
-
 def _zoo_architecture(name: str) -> Architecture:
     spec = zoo.zoo_spec(name)
     return Architecture(
         name=name,
-        build=lambda k, _n=name: _build_zoo(_n, k),
+        build=functools.partial(_build_zoo, name),
         mean=spec.mean,
         std=spec.std,
         input_size=(spec.crop_size, spec.crop_size),
@@ -131,22 +131,31 @@ _DIGITS_ARCHITECTURES = {
 EMBEDDED: dict[str, tuple[str, str]] = {
     "digits-cnn": ("digits-cnn", "Small CNN on 28×28 handwritten digits (the default)"),
     "digits-resnet": ("digits-resnet", "Small ResNet with batch norm on 28×28 digits"),
-    "digits-vit": ("digits-vit", "Small vision transformer (timm ViT, 4 blocks, 4×4 patches) on 28×28 digits"),
     "digits-cnn-robust": ("digits-cnn", "The digits CNN adversarially trained with PGD (L∞)"),
     "digits-cnn-sns": ("digits-cnn", "The digits CNN fine-tuned with SNS: sensitive neurons stabilised (reconstruction)"),
+    "digits-vit": ("digits-vit", "Small vision transformer (timm ViT, 4 blocks, 4×4 patches) on 28×28 digits"),
 }
 
 
+_ARCHITECTURES: dict[str, Callable[[], Architecture]] = {}
+
+
+def register_architecture(name: str, factory: Callable[[], Architecture]) -> None:
+    """Make ``name`` an architecture checkpoints can be for (``factory`` builds its facts)."""
+    _ARCHITECTURES[name] = factory
+    _meta_shapes.cache_clear()
+    _head_keys.cache_clear()
+
+
 def list_architectures() -> list[str]:
-    return [*_DIGITS_ARCHITECTURES, *zoo.ZOO]
+    return list(_ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:
-    if name in _DIGITS_ARCHITECTURES:
-        return _digits_architecture(name, _DIGITS_ARCHITECTURES[name])
-    if name in zoo.ZOO:
-        return _zoo_architecture(name)
-    raise ModelNotFoundError(f"unknown architecture {name!r}; registered: {list_architectures()}")
+    factory = _ARCHITECTURES.get(name)
+    if factory is None:
+        raise ModelNotFoundError(f"unknown architecture {name!r}; registered: {list_architectures()}")
+    return factory()
 
 
 def embedded_path(name: str) -> Path:
@@ -162,56 +171,8 @@ def model_card(name: str) -> dict | None:
 
 
 def list_models() -> list[ModelInfo]:
-    """Every named model: the embedded ones first (offline), then the torchvision zoo."""
-    infos = []
-    for name, (arch_name, description) in EMBEDDED.items():
-        arch = get_architecture(arch_name)
-        infos.append(
-            ModelInfo(
-                name=name,
-                kind="embedded",
-                architecture=arch_name,
-                description=description,
-                channels=len(arch.mean),
-                input_size=arch.input_size,
-                num_classes=len(arch.class_names),
-                weights_available=embedded_path(name).is_file(),
-                card=model_card(name),
-            )
-        )
-    for name, description in zoo.ZOO.items():
-        spec = zoo.zoo_spec(name)
-        infos.append(
-            ModelInfo(
-                name=name,
-                kind="zoo",
-                architecture=name,
-                description=description,
-                channels=3,
-                input_size=(spec.crop_size, spec.crop_size),
-                num_classes=len(spec.categories),
-                weights_available=zoo.weights_cached(name),
-            )
-        )
-    return infos
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU; a named device must exist here."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise DeviceError(f"not a device: {device!r} ({error})") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("CUDA was requested but no CUDA GPU is available here; use device='cpu'")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise DeviceError(f"{resolved} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    elif resolved.type != "cpu":
-        raise DeviceError(f"device type {resolved.type!r} is not supported; use 'cpu' or 'cuda'")
-    return resolved
+    """Every listed model of every registered source, grouped by source (embedded, zoo, timm...)."""
+    return list_all_models()
 
 
 def wrap_model(
@@ -316,7 +277,6 @@ def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
     if not text.startswith("["):
         raise CheckpointError(f"{label}: its class_names metadata is not a JSON list of strings. {fix}")
     names: list[str] = []
-    decoder = json.JSONDecoder()
     pos, end = 1, len(text)
     while True:
         while pos < end and text[pos] in " \t\r\n":
@@ -326,7 +286,7 @@ def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
         if pos >= end or text[pos] != '"':
             raise CheckpointError(f"{label}: its class_names metadata holds something other than strings (at character {pos}). {fix}")
         try:
-            name, pos = json.decoder.scanstring(text, pos + 1)
+            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{label}: its class_names metadata is not valid JSON ({error.msg}). {fix}") from None
         if len(name) > caps.max_class_name_chars:
@@ -557,44 +517,28 @@ def load_model(
     weights: str | os.PathLike | None = "default",
     architecture: str | None = None,
 ) -> PixelModel:
-    """Load a model by registry name or checkpoint path, as a :class:`PixelModel` in eval mode.
+    """Load a model by registry name, source spec or checkpoint path, as a :class:`PixelModel`
+    in eval mode (:func:`neuronviz.models.sources.create_model` with these arguments).
 
     Args:
-        source: an embedded or zoo model name (see :func:`list_models`), or a checkpoint path
-            (``.safetensors``, ``.pt``/``.pth`` state dict).
+        source: a listed model name (see :func:`list_models`), a source's spec
+            (``timm:vit_tiny_patch16_224``), or a checkpoint path (``.safetensors``,
+            ``.pt``/``.pth`` state dict).
         device: ``None`` picks CUDA when available, else CPU.
-        weights: for a named model, ``"default"`` (the embedded file, or zoo weights from the torch
-            hub cache: never downloaded here), ``None`` (random initialisation), or a path to a
-            weights file for that architecture.
+        weights: for a named model, ``"default"`` (the embedded file, or zoo/timm weights from
+            the local cache: never downloaded here), ``None`` (random initialisation), or a path
+            to a weights file for that architecture.
         architecture: for a checkpoint path, the registered architecture it is for; when omitted,
             taken from the file's metadata or inferred from its keys and shapes.
 
     Raises:
         ModelNotFoundError, CheckpointError, WeightsNotAvailableError, DeviceError.
     """
-    target = resolve_device(device)
-    name = os.fspath(source) if isinstance(source, os.PathLike) else source
-    if not isinstance(name, str) or not name:
-        raise InputError(f"source must be a model name or a checkpoint path, got {source!r}")
-    if name in EMBEDDED or name in zoo.ZOO:
-        model = _load_named(name, weights)
-    elif Path(name).exists() or Path(name).suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES):
-        _refuse_local_path(Path(name))
-        model = _load_path(Path(name), architecture)
-    else:
-        raise ModelNotFoundError(
-            f"no model named {name!r} and no such checkpoint file. Models: "
-            f"{[*EMBEDDED, *zoo.ZOO]}"
-        )
-    return model.to(target)
+    options = {"architecture": architecture} if architecture else None
+    return create_model(source, weights=weights, device=device, options=options)
 
 
-def _load_named(name: str, weights: str | os.PathLike | None) -> PixelModel:
-    if name in EMBEDDED:
-        arch_name, description = EMBEDDED[name]
-    else:
-        arch_name, description = name, zoo.ZOO[name]
-    arch = get_architecture(arch_name)
+def _check_parameter_cap(name: str, arch_name: str) -> None:
     caps = settings.limits()
     parameters = _parameter_count(arch_name)
     if parameters > caps.max_checkpoint_parameters:
@@ -602,32 +546,28 @@ def _load_named(name: str, weights: str | os.PathLike | None) -> PixelModel:
             f"{name} has {parameters:,} parameters; models up to {caps.max_checkpoint_parameters:,} are loaded "
             f"here{_limit_note(caps)}. Choose a smaller model."
         )
-    if weights is None:
-        net = arch.build(len(arch.class_names))
-        meta = ModelMeta(name=name, architecture=arch_name, source="random initialisation", description=description)
-        return PixelModel(net, arch.mean, arch.std, arch.input_size, arch.class_names, meta, arch.image_policy)
-    if weights == "default":
-        if name in EMBEDDED:
-            path = embedded_path(name)
-            if not path.is_file():
-                raise CheckpointError(
-                    f"the embedded weights of {name} are missing ({path}); rebuild them with "
-                    f"`python -m neuronviz train {name}`"
-                )
-            card = model_card(name)
-        else:
-            path = zoo.require_cached_weights(name)
-            card = None
-    else:
-        path, card = Path(weights), None
-        _refuse_local_path(path)
+
+
+def _random_model(name: str, arch: Architecture, description: str) -> PixelModel:
+    net = arch.build(len(arch.class_names))
+    meta = ModelMeta(name=name, architecture=arch.name, source="random initialisation", description=description)
+    return PixelModel(net, arch.mean, arch.std, arch.input_size, arch.class_names, meta, arch.image_policy)
+
+
+def _from_file(name: str, arch: Architecture, path: Path, description: str, card: dict | None) -> PixelModel:
     checkpoint = inspect_checkpoint(path)
-    if checkpoint.architecture and checkpoint.architecture != arch_name:
-        raise CheckpointError(f"{path.name} is a checkpoint for {checkpoint.architecture}, not for {arch_name}")
+    if checkpoint.architecture and checkpoint.architecture != arch.name:
+        raise CheckpointError(f"{path.name} is a checkpoint for {checkpoint.architecture}, not for {arch.name}")
     return _from_checkpoint(checkpoint, arch, name, str(path), description, card)
 
 
-def _refuse_local_path(path: Path) -> None:
+def _user_weights(weights: str | os.PathLike) -> Path:
+    path = Path(weights)
+    refuse_local_path(path)
+    return path
+
+
+def refuse_local_path(path: Path) -> None:
     """On a shared server, a model is read only from the dashboard's own upload folders."""
     if settings.shared_server() and not settings.is_upload_path(path):
         raise SharedServerError(
@@ -651,3 +591,160 @@ def _load_path(path: Path, architecture: str | None) -> PixelModel:
         )
     arch = get_architecture(arch_name)
     return _from_checkpoint(checkpoint, arch, path.stem, str(path), f"{arch_name} from {path.name}")
+
+
+# -- the architectures checkpoints can be for ------------------------------------------------------
+
+for _arch_name, _build in _DIGITS_ARCHITECTURES.items():
+    register_architecture(_arch_name, functools.partial(_digits_architecture, _arch_name, _build))
+for _zoo_name in zoo.ZOO:
+    register_architecture(_zoo_name, functools.partial(_zoo_architecture, _zoo_name))
+
+
+# -- the built-in sources --------------------------------------------------------------------------
+
+
+class EmbeddedSource(ModelSource):
+    """The digits models shipped in ``assets/models/`` (offline, with model cards)."""
+
+    name = "embedded"
+    label = "embedded"
+    weights_word = "embedded weights"
+
+    def owns(self, spec: str) -> bool:
+        return spec in EMBEDDED
+
+    def list_models(self) -> list[ModelInfo]:
+        infos = []
+        for name, (arch_name, description) in EMBEDDED.items():
+            arch = get_architecture(arch_name)
+            infos.append(
+                ModelInfo(
+                    name=name,
+                    kind=self.name,
+                    architecture=arch_name,
+                    description=description,
+                    channels=len(arch.mean),
+                    input_size=arch.input_size,
+                    num_classes=len(arch.class_names),
+                    weights_available=embedded_path(name).is_file(),
+                    card=model_card(name),
+                )
+            )
+        return infos
+
+    def picker_label(self, info: ModelInfo) -> str:
+        return f"{info.name} · embedded" + ("" if info.weights_available else " (weights missing)")
+
+    def load(
+        self, spec: str, *, weights: str | os.PathLike | None = "default", options: Mapping[str, str] | None = None
+    ) -> PixelModel:
+        arch_name, description = EMBEDDED[spec]
+        arch = get_architecture(arch_name)
+        _check_parameter_cap(spec, arch_name)
+        if weights is None:
+            return _random_model(spec, arch, description)
+        if weights != "default":
+            return _from_file(spec, arch, _user_weights(weights), description, None)
+        path = embedded_path(spec)
+        if not path.is_file():
+            raise CheckpointError(
+                f"the embedded weights of {spec} are missing ({path}); rebuild them with "
+                f"`python -m neuronviz train {spec}`"
+            )
+        return _from_file(spec, arch, path, description, model_card(spec))
+
+
+class ZooSource(ModelSource):
+    """torchvision's ImageNet classifiers; weights from the torch hub cache, fetched on request."""
+
+    name = "zoo"
+    label = "torchvision"
+    offers_random = True
+    fetch_label = "Download weights"
+
+    def owns(self, spec: str) -> bool:
+        return spec in zoo.ZOO
+
+    def list_models(self) -> list[ModelInfo]:
+        infos = []
+        for name, description in zoo.ZOO.items():
+            spec = zoo.zoo_spec(name)
+            infos.append(
+                ModelInfo(
+                    name=name,
+                    kind=self.name,
+                    architecture=name,
+                    description=description,
+                    channels=3,
+                    input_size=(spec.crop_size, spec.crop_size),
+                    num_classes=len(spec.categories),
+                    weights_available=zoo.weights_cached(name),
+                )
+            )
+        return infos
+
+    def picker_label(self, info: ModelInfo) -> str:
+        return f"{info.name} · ImageNet, " + ("cached" if info.weights_available else "not cached")
+
+    def load(
+        self, spec: str, *, weights: str | os.PathLike | None = "default", options: Mapping[str, str] | None = None
+    ) -> PixelModel:
+        arch = get_architecture(spec)
+        description = zoo.ZOO[spec]
+        _check_parameter_cap(spec, spec)
+        if weights is None:
+            return _random_model(spec, arch, description)
+        path = zoo.require_cached_weights(spec) if weights == "default" else _user_weights(weights)
+        return _from_file(spec, arch, path, description, None)
+
+    def fetch_weights(self, spec: str) -> Path:
+        return zoo.download_weights(spec)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_+.-]+:(?![\\/])")  # "timm:x", not "C:\\x" or "./a:b"
+
+
+class CheckpointSource(ModelSource):
+    """A state dict or safetensors file for a registered architecture: a path, or an upload."""
+
+    name = "checkpoint"
+    label = "Your checkpoint"
+    upload_suffixes = (".safetensors", ".pt", ".pth")
+    upload_help = (
+        "A state dict (.pt/.pth, read with weights_only=True) or a .safetensors file for a "
+        "registered architecture. TorchScript archives are refused: loading them runs code."
+    )
+
+    def __init__(self) -> None:
+        self.options = (
+            OptionField(
+                "architecture",
+                "Architecture",
+                "",
+                help="The registered architecture the checkpoint is for; blank: from the file's metadata, "
+                "or inferred from its keys and shapes.",
+                choices=("", *list_architectures()),
+            ),
+        )
+
+    def owns(self, spec: str) -> bool:
+        if _SCHEME.match(spec):  # another source's spec ("timm:…", "local:…"), not a path
+            return False
+        path = Path(spec)
+        return path.suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES) or path.exists()
+
+    def load(
+        self, spec: str, *, weights: str | os.PathLike | None = "default", options: Mapping[str, str] | None = None
+    ) -> PixelModel:
+        path = Path(spec)
+        refuse_local_path(path)
+        return _load_path(path, (options or {}).get("architecture") or None)
+
+    def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
+        return self.load(str(path), options=options)
+
+
+register_source(EmbeddedSource())
+register_source(ZooSource())
+register_source(CheckpointSource())

@@ -96,10 +96,8 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0, 1)
 
 
-_augment = augment  # the name training/sns.py imports
-
-
-def _pgd(model: PixelModel, eps: float, alpha: float, steps: int):
+def pgd_attack(model: PixelModel, eps: float, alpha: float, steps: int):
+    """The attack of adversarial training: torchattacks PGD with a random start."""
     import torchattacks
 
     return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
@@ -174,7 +172,7 @@ def train(name: str, out_dir: Path | None = None, seed: int | None = None, epoch
         order = torch.randperm(len(x_train), generator=generator)
         total_loss = 0.0
         eps = recipe.adv_eps * min(1.0, (epoch + 1) / recipe.adv_ramp_epochs)
-        attack = _pgd(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps) if recipe.adversarial else None
+        attack = pgd_attack(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps) if recipe.adversarial else None
         for i in range(0, len(x_train), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             xb, yb = augment(x_train[idx], generator), y_train[idx]
@@ -238,8 +236,8 @@ def write_model_and_card(
         "parameters": sum(p.numel() for p in model.parameters()),
         "input": {"channels": 1, "size": [DIGITS_SIZE, DIGITS_SIZE], "range": "[0, 1] pixels; normalisation inside the model"},
         "normalization": {
-            "mean": [round(v, 4) for v in model.normalize.mean.flatten().tolist()],
-            "std": [round(v, 4) for v in model.normalize.std.flatten().tolist()],
+            "mean": [round(v, 4) for v in model.normalize.get_buffer("mean").flatten().tolist()],
+            "std": [round(v, 4) for v in model.normalize.get_buffer("std").flatten().tolist()],
         },
         "data": {
             "dataset": "scikit-learn load_digits (UCI ML hand-written digits, 1,797 8×8 images, 10 classes)",
@@ -275,8 +273,8 @@ def _save_weights(model: PixelModel, path: Path) -> None:
     metadata = {
         "format": "neuronviz/1",
         "architecture": model.meta.architecture,
-        "mean": json.dumps(model.normalize.mean.flatten().tolist()),
-        "std": json.dumps(model.normalize.std.flatten().tolist()),
+        "mean": json.dumps(model.normalize.get_buffer("mean").flatten().tolist()),
+        "std": json.dumps(model.normalize.get_buffer("std").flatten().tolist()),
         "input_size": json.dumps(list(model.input_size)),
         "class_names": json.dumps(list(model.class_names)),
     }

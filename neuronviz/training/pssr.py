@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ from neuronviz.probe import probe
 log = logging.getLogger(__name__)
 
 POOL = (("none", 0.0), ("fgsm", 0.1), ("pgd", 0.05), ("pgd", 0.1), ("pgd", 0.15))
-HYPER = {"epochs": 10, "batch_size": 128, "lr": 3e-3, "lambda_feature": 1.0, "lambda_rdrop": 1.0, "lambda_ce": 0.5,
+HYPER: dict[str, Any] = {"epochs": 10, "batch_size": 128, "lr": 3e-3, "lambda_feature": 1.0, "lambda_rdrop": 1.0, "lambda_ce": 0.5,
          "alpha": 2.0, "noise": 0.03, "width": 16, "seed": 0}
 
 
@@ -149,7 +150,7 @@ def train_regenerator(model_name: str, out_dir: Path | None = None, epochs: int 
 def _restored_accuracy(model, net: Regenerator) -> dict:
     """Accuracy after surgery + this regenerator on digits(split="test"): clean, FGSM, PGD-20 (ε=0.1)."""
     x, y = digits("test")
-    metrics = {"test_images": len(x)}
+    metrics: dict[str, float] = {"test_images": len(x)}
     for label, attack, params in (("clean", "none", {}), ("fgsm_0.1", "fgsm", {"eps": 0.1}),
                                   ("pgd20_0.1", "pgd", {"eps": 0.1, "alpha": 0.01, "steps": 20})):
         adv = run_attack(model, x, attack, params, labels=y, seed=0).adversarial

@@ -46,7 +46,7 @@ from neuronviz.models.pixel import PixelModel
 from neuronviz.models.registry import embedded_path, load_model
 from neuronviz.probe import probe
 from neuronviz.sensitivity import channel_distance, neuron_sensitivity
-from neuronviz.training.digits import _augment, _pgd, build_model, start_run, write_model_and_card
+from neuronviz.training.digits import augment, build_model, pgd_attack, start_run, write_model_and_card
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ SNS_RECIPE = SNSRecipe()
 
 def _select_top(model: PixelModel, recipe: SNSRecipe, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict[str, torch.Tensor]:
     """The top-``top_fraction`` most sensitive neurons of each layer under the current model."""
-    attack = _pgd(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps)
+    attack = pgd_attack(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps)
     with model.lock:
         adv = attack(x, y)
     maps = neuron_sensitivity(model, x, adv, layers=recipe.layers, top_fraction=recipe.top_fraction)
@@ -131,12 +131,12 @@ def train_sns(
         model.requires_grad_(False)
         top = _select_top(model, recipe, x_select, y_select, eps)  # recomputed every epoch
         top_history.append({name: idx.tolist() for name, idx in top.items()})
-        attack = _pgd(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps)
+        attack = pgd_attack(model, eps, recipe.adv_alpha * eps / recipe.adv_eps, recipe.adv_steps)
         order = torch.randperm(len(x_train), generator=generator)
         total_loss = total_penalty = 0.0
         for i in range(0, len(x_train), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
-            xb, yb = _augment(x_train[idx], generator), y_train[idx]
+            xb, yb = augment(x_train[idx], generator), y_train[idx]
             model.requires_grad_(False)
             adv = attack(xb, yb)
             model.requires_grad_(True)

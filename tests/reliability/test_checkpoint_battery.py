@@ -490,7 +490,6 @@ def test_head_with_too_many_classes_is_refused_before_building(tmp_path):
     header, offset = {"__metadata__": {"architecture": "digits-cnn"}}, 0
     shapes = {k: list(v.shape) for k, v in _digits_state().items()}
     shapes["classifier.2.weight"], shapes["classifier.2.bias"] = [200_000, 64], [200_000]
-    data = bytearray()
     for key, shape in shapes.items():
         size = 4 * int(torch.Size(shape).numel())
         header[key] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}

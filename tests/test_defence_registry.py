@@ -1,0 +1,84 @@
+"""The defence registry: every entry carries its facts, and restore_for is the one call that
+gives each defence what it needs (and nothing it does not) without the caller asking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuronviz.attacks import run_attack
+from neuronviz.batch import defence_label
+from neuronviz.defenses import Defense, Identity, Restored, get_defense, list_defenses, register_defense, restore
+from neuronviz.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def attacked(digits_cnn, digits_test):
+    x = digits_test[0][:3]
+    report = run_attack(digits_cnn, x, "fgsm", {"eps": 0.2}, seed=0)
+    return x, report.clean_pred, report.adversarial
+
+
+def test_entries_carry_their_facts():
+    facts = {d.name: (d.short_label, d.oracle, d.needs_target, d.needs_reference) for d in list_defenses()}
+    assert facts == {
+        "none": ("no defence", False, False, False),
+        "nip-guided": ("NIP (guided)", True, True, False),
+        "nip-oracle": ("NIP (oracle)", True, False, True),
+        "nip-reactive": ("NIP (reactive)", False, False, False),
+        "pssr": ("PSSR", False, False, False),
+    }
+    for defense in list_defenses():
+        assert defense.label and defense.paper and defense.summary and defense.description
+        assert defense.deployable is not defense.oracle
+        assert defence_label(defense.name) == defense.short_label
+    assert [d.name for d in list_defenses(include_none=False)] == ["nip-guided", "nip-oracle", "nip-reactive", "pssr"]
+    assert defence_label("not-registered") == "not-registered"
+
+
+def test_restore_for_equals_the_explicit_call(digits_cnn, attacked):
+    x, benign, adversarial = attacked
+    for defense in list_defenses():
+        params = {"steps": 3} if defense.name.startswith("nip-") and defense.name != "nip-oracle" else None
+        given = defense.restore_for(digits_cnn, adversarial, benign=benign, clean=x, params=params)
+        explicit = restore(
+            digits_cnn, adversarial, defense.name, params,
+            target=benign if defense.needs_target else None,
+            reference=x if defense.needs_reference else None,
+        )
+        assert torch.equal(given.restored, explicit.restored), defense.name
+        assert torch.equal(given.prediction, explicit.prediction), defense.name
+        # what the entry says it returns is what it returns
+        assert set(given.trace) == set(defense.trace_keys), defense.name
+        assert set(given.extras) == set(defense.extras_keys), defense.name
+
+
+def test_restore_for_names_what_is_missing(digits_cnn, attacked):
+    x, benign, adversarial = attacked
+    with pytest.raises(InputError, match="target="):
+        get_defense("nip-guided").restore_for(digits_cnn, adversarial, clean=x)
+    with pytest.raises(InputError, match="reference="):
+        get_defense("nip-oracle").restore_for(digits_cnn, adversarial, benign=benign)
+    # a defence that needs neither ignores both
+    plain = get_defense("pssr").restore_for(digits_cnn, adversarial)
+    assert plain.restored.shape == adversarial.shape
+
+
+def test_register_refuses_incomplete_entries():
+    class NoMethod(Defense):
+        name, label = "no-method", "No method"
+
+    class NoName(Defense):
+        label = "Nameless"
+
+        def restore_pixels(self, model, x, params, target, reference) -> Restored:
+            return Restored(x)
+
+    with pytest.raises(InputError, match="restore_pixels"):
+        register_defense(NoMethod())
+    with pytest.raises(InputError, match="name and a label"):
+        register_defense(NoName())
+    with pytest.raises(InputError, match="already registered"):
+        register_defense(Identity())
+    with pytest.raises(InputError, match="Defense instance"):
+        register_defense("pssr")  # type: ignore[arg-type]

@@ -1,0 +1,138 @@
+"""A defence the project has never seen, written as ONE new file in a temporary package and
+registered the documented way (docs/architecture.md, "A new defence"; NEURONVIZ_PLUGINS), shows
+up in the Defences page, in a Batch page run and in `neuronviz evaluate --defences` — with no
+other file changed."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+from apptest import assert_healthy, errors, open_page, plotly_titles
+
+from neuronviz import plugins
+
+NAME = "median-3x3"
+SHORT = "Median 3×3"
+
+#: The whole plugin: this file and nothing else (the worked example of docs/architecture.md).
+PLUGIN = '''
+"""Median smoothing: each pixel replaced by the median of its k×k window (the "local smoothing"
+squeezer of Xu, Evans and Qi, Feature Squeezing, NDSS 2018). Label-free, so deployable."""
+
+import torch.nn.functional as F
+
+from neuronviz.defenses import Defense, Restored, register_defense
+from neuronviz.schema import Param
+
+
+class MedianSmoothing(Defense):
+    name = "median-3x3"
+    label = "Median smoothing (feature squeezing)"
+    short_label = "Median 3×3"
+    summary = "label-free local smoothing — deployable"
+    paper = "Xu, Evans, Qi, Feature Squeezing: Detecting Adversarial Examples in DNNs, NDSS 2018"
+    description = "Every pixel becomes the median of its k×k neighbourhood (reflected at the border)."
+    params = (Param("size", "int", 3, "window side k (odd)", 1, 7, "pixels"),)
+    trace_keys = ("changed",)
+
+    def restore_pixels(self, model, x, params, target, reference):
+        k = params["size"] | 1  # an odd window, centred on the pixel
+        padded = F.pad(x, (k // 2,) * 4, mode="reflect") if k > 1 else x
+        windows = padded.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H, W, k, k)
+        restored = windows.flatten(-2).median(-1).values
+        changed = (restored != x).flatten(1).float().mean(1)
+        return Restored(restored, trace={"changed": changed[None]}, notes=("Median of each 3×3 window.",))
+
+
+register_defense(MedianSmoothing())
+'''
+
+
+def _median(x: torch.Tensor) -> torch.Tensor:
+    """The same smoothing written independently (for the expected numbers)."""
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    return torch.stack(
+        [padded[:, :, i : i + x.shape[2], j : j + x.shape[3]] for i in range(3) for j in range(3)], -1
+    ).median(-1).values
+
+
+@pytest.fixture()
+def plugin(tmp_path, monkeypatch):
+    """The plugin on sys.path and in NEURONVIZ_PLUGINS; afterwards the registry is as before."""
+    from neuronviz.defenses import DEFENSES
+
+    module = "nv_plugin_median_defence"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV, module)
+    monkeypatch.setattr(plugins, "_loaded", {})
+    before = list(DEFENSES)
+    yield module
+    for name in [n for n in DEFENSES if n not in before]:
+        DEFENSES.pop(name)
+    sys.modules.pop(module, None)
+
+
+def test_the_plugin_is_the_worked_example_of_the_docs():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = docs.split("### A new defence", 1)[1].split("\n### ", 1)[0]
+    assert f"```python\n{PLUGIN.strip()}\n```" in section
+
+
+def test_the_cli_lists_and_evaluates_it(plugin, tmp_path, capsys, digits_cnn, digits_test):
+    from neuronviz import cli
+
+    assert cli.main(["defences"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{NAME:13s} {SHORT:16s} deployable" in listing and "size" in listing
+
+    out = tmp_path / "evaluation"
+    code = cli.main([
+        "evaluate", "digits-cnn", "--limit", "16", "--attack", "fgsm:eps=0.2", "--defences", f"none;{NAME}",
+        "--out", str(out), "--no-progress", "--device", "cpu",
+    ])
+    assert code == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if f"| {SHORT} |" in line)
+    assert row.startswith("| FGSM | 0.2 | none |") and "| yes |" in row  # deployable
+
+    # the numbers are the smoothing's own: accuracy after it on the attacked and on the clean images
+    from neuronviz.attacks import run_attack
+
+    x, y = digits_test[0][:16], digits_test[1][:16]
+    adversarial = run_attack(digits_cnn, x, "fgsm", {"eps": 0.2}).adversarial  # FGSM draws nothing
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    after_adversarial = float((digits_cnn.predict(_median(adversarial))[0] == y).double().mean())
+    after_clean = float((digits_cnn.predict(_median(x))[0] == y).double().mean())
+    assert cells[-2:] == [f"{100 * after_adversarial:.1f}%", f"{100 * after_clean:.1f}%"]
+
+
+def test_the_defences_page_shows_it(plugin):
+    at = open_page("app_pages/defences.py")
+    assert errors(at) == []
+    assert f"##### {SHORT}" in [m.value for m in at.main.markdown]
+    assert any("label-free local smoothing — deployable" in c.value for c in at.caption)
+    assert plotly_titles(at).count(f"{SHORT} restored") == 1
+    assert any("Median of each 3×3 window." in c.value for c in at.caption)  # its notes
+    [numbers] = [d.value for d in at.main.dataframe if "L∞ to adversarial" in d.value.columns]
+    assert SHORT in list(numbers["image"])
+
+
+def test_a_batch_with_it(plugin):
+    at = open_page("app_pages/batch.py")
+    box = at.checkbox(key=f"batch.{NAME}")
+    assert box.label == "Median smoothing (feature squeezing)"
+    box.check()
+    at.slider(key="batch.n").set_value(10)
+    [button] = [b for b in at.button if b.label == "Run batch"]
+    button.click()
+    at.run()
+    assert_healthy(at)
+    assert errors(at) == []
+    metrics = {m.label: m.value for m in at.metric}
+    assert f"DSR · {SHORT}" in metrics and f"Clean accuracy after {SHORT}" in metrics
