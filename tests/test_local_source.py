@@ -149,7 +149,7 @@ def test_probe_layers_are_the_original_modules(program):
     path, net = program
     exported = local_source.load_program(path)
     original = wrap_model(net, [0.25], [0.5], (28, 28), DIGITS)
-    facts = lambda m: [(i.name, i.kind, i.output_shape) for i in probe_layers(m)]  # noqa: E731
+    facts = lambda m: [(i.name, i.module_type, i.output_shape) for i in probe_layers(m)]  # noqa: E731
     assert facts(exported) == facts(original)
     assert ("block", "BasicBlock", (6, 14, 14)) in facts(exported)
     stem = exported.layer("stem")

@@ -156,7 +156,10 @@ def test_the_sidebar_offers_an_upload_source_with_its_options(fake):
     at = AppTest.from_file(MAIN, default_timeout=180)
     at.run()
     source_box = at.sidebar.button_group(key="model_source")
-    assert source_box.options == ["Built-in", "Your checkpoint", "Fake upload"]
+    # every upload-capable source gets a segment, in registry order; the fake one comes last
+    uploads_offered = [s.label for s in sources_module.list_sources() if s.upload_suffixes and s.name != "checkpoint"]
+    assert source_box.options == ["Built-in", "Your checkpoint", *uploads_offered]
+    assert uploads_offered[-1] == "Fake upload" and "ONNX upload" in uploads_offered
     source_box.set_value("Fake upload").run()
     assert_healthy(at)
     assert at.sidebar.text_input(key="fakeup_bias").value == "0.5"

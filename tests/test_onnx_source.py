@@ -122,7 +122,7 @@ def test_layer_names_are_the_original_modules(stranger_file):
     names = {name for name, _ in model.net.named_modules()}
     # batch norm is folded into the convolution by the exporter; everything else keeps its name
     assert {"stem.0", "stem.2", "gate.conv", "gate.act", "gate.score", "head"} <= names
-    layers = {info.name: info.kind for info in probe_layers(model)}
+    layers = {info.name: info.module_type for info in probe_layers(model)}
     assert layers["stem.0"] == "Conv2d" and layers["gate.conv"] == "Conv2d" and layers["head"] == "Linear"
     assert layers["stem.2"] == "LeakyReLU"
     assert all("/" not in name for name in names)

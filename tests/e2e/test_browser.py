@@ -218,7 +218,8 @@ def test_main_flow_in_chromium(server_url: str, browser):
         assert _metric_value(page, "Prediction") == "9"
         sidebar.get_by_role("radiogroup", name="Source").nth(1).get_by_role("radio", name="Upload").click()
         _wait_for_run(page)
-        sidebar.locator('input[type="file"]').set_input_files(
+        # The image uploader (the sidebar's Session expander, drawn after it, has an uploader too).
+        sidebar.get_by_test_id("stFileUploader").filter(has_text="Image").locator('input[type="file"]').first.set_input_files(
             files=[{"name": "not-an-image.png", "mimeType": "image/png", "buffer": b"plain text"}]
         )
         error = page.get_by_test_id("stAlertContentError").filter(has_text="not-an-image.png")
