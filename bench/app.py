@@ -92,7 +92,7 @@ def bench_analysis(repeats: int) -> tuple[float, float, float]:
     return cold, own, shared
 
 
-def _timed(fn, device) -> float:
+def timed(fn, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
@@ -102,7 +102,7 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - started
 
 
-def _floor_passes(model, image, result) -> list[tuple[str, int, object]]:
+def floor_passes(model, image, result) -> list[tuple[str, int, object]]:
     """The passes the analysis needs: (what, how many times, function), each run alone."""
     from neuronviz.defenses.pssr import inpaint, load_regenerator, salient_mask
 
@@ -161,13 +161,13 @@ def bench_floor(name: str, weights, repeats: int, device: str = "cpu") -> dict:
         image = torch.rand(1, model.channels, *model.input_size, generator=torch.Generator().manual_seed(0))
     choice = analysis.AttackChoice()
     result = analysis.compute_analysis(model, image, choice)  # warm-up, and the counts (NIP steps)
-    passes = _floor_passes(model, image, result)
+    passes = floor_passes(model, image, result)
     for _, _, fn in passes:
         fn()  # warm-up
     totals, floors, ratios = [], [], []
     for _ in range(repeats):
-        total = _timed(lambda: analysis.compute_analysis(model, image, choice), model.device)
-        floor = sum(_timed(fn, model.device) for _, count, fn in passes for _ in range(count))
+        total = timed(lambda: analysis.compute_analysis(model, image, choice), model.device)
+        floor = sum(timed(fn, model.device) for _, count, fn in passes for _ in range(count))
         totals.append(total)
         floors.append(floor)
         ratios.append(total / floor)
