@@ -82,3 +82,18 @@ def test_register_refuses_incomplete_entries():
         register_defense(Identity())
     with pytest.raises(InputError, match="Defense instance"):
         register_defense("pssr")  # type: ignore[arg-type]
+
+
+def test_unavailable_says_why_and_a_direct_call_raises_the_same_words(digits_cnn):
+    from neuronviz.models import wrap_model
+
+    assert all(d.unavailable(digits_cnn) is None for d in list_defenses())
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    net(torch.zeros(1, 3, 16, 16))
+    other = wrap_model(net, [0.5] * 3, [0.25] * 3, (16, 16), tuple(f"c{i}" for i in range(5)))
+    reactive = get_defense("nip-reactive")
+    reason = reactive.unavailable(other)
+    assert reason is not None and "28×28 digits models" in reason
+    assert [d.name for d in list_defenses() if d.unavailable(other) is not None] == ["nip-reactive"]
+    with pytest.raises(InputError, match="28×28 digits models"):
+        reactive.restore_for(other, torch.rand(1, 3, 16, 16), benign=None)

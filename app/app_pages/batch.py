@@ -201,7 +201,7 @@ def render() -> None:
         return
     st.caption(f"Images: {chosen.images.description}.")
 
-    submitted, extra = batch_form()
+    submitted, extra = batch_form(model)
     if submitted:
         defences = (*batch.DEFAULT_DEFENCES, *extra)
         bar = st.progress(0.0, text="Starting…")
@@ -224,19 +224,22 @@ def render() -> None:
     show_result(model, choice, last)
 
 
-def batch_form() -> tuple[bool, list[str]]:
-    """The optional defences, in a form: (submitted, defences)."""
+def batch_form(model: PixelModel) -> tuple[bool, list[str]]:
+    """The optional defences, in a form: (submitted, defences). A defence that cannot run on this
+    model is shown unticked and disabled, with its reason as the help."""
     with st.form("batch.form", enter_to_submit=False):
         st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
-        extra = [
-            name
-            for name in optional_defences()
+        extra = []
+        for name in optional_defences():
+            defense = get_defense(name)
+            reason = defense.unavailable(model)
             if st.checkbox(
-                get_defense(name).label,
+                defense.label,
                 key=defence_key(name),
-                help=get_defense(name).description,
-            )
-        ]
+                help=defense.description if reason is None else reason,
+                disabled=reason is not None,
+            ) and reason is None:
+                extra.append(name)
         submitted = st.form_submit_button("Run batch", type="primary", icon=":material/play_arrow:")
     return submitted, extra
 

@@ -140,6 +140,11 @@ def render() -> None:
             parameter_form(name, model, result)
     for column, name in zip(st.columns(len(order), gap="medium"), order):
         with column:
+            reason = get_defense(name).unavailable(model)
+            if reason is not None:  # not for this model at all: say why instead of an error
+                st.info(reason, icon=":material/block:")
+                restorations[name] = None
+                continue
             with st.spinner(f"Running {short[name]}…"):
                 restoration = restorations[name] = run(name, model, result)
             if restoration is not None:

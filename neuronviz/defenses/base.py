@@ -105,6 +105,13 @@ class Defense:
     def deployable(self) -> bool:
         return not self.oracle
 
+    def unavailable(self, model: PixelModel) -> str | None:
+        """Why this defence cannot run on ``model`` at all, in the dashboard's words (None: it can).
+
+        Pages show the reason in place of the defence's result instead of an error; a direct
+        call on such a model still raises :class:`InputError` with the same words."""
+        return None
+
     @property
     def short(self) -> str:
         """The short label, or the label when the entry has none."""

@@ -205,13 +205,21 @@ def class_profiles(model: PixelModel, images: torch.Tensor, labels: torch.Tensor
     return profiles
 
 
+def _no_profiles(model: PixelModel) -> str | None:
+    """Why no class profiles can be built for ``model`` (None: the digits training split fits it)."""
+    if model.channels == 1 and model.input_size == (28, 28) and model.num_classes == 10:
+        return None
+    return (
+        "Reactive NIP needs class influence profiles from benign images of every class; they are built "
+        "automatically only for the 28×28 digits models (from their training split)."
+    )
+
+
 def _profiles_for(model: PixelModel, layer: str) -> torch.Tensor:
     """Class profiles for an embedded digits model, from the digits training split (cached)."""
-    if not (model.channels == 1 and model.input_size == (28, 28) and model.num_classes == 10):
-        raise InputError(
-            "reactive NIP needs class influence profiles from benign images of every class; they are built "
-            "automatically only for the 28×28 digits models (from their training split)"
-        )
+    reason = _no_profiles(model)
+    if reason is not None:
+        raise InputError(reason)
 
     def make() -> torch.Tensor:
         from neuronviz.datasets import digits
@@ -242,6 +250,9 @@ class NIPReactive(Defense):
         "The paper's reactive defence is not specified. Candidate classes + benign class profiles (cosine "
         "similarity of per-channel influence at the layer) are this project's reconstruction."
     )
+
+    def unavailable(self, model: PixelModel) -> str | None:
+        return _no_profiles(model)
 
     def restore_pixels(self, model, x, params, target, reference) -> Restored:
         layer = _layer(model, params["layer"])
