@@ -45,7 +45,7 @@ from torch import nn
 
 from neuronviz.attacks import get_attack, run_attack
 from neuronviz.errors import InputError
-from neuronviz.influence import probe_layers
+from neuronviz.influence import probe_layers, spearman
 from neuronviz.models.pixel import PixelModel
 from neuronviz.probe import probe
 
@@ -319,13 +319,8 @@ def _check_unit(value: float, name: str, low_open: bool = False) -> float:
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant."""
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(a.numpy()), rankdata(b.numpy())
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rank correlation of two per-filter scores (:func:`neuronviz.influence.spearman`)."""
+    return spearman(a.numpy(), b.numpy())
 
 
 def targeting(clean: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:

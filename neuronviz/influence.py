@@ -547,12 +547,24 @@ class InfluenceShift:
         }
 
 
-def _rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    from scipy.stats import kendalltau, spearmanr
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant.
+    The one rank correlation of the project (influence shifts, filter rankings)."""
+    from scipy.stats import spearmanr
 
     if np.all(a == a[0]) or np.all(b == b[0]):
-        return float("nan"), float("nan")
-    return float(spearmanr(a, b).statistic), float(kendalltau(a, b).statistic)
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Spearman, Kendall τ-b) of two rankings; NaN for both when either side is constant."""
+    from scipy.stats import kendalltau
+
+    rho = spearman(a, b)
+    if np.isnan(rho):
+        return rho, float("nan")
+    return rho, float(kendalltau(a, b).statistic)
 
 
 def influence_shift(
@@ -581,7 +593,7 @@ def influence_shift(
     pair = groups.labels.long() * 3 + after_groups.labels.long()
     for image in range(n):
         transition[image] = torch.bincount(pair[image], minlength=9).reshape(3, 3)
-    correlations = [_rank_correlations(before.values[i].numpy(), after.values[i].numpy()) for i in range(n)]
+    correlations = [rank_correlations(before.values[i].numpy(), after.values[i].numpy()) for i in range(n)]
     delta_influence = after.values - before.values
     delta_activation = after.activations - before.activations
     front_delta = delta_influence.gather(1, groups.front)
