@@ -40,10 +40,10 @@ import torch
 from app import state
 from neuronviz import export
 from neuronviz import provenance as provenance_lib
-from neuronviz._digest import tensor_digest
 from neuronviz.analysis import Analysis
 from neuronviz.analysis import provenance as analysis_provenance
 from neuronviz.attacks import AttackTrace
+from neuronviz.digest import tensor_digest
 from neuronviz.influence import InfluenceMap, InfluenceShift
 from neuronviz.models import PixelModel
 

@@ -39,7 +39,7 @@ import torch
 
 import neuronviz.cache
 from app import store
-from neuronviz._digest import tensor_digest
+from neuronviz.digest import tensor_digest
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
 from neuronviz.models import PixelModel, create_model, get_source, resolve_device, source_for

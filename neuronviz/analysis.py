@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuronviz._digest import tensor_digest
 from neuronviz.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
 from neuronviz.defenses import Restoration, get_defense
+from neuronviz.digest import tensor_digest
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
 from neuronviz.models import PixelModel

@@ -70,7 +70,7 @@ def model_record(model) -> dict[str, Any]:
 
 def tensor_set_digest(images: torch.Tensor, labels: torch.Tensor, ids: Sequence[str] = ()) -> str:
     """SHA-256 of every byte of the images and labels and of the image ids, in order."""
-    from neuronviz._digest import tensor_digest
+    from neuronviz.digest import tensor_digest
 
     h = hashlib.sha256()
     h.update(tensor_digest(images).encode())

@@ -41,7 +41,7 @@ def test_cli_figure_equals_the_library(tmp_path, digits_cnn):
     assert numbers == expected
     record = json.loads((tmp_path / "fig.svg.provenance.json").read_text())
     assert record["model"]["content_hash"] == digits_cnn.content_hash
-    from neuronviz._digest import tensor_digest
+    from neuronviz.digest import tensor_digest
 
     assert record["image"] == {"name": "digit-test-3", "shape": [1, 1, 28, 28],
                                "content_hash": tensor_digest(load_sample("digit-test-3", digits_cnn))}

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from neuronviz import budget
-from neuronviz._digest import state_digest
+from neuronviz.digest import state_digest
 from neuronviz.errors import InputError
 
 
