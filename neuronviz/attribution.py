@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neuronviz.entries import Registry
 from neuronviz.errors import InputError
 from neuronviz.layers import default_layer, described_layers, layer_info, token_grid, transformer_blocks
 from neuronviz.models.pixel import PixelModel
@@ -84,37 +85,28 @@ class AttributionMethod:
         return f"<attribution {self.name!r}>"
 
 
-_ATTRIBUTIONS: dict[str, AttributionMethod] = {}
+_ATTRIBUTIONS: Registry[AttributionMethod] = Registry("attribution method", AttributionMethod)
 
 
 def register_attribution(method: AttributionMethod) -> AttributionMethod:
     """Add an attribution method (an :class:`AttributionMethod` instance); its name becomes a
     valid ``method=`` of :func:`input_attribution` and the pages list it. Returns it."""
-    if not isinstance(method, AttributionMethod):
-        raise InputError(f"register_attribution needs an AttributionMethod, got {type(method).__name__}")
-    if not method.name or not isinstance(method.name, str):
-        raise InputError("an attribution method needs a name")
-    if method.name in _ATTRIBUTIONS and type(_ATTRIBUTIONS[method.name]) is not type(method):
-        raise InputError(f"an attribution method named {method.name!r} is registered already")
-    _ATTRIBUTIONS[method.name] = method
-    return method
+    return _ATTRIBUTIONS.register(method)
 
 
 def get_attribution(name: str) -> AttributionMethod:
     """The registered attribution method ``name`` (an :class:`InputError` listing the names if unknown)."""
-    if name not in _ATTRIBUTIONS:
-        raise InputError(f"method must be one of {tuple(_ATTRIBUTIONS)}, got {name!r}")
-    return _ATTRIBUTIONS[name]
+    return _ATTRIBUTIONS.get(name)
 
 
 def unregister_attribution(name: str) -> None:
     """Remove a registered attribution method (a test's, or a plugin's being reloaded); a missing name is no error."""
-    _ATTRIBUTIONS.pop(name, None)
+    _ATTRIBUTIONS.unregister(name)
 
 
 def list_attributions() -> list[AttributionMethod]:
     """Every registered attribution method, built-ins first."""
-    return list(_ATTRIBUTIONS.values())
+    return _ATTRIBUTIONS.entries()
 
 
 class SaliencyMethod(AttributionMethod):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuronviz.entries import Registry
 from neuronviz.errors import InputError
 from neuronviz.layers import LayerInfo as LayerInfo  # the layer description lives in neuronviz.layers;
 from neuronviz.layers import check_tokens, influence_product, layer_info, neuron_sums
@@ -157,37 +158,28 @@ class InfluenceMethod:
         return f"<influence method {self.name!r}>"
 
 
-_INFLUENCE_METHODS: dict[str, InfluenceMethod] = {}
+_INFLUENCE_METHODS: Registry[InfluenceMethod] = Registry("influence method", InfluenceMethod)
 
 
 def register_influence_method(method: InfluenceMethod) -> InfluenceMethod:
     """Add an influence method (an instance of an :class:`InfluenceMethod` subclass); its name
     becomes a valid ``method=`` of :func:`neuron_influence`. Returns it (usable as a decorator's result)."""
-    if not isinstance(method, InfluenceMethod):
-        raise InputError(f"register_influence_method needs an InfluenceMethod, got {type(method).__name__}")
-    if not method.name or not isinstance(method.name, str):
-        raise InputError("an influence method needs a name")
-    if method.name in _INFLUENCE_METHODS and type(_INFLUENCE_METHODS[method.name]) is not type(method):
-        raise InputError(f"an influence method named {method.name!r} is registered already")
-    _INFLUENCE_METHODS[method.name] = method
-    return method
+    return _INFLUENCE_METHODS.register(method)
 
 
 def get_influence_method(name: str) -> InfluenceMethod:
     """The registered influence method ``name`` (an :class:`InputError` listing the names if unknown)."""
-    if name not in _INFLUENCE_METHODS:
-        raise InputError(f"method must be one of {tuple(_INFLUENCE_METHODS)}, got {name!r}")
-    return _INFLUENCE_METHODS[name]
+    return _INFLUENCE_METHODS.get(name)
 
 
 def unregister_influence_method(name: str) -> None:
     """Remove a registered influence method (a test's, or a plugin's being reloaded); a missing name is no error."""
-    _INFLUENCE_METHODS.pop(name, None)
+    _INFLUENCE_METHODS.unregister(name)
 
 
 def list_influence_methods() -> list[InfluenceMethod]:
     """Every registered influence method, built-ins first."""
-    return list(_INFLUENCE_METHODS.values())
+    return _INFLUENCE_METHODS.entries()
 
 
 class GradientTimesActivation(InfluenceMethod):
