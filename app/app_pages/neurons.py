@@ -71,7 +71,8 @@ def render() -> None:
     st.caption(
         "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
         "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
-        "neuron = activation × gradient of the benign class's logit, summed over a channel's positions."
+        "neuron = activation × gradient of the benign class's logit, summed over a channel's positions (over the "
+        "tokens for a transformer's token layers; its attention heads are neurons too)."
     )
     found = components.selection_and_analysis()
     if found is None:
