@@ -77,6 +77,10 @@ Samples
     class of the digits test split (``neuronviz.datasets``), and for 3-channel models the
     photographs in ``assets/samples/photos/`` (public domain / CC0, from scikit-image; see
     ``assets/samples/LICENSES.md``). :func:`load_sample` loads one by id.
+
+Longer than 500 lines on purpose: every way an image reaches a model (file, upload, PIL image,
+array, sample) goes through the one validator and the one geometry (resize, crop, pad,
+interpolation, ``crop_pct``) kept here, so that no path can skip a check.
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ letters a, b, c…, font sizes in points.
 tests); :func:`chart_data` computes what the ε sweep and filter charts need beyond the analysis
 (more attacks, the first layer's maps), for the page (cached) and the CLI alike. Nothing here
 imports Streamlit.
+
+Longer than 500 lines on purpose: one paper figure is one layout (panel grid, print theme, panel
+letters, sizes in mm) shared by every chart it can hold; each chart's embedding is a short
+function next to the others so that their spacing rules stay one set.
 """
 
 from __future__ import annotations
