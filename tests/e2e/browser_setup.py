@@ -3,6 +3,7 @@ its launch arguments (see ../shared/ENVIRONMENT.md)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,3 +16,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Stop a test's Streamlit server: terminate, then kill if it has not exited within 15 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=15)

@@ -1,4 +1,5 @@
-"""The fixture every real-browser test needs: Debian's chromium (constants in browser_setup.py)."""
+"""The fixtures every real-browser test needs: Debian's chromium and one browser per module
+(constants in browser_setup.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from browser_setup import CHROMIUM
+from browser_setup import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,14 @@ def chromium_path() -> Path:
             pytest.fail(f"{reason}; CI must install it")
         pytest.skip(reason)
     return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()

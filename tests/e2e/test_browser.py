@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_setup import CHROMIUM_ARGS, ROOT
+from browser_setup import ROOT, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -84,23 +84,8 @@ def _serve() -> Iterator[str]:
         _wait_until_healthy(url, server, log)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
+        stop_server(server)
 
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def _wait_for_run(page) -> None:

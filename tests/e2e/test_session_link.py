@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from browser_setup import CHROMIUM_ARGS, ROOT
+from browser_setup import ROOT, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -63,23 +63,8 @@ def fresh_server() -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
+        stop_server(server)
 
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def expect(locator):
