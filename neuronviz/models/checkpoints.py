@@ -147,11 +147,7 @@ def inspect_checkpoint(path: str | Path) -> Checkpoint:
     if size == 0:
         raise CheckpointError(f"checkpoint {path.name} is empty (0 bytes)")
     caps = settings.limits()
-    if size > caps.max_checkpoint_bytes:
-        raise CheckpointError(
-            f"{path.name} is {format_bytes(size)}; checkpoints up to {format_bytes(caps.max_checkpoint_bytes)} "
-            f"are read here{_shared_note(caps)}. Use a smaller model."
-        )
+    check_size(path.name, size, "checkpoints", caps)
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         checkpoint = _inspect_safetensors(path, size, caps)
@@ -205,6 +201,17 @@ def is_torchscript_archive(path: Path) -> bool:
 
 def _is_torchscript(names: list[str]) -> bool:
     return any(part == "code" for name in names for part in name.split("/")[1:2])
+
+
+def check_size(label: str, size: int, what: str, caps: settings.Limits) -> None:
+    """The one size gate of every model file (checkpoints, ONNX files, torch.export programs),
+    before a byte of it is read: a :class:`CheckpointError` beyond the cap."""
+    if size > caps.max_checkpoint_bytes:
+        raise CheckpointError(
+            f"{label} is {format_bytes(size)}; {what} up to {format_bytes(caps.max_checkpoint_bytes)} are read "
+            f"here{_shared_note(caps)}. Nothing was read.",
+            ui_hint="Use a smaller model.",
+        )
 
 
 def _shared_note(caps: settings.Limits) -> str:

@@ -66,6 +66,7 @@ from torch import nn
 
 from neuronviz import settings
 from neuronviz.errors import CheckpointError, InputError, ModelNotFoundError
+from neuronviz.models.checkpoints import check_size
 from neuronviz.models.onnx_source import (
     DEFAULT_SIDE,
     check_outputs,
@@ -75,7 +76,6 @@ from neuronviz.models.onnx_source import (
 )
 from neuronviz.models.pixel import ModelMeta, PixelModel
 from neuronviz.models.sources import ModelInfo, ModelSource, register_source
-from neuronviz.settings import format_bytes
 
 ENV = "NEURONVIZ_MODELS"
 PREFIX = "local:"
@@ -439,10 +439,7 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         size = path.stat().st_size
     except OSError as error:
         raise ModelNotFoundError(f"{path}: cannot read the program ({error.strerror})", ui_hint=_HINT) from None
-    if size > caps.max_checkpoint_bytes:
-        raise CheckpointError(
-            f"{label} is {format_bytes(size)}; programs up to {format_bytes(caps.max_checkpoint_bytes)} are read here. Nothing was read."
-        )
+    check_size(label, size, "programs", caps)
     extra = {METADATA_FILE: ""}
     try:
         program = torch.export.load(path, extra_files=extra)

@@ -60,6 +60,7 @@ from torch import nn
 
 from neuronviz import settings
 from neuronviz.errors import CheckpointError, InputError
+from neuronviz.models.checkpoints import check_size
 from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.models.registry import parse_class_names
 from neuronviz.models.sources import ModelInfo, ModelSource, OptionField, register_source
@@ -304,13 +305,7 @@ def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, nam
         size = path.stat().st_size
     except OSError as error:
         raise CheckpointError(f"{label}: cannot read the file ({error.strerror})", ui_hint=_HINT) from None
-    if size > caps.max_checkpoint_bytes:
-        note = " (a shared server's limit)" if caps.shared_server else ""
-        raise CheckpointError(
-            f"{label} is {format_bytes(size)}; ONNX models up to {format_bytes(caps.max_checkpoint_bytes)} are read here{note}. "
-            "Nothing was read.",
-            ui_hint="Use a smaller model.",
-        )
+    check_size(label, size, "ONNX models", caps)
     return load_onnx_bytes(path.read_bytes(), label, options, name=name or path.stem)
 
 
