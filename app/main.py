@@ -60,7 +60,7 @@ if "app.sidebar" not in sys.modules:  # the first run in this server process: im
 
 from app import boundary, components, sidebar  # noqa: E402
 from app import url_state as session  # noqa: E402
-from neuronviz.core.models import local_source, onnx_source  # noqa: E402, F401  (they register ONNX uploads and local models)
+from neuronviz.core.models import local_source  # noqa: E402
 from neuronviz.infra import plugins  # noqa: E402
 
 

@@ -31,6 +31,7 @@ import streamlit as st
 
 from app import choices, components, sidebar, state, store
 from app import runs as analysis
+from neuronviz.figures import page_controls
 from neuronviz.infra.errors import NeuronvizError
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.workflows import session_record as library
@@ -97,7 +98,7 @@ def _controls() -> dict[str, Control]:
         "sensitivity.source": Control("choice", "image", options=("image", "set")),
         "batch.per_class_metric": Control("choice", "accuracy", options=("accuracy", "attack_success")),
     }
-    table.update({key: control for key, control in library.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
+    table.update({key: control for key, control in page_controls.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
     return table
 
 

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from neuronviz.figures import compose
+from neuronviz.figures import compose, page_controls
 from neuronviz.infra.errors import InputError
 from neuronviz.workflows import analysis
 from neuronviz.workflows import session_record as session
 from neuronviz.workflows.session_record import Control, SessionRecord
 
 CONTROLS = {
-    **session.figure_controls(),
+    **page_controls.figure_controls(),
     "neurons.layer": Control("layer"),
     "neurons.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
 }
@@ -30,7 +30,7 @@ def test_the_defaults_are_the_dashboard_defaults():
     record = SessionRecord()
     assert (record.model, record.attack, record.seed, record.target) == ("digits-cnn", analysis.DEFAULT_ATTACK, 0, None)
     assert record.to_query(CONTROLS) == {}  # a fresh session's link has no query at all
-    page_defaults = SessionRecord(page={k: v for k, v in session.FIGURE_DEFAULTS.items()})
+    page_defaults = SessionRecord(page={k: v for k, v in page_controls.FIGURE_DEFAULTS.items()})
     assert page_defaults.to_query(CONTROLS) == {}  # controls at their defaults are left out too
 
 
@@ -132,9 +132,9 @@ def test_not_a_session_file():
 
 
 def test_figure_spec_from_controls():
-    spec = session.figure_spec({})
+    spec = page_controls.figure_spec({})
     assert spec.panels == compose.PANELS and spec.charts == compose.DEFAULT_CHARTS and spec.width_mm == 178.0
-    spec = session.figure_spec({"figure.width_preset": "custom", "figure.unit": "in", "figure.width_value.in": 3.5,
+    spec = page_controls.figure_spec({"figure.width_preset": "custom", "figure.unit": "in", "figure.width_value.in": 3.5,
                                 "figure.auto_height": False, "figure.height_value.in": 2.0, "figure.charts": ["filters"],
                                 "figure.layer": "features.3", "group_fraction": 0.2})
     assert spec.width_mm == pytest.approx(88.9) and spec.height_mm == pytest.approx(50.8)

@@ -18,11 +18,10 @@ import streamlit as st
 from app import components
 from app import runs as analysis
 from app import url_state as sessions_app
-from neuronviz.figures import compose
+from neuronviz.figures import compose, page_controls
 from neuronviz.infra.errors import NeuronvizError
 from neuronviz.workflows import analysis as library
 from neuronviz.workflows import export
-from neuronviz.workflows import session_record as sessions
 
 WIDTHS = {"single": "Single column (85 mm)", "double": "Double column (178 mm)", "custom": "Custom"}
 KEYS = (
@@ -50,7 +49,7 @@ def render() -> None:
     if st.session_state.get("figure.layer") not in result.layers:
         st.session_state["figure.layer"] = result.default_layer
     # First visits start from these values (through session state, so no widget also gets a default).
-    for key, value in sessions.FIGURE_DEFAULTS.items():
+    for key, value in page_controls.FIGURE_DEFAULTS.items():
         st.session_state.setdefault(key, list(value) if isinstance(value, list) else value)
 
     # -- what to draw ----------------------------------------------------------------------------------
@@ -118,7 +117,7 @@ def render() -> None:
         dpi = triple[2].selectbox("PNG resolution", export.DPI_CHOICES, key="figure.dpi", format_func=lambda d: f"{d} dpi")
 
     # The spec from the controls' values, as `python -m neuronviz figure --session` builds it from a session file.
-    spec = sessions.figure_spec({key: st.session_state[key] for key in KEYS if key in st.session_state}, group_size=size)
+    spec = page_controls.figure_spec({key: st.session_state[key] for key in KEYS if key in st.session_state}, group_size=size)
     data: dict[str, Any] = {}
     if any(chart in spec.charts for chart in compose.EXTRA_CHARTS):
         with st.spinner("Computing the ε sweep and the first-layer maps (cached)…"):

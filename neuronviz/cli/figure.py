@@ -174,6 +174,7 @@ def build_session(args: argparse.Namespace):
     that saved the session. Messages about values the session could not use go to stderr."""
     from neuronviz.core.models import load_model
     from neuronviz.data.images import list_samples, load_image_with_info, load_sample
+    from neuronviz.figures import page_controls
     from neuronviz.figures.compose import chart_data, compose_figure, figure_numbers
     from neuronviz.methods.influence import probe_layers
     from neuronviz.workflows import analysis
@@ -182,7 +183,7 @@ def build_session(args: argparse.Namespace):
     path = Path(args.session)
     if not path.is_file():
         raise InputError(f"--session {path}: no such file")
-    controls = session.figure_controls()
+    controls = page_controls.figure_controls()
     record, messages = session.from_json(path.read_bytes(), controls)
     device = args.device or record.device
     if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
@@ -224,12 +225,12 @@ def build_session(args: argparse.Namespace):
         print(f"warning: {message}", file=sys.stderr)
     choice = analysis.AttackChoice.make(record.attack, dict(record.params), target=record.target, seed=record.seed)
     result = analysis.compute_analysis(model, image.cpu(), choice)
-    spec = session.figure_spec(record.page)
+    spec = page_controls.figure_spec(record.page)
     data = chart_data(model, result, spec)
     fig = compose_figure(result, model.class_names, spec, true_class=true_class, data=data)
     numbers = figure_numbers(result, model.class_names, spec, data)
     defences = [p for p in spec.panels if p in analysis.RESTORATIONS] or list(analysis.RESTORATIONS)
-    dpi = int(record.page.get("figure.dpi", session.FIGURE_DEFAULTS["figure.dpi"]))
+    dpi = int(record.page.get("figure.dpi", page_controls.FIGURE_DEFAULTS["figure.dpi"]))
     args.dpi = dpi
     record_ = analysis.provenance(
         model, result, image_name, defences=defences,

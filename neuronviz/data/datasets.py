@@ -32,12 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neuronviz.core.models.builtin import DIGITS_CLASSES, DIGITS_SIZE  # noqa: F401 (DIGITS_CLASSES: the data set's classes, read from here)
 from neuronviz.infra.errors import DataError, InputError, SharedServerError
+from neuronviz.infra.limits import MAX_FILE_BYTES
 
-DIGITS_SIZE = 28
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
-DIGITS_CLASSES = tuple(str(i) for i in range(10))
 SPLITS = ("train", "test", "all")
 
 
@@ -271,7 +271,6 @@ def read_zip(source: str | os.PathLike | bytes | BinaryIO, label: str | None = N
     """
     import zipfile
 
-    from neuronviz.data.images import MAX_FILE_BYTES
     from neuronviz.infra import settings
 
     caps = settings.limits()

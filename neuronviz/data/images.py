@@ -102,7 +102,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from neuronviz.core.models.pixel import ImagePolicy, PixelModel
+from neuronviz.core.models.standard_sources import assets_dir
+from neuronviz.data.datasets import digits, digits_by_class
 from neuronviz.infra.errors import ImageError, InputError
+from neuronviz.infra.limits import MAX_FILE_BYTES  # largest encoded image: 50 MB
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -122,9 +125,6 @@ __all__ = [
 #: 40 million covers every phone and most camera photos (8000×5000) while bounding the memory a
 #: single upload can take (one float32 RGB copy of 40 M pixels is 480 MB).
 MAX_PIXELS: int = 40_000_000
-
-#: Largest accepted encoded image (file, upload or bytes): 50 MB.
-MAX_FILE_BYTES: int = 50_000_000
 
 #: Pillow format ids that are opened. Others (EPS runs Ghostscript; PDF, PSD, FITS, ...) are
 #: refused as "not an image". MPO (multi-picture JPEG from some cameras) comes with "JPEG".
@@ -274,8 +274,6 @@ def sample_digits(n_per_class: int = 5, split: str = "test") -> tuple[torch.Tens
     Ordered by class, then by index in ``neuronviz.data.datasets.digits(split)``. A class with fewer
     images than ``n_per_class`` contributes all it has.
     """
-    from neuronviz.data.datasets import digits
-
     indices = _digit_indices(n_per_class, split)
     x, y = digits(split)
     index = torch.tensor([i for _, i in indices], dtype=torch.long)
@@ -331,7 +329,6 @@ def load_sample(sample_id: str, model: PixelModel) -> torch.Tensor:
         raise InputError(f"model must be a PixelModel, got {type(model).__name__}")
     match = re.fullmatch(r"digit-(train|test|all)-(\d+)", sample_id)
     if match:
-        from neuronviz.data.datasets import digits
 
         split, index = match.group(1), int(match.group(2))
         x, _ = digits(split)
@@ -389,7 +386,6 @@ _PHOTOS: tuple[_Photo, ...] = (
 
 
 def _photos_dir() -> Path:
-    from neuronviz.core.models.standard_sources import assets_dir
 
     return assets_dir() / "samples" / "photos"
 
@@ -403,7 +399,6 @@ def _class_index(model: PixelModel, name: str) -> int | None:
 
 def _digit_indices(n_per_class: int, split: str) -> list[tuple[int, int]]:
     """``[(label, index), ...]``: the first ``n_per_class`` indices of each class, by class."""
-    from neuronviz.data.datasets import digits_by_class
 
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1:
         raise InputError(f"n_per_class must be a positive integer, got {n_per_class!r}")

@@ -457,14 +457,3 @@ def user_evaluation_set(kind: str, model: PixelModel, options: Mapping[str, str]
     if kind == "zip":
         return EvaluationSet.from_zip(where, model, limit=limit)
     return EvaluationSet.from_torchvision(kind, where, model, split=values.get("split", "test"), limit=limit)
-
-
-def user_dataset(kind: str, model: PixelModel, options: dict[str, str]) -> Any:
-    """:func:`user_evaluation_set` as an :class:`neuronviz.workflows.evaluate.Dataset` (the loader the
-    evaluate command registers for each of :data:`USER_DATASETS`)."""
-    from neuronviz.workflows.evaluate import Dataset
-
-    found = user_evaluation_set(kind, model, options)
-    spec = f"{kind}:{found.origin}" + (f",limit={options['limit']}" if "limit" in options else "")
-    files = tuple(str(Path(found.origin) / i) for i in found.ids) if kind == "folder" else ()
-    return Dataset(spec=spec, images=found.images, labels=found.labels, ids=found.ids, description=found.description, files=files)

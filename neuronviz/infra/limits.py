@@ -18,17 +18,15 @@ MAX_BATCH = 1024
 #: one attack request may ask for. PGD-20 on 256 images is 10,240; AutoAttack "standard" on 64
 #: digits is about 1,000,000 at worst. Larger requests are refused with the estimate and this cap.
 MAX_WORK = 2_000_000
+#: Largest accepted encoded image (file, upload, bytes or zip member): 50 MB. Read by
+#: :mod:`neuronviz.data.images` (before decoding) and :mod:`neuronviz.data.datasets` (zip members).
+MAX_FILE_BYTES: int = 50_000_000
 
 
-def check_batch(x, what: str, model=None) -> None:
+def check_batch(x, what: str) -> None:
     """Refuse a batch of more than :data:`MAX_BATCH` images (the first dimension) for ``what``
     (e.g. ``"run_attack"``) with an :class:`InputError` naming the size, the cap and the remedy.
-    With ``model``, also refuse a model that is not a PixelModel
-    (:func:`neuronviz.core.models.pixel.require_pixel_model`)."""
-    if model is not None:
-        from neuronviz.core.models.pixel import require_pixel_model
-
-        require_pixel_model(model, what)
+    (The PixelModel check is :func:`neuronviz.core.models.pixel.require_pixel_model`.)"""
     if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] > MAX_BATCH:
         raise InputError(
             f"{what}: {x.shape[0]} images in one request; the cap is {MAX_BATCH} (neuronviz.infra.limits.MAX_BATCH). "

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neuronviz.core.models.pixel import PixelModel
+if TYPE_CHECKING:  # types only: infra imports nothing from the layers above it
+    from neuronviz.core.models.pixel import PixelModel
 from neuronviz.infra.errors import InputError
 
 

@@ -36,7 +36,7 @@ from neuronviz.core.layers import LayerInfo as LayerInfo  # the layer descriptio
 from neuronviz.core.layers import check_tokens, influence_product, layer_info, neuron_sums
 from neuronviz.core.layers import default_layer as default_layer  # these names stay importable from here
 from neuronviz.core.layers import probe_layers as probe_layers
-from neuronviz.core.models.pixel import PixelModel
+from neuronviz.core.models.pixel import PixelModel, require_pixel_model
 from neuronviz.core.probe import probe, tap, without_inplace
 from neuronviz.infra.errors import InputError
 from neuronviz.infra.limits import check_batch
@@ -286,7 +286,8 @@ def neuron_influence(
     Returns:
         ``{layer: InfluenceMap}`` in the order of ``layers``, detached CPU tensors.
     """
-    check_batch(x, "neuron_influence", model=model)  # neuronviz.infra.limits: batch cap, PixelModel check
+    require_pixel_model(model, "neuron_influence")
+    check_batch(x, "neuron_influence")  # neuronviz.infra.limits: batch cap
     entry = get_influence_method(method)
     if granularity not in GRANULARITIES:
         raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")

@@ -51,7 +51,9 @@ import numpy as np
 import torch
 
 from neuronviz.core.models.pixel import PixelModel
-from neuronviz.data.labelled import USER_DATASETS, user_dataset
+from neuronviz.data.datasets import SPLITS, digits
+from neuronviz.data.images import list_samples
+from neuronviz.data.labelled import USER_DATASETS, evaluation_set, is_digits_model, user_evaluation_set
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.infra.schema import parse_eps
 from neuronviz.methods.attacks import get_attack, resolve_params, resolve_target
@@ -176,9 +178,6 @@ def _options(name: str, options: dict[str, str], allowed: Sequence[str]) -> dict
 
 
 def _digits_dataset(model: PixelModel, options: dict[str, str]) -> Dataset:
-    from neuronviz.data.datasets import SPLITS, digits
-    from neuronviz.data.labelled import is_digits_model
-
     split = _options("digits", options, ("split",)).get("split", "test")
     if split not in SPLITS:
         raise InputError(f"digits: split must be one of {SPLITS}, got {split!r}")
@@ -195,13 +194,19 @@ def _digits_dataset(model: PixelModel, options: dict[str, str]) -> Dataset:
 
 
 def _samples_dataset(model: PixelModel, options: dict[str, str]) -> Dataset:
-    from neuronviz.data.images import list_samples
-    from neuronviz.data.labelled import evaluation_set
-
     _options("samples", options, ())
     labelled = sum(1 for s in list_samples(model) if s.true_class is not None)
     found = evaluation_set(model, max(labelled, 1))
     return Dataset(spec="samples", images=found.images, labels=found.labels, ids=found.ids, description=found.description)
+
+
+def user_dataset(kind: str, model: PixelModel, options: dict[str, str]) -> Dataset:
+    """:func:`neuronviz.data.labelled.user_evaluation_set` as a :class:`Dataset` (the loader
+    registered for each of :data:`neuronviz.data.labelled.USER_DATASETS`)."""
+    found = user_evaluation_set(kind, model, options)
+    spec = f"{kind}:{found.origin}" + (f",limit={options['limit']}" if "limit" in options else "")
+    files = tuple(str(Path(found.origin) / i) for i in found.ids) if kind == "folder" else ()
+    return Dataset(spec=spec, images=found.images, labels=found.labels, ids=found.ids, description=found.description, files=files)
 
 
 register_dataset("digits", _digits_dataset, "the scikit-learn digits (split=test by default; train, all)")

@@ -16,6 +16,10 @@ from typing import Any
 
 from torch import nn
 
+#: The embedded digits models' input side (pixels) and class names.
+DIGITS_SIZE = 28
+DIGITS_CLASSES = tuple(str(i) for i in range(10))
+
 #: The digits ViT's configuration (timm ``VisionTransformer`` keywords): 7×7 = 49 patch tokens of
 #: 4×4 pixels plus a class token, 4 pre-norm blocks of width 64 with 4 heads and an MLP of 256
 #: hidden units (GELU), the class token's final state read by the linear head. About 205k

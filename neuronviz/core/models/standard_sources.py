@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from neuronviz.core.models import torchvision_zoo as zoo
-from neuronviz.core.models.builtin import DigitsCNN, DigitsResNet, digits_vit
+from neuronviz.core.models.builtin import DIGITS_CLASSES, DIGITS_SIZE, DigitsCNN, DigitsResNet, digits_vit
 from neuronviz.core.models.checkpoints import (
     STATE_DICT_SUFFIXES,
     Checkpoint,
@@ -58,7 +58,6 @@ from neuronviz.core.models.registry import (
     register_source,
     resolve_device,
 )
-from neuronviz.data.datasets import DIGITS_CLASSES, DIGITS_SIZE
 from neuronviz.infra import settings
 from neuronviz.infra.errors import CheckpointError, ModelNotFoundError, SharedServerError
 
