@@ -18,6 +18,7 @@ from neuronviz.methods.attacks import (
     resolve_params,
     run_attack,
 )
+from neuronviz.testing import check_attack
 
 ALL_ATTACKS = [info.name for info in list_attacks()]
 ISSUE_ATTACKS = {
@@ -73,32 +74,10 @@ def test_catalogue_has_every_attack_the_issue_names():
 @pytest.mark.parametrize("model_name", list(EMBEDDED))
 @pytest.mark.parametrize("attack", ALL_ATTACKS)
 def test_contract(attack, model_name, models, batch):
+    """The contract every attack keeps (:func:`neuronviz.testing.check_attack`, what plugin authors run)."""
     model, (x, y) = models[model_name], batch
-    x_before, hooks_before = x.clone(), _hook_count(model)
-    info = get_attack(attack)
-    params = FAST.get(attack, {})
-    first = run_attack(model, x, attack, params, labels=y, seed=7)
-    second = run_attack(model, x, attack, params, labels=y, seed=7)
-
-    adv = first.adversarial
-    assert adv.shape == x.shape and adv.dtype == torch.float32
-    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
-    assert torch.equal(adv, second.adversarial), "the same seed must reproduce the attack"
-    assert torch.equal(x, x_before), "the caller's tensor is not modified"
-    resolved = first.params
-    if info.budget_param:
-        norm = resolved.get("norm", info.norm)
-        measured = first.linf if norm == "Linf" else first.l2
-        assert float(measured.max()) <= resolved[info.budget_param] + 1e-5, (norm, measured, resolved)
-    assert not model.training and not any(m.training for m in model.modules())
-    assert not any(p.requires_grad for p in model.parameters())
-    assert _hook_count(model) == hooks_before
-    # the report's own numbers agree with its pixels
-    with torch.no_grad():
-        assert torch.equal(model(adv).argmax(1), first.adv_pred)
-    delta = adv - x
-    assert torch.allclose(first.l2, delta.flatten(1).norm(dim=1), atol=1e-6)
-    assert torch.equal(first.success, first.adv_pred != y)
+    check_attack(attack, model, x, labels=y, params=FAST.get(attack, {}))
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
 @pytest.mark.parametrize("attack", STANDARD)

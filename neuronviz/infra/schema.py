@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neuronviz.infra.errors import InputError
+
 if TYPE_CHECKING:  # types only: infra imports nothing from the layers above it
     from neuronviz.core.models.pixel import PixelModel
-from neuronviz.infra.errors import InputError
 
 
 @dataclass(frozen=True)
