@@ -9,8 +9,8 @@ get the same numbers without Streamlit; it is re-exported here for the pages.
 - :func:`memo` runs any library function through ``st.cache_data`` keyed by a **full-content**
   digest of its arguments (:func:`content_key`: a model's ``content_hash`` and device, the
   SHA-1 of every byte of a tensor, the values of numbers, strings, mappings and sequences).
-  Streamlit's own hashing of a large array looks at a sample of it only (see
-  ``../shared/ENVIRONMENT.md``), so the arguments are never handed to it: they travel as
+  Streamlit's own hashing of a large array looks at a sample of it only (measured: a one-pixel
+  change in a 3×512×512 array returned the stale result), so the arguments are never handed to it: they travel as
   ``_``-prefixed (unhashed) arguments next to the digest. Results are pickled by
   ``st.cache_data``: a session gets its own copy and cannot change another session's; the
   session keeps its recent copies, so its own reruns do not unpickle again.
@@ -43,6 +43,7 @@ from neuronviz.workflows.analysis import (  # noqa: F401 - the story lives in th
     CONDITION_LABELS,
     CONDITIONS,
     DEFAULT_ATTACK,
+    DEFAULT_INFLUENCE_METHOD,
     DEFAULT_OVERRIDES,
     DEFAULT_SAMPLE_ID,
     RESTORATIONS,
@@ -331,7 +332,88 @@ def show_error(error: BaseException, message: str) -> None:
 # -- the analysis of one image ---------------------------------------------------------------------
 
 
-def full_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
-    """:func:`compute_analysis`, cached by the model's weights, the image's bytes and the choice."""
-    return memo(compute_analysis, model, image, choice)
+#: session_state keys of the analysis' methods (shared by every page that shows the analysis): the
+#: restorations compared besides NIP (guided) and PSSR (which the pages always show), the influence method
+EXTRA_DEFENCES_KEY = "analysis.extra_defences"
+INFLUENCE_METHOD_KEY = "analysis.influence_method"
+
+
+def extra_choices() -> list[str]:
+    """Every registered defence that restores (all but "none") besides :data:`RESTORATIONS`."""
+    from neuronviz.methods.defences import list_defenses
+
+    return [d.name for d in list_defenses(include_none=False) if d.name not in RESTORATIONS]
+
+
+def default_extras() -> tuple[str, ...]:
+    """The further restorations an analysis starts with: every defence a plugin registered (its
+    class defined outside ``neuronviz``), so a plugin defence is compared without a click."""
+    from neuronviz.methods.defences import get_defense
+
+    return tuple(name for name in extra_choices() if not type(get_defense(name)).__module__.startswith("neuronviz."))
+
+
+def analysis_methods() -> tuple[tuple[str, ...], str]:
+    """The session's restorations (:data:`RESTORATIONS` and the chosen extras) and influence method
+    (registered names; a name no longer registered, e.g. an unloaded plugin's, is dropped)."""
+    from neuronviz.methods.influence import list_influence_methods
+
+    known = extra_choices()
+    chosen = st.session_state.get(EXTRA_DEFENCES_KEY)
+    extras = tuple(n for n in (default_extras() if chosen is None else chosen) if n in known)
+    defences = (*RESTORATIONS, *extras)
+    method = st.session_state.get(INFLUENCE_METHOD_KEY) or DEFAULT_INFLUENCE_METHOD
+    if method not in [m.name for m in list_influence_methods()]:
+        method = DEFAULT_INFLUENCE_METHOD
+    return defences, method
+
+
+def method_controls() -> None:
+    """The analysis' restorations (every registered defence) and influence method (every registered
+    one); every page that shows the analysis uses the session's choice."""
+    from neuronviz.methods.defences import get_defense
+    from neuronviz.methods.influence import get_influence_method, list_influence_methods
+
+    defences, method = analysis_methods()
+    st.session_state[EXTRA_DEFENCES_KEY] = [n for n in defences if n not in RESTORATIONS]
+    st.session_state[INFLUENCE_METHOD_KEY] = method
+    with st.expander(f"Methods: {get_influence_method(method).label}; restorations {', '.join(get_defense(n).short for n in defences)}"):
+        columns = st.columns(2)
+        columns[0].multiselect(
+            f"Also compare (besides {', '.join(get_defense(n).short for n in RESTORATIONS)})",
+            extra_choices(),
+            format_func=lambda name: get_defense(name).short,
+            key=EXTRA_DEFENCES_KEY,
+            help="Every other registered defence (plugins too). Each is run on the adversarial image and its "
+            "neuron ranking compared with the clean image's.",
+        )
+        columns[1].selectbox(
+            "Influence method",
+            [m.name for m in list_influence_methods()],
+            format_func=lambda name: get_influence_method(name).label,
+            key=INFLUENCE_METHOD_KEY,
+            help="How a neuron's influence on the benign class's logit is measured (every registered method).",
+        )
+        entry = get_influence_method(method)
+        st.caption(f"{entry.label}: {entry.description} Unit: {entry.unit}. {entry.paper}.")
+
+
+def full_analysis(
+    model: PixelModel,
+    image: torch.Tensor,
+    choice: AttackChoice,
+    defences: tuple[str, ...] | None = None,
+    influence_method: str | None = None,
+) -> Analysis:
+    """:func:`compute_analysis`, cached by the model's weights, the image's bytes, the choice and the
+    methods (default: the session's, :func:`analysis_methods`)."""
+    session_defences, session_method = analysis_methods()
+    return memo(
+        compute_analysis,
+        model,
+        image,
+        choice,
+        defences=session_defences if defences is None else tuple(defences),
+        influence_method=influence_method or session_method,
+    )
 

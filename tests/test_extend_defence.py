@@ -136,3 +136,35 @@ def test_a_batch_with_it(plugin):
     assert errors(at) == []
     metrics = {m.label: m.value for m in at.metric}
     assert f"DSR · {SHORT}" in metrics and f"Clean accuracy after {SHORT}" in metrics
+
+
+def test_the_neurons_page_compares_it(plugin):
+    """The analysis runs every plugin defence too: the Neurons page offers it as the condition compared
+    with the clean image, and the restoration chart has its line."""
+    at = open_page("app_pages/neurons.py")
+    assert_healthy(at)
+    assert errors(at) == []
+    assert at.multiselect(key="analysis.extra_defences").value == [NAME]
+    after = at.radio(key="neurons.after")
+    assert NAME in after.options or SHORT in after.options
+    after.set_value(NAME)
+    at.run()
+    assert errors(at) == []
+    assert any(SHORT in title for title in plotly_titles(at))
+
+
+def test_the_figure_command_draws_it(plugin, tmp_path, capsys):
+    from neuronviz import cli
+
+    out = tmp_path / "figure.svg"
+    code = cli.main([
+        "figure", "--model", "digits-cnn", "--image", "digit-test-0", "--attack", "fgsm", "--param", "eps=0.2",
+        "--defences", NAME, "--after", NAME, "--charts", "top5,front-tail", "--out", str(out), "--device", "cpu",
+    ])
+    assert code == 0, capsys.readouterr().err
+    import json
+
+    numbers = json.loads(out.with_name(out.name + ".numbers.json").read_text(encoding="utf-8"))
+    provenance = json.dumps(numbers)
+    assert NAME in provenance or SHORT in provenance
+    assert SHORT in out.read_text(encoding="utf-8")  # the panel's title

@@ -153,3 +153,21 @@ def test_the_checks_see_a_cycle_and_an_upward_import(tmp_path):
     assert imports(source, {"neuronviz.workflows.analysis", "neuronviz.workflows"}) == {"neuronviz.workflows.analysis"}
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from neuronviz.workflows import analysis\n")
     assert imports(source, {"neuronviz.workflows.analysis"}) == set()
+
+
+def test_the_docs_point_only_inside_the_repository():
+    """README and docs/ name no file outside the repository (a relative link that leaves it, or ``../shared``)."""
+    import re
+
+    outside = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        if "../shared" in text:
+            outside.append(f"{doc.name}: ../shared")
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (doc.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                outside.append(f"{doc.name}: {target}")
+    assert outside == []

@@ -34,8 +34,7 @@ from neuronviz.methods.influence import (
     probe_layers,
 )
 
-AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
-AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
+AFTER_COLORS = {"adversarial": "adversarial"}  # every restoration: "restored"
 TAIL_RULES = {
     "bottom": "bottom (the lowest)",
     "next": "next (after the front)",
@@ -58,14 +57,15 @@ class View:
     size: float
     tail_rule: str
     after: str
+    labels: dict[str, str]  # each condition's word (the analysis' restorations: their defences' short labels)
 
     @property
     def after_label(self) -> str:
-        return analysis.CONDITION_LABELS[self.after]
+        return self.labels[self.after]
 
     @property
     def after_color(self) -> str:
-        return AFTER_COLORS[self.after]
+        return AFTER_COLORS.get(self.after, "restored")
 
 
 def render() -> None:
@@ -73,9 +73,11 @@ def render() -> None:
     st.caption(
         "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
         "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
-        "neuron = activation × gradient of the benign class's logit, summed over a channel's positions (over the "
-        "tokens for a transformer's token layers; its attention heads are neurons too)."
+        "neuron = the chosen influence method (by default activation × gradient) on the benign class's logit, "
+        "summed over a channel's positions (over the tokens for a transformer's token layers; its attention heads "
+        "are neurons too)."
     )
+    analysis.method_controls()  # the restorations compared and the influence method: every registered one
     found = components.selection_and_analysis()
     if found is None:
         return
@@ -149,17 +151,23 @@ def controls(result: analysis.Analysis, infos: dict[str, LayerInfo]) -> View:
             help="bottom: the tail is the least influential neurons (NIP's main script); next: the ranks right "
             "after the front (the variant in the authors' second script).",
         )
+        after_conditions = result.conditions[1:]
+        if st.session_state.get(AFTER_KEY) not in after_conditions:  # a restoration no longer compared
+            st.session_state[AFTER_KEY] = "adversarial"
         after = second[1].radio(
             "Compare the clean image with",
-            AFTER_CONDITIONS,
-            format_func=lambda c: analysis.CONDITION_LABELS[c],
+            after_conditions,
+            format_func=lambda c: result.condition_labels[c],
             key=AFTER_KEY,
             horizontal=True,
             help="The adversarial image, or the adversarial image after a defence (NIP guided toward the benign "
-            "class, or PSSR).",
+            "class, PSSR, or another restoration chosen under Methods).",
         )
     # A radio with options always has a value; None only if the options were empty.
-    return View(layer=str(layer), size=float(size), tail_rule=str(tail_rule or "bottom"), after=str(after or "adversarial"))
+    return View(
+        layer=str(layer), size=float(size), tail_rule=str(tail_rule or "bottom"), after=str(after or "adversarial"),
+        labels=result.condition_labels,
+    )
 
 
 # -- one layer --------------------------------------------------------------------------------------
@@ -309,7 +317,7 @@ def across_network(
     """The layer overview of the chosen condition and its table; returns every condition's table."""
     st.subheader("Across the network", divider="gray")
     layer, after_label = view.layer, view.after_label
-    tables = {condition: shift_table(result, condition, view) for condition in AFTER_CONDITIONS}
+    tables = {condition: shift_table(result, condition, view) for condition in result.conditions[1:]}
     overview = tables[view.after]
     if overview is not None:
         name = f"layers-clean-vs-{view.after}"
@@ -335,12 +343,12 @@ def across_network(
 def restoration_section(tables: dict[str, pd.DataFrame | None], view: View, record: dict[str, Any]) -> None:
     st.subheader("Does the defence restore the clean ranking?", divider="gray")
     frames = {condition: frame for condition, frame in tables.items() if frame is not None}
-    if len(frames) != len(AFTER_CONDITIONS):
+    if len(frames) != len(tables):
         return
-    chart = components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=analysis.CONDITION_LABELS)
+    chart = components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=view.labels)
     components.chart(chart, "restoration-by-layer", key="neurons.restoration")
     exports.export_controls(chart, exports.layer_rows(frames), "restoration-by-layer", record, key="neurons.export.restoration")
-    st.markdown(neuron_figures.restoration_sentence(frames, view.layer, labels=analysis.CONDITION_LABELS))
+    st.markdown(neuron_figures.restoration_sentence(frames, view.layer, labels=view.labels))
     st.caption(
         "The ranking of each image's neurons compared with the clean image's, layer by layer. A defence that "
         "undoes the attack brings its line up toward ρ = 1 and 100% front overlap; the restored images' "

@@ -53,6 +53,23 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    """Influence methods (``neuron_influence(method=...)``, the Neurons page, ``figure --influence-method``)
+    and attribution methods (``input_attribution(method=...)``, the Neurons page), built-ins and plugins."""
+    from neuronviz.methods.attribution import list_attributions
+    from neuronviz.methods.influence import list_influence_methods
+
+    print("influence methods (neuron influence, per layer):")
+    for method in list_influence_methods():
+        print(f"  {method.name:22s} {method.label:30s} {method.unit}")
+        print(f"  {'':22s} {method.paper}")
+    print("attribution methods (input pixels):")
+    for entry in list_attributions():
+        print(f"  {entry.name:22s} {entry.label:30s} {entry.unit}")
+        print(f"  {'':22s} {entry.paper}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from neuronviz.training.digits import train
     from neuronviz.training.sns import SNS_RECIPE, train_sns
@@ -165,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
     sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
     sub.add_parser("defences", aliases=["defenses"], help="list defences").set_defaults(func=_cmd_defences)
+    sub.add_parser("methods", help="list influence and attribution methods").set_defaults(func=_cmd_methods)
     p = sub.add_parser("train", help="train an embedded model")
     p.add_argument("name")
     p.add_argument("--out", default=None, help="output folder (default: assets/models)")

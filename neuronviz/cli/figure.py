@@ -25,7 +25,9 @@ from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 def add_parser(sub) -> None:
     """Register the ``figure`` subcommand on an ``argparse`` subparsers object."""
     from neuronviz.figures.compose import AFTER, CHARTS, PANELS
-    from neuronviz.workflows.analysis import DEFAULT_ATTACK, DEFAULT_OVERRIDES, RESTORATIONS
+    from neuronviz.methods.defences import list_defenses
+    from neuronviz.methods.influence import list_influence_methods
+    from neuronviz.workflows.analysis import DEFAULT_ATTACK, DEFAULT_INFLUENCE_METHOD, DEFAULT_OVERRIDES, RESTORATIONS
 
     p = sub.add_parser(
         "figure",
@@ -47,14 +49,20 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--target", default=None, help="none (default: untargeted), a class index, or least-likely")
     p.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
+    restorers = [d.name for d in list_defenses(include_none=False)]  # the registry: built-ins and plugins
     p.add_argument(
         "--defences", "--defenses", default=",".join(RESTORATIONS),
-        help=f"restored images to show, comma-separated, from {', '.join(RESTORATIONS)} (default both; 'none' for neither)",
+        help=f"restored images to show, comma-separated, from the registered defences ({', '.join(restorers)}; "
+        f"default {','.join(RESTORATIONS)}; 'none' for none)",
+    )
+    p.add_argument(
+        "--influence-method", default=DEFAULT_INFLUENCE_METHOD, choices=[m.name for m in list_influence_methods()],
+        help=f"how neuron influence is measured (python -m neuronviz methods; default {DEFAULT_INFLUENCE_METHOD})",
     )
     p.add_argument("--panels", default=None, help=f"image panels, comma-separated, from {', '.join(PANELS)} (default: clean, perturbation, adversarial and the --defences)")
     p.add_argument("--charts", default="top5,front-tail", help=f"charts, comma-separated, from {', '.join(CHARTS)} or 'none' (default top5,front-tail)")
     p.add_argument("--layer", default=None, help="the layer of the front/tail chart and the one shaded in the layer charts (default: the model's default layer)")
-    p.add_argument("--after", default="adversarial", choices=AFTER, help="the image compared with the clean one in the front/tail and layer charts")
+    p.add_argument("--after", default="adversarial", choices=[*AFTER, *[r for r in restorers if r not in AFTER]], help="the image compared with the clean one in the front/tail and layer charts")
     p.add_argument("--group-size", type=float, default=DEFAULT_GROUP_FRACTION, help=f"front/tail size: a fraction of the layer's neurons in (0, 1) or a count ≥ 1 (default {DEFAULT_GROUP_FRACTION}, the dashboard's)")
     p.add_argument("--tail-rule", default="bottom", choices=("bottom", "next"), help="tail = the least influential (bottom) or the ranks after the front (next)")
     p.add_argument("--width", default="178mm", help="figure width: 85mm (single column), 178mm (double, default), or e.g. 3.5in, 12cm, single, double")
@@ -104,6 +112,7 @@ def build(args: argparse.Namespace):
     from neuronviz.core.models import load_model
     from neuronviz.data.images import list_samples, load_image_with_info, load_sample
     from neuronviz.figures.compose import FigureSpec, chart_data, compose_figure, figure_numbers
+    from neuronviz.methods.defences import list_defenses
     from neuronviz.workflows import analysis, export
 
     if args.session is not None:
@@ -124,13 +133,16 @@ def build(args: argparse.Namespace):
     overrides.update(_params(args.attack, args.param))
     choice = analysis.AttackChoice.make(args.attack, overrides, target=_target(args.target), seed=args.seed)
     defences = _list(args.defences)
-    unknown = [d for d in defences if d not in analysis.RESTORATIONS]
+    known = [d.name for d in list_defenses(include_none=False)]
+    unknown = [d for d in defences if d not in known]
     if unknown:
-        raise InputError(f"--defences: unknown {unknown}; choose from {', '.join(analysis.RESTORATIONS)} or none")
+        raise InputError(f"--defences: unknown {unknown}; choose from {', '.join(known)} or none")
     panels = _list(args.panels) or ("clean", "perturbation", "adversarial", *defences)
     group = args.group_size
     group = int(group) if group >= 1 else float(group)
-    result = analysis.compute_analysis(model, image.cpu(), choice)
+    # NIP (guided) and PSSR always run (the layer and restoration charts compare them); the others when asked for
+    computed = (*analysis.RESTORATIONS, *[d for d in defences if d not in analysis.RESTORATIONS])
+    result = analysis.compute_analysis(model, image.cpu(), choice, defences=computed, influence_method=args.influence_method)
     width = export.parse_length(args.width)
     height = export.parse_length(args.height) if args.height is not None else None
     spec = FigureSpec(

@@ -107,10 +107,14 @@ class FigureSpec:
     letters: bool = True
     labels: dict = field(default_factory=dict)
 
-    def checked(self, layers: Sequence[str]) -> FigureSpec:
-        bad = [p for p in self.panels if p not in PANELS]
+    def checked(self, layers: Sequence[str], restorations: Sequence[str] = ()) -> FigureSpec:
+        """This spec, checked against the model's ``layers`` and the analysis' ``restorations``
+        (a registered defence beyond NIP (guided) and PSSR is a panel and an ``after`` too)."""
+        panels = (*PANELS, *[r for r in restorations if r not in PANELS])
+        after = (*AFTER, *[r for r in restorations if r not in AFTER])
+        bad = [p for p in self.panels if p not in panels]
         if bad:
-            raise InputError(f"unknown panels {bad}: choose from {', '.join(PANELS)}")
+            raise InputError(f"unknown panels {bad}: choose from {', '.join(panels)}")
         bad = [c for c in self.charts if c not in CHARTS]
         if bad:
             raise InputError(f"unknown charts {bad}: choose from {', '.join(CHARTS)}")
@@ -118,8 +122,8 @@ class FigureSpec:
             raise InputError("choose at least one image panel or chart")
         if "top5" in self.charts and not [p for p in self.panels if p != "perturbation"]:
             raise InputError("the top-5 bars sit under images: choose at least one image panel besides the perturbation")
-        if self.after not in AFTER:
-            raise InputError(f"after must be one of {', '.join(AFTER)}, got {self.after!r}")
+        if self.after not in after:
+            raise InputError(f"after must be one of {', '.join(after)}, got {self.after!r}")
         if self.layer is not None and self.layer not in layers:
             raise InputError(f"layer {self.layer!r} is not a probe layer of this model ({', '.join(layers)})")
         if not 4.0 <= float(self.font_pt) <= 24.0:
@@ -195,7 +199,7 @@ def chart_data(model, result, spec: FigureSpec, run=_direct) -> dict[str, Any]:
     ``"filters"``, :func:`~neuronviz.methods.fragility.first_layer_maps` of the clean and adversarial
     images. ``run(fn, *args, **kwargs)`` calls the computations (the dashboard passes its cache).
     Raises InputError when the model or the attack has no such chart (no budget, no convolution)."""
-    spec = spec.checked(result.layers)
+    spec = spec.checked(result.layers, tuple(result.restorations))
     out: dict[str, Any] = {}
     if "eps-sweep" in spec.charts:
         from neuronviz.workflows.sweep import eps_sweep
@@ -242,7 +246,7 @@ SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "
 def panel_title(result, condition: str, class_names: Sequence[str], short: bool = False) -> str:
     """``"Adversarial<br>3 · 87.2%"``: the panel's name, prediction and confidence (the
     perturbation: its L∞ norm and the colour amplification); ``short``: names for narrow columns."""
-    label = (SHORT_LABELS if short else PANEL_LABELS)[condition]
+    label = (SHORT_LABELS if short else PANEL_LABELS).get(condition) or result.condition_labels[condition]
     if condition == "perturbation":
         linf = float(result.report.linf[0])
         amplification = perturbation_amplification(result.perturbation)
@@ -256,7 +260,7 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
     """The numbers the composed figure draws: per image panel its prediction and confidence (and
     the top-5), the front/tail neurons' influence clean and after, the per-layer shift tables, the
     ε sweep's points and the shown filters' shifts (``data``: :func:`chart_data`)."""
-    spec = spec.checked(result.layers)
+    spec = spec.checked(result.layers, tuple(result.restorations))
     out: dict[str, Any] = {"layer": _layer(result, spec), "after": spec.after, "group_size": spec.group_size,
                            "tail_rule": spec.tail_rule, "benign_class": result.benign_class, "panels": {}}
     for condition in spec.panels:
@@ -289,7 +293,7 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
     if "layers" in spec.charts:
         out["layers"] = {spec.after: _shift_table(result, spec.after, spec).to_dict(orient="records")}
     if "restoration" in spec.charts:
-        out["restoration"] = {c: _shift_table(result, c, spec).to_dict(orient="records") for c in AFTER}
+        out["restoration"] = {c: _shift_table(result, c, spec).to_dict(orient="records") for c in result.conditions[1:]}
     if "eps-sweep" in spec.charts:
         sweep = _need(data, "eps-sweep")
         out["eps_sweep"] = [
@@ -436,14 +440,14 @@ def compose_figure(
     """The paper figure of ``result`` (an :class:`~neuronviz.workflows.analysis.Analysis`) as one plotly
     figure of ``spec.width_mm`` × height (``spec.height_mm``, or :func:`natural_height_mm`).
     ``data``: :func:`chart_data`, for the ε sweep and filter charts."""
-    spec = spec.checked(result.layers)
+    spec = spec.checked(result.layers, tuple(result.restorations))
     names = [str(c) for c in class_names]
     if len(names) != int(result.probabilities("clean").shape[0]):
         raise InputError(f"{len(names)} class names for a model of {int(result.probabilities('clean').shape[0])} classes")
     fs = float(spec.font_pt) * PX_PER_PT  # CSS px
     width = _px(spec.width_mm)
     layer = _layer(result, spec)
-    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR", **spec.labels}
+    labels = {**result.condition_labels, "nip-guided": "NIP (guided)", "pssr": "PSSR", **spec.labels}
     side = 0.02 * width  # outer margin left and right, px
 
     # Rows: (kind, height px, gap above px), worked out in px and then turned into paper fractions.
@@ -543,7 +547,7 @@ def compose_figure(
             for condition in bar_conditions:
                 index = spec.panels.index(condition)
                 probs = result.probabilities(condition)
-                source = panel_bars(probs, names, title="", color_key=_COLOR[condition], true_class=true_class)
+                source = panel_bars(probs, names, title="", color_key=_COLOR.get(condition, "restored"), true_class=true_class)
                 ticks = list(source.layout.yaxis.ticktext or [])
                 if _tick_width(ticks, fs * 0.9) > 0.4 * column:  # narrow: the true class stays bold and outlined
                     ticks = [str(t).replace(" (true)", "") for t in ticks]
@@ -564,7 +568,7 @@ def compose_figure(
                 shift = _shift(result, spec)
                 source = group_bars(
                     result.influence["clean"][layer], result.influence[spec.after][layer], shift.groups_before,
-                    names[result.benign_class], after_label=labels[spec.after], after_color=_COLOR[spec.after], title="",
+                    names[result.benign_class], after_label=labels[spec.after], after_color=_COLOR.get(spec.after, "restored"), title="",
                 )
                 source.update_yaxes(title_text=f"influence ({names[result.benign_class]})", row=1, col=1)
                 k, t = shift.groups_before.front_size, shift.groups_before.tail_size
@@ -588,7 +592,7 @@ def compose_figure(
                 heading = f"{layer}: front and tail neurons, clean vs {labels[spec.after]}"
             elif kind == "layers":
                 source = layer_overview(_shift_table(result, spec.after, spec), layer, after_label=labels[spec.after],
-                                        after_color=_COLOR[spec.after], title="")
+                                        after_color=_COLOR.get(spec.after, "restored"), title="")
                 bottom_pad = layer_ticks
                 legend_y = None
                 heading = f"Every layer, clean → {labels[spec.after]} ({layer} shaded)"
@@ -611,7 +615,7 @@ def compose_figure(
                 if _tick_width([heading], fs) > width - 2 * side - fs * 1.6:
                     heading = f"Filters of {maps.layer}: w | clean | adv."
             else:
-                frames = {c: _shift_table(result, c, spec) for c in AFTER}
+                frames = {c: _shift_table(result, c, spec) for c in result.conditions[1:]}
                 source = restoration_overview(frames, layer, labels=labels, title="")
                 bottom_pad = layer_ticks
                 legend_y = cell_top + fs * 1.6

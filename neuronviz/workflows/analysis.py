@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +30,16 @@ from neuronviz.infra.digest import tensor_digest
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.methods.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
 from neuronviz.methods.defences import Restoration, get_defense
-from neuronviz.methods.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
+from neuronviz.methods.influence import (
+    InfluenceMap,
+    default_layer,
+    get_influence_method,
+    neuron_influence,
+    probe_layers,
+)
 
 __all__ = [
-    "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_OVERRIDES", "DEFAULT_SAMPLE_ID", "RESTORATIONS",
+    "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_INFLUENCE_METHOD", "DEFAULT_OVERRIDES", "DEFAULT_SAMPLE_ID", "RESTORATIONS",
     "Analysis", "AttackChoice", "compute_analysis", "content_key", "default_choice", "digest",
 ]
 
@@ -42,9 +48,13 @@ __all__ = [
 DEFAULT_ATTACK = "pgd"
 DEFAULT_OVERRIDES: dict[str, Any] = {}
 DEFAULT_SAMPLE_ID = "digit-test-43"
-#: The two restorations every analysis runs, in the order pages show them.
+#: The restorations an analysis runs by default, in the order pages show them (``defences=`` of
+#: :func:`compute_analysis` takes any registered defence).
 RESTORATIONS = ("nip-guided", "pssr")
-#: Conditions of :attr:`Analysis.influence`, in the order pages show them.
+#: The influence method an analysis uses by default (``influence_method=`` takes any registered one).
+DEFAULT_INFLUENCE_METHOD = "grad_x_act"
+#: Conditions of :attr:`Analysis.influence` with the default restorations (:attr:`Analysis.conditions`
+#: has an analysis' own), in the order pages show them.
 CONDITIONS = ("clean", "adversarial", *RESTORATIONS)
 CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in RESTORATIONS}}
 
@@ -161,12 +171,13 @@ def digest(*args: Any, **kwargs: Any) -> str:
 
 @dataclass(frozen=True)
 class Analysis:
-    """One image under one attack choice: the attack, both restorations, and neuron influence.
+    """One image under one attack choice: the attack, its restorations, and neuron influence.
 
     ``clean``, ``adversarial`` ``(1, C, H, W)``; ``benign_class``: the clean prediction (influence
-    is computed toward it for every condition, and NIP restores toward it); ``influence``:
-    condition (:data:`CONDITIONS`) → layer → :class:`InfluenceMap` of one image; ``layers``: the
-    probe layers in forward order; ``seconds``: wall time of each part.
+    is computed toward it for every condition, and NIP restores toward it); ``restorations``: the
+    defences asked for, in order; ``influence``: condition (:attr:`conditions`) → layer →
+    :class:`InfluenceMap` of one image, by ``influence_method``; ``layers``: the probe layers in
+    forward order; ``seconds``: wall time of each part.
     """
 
     model_name: str
@@ -181,6 +192,17 @@ class Analysis:
     layers: tuple[str, ...]
     default_layer: str
     seconds: dict[str, float] = field(default_factory=dict)
+    influence_method: str = DEFAULT_INFLUENCE_METHOD
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """``clean``, ``adversarial`` and this analysis' restorations, in the order pages show them."""
+        return ("clean", "adversarial", *self.restorations)
+
+    @property
+    def condition_labels(self) -> dict[str, str]:
+        """Each condition's word on the pages (a restoration: its defence's short label)."""
+        return {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in self.restorations}}
 
     def image(self, condition: str) -> torch.Tensor:
         """``(1, C, H, W)`` pixels of a condition: clean, adversarial, or a restoration's name."""
@@ -211,13 +233,28 @@ class Analysis:
         return bool(self.report.success[0])
 
 
-def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
-    """The attack, the NIP (guided) and PSSR restorations, and influence for every layer.
+def compute_analysis(
+    model: PixelModel,
+    image: torch.Tensor,
+    choice: AttackChoice,
+    defences: Sequence[str] = RESTORATIONS,
+    influence_method: str = DEFAULT_INFLUENCE_METHOD,
+) -> Analysis:
+    """The attack, the restorations (``defences``: any registered defences; default NIP (guided) and
+    PSSR), and influence (``influence_method``: any registered method) for every layer.
 
     Not cached (the dashboard caches it by :func:`digest` of its arguments). An untargeted attack moves away from the
     clean prediction (the benign class), as the defences and the batch evaluation measure it:
     "fooled" means the prediction changed, also for an image the model already gets wrong.
     """
+    defences = tuple(defences)
+    for name in defences:
+        if name in ("none", "clean", "adversarial"):
+            raise InputError(f"defences: {name!r} is not a restoration; choose registered defences other than none")
+        get_defense(name)  # an unknown name: the error listing the registered ones
+    if len(set(defences)) != len(defences):
+        raise InputError(f"defences: {list(defences)} names a defence twice")
+    get_influence_method(influence_method)
     seconds: dict[str, float] = {}
     params = choice.params(model)
     started = time.perf_counter()
@@ -226,16 +263,17 @@ def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoic
     benign = int(report.clean_pred[0])
     adversarial = report.adversarial
     restorations: dict[str, Restoration] = {}
-    for name in RESTORATIONS:
+    for name in defences:
         started = time.perf_counter()
         restorations[name] = get_defense(name).restore_for(model, adversarial, benign=benign, clean=image)
         seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
     layers = tuple(info.name for info in probe_layers(model))
-    batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in RESTORATIONS)])
-    maps = neuron_influence(model, batch, layers=list(layers), target=[benign] * batch.shape[0])
+    batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in defences)])
+    maps = neuron_influence(model, batch, layers=list(layers), target=[benign] * batch.shape[0], method=influence_method)
+    conditions = ("clean", "adversarial", *defences)
     influence = {
-        condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(CONDITIONS)
+        condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(conditions)
     }
     seconds["influence"] = time.perf_counter() - started
     return Analysis(
@@ -251,6 +289,7 @@ def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoic
         layers=layers,
         default_layer=default_layer(model),
         seconds=seconds,
+        influence_method=influence_method,
     )
 
 
@@ -295,7 +334,12 @@ def provenance(
         attacks=[attack],
         defences=defence_rows,
         seeds={"attack": result.choice.seed},
-        extra={"benign_class": result.benign_class, "analysis_digest": digest(model, result.clean, result.choice), **dict(extra or {})},
+        extra={
+            "benign_class": result.benign_class,
+            "influence_method": result.influence_method,
+            "analysis_digest": digest(model, result.clean, result.choice),
+            **dict(extra or {}),
+        },
     )
     out["image"] = image
     return out

@@ -1,5 +1,5 @@
 """What every real-browser test and bench/load.py share: the repository root, Debian's chromium and
-its launch arguments (see ../shared/ENVIRONMENT.md)."""
+its launch arguments (the Makefile's `browser` target installs chromium)."""
 
 from __future__ import annotations
 
