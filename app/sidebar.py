@@ -17,13 +17,14 @@ import torch
 
 from app import choices, components, state
 from app import runs as analysis
+from app.actions import REGISTRY, SAMPLE, SEED_GENERATION, reset_attack_widgets  # noqa: F401 - the shared actions' keys and values
+from app.actions import new_seed_widget as _new_seed_widget
 from neuronviz.core.models import ModelInfo, ModelSource, PixelModel, list_sources
 from neuronviz.data.images import Sample
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.methods.attacks import AttackInfo, list_attacks
 
-REGISTRY = "Built-in"
-SAMPLE, UPLOAD = "Sample", "Upload"
+UPLOAD = "Upload"
 PRETRAINED, RANDOM = "pretrained", "random initialisation"
 FROM_FILE = "from the file (or inferred)"  # how an upload option's blank choice is shown
 UNKNOWN = "unknown"  # an upload's true class when the user gives none
@@ -354,13 +355,6 @@ def _attack_form(model: PixelModel) -> list[str]:
 
 
 SEED_MAX = 2**31 - 1
-SEED_GENERATION = "sidebar.seed_generation"
-
-
-def _new_seed_widget() -> None:
-    """Start the seed widget afresh (it then shows the choice's seed): a new key, instead of
-    writing the value through session state, which Streamlit warns about for a widget with a value."""
-    st.session_state[SEED_GENERATION] = st.session_state.get(SEED_GENERATION, 0) + 1
 
 
 def _seed(value) -> int:
@@ -382,15 +376,6 @@ UNTARGETED, LEAST_LIKELY = "untargeted", "least-likely"
 #: default label): the clean prediction, not the true class, which uploads often lack.
 AWAY = "away from the clean prediction"
 ATTACK_CHANNELS = "sidebar.attack_channels"  # the channel count the attack widgets were last set for
-
-
-def reset_attack_widgets(choice: analysis.AttackChoice) -> None:
-    """Put ``choice`` into the attack widgets (call from a callback, before the sidebar is drawn):
-    its attack and seed, and its parameters' widgets back to the choice's values."""
-    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"attack:{choice.attack}:")]:
-        del st.session_state[key]
-    st.session_state["attack_name"] = choice.attack
-    _new_seed_widget()
 
 
 def _target_widget(info: AttackInfo, model: PixelModel, current: analysis.AttackChoice | None):

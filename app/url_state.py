@@ -29,7 +29,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import choices, components, sidebar, state, store
+from app import actions, choices, components, sidebar, state, store
 from app import runs as analysis
 from neuronviz.figures import page_controls
 from neuronviz.infra.errors import NeuronvizError
@@ -286,7 +286,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     # the attack: the session's choice, which the form shows
     choice = analysis.AttackChoice.make(record.attack, dict(record.params), target=record.target, seed=record.seed)
     analysis.set_attack_choice(model, choice)
-    sidebar.reset_attack_widgets(choice)
+    actions.reset_attack_widgets(choice)
     st.session_state[sidebar.ATTACK_CHANNELS] = model.channels
     from neuronviz.methods.attacks import get_attack
 
@@ -321,7 +321,7 @@ def _applied_key(name: str, model) -> str:
 
 
 def _apply_defences(page: Mapping[str, Any], model, what: str) -> list[str]:
-    from neuronviz.methods.defences import get_defense
+    from neuronviz.methods.defences import get_defence
 
     messages: list[str] = []
     given: dict[str, dict[str, Any]] = {}
@@ -330,7 +330,7 @@ def _apply_defences(page: Mapping[str, Any], model, what: str) -> list[str]:
             continue
         name, _, param_name = key[len(DEFENCE_PREFIX):].rpartition(".")
         try:
-            defense = get_defense(name)
+            defense = get_defence(name)
         except NeuronvizError:
             messages.append(f"The {what}'s {key} names no defence of this server: ignored.")
             continue
@@ -344,7 +344,7 @@ def _apply_defences(page: Mapping[str, Any], model, what: str) -> list[str]:
             messages.append(f"The {what}'s {key}={str(text)[:80]!r} was not used ({error}): using the defence's default.")
     for name, values in given.items():
         try:
-            get_defense(name).resolve(values, model)
+            get_defence(name).resolve(values, model)
         except NeuronvizError as error:
             messages.append(f"The {what}'s parameters of {name} ({values}) do not fit {model.name}: {error}. Using its defaults.")
             continue
@@ -354,10 +354,10 @@ def _apply_defences(page: Mapping[str, Any], model, what: str) -> list[str]:
 
 def _defence_page(model) -> dict[str, Any]:
     """The Defences page's applied parameters that differ from the defaults, as defence.<name>.<param>."""
-    from neuronviz.methods.defences import list_defenses
+    from neuronviz.methods.defences import list_defences
 
     page: dict[str, Any] = {}
-    for defense in list_defenses():
+    for defense in list_defences():
         values = st.session_state.get(_applied_key(defense.name, model)) or {}
         for param in defense.params:
             if param.name in values and not _same(values[param.name], param.default_for(model)):

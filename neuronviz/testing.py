@@ -38,7 +38,7 @@ from neuronviz.core.models.pixel import PixelModel
 from neuronviz.core.models.registry import ModelSource, get_source
 from neuronviz.methods.attacks import get_attack, run_attack
 from neuronviz.methods.attribution import get_attribution, input_attribution
-from neuronviz.methods.defences import get_defense, restore
+from neuronviz.methods.defences import get_defence, restore
 from neuronviz.methods.influence import get_influence_method, neuron_influence, probe_layers
 
 __all__ = ["check_attack", "check_attribution", "check_defence", "check_influence_method", "check_model_source"]
@@ -109,7 +109,7 @@ def check_attack(name: str, model: PixelModel, x: torch.Tensor, labels: torch.Te
 def check_defence(name: str, model: PixelModel, x: torch.Tensor, attack: str = "fgsm", params: Mapping[str, Any] | None = None) -> None:
     """The registered defence ``name`` keeps the defence contract on ``model``: it restores an
     FGSM-attacked copy of ``x`` (``attack``) as ``restore_for`` and ``restore`` both do."""
-    entry = get_defense(name)
+    entry = get_defence(name)
     owner = f"defence {name!r}"
     _check(bool(entry.label and entry.short_label and entry.paper and entry.summary and entry.description), f"{owner}: label, short_label, paper, summary and description must be set")
     _check(entry.deployable is not entry.oracle, f"{owner}: deployable must be the opposite of oracle")

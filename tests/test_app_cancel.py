@@ -22,6 +22,7 @@ from apptest import MAIN, assert_healthy
 from streamlit.testing.v1 import AppTest
 
 import neuronviz
+from app import result_cache
 from app import runs as analysis
 from neuronviz.infra import errors
 from neuronviz.workflows import analysis as library_analysis  # compute_analysis calls run_attack there
@@ -124,10 +125,11 @@ def _cancel_button_script():
     import streamlit as st
     import test_app_cancel as t
 
+    from app import background
     from app import runs as analysis
 
     key = (f"{t._work.__module__}.{t._work.__qualname__}", analysis.digest(21))
-    st.button("Cancel", on_click=analysis._cancel_clicked, args=(key, "the work"))
+    st.button("Cancel", on_click=background._cancel_clicked, args=(key, "the work"))
     value = analysis.attempt(analysis.memo, t._work, 21)
     st.markdown(f"value {value}")
 
@@ -137,7 +139,7 @@ def test_a_cancelled_computation_is_not_started_again_until_run_again(budget):
     at.run()
     assert CALLS["work"] == 1 and at.markdown[0].value == "value 42"
     analysis.clear_caches()  # a fresh start: the next run would compute it again ...
-    at.session_state[analysis._SESSION_STORE].clear()
+    at.session_state[result_cache._SESSION_STORE].clear()
     at.button[0].click().run()  # ... but Cancel is pressed (its callback runs before the rerun)  # Cancel pressed (its callback runs before the rerun)
     assert_healthy(at)
     assert CALLS["work"] == 1

@@ -12,7 +12,7 @@ from apptest import clear_caches, errors, open_page, plotly_titles
 
 from neuronviz.methods.attacks import run_attack
 from neuronviz.methods.attribution import input_attribution
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.methods.influence import default_layer, neuron_influence, probe_layers
 
 PAGE = "app_pages/neurons.py"
@@ -160,7 +160,7 @@ def test_changing_the_after_condition_compares_with_the_restored_image():
     assert spec["layout"]["yaxis"]["title"]["text"].startswith("PSSR: influence toward class")
     xs, ys, _ = _scatter_points(at)
     benign = int(model.predict(selection.image)[0][0])
-    restored = get_defense("pssr").restore(model, _adversarial(selection).adversarial).restored
+    restored = get_defence("pssr").restore(model, _adversarial(selection).adversarial).restored
     _assert_matches(ys, neuron_influence(model, restored, layers=[layer], target=benign)[layer].values[0])
     assert ys != adversarial_ys
     bars = _spec(at, "neurons.bars")["data"]

@@ -155,9 +155,11 @@ def test_the_results_memo_is_bounded_by_bytes(monkeypatch):
 def test_the_session_copies_are_bounded_by_bytes():
     from collections import OrderedDict
 
+    from app import result_cache
+
     session: OrderedDict = OrderedDict()
     for i in range(10):
-        analysis._keep_in_session(session, ("f", str(i)), None, analysis.SESSION_BYTES // 4)
+        result_cache._keep_in_session(session, ("f", str(i)), None, result_cache.SESSION_BYTES // 4)
     assert len(session) == 4 and list(session)[-1] == ("f", "9")
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuronviz.methods.attribution import list_attributions
-from neuronviz.methods.defences import list_defenses
+from neuronviz.methods.defences import list_defences
 from neuronviz.methods.influence import list_influence_methods
 from neuronviz.testing import check_attribution, check_defence, check_influence_method, check_model_source
 
@@ -16,7 +16,7 @@ from neuronviz.testing import check_attribution, check_defence, check_influence_
 FAST_DEFENCES = {"nip-guided": {"steps": 3}, "nip-reactive": {"steps": 3}}
 
 
-@pytest.mark.parametrize("name", [d.name for d in list_defenses()])
+@pytest.mark.parametrize("name", [d.name for d in list_defences()])
 def test_every_built_in_defence_keeps_the_contract(name, digits_cnn, digits_test):
     check_defence(name, digits_cnn, digits_test[0][:3], params=FAST_DEFENCES.get(name))
 
@@ -40,13 +40,13 @@ def test_a_broken_entry_fails_its_check(digits_cnn, digits_test, monkeypatch):
     """An attribution that returns maps of the wrong size, and a defence whose restore_for ignores
     the call, are named by the checks."""
     from neuronviz.methods.attribution import get_attribution
-    from neuronviz.methods.defences import get_defense
+    from neuronviz.methods.defences import get_defence
 
     saliency = get_attribution("saliency")
     monkeypatch.setattr(type(saliency), "attribute", lambda self, model, x, target, layer, n_steps: (torch.zeros(x.shape[0], 3, 3), None))
     with pytest.raises(AssertionError, match="values of shape"):
         check_attribution("saliency", digits_cnn, digits_test[0][:2])
-    pssr = get_defense("pssr")
+    pssr = get_defence("pssr")
     real = type(pssr).restore_for
 
     def shifted(self, model, x, **kwargs):

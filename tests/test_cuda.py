@@ -76,7 +76,7 @@ def test_attack_and_restorations_on_cuda():
     pytest.importorskip("torchattacks")
     from neuronviz.data.datasets import digits
     from neuronviz.methods.attacks import run_attack
-    from neuronviz.methods.defences import get_defense
+    from neuronviz.methods.defences import get_defence
 
     model = _model("digits-cnn", "cuda")
     x, y = digits("test")
@@ -86,7 +86,7 @@ def test_attack_and_restorations_on_cuda():
     assert float((report.adversarial - x).abs().max()) <= 0.1 + 1e-6
     assert float(report.success.float().mean()) > 0.5  # PGD-10 at eps 0.1 fools most digits
     for name in ("nip-guided", "pssr"):
-        defense = get_defense(name)
+        defense = get_defence(name)
         restored = defense.restore(
             model, report.adversarial,
             target=report.clean_pred if defense.needs_target else None,

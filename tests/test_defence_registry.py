@@ -9,12 +9,12 @@ import torch
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import run_attack
 from neuronviz.methods.defences import (
-    Defense,
+    Defence,
     Identity,
     Restored,
-    get_defense,
-    list_defenses,
-    register_defense,
+    get_defence,
+    list_defences,
+    register_defence,
     restore,
 )
 from neuronviz.workflows.batch import defence_label
@@ -28,7 +28,7 @@ def attacked(digits_cnn, digits_test):
 
 
 def test_entries_carry_their_facts():
-    facts = {d.name: (d.short_label, d.oracle, d.needs_target, d.needs_reference) for d in list_defenses()}
+    facts = {d.name: (d.short_label, d.oracle, d.needs_target, d.needs_reference) for d in list_defences()}
     assert facts == {
         "none": ("no defence", False, False, False),
         "nip-guided": ("NIP (guided)", True, True, False),
@@ -36,17 +36,17 @@ def test_entries_carry_their_facts():
         "nip-reactive": ("NIP (reactive)", False, False, False),
         "pssr": ("PSSR", False, False, False),
     }
-    for defense in list_defenses():
+    for defense in list_defences():
         assert defense.label and defense.paper and defense.summary and defense.description
         assert defense.deployable is not defense.oracle
         assert defence_label(defense.name) == defense.short_label
-    assert [d.name for d in list_defenses(include_none=False)] == ["nip-guided", "nip-oracle", "nip-reactive", "pssr"]
+    assert [d.name for d in list_defences(include_none=False)] == ["nip-guided", "nip-oracle", "nip-reactive", "pssr"]
     assert defence_label("not-registered") == "not-registered"
 
 
 def test_restore_for_equals_the_explicit_call(digits_cnn, attacked):
     x, benign, adversarial = attacked
-    for defense in list_defenses():
+    for defense in list_defences():
         params = {"steps": 3} if defense.name.startswith("nip-") and defense.name != "nip-oracle" else None
         given = defense.restore_for(digits_cnn, adversarial, benign=benign, clean=x, params=params)
         explicit = restore(
@@ -64,44 +64,44 @@ def test_restore_for_equals_the_explicit_call(digits_cnn, attacked):
 def test_restore_for_names_what_is_missing(digits_cnn, attacked):
     x, benign, adversarial = attacked
     with pytest.raises(InputError, match="target="):
-        get_defense("nip-guided").restore_for(digits_cnn, adversarial, clean=x)
+        get_defence("nip-guided").restore_for(digits_cnn, adversarial, clean=x)
     with pytest.raises(InputError, match="reference="):
-        get_defense("nip-oracle").restore_for(digits_cnn, adversarial, benign=benign)
+        get_defence("nip-oracle").restore_for(digits_cnn, adversarial, benign=benign)
     # a defence that needs neither ignores both
-    plain = get_defense("pssr").restore_for(digits_cnn, adversarial)
+    plain = get_defence("pssr").restore_for(digits_cnn, adversarial)
     assert plain.restored.shape == adversarial.shape
 
 
 def test_register_refuses_incomplete_entries():
-    class NoMethod(Defense):
+    class NoMethod(Defence):
         name, label = "no-method", "No method"
 
-    class NoName(Defense):
+    class NoName(Defence):
         label = "Nameless"
 
         def restore_pixels(self, model, x, params, target, reference) -> Restored:
             return Restored(x)
 
     with pytest.raises(InputError, match="restore_pixels"):
-        register_defense(NoMethod())
+        register_defence(NoMethod())
     with pytest.raises(InputError, match="name and a label"):
-        register_defense(NoName())
+        register_defence(NoName())
     with pytest.raises(InputError, match="already registered"):
-        register_defense(Identity())
-    with pytest.raises(InputError, match="Defense instance"):
-        register_defense("pssr")  # type: ignore[arg-type]
+        register_defence(Identity())
+    with pytest.raises(InputError, match="Defence instance"):
+        register_defence("pssr")  # type: ignore[arg-type]
 
 
 def test_unavailable_says_why_and_a_direct_call_raises_the_same_words(digits_cnn):
     from neuronviz.core.models import wrap_model
 
-    assert all(d.unavailable(digits_cnn) is None for d in list_defenses())
+    assert all(d.unavailable(digits_cnn) is None for d in list_defences())
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
     net(torch.zeros(1, 3, 16, 16))
     other = wrap_model(net, [0.5] * 3, [0.25] * 3, (16, 16), tuple(f"c{i}" for i in range(5)))
-    reactive = get_defense("nip-reactive")
+    reactive = get_defence("nip-reactive")
     reason = reactive.unavailable(other)
     assert reason is not None and "28×28 digits models" in reason
-    assert [d.name for d in list_defenses() if d.unavailable(other) is not None] == ["nip-reactive"]
+    assert [d.name for d in list_defences() if d.unavailable(other) is not None] == ["nip-reactive"]
     with pytest.raises(InputError, match="28×28 digits models"):
         reactive.restore_for(other, torch.rand(1, 3, 16, 16), benign=None)

@@ -5,7 +5,7 @@ import torch
 
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import run_attack
-from neuronviz.methods.defences import get_defense, list_defenses, restore
+from neuronviz.methods.defences import get_defence, list_defences, restore
 from neuronviz.methods.defences.nip import nip_step_direction
 from neuronviz.methods.defences.pssr import inpaint, load_regenerator, salient_mask
 from neuronviz.workflows.defence_table import defence_table
@@ -23,19 +23,19 @@ def _hooks(model):
 
 
 def _kwargs(name, benign, x):
-    defense = get_defense(name)
+    defense = get_defence(name)
     return {"target": benign if defense.needs_target else None, "reference": x if defense.needs_reference else None}
 
 
 def test_registry_names_every_mode_and_marks_reconstructions():
-    names = [d.name for d in list_defenses()]
+    names = [d.name for d in list_defences()]
     assert names[0] == "none" and {"nip-oracle", "nip-guided", "nip-reactive", "pssr"} <= set(names)
-    for defense in list_defenses():
+    for defense in list_defences():
         assert defense.label and defense.description and defense.paper
         if defense.name != "none":
             assert defense.reconstruction  # what is reconstructed is said, even when it is "None"
-    assert get_defense("nip-oracle").needs_reference and get_defense("nip-guided").needs_target
-    assert not get_defense("nip-reactive").needs_target and not get_defense("pssr").needs_reference
+    assert get_defence("nip-oracle").needs_reference and get_defence("nip-guided").needs_target
+    assert not get_defence("nip-reactive").needs_target and not get_defence("pssr").needs_reference
 
 
 @pytest.mark.parametrize("name", ["none", "nip-oracle", "nip-guided", "nip-reactive", "pssr"])

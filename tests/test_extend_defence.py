@@ -24,11 +24,11 @@ squeezer of Xu, Evans and Qi, Feature Squeezing, NDSS 2018). Label-free, so depl
 
 import torch.nn.functional as F
 
-from neuronviz.methods.defences import Defense, Restored, register_defense
+from neuronviz.methods.defences import Defence, Restored, register_defence
 from neuronviz.infra.schema import Param
 
 
-class MedianSmoothing(Defense):
+class MedianSmoothing(Defence):
     name = "median-3x3"
     label = "Median smoothing (feature squeezing)"
     short_label = "Median 3×3"
@@ -47,7 +47,7 @@ class MedianSmoothing(Defense):
         return Restored(restored, trace={"changed": changed[None]}, notes=("Median of each 3×3 window.",))
 
 
-register_defense(MedianSmoothing())
+register_defence(MedianSmoothing())
 '''
 
 
@@ -62,17 +62,17 @@ def _median(x: torch.Tensor) -> torch.Tensor:
 @pytest.fixture()
 def plugin(tmp_path, monkeypatch):
     """The plugin on sys.path and in NEURONVIZ_PLUGINS; afterwards the registry is as before."""
-    from neuronviz.methods.defences import DEFENSES
+    from neuronviz.methods.defences import DEFENCES
 
     module = "nv_plugin_median_defence"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv(plugins.ENV, module)
     monkeypatch.setattr(plugins, "_loaded", {})
-    before = list(DEFENSES)
+    before = list(DEFENCES)
     yield module
-    for name in [n for n in DEFENSES if n not in before]:
-        DEFENSES.pop(name)
+    for name in [n for n in DEFENCES if n not in before]:
+        DEFENCES.pop(name)
     sys.modules.pop(module, None)
 
 

@@ -57,3 +57,16 @@ def test_import_neuronviz_stays_light():
     code = "import sys, neuronviz; print(sorted(m for m in ('torch', 'streamlit', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_american_spellings_of_the_defence_names_still_import_and_warn():
+    from neuronviz.methods import defences
+
+    for old, new in defences.DEPRECATED_NAMES.items():
+        with pytest.warns(DeprecationWarning, match=rf"defences\.{old} is now {new}"):
+            assert getattr(defences, old) is getattr(defences, new)
+    with pytest.warns(DeprecationWarning):
+        from neuronviz.methods.defences import Defense
+    assert Defense.__name__ == "Defence"
+    with pytest.raises(AttributeError):
+        defences.Defensive  # noqa: B018

@@ -247,11 +247,11 @@ def test_an_attack_stopped_midway_gives_the_lock_back(digits_cnn, digits_test):
 
 def test_no_defence_draws_random_numbers(digits_cnn, digits_test):
     """docs/defences.md says no defence takes the generator lock because none draws: checked."""
-    from neuronviz.methods.defences import list_defenses, restore
+    from neuronviz.methods.defences import list_defences, restore
 
     x = digits_test[0][:4]
     benign = digits_cnn.predict(x)[0]
-    for defense in list_defenses():
+    for defense in list_defences():
         before = _global_state()
         restore(digits_cnn, x, defense.name, target=benign if defense.needs_target else None,
                 reference=x if defense.needs_reference else None)

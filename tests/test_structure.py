@@ -171,3 +171,17 @@ def test_the_docs_point_only_inside_the_repository():
             if not resolved.is_relative_to(ROOT) or not resolved.exists():
                 outside.append(f"{doc.name}: {target}")
     assert outside == []
+
+
+def test_no_page_reaches_into_another_page_or_the_sidebar():
+    """A page changes the session's inputs through app/actions.py, never by importing the sidebar or another page."""
+    reaching = []
+    for page in sorted((ROOT / "app" / "app_pages").glob("*.py")):
+        for node in ast.walk(ast.parse(page.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            reaching += [f"{page.name}: {n}" for n in names if n in ("app.sidebar", "app.main") or "app_pages" in n]
+    assert reaching == []

@@ -22,7 +22,7 @@ from app.evaluation_set import BUILTIN, evaluation_images
 from neuronviz.core.models import PixelModel
 from neuronviz.data import labelled as evalset
 from neuronviz.figures import batch as batch_figures
-from neuronviz.methods.defences import get_defense, list_defenses
+from neuronviz.methods.defences import get_defence, list_defences
 from neuronviz.workflows import batch
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
@@ -127,7 +127,7 @@ def batch_record(model: PixelModel, last: BatchRun) -> dict[str, Any]:
     with its ε and every other parameter, target, seed, and each defence with its parameters."""
     result = last.result
     images = last.images if last.images is not None else analysis.memo(batch.batch_images, model, result.images)
-    defences = [{"defence": name, "params": get_defense(name).resolve({}, model)} for name in result.defences]
+    defences = [{"defence": name, "params": get_defence(name).resolve({}, model)} for name in result.defences]
     return exports.set_record(
         model, images.images, images.labels, last.source, result.attack, result.params, result.target, result.seed,
         defences=defences, ids=result.ids, page="batch", seconds=last.seconds,
@@ -145,13 +145,13 @@ def excluded_note(result: batch.BatchResult, images: int, excluded: int) -> str:
 
 
 def _oracle(name: str) -> bool:
-    return get_defense(name).oracle
+    return get_defence(name).oracle
 
 
 def optional_defences() -> list[str]:
     """The defences a run may add to the two it always has: every other registered one but the
     identity, in registry order (NIP oracle, NIP reactive, then plugins')."""
-    return [d.name for d in list_defenses(include_none=False) if d.name not in batch.DEFAULT_DEFENCES]
+    return [d.name for d in list_defences(include_none=False) if d.name not in batch.DEFAULT_DEFENCES]
 
 
 def column_config(result: batch.BatchResult) -> dict:
@@ -234,7 +234,7 @@ def batch_form(model: PixelModel) -> tuple[bool, list[str]]:
         st.markdown("**Defences**: NIP (guided toward the clean prediction) and PSSR always; also:")
         extra = []
         for name in optional_defences():
-            defense = get_defense(name)
+            defense = get_defence(name)
             reason = defense.unavailable(model)
             if st.checkbox(
                 defense.label,
@@ -307,7 +307,7 @@ def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun
             "the block, so the numbers do not depend on how the work is split."
         )
         for name in result.defences:
-            defense = get_defense(name)
+            defense = get_defence(name)
             if defense.reconstruction:
                 st.markdown(f"**{defense.label}** — reconstruction: {defense.reconstruction}")
 

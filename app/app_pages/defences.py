@@ -16,16 +16,16 @@ from neuronviz.core.models import PixelModel
 from neuronviz.figures import attack as attack_figures
 from neuronviz.infra.errors import NeuronvizError
 from neuronviz.infra.schema import Param
-from neuronviz.methods.defences import Defense, Restoration, get_defense, list_defenses, restore_for
+from neuronviz.methods.defences import Defence, Restoration, get_defence, list_defences, restore_for
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 IMAGE_HEIGHT = 240
 
 
-def shown_defences() -> list[Defense]:
+def shown_defences() -> list[Defence]:
     """The defences shown side by side: every registered one but the identity, in registry order
     (NIP guided, oracle, reactive, PSSR, then plugins')."""
-    return list_defenses(include_none=False)
+    return list_defences(include_none=False)
 
 
 def applied_key(name: str, model: PixelModel) -> str:
@@ -57,7 +57,7 @@ def param_widget(param: Param, name: str, current: dict[str, Any], model: PixelM
 def parameter_form(name: str, model: PixelModel, result: analysis.Analysis) -> None:
     """The defence's parameters in a form; a submission is validated by the defence's schema and
     kept only when valid (an invalid one leaves the last good parameters and says why)."""
-    defense = get_defense(name)
+    defense = get_defence(name)
     current = applied(name, model)
     with st.form(f"defences.form.{name}", border=False, enter_to_submit=False):
         values = {param.name: param_widget(param, name, current, model, result) for param in defense.params}
@@ -73,7 +73,7 @@ def parameter_form(name: str, model: PixelModel, result: analysis.Analysis) -> N
 
 def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration | None:
     """The defence's restoration of the adversarial image (cached), or None with a message."""
-    defense = get_defense(name)
+    defense = get_defence(name)
     params = applied(name, model)
     if name in result.restorations:
         try:
@@ -142,7 +142,7 @@ def render() -> None:
             parameter_form(name, model, result)
     for column, name in zip(st.columns(len(order), gap="medium"), order):
         with column:
-            reason = get_defense(name).unavailable(model)
+            reason = get_defence(name).unavailable(model)
             if reason is not None:  # not for this model at all: say why instead of an error
                 st.info(reason, icon=":material/block:")
                 restorations[name] = None
@@ -186,7 +186,7 @@ def render() -> None:
                 f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
             )
     for column, name in zip(st.columns(len(order), gap="medium"), order):
-        defense, restoration = get_defense(name), restorations[name]
+        defense, restoration = get_defence(name), restorations[name]
         with column:
             if restoration is not None:
                 for note in restoration.notes:
@@ -326,7 +326,7 @@ def decision_numbers(
         f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
         f"**{names[adversarial_prediction]}**."
     )
-    short = {name: get_defense(name).short for name in restorations}  # shown, in the page's order
+    short = {name: get_defence(name).short for name in restorations}  # shown, in the page's order
     failed = [short[name] for name in restorations if restorations.get(name) is None]
     rows = attack_figures.decision_rows(
         result.clean,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, sidebar, state
+from app import actions, components, state
 from app import runs as analysis
 from neuronviz import figures
 from neuronviz.core.models import PixelModel
@@ -20,19 +20,19 @@ from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
 from neuronviz.methods.attacks import AttackInfo, get_attack
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, influence_shift
 
 TOUR_MODEL = state.DEFAULT_MODEL
 TOUR_SAMPLE = analysis.DEFAULT_SAMPLE_ID  # the start-up example (bench/choose_example.py)
 GO_TO_ATTACK = "learn.go_to_attack"  # session_state: the tour's button asked for the Attack page
 
-# The sidebar's widget keys (app/sidebar.py) that the tour's button sets.
-MODEL_SOURCE_KEY = "model_source"
-MODEL_NAME_KEY = "model_name"
-IMAGE_SOURCE_KEY = "image_source"
-SAMPLE_CLASS_KEY = "sample_class"
-SAMPLE_EXAMPLE_KEY = "sample_example"
+# The sidebar's widget keys that the tour's button sets (app/actions.py writes them).
+MODEL_SOURCE_KEY = actions.MODEL_SOURCE_KEY
+MODEL_NAME_KEY = actions.MODEL_NAME_KEY
+IMAGE_SOURCE_KEY = actions.IMAGE_SOURCE_KEY
+SAMPLE_CLASS_KEY = actions.SAMPLE_CLASS_KEY
+SAMPLE_EXAMPLE_KEY = actions.SAMPLE_EXAMPLE_KEY
 
 
 def render() -> None:
@@ -48,14 +48,10 @@ def render() -> None:
 
 def _load_example(sample_id: str, true_class: int, example: int) -> None:
     """Button callback: put the tour's example into the sidebar (runs before the next run)."""
-    st.session_state[MODEL_SOURCE_KEY] = sidebar.REGISTRY
-    st.session_state[MODEL_NAME_KEY] = TOUR_MODEL
-    st.session_state[IMAGE_SOURCE_KEY] = sidebar.SAMPLE
-    st.session_state[SAMPLE_CLASS_KEY] = true_class
-    st.session_state[SAMPLE_EXAMPLE_KEY] = example
+    actions.choose_sample(TOUR_MODEL, true_class, example)
     model = state.load_requested_model(state.ModelRequest(name=TOUR_MODEL))
     analysis.set_attack_choice(model, analysis.default_choice())  # the tour's attack, not the last one
-    sidebar.reset_attack_widgets(analysis.default_choice())
+    actions.reset_attack_widgets(analysis.default_choice())
     components.request_scroll_to_top()  # the Attack page opens at its top, not at the tour's scroll position
     st.session_state[GO_TO_ATTACK] = True
 
@@ -230,7 +226,7 @@ def tour() -> None:
     columns = st.columns(2, gap="large")
     for column, (name, restoration) in zip(columns, [("nip-guided", nip), ("pssr", pssr)]):
         with column:
-            defense = get_defense(name)
+            defense = get_defence(name)
             predicted = int(restoration.prediction[0])
             inner = st.columns([2, 3])
             with inner[0]:
@@ -363,7 +359,7 @@ def methods() -> None:
         st.latex(formula)
         st.markdown(text)
         for name in defence_names:
-            defense = get_defense(name)
+            defense = get_defence(name)
             with st.expander(f"{defense.label}: defaults and what is reconstructed"):
                 st.markdown(defense.description)
                 st.markdown(f"**Reconstruction:** {defense.reconstruction or 'none'}")

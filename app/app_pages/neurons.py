@@ -23,7 +23,7 @@ from neuronviz.core.models import PixelModel
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
 from neuronviz.methods.attribution import get_attribution, input_attribution, list_attributions
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     InfluenceShift,
@@ -196,7 +196,7 @@ def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: 
         + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
     )
     if after != "adversarial":
-        defense = get_defense(after)
+        defense = get_defence(after)
         if defense.reconstruction:
             st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
         if components.used_fallback(result.restorations[after]):

@@ -106,9 +106,9 @@ def _split_list(values: list[str] | None) -> list[str]:
 
 
 def _cmd_defences(args: argparse.Namespace) -> int:
-    from neuronviz.methods.defences import list_defenses
+    from neuronviz.methods.defences import list_defences
 
-    for defense in list_defenses():
+    for defense in list_defences():
         print(f"{defense.name:13s} {defense.short:16s} {'analysis only' if defense.oracle else 'deployable'}")
         for param in defense.params:
             bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""

@@ -25,7 +25,7 @@ from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 def add_parser(sub) -> None:
     """Register the ``figure`` subcommand on an ``argparse`` subparsers object."""
     from neuronviz.figures.compose import AFTER, CHARTS, PANELS
-    from neuronviz.methods.defences import list_defenses
+    from neuronviz.methods.defences import list_defences
     from neuronviz.methods.influence import list_influence_methods
     from neuronviz.workflows.analysis import DEFAULT_ATTACK, DEFAULT_INFLUENCE_METHOD, DEFAULT_OVERRIDES, RESTORATIONS
 
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--target", default=None, help="none (default: untargeted), a class index, or least-likely")
     p.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
-    restorers = [d.name for d in list_defenses(include_none=False)]  # the registry: built-ins and plugins
+    restorers = [d.name for d in list_defences(include_none=False)]  # the registry: built-ins and plugins
     p.add_argument(
         "--defences", "--defenses", default=",".join(RESTORATIONS),
         help=f"restored images to show, comma-separated, from the registered defences ({', '.join(restorers)}; "
@@ -112,7 +112,7 @@ def build(args: argparse.Namespace):
     from neuronviz.core.models import load_model
     from neuronviz.data.images import list_samples, load_image_with_info, load_sample
     from neuronviz.figures.compose import FigureSpec, chart_data, compose_figure, figure_numbers
-    from neuronviz.methods.defences import list_defenses
+    from neuronviz.methods.defences import list_defences
     from neuronviz.workflows import analysis, export
 
     if args.session is not None:
@@ -133,7 +133,7 @@ def build(args: argparse.Namespace):
     overrides.update(_params(args.attack, args.param))
     choice = analysis.AttackChoice.make(args.attack, overrides, target=_target(args.target), seed=args.seed)
     defences = _list(args.defences)
-    known = [d.name for d in list_defenses(include_none=False)]
+    known = [d.name for d in list_defences(include_none=False)]
     unknown = [d for d in defences if d not in known]
     if unknown:
         raise InputError(f"--defences: unknown {unknown}; choose from {', '.join(known)} or none")

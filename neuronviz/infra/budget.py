@@ -18,7 +18,7 @@ any enclosing cancel flag stops the work.
 The check (:func:`check`) is cheap (a thread-local read and a clock read) and runs inside
 :meth:`neuronviz.core.models.pixel.PixelModel.forward`, so every attack, defence and influence pass
 stops at its next model evaluation after the deadline. :func:`neuronviz.methods.attacks.run_attack` and
-:meth:`neuronviz.methods.defences.base.Defense.restore` run under :func:`default` : the budget of
+:meth:`neuronviz.methods.defences.base.Defence.restore` run under :func:`default` : the budget of
 :func:`neuronviz.infra.settings.time_budget_s` (env ``NEURONVIZ_TIME_BUDGET_S``, 120 s by default) when
 no budget is active yet; an enclosing :func:`limit` (also a longer one) replaces it.
 """

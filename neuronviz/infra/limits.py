@@ -1,7 +1,7 @@
 """The stated caps on one library request (the dashboard and the CLI go through them too).
 
 One request is one call of :func:`neuronviz.methods.attacks.run_attack`, :func:`neuronviz.methods.defences.restore`
-(:meth:`~neuronviz.methods.defences.base.Defense.restore`) or :func:`neuronviz.methods.influence.neuron_influence`.
+(:meth:`~neuronviz.methods.defences.base.Defence.restore`) or :func:`neuronviz.methods.influence.neuron_influence`.
 Work beyond a cap is split into several requests by the caller (``neuronviz.workflows.batch`` does it in
 blocks of 16 images).
 """

@@ -29,7 +29,7 @@ from neuronviz.core.models import PixelModel
 from neuronviz.infra.digest import tensor_digest
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.methods.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
-from neuronviz.methods.defences import Restoration, get_defense
+from neuronviz.methods.defences import Restoration, get_defence
 from neuronviz.methods.influence import (
     InfluenceMap,
     default_layer,
@@ -56,7 +56,7 @@ DEFAULT_INFLUENCE_METHOD = "grad_x_act"
 #: Conditions of :attr:`Analysis.influence` with the default restorations (:attr:`Analysis.conditions`
 #: has an analysis' own), in the order pages show them.
 CONDITIONS = ("clean", "adversarial", *RESTORATIONS)
-CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in RESTORATIONS}}
+CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", **{n: get_defence(n).short for n in RESTORATIONS}}
 
 
 # -- the attack choice -----------------------------------------------------------------------------
@@ -202,7 +202,7 @@ class Analysis:
     @property
     def condition_labels(self) -> dict[str, str]:
         """Each condition's word on the pages (a restoration: its defence's short label)."""
-        return {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in self.restorations}}
+        return {"clean": "clean", "adversarial": "adversarial", **{n: get_defence(n).short for n in self.restorations}}
 
     def image(self, condition: str) -> torch.Tensor:
         """``(1, C, H, W)`` pixels of a condition: clean, adversarial, or a restoration's name."""
@@ -251,7 +251,7 @@ def compute_analysis(
     for name in defences:
         if name in ("none", "clean", "adversarial"):
             raise InputError(f"defences: {name!r} is not a restoration; choose registered defences other than none")
-        get_defense(name)  # an unknown name: the error listing the registered ones
+        get_defence(name)  # an unknown name: the error listing the registered ones
     if len(set(defences)) != len(defences):
         raise InputError(f"defences: {list(defences)} names a defence twice")
     get_influence_method(influence_method)
@@ -265,7 +265,7 @@ def compute_analysis(
     restorations: dict[str, Restoration] = {}
     for name in defences:
         started = time.perf_counter()
-        restorations[name] = get_defense(name).restore_for(model, adversarial, benign=benign, clean=image)
+        restorations[name] = get_defence(name).restore_for(model, adversarial, benign=benign, clean=image)
         seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
     layers = tuple(info.name for info in probe_layers(model))

@@ -43,7 +43,7 @@ from neuronviz.core.models.pixel import PixelModel
 from neuronviz.data.labelled import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import AttackedImages, get_attack, resolve_params, run_attack
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.workflows.defence_table import split_spec
 
 #: Images per library call; the unit of the attack's randomness (see the module docstring).
@@ -58,7 +58,7 @@ def defence_label(name: str) -> str:
     """The short display name of a defence for tables and figures (its registry entry's
     ``short_label``; the name itself for a name that is not registered)."""
     try:
-        return get_defense(name).short
+        return get_defence(name).short
     except InputError:
         return name
 
@@ -309,7 +309,7 @@ def defence_specs(defences: Sequence[DefenceSpec]) -> tuple[tuple[str, dict], ..
     specs = []
     for item in defences:
         name, params = split_spec(item)
-        defense = get_defense(name)
+        defense = get_defence(name)
         specs.append((defense.name, params))
     names = [n for n, _ in specs]
     if len(set(names)) != len(names):
@@ -336,7 +336,7 @@ def evaluate_chunk(
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
     specs = defence_specs(defences)
-    entries = [(get_defense(n), p) for n, p in specs]
+    entries = [(get_defence(n), p) for n, p in specs]
     names = tuple(n for n, _ in specs)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "adv", "success", "attacked", "l0", "l2", "linf")}
     restored: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -436,7 +436,7 @@ def evaluate_batch(
     resolved = resolve_params(get_attack(attack), params, model)
     specs = defence_specs(defences)
     for name, defence_params in specs:
-        get_defense(name).resolve(defence_params, model)
+        get_defence(name).resolve(defence_params, model)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if target is not None and not get_attack(attack).targeted:

@@ -13,7 +13,7 @@ Definitions (METHODS.md §1, §4):
 - *accuracy (clean)*: accuracy after the defence on the clean images: a defence must not break
   them.
 
-Every defence is called the same way (:meth:`neuronviz.methods.defences.Defense.restore_for` with the
+Every defence is called the same way (:meth:`neuronviz.methods.defences.Defence.restore_for` with the
 benign prediction and the clean images); the ones that use either (``nip-guided`` restores toward
 the benign prediction, the oracle ``nip-oracle`` uses the clean images) are analysis tools, not
 deployable defences, and the table says which is which (``deployable``: the entry's ``oracle``
@@ -30,7 +30,7 @@ import torch
 from neuronviz.core.models.pixel import PixelModel
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import get_attack, run_attack
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.methods.defences.pssr import defended_model
 
 Spec = str | tuple[str, Mapping[str, Any]]
@@ -47,7 +47,7 @@ def split_spec(item: Spec) -> tuple[str, dict]:
 
 def _prediction(model: PixelModel, x: torch.Tensor, name: str, params: Mapping[str, Any], benign: torch.Tensor,
                 clean: torch.Tensor) -> torch.Tensor:
-    return get_defense(name).restore_for(model, x, benign=benign, clean=clean, params=params).prediction
+    return get_defence(name).restore_for(model, x, benign=benign, clean=clean, params=params).prediction
 
 
 def defence_table(
@@ -82,7 +82,7 @@ def defence_table(
     for name, _ in attack_specs:
         get_attack(name)
     for name, _ in defence_specs:
-        get_defense(name)
+        get_defence(name)
     if not attack_specs or not defence_specs:
         raise InputError("give at least one attack and one defence")
     batches = [slice(i, i + batch_size) for i in range(0, x.shape[0], batch_size)]
@@ -128,7 +128,7 @@ def defence_table(
         for name, params in defence_specs if not knows_defence else [("pssr", pssr_params)]:
             after = torch.cat([_prediction(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
             tick(f"{name} against {attack}")
-            defense = get_defense(name)
+            defense = get_defence(name)
             rows.append(
                 {
                     "attack": attack + (" (adaptive, BPDA through pssr)" if knows_defence else ""),

@@ -57,7 +57,7 @@ from neuronviz.data.labelled import USER_DATASETS, evaluation_set, is_digits_mod
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.infra.schema import parse_eps
 from neuronviz.methods.attacks import get_attack, resolve_params, resolve_target
-from neuronviz.methods.defences import get_defense
+from neuronviz.methods.defences import get_defence
 from neuronviz.workflows import provenance
 from neuronviz.workflows.batch import BLOCK, BatchResult, defence_label, defence_specs, evaluate_chunk, summarise
 
@@ -345,7 +345,7 @@ def resolve_defences(model: PixelModel, defences: Sequence[AttackSpec]) -> tuple
     specs = defence_specs([_spec(d) for d in defences])
     if not specs:
         raise InputError("give at least one defence (none: the attack's own numbers)")
-    return tuple((name, get_defense(name).resolve(params, model)) for name, params in specs)
+    return tuple((name, get_defence(name).resolve(params, model)) for name, params in specs)
 
 
 def block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
@@ -430,7 +430,7 @@ def run_block(
         for i in alone:
             row["adv_pred"][i] = row["clean_pred"][i]
         for d, params in defences:
-            prediction = get_defense(d).restore_for(model, xe, benign=benign, clean=xe, params=params).prediction.tolist()
+            prediction = get_defence(d).restore_for(model, xe, benign=benign, clean=xe, params=params).prediction.tolist()
             for i, value in zip(alone, prediction, strict=True):
                 row["restored"][d][i] = row["restored_clean"][d][i] = int(value)
     row["seconds"] = time.perf_counter() - started
@@ -717,7 +717,7 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
         labels, clean, adv = result.labels, result.clean_pred, result.adv_pred
         robust = float(((clean == labels) & (adv == labels)).double().mean())
         for d, _ in defences:
-            defense = get_defense(d)
+            defense = get_defence(d)
             rows.append({
                 "attack": cell.name,
                 "eps": cell.eps,

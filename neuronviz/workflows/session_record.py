@@ -286,24 +286,53 @@ def _sha256(text: str) -> str | None:
     return None
 
 
+@dataclass
+class _Query:
+    """A link's values (the last of repeated ones, each cut at 2000 characters) and the messages about them."""
+
+    values: dict[str, str]
+    messages: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, query: Mapping[str, Any]) -> _Query:
+        values: dict[str, str] = {}
+        for key, raw in query.items():
+            if isinstance(raw, (list, tuple)):
+                raw = raw[-1] if raw else ""
+            values[str(key)] = str(raw)[:2000]
+        return cls(values)
+
+    def bad(self, key: str, problem: str, used: str) -> None:
+        self.messages.append(f"The link's {key}={self.values[key][:80]!r} was not used ({problem}): using {used} instead.")
+
+
 def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None = None) -> tuple[SessionRecord, list[str]]:
     """The record a link's query parameters describe, and a message for every value that could
     not be used (naming the parameter and what is used instead). Never raises: anything a URL
     can carry gives a record. A value given twice uses the last one. Keys that are neither
     fields, the attack's parameters nor known ``controls`` are reported and ignored, except keys
     with a dot (another page's control: kept as text in ``page`` for the page to read)."""
-    messages: list[str] = []
+    found = _Query.of(query)
     record = SessionRecord()
-    values: dict[str, str] = {}
-    for key, raw in query.items():
-        if isinstance(raw, (list, tuple)):
-            raw = raw[-1] if raw else ""
-        values[str(key)] = str(raw)[:2000]
     changes: dict[str, Any] = {}
+    changes.update(_model_fields(found, record))
+    changes.update(_image_fields(found))
+    attack_changes, attack, params = _attack_fields(found, record)
+    changes.update(attack_changes)
+    changes["page"] = _page_fields(found, attack, params, controls)
+    try:
+        record = dataclasses.replace(record, **changes)
+    except Exception as error:  # noqa: BLE001 - never raise on a URL
+        found.messages.append(f"The link could not be read ({error}): using the defaults.")
+        record = SessionRecord()
+    return record, found.messages
 
-    def bad(key: str, problem: str, used: str) -> None:
-        messages.append(f"The link's {key}={values[key][:80]!r} was not used ({problem}): using {used} instead.")
 
+def _model_fields(found: _Query, record: SessionRecord) -> dict[str, Any]:
+    """``model`` (a name, or ``sha256:`` of an uploaded checkpoint with its ``opt.*`` options,
+    ``arch`` and ``source``), ``weights`` and ``device``."""
+    values, bad = found.values, found.bad
+    changes: dict[str, Any] = {}
     model = values.get("model")
     if model is not None:
         if model.lower().startswith("sha256:"):
@@ -334,6 +363,13 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             changes["device"] = device
         else:
             bad("device", "it is cpu or cuda", "this server's default device")
+    return changes
+
+
+def _image_fields(found: _Query) -> dict[str, Any]:
+    """``image`` (a sample id, or ``sha256:`` of an uploaded image) and ``true_class``."""
+    values, bad = found.values, found.bad
+    changes: dict[str, Any] = {}
     image = values.get("image")
     if image is not None:
         if image.lower().startswith("sha256:"):
@@ -351,6 +387,14 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             changes["true_class"] = int(parse_value(values["true_class"], "int", 0, None))
         except InputError as error:
             bad("true_class", str(error), "unknown")
+    return changes
+
+
+def _attack_fields(found: _Query, record: SessionRecord) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """``attack``, its parameters (by their own names), ``target`` and ``seed``; with the attack
+    used and its parameter schema (the page controls are told apart from them)."""
+    values, bad = found.values, found.bad
+    changes: dict[str, Any] = {}
     attack = record.attack
     if "attack" in values:
         known = _known_attack(values["attack"].strip())
@@ -377,8 +421,14 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             changes["seed"] = int(parse_value(values["seed"], "int", 0, SEED_MAX))
         except InputError as error:
             bad("seed", str(error), f"seed {record.seed}")
+    return changes, attack, params
+
+
+def _page_fields(found: _Query, attack: str, params: Mapping[str, Any], controls: Mapping[str, Control] | None) -> dict[str, Any]:
+    """The pages' controls: known ``controls`` parsed, unknown keys with a dot kept as text (another
+    page's control), anything else reported."""
     page: dict[str, Any] = {}
-    for key, text in values.items():
+    for key, text in found.values.items():
         if key in FIELDS or key in params or key.startswith("opt.") or key in STREAMLIT_KEYS:
             continue
         control = (controls or {}).get(key)
@@ -386,20 +436,14 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
             if "." in key:
                 page[key] = text  # a control this table does not know: the page that declares it reads it
             else:
-                messages.append(f"The link's parameter {key!r} is not known here (not a parameter of {attack}): ignored.")
+                found.messages.append(f"The link's parameter {key!r} is not known here (not a parameter of {attack}): ignored.")
             continue
         try:
             page[key] = control.parse(text)
         except InputError as error:
             default = "the page's default" if control.default is None else control.format(control.default)
-            bad(key, str(error), default)
-    changes["page"] = page
-    try:
-        record = dataclasses.replace(record, **changes)
-    except Exception as error:  # noqa: BLE001 - never raise on a URL
-        messages.append(f"The link could not be read ({error}): using the defaults.")
-        record = SessionRecord()
-    return record, messages
+            found.bad(key, str(error), default)
+    return page
 
 
 def from_json(text: str | bytes, controls: Mapping[str, Control] | None = None) -> tuple[SessionRecord, list[str]]:

@@ -1,7 +1,7 @@
 """The defence template, its result, and the registry every caller reads.
 
 A defence takes adversarial (or clean) pixels and returns restored pixels. A defence is one
-registry entry (an instance of a :class:`Defense` subclass) that carries all its facts: ``name``,
+registry entry (an instance of a :class:`Defence` subclass) that carries all its facts: ``name``,
 ``label``, ``short_label`` (tables, figures, headings), ``summary`` (what it needs and is, in a few
 words), ``paper``, ``params`` (its :class:`~neuronviz.infra.schema.Param` schema), ``needs_target`` /
 ``needs_reference`` (the benign class / the benign image), ``oracle`` (True when it uses either:
@@ -9,9 +9,9 @@ an analysis tool, not a deployable defence) and ``trace_keys`` / ``extras_keys``
 :class:`Restoration` holds besides the pixels).
 
 Callers never branch on a defence's needs: they give what they have to
-:meth:`Defense.restore_for` (``benign=`` the clean prediction, ``clean=`` the clean images) and
-the entry takes what it needs. Subclasses write one method, :meth:`Defense.restore_pixels`;
-:meth:`Defense.restore` validates the input and parameters, holds the model's lock, restores the
+:meth:`Defence.restore_for` (``benign=`` the clean prediction, ``clean=`` the clean images) and
+the entry takes what it needs. Subclasses write one method, :meth:`Defence.restore_pixels`;
+:meth:`Defence.restore` validates the input and parameters, holds the model's lock, restores the
 model's mode in ``finally``, and measures time and the prediction on the restored images.
 """
 
@@ -66,7 +66,7 @@ class Restoration:
 
 @dataclass
 class Restored:
-    """What a subclass's :meth:`Defense.restore_pixels` returns: the restored pixels ``(N, C, H, W)``
+    """What a subclass's :meth:`Defence.restore_pixels` returns: the restored pixels ``(N, C, H, W)``
     and, optionally, per-step ``trace`` tensors ``(T, N)``, per-image ``extras`` and ``notes``."""
 
     restored: torch.Tensor
@@ -79,9 +79,9 @@ class Restored:
 Benign = int | torch.Tensor
 
 
-class Defense:
+class Defence:
     """Base class: set the facts below and write :meth:`restore_pixels`; register an instance with
-    :func:`register_defense` (see docs/architecture.md, "A new defence")."""
+    :func:`register_defence` (see docs/architecture.md, "A new defence")."""
 
     name: str = ""  # the registry key, lower case with dashes ("nip-guided")
     label: str = ""  # the full name ("NIP (guided)", "PSSR (pixel surgery + semantic regeneration)")
@@ -208,7 +208,7 @@ class Defense:
         raise NotImplementedError
 
 
-class Identity(Defense):
+class Identity(Defence):
     """No defence: the image is returned unchanged (the null object of the registry)."""
 
     name = "none"
@@ -222,36 +222,36 @@ class Identity(Defense):
         return Restored(restored=x.clone())
 
 
-DEFENSES: dict[str, Defense] = {}
+DEFENCES: dict[str, Defence] = {}
 
 
-def register_defense(defense: Defense) -> Defense:
+def register_defence(defense: Defence) -> Defence:
     """Add a defence to the registry (at import time of its module); returns it.
 
     Raises :class:`InputError` for a name already registered, an entry without a name or label,
-    or one whose class does not write :meth:`Defense.restore_pixels`."""
-    if not isinstance(defense, Defense):
-        raise InputError(f"register_defense takes a Defense instance, got {type(defense).__name__}")
+    or one whose class does not write :meth:`Defence.restore_pixels`."""
+    if not isinstance(defense, Defence):
+        raise InputError(f"register_defence takes a Defence instance, got {type(defense).__name__}")
     if not defense.name or not defense.label:
         raise InputError(f"{type(defense).__name__}: a defence needs a name and a label")
-    if type(defense).restore_pixels is Defense.restore_pixels:
+    if type(defense).restore_pixels is Defence.restore_pixels:
         raise InputError(f"{type(defense).__name__}: a defence writes restore_pixels(model, x, params, target, reference)")
-    if defense.name in DEFENSES:
+    if defense.name in DEFENCES:
         raise InputError(f"defence {defense.name!r} is already registered")
-    DEFENSES[defense.name] = defense
+    DEFENCES[defense.name] = defense
     return defense
 
 
-def list_defenses(include_none: bool = True) -> list[Defense]:
+def list_defences(include_none: bool = True) -> list[Defence]:
     """Every registered defence in registration order: identity first (unless ``include_none`` is
     False), then the project's (NIP guided, oracle, reactive, PSSR), then plugins'."""
-    return [d for d in DEFENSES.values() if include_none or d.name != Identity.name]
+    return [d for d in DEFENCES.values() if include_none or d.name != Identity.name]
 
 
-def get_defense(name: str) -> Defense:
-    if name not in DEFENSES:
-        raise InputError(f"unknown defence {name!r}; registered: {list(DEFENSES)}")
-    return DEFENSES[name]
+def get_defence(name: str) -> Defence:
+    if name not in DEFENCES:
+        raise InputError(f"unknown defence {name!r}; registered: {list(DEFENCES)}")
+    return DEFENCES[name]
 
 
 def restore_for(
@@ -263,9 +263,9 @@ def restore_for(
     clean: torch.Tensor | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Restoration:
-    """:meth:`Defense.restore_for` of the defence ``name``: a module-level function, so a cache can
+    """:meth:`Defence.restore_for` of the defence ``name``: a module-level function, so a cache can
     key on it (the dashboard's ``memo``) with the name among the arguments."""
-    return get_defense(name).restore_for(model, x_adv, benign=benign, clean=clean, params=params)
+    return get_defence(name).restore_for(model, x_adv, benign=benign, clean=clean, params=params)
 
 
 def restore(
@@ -276,8 +276,8 @@ def restore(
     target: int | torch.Tensor | None = None,
     reference: torch.Tensor | None = None,
 ) -> Restoration:
-    """Restore ``x`` with a registered defence (see :func:`list_defenses` for names and schemas)."""
-    return get_defense(name).restore(model, x, params, target=target, reference=reference)
+    """Restore ``x`` with a registered defence (see :func:`list_defences` for names and schemas)."""
+    return get_defence(name).restore(model, x, params, target=target, reference=reference)
 
 
-register_defense(Identity())
+register_defence(Identity())

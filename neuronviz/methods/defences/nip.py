@@ -41,7 +41,7 @@ from neuronviz.core.probe import probe
 from neuronviz.infra import cache
 from neuronviz.infra.errors import InputError
 from neuronviz.infra.schema import Param
-from neuronviz.methods.defences.base import Defense, Restored, register_defense
+from neuronviz.methods.defences.base import Defence, Restored, register_defence
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, neuron_sums, partition
 
 
@@ -122,7 +122,7 @@ def _guided(model, x, target, params, steps: int):
     return current, {"objective": torch.stack(objectives), "predicted": torch.stack(predicted)}
 
 
-class NIPGuided(Defense):
+class NIPGuided(Defence):
     name = "nip-guided"
     label = "NIP (guided)"
     short_label = "NIP (guided)"
@@ -142,7 +142,7 @@ class NIPGuided(Defense):
         return Restored(restored, trace, notes=("Uses the class you name (here: the benign prediction); not deployable.",))
 
 
-class NIPOracle(Defense):
+class NIPOracle(Defence):
     name = "nip-oracle"
     label = "NIP (oracle, as in the authors' code)"
     short_label = "NIP (oracle)"
@@ -230,7 +230,7 @@ def _profiles_for(model: PixelModel, layer: str) -> torch.Tensor:
     return _PROFILES.get_or_make((model.content_hash, layer), make)
 
 
-class NIPReactive(Defense):
+class NIPReactive(Defence):
     name = "nip-reactive"
     label = "NIP (reactive, label-free)"
     short_label = "NIP (reactive)"
@@ -280,6 +280,6 @@ class NIPReactive(Defense):
         )
 
 
-register_defense(NIPGuided())
-register_defense(NIPOracle())
-register_defense(NIPReactive())
+register_defence(NIPGuided())
+register_defence(NIPOracle())
+register_defence(NIPReactive())

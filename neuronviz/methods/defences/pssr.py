@@ -33,7 +33,7 @@ from neuronviz.core.models.pixel import PixelModel
 from neuronviz.infra import cache
 from neuronviz.infra.errors import CheckpointError
 from neuronviz.infra.schema import Param
-from neuronviz.methods.defences.base import Defense, Restored, register_defense
+from neuronviz.methods.defences.base import Defence, Restored, register_defence
 
 
 class Regenerator(nn.Module):
@@ -136,7 +136,7 @@ def load_regenerator(model: PixelModel) -> tuple[Regenerator, dict] | None:
     return _REGENERATORS.get_or_make((model.content_hash, str(model.device)), make)
 
 
-class PSSR(Defense):
+class PSSR(Defence):
     name = "pssr"
     label = "PSSR (pixel surgery + semantic regeneration)"
     short_label = "PSSR"
@@ -171,7 +171,7 @@ class PSSR(Defense):
         return Restored(restored, trace, extras, notes=(note,))
 
 
-register_defense(PSSR())
+register_defence(PSSR())
 
 
 class _PSSRThenClassifier(nn.Module):
