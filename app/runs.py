@@ -26,6 +26,8 @@ from app.background import POLL_SECONDS, run_limited  # noqa: F401 - re-exported
 from app.messages import attempt, error_message, show_error  # noqa: F401 - re-exported for the pages
 from app.result_cache import SESSION_BYTES, SESSION_ENTRIES, clear_caches, memo  # noqa: F401 - re-exported for the pages
 from neuronviz.core.models import PixelModel
+from neuronviz.methods.defences import get_defence, list_defences
+from neuronviz.methods.influence import get_influence_method, list_influence_methods
 from neuronviz.workflows.analysis import (  # noqa: F401 - the story lives in the library; pages reach it through here
     CONDITION_LABELS,
     CONDITIONS,
@@ -68,24 +70,18 @@ INFLUENCE_METHOD_KEY = "analysis.influence_method"
 
 def extra_choices() -> list[str]:
     """Every registered defence that restores (all but "none") besides :data:`RESTORATIONS`."""
-    from neuronviz.methods.defences import list_defences
-
     return [d.name for d in list_defences(include_none=False) if d.name not in RESTORATIONS]
 
 
 def default_extras() -> tuple[str, ...]:
     """The further restorations an analysis starts with: every defence a plugin registered (its
     class defined outside ``neuronviz``), so a plugin defence is compared without a click."""
-    from neuronviz.methods.defences import get_defence
-
     return tuple(name for name in extra_choices() if not type(get_defence(name)).__module__.startswith("neuronviz."))
 
 
 def analysis_methods() -> tuple[tuple[str, ...], str]:
     """The session's restorations (:data:`RESTORATIONS` and the chosen extras) and influence method
     (registered names; a name no longer registered, e.g. an unloaded plugin's, is dropped)."""
-    from neuronviz.methods.influence import list_influence_methods
-
     known = extra_choices()
     chosen = st.session_state.get(EXTRA_DEFENCES_KEY)
     extras = tuple(n for n in (default_extras() if chosen is None else chosen) if n in known)
@@ -99,9 +95,6 @@ def analysis_methods() -> tuple[tuple[str, ...], str]:
 def method_controls() -> None:
     """The analysis' restorations (every registered defence) and influence method (every registered
     one); every page that shows the analysis uses the session's choice."""
-    from neuronviz.methods.defences import get_defence
-    from neuronviz.methods.influence import get_influence_method, list_influence_methods
-
     defences, method = analysis_methods()
     st.session_state[EXTRA_DEFENCES_KEY] = [n for n in defences if n not in RESTORATIONS]
     st.session_state[INFLUENCE_METHOD_KEY] = method

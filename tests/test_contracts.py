@@ -31,9 +31,17 @@ def test_every_built_in_influence_method_keeps_the_contract(name, digits_cnn, di
     check_influence_method(name, digits_cnn, digits_test[0][:2])
 
 
-def test_the_embedded_source_keeps_the_contract():
-    model = check_model_source("embedded", "digits-cnn")
-    assert model.name == "digits-cnn"
+@pytest.mark.parametrize(
+    ("source", "spec", "create"),
+    [
+        ("embedded", "digits-cnn", {}),
+        ("zoo", "resnet18", {"weights": None}),  # random initialisation: nothing is downloaded
+        ("timm", "timm:vit_tiny_patch16_224?img_size=32&depth=1", {"weights": None}),
+    ],
+)
+def test_the_built_in_sources_keep_the_contract(source, spec, create):
+    model = check_model_source(source, spec, **create)
+    assert model.num_classes == len(model.class_names)
 
 
 def test_a_broken_entry_fails_its_check(digits_cnn, digits_test, monkeypatch):

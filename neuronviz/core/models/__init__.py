@@ -1,10 +1,18 @@
 """Models: the PixelModel contract, the model sources and their one factory, safe checkpoints.
 
-Importing this package registers the built-in sources (embedded, zoo, checkpoint: in
-``registry``; timm: in ``timm_source``); a plugin adds its own with
-:func:`~neuronviz.core.models.registry.register_source`.
+Importing this package registers the built-in sources, in the order the pickers list them and
+:func:`source_for` asks them: embedded, zoo, checkpoint (``standard_sources``), timm
+(``timm_source``), onnx (``onnx_source``), local (``local_source``). Each registers where it is
+defined; a plugin adds its own with :func:`~neuronviz.core.models.registry.register_source`.
 """
 
+# Registration order = import order: timm (which imports the standard sources first) before the
+# ONNX and local sources (local_source imports onnx_source). The split keeps the sorter from
+# reordering the two statements.
+from neuronviz.core.models import timm_source  # noqa: F401  (registers embedded, zoo, checkpoint, timm)
+
+# isort: split
+from neuronviz.core.models import local_source, onnx_source  # noqa: F401  (register onnx, local)
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, Normalize, PixelModel
 from neuronviz.core.models.registry import (
     ModelInfo,
@@ -65,6 +73,3 @@ __all__ = [
     "weights_cached",
     "wrap_model",
 ]
-
-# The ONNX and local-model sources register on import, after the registry above exists.
-from neuronviz.core.models import local_source, onnx_source  # noqa: E402, F401
