@@ -47,3 +47,19 @@ def test_a_plugin_attribution_method_appears_on_the_neurons_page(tmp_path, monke
     finally:
         unregister_attribution("gradient_x_input")
         plugins._loaded.pop("my_lab_gxi_page", None)
+
+
+def test_neuronviz_methods_lists_a_plugin_attribution_method(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_lab_gxi_cli.py").write_text(_example_code())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV, "my_lab_gxi_cli")
+    monkeypatch.setattr(plugins, "_loaded", {})
+    from neuronviz import cli
+
+    try:
+        assert cli.main(["methods"]) == 0
+        listing = capsys.readouterr().out
+        attributions = listing.split("attribution methods", 1)[1]
+        assert "gradient_x_input" in attributions and "Shrikumar et al., arXiv:1605.01713" in attributions
+    finally:
+        unregister_attribution("gradient_x_input")

@@ -101,3 +101,18 @@ def test_a_plugin_source_appears_in_the_sidebar_the_batch_page_and_the_cli(lab_p
     assert metrics, "the Batch page showed no result for the plugin's model"
     assert metrics["Images"] == "10" and metrics["Clean accuracy"].endswith("%")
     assert any("**Model** `lab:tiny`" in m.value for m in at.markdown)  # the result is the plugin model's
+
+
+def test_a_plugin_source_feeds_evaluate_and_figure(lab_plugin, tmp_path, capsys):
+    """`neuronviz evaluate` and `neuronviz figure` take the plugin's spec like any other model."""
+    from neuronviz import cli
+
+    code = cli.main(["evaluate", "lab:tiny", "--limit", "16", "--attack", "fgsm:eps=0.2", "--defences", "none",
+                     "--out", str(tmp_path / "evaluation"), "--no-progress", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert "| FGSM | 0.2 | none |" in capsys.readouterr().out
+    out = tmp_path / "figure.svg"
+    code = cli.main(["figure", "--model", "lab:tiny", "--image", "digit-test-0", "--attack", "fgsm", "--param", "eps=0.2",
+                     "--charts", "none", "--out", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert out.stat().st_size > 0
