@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, state
+from app import analysis, components, exports, pssr_training, state
 from neuronviz import figures
 from neuronviz.defenses import Defense, Restoration, get_defense, list_defenses, restore_for
 from neuronviz.errors import NeuronvizError
@@ -125,6 +125,7 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
+    pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
     # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
     restorations: dict[str, Restoration | None] = {}
     shown = shown_defences()
@@ -152,7 +153,7 @@ def render() -> None:
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{short[name]} restored",
+                        title=f"{restoration.method_label} restored",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",

@@ -745,5 +745,6 @@ def decision_rows(
         if restoration is None:
             rows.append(row(label, None, None))
         else:
-            rows.append(row(label, restoration.restored[:1], restoration.probs[:1]))
+            variant = getattr(restoration, "variant", "")  # "PSSR (inpainting fallback)": the form that ran
+            rows.append(row(f"{label} ({variant})" if variant else label, restoration.restored[:1], restoration.probs[:1]))
     return rows
