@@ -118,7 +118,7 @@ def main() -> int:
     after = held["clean"]["accuracy_regenerator"]["share"]
     ok &= after >= own - 0.03
     print(f"clean accuracy: model {100 * own:.1f}%, after PSSR {100 * after:.1f}% (target: within 3 points)")
-    print(json.dumps({"held_out": held, "train_seconds": card["train_seconds"], "wall_seconds": round(wall, 1),
+    print(json.dumps({"held_out": held, "train_seconds": card["train_seconds"], "seconds": card["seconds"], "wall_seconds": round(wall, 1),
                       "target_met": bool(ok)}, indent=1))
     return 0
 

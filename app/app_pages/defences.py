@@ -153,7 +153,7 @@ def render() -> None:
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{restoration.method_label} restored",
+                        title=f"{short[name]} restored",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",

@@ -745,6 +745,8 @@ def decision_rows(
         if restoration is None:
             rows.append(row(label, None, None))
         else:
-            variant = getattr(restoration, "variant", "")  # "PSSR (inpainting fallback)": the form that ran
-            rows.append(row(f"{label} ({variant})" if variant else label, restoration.restored[:1], restoration.probs[:1]))
+            from neuronviz.defenses import Variant  # "PSSR (inpainting fallback)": the form that ran
+
+            shown = Variant(getattr(restoration, "variant", "")).label(label)
+            rows.append(row(shown, restoration.restored[:1], restoration.probs[:1]))
     return rows

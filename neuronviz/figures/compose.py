@@ -242,8 +242,9 @@ SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "
 def _with_variant(result, condition: str, label: str) -> str:
     """The label with the form of the defence that ran, when it is not the method itself:
     "PSSR (inpainting fallback)" (the restoration's ``variant``)."""
-    variant = getattr(getattr(result, "restorations", {}).get(condition), "variant", "")
-    return f"{label} ({variant})" if variant else label
+    from neuronviz.defenses import Variant
+
+    return Variant(getattr(getattr(result, "restorations", {}).get(condition), "variant", "")).label(label)
 
 
 def panel_title(result, condition: str, class_names: Sequence[str], short: bool = False) -> str:

@@ -272,7 +272,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+#: Measured step times by (model content, device, input size, batch, width): the estimate is made on
+#: every rerun of the Defences page, the measurement once.
+_STEP_TIMES: dict[tuple, float] = {}
+
+
 def _step_seconds(model, channels: int, size: tuple[int, int], batch: int, width: int) -> float:
+    """Seconds of one training step at this batch size, measured once per model and size."""
+    key = (model.content_hash, str(model.device), channels, tuple(size), batch, width)
+    if key not in _STEP_TIMES:
+        if len(_STEP_TIMES) > 64:
+            _STEP_TIMES.clear()
+        _STEP_TIMES[key] = _measure_step(model, channels, size, batch, width)
+    return _STEP_TIMES[key]
+
+
+def _measure_step(model, channels: int, size: tuple[int, int], batch: int, width: int) -> float:
     """Seconds of one training step at this batch size, measured (two steps, the second timed)."""
     net = Regenerator(channels=channels, width=width).to(model.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -348,7 +363,7 @@ def train_for_data(
     hyper = dict(QUICK, epochs=the_plan.epochs, seed=seed)
     budget.check()
     report = progress or (lambda fraction, message: None)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     x = model.check_pixels(data.images, "images").cpu()
     y = model.check_classes(data.labels, x.shape[0], "labels").cpu()
     train_idx, held_idx = split_indices(data.size, held_out, seed)
@@ -356,15 +371,18 @@ def train_for_data(
     pool = quick_pool(eps)
     report(0.0, "making the adversarial pairs")
     inputs, targets, labels = _pool(model, x[train_idx], y[train_idx], pool)
+    phases = {"pool": time.perf_counter() - started}
     report(0.15, "training")
     net, history, feature_layer = _fit(
         model, inputs, targets, labels, hyper,
         progress=lambda done, total, message: report(0.15 + 0.75 * done / total, message),
         what=f"pssr for {model.name}",
     )
+    phases["training"] = time.perf_counter() - started - phases["pool"]
     report(0.9, "measuring on the held-out images")
     held = _held_out(model, net, x[held_idx], y[held_idx], eps, hyper["alpha"])
     seconds = time.perf_counter() - started
+    phases["held_out"] = seconds - phases["pool"] - phases["training"]
     out_path = the_plan.path
     card = _card(model, net, hyper, history, feature_layer, seconds, out_path, pool, len(inputs))
     card.update(
@@ -372,6 +390,8 @@ def train_for_data(
         classifier=model.name,
         command=command or f"neuronviz train pssr {model.name} --data {data.spec}",
         held_out=held,
+        seconds={**{k: round(v, 1) for k, v in phases.items()}, "estimate": round(the_plan.estimate_s, 1),
+                 "cpu": round(time.process_time() - cpu_started, 1), "torch_threads": torch.get_num_threads()},
     )
     card["data"].update(
         spec=data.spec, description=data.description, sha256=data.digest, images=data.size,
