@@ -7,9 +7,9 @@ import threading
 
 import pytest
 import torch
+from apptest import errors, open_page
 from torch import nn
 
-from apptest import errors, open_page
 from app import pssr_training
 from neuronviz.evaluate import Dataset
 from neuronviz.models import wrap_model
