@@ -10,14 +10,17 @@ reconstruction (METHODS.md §4), with its defaults:
 - score ``S = |∂p_c(x')/∂x'|`` summed over colour channels (``p`` softmax, ``c`` the predicted class);
 - salient mask ``M_s = [S ≥ α · mean(S)]`` per image (``alpha``, default 2), trivial ``M_t = 1 − M_s``;
 - surgery ``x_s = M_t ⊙ x'`` (salient pixels removed);
-- regeneration ``G(x_s, M_s)``: a small conditional encoder–decoder trained per embedded model
-  (``python -m neuronviz train pssr-<model>``) on (adversarial, benign) pairs with
+- regeneration ``G(x_s, M_s)``: a small conditional encoder–decoder trained per model (the embedded
+  ones: ``python -m neuronviz train pssr-<model>``, in the assets; any model:
+  ``neuronviz train pssr MODEL --data SPEC``, in :func:`user_cache_dir` under the model's and the
+  data's content hashes, found by :func:`find_regenerator`) on (adversarial, benign) pairs with
   ``L1(G, x) + λ_f ‖φ(G) − φ(x)‖² + λ_r · symKL(f(G(x_s)), f(G(aug(x_s))))`` (φ the classifier's
   penultimate features, the R-drop term between two differently augmented passes). G outputs the
   whole image: the trivial pixels pass through it too;
 - for a model without a trained regenerator, the removed pixels are filled by a non-learned
-  inpainting (repeated 3×3 averaging from the kept neighbours): the *fallback*, named in the
-  result's notes and in the UI.
+  inpainting (repeated 3×3 averaging from the kept neighbours): the *fallback*. The restoration's
+  variant is then "inpainting fallback" (label "PSSR (inpainting fallback)", provenance
+  ``regenerator: none``), which every table, figure and export shows.
 """
 
 from __future__ import annotations
