@@ -263,7 +263,7 @@ class PSSR(Defense):
         net, card = found
         with torch.no_grad():
             restored = net(surgery, mask)
-        note = f"Regenerator {str(card.get('weights_sha256', ''))[:12]} trained for this model ({card.get('command', '')})."
+        note = f"Regenerator trained for this model ({card.get('command', '')}; {str(card.get('weights_sha256', ''))[:12]})."
         return Restored(restored, trace, extras, notes=(note,), variant=variant)
 
 
