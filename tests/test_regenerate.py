@@ -274,7 +274,7 @@ def test_cli_trains_a_tiny_regenerator_for_a_factory_model(tmp_path, monkeypatch
     cards = list((tmp_path / "pssr").glob("*.json"))
     assert len(cards) == 1
     card = json.loads(cards[0].read_text())
-    assert card["command"].startswith("neuronviz train pssr outside_model:build --data digits:split=test")
+    assert "outside_model" in card["command"] and card["command"].endswith("--data digits:split=test --limit 40 --epochs 1")
     import outside_model
 
     model = outside_model.build()
