@@ -9,10 +9,10 @@ fallback; profiles from your data, the digits training split, or none), and offe
 - **Train a regenerator on the evaluation images**: :func:`neuronviz.training.pssr.train_for_data`
   in a worker thread (80% trained on, 20% held out), with a progress bar, the estimate made before
   it starts (:func:`neuronviz.training.pssr.plan`, refused when it is over
-  :func:`training_budget_s`), and a Cancel button that sets the run's :mod:`neuronviz.budget` cancel
+  :func:`training_budget_s`), and a Cancel button that sets the run's :mod:`neuronviz.infra.budget` cancel
   flag. The result is written to the user cache folder keyed by the model's and the data's content
   hashes, where PSSR finds it for this model; the held-out restored accuracy is shown.
-- **Use them for reactive NIP's class profiles** (:func:`neuronviz.defenses.nip.use_profile_data`).
+- **Use them for reactive NIP's class profiles** (:func:`neuronviz.methods.defences.nip.use_profile_data`).
 
 One training runs at a time in the server process (:data:`_JOBS`); a second waits for it to end.
 """
@@ -27,12 +27,12 @@ from typing import Any
 
 import streamlit as st
 
-from neuronviz import budget
-from neuronviz.defenses import nip
-from neuronviz.defenses.pssr import find_regenerator
-from neuronviz.errors import InputError, NeuronvizError
-from neuronviz.evaluate import Dataset
-from neuronviz.models import PixelModel
+from neuronviz.core.models import PixelModel
+from neuronviz.infra import budget
+from neuronviz.infra.errors import InputError, NeuronvizError
+from neuronviz.methods.defences import nip
+from neuronviz.methods.defences.pssr import find_regenerator
+from neuronviz.workflows.evaluate import Dataset
 
 #: Longest training the page starts (seconds; env ``NEURONVIZ_PSSR_TRAIN_BUDGET_S``), checked against
 #: the estimate before it starts and enforced by the run's budget.

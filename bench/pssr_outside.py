@@ -54,7 +54,7 @@ CLASSES = tuple(str(i) for i in range(10))
 
 
 def train_cnn(epochs: int, seed: int = 1) -> nn.Module:
-    from neuronviz.datasets import digits
+    from neuronviz.data.datasets import digits
 
     torch.manual_seed(seed)
     x, y = digits("train")
@@ -73,7 +73,7 @@ def train_cnn(epochs: int, seed: int = 1) -> nn.Module:
 
 def build():
     """The factory the CLI loads (``bench.pssr_outside:build``): the saved outside CNN as a PixelModel."""
-    from neuronviz.models import wrap_model
+    from neuronviz.core.models import wrap_model
 
     net = OutsideNet()
     net.load_state_dict(torch.load(os.environ[ENV], weights_only=True))

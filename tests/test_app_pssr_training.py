@@ -11,8 +11,8 @@ from apptest import errors, open_page
 from torch import nn
 
 from app import pssr_training
-from neuronviz.evaluate import Dataset
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.workflows.evaluate import Dataset
 
 DEFENCES = "app_pages/defences.py"
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz import budget
-from neuronviz.defenses import get_defense, restore
-from neuronviz.defenses import nip as nip_module
-from neuronviz.defenses.pssr import cached_path, companion_key, find_regenerator, user_cache_dir
-from neuronviz.errors import CancelledError, InputError
-from neuronviz.evaluate import Dataset, evaluate
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.infra import budget
+from neuronviz.infra.errors import CancelledError, InputError
+from neuronviz.methods.defences import get_defense, restore
+from neuronviz.methods.defences import nip as nip_module
+from neuronviz.methods.defences.pssr import cached_path, companion_key, find_regenerator, user_cache_dir
 from neuronviz.training.pssr import plan, split_indices, train_for_data
+from neuronviz.workflows.evaluate import Dataset, evaluate
 
 SIZE = 12
 
@@ -102,7 +102,7 @@ def test_a_trained_regenerator_is_found_by_content_hash_and_named(pssr_dir):
 
 
 def test_a_tampered_regenerator_file_is_refused(pssr_dir):
-    from neuronviz.errors import CheckpointError
+    from neuronviz.infra.errors import CheckpointError
 
     model, data = _tiny_model(2), _data(seed=2)
     train_for_data(model, data, epochs=1)
@@ -256,7 +256,7 @@ def test_cli_trains_a_tiny_regenerator_for_a_factory_model(tmp_path, monkeypatch
     """`neuronviz train pssr module:function --data digits:...`: trains, reports the held-out numbers,
     and PSSR uses the result for that model (about 20 s here)."""
     (tmp_path / "outside_model.py").write_text(
-        "import torch\nfrom torch import nn\nfrom neuronviz.models import wrap_model\n"
+        "import torch\nfrom torch import nn\nfrom neuronviz.core.models import wrap_model\n"
         "def build():\n"
         "    torch.manual_seed(0)\n"
         "    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, padding=1),"

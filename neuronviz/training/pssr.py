@@ -1,9 +1,9 @@
 """Train PSSR's regenerator: for an embedded model (``python -m neuronviz train pssr-<model>``, into
 the package's assets) or for any model on the user's labelled images (``python -m neuronviz train
-pssr MODEL --data SPEC``, :func:`train_for_data`, into :func:`neuronviz.defenses.pssr.user_cache_dir`
+pssr MODEL --data SPEC``, :func:`train_for_data`, into :func:`neuronviz.methods.defences.pssr.user_cache_dir`
 keyed by the model's and the data's content hashes, where PSSR finds it for that model).
 
-A reconstruction (see :mod:`neuronviz.defenses.pssr`). Data: the digits training split and, for
+A reconstruction (see :mod:`neuronviz.methods.defences.pssr`). Data: the digits training split and, for
 every image, adversarial versions made against the classifier itself: FGSM at ε = 0.1 and
 PGD-10 at ε ∈ {0.05, 0.1, 0.15}, plus the clean image (so clean inputs pass through). For each pair the
 surgery mask is computed at the input (α = 2). The regenerator G is trained with
@@ -39,14 +39,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from neuronviz import budget
-from neuronviz.attacks import run_attack
-from neuronviz.datasets import digits
-from neuronviz.defenses.pssr import Regenerator, cached_path, regenerator_path, salient_mask
-from neuronviz.errors import InputError
-from neuronviz.influence import probe_layers
-from neuronviz.models import EMBEDDED, load_model
-from neuronviz.probe import probe
+from neuronviz.core.models import EMBEDDED, load_model
+from neuronviz.core.probe import probe
+from neuronviz.data.datasets import digits
+from neuronviz.infra import budget
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences.pssr import Regenerator, cached_path, regenerator_path, salient_mask
+from neuronviz.methods.influence import probe_layers
 
 log = logging.getLogger(__name__)
 
@@ -349,12 +349,12 @@ def train_for_data(
     progress: Callable[[float, str], None] | None = None,
     command: str = "",
 ) -> dict:
-    """Train a regenerator for ``model`` on ``data`` (a :class:`neuronviz.evaluate.Dataset`), measure
-    it on the held-out part, and save it under :func:`~neuronviz.defenses.pssr.cached_path` (the
+    """Train a regenerator for ``model`` on ``data`` (a :class:`neuronviz.workflows.evaluate.Dataset`), measure
+    it on the held-out part, and save it under :func:`~neuronviz.methods.defences.pssr.cached_path` (the
     model's and the data's content hashes), where PSSR finds it for this model. Returns the card.
 
     ``progress(fraction, message)`` is called as the work goes (0 → 1). Runs under the caller's
-    :mod:`neuronviz.budget` (a cancel flag or a deadline stops it at the next batch; nothing is
+    :mod:`neuronviz.infra.budget` (a cancel flag or a deadline stops it at the next batch; nothing is
     written then). Raises :class:`InputError` for sizes out of bounds, before any work.
     """
     if not 0.0 < eps <= 1.0:
@@ -407,8 +407,8 @@ def _held_out(model, net: Regenerator, x: torch.Tensor, y: torch.Tensor, eps: fl
     PSSR with this regenerator, and after PSSR's inpainting fallback (the same mask); with the DSR
     of both (among the images the attack fooled, the share whose clean prediction comes back),
     each a Wilson rate (n, 95% interval)."""
-    from neuronviz.defenses.pssr import inpaint
-    from neuronviz.stats import rate
+    from neuronviz.methods.defences.pssr import inpaint
+    from neuronviz.methods.stats import rate
 
     out: dict[str, Any] = {"images": int(len(y)), "eps": eps}
     for key, attack, params in (("clean", "none", {}), ("fgsm", "fgsm", {"eps": eps}),
@@ -463,8 +463,8 @@ def train_command(model_spec: str | None, data_spec: str | None, *, limit: int |
     """``neuronviz train pssr MODEL --data SPEC``: train, print the plan, the held-out numbers and the file."""
     import sys
 
-    from neuronviz.evaluate import load_dataset
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.workflows.evaluate import load_dataset
 
     if not model_spec or not data_spec:
         raise InputError("train pssr needs a model and its labelled images: neuronviz train pssr MODEL --data SPEC")
