@@ -165,6 +165,20 @@ def test_evaluate_names_the_fallback_in_table_csv_json_and_provenance(pssr_dir, 
     assert record["regenerator"]["sha256"] == card["weights_sha256"]
 
 
+def test_batch_results_and_figures_name_the_fallback(pssr_dir):
+    from neuronviz.figures.batch import accuracy_figure, per_class_figure
+    from neuronviz.workflows.batch import BatchResult, evaluate_chunk
+
+    model, data = _tiny_model(10), _data(n=16, seed=10)
+    result = evaluate_chunk(model, data.images, data.labels, "fgsm", {"eps": 0.1}, ["nip-guided", "pssr"], seed=0)
+    assert result.method_labels == {"nip-guided": "NIP (guided)", "pssr": "PSSR (inpainting fallback)"}
+    assert BatchResult.concat([result, result]).method_labels == result.method_labels
+    summary = result.summary()
+    assert list(accuracy_figure(summary).data[0].x) == ["no defence", "NIP (guided)", "PSSR (inpainting fallback)"]
+    names = {trace.name for trace in per_class_figure(result, model.class_names).data}
+    assert "after PSSR (inpainting fallback)" in names
+
+
 def test_figure_panel_and_decision_rows_name_the_fallback(pssr_dir):
     from types import SimpleNamespace
 
