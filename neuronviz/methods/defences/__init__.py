@@ -20,6 +20,7 @@ from neuronviz.methods.defences.base import (
     Identity,
     Restoration,
     Restored,
+    Variant,
     get_defence,
     list_defences,
     register_defence,
@@ -28,7 +29,7 @@ from neuronviz.methods.defences.base import (
 )
 
 __all__ = [
-    "DEFENCES", "Defence", "Identity", "Restoration", "Restored", "get_defence", "list_defences", "register_defence",
+    "DEFENCES", "Defence", "Identity", "Restoration", "Restored", "Variant", "get_defence", "list_defences", "register_defence",
     "restore", "restore_for",
 ]
 
