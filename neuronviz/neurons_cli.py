@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
                    "samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
     p.add_argument("--attack", default="pgd", metavar="NAME[:k=v,...]", help="the attack and its parameters, e.g. pgd:eps=0.1 (default pgd)")
-    p.add_argument("--layer", default=None, help="a layer name, or 'all' (default: the model's default layer, NIP's)")
+    p.add_argument("--layer", default=None, help="a layer name, several separated by commas, or 'all' (default: the model's default layer, NIP's)")
     p.add_argument("--fraction", type=float, default=DEFAULT_FRACTION, help=f"front and tail share of each layer, in (0, 0.5) (default {DEFAULT_FRACTION})")
     p.add_argument("--alpha", type=float, default=ALPHA, help=f"false discovery rate of the consistent neurons (default {ALPHA})")
     p.add_argument("--seed", type=int, default=0, help="attack and control seed (default 0)")
@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(trusted_spec(args.name), device=args.device)
     data = load_dataset(args.data, model, limit=args.limit)
     attack, params = parse_item(args.attack)
+    layers = None if args.layer is None else "all" if args.layer == "all" else [n.strip() for n in args.layer.split(",") if n.strip()]
     result = population(
-        model, data.images, data.labels, attack, params, layers=args.layer, fraction=args.fraction, seed=args.seed,
+        model, data.images, data.labels, attack, params, layers=layers, fraction=args.fraction, seed=args.seed,
         alpha=args.alpha, ids=data.ids, eps_scales=None if args.no_curve else (0.25, 0.5, 1.0, 1.5),
     )
     record = provenance.record(
