@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
@@ -112,7 +114,7 @@ def neuron_detail_figure(detail: NeuronDetail, images: torch.Tensor, title: str 
         raise InputError(f"detail must be a NeuronDetail, got {type(detail).__name__}")
     count = len(detail.exemplars)
     cols = count + 2
-    specs = [[{} for _ in range(count)] + [{"colspan": 2}, None]]
+    specs: list[list[dict[str, Any] | None]] = [[{} for _ in range(count)] + [{"colspan": 2}, None]]
     fig = make_subplots(rows=1, cols=cols, specs=specs, horizontal_spacing=0.03,
                         subplot_titles=[f"{e.image_id}<br>a = {e.activation:.3g}" for e in detail.exemplars] + ["activation vs ε"])
     for index, exemplar in enumerate(detail.exemplars, start=1):
