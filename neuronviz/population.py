@@ -77,6 +77,8 @@ CURVE_IMAGES = 64
 MAX_DETAILED = 8
 #: Exemplars (top-activating images) per detailed neuron.
 EXEMPLARS = 4
+#: Resamples of the bootstrap intervals and permutation p-values of the per-layer statistics (p ≥ 1/1000).
+RESAMPLES = 999
 #: The most neurons one analysis takes (all layers together): bounds the time and memory before the work.
 MAX_NEURONS = 20_000
 
@@ -360,7 +362,7 @@ def layer_counts(measures: Measures, fooled: torch.Tensor, fraction: float) -> t
         out[key] = {
             "attack": stats.rate_of(hits["attack"], empty_reason="the attack fooled no image").to_dict(),
             "control": stats.rate_of(hits["control"], empty_reason="the attack fooled no image").to_dict(),
-            "difference": stats.paired_difference(hits["attack"].float(), hits["control"].float()).to_dict(),
+            "difference": stats.paired_difference(hits["attack"].float(), hits["control"].float(), resamples=RESAMPLES).to_dict(),
             "group": group,
             "quantity": quantity,
             "direction": direction,
@@ -387,7 +389,7 @@ def layer_spearman(measures: Measures, fooled: torch.Tensor) -> dict[str, dict[s
             values.append(value)
             if reason:
                 reasons.add(reason)
-        entry = stats.median_with_interval(values, what="per-image correlations")
+        entry = stats.median_with_interval(values, what="per-image correlations", resamples=RESAMPLES)
         if entry["median"] is None:
             entry["reason"] = "; ".join(sorted(reasons)) if reasons else "the attack fooled no image"
         elif entry["left_out"]:

@@ -254,3 +254,26 @@ def test_receptive_field_of_a_conv_stack(small_model):
     assert reason is None and box is not None
     h, w = position
     assert box == (max(0, h - 1), max(0, w - 1), min(8, h + 2), min(8, w + 2))
+
+
+def test_figures_hold_the_results_numbers(small_model):
+    from neuronviz.figures import population as figs
+
+    torch.manual_seed(2)
+    x = torch.rand(40, 1, 8, 8)
+    y = torch.randint(0, 10, (40,))
+    result = population.population(small_model, x, y, "pgd", {"eps": 0.3, "steps": 3}, layers=["0", "4"], details=1,
+                                   exemplars=2, eps_scales=(1.0,), curve_images=8)
+    fig = figs.layer_counts_figure(result)
+    attack = [t for t in fig.data if t.legendgroup == "attack"]
+    assert len(attack) == 4  # one per count
+    expected = [100 * result.layers[name].counts["front_suppressed"]["attack"]["share"] for name in result.layers]
+    assert list(attack[0].y) == pytest.approx(expected)
+    boxes = figs.neuron_distributions(result, "0", "activation", top=3)
+    assert [t.name for t in boxes.data] == ["PGD", "matched noise"]
+    assert len(set(boxes.data[0].x)) == 3
+    with pytest.raises(InputError):
+        figs.neuron_distributions(result, "nope")
+    for detail in result.details:
+        detail_fig = figs.neuron_detail_figure(detail, x)
+        assert len(detail_fig.layout.shapes) == sum(e.box is not None for e in detail.exemplars)
