@@ -50,7 +50,8 @@ def main() -> None:
         control = report.control
         assert control is not None and report.success is not None
         spec = control.specificity
-        share = spec.text() if spec.defined else f"not defined ({spec.reason})"
+        share = (f"{100 * spec.value:+.2f} pp [{100 * spec.low:+.2f}, {100 * spec.high:+.2f}], p {spec.p:.3f}"
+                 if spec.defined and spec.low is not None else spec.text() if spec.defined else f"not defined ({spec.reason})")
         print(f"| {name} | {report.layer} ({report.filters}) | {report.success.text()} | {_rho(control.dropout_vs_attack)} "
               f"| {_rho(control.dropout_vs_control)} | {_rho(control.attack_vs_control)} | {len(report.fragile)} | {share} "
               f"| {'yes' if report.specific_to_attack() else 'no'} |", flush=True)
