@@ -2,7 +2,7 @@
 
     python bench/fragility_control.py [--models digits-cnn,...] [--images 360] [--eps 0.1] [--seed 0]
 
-For each model: :func:`neuronviz.fragility.first_layer_fragility` (FGSM, the paper's attack, on
+For each model: :func:`neuronviz.methods.fragility.first_layer_fragility` (FGSM, the paper's attack, on
 the first ``--images`` digits test images) and prints one Markdown row: attack success (the one
 definition: clean prediction correct and adversarial prediction ≠ true label) with its Wilson
 interval; ρ of the dropout ranking vs the attack's targeting and vs the matched noise's
@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.fragility import first_layer_fragility  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.methods.fragility import first_layer_fragility  # noqa: E402
 
 MODELS = ("digits-cnn", "digits-resnet", "digits-vit", "digits-cnn-robust", "digits-cnn-sns")
 

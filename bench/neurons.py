@@ -1,11 +1,11 @@
-"""Benchmark: the neurons of a data set (``neuronviz.population``) against the passes it needs.
+"""Benchmark: the neurons of a data set (``neuronviz.workflows.population``) against the passes it needs.
 
     python bench/neurons.py [--model digits-cnn] [--images 360] [--layer all] [--repeats 3]
 
 The floor is the work no implementation can skip: the attack over the images (PGD ε = 0.1, the
 same blocks and seeds) plus three forward + backward passes of every layer at once (clean,
-adversarial, control: :func:`neuronviz.influence.neuron_influence`). Each repetition times the
-floor and the whole :func:`neuronviz.population.population` call (attack, control, influence,
+adversarial, control: :func:`neuronviz.methods.influence.neuron_influence`). Each repetition times the
+floor and the whole :func:`neuronviz.workflows.population.population` call (attack, control, influence,
 statistics, exemplars, the ε curve) back to back, and the medians of the per-repetition times and
 of the ratio whole ÷ floor are printed, with the whole call's own split (``timings``). The target
 (issue 21.7): digits-cnn over 360 images, all layers, attack + control, under a minute on 2 cores.
@@ -23,11 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz import population as pop  # noqa: E402
-from neuronviz.controls import matched_control  # noqa: E402
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.influence import neuron_influence  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.methods.controls import matched_control  # noqa: E402
+from neuronviz.methods.influence import neuron_influence  # noqa: E402
+from neuronviz.workflows import population as pop  # noqa: E402
 
 
 def floor(model, x, layers, params, seed) -> float:

@@ -21,10 +21,10 @@ def page():
 
 
 def _library():
-    from neuronviz import population
-    from neuronviz.analysis import AttackChoice
-    from neuronviz.evalset import evaluation_set
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.labelled import evaluation_set
+    from neuronviz.workflows import population
+    from neuronviz.workflows.analysis import AttackChoice
 
     model = load_model("digits-cnn", device="cpu")
     data = evaluation_set(model, IMAGES)

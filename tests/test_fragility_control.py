@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from neuronviz import fragility
-from neuronviz.fragility import fragility_control, per_image_shares, success_rate
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.methods import fragility
+from neuronviz.methods.fragility import fragility_control, per_image_shares, success_rate
 from tests.test_fragility import Brightness
 
 

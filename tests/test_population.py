@@ -1,4 +1,4 @@
-"""The neurons of a data set (neuronviz.population) and the `neurons` command.
+"""The neurons of a data set (neuronviz.workflows.population) and the `neurons` command.
 
 The CLI test writes its own tiny model (a module:function the command loads as a trusted local
 model) and a small image folder, runs ``neurons`` with FGSM (deterministic), and recomputes every
@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from neuronviz import controls, population
-from neuronviz.errors import InputError
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.infra.errors import InputError
+from neuronviz.methods import controls
+from neuronviz.workflows import population
 
 NET = textwrap.dedent(
     '''
@@ -140,8 +141,8 @@ def _independent(net: nn.Module, x: torch.Tensor, layer: str, seed: int):
 
 def test_cli_shares_match_an_independent_computation(net_module, folder, tmp_path):
     from neuronviz import cli
-    from neuronviz.evaluate import load_dataset
-    from neuronviz.models import local_source
+    from neuronviz.core.models import local_source
+    from neuronviz.workflows.evaluate import load_dataset
 
     out = tmp_path / "out"
     try:
@@ -189,7 +190,7 @@ def test_cli_shares_match_an_independent_computation(net_module, folder, tmp_pat
         j = row["neuron"]
         assert row["activation_attack_mean"] == pytest.approx(float((adv_act[rows, j] - clean_act[rows, j]).mean()), rel=1e-4, abs=1e-4)
     # CSVs with the provenance record in their comment lines
-    from app.exports import read_csv
+    from app.export_controls import read_csv
 
     frame, record = read_csv((out / "layers.csv").read_text())
     assert record["model"]["name"] and record["attacks"][0]["attack"] == "fgsm" and record["dataset"]["images"] == 36

@@ -1,5 +1,5 @@
 """Neurons of a data set: what the sidebar's attack does to every neuron over the evaluation images,
-beside a matched control (:mod:`neuronviz.population`). Everything heavy goes through ``analysis.memo``.
+beside a matched control (:mod:`neuronviz.workflows.population`). Everything heavy goes through ``analysis.memo``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import analysis, components, exports
+from app import components
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import evaluation_images
-from neuronviz import population
-from neuronviz.controls import control_norm_for
-from neuronviz.errors import NeuronvizError
 from neuronviz.figures import population as figs
-from neuronviz.influence import default_layer, probe_layers
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.methods.controls import control_norm_for
+from neuronviz.methods.influence import default_layer, probe_layers
+from neuronviz.workflows import population
 
 IMAGES = "population.images"
 KEEP_IMAGES = "population.images_kept"

@@ -1,4 +1,4 @@
-"""Figures of the neurons of a data set (:mod:`neuronviz.population`): pure builders.
+"""Figures of the neurons of a data set (:mod:`neuronviz.workflows.population`): pure builders.
 
 - :func:`layer_counts_figure`: per layer, NIP's four counts under the attack and under the
   matched control, each a share with its 95% Wilson interval (error bars);
@@ -16,10 +16,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.errors import InputError
 from neuronviz.figures.base import GRID, INK, PALETTE, apply_layout
 from neuronviz.figures.captions import plural
-from neuronviz.population import COUNTS, NeuronDetail, Population
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows.population import COUNTS, NeuronDetail, Population
 
 #: Count key → its words on the figure.
 COUNT_TITLES = {
