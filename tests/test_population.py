@@ -278,3 +278,19 @@ def test_figures_hold_the_results_numbers(small_model):
     for detail in result.details:
         detail_fig = figs.neuron_detail_figure(detail, x)
         assert len(detail_fig.layout.shapes) == sum(e.box is not None for e in detail.exemplars)
+
+
+def test_per_image_spearman_equals_the_shared_rank_correlation():
+    torch.manual_seed(4)
+    before = torch.randn(30, 12)
+    after = before + 0.5 * torch.randn(30, 12)
+    after[3] = 1.0  # constant: not defined
+    before[5, 1:] = 0  # one non-zero value: not defined
+    after[7] = before[7].round()  # ties
+    values, reasons = population.per_image_spearman(before, after)
+    for i in range(30):
+        expected, reason = population.stats.rank_correlation(before[i], after[i])
+        assert (values[i] is None) == (expected is None)
+        if expected is not None:
+            assert values[i] == pytest.approx(expected, abs=1e-12)
+    assert len(reasons) == 2

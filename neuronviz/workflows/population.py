@@ -377,18 +377,37 @@ def _empty_counts(reason: str) -> dict[str, dict[str, Any]]:
             for key, group, quantity, direction in COUNTS}
 
 
+def per_image_spearman(before: torch.Tensor, after: torch.Tensor) -> tuple[list[float | None], set[str]]:
+    """Spearman's ρ of each row of ``before`` vs the same row of ``after`` (``(N, neurons)``), all
+    rows at once: Pearson's r of the rows' average ranks (``scipy.stats.rankdata`` and
+    ``scipy.stats.pearsonr`` along axis 1: what ``spearmanr`` computes for one pair). A row where
+    :func:`neuronviz.stats.undefined_reason` finds ρ undefined gives ``None``; the reasons are returned."""
+    from scipy.stats import pearsonr, rankdata
+
+    a, b = before.double().numpy(), after.double().numpy()
+    values: list[float | None] = [None] * a.shape[0]
+    reasons: set[str] = set()
+    defined = []
+    for i in range(a.shape[0]):
+        reason = stats.undefined_reason(a[i], b[i])
+        if reason:
+            reasons.add(reason)
+        else:
+            defined.append(i)
+    if defined:
+        rho = pearsonr(rankdata(a[defined], axis=1), rankdata(b[defined], axis=1), axis=1).statistic
+        for i, value in zip(defined, np.atleast_1d(rho)):
+            values[i] = float(value) if math.isfinite(float(value)) else None
+    return values, reasons
+
+
 def layer_spearman(measures: Measures, fooled: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Median over the fooled images of the per-image Spearman ρ of clean vs perturbed influence
     (images where ρ is not defined left out and counted), with its bootstrap interval."""
-    rows = fooled.nonzero().flatten().tolist()
+    rows = fooled.nonzero().flatten()
     out: dict[str, dict[str, Any]] = {}
     for side, after in (("attack", measures.adversarial_influence), ("control", measures.control_influence)):
-        values, reasons = [], set()
-        for i in rows:
-            value, reason = stats.rank_correlation(measures.clean_influence[i], after[i])
-            values.append(value)
-            if reason:
-                reasons.add(reason)
+        values, reasons = per_image_spearman(measures.clean_influence[rows], after[rows])
         entry = stats.median_with_interval(values, what="per-image correlations", resamples=RESAMPLES)
         if entry["median"] is None:
             entry["reason"] = "; ".join(sorted(reasons)) if reasons else "the attack fooled no image"
