@@ -65,3 +65,14 @@ def test_page_switches_to_every_layer(page):
     assert len(frame) == 12 and frame["layer"].iloc[-1] == "classifier.2"
     # the logits layer: toward the clean class only one logit has influence: ρ is not defined, not ±1
     assert frame["median ρ clean vs attack"].iloc[-1].startswith("not defined")
+
+
+def test_a_layer_of_another_model_is_dropped_not_an_error():
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.session_state["population.images_kept"] = 12
+    at.session_state["population.layer"] = "blocks.3"  # digits-vit's, not digits-cnn's
+    at.switch_page(PAGE)
+    at.run()
+    assert_healthy(at)
+    assert not errors(at)
+    assert at.selectbox(key="population.layer").value == "features.7"

@@ -109,6 +109,8 @@ def render() -> None:
     names = [info.name for info in (analysis.attempt(probe_layers, model) or [])]
     default = analysis.attempt(default_layer, model)
     options = [ALL, *names]
+    if st.session_state.get(LAYER) not in (None, *options):  # a layer of the previous model
+        del st.session_state[LAYER]
     layer = controls[1].selectbox(
         "Layer", options, index=options.index(default) if default in options else 0, key=LAYER,
         format_func=lambda n: "every layer (slower)" if n == ALL else n,
@@ -170,6 +172,8 @@ def distribution_section(result: population.Population, model_name: str, record:
         return
     cols = st.columns(2)
     layers = list(result.layers)
+    if st.session_state.get(DETAIL_LAYER) not in (None, *layers):  # a layer of another analysis
+        del st.session_state[DETAIL_LAYER]
     layer = cols[0].selectbox("Layer shown", layers, key=DETAIL_LAYER) if len(layers) > 1 else layers[0]
     if layer not in result.layers:
         layer = layers[0]
