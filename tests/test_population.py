@@ -294,3 +294,20 @@ def test_per_image_spearman_equals_the_shared_rank_correlation():
         if expected is not None:
             assert values[i] == pytest.approx(expected, abs=1e-12)
     assert len(reasons) == 2
+
+
+def test_cli_refuses_bad_arguments_with_a_message(net_module, folder, tmp_path, capsys):
+    from neuronviz import cli
+    from neuronviz.core.models import local_source
+
+    try:
+        for extra, message in ((["--fraction", "0.7"], "fraction must be"), (["--layer", "nope"], "nope"),
+                               (["--attack", "nosuchattack"], "nosuchattack")):
+            code = cli.main(["neurons", "population_test_net:build", "--data", f"folder:{folder}", "--out", str(tmp_path / "x"),
+                             *extra])
+            assert code == 2
+            assert message in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
+    finally:
+        for entry in local_source.local_entries():
+            local_source.unregister_local_model(entry.name)
