@@ -325,7 +325,7 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
                 changes.update(model=f"upload {digest[:12]}", weights="checkpoint", checkpoint_sha256=digest, options=options,
                                upload_source=(values.get("source") or "checkpoint").strip())
         elif model.strip():
-            changes["model"] = model.strip()
+            changes["model"] = bounded_model_spec(model.strip(), messages)  # 24.21: a bad option is dropped, not the link
         else:
             bad("model", "an empty name", f"the default model {record.model}")
     if "weights" in values and changes.get("weights") != "checkpoint":
@@ -467,6 +467,19 @@ def from_json(text: str | bytes, controls: Mapping[str, Control] | None = None) 
         if isinstance(body.get(name), str):
             keep[name] = body[name]
     return record.replace(**keep), messages
+
+
+def bounded_model_spec(spec: str, messages: list[str]) -> str:
+    """``spec`` without the model options that are out of bounds (issue 24.21: a ``timm:`` spec's
+    keyword arguments, :func:`neuronviz.models.timm_source.drop_bad_options`); a message is added to
+    ``messages`` for each dropped option. Other specs are returned as they are."""
+    if not spec.startswith("timm:") or "?" not in spec:
+        return spec
+    from neuronviz.models.timm_source import drop_bad_options
+
+    kept, dropped = drop_bad_options(spec)
+    messages += [m.replace("The model option", "The link's model option") for m in dropped]
+    return kept
 
 
 #: A JSON string, or an unterminated one up to the end (possessive, so it never backtracks: linear).
