@@ -28,6 +28,7 @@ import io
 import struct
 import zipfile
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from neuronviz.errors import NeuronvizError
 from neuronviz.settings import format_bytes
@@ -41,15 +42,16 @@ _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # zipfile.structCentralDir: 46 bytes
 _CENTRAL_SIGNATURE = b"PK\x01\x02"
 
 
-def check_directory(data: bytes, max_entries: int, label: str, error: type[NeuronvizError]) -> int:
-    """Check the zip in ``data`` before ``zipfile`` parses it; return its entry count.
+def check_directory(data: bytes | BinaryIO, max_entries: int, label: str, error: type[NeuronvizError]) -> int:
+    """Check the zip in ``data`` (its bytes, or a seekable binary file) before ``zipfile`` parses
+    it; return its entry count. Only the end record and the directory are read.
 
     Refuses with ``error`` (a :class:`~neuronviz.errors.NeuronvizError` subclass): no end record;
     an end record declaring more than ``max_entries`` entries, or a directory larger than
     ``max_entries`` × :data:`MAX_DIRECTORY_BYTES_PER_ENTRY`, or one that does not lie inside the
     file; a directory that lists more entries than the cap or than the end record declares, or
     fewer. At most ``max_entries + 1`` headers are read."""
-    handle = io.BytesIO(data)
+    handle = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]  # the stdlib's own end-record reader
     except (OSError, struct.error, zipfile.BadZipFile) as problem:
@@ -72,9 +74,12 @@ def check_directory(data: bytes, max_entries: int, label: str, error: type[Neuro
     if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
         concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
     start = offset + concat
-    if start < 0 or start + size > len(data):
+    length = handle.seek(0, io.SEEK_END)
+    if start < 0 or start + size > length:
         raise error(f"{label} is damaged: its central directory points outside the file. Nothing was extracted.")
-    found, position, stop = 0, start, start + size
+    handle.seek(start)
+    directory = handle.read(size)  # at most max_entries × MAX_DIRECTORY_BYTES_PER_ENTRY (checked above)
+    found, position, stop = 0, 0, size
     while position < stop:
         if found >= max_entries or found >= declared:
             raise error(
@@ -83,7 +88,7 @@ def check_directory(data: bytes, max_entries: int, label: str, error: type[Neuro
             )
         if position + _CENTRAL.size > stop:
             raise error(f"{label} is damaged: its central directory is truncated. Nothing was extracted.")
-        header = _CENTRAL.unpack_from(data, position)
+        header = _CENTRAL.unpack_from(directory, position)
         if header[0] != _CENTRAL_SIGNATURE:
             raise error(f"{label} is damaged: entry {found + 1} of its central directory has no valid header. Nothing was extracted.")
         name_length, extra_length, comment_length = header[12], header[13], header[14]

@@ -184,3 +184,14 @@ def _digits_cnn():
         _MODEL.append(load_model("digits-cnn", device="cpu"))
     return _MODEL[0]
 
+
+
+def test_a_checkpoint_zip_whose_directory_lies_is_refused_the_same_way(tmp_path):
+    """The same class of file as a .pt checkpoint (torch's zip format): one bounded walk for both."""
+    from neuronviz.errors import CheckpointError
+    from neuronviz.models import load_model
+
+    path = tmp_path / "liar.pt"
+    _lying_directory_zip(path, 50_000)
+    with pytest.raises(CheckpointError, match="declares 1 entries but its central directory lists more than 1"):
+        load_model(str(path), architecture="digits-cnn")
