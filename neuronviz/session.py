@@ -37,7 +37,7 @@ from neuronviz.errors import InputError, NeuronvizError
 
 __all__ = [
     "FIGURE_DEFAULTS", "FORMAT", "MAX_SESSION_BYTES", "Control", "SessionRecord", "check_for_model", "figure_controls",
-    "figure_spec", "from_json", "parse_param", "parse_session_text",
+    "figure_spec", "from_json", "json_nesting_depth", "parse_param", "parse_session_text",
     "from_query", "parse_value",
 ]
 
@@ -527,6 +527,12 @@ def parse_session_text(text: str | bytes) -> Any:
         if isinstance(error, InputError):
             raise
         raise InputError(f"this is not a session file (not JSON: {str(error)[:200]})") from None
+
+
+def json_nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped), in linear time
+    and without parsing it: what to check before ``json.loads``, which recurses once a level."""
+    return _nesting_depth(_JSON_STRING.sub('""', text))
 
 
 def _nesting_depth(structure: str) -> int:

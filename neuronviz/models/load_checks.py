@@ -39,6 +39,36 @@ from neuronviz.errors import CheckpointError
 _HINT = "Upload an image classifier whose single output is its logits (N, classes)."
 
 
+# -- before anything is parsed: the input facts' text ------------------------------------------------------
+
+#: Deepest JSON nesting of an input fact (``neuronviz.mean``, ``.class_names``, … in a file's
+#: metadata, or the Mean/Std/Input size/Classes fields): a list of numbers or names nests 1 level.
+#: ``json`` recurses once a level: 1,000 levels (a 2,000-character link value) was a RecursionError.
+MAX_FACT_DEPTH = 2
+
+
+def check_fact_texts(model, options, label: str) -> None:
+    """Refuse an input fact's text too long or nested too deep to parse, before it is parsed: in the
+    file's ``neuronviz.*`` metadata (:class:`CheckpointError`) or in ``options`` (:class:`InputError`,
+    naming the field). The longest allowed is a class-name list at the class cap."""
+    from neuronviz.errors import InputError
+    from neuronviz.session import json_nesting_depth
+
+    caps = settings.limits()
+    longest = caps.max_classes * (caps.max_class_name_chars + 4)
+    texts = [(f"its {p.key} metadata", p.value, CheckpointError) for p in model.metadata_props if p.key.startswith("neuronviz.")]
+    texts += [(f"the {key} field", value, InputError) for key, value in (options or {}).items() if isinstance(value, str)]
+    for what, text, error in texts:
+        if len(text) > longest:
+            raise error(f"{label}: {what} is {len(text):,} characters; up to {longest:,} are read", ui_hint=_HINT)
+        depth = json_nesting_depth(text)
+        if depth > MAX_FACT_DEPTH:
+            raise error(
+                f"{label}: {what} nests {depth:,} levels deep; a list of numbers or names nests 1. Nothing was parsed.",
+                ui_hint=_HINT,
+            )
+
+
 # -- before anything runs: the ONNX graph -----------------------------------------------------------------
 
 

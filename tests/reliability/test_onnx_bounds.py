@@ -206,3 +206,20 @@ def test_an_output_with_no_gradient_path_from_the_image_is_refused(tmp_path):
     path = _save(tmp_path / "shape-only.onnx", nodes, [ten, index])
     with pytest.raises(CheckpointError, match="does not depend on the input"):
         load_onnx(path)
+
+
+def test_deeply_nested_metadata_or_fields_are_refused_not_a_recursion_error(tmp_path):
+    """The session file's class of defect in an ONNX file's metadata and in the upload's fields
+    (a link's opt.mean of 2,000 characters nests 1,000 levels: json raised RecursionError)."""
+    head, weights = _head("x", 784)
+    path = _save(tmp_path / "meta.onnx", head, weights)
+    model = onnx.load(str(path))
+    helper.set_model_props(model, {"neuronviz.mean": "[" * 100_000 + "]" * 100_000})
+    onnx.save(model, str(path))
+    with pytest.raises(CheckpointError, match=r"its neuronviz.mean metadata nests 100,000 levels deep"):
+        load_onnx(path)
+    plain = _save(tmp_path / "plain.onnx", head, weights)
+    from neuronviz.errors import InputError
+
+    with pytest.raises(InputError, match="the mean field nests 1,000 levels deep"):
+        load_onnx(plain, {"mean": "[" * 1000 + "]" * 1000})
