@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from neuronviz.errors import NeuronvizError
@@ -129,7 +129,6 @@ class ZipMember:
     info: zipfile.ZipInfo
     inflated: Inflated
     name: str = ""
-    _head: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.info.filename
@@ -140,18 +139,16 @@ class ZipMember:
         return int(self.info.file_size)
 
     def head(self, n: int) -> bytes:
-        """The member's first ``n`` bytes (at most), decompressing no more than that."""
-        if len(self._head) >= min(n, self.size):
-            return self._head[:n]
+        """The member's first ``n`` bytes (at most), decompressing no more than that (nothing is
+        kept: a set's members are many)."""
         data = self._read(min(n, self.size))
-        self.inflated.add(len(data) - len(self._head), self.name)
-        self._head = data
+        self.inflated.add(len(data), self.name)
         return data
 
     def read(self, n: int = -1) -> bytes:
         """The member's bytes (at most its declared size; ``zipfile`` checks the CRC at its end)."""
         data = self._read(self.size + 1)
-        self.inflated.add(max(0, len(data) - len(self._head)), self.name)
+        self.inflated.add(len(data), self.name)
         if len(data) != self.size:
             raise self.inflated.error(f"the zip member {self.name!r} does not hold the size it declares: refused")
         return data if n is None or n < 0 else data[:n]
