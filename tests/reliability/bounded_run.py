@@ -5,7 +5,9 @@ warm model: not measured), then records the peak RSS (``ru_maxrss``) and the clo
 and reports, as JSON on its last line: the error's class and message (None when it did not
 raise), the wall time of ``code`` alone, and the growth of the peak RSS during ``code`` in MB.
 The parent also reads ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the child ends (the
-child's whole peak, torch included) as a second, coarser bound.
+child's whole peak, torch included) as a second, coarser bound. On Linux the peak is reset to
+the current RSS after ``setup`` (``/proc/self/clear_refs``, ``VmHWM``), so a transient peak of the
+setup cannot hide what ``code`` costs; elsewhere ``ru_maxrss`` is used.
 
 ``code`` may set ``result`` (a JSON-serialisable value) to report anything else.
 """
@@ -26,7 +28,15 @@ _TEMPLATE = """
 import json, os, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 {setup}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+try:  # reset the peak (VmHWM) to the current RSS, so a peak reached during setup hides nothing
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base, peak = _status("VmRSS:"), lambda: _status("VmHWM:")
+except OSError:
+    base, peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 out = {{"error": None, "message": "", "result": None}}
 started = time.perf_counter()
 try:
@@ -35,7 +45,7 @@ try:
 except BaseException as error:
     out["error"], out["message"] = type(error).__name__, str(error)
 out["seconds"] = time.perf_counter() - started
-out["delta_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+out["delta_mb"] = (peak() - base) / 1024
 print(json.dumps(out, default=str))
 """
 
