@@ -1,12 +1,14 @@
 """Bounds and sanity checks of an uploaded model, before and during its load-time test forward
 (issue 24.19, 24.20). Called from one place each in :mod:`neuronviz.models.onnx_source`
-(:func:`check_onnx_graph`, before the graph is converted to torch) and in its ``check_outputs``
+(:func:`check_onnx_file` right after parsing, :func:`check_onnx_graph` before the graph is
+converted to torch) and in its ``check_outputs``
 (:func:`probe_forward` and :func:`check_logits`, shared with :mod:`neuronviz.models.local_source`).
 
-Before anything runs (:func:`check_onnx_graph`):
+Before anything runs (:func:`check_onnx_file`, :func:`check_onnx_graph`):
 
-- the node count, subgraphs included (:attr:`neuronviz.settings.Limits.max_onnx_nodes`): 200 k
-  ``Identity`` nodes took 68 s and +2.4 GB to convert;
+- the node count, subgraphs included, before ``onnx.checker`` walks the graph
+  (:attr:`neuronviz.settings.Limits.max_onnx_nodes`): 200 k ``Identity`` nodes took 68 s and
+  +2.4 GB to convert;
 - ONNX shape inference (``onnx.shape_inference.infer_shapes`` with data propagation) on the graph
   with its input fixed to the test batch ``(2, C, H, W)``: every tensor whose shape it infers is
   held to :attr:`~neuronviz.settings.Limits.max_tensor_elements` (a 31 KB ``ConstantOfShape`` to
@@ -47,14 +49,23 @@ _HINT = "Upload an image classifier whose single output is its logits (N, classe
 MAX_FACT_DEPTH = 2
 
 
-def check_fact_texts(model, options, label: str) -> None:
-    """Refuse an input fact's text too long or nested too deep to parse, before it is parsed: in the
-    file's ``neuronviz.*`` metadata (:class:`CheckpointError`) or in ``options`` (:class:`InputError`,
-    naming the field). The longest allowed is a class-name list at the class cap."""
+def check_onnx_file(model, options, label: str) -> None:
+    """Right after the protobuf is parsed, before the checker or anything else walks the graph:
+    the node count (subgraphs included) against :attr:`~neuronviz.settings.Limits.max_onnx_nodes`,
+    and every input fact's text (the file's ``neuronviz.*`` metadata: :class:`CheckpointError`;
+    ``options``: :class:`InputError` naming the field), too long or nested too deep to parse. The
+    longest text allowed is a class-name list at the class cap."""
     from neuronviz.errors import InputError
     from neuronviz.session import json_nesting_depth
 
     caps = settings.limits()
+    nodes = sum(1 for _ in _all_nodes(model.graph))
+    if nodes > caps.max_onnx_nodes:
+        raise CheckpointError(
+            f"{label} has {nodes:,} operator nodes; graphs of up to {caps.max_onnx_nodes:,} are loaded here "
+            f"(resnet50 has about 120, a ViT-B about 1,000). Nothing was converted or run.",
+            ui_hint="Use a smaller model.",
+        )
     longest = caps.max_classes * (caps.max_class_name_chars + 4)
     texts = [(f"its {p.key} metadata", p.value, CheckpointError) for p in model.metadata_props if p.key.startswith("neuronviz.")]
     texts += [(f"the {key} field", value, InputError) for key, value in (options or {}).items() if isinstance(value, str)]
@@ -103,12 +114,6 @@ def check_onnx_graph(model, channels: int, size: tuple[int, int], label: str) ->
 
     caps = settings.limits()
     nodes = sum(1 for _ in _all_nodes(model.graph))
-    if nodes > caps.max_onnx_nodes:
-        raise CheckpointError(
-            f"{label} has {nodes:,} operator nodes; graphs of up to {caps.max_onnx_nodes:,} are loaded here "
-            f"(resnet50 has about 120, a ViT-B about 1,000). Nothing was converted or run.",
-            ui_hint="Use a smaller model.",
-        )
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     initializers = {t.name for t in probe.graph.initializer}

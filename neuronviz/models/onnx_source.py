@@ -64,7 +64,7 @@ from torch import nn
 from neuronviz import settings
 from neuronviz.errors import CancelledError, CheckpointError, InputError, TimeLimitError
 from neuronviz.models.checkpoints import check_size
-from neuronviz.models.load_checks import check_fact_texts, check_logits, check_onnx_graph, probe_forward, probe_images
+from neuronviz.models.load_checks import check_logits, check_onnx_file, check_onnx_graph, probe_forward, probe_images
 from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.models.registry import parse_class_names
 from neuronviz.models.sources import ModelInfo, ModelSource, OptionField, register_source
@@ -332,7 +332,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
     if not model.HasField("graph") or not model.graph.node:
         raise CheckpointError(f"{label} is not an ONNX model: it has no graph of operators", ui_hint=_HINT)
     _refuse_external_data(model, label)
-    check_fact_texts(model, options, label)  # 24.15's class: no fact text nested too deep to parse
+    check_onnx_file(model, options, label)  # 24.19: node count; 24.15's class: fact texts too deep to parse
     try:
         onnx.checker.check_model(model)
     except Exception as error:  # noqa: BLE001 - onnx.checker.ValidationError and C++ errors
