@@ -13,11 +13,11 @@ from bounded_run import run_bounded
 TINY = {"NEURONVIZ_TIME_BUDGET_S": "0.05"}
 SETUP = """
 import torch
-from neuronviz import budget
-from neuronviz.attacks import run_attack
-from neuronviz.defenses import restore
-from neuronviz.datasets import digits
-from neuronviz.models import load_model
+from neuronviz.infra import budget
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import restore
+from neuronviz.data.datasets import digits
+from neuronviz.core.models import load_model
 model = load_model("digits-cnn", device="cpu")
 x, y = digits("test")
 x = x[:32]
@@ -54,10 +54,10 @@ def test_a_library_restore_outlives_a_tiny_server_budget():
 
 
 def test_the_server_budget_still_applies_where_the_app_enters_it():
-    """What ``app.analysis.run_limited`` does: ``budget.limit(settings.time_budget_s(), cancel=...)``."""
+    """What ``app.runs.run_limited`` does: ``budget.limit(settings.time_budget_s(), cancel=...)``."""
     out = run_bounded(
         """
-        from neuronviz import settings
+        from neuronviz.infra import settings
         with budget.limit(settings.time_budget_s()):
             run_attack(model, x, "cw", {"steps": 10_000}, seed=0)
         """,

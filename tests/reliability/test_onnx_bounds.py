@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 from bounded_run import run_bounded
 
-from neuronviz import budget
-from neuronviz.errors import CancelledError, CheckpointError, TimeLimitError
+from neuronviz.infra import budget
+from neuronviz.infra.errors import CancelledError, CheckpointError, TimeLimitError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnx2torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from neuronviz.models.onnx_source import load_onnx  # noqa: E402
+from neuronviz.core.models.onnx_source import load_onnx  # noqa: E402
 
 #: A refusal before anything runs: a second or two and a few tens of MB (the parsed graph).
 REFUSAL_S = 10.0
@@ -54,7 +54,7 @@ def _head(source: str, features: int, classes: int = 10, name: str = "logits") -
 
 
 def _load_in_subprocess(path: Path) -> dict:
-    return run_bounded(f"load_onnx({str(path)!r})", "from neuronviz.models.onnx_source import load_onnx\nimport onnx2torch")
+    return run_bounded(f"load_onnx({str(path)!r})", "from neuronviz.core.models.onnx_source import load_onnx\nimport onnx2torch")
 
 
 # -- 24.19: bombs refused before anything runs ----------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_deeply_nested_metadata_or_fields_are_refused_not_a_recursion_error(tmp_
     with pytest.raises(CheckpointError, match=r"its neuronviz.mean metadata nests 100,000 levels deep"):
         load_onnx(path)
     plain = _save(tmp_path / "plain.onnx", head, weights)
-    from neuronviz.errors import InputError
+    from neuronviz.infra.errors import InputError
 
     with pytest.raises(InputError, match="the mean field nests 1,000 levels deep"):
         load_onnx(plain, {"mean": "[" * 1000 + "]" * 1000})

@@ -10,8 +10,8 @@ import json
 import pytest
 from bounded_run import run_bounded
 
-from neuronviz import session
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows import session_record as session
 
 #: Every refusal below: well under a second and a few MB (the file itself is at most 1 MB).
 SECONDS = 2.0

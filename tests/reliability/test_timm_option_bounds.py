@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from bounded_run import run_bounded
 
-from neuronviz import session
-from neuronviz.errors import InputError
-from neuronviz.models import timm_source as ts
+from neuronviz.core.models import timm_source as ts
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows import session_record as session
 
 pytest.importorskip("timm")
 VIT = "timm:vit_tiny_patch16_224"
@@ -22,7 +22,7 @@ VIT = "timm:vit_tiny_patch16_224"
 def test_depth_20000_is_refused_before_building_in_a_fresh_process(shared):
     out = run_bounded(
         f"create_model('{VIT}?depth=20000', weights=None, device='cpu')",
-        "from neuronviz.models import create_model\nimport timm",
+        "from neuronviz.core.models import create_model\nimport timm",
         env={"NEURONVIZ_SHARED_SERVER": shared},
     )
     assert out["error"] == "InputError", out

@@ -20,13 +20,13 @@ import pytest
 from bounded_run import run_bounded
 from PIL import Image
 
-from neuronviz import budget
-from neuronviz.errors import DataError, TimeLimitError
-from neuronviz.evalset import EvaluationSet
+from neuronviz.data.labelled import EvaluationSet
+from neuronviz.infra import budget
+from neuronviz.infra.errors import DataError, TimeLimitError
 
 SETUP = """
-from neuronviz.evalset import EvaluationSet
-from neuronviz.models import load_model
+from neuronviz.data.labelled import EvaluationSet
+from neuronviz.core.models import load_model
 model = load_model("digits-cnn", device="cpu")
 """
 #: A refusal's cost: the file is read into memory once (≤ 85 MB here), nothing per entry or member.
@@ -124,7 +124,7 @@ def test_members_beyond_the_limit_are_never_decompressed(tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for i in range(40):
             archive.writestr(f"{i % 2}/img{i:02d}.png", _png())
-    from neuronviz.datasets import read_zip
+    from neuronviz.data.datasets import read_zip
 
     files = read_zip(path)
     members = [data for _, _, data in files.items]
@@ -150,8 +150,8 @@ def huge_folder(tmp_path_factory) -> Path:
 
 
 def test_thirty_6000px_pngs_are_refused_on_a_shared_server_before_any_is_decoded(huge_folder, monkeypatch):
-    from neuronviz import evalset
-    from neuronviz.datasets import image_folder
+    from neuronviz.data import labelled as evalset
+    from neuronviz.data.datasets import image_folder
 
     files = image_folder(huge_folder)  # listed as a local user would; then the shared server's caps
     monkeypatch.setenv("NEURONVIZ_SHARED_SERVER", "1")
@@ -179,7 +179,7 @@ _MODEL = []
 
 def _digits_cnn():
     if not _MODEL:
-        from neuronviz.models import load_model
+        from neuronviz.core.models import load_model
 
         _MODEL.append(load_model("digits-cnn", device="cpu"))
     return _MODEL[0]
@@ -188,8 +188,8 @@ def _digits_cnn():
 
 def test_a_checkpoint_zip_whose_directory_lies_is_refused_the_same_way(tmp_path):
     """The same class of file as a .pt checkpoint (torch's zip format): one bounded walk for both."""
-    from neuronviz.errors import CheckpointError
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.infra.errors import CheckpointError
 
     path = tmp_path / "liar.pt"
     _lying_directory_zip(path, 50_000)
