@@ -919,6 +919,9 @@ def read_header(source: Any, name: str | None = None) -> ImageHeader | None:
         header = _parse_header(data, str(label))
         if header is not None or len(data) >= size:
             break
+    if header is None and size > HEADER_PREFIXES[-1] and _has_image_signature(data):
+        # e.g. a TIFF whose directory follows its pixels (libtiff's default): the whole file, within MAX_FILE_BYTES
+        header = _parse_header(prefix(size), str(label))
     if header is None:
         first = prefix(12)
         raise ImageError(
@@ -970,6 +973,20 @@ def _sized_prefix(source: Any):
         buffer = source.getbuffer()
         return buffer.nbytes, lambda n: bytes(buffer[:n])
     return None
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """Whether an allowed format's own signature test (Pillow's ``accept``) recognises ``data``'s
+    first bytes: a file that starts as an image, whose header is further in."""
+    Image.init()
+    for fmt in _allowed_formats():
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        try:
+            if accept is not None and accept(data[:64]):
+                return True
+        except _PIL_ERRORS:
+            continue
+    return False
 
 
 def _parse_header(data: bytes, label: str) -> tuple[str, int, int, str] | None:

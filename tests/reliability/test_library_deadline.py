@@ -8,6 +8,7 @@ longer than that must finish (no ``TimeLimitError``), while the same call inside
 
 from __future__ import annotations
 
+import pytest
 from bounded_run import run_bounded
 
 TINY = {"NEURONVIZ_TIME_BUDGET_S": "0.05"}
@@ -25,6 +26,7 @@ run_attack(model, x[:2], "fgsm")  # warm
 """
 
 
+@pytest.mark.slow
 def test_a_library_deepfool_call_outlives_a_tiny_server_budget():
     out = run_bounded(
         """
@@ -39,6 +41,7 @@ def test_a_library_deepfool_call_outlives_a_tiny_server_budget():
     assert out["seconds"] < 120 and out["delta_mb"] < 300, out
 
 
+@pytest.mark.slow
 def test_a_library_restore_outlives_a_tiny_server_budget():
     out = run_bounded(
         """
@@ -53,6 +56,7 @@ def test_a_library_restore_outlives_a_tiny_server_budget():
     assert out["seconds"] > 0.05 and out["seconds"] < 120 and out["delta_mb"] < 300, out
 
 
+@pytest.mark.slow
 def test_the_server_budget_still_applies_where_the_app_enters_it():
     """What ``app.runs.run_limited`` does: ``budget.limit(settings.time_budget_s(), cancel=...)``."""
     out = run_bounded(
