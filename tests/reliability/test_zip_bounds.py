@@ -195,3 +195,16 @@ def test_a_checkpoint_zip_whose_directory_lies_is_refused_the_same_way(tmp_path)
     _lying_directory_zip(path, 50_000)
     with pytest.raises(CheckpointError, match="declares 1 entries but its central directory lists more than 1"):
         load_model(str(path), architecture="digits-cnn")
+
+
+def test_a_real_jpeg_whose_size_marker_is_past_1_mib_is_still_read(tmp_path):
+    """No false refusal from the bounded header read: a 1.5 MB ICC profile puts the JPEG's size
+    marker at 1.5 MB; its signature says "image", so the whole file (within MAX_FILE_BYTES) is parsed."""
+    from neuronviz.data.images import HEADER_PREFIXES, read_header
+
+    stream = io.BytesIO()
+    Image.new("RGB", (800, 800), (10, 20, 30)).save(stream, format="JPEG", icc_profile=b"\0" * 1_500_000)
+    data = stream.getvalue()
+    assert data.find(b"\xff\xc0") > HEADER_PREFIXES[-1]
+    header = read_header(data, "icc.jpg")
+    assert header is not None and (header.format, header.width, header.height) == ("JPEG", 800, 800)
