@@ -8,7 +8,7 @@
         run_attack(model, x, "cw", {"steps": 10_000})   # raises TimeLimitError when it runs out
 
     stop = threading.Event()
-    with budget.limit(cancel=stop):       # the default budget, and a flag another thread may set
+    with budget.limit(cancel=stop):       # the server's budget ($NEURONVIZ_TIME_BUDGET_S) and a flag another thread may set
         ...                               # raises CancelledError soon after stop.set()
 
 A budget belongs to the thread that entered it (each Streamlit session runs in its own thread), so
