@@ -27,3 +27,11 @@ def nesting_depth(structure: str) -> int:
         return 0
     steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
     return int(max(0, np.cumsum(steps).max()))
+
+
+def check_json_text(text: str, most_depth: int, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``what`` when JSON ``text`` nests deeper than ``most_depth`` levels
+    (checked in linear time, before ``json.loads`` would recurse into it)."""
+    depth = json_nesting_depth(text)
+    if depth > most_depth:
+        raise error(f"{what} nests {depth:,} levels deep; at most {most_depth} are read. Nothing was parsed.")

@@ -223,3 +223,17 @@ def test_deeply_nested_metadata_or_fields_are_refused_not_a_recursion_error(tmp_
 
     with pytest.raises(InputError, match="the mean field nests 1,000 levels deep"):
         load_onnx(plain, {"mean": "[" * 1000 + "]" * 1000})
+
+
+def test_a_torch_export_program_with_deeply_nested_facts_is_refused_not_a_recursion_error(tmp_path):
+    """The same class in the other uploaded model format: a program's neuronviz.json."""
+    import torch
+
+    from neuronviz.core.models.local_source import load_program
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    exported = torch.export.export(net, (torch.rand(2, 1, 28, 28),))
+    path = tmp_path / "deep.pt2"
+    torch.export.save(exported, path, extra_files={"neuronviz.json": "[" * 50_000 + "]" * 50_000})
+    with pytest.raises(CheckpointError, match="neuronviz.json nests 50,000 levels deep"):
+        load_program(path)
