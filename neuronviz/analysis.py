@@ -350,6 +350,12 @@ def compute_analysis(
     )
 
 
+# How the dashboard's progress line names this computation and counts its steps (app/analysis.py
+# passes a ``progress`` callback when a function carries ``progress_steps``).
+setattr(compute_analysis, "progress_label", "the attack, its matched control, both restorations and neuron influence")
+setattr(compute_analysis, "progress_steps", ANALYSIS_STEPS)
+
+
 def _matched_control(model: PixelModel, clean: torch.Tensor, adversarial: torch.Tensor, choice: AttackChoice) -> Control:
     """The attack's matched control on one image, with the model's probabilities on it."""
     norm = control_norm_for(choice.attack)

@@ -33,6 +33,7 @@ from neuronviz.influence import (
     DEFAULT_GROUP_FRACTION,
     DIRECTION_MEASURES,
     InfluenceMap,
+    MEASURE_LABELS,
     InfluenceShift,
     NeuronGroups,
     influence_shift,
@@ -366,3 +367,57 @@ def choose_story_example(
     if best is None:
         return None, None, None, rows
     return best[0], best[1], best[2], rows
+
+
+# -- tables --------------------------------------------------------------------------------------------
+
+#: How the rows of :func:`evidence_rows` name the group choices.
+GROUP_SOURCE_LABELS = {"clean": "the clean image's own ranking", "reference": "the class's mean over the evaluation set",
+                       "given": "given groups"}
+
+
+def evidence_rows(evidences: Mapping[str, ShiftEvidence], image: int | None = 0) -> list[dict[str, Any]]:
+    """One row per (group choice, direction measure): the attack's and the control's rate (k, n,
+    share, 95% Wilson interval), and whether the attack moved more neurons than the control."""
+    rows = []
+    for source, evidence in evidences.items():
+        for name, m in evidence.measures(image).items():
+            verdict = {True: "beyond the control", False: "not beyond the control",
+                       None: "more than the control; one image cannot tell them apart"}[m.beyond_control]
+            if m.images > 1 and m.beyond_control is None:
+                verdict = "cannot be told apart"
+            rows.append({
+                "groups": GROUP_SOURCE_LABELS.get(source, source),
+                "layer": evidence.layer,
+                "measure": name,
+                "what": f"{MEASURE_LABELS[name][0]} neurons that {MEASURE_LABELS[name][1]}",
+                "attack": m.attack.text(),
+                "control": m.control.text(),
+                "attack_k": m.attack.k, "attack_n": m.attack.n, "attack_share": m.attack.share,
+                "attack_low": m.attack.low, "attack_high": m.attack.high,
+                "control_k": m.control.k, "control_n": m.control.n, "control_share": m.control.share,
+                "control_low": m.control.low, "control_high": m.control.high,
+                "images": m.images,
+                "verdict": verdict,
+            })
+    return rows
+
+
+def reference_groups_for(
+    model: Any,
+    clean: torch.Tensor,
+    benign_class: int,
+    layers: Sequence[str],
+    front: int | float = DEFAULT_GROUP_FRACTION,
+    tail: int | float = DEFAULT_GROUP_FRACTION,
+    tail_rule: str = "bottom",
+    images: int | None = None,
+) -> ReferenceGroups:
+    """:func:`reference_groups` over the model's built-in evaluation set
+    (:func:`neuronviz.evalset.evaluation_set`: the digits test split for a digits model, the
+    labelled sample images otherwise), leaving ``clean`` out."""
+    from neuronviz.evalset import DEFAULT_IMAGES, available_images, evaluation_set
+
+    data = evaluation_set(model, images or max(DEFAULT_IMAGES, available_images(model)))
+    return reference_groups(model, data.images, data.labels, benign_class, layers, front, tail, tail_rule,
+                            exclude=clean, source=data.description)

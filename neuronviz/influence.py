@@ -503,6 +503,13 @@ DIRECTION_MEASURES: dict[str, tuple[str, str, str]] = {
     "front_suppressed_influence": ("front", "influence", "fell"),
     "tail_enhanced_influence": ("tail", "influence", "fell"),
 }
+#: Each measure in words: the group counted and what happened to its neurons.
+MEASURE_LABELS: dict[str, tuple[str, str]] = {
+    "front_suppressed_activation": ("front", "lost activation"),
+    "tail_enhanced_activation": ("tail", "gained activation"),
+    "front_suppressed_influence": ("front", "lost influence"),
+    "tail_enhanced_influence": ("tail", "fell further below zero in influence"),
+}
 #: The sign convention, in one sentence, shown wherever a count is.
 SIGN_CONVENTION = (
     "Paper's direction (NIP): a front neuron is suppressed when its activation (or its influence toward the "

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from neuronviz.attacks import format_eps
-from neuronviz.influence import SIGN_CONVENTION, InfluenceMap, InfluenceShift, NeuronGroups
+from neuronviz.influence import MEASURE_LABELS, SIGN_CONVENTION, InfluenceMap, InfluenceShift, NeuronGroups
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -31,12 +31,7 @@ def _majority(count: int, total: int) -> bool:
 
 
 #: How each direction measure reads in a sentence (counted neurons, then the rest of the sentence).
-MEASURE_WORDS = {
-    "front_suppressed_activation": ("front", "lost activation"),
-    "tail_enhanced_activation": ("tail", "gained activation"),
-    "front_suppressed_influence": ("front", "lost influence"),
-    "tail_enhanced_influence": ("tail", "fell further below zero in influence"),
-}
+MEASURE_WORDS = MEASURE_LABELS
 
 
 def nip_pattern(front_suppressed: int, front: int, tail_enhanced: int, tail: int, quantity: str = "activation") -> str:
@@ -173,6 +168,50 @@ def shift_sentence(shift: InfluenceShift, image: int = 0) -> str:
     if rho != rho:
         return f"The ranking of all neurons before and after: ρ not defined ({shift.correlation_reason(image)})."
     return f"The ranking of all neurons before and after correlates at ρ = {rho:.2f} (1 would mean unchanged)."
+
+
+def transition_caption(shift: InfluenceShift, after_label: str, image: int = 0) -> str:
+    """The caption of the transition heat map: how to read it and how many front neurons kept their group."""
+    k = shift.groups_before.front_size
+    kept = int(shift.transition[image, 0, 0])
+    return (
+        f"Rows: group before; columns: group on the {after_label} image (same sizes). The diagonal counts neurons "
+        f"that kept their group: here {kept} of the {k} front neurons stayed front. Choose “matched noise” above to "
+        "see the same table under the control."
+    )
+
+
+def layer_overview_caption(frame: Any, layer: str, after_label: str, control_label: str) -> str:
+    """The caption of :func:`neuronviz.figures.neurons.layer_overview`: what the lines are, the
+    selected layer's shares beside the control's, and the layers where ρ is not defined."""
+    text = (
+        f"Every probe layer, input (left) to output (right); {layer} is highlighted. Solid: clean → {after_label}"
+    )
+    has_control = "control_front_overlap" in getattr(frame, "columns", [])
+    if has_control:
+        text += f"; dashed with open markers: clean → {control_label}"
+    text += ". Error bars: 95% Wilson intervals over each group's neurons."
+    rows = frame[frame["layer"] == layer]
+    if has_control and not rows.empty:
+        row = rows.iloc[0]
+        n_front, n_tail = int(row["front_suppressed_activation_share_n"]), int(row["tail_enhanced_activation_share_n"])
+        text += (
+            f" At {layer}: front lost activation in {_share(row['front_suppressed_activation_share'])} of {n_front} "
+            f"(noise: {_share(row['control_front_suppressed_activation_share'])}), tail gained activation in "
+            f"{_share(row['tail_enhanced_activation_share'])} of {n_tail} (noise: "
+            f"{_share(row['control_tail_enhanced_activation_share'])})."
+        )
+    undefined = frame[frame["spearman"].isna()] if "spearman" in getattr(frame, "columns", []) else []
+    if len(undefined):
+        names = ", ".join(str(v) for v in undefined["layer"])
+        reason = str(undefined.iloc[0].get("correlation_note", "")) or "not defined"
+        text += f" ρ is not defined at {names} ({reason.removeprefix('not defined: ')}): a gap, left out of any average."
+    return text
+
+
+def _share(value: Any) -> str:
+    value = float(value)
+    return "not defined" if value != value else f"{value:.0%}"
 
 
 def change_direction(value: float, what: str) -> str:
