@@ -37,7 +37,7 @@ from neuronviz.models import PixelModel
 
 __all__ = [
     "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_OVERRIDES", "DEFAULT_SAMPLE_ID", "RESTORATIONS",
-    "CONTROL", "Analysis", "AttackChoice", "Control", "compute_analysis", "content_key", "default_choice", "digest",
+    "CONTROL", "NOTHING_TO_RESTORE", "NOT_RESTORED", "RESTORED", "Analysis", "AttackChoice", "Control", "compute_analysis", "content_key", "restoration_outcome", "restoration_verdict", "default_choice", "digest",
 ]
 
 #: The attack a session starts with: PGD at its schema defaults (the same as picking it from the list;
@@ -63,6 +63,31 @@ CONTROL_DESCRIPTIONS = {
     "L0": "as many random pixels as the attack changed, each set to a random colour",
 }
 NORM_SYMBOLS = {"Linf": "L∞", "L2": "L2", "L0": "L0"}
+
+
+# -- what a restoration did -------------------------------------------------------------------------
+
+#: The three outcomes of a restoration: "nothing to restore" when the attack did not change the
+#: prediction (such an image is left out of the defence success rate).
+RESTORED, NOT_RESTORED, NOTHING_TO_RESTORE = "restored", "not restored", "nothing to restore"
+
+
+def restoration_outcome(attack_succeeded: bool, restored_prediction: int, benign_class: int) -> str:
+    """:data:`RESTORED` / :data:`NOT_RESTORED` (the prediction after the defence is / is not the
+    clean one) for a fooled image; :data:`NOTHING_TO_RESTORE` when the attack did not fool the model."""
+    if not attack_succeeded:
+        return NOTHING_TO_RESTORE
+    return RESTORED if int(restored_prediction) == int(benign_class) else NOT_RESTORED
+
+
+def restoration_verdict(outcome: str, benign_name: str, restored_name: str | None = None) -> str:
+    """The verdict in Streamlit markdown (coloured), from :func:`restoration_outcome`."""
+    if outcome == NOTHING_TO_RESTORE:
+        changed = "" if restored_name is None or restored_name == benign_name else f"; the defence changed it to {restored_name}"
+        return f":gray[nothing to restore (the attack did not fool the model{changed})]"
+    if outcome == RESTORED:
+        return ":green[restored]"
+    return f":red[not restored (benign: {benign_name})]"
 
 
 # -- the attack choice -----------------------------------------------------------------------------
@@ -275,6 +300,10 @@ class Analysis:
     @property
     def attack_succeeded(self) -> bool:
         return bool(self.report.success[0])
+
+    def outcome(self, condition: str) -> str:
+        """:func:`restoration_outcome` of a restoration on this analysis."""
+        return restoration_outcome(self.attack_succeeded, self.prediction(condition), self.benign_class)
 
     @property
     def control_changed_prediction(self) -> bool:

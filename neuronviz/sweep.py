@@ -251,7 +251,10 @@ def eps_sweep(
     started = time.perf_counter()
     adversarial_t = torch.cat(adversarial)
     control_norm = control_norm_for(info.name)
-    controls = matched_control(clean.expand_as(adversarial_t), adversarial_t, control_norm, seed=seed or 0)
+    # Each ε's control is drawn as the analysis draws its own (image index 0 of its seed), so the
+    # sweep's control at the chosen ε is the analysis' control: one draw, scaled to each ε's size.
+    controls = torch.cat([matched_control(clean, adversarial_t[i : i + 1], control_norm, seed=seed or 0)
+                          for i in range(adversarial_t.shape[0])])
     batch = torch.cat([clean, adversarial_t, controls])
     maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
     count = len(values)

@@ -215,7 +215,8 @@ def _share(value: Any) -> str:
 
 
 def change_direction(value: float, what: str) -> str:
-    """``"the front lost influence (−0.31 on average)"`` from a mean change."""
+    """``"the front lost influence (−0.31 on average)"`` from a mean change of influence values
+    (for a tail of negative influence, "lost" is the paper's enhancement: see :data:`SIGN_CONVENTION`)."""
     value = float(value)
     if value < 0:
         return f"{what} lost influence ({value:+.3g} on average)"
@@ -224,12 +225,39 @@ def change_direction(value: float, what: str) -> str:
     return f"{what} kept its influence (no change on average)"
 
 
-def sweep_sentence(layer: str, front_overlap: float, spearman: float, front_change: float, tail_change: float) -> str:
-    """The ε-sweep detail at one budget: overlap, ρ, and which way front and tail moved."""
-    return (
-        f"At `{layer}`: front overlap **{float(front_overlap):.0%}**, Spearman ρ **{float(spearman):.3f}**; "
-        f"{change_direction(front_change, 'the front')} and {change_direction(tail_change, 'the tail')}."
-    )
+def sweep_sentence(sweep: Any, index: int) -> str:
+    """The ε-sweep detail at one budget: overlap and ρ, and the paper's two halves on activations
+    under the attack beside the matched control of that size."""
+    layer = sweep.layer
+    rho = float(sweep.spearman[index])
+    rho_text = "not defined" if rho != rho else f"{rho:.3f}"
+    text = f"At `{layer}`: front overlap **{float(sweep.front_overlap[index]):.0%}**, Spearman ρ **{rho_text}**"
+    if sweep.control_front_overlap is not None:
+        crho = float(sweep.control_spearman[index])
+        text += (
+            f" (noise of the same size: {float(sweep.control_front_overlap[index]):.0%}, "
+            f"ρ {'not defined' if crho != crho else f'{crho:.3f}'})"
+        )
+    text += "."
+    if sweep.directions and sweep.front_size:
+        k, t = sweep.front_size, sweep.tail_size
+        front, tail = sweep.directions["front_suppressed_activation"][index], sweep.directions["tail_enhanced_activation"][index]
+        cfront = sweep.control_directions["front_suppressed_activation"][index]
+        ctail = sweep.control_directions["tail_enhanced_activation"][index]
+        text += (
+            f" {int(front)} of {k} front neurons lost activation ({int(cfront)} under the noise); "
+            f"{int(tail)} of {t} tail neurons gained activation ({int(ctail)} under the noise)."
+        )
+    return text
+
+
+def trajectory_reference(targeted: bool, benign_name: str | None = None, target_name: str | None = None) -> str:
+    """What the attack trace's loss is measured against (:func:`neuronviz.attacks.run_attack`'s
+    trace: cross-entropy to the target when targeted, else to the label it moves away from, the
+    clean prediction in the dashboard): the trajectory's axis title and its caption both use it."""
+    if targeted:
+        return "target class" + (f" {target_name}" if target_name is not None else "")
+    return "clean prediction" + (f" {benign_name}" if benign_name is not None else "")
 
 
 def trajectory_direction(loss: torch.Tensor | Sequence[float], targeted: bool, image: int = 0) -> str:
