@@ -381,8 +381,8 @@ def compute_analysis(
 
 # How the dashboard's progress line names this computation and counts its steps (app/analysis.py
 # passes a ``progress`` callback when a function carries ``progress_steps``).
-setattr(compute_analysis, "progress_label", "the attack, its matched control, both restorations and neuron influence")
-setattr(compute_analysis, "progress_steps", ANALYSIS_STEPS)
+setattr(compute_analysis, "progress_label", "the attack, its matched control, both restorations and neuron influence")  # noqa: B010
+setattr(compute_analysis, "progress_steps", ANALYSIS_STEPS)  # noqa: B010
 
 
 def _matched_control(model: PixelModel, clean: torch.Tensor, adversarial: torch.Tensor, choice: AttackChoice) -> Control:

@@ -32,8 +32,8 @@ from neuronviz.errors import InputError
 from neuronviz.influence import (
     DEFAULT_GROUP_FRACTION,
     DIRECTION_MEASURES,
-    InfluenceMap,
     MEASURE_LABELS,
+    InfluenceMap,
     InfluenceShift,
     NeuronGroups,
     influence_shift,

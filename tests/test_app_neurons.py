@@ -86,10 +86,9 @@ def test_page_renders_every_figure_and_the_numbers(page):
     labels = [m.label for m in page.metric]
     assert labels == ["Front overlap", "Rank correlation ρ"]
     # the attack beside its matched control, computed by the library from the session's analysis
+    from app.analysis import AttackChoice, compute_analysis
     from neuronviz import evidence
     from neuronviz.figures import captions
-
-    from app.analysis import AttackChoice, compute_analysis
 
     selection = _selection(page)
     result = compute_analysis(selection.model, selection.image, AttackChoice())  # the page's default choice

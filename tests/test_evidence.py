@@ -233,8 +233,8 @@ def test_progress_line_counts_the_analysis_steps():
 
 
 def _tiny_args():
-    from neuronviz.models import load_model
     from neuronviz.datasets import digits
+    from neuronviz.models import load_model
 
     model = load_model("digits-cnn", device="cpu")
     return model, digits("test")[0][:1].clone(), library.AttackChoice.make("fgsm", {})

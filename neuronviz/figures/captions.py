@@ -201,8 +201,9 @@ def layer_overview_caption(frame: Any, layer: str, after_label: str, control_lab
             f"{_share(row['tail_enhanced_activation_share'])} of {n_tail} (noise: "
             f"{_share(row['control_tail_enhanced_activation_share'])})."
         )
-    undefined = frame[frame["spearman"].isna()] if "spearman" in getattr(frame, "columns", []) else []
-    if len(undefined):
+    columns = list(getattr(frame, "columns", []))
+    undefined = frame[frame["spearman"].isna()] if "spearman" in columns else None
+    if undefined is not None and len(undefined):
         names = ", ".join(str(v) for v in undefined["layer"])
         reason = str(undefined.iloc[0].get("correlation_note", "")) or "not defined"
         text += f" ρ is not defined at {names} ({reason.removeprefix('not defined: ')}): a gap, left out of any average."
