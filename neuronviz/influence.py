@@ -20,6 +20,14 @@ Front / middle / tail (NIP): sort neurons by influence; front = the top ``k``, t
 lowest (``tail_rule="bottom"``) or ranks ``k+1..k+t`` (``tail_rule="next"``, the variant in the
 authors' second script). Sizes are counts or fractions of the layer (default 5% / 5%, at least
 one neuron each).
+
+The shift (:func:`influence_shift`) counts the paper's direction on activations and on influence
+(:data:`DIRECTION_MEASURES`, :data:`SIGN_CONVENTION`): a front neuron is *suppressed* when its
+activation (influence) falls, a tail neuron *enhanced* when its activation rises, which makes its
+negative influence toward the benign class fall further below zero. Rank correlations that are
+not defined for a layer (fewer than :data:`MIN_RANK_NEURONS` neurons, constant ranks, at most one
+non-zero value) are NaN with the reason, never ±1. An attack's effect is read beside its matched
+control: :mod:`neuronviz.evidence`.
 """
 
 from __future__ import annotations

@@ -145,6 +145,7 @@ class EpsSweep:
                 **({"control_spearman": self.control_spearman.tolist()} if self.control_spearman is not None else {}),
                 **{f"control_{m}_count": v.tolist() for m, v in self.control_directions.items()},
                 **({"front_size": self.front_size, "tail_size": self.tail_size} if self.front_size else {}),
+                **({"control_norm": self.control_norm} if self.control_norm else {}),
             }
         )
 

@@ -62,11 +62,11 @@ def test_tour_ignores_the_sidebar_and_opens_its_example(tour_truth):
     submit_attack(at, "fgsm", eps=0.2)  # another attack than the tour's
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     assert_healthy(at)
-    assert "digit 9 (#43)" in plotly_titles(at)  # the ready example, whatever the sidebar says
+    assert "digit 7 (#4)" in plotly_titles(at)  # the ready example, whatever the sidebar says
     at.button(key="learn.load_example").click().run()
     assert_healthy(at)
     banner = " ".join(m.value for m in at.main.markdown if "**" in m.value and " · " in m.value)
-    assert "`digits-cnn`" in banner and "digit 9 (#43)" in banner
+    assert "`digits-cnn`" in banner and "digit 7 (#4)" in banner
     assert "PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01 (2.55/255), steps 10" in banner  # the tour's attack
     assert at.sidebar.selectbox(key="attack_name").value == "pgd"
     assert [w.value for w in at.sidebar.number_input if w.label == "steps"] == [10]

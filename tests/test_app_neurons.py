@@ -238,6 +238,6 @@ def test_another_model_renders_with_its_own_layers():
     assert picker.value == default_layer(model)
     xs, _, _ = _scatter_points(at)
     assert len(xs) == next(info.channels for info in layers if info.name == picker.value)
-    [table] = at.dataframe
+    table = next(d for d in at.dataframe if "kind" in d.value.columns)
     assert list(table.value["layer"]) == [info.name for info in layers]
     assert len(_spec(at, "neurons.layers")["data"][0]["x"]) == len(layers)

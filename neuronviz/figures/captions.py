@@ -162,11 +162,15 @@ def evidence_sentence(evidence: Any, attack_label: str, control_label: str, imag
     return f"{counts}. {beyond_sentence(measures)} {SIGN_CONVENTION}".replace("  ", " ")
 
 
-def shift_sentence(shift: InfluenceShift, image: int = 0) -> str:
-    """The rank correlation of all neurons before and after, in words (or why it is not defined)."""
+def shift_sentence(shift: InfluenceShift, image: int = 0, correlation: Any = None) -> str:
+    """The rank correlation of all neurons before and after, in words (or why it is not defined);
+    with ``correlation`` (a :class:`neuronviz.stats.Correlation` of the same values) its bootstrap
+    interval over the neurons and permutation p."""
     rho = float(shift.spearman[image])
     if rho != rho:
         return f"The ranking of all neurons before and after: ρ not defined ({shift.correlation_reason(image)})."
+    if correlation is not None and correlation.defined:
+        return f"The ranking of all neurons before and after: {correlation.text()} (1 would mean unchanged)."
     return f"The ranking of all neurons before and after correlates at ρ = {rho:.2f} (1 would mean unchanged)."
 
 
