@@ -374,6 +374,15 @@ def choose_story_example(
 #: How the rows of :func:`evidence_rows` name the group choices.
 GROUP_SOURCE_LABELS = {"clean": "the clean image's own ranking", "reference": "the class's mean over the evaluation set",
                        "given": "given groups"}
+#: The same, short (a table column at 1280 px).
+GROUP_SOURCE_SHORT = {"clean": "clean image", "reference": "class mean (evaluation set)", "given": "given"}
+
+
+def rate_short(value: Rate) -> str:
+    """``"13/13 · 100% (77–100%)"``: k of n, the share and its 95% Wilson interval, for a narrow column."""
+    if value.share is None:
+        return f"not defined ({value.reason})"
+    return f"{value.k}/{value.n} · {value.share:.0%} ({value.low or 0:.0%}–{value.high or 0:.0%})"
 
 
 def evidence_rows(evidences: Mapping[str, ShiftEvidence], image: int | None = 0) -> list[dict[str, Any]]:
@@ -383,16 +392,19 @@ def evidence_rows(evidences: Mapping[str, ShiftEvidence], image: int | None = 0)
     for source, evidence in evidences.items():
         for name, m in evidence.measures(image).items():
             verdict = {True: "beyond the control", False: "not beyond the control",
-                       None: "more than the control; one image cannot tell them apart"}[m.beyond_control]
+                       None: "more, but one image cannot tell"}[m.beyond_control]
             if m.images > 1 and m.beyond_control is None:
                 verdict = "cannot be told apart"
             rows.append({
                 "groups": GROUP_SOURCE_LABELS.get(source, source),
+                "chosen on": GROUP_SOURCE_SHORT.get(source, source),
                 "layer": evidence.layer,
                 "measure": name,
                 "what": f"{MEASURE_LABELS[name][0]} neurons that {MEASURE_LABELS[name][1]}",
                 "attack": m.attack.text(),
                 "control": m.control.text(),
+                "attack_short": rate_short(m.attack),
+                "control_short": rate_short(m.control),
                 "attack_k": m.attack.k, "attack_n": m.attack.n, "attack_share": m.attack.share,
                 "attack_low": m.attack.low, "attack_high": m.attack.high,
                 "control_k": m.control.k, "control_n": m.control.n, "control_share": m.control.share,

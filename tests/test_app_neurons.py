@@ -97,8 +97,10 @@ def test_page_renders_every_figure_and_the_numbers(page):
     assert captions.SIGN_CONVENTION in sentences[0]
     assert sentences[0] == captions.evidence_sentence(evidence.analysis_evidence(result), "PGD (L∞)", result.control.label)
     shown = next(d.value for d in page.dataframe if "verdict" in d.value.columns)
-    assert set(shown["groups"]) == {"the clean image's own ranking", "the class's mean over the evaluation set"}
-    assert all("n = 13" in text for text in shown["attack"]) and all("95% CI" in text for text in shown["control"])
+    assert set(shown["chosen on"]) == {"clean image", "class mean (evaluation set)"}
+    ev = evidence.analysis_evidence(result).measure("front_suppressed_activation")
+    assert shown["attack_short"].iloc[0] == evidence.rate_short(ev.attack) and "/13 · " in shown["attack_short"].iloc[0]
+    assert shown["control_short"].iloc[0] == evidence.rate_short(ev.control)
     assert any(c.startswith("Front and tail chosen on the clean image are its most extreme neurons") for c in
                [c.value for c in page.caption])
     assert any("is closest to the clean ranking" in m.value or "equally close" in m.value for m in page.markdown)
@@ -192,7 +194,7 @@ def test_front_size_and_tail_rule_drive_the_groups():
     assert not at.exception and not errors(at)
     # features.7 of digits-cnn has 64 channels: 20% is 13 neurons
     shown = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
-    assert all(text.endswith("n = 13)") for text in shown["attack"])
+    assert all("/13 · " in text for text in shown["attack_short"])
     panels = [a["text"] for a in _spec(at, "neurons.bars")["layout"]["annotations"]]
     assert panels == ["Front: the 13 most influential", "Tail: ranks 14–26"]
 

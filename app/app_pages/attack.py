@@ -171,9 +171,11 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             st.caption(noise)
     for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
         with column:
-            title = f"{title}: {result.outcome(condition)}"  # the same outcome as the verdict below it
+            figure = components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT + 18)
+            # the same outcome as the verdict below it, as a subtitle (the panel is too narrow for one line)
+            figure.update_layout(title_subtitle_text=result.outcome(condition), margin_t=74)
             components.chart(
-                components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT),
+                figure,
                 f"{condition}-restored-image",
                 key=f"attack.image.{condition}",
             )

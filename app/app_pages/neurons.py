@@ -333,13 +333,20 @@ def evidence_section(
     st.markdown(captions.evidence_sentence(shown, attack_label, result.control.label))
     rows = pd.DataFrame(evidence_lib.evidence_rows(evidences))
     st.dataframe(
-        rows[["groups", "what", "attack", "control", "verdict"]],
+        rows[["what", "chosen on", "attack_short", "control_short", "verdict"]],
         hide_index=True,
         key="neurons.evidence",
         column_config={
             "what": st.column_config.TextColumn("measure", help=SIGN_CONVENTION),
-            "attack": st.column_config.TextColumn(f"under {attack_label}"),
-            "control": st.column_config.TextColumn(f"under {result.control.label}"),
+            "chosen on": st.column_config.TextColumn("groups chosen on"),
+            "attack_short": st.column_config.TextColumn(
+                f"{attack_label}", help="k of n neurons, the share and its 95% Wilson interval"
+            ),
+            "control_short": st.column_config.TextColumn(f"{result.control.label}"),
+            "verdict": st.column_config.TextColumn(
+                "verdict", help="One image: its neurons are not independent observations, so no test is made; "
+                "the neurons of a data set (`neuronviz neurons`) can tell the attack from the control."
+            ),
         },
     )
     exports.export_controls(None, rows, f"evidence-{layer}", {**record, "matched_control": result.control.to_dict()},
