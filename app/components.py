@@ -10,14 +10,15 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, state
+from app import runs as analysis
+from app import state
 from neuronviz import figures
-from neuronviz.attacks import format_eps
-from neuronviz.errors import NeuronvizError
+from neuronviz.core.models import ModelInfo, PixelModel, source_for
+from neuronviz.data.images import ImageInfo
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
-from neuronviz.images import ImageInfo
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import ModelInfo, PixelModel, source_for
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.methods.attacks import format_eps
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 
 def current_choice(selection: state.Selection | None) -> None:
@@ -293,7 +294,7 @@ def _cached_figure(builder: str, key: str, _build, _args: tuple, _kwargs: dict):
 
 def figure(build, *args, **kwargs):
     """``build(*args, **kwargs)`` (a figure builder of :mod:`neuronviz.figures`), built once per
-    full content of its arguments (:func:`app.analysis.digest`) and shared by reruns and sessions.
+    full content of its arguments (:func:`app.runs.digest`) and shared by reruns and sessions.
 
     Building a plotly figure costs tens of milliseconds (validation of every property), so a page
     of a dozen figures would spend most of a rerun rebuilding identical ones. Figures are kept by
@@ -303,7 +304,7 @@ def figure(build, *args, **kwargs):
     return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)
 
 
-KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/session.py reads it too)
+KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/url_state.py reads it too)
 
 
 def persist(*keys: str) -> None:
@@ -323,7 +324,7 @@ def persist(*keys: str) -> None:
 
 
 def param_widget(param, key: str, default, layers: Sequence[str] = (), default_layer: str | None = None, bounded: bool = True):
-    """One control for a schema parameter (:class:`neuronviz.schema.Param`) of an attack or a
+    """One control for a schema parameter (:class:`neuronviz.infra.schema.Param`) of an attack or a
     defence: a checkbox, a select box (choices; a ``layer`` among ``layers``, "" = the default
     layer), or a number input bounded by the schema; pixel budgets step by 1/255 and show k/255.
 
@@ -373,12 +374,12 @@ def param_widget(param, key: str, default, layers: Sequence[str] = (), default_l
 # -- the start-up example: the one that shows NIP's observation ------------------------------------------
 
 
-from neuronviz import evidence as _evidence  # noqa: E402 - the start-up example's logic lives in the library
+from neuronviz.workflows import evidence as _evidence  # noqa: E402 - the start-up example's logic lives in the library
 
 
 def story_counts(result: analysis.Analysis, fraction: float | None = None) -> dict[str, Any]:
-    """:func:`neuronviz.evidence.story_counts`: NIP's two halves under the attack and its matched control."""
-    from neuronviz import evidence
+    """:func:`neuronviz.workflows.evidence.story_counts`: NIP's two halves under the attack and its matched control."""
+    from neuronviz.workflows import evidence
 
     return evidence.story_counts(result, fraction)
 
@@ -388,8 +389,8 @@ STORY_CRITERION = _evidence.STORY_CRITERION
 
 
 def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence[analysis.AttackChoice], load_image):
-    """:func:`neuronviz.evidence.choose_story_example` over the cached analyses of ``samples`` × ``choices``."""
-    from neuronviz import evidence
+    """:func:`neuronviz.workflows.evidence.choose_story_example` over the cached analyses of ``samples`` × ``choices``."""
+    from neuronviz.workflows import evidence
 
     return evidence.choose_story_example(
         samples, choices, lambda sample, choice: analysis.full_analysis(model, load_image(sample), choice)

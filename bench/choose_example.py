@@ -6,7 +6,7 @@ with the default front/tail size, under the attack and under its matched control
 same norm and size): front neurons that lost activation, tail neurons that gained activation
 (the paper's direction). The score is the smaller margin beyond the control.
 The criterion is ``app.components.STORY_CRITERION``; the chosen example must equal
-``app.analysis.DEFAULT_SAMPLE_ID`` under ``app.analysis.default_choice()`` (the script exits 1
+``app.runs.DEFAULT_SAMPLE_ID`` under ``app.runs.default_choice()`` (the script exits 1
 otherwise). Run from the repository root: ``python bench/choose_example.py``.
 """
 
@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import analysis, components, state  # noqa: E402
-from neuronviz.influence import DEFAULT_GROUP_FRACTION  # noqa: E402
+from app import components, state
+from app import runs as analysis  # noqa: E402
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION  # noqa: E402
 
 
 def main() -> int:

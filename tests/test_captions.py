@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from neuronviz.figures import captions
-from neuronviz.influence import InfluenceMap, influence_shift, partition
+from neuronviz.methods.influence import InfluenceMap, influence_shift, partition
 
 
 def _map(values, layer: str = "features.7") -> InfluenceMap:
@@ -100,7 +100,7 @@ def test_nip_pattern(lost, k, gained, t, expected):
 
 
 def _evidence(after, control):
-    from neuronviz.evidence import shift_evidence
+    from neuronviz.workflows.evidence import shift_evidence
 
     return shift_evidence(_map(CLEAN), _map(after), _map(control), front=0.2, tail=0.2)
 
@@ -127,7 +127,7 @@ def test_evidence_sentence_states_attack_and_control_and_whether_they_differ():
 
 
 def test_evidence_sentence_over_several_images_uses_the_paired_difference():
-    from neuronviz.evidence import shift_evidence
+    from neuronviz.workflows.evidence import shift_evidence
 
     clean = torch.tensor([CLEAN] * 6)
     attack = torch.tensor([_nip_after()] * 6)
@@ -147,7 +147,7 @@ def test_evidence_sentence_over_several_images_uses_the_paired_difference():
 
 
 def test_sweep_sentence_reads_the_attack_beside_its_control(digits_cnn, digits_test):
-    from neuronviz.sweep import eps_sweep
+    from neuronviz.workflows.sweep import eps_sweep
 
     x = digits_test[0][:1]
     sweep = eps_sweep(digits_cnn, x, "fgsm", {}, [0.0, 0.1], front=0.2, tail=0.2)
@@ -204,7 +204,8 @@ def test_unchanged_attack_note():
 
 def test_captions_on_the_real_start_up_example():
     """The start-up example, recomputed from the library: both halves, each beyond its matched control."""
-    from app import analysis, components, state
+    from app import components, state
+    from app import runs as analysis
 
     model = state.load_requested_model(state.ModelRequest(name=state.DEFAULT_MODEL))
     [sample] = [s for s in state.samples_for(model) if s.id == analysis.DEFAULT_SAMPLE_ID]

@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz import analysis as library
-from neuronviz import evidence
-from neuronviz.errors import InputError
-from neuronviz.influence import (
+from neuronviz.core.models import wrap_model
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.influence import (
     MIN_RANK_NEURONS,
     InfluenceMap,
     influence_shift,
@@ -21,7 +20,8 @@ from neuronviz.influence import (
     neuron_influence,
     partition,
 )
-from neuronviz.models import wrap_model
+from neuronviz.workflows import analysis as library
+from neuronviz.workflows import evidence
 
 # -- the paper's direction, pinned on a hand-set model ---------------------------------------------------
 
@@ -161,7 +161,7 @@ def result(digits_cnn, digits_test):
 
 
 def test_the_analysis_carries_its_matched_control(result, digits_cnn):
-    from neuronviz.controls import matched_control
+    from neuronviz.methods.controls import matched_control
 
     control = result.control
     assert control is not None and control.norm == "Linf" and control.seed == 0
@@ -222,7 +222,7 @@ def test_nothing_to_restore_is_its_own_verdict():
 
 
 def test_progress_line_counts_the_analysis_steps():
-    from app.analysis import _short_name, progress_text
+    from app.runs import _short_name, progress_text
 
     assert _short_name(library.compute_analysis).startswith("the attack, its matched control")
     text = progress_text(_short_name(library.compute_analysis), 6.2, (1, len(library.ANALYSIS_STEPS), "matched control"))
@@ -233,8 +233,8 @@ def test_progress_line_counts_the_analysis_steps():
 
 
 def _tiny_args():
-    from neuronviz.datasets import digits
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.datasets import digits
 
     model = load_model("digits-cnn", device="cpu")
     return model, digits("test")[0][:1].clone(), library.AttackChoice.make("fgsm", {})

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from neuronviz import figures
-from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
 from neuronviz.figures import neurons as nf
-from neuronviz.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition
 
 # Ten channels of a conv layer (shape 10×2×2): clean influence falls from 9 to 0; the "attack"
 # suppresses the top three and lifts the bottom two, so front/tail membership changes.
@@ -218,7 +218,7 @@ def frame():
 
 
 def test_layer_overview_draws_the_control_dashed_beside_the_attack():
-    from neuronviz.evidence import evidence_table
+    from neuronviz.workflows.evidence import evidence_table
 
     before, after = _network(
         {"conv1": BEFORE, "conv2": BEFORE * 2, "fc": BEFORE[:, :5]},

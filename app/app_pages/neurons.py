@@ -16,14 +16,16 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import analysis, components, exports
-from neuronviz import evidence as evidence_lib
-from neuronviz.attacks import get_attack
-from neuronviz.attribution import get_attribution, input_attribution, list_attributions
-from neuronviz.defenses import get_defense
+from app import components
+from app import export_controls as exports
+from app import runs as analysis
+from neuronviz.core.models import PixelModel
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.influence import (
+from neuronviz.methods.attacks import get_attack
+from neuronviz.methods.attribution import get_attribution, input_attribution, list_attributions
+from neuronviz.methods.defences import get_defense
+from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     SIGN_CONVENTION,
     InfluenceShift,
@@ -33,7 +35,7 @@ from neuronviz.influence import (
     influence_shift,
     probe_layers,
 )
-from neuronviz.models import PixelModel
+from neuronviz.workflows import evidence as evidence_lib
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
 #: What the one-layer charts may compare the clean image with: the attack, the restorations, or the control.
@@ -273,7 +275,7 @@ def one_layer(
     )
     correlation = None
     if rho == rho:  # defined: its bootstrap interval over the neurons and permutation p (cached)
-        from neuronviz.stats import correlation as rank_correlation
+        from neuronviz.methods.stats import correlation as rank_correlation
 
         correlation = analysis.attempt(analysis.memo, rank_correlation, before_map.values[0], after_map.values[0],
                                        resamples=RHO_RESAMPLES)

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from neuronviz.attacks import format_eps
-from neuronviz.influence import MEASURE_LABELS, SIGN_CONVENTION, InfluenceMap, InfluenceShift, NeuronGroups
+from neuronviz.methods.attacks import format_eps
+from neuronviz.methods.influence import MEASURE_LABELS, SIGN_CONVENTION, InfluenceMap, InfluenceShift, NeuronGroups
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -22,7 +22,7 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
 
 
-#: The one k/255 rule (:func:`neuronviz.attacks.format_eps`) under the name the pages use.
+#: The one k/255 rule (:func:`neuronviz.methods.attacks.format_eps`) under the name the pages use.
 eps_label = format_eps
 
 
@@ -99,7 +99,7 @@ def scatter_caption(shift: InfluenceShift, after_label: str, image: int = 0) -> 
 
 
 def tour_neurons_heading(evidence: Any, image: int = 0) -> str:
-    """The tour's step-3 title, true of its example beside its control (:class:`neuronviz.evidence.ShiftEvidence`)."""
+    """The tour's step-3 title, true of its example beside its control (:class:`neuronviz.workflows.evidence.ShiftEvidence`)."""
     front = evidence.measure("front_suppressed_activation", image)
     tail = evidence.measure("tail_enhanced_activation", image)
     if front.attack.k > front.control.k and tail.attack.k > tail.control.k:
@@ -154,7 +154,7 @@ def beyond_sentence(measures: Sequence[Any]) -> str:
 
 def evidence_sentence(evidence: Any, attack_label: str, control_label: str, image: int | None = 0,
                       quantity: str = "activation") -> str:
-    """The attack's effect beside the control on one layer (:class:`neuronviz.evidence.ShiftEvidence`),
+    """The attack's effect beside the control on one layer (:class:`neuronviz.workflows.evidence.ShiftEvidence`),
     on activations (or influence), with the sign convention and whether the two can be told apart."""
     measures = [evidence.measure(f"front_suppressed_{quantity}", image), evidence.measure(f"tail_enhanced_{quantity}", image)]
     counts = "; ".join(measure_sentence(m, attack_label, control_label) for m in measures[:1])
@@ -164,7 +164,7 @@ def evidence_sentence(evidence: Any, attack_label: str, control_label: str, imag
 
 def shift_sentence(shift: InfluenceShift, image: int = 0, correlation: Any = None) -> str:
     """The rank correlation of all neurons before and after, in words (or why it is not defined);
-    with ``correlation`` (a :class:`neuronviz.stats.Correlation` of the same values) its bootstrap
+    with ``correlation`` (a :class:`neuronviz.methods.stats.Correlation` of the same values) its bootstrap
     interval over the neurons and permutation p."""
     rho = float(shift.spearman[image])
     if rho != rho:
@@ -257,7 +257,7 @@ def sweep_sentence(sweep: Any, index: int) -> str:
 
 
 def trajectory_reference(targeted: bool, benign_name: str | None = None, target_name: str | None = None) -> str:
-    """What the attack trace's loss is measured against (:func:`neuronviz.attacks.run_attack`'s
+    """What the attack trace's loss is measured against (:func:`neuronviz.methods.attacks.run_attack`'s
     trace: cross-entropy to the target when targeted, else to the label it moves away from, the
     clean prediction in the dashboard): the trajectory's axis title and its caption both use it."""
     if targeted:
