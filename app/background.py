@@ -100,6 +100,8 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
             raise
     outcome: dict[str, Any] = {}
     done = threading.Event()
+    if getattr(fn, "progress_steps", None):  # the function reports its steps: the line counts them
+        kwargs = {**kwargs, "progress": lambda index, count, name: outcome.update(step=(index, count, name))}
 
     def work() -> None:
         _worker.active = True
@@ -129,7 +131,7 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
                     help="Stop this computation; your choices are kept.",
                 )
             while not done.wait(POLL_SECONDS):
-                status.caption(f":material/hourglass_top: Computing {_what}… {time.perf_counter() - started:.0f} s")
+                status.caption(progress_text(_what, time.perf_counter() - started, outcome.get("step")))
             panel.empty()
     finally:
         if not done.is_set():
@@ -140,3 +142,9 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
             _remember_stopped(_key, failure)
         raise failure
     return outcome["value"]
+
+
+def progress_text(what: str, seconds: float, step: tuple[int, int, str] | None = None) -> str:
+    """The long-run status line: ``Computing the attack, … — step 2 of 5 (matched control), 6 s``."""
+    where = f" — step {step[0] + 1} of {step[1]} ({step[2]})" if step else ""
+    return f":material/hourglass_top: Computing {what}{where}, {seconds:.0f} s"

@@ -91,7 +91,8 @@ def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _short_name(fn: Callable) -> str:
-    return fn.__name__.strip("_").replace("_", " ")
+    """How the progress line names ``fn``: its ``progress_label`` when it has one, else its name."""
+    return getattr(fn, "progress_label", None) or fn.__name__.strip("_").replace("_", " ")
 
 
 def clear_caches() -> None:

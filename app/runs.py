@@ -31,6 +31,7 @@ from neuronviz.methods.influence import get_influence_method, list_influence_met
 from neuronviz.workflows.analysis import (  # noqa: F401 - the story lives in the library; pages reach it through here
     CONDITION_LABELS,
     CONDITIONS,
+    CONTROL,
     DEFAULT_ATTACK,
     DEFAULT_INFLUENCE_METHOD,
     DEFAULT_OVERRIDES,
