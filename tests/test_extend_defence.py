@@ -117,7 +117,8 @@ def test_the_defences_page_shows_it(plugin):
     assert errors(at) == []
     assert f"##### {SHORT}" in [m.value for m in at.main.markdown]
     assert any("label-free local smoothing — deployable" in c.value for c in at.caption)
-    assert plotly_titles(at).count(f"{SHORT} restored") == 1
+    # its restored image, titled with the outcome ("Median 3×3: restored" / "not restored" / "nothing to restore")
+    assert sum(title.startswith(f"{SHORT}: ") for title in plotly_titles(at)) == 1
     assert any("Median of each 3×3 window." in c.value for c in at.caption)  # its notes
     [numbers] = [d.value for d in at.main.dataframe if "L∞ to adversarial" in d.value.columns]
     assert SHORT in list(numbers["image"])
