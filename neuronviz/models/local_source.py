@@ -364,17 +364,31 @@ def load_factory(target: str, options: Mapping[str, str] | None = None, *, name:
     if not isinstance(built, nn.Module):
         raise InputError(f"{target} returned a {type(built).__name__}; a factory returns an nn.Module or a PixelModel", ui_hint=_HINT)
     net = built.eval()
-    metadata = _module_facts(net)
-    channels = _channels(net, metadata, options)
+    return wrap_factory_module(net, target, options, name=label)
+
+
+def wrap_factory_module(
+    net: nn.Module, target: str, options: Mapping[str, str] | None = None, *, name: str | None = None, card: Mapping[str, object] | None = None
+) -> PixelModel:
+    """A factory's bare ``nn.Module`` (normalised input) as a PixelModel, each fact with its origin."""
+    label = name or target
+    metadata, details = _module_facts(net)
+    channels, channels_origin = _channels(net, metadata, options)
     size = _probe_size(options, metadata, None)
     outputs = check_outputs(net, channels, size, label)
-    facts = resolve_facts(label, channels=channels, outputs=outputs, fixed_size=None, options=options, metadata=metadata, explicit=True)
+    facts = resolve_facts(
+        label, channels=channels, outputs=outputs, fixed_size=None, options=options, metadata=metadata, explicit=True,
+        channels_origin=channels_origin, metadata_details=details,
+    )
+    from neuronviz.models.layer_notes import module_layer_notes
+
     meta = ModelMeta(
         name=label,
         architecture=type(net).__name__,
         source=f"local factory {target}",
         description=f"{type(net).__name__} built by {target}()",
-        card={"format": "factory", "target": target},
+        card={"format": "factory", "target": target, **(card or {}), "layer_notes": module_layer_notes(net, channels, facts.input_size)},
+        facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
 
@@ -387,31 +401,36 @@ def _plain(value: object) -> object:
     return None
 
 
-def _module_facts(net: nn.Module) -> dict[str, object]:
+def _module_facts(net: nn.Module) -> tuple[dict[str, object], dict[str, str]]:
+    """The facts a factory's module carries, and where each was found."""
     facts: dict[str, object] = {}
+    details: dict[str, str] = {}
     cfg = getattr(net, "pretrained_cfg", None)
     if isinstance(cfg, Mapping):
         for key in ("mean", "std"):
             if _plain(cfg.get(key)) is not None:
-                facts[key] = _plain(cfg.get(key))
+                facts[key], details[key] = _plain(cfg.get(key)), f"the module's pretrained_cfg[{key!r}]"
         size = _plain(cfg.get("input_size"))
         if isinstance(size, list) and len(size) == 3:
-            facts["input_size"] = size[1:]
+            facts["input_size"], details["input_size"] = size[1:], "the module's pretrained_cfg['input_size']"
         if _plain(cfg.get("label_names")) is not None:
-            facts["class_names"] = _plain(cfg.get("label_names"))
+            facts["class_names"], details["class_names"] = _plain(cfg.get("label_names")), "the module's pretrained_cfg['label_names']"
     for key in ("mean", "std", "input_size", "class_names"):
         value = _plain(net.__dict__.get(key))  # plain attributes only: not a buffer or a submodule
         if value is not None:
-            facts[key] = value
-    return facts
+            facts[key], details[key] = value, f"the module's attribute {key}"
+    return facts, details
 
 
-def _channels(net: nn.Module, metadata: Mapping[str, object], options: Mapping[str, str] | None) -> int:
-    for module in net.modules():
+def _channels(net: nn.Module, metadata: Mapping[str, object], options: Mapping[str, str] | None) -> tuple[int, tuple[str, str]]:
+    for name, module in net.named_modules():
         if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    mean = (options or {}).get("mean") or metadata.get("mean")
-    return len(parse_numbers(mean, "mean", "model")) if mean is not None else 3
+            return int(module.in_channels), ("file", f"in_channels of the first convolution ({name or 'the module'})")
+    user = (options or {}).get("mean")
+    mean = user or metadata.get("mean")
+    if mean is not None:
+        return len(parse_numbers(mean, "mean", "model")), ("user" if user else "metadata", "one a number of the mean")
+    return 3, ("default", "no convolution and no mean say it: 3 (RGB) assumed")
 
 
 def _probe_size(options: Mapping[str, str] | None, metadata: Mapping[str, object], fixed: tuple[int, int] | None) -> tuple[int, int]:
@@ -457,14 +476,21 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
     channels, fixed = _program_input(program, label)
     net = unflatten_with_types(program)
     outputs = check_outputs(net, channels, _probe_size(options, metadata, fixed), label)
-    facts = resolve_facts(label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, explicit=True)
+    facts = resolve_facts(
+        label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, explicit=True,
+        channels_origin=("file", "the program's input shape"), metadata_where=f"the program's {METADATA_FILE} {{key}}",
+        fixed_where="the program's input shape",
+    )
     types = module_types(program)
+    from neuronviz.models.layer_notes import program_layer_notes
+
     meta = ModelMeta(
         name=name or path.stem,
         architecture=types.get("", "torch.export program").rsplit(".", 1)[-1],
         source=f"torch.export program {path}",
         description=f"torch.export program {label} of a {types.get('', 'module').rsplit('.', 1)[-1]}",
-        card={"format": "torch.export", "file": str(path), "module_types": types},
+        card={"format": "torch.export", "file": str(path), "module_types": types, "layer_notes": program_layer_notes(program, net)},
+        facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
 
