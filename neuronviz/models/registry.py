@@ -41,6 +41,7 @@ from torch import nn
 from neuronviz import settings
 from neuronviz.datasets import DIGITS_CLASSES, DIGITS_SIZE
 from neuronviz.errors import CheckpointError, ModelNotFoundError, SharedServerError
+from neuronviz.models import facts as _facts
 from neuronviz.models import torchvision_zoo as zoo
 from neuronviz.models.builtin import DigitsCNN, DigitsResNet, digits_vit
 from neuronviz.models.checkpoints import (
@@ -465,7 +466,23 @@ def _from_checkpoint(
             mean, std = (values, std) if key == "mean" else (mean, values)
     net = arch.build(plan.num_classes)
     apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap)
-    meta = ModelMeta(name=name, architecture=arch.name, source=source, description=description, card=card or {})
+
+    def stat_origin(key: str, value: tuple[float, ...] | None) -> tuple[str, str]:
+        if (plan.mean if key == "mean" else plan.std) is not None:
+            return ("metadata", f"{label}'s {key} metadata")
+        if value is not None:
+            return ("file", f"{label}'s normalize.{key} tensor")
+        return ("architecture", f"{arch.name}'s {key}")
+
+    has = checkpoint.metadata
+    recorded = _facts.build(
+        mean=(mean or arch.mean, *stat_origin("mean", mean)),
+        std=(std or arch.std, *stat_origin("std", std)),
+        input_size=(plan.input_size, *(("metadata", f"{label}'s input_size metadata") if has.get("input_size") is not None else ("architecture", f"{arch.name}'s input size"))),
+        channels=(len(arch.mean), "architecture", f"{arch.name}'s input channels"),
+        class_names=(plan.class_names, *(("metadata", f"{label}'s class_names metadata") if has.get("class_names") is not None else ("architecture", f"{arch.name}'s class names"))),
+    )
+    meta = ModelMeta(name=name, architecture=arch.name, source=source, description=description, card=card or {}, facts=recorded)
     return PixelModel(net, mean or arch.mean, std or arch.std, plan.input_size, plan.class_names, meta, plan.image_policy)
 
 
@@ -553,9 +570,30 @@ def _check_parameter_cap(name: str, arch_name: str) -> None:
         )
 
 
+def init_seed(spec: str) -> int:
+    """The seed of a random initialisation of ``spec``: the first 8 bytes of SHA-256 of
+    ``"neuronviz-init:" + spec``, so the same spec (and link) gives the same weights on every
+    server and in every process (recorded in the card's ``init_seed`` and in provenance)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"neuronviz-init:{spec}".encode()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def seeded_build(spec: str, build: Callable[[], nn.Module]) -> tuple[nn.Module, int]:
+    """``build()`` under :func:`init_seed` (``spec``), on the CPU, leaving the caller's random state as it was."""
+    seed = init_seed(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(), seed
+
+
 def _random_model(name: str, arch: Architecture, description: str) -> PixelModel:
-    net = arch.build(len(arch.class_names))
-    meta = ModelMeta(name=name, architecture=arch.name, source="random initialisation", description=description)
+    net, seed = seeded_build(name, lambda: arch.build(len(arch.class_names)))
+    meta = ModelMeta(
+        name=name, architecture=arch.name, source="random initialisation", description=description,
+        card={"init_seed": seed, "init": f"random initialisation seeded from the spec ({name!r})"},
+        facts=_facts.uniform(arch.mean, arch.std, arch.input_size, arch.class_names, "architecture", f"{arch.name}'s"),
+    )
     return PixelModel(net, arch.mean, arch.std, arch.input_size, arch.class_names, meta, arch.image_policy)
 
 
