@@ -122,6 +122,13 @@ def looks_local(text: str) -> bool:
     return text.lower().endswith(PROGRAM_SUFFIX) or is_factory(text)
 
 
+def _other_source_than_local(text: str) -> bool:
+    """True when no registered source other than this one owns ``text`` (``timm:resnet18``)."""
+    from neuronviz.models.sources import list_sources
+
+    return not any(source.name != "local" and source.owns(text) for source in list_sources() if source.name != "checkpoint")
+
+
 def _other_source(text: str) -> str | None:
     """The name of the registered source other than this one that owns ``text`` (``timm:resnet18``
     looks like ``module:function``), or None."""
@@ -340,6 +347,60 @@ def _import(module_name: str, target: str):
         ) from None
 
 
+def call_factory(target: str) -> object:
+    """Import ``module:function`` and call it (trusted callers only: this runs the operator's code)."""
+    if not is_factory(target):
+        raise InputError(f"{target!r} is not a factory module:function (e.g. my_package.models:build)", ui_hint=_HINT)
+    module_name, _, function_name = target.partition(":")
+    module = _import(module_name, target)
+    factory = getattr(module, function_name, None)
+    if not callable(factory):
+        raise ModelNotFoundError(f"{target}: {module_name} has no function {function_name!r}", ui_hint=_HINT)
+    try:
+        return factory()
+    except Exception as error:  # noqa: BLE001 - the operator's code: report it, keep the server
+        raise InputError(f"{target}() failed: {type(error).__name__}: {str(error)[:300]}", ui_hint=_HINT) from error
+
+
+def load_with_factory(
+    path: str | os.PathLike, factory: str, options: Mapping[str, str] | None = None, *, name: str | None = None
+) -> PixelModel:
+    """A state dict (``.safetensors``, ``.pt``/``.pth``) for the network that ``factory``
+    (``module:function``, trusted: it is imported and called) builds.
+
+    The file goes through the same safe reader as any checkpoint (structure checked first,
+    ``weights_only``, every key and shape against the built network; on a shared server local
+    paths are refused). Facts come, first found, from the options, the checkpoint's metadata
+    (``mean``, ``std``, ``input_size``, ``class_names``; a whole PixelModel state's
+    ``normalize.mean/std``), the module's attributes, else the defaults (marked assumed)."""
+    from neuronviz.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
+    from neuronviz.models.registry import refuse_local_path
+
+    path = Path(path)
+    refuse_local_path(path)
+    checkpoint = inspect_checkpoint(path)
+    built = call_factory(factory)
+    net = built.net if isinstance(built, PixelModel) else built
+    if not isinstance(net, nn.Module):
+        raise InputError(f"{factory} returned a {type(built).__name__}; a factory returns an nn.Module or a PixelModel", ui_hint=_HINT)
+    label = f"{path.name} (for {factory})"
+    apply_state(net, normalise_keys(checkpoint.state)[0], label, check_only=True)
+    state, extras = normalise_keys(load_tensors(checkpoint).state)
+    apply_state(net, state, label)
+    metadata: dict[str, object] = {}
+    details: dict[str, str] = {}
+    for key in ("mean", "std", "input_size", "class_names"):
+        value = checkpoint.json_field(key, max_chars=4096) if key != "class_names" else checkpoint.metadata.get(key)
+        if value is not None:
+            metadata[key], details[key] = value, f"{path.name}'s {key} metadata"
+        elif key in extras:
+            metadata[key], details[key] = [float(v) for v in extras[key].tolist()], f"{path.name}'s normalize.{key} tensor"
+    return wrap_factory_module(
+        net.eval(), factory, options, name=name or path.stem, extra_metadata=(metadata, details),
+        card={"format": "state dict + factory", "weights": str(path), "factory": factory},
+    )
+
+
 def load_factory(target: str, options: Mapping[str, str] | None = None, *, name: str | None = None) -> PixelModel:
     """Import ``module:function``, call it, and return the PixelModel it builds (module docstring)."""
     module_name, _, function_name = target.partition(":")
@@ -368,11 +429,21 @@ def load_factory(target: str, options: Mapping[str, str] | None = None, *, name:
 
 
 def wrap_factory_module(
-    net: nn.Module, target: str, options: Mapping[str, str] | None = None, *, name: str | None = None, card: Mapping[str, object] | None = None
+    net: nn.Module,
+    target: str,
+    options: Mapping[str, str] | None = None,
+    *,
+    name: str | None = None,
+    card: Mapping[str, object] | None = None,
+    extra_metadata: tuple[Mapping[str, object], Mapping[str, str]] | None = None,
 ) -> PixelModel:
-    """A factory's bare ``nn.Module`` (normalised input) as a PixelModel, each fact with its origin."""
+    """A factory's bare ``nn.Module`` (normalised input) as a PixelModel, each fact with its origin
+    (``extra_metadata``: facts of a weights file, which win over the module's attributes)."""
     label = name or target
     metadata, details = _module_facts(net)
+    if extra_metadata is not None:
+        metadata.update(extra_metadata[0])
+        details.update(extra_metadata[1])
     channels, channels_origin = _channels(net, metadata, options)
     size = _probe_size(options, metadata, None)
     outputs = check_outputs(net, channels, size, label)
@@ -638,7 +709,13 @@ class LocalSource(ModelSource):
     weights_word = "its own weights"
 
     def owns(self, spec: str) -> bool:
-        return spec.startswith(PREFIX)
+        """``local:<name>``; and, for the library and the CLI, a ``.pt2`` path or a
+        ``module:function`` (the app never hands a browser's text to :func:`create_model`
+        unless it names a listed model; on a shared server such a target must be registered)."""
+        if spec.startswith(PREFIX):
+            return True
+        words = spec.split()
+        return bool(words) and looks_local(spec if spec.lower().endswith(PROGRAM_SUFFIX) else words[0]) and _other_source_than_local(words[0])
 
     def list_models(self) -> list[ModelInfo]:
         return [self._info(entry) for entry in local_entries()]
@@ -670,6 +747,16 @@ class LocalSource(ModelSource):
     def load(self, spec: str, *, weights: str | os.PathLike | None = "default", options: Mapping[str, str] | None = None) -> PixelModel:
         if weights != "default":
             raise InputError(f"{spec}: a local model carries its own weights; weights={weights!r} cannot be applied", ui_hint=_HINT)
+        if not spec.startswith(PREFIX):  # a .pt2 path or module:function from the library or the CLI
+            if settings.shared_server():
+                from neuronviz.errors import SharedServerError
+
+                raise SharedServerError(
+                    f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): {spec!r} runs code when loaded, and only "
+                    "the operator's registered local models (--model, NEURONVIZ_MODELS) are loaded here",
+                    ui_hint="Choose a model in the sidebar's Model box.",
+                )
+            spec = trusted_spec(spec)
         entry = _entry(spec)
         with _lock:
             ready = _ready.pop(entry, None)

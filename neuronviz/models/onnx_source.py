@@ -335,7 +335,7 @@ def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: s
 # -- ONNX ------------------------------------------------------------------------------------------
 
 
-def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, name: str | None = None) -> PixelModel:
+def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, name: str | None = None, explicit: bool = False) -> PixelModel:
     """Load an ``.onnx`` file as a :class:`PixelModel` (see the module docstring for each check)."""
     path = Path(path)
     label = path.name
@@ -345,11 +345,18 @@ def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, nam
     except OSError as error:
         raise CheckpointError(f"{label}: cannot read the file ({error.strerror})", ui_hint=_HINT) from None
     check_size(label, size, "ONNX models", caps)
-    return load_onnx_bytes(path.read_bytes(), label, options, name=name or path.stem)
+    return load_onnx_bytes(path.read_bytes(), label, options, name=name or path.stem, explicit=explicit)
 
 
-def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None = None, *, name: str = "onnx-model") -> PixelModel:
-    """:func:`load_onnx` on bytes already in memory (the size cap applies to them too)."""
+def load_onnx_bytes(
+    data: bytes, label: str, options: Mapping[str, str] | None = None, *, name: str = "onnx-model", explicit: bool = False
+) -> PixelModel:
+    """:func:`load_onnx` on bytes already in memory (the size cap applies to them too).
+    ``explicit``: every option is meant (library and CLI callers); otherwise a value equal to what
+    the sidebar once pre-filled counts as not given."""
+    unknown = sorted(set(options or {}) - {f.name for f in FIELDS})
+    if unknown:
+        raise InputError(f"{label}: unknown option(s) {unknown} for an ONNX model; use {', '.join(f.name for f in FIELDS)}")
     import onnx
 
     caps = settings.limits()
@@ -384,7 +391,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
         raise CheckpointError(f"{label}: its neuronviz.input metadata is {mode!r}; write \"pixels\" or \"normalized\"", ui_hint=_HINT)
     channels_origin = ("file", "the graph's input shape")
     if channels is None:  # not fixed in the file: as many channels as the mean has numbers (default 3)
-        user_mean = given(options, MEAN_FIELD)
+        user_mean = given(options, MEAN_FIELD, explicit)
         mean = user_mean or metadata.get("mean")
         channels = len(parse_numbers(mean, "mean", label)) if mean is not None else 3
         channels_origin = (
@@ -395,12 +402,13 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
     net, opset_note = _convert(model, label)
     size_hint = fixed or (DEFAULT_SIDE, DEFAULT_SIDE)
     probe_size = size_hint
-    size_text = given(options, SIZE_FIELD)
+    size_text = given(options, SIZE_FIELD, explicit)
     if fixed is None and (size_text or metadata.get("input_size")):
         probe_size = parse_input_size(size_text or metadata["input_size"], label)
     outputs = check_outputs(net, channels, probe_size, label)
     facts = resolve_facts(
         label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, pixels=mode == "pixels",
+        explicit=explicit,
         channels_origin=channels_origin, metadata_where="the file's metadata_props neuronviz.{key}",
         fixed_where="the graph's input shape",
     )
@@ -680,16 +688,24 @@ class OnnxSource(ModelSource):
     options = FIELDS
 
     def owns(self, spec: str) -> bool:
-        return spec.startswith("onnx:")
+        return spec.startswith("onnx:") or spec.lower().endswith(".onnx")
 
     def list_models(self) -> list[ModelInfo]:
         return []
 
     def load(self, spec: str, *, weights: object = "default", options: Mapping[str, str] | None = None) -> PixelModel:
-        raise InputError(
-            f"{spec!r}: ONNX models are uploaded in the sidebar (or loaded with neuronviz.models.onnx_source.load_onnx(path)); "
-            "there is no named ONNX model"
-        )
+        if not spec.lower().endswith(".onnx") or spec.startswith("onnx:"):
+            raise InputError(
+                f"{spec!r}: ONNX models are uploaded in the sidebar, or loaded from a path ending in .onnx "
+                "(create_model('net.onnx')); there is no named ONNX model"
+            )
+        if weights != "default":
+            raise InputError(f"{spec}: an ONNX file carries its own weights; weights={weights!r} cannot be applied")
+        from neuronviz.models.registry import refuse_local_path
+
+        path = Path(spec)
+        refuse_local_path(path)
+        return load_onnx(path, options, explicit=True)
 
     def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
         try:

@@ -538,6 +538,9 @@ def load_model(
     device: str | torch.device | None = None,
     weights: str | os.PathLike | None = "default",
     architecture: str | None = None,
+    *,
+    factory: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> PixelModel:
     """Load a model by registry name, source spec or checkpoint path, as a :class:`PixelModel`
     in eval mode (:func:`neuronviz.models.sources.create_model` with these arguments).
@@ -552,12 +555,24 @@ def load_model(
             to a weights file for that architecture.
         architecture: for a checkpoint path, the registered architecture it is for; when omitted,
             taken from the file's metadata or inferred from its keys and shapes.
+        factory: for a checkpoint path, ``module:function`` building the network the state dict
+            is for (your own architecture; imported and called: trusted callers only).
+        options: facts the file may lack (``mean``, ``std``, ``input_size``, ``classes``) for an
+            ``.onnx`` or ``.pt2`` path, a factory, or a state dict with its factory.
+
+    ``source`` may also be an ``.onnx`` path, a ``.pt2`` program or a ``module:function``
+    factory (these two run code: the library and the CLI are trusted callers; the dashboard
+    loads them only when its operator names them).
 
     Raises:
-        ModelNotFoundError, CheckpointError, WeightsNotAvailableError, DeviceError.
+        ModelNotFoundError, CheckpointError, WeightsNotAvailableError, DeviceError, InputError.
     """
-    options = {"architecture": architecture} if architecture else None
-    return create_model(source, weights=weights, device=device, options=options)
+    merged = dict(options or {})
+    if architecture:
+        merged["architecture"] = architecture
+    if factory:
+        merged["factory"] = factory
+    return create_model(source, weights=weights, device=device, options=merged or None)
 
 
 def _check_parameter_cap(name: str, arch_name: str) -> None:
@@ -745,6 +760,8 @@ class ZooSource(ModelSource):
         return zoo.download_weights(spec)
 
 
+#: Files other sources read (``onnx_source``, ``local_source``): never taken as a state dict.
+OTHER_FILE_SUFFIXES = (".onnx", ".pt2")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_+.-]+:(?![\\/])")  # "timm:x", not "C:\\x" or "./a:b"
 
 
@@ -775,6 +792,8 @@ class CheckpointSource(ModelSource):
         if _SCHEME.match(spec):  # another source's spec ("timm:…", "local:…"), not a path
             return False
         path = Path(spec)
+        if path.suffix.lower() in OTHER_FILE_SUFFIXES:  # ONNX files and torch.export programs have their own sources
+            return False
         return path.suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES) or path.exists()
 
     def load(
@@ -782,7 +801,22 @@ class CheckpointSource(ModelSource):
     ) -> PixelModel:
         path = Path(spec)
         refuse_local_path(path)
-        return _load_path(path, (options or {}).get("architecture") or None)
+        options = dict(options or {})
+        factory = options.pop("factory", None)
+        if factory:  # a state dict for the user's own network (trusted: the factory is imported and called)
+            if options.get("architecture"):
+                raise CheckpointError(f"{path.name}: give either an architecture or a factory, not both")
+            from neuronviz.models.local_source import load_with_factory
+
+            options.pop("architecture", None)
+            return load_with_factory(path, factory, options)
+        unknown = sorted(set(options) - {"architecture"})
+        if unknown:
+            raise CheckpointError(
+                f"{path.name}: the options {unknown} apply to a state dict only together with its factory "
+                "(factory=module:function; CLI --factory); a registered architecture brings its own facts"
+            )
+        return _load_path(path, options.get("architecture") or None)
 
     def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
         return self.load(str(path), options=options)
