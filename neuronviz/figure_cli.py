@@ -20,6 +20,7 @@ from typing import Any
 
 from neuronviz.errors import InputError
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.models.cli_args import add_model_arguments
 
 
 def add_parser(sub) -> None:
@@ -33,8 +34,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=None, help="a registered model name (python -m neuronviz models) or a checkpoint path "
-                   "(required without --session; with it, the file of a session's uploaded checkpoint)")
+    add_model_arguments(p, flag="--model")  # required without --session; with it, the file of a session's uploaded checkpoint
     p.add_argument("--image", default=None, help="a sample id (digit-test-0, photo-cat) or an image file "
                    "(required without --session; with it, the file of a session's uploaded image)")
     p.add_argument("--attack", default=DEFAULT_ATTACK, help=f"attack name (python -m neuronviz attacks; default {DEFAULT_ATTACK})")
@@ -104,13 +104,13 @@ def build(args: argparse.Namespace):
     from neuronviz import analysis, export
     from neuronviz.figures.compose import FigureSpec, chart_data, compose_figure, figure_numbers
     from neuronviz.images import list_samples, load_image_with_info, load_sample
-    from neuronviz.models import load_model
+    from neuronviz.models.cli_args import load_from_args
 
     if args.session is not None:
         return build_session(args)
     if args.model is None or args.image is None:
         raise InputError("figure needs --model and --image (or --session FILE)")
-    model = load_model(args.model, device=args.device or "cpu")
+    model = load_from_args(args, device=args.device or "cpu")
     true_class = None  # marked "(true)" in the top-5 bars, as the page does for its samples
     if Path(args.image).is_file():
         image, _ = load_image_with_info(args.image, model)

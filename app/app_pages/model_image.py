@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, exports, state
+from app import components, exports, model_facts, state
 from neuronviz import figures
 
 
@@ -29,6 +29,9 @@ def render() -> None:
         components.chart(fig, "top5-prediction", key="prediction_bars")
         rows = exports.top_rows(prediction.probabilities, class_names, true_class=selection.true_class)
         exports.export_controls(fig, rows, "top5-prediction", exports.image_record(selection), key="model_image.export.bars")
+
+    st.subheader("Model facts", divider="gray")
+    model_facts.render_facts(selection.model)
 
     st.subheader("Model card", divider="gray")
     components.model_card(selection.model)
