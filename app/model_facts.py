@@ -65,3 +65,9 @@ def render_facts(model: PixelModel) -> None:
         st.markdown("**Layers: what the layer list leaves out or folds**")
         for note in notes:
             st.markdown(f"- {note}")
+
+
+def caption_note(model: PixelModel) -> str:
+    """A sentence for a figure's caption naming the assumed facts (" " first; "" when none)."""
+    note = model.facts.assumed_note()
+    return f" Model facts {note}." if note else ""

@@ -242,7 +242,7 @@ def build_session(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronviz import export
+    from neuronviz import export, provenance
 
     out = Path(args.out)
     export.format_of(out)  # a bad extension fails before any computation
@@ -253,4 +253,7 @@ def run(args: argparse.Namespace) -> int:
     numbers_path.write_text(json.dumps(numbers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written.append(numbers_path)
     print(f"{out}: {width_mm:.1f} × {height_mm:.1f} mm; " + ", ".join(str(p) for p in written[1:]), file=sys.stderr)
+    note = provenance.assumed_note(record)
+    if note:  # the figure's numbers rest on a guess: say so where the figure is made
+        print(f"warning: {note} Cite them with the figure, or give them (--mean, --std, --input-size, --classes).", file=sys.stderr)
     return 0

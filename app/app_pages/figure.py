@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components
+from app import analysis, components, model_facts
 from app import session as sessions_app
 from neuronviz import analysis as library
 from neuronviz import export
@@ -159,6 +159,7 @@ def render() -> None:
     st.caption(
         f"Drawn at the printed size ({width_mm / export.MM_PER_INCH:.2f} × {height_mm / export.MM_PER_INCH:.2f} in, "
         f"{spec.font_pt:g} pt text). {result.choice.describe(model)} on {selection.image_request.label}."
+        + model_facts.caption_note(model)
     )
     components.chart(fig, stem, key="figure.preview", width="content")
 

@@ -541,7 +541,7 @@ def _convert(model, label: str) -> tuple[nn.Module, str]:
         if node.op == "get_attr":
             owners[str(node.target)] = _attribute(graph_module, str(node.target))
     renamed = torch.fx.GraphModule(owners, graph_module.graph, class_name="OnnxGraph")
-    renamed.onnx_node_names = {  # ONNX node name → module name (for the layer notes)
+    renamed.__dict__["onnx_node_names"] = {  # ONNX node name → module name (for the layer notes)
         nodes[n_].name: new for n_, new in zip(original_targets, readable, strict=True) if n_ in nodes
     }
     note = "" if _opset(model) == original_opset else f", converted from opset {original_opset} to {_opset(model)}"

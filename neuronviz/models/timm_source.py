@@ -46,9 +46,9 @@ from neuronviz.errors import (
 )
 from neuronviz.models import torchvision_zoo as zoo
 from neuronviz.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
-from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.models.facts import GREY_IDENTITY_MEAN, GREY_IDENTITY_STD, ModelFacts
 from neuronviz.models.facts import build as build_facts
+from neuronviz.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.models.registry import refuse_local_path, seeded_build
 from neuronviz.models.sources import ModelInfo, ModelSource, OptionField, register_source
 
