@@ -122,11 +122,29 @@ def looks_local(text: str) -> bool:
     return text.lower().endswith(PROGRAM_SUFFIX) or is_factory(text)
 
 
-def _other_source_than_local(text: str) -> bool:
-    """True when no registered source other than this one owns ``text`` (``timm:resnet18``)."""
-    from neuronviz.models.sources import list_sources
+def trusted_target(spec: str, trusted: bool) -> str:
+    """For :func:`neuronviz.models.create_model`: a ``.pt2`` path or a ``module:function``
+    (optionally followed by ``key=value`` words) becomes a registered ``local:`` spec when the
+    caller is trusted (the library, the CLI); any other spec comes back as it is. An untrusted
+    caller (the dashboard, for text that came from a browser) is refused, and so is everyone on
+    a shared server: both run code when loaded."""
+    text = spec.strip()
+    words = text.split()
+    program = text.lower().endswith(PROGRAM_SUFFIX) or (bool(words) and words[0].lower().endswith(PROGRAM_SUFFIX))
+    if not program and not (words and is_factory(words[0]) and _other_source(words[0]) is None):
+        return spec
+    if not trusted or settings.shared_server():
+        from neuronviz.errors import SharedServerError
 
-    return not any(source.name != "local" and source.owns(text) for source in list_sources() if source.name != "checkpoint")
+        where = (
+            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1)" if settings.shared_server() else "this caller is not trusted"
+        )
+        raise SharedServerError(
+            f"{where}: {words[0]!r} runs code when loaded (a torch.export program is unpickled, a factory is imported and "
+            "called); only the operator's local models (--model, NEURONVIZ_MODELS) are loaded here",
+            ui_hint="Choose a model in the sidebar's Model box.",
+        )
+    return trusted_spec(text)
 
 
 def _other_source(text: str) -> str | None:
@@ -709,13 +727,7 @@ class LocalSource(ModelSource):
     weights_word = "its own weights"
 
     def owns(self, spec: str) -> bool:
-        """``local:<name>``; and, for the library and the CLI, a ``.pt2`` path or a
-        ``module:function`` (the app never hands a browser's text to :func:`create_model`
-        unless it names a listed model; on a shared server such a target must be registered)."""
-        if spec.startswith(PREFIX):
-            return True
-        words = spec.split()
-        return bool(words) and looks_local(spec if spec.lower().endswith(PROGRAM_SUFFIX) else words[0]) and _other_source_than_local(words[0])
+        return spec.startswith(PREFIX)
 
     def list_models(self) -> list[ModelInfo]:
         return [self._info(entry) for entry in local_entries()]
@@ -747,16 +759,6 @@ class LocalSource(ModelSource):
     def load(self, spec: str, *, weights: str | os.PathLike | None = "default", options: Mapping[str, str] | None = None) -> PixelModel:
         if weights != "default":
             raise InputError(f"{spec}: a local model carries its own weights; weights={weights!r} cannot be applied", ui_hint=_HINT)
-        if not spec.startswith(PREFIX):  # a .pt2 path or module:function from the library or the CLI
-            if settings.shared_server():
-                from neuronviz.errors import SharedServerError
-
-                raise SharedServerError(
-                    f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): {spec!r} runs code when loaded, and only "
-                    "the operator's registered local models (--model, NEURONVIZ_MODELS) are loaded here",
-                    ui_hint="Choose a model in the sidebar's Model box.",
-                )
-            spec = trusted_spec(spec)
         entry = _entry(spec)
         with _lock:
             ready = _ready.pop(entry, None)
