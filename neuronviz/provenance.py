@@ -92,7 +92,12 @@ def assumed_note(record: Mapping[str, Any] | None) -> str:
     parts = []
     for name in assumed:
         value = (facts.get(name) or {}).get("value")
-        shown = ", ".join(str(v) for v in value[:4]) + (" …" if len(value) > 4 else "") if isinstance(value, list) else str(value)
+        if name == "input_size" and isinstance(value, list) and len(value) == 2:
+            shown = f"{value[0]}×{value[1]}"
+        elif isinstance(value, list):
+            shown = ", ".join(str(v) for v in value[:4]) + (" …" if len(value) > 4 else "")
+        else:
+            shown = str(value)
         parts.append(f"{name.replace('_', ' ')} {shown}")
     return f"Model facts assumed, not known ({model.get('name', 'the model')}): " + "; ".join(parts) + "."
 

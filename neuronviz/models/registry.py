@@ -495,6 +495,13 @@ def _meta_shapes(arch_name: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
+#: How a state dict of the user's own network is loaded (said wherever no architecture fits).
+FACTORY_HINT = (
+    "If it is your own network, give the function that builds it: load_model(path, factory='my_pkg.net:build') "
+    "or the CLI's --factory my_pkg.net:build."
+)
+
+
 def infer_architecture(checkpoint: Checkpoint) -> str:
     """The one registered architecture whose keys and shapes the checkpoint fits exactly."""
     state, _ = normalise_keys(checkpoint.state)
@@ -522,13 +529,13 @@ def infer_architecture(checkpoint: Checkpoint) -> str:
     if best_score == 0:
         raise CheckpointError(
             f"{label} is not a checkpoint for any architecture this tool knows: none of its {len(shapes)} "
-            f"tensors has the name and shape of a tensor in {', '.join(list_architectures())}.",
+            f"tensors has the name and shape of a tensor in {', '.join(list_architectures())}. {FACTORY_HINT}",
             ui_hint="Upload a checkpoint of one of the listed architectures.",
         )
     raise CheckpointError(
         f"{label} matches no registered architecture exactly (closest: {best}, {best_score:.0%} of "
         f"its tensors agree). If it is a {best} checkpoint, choose {best} as its architecture (the "
-        "Architecture box in the sidebar; in Python, architecture=...) to see which tensors differ.",
+        f"Architecture box in the sidebar; in Python, architecture=...) to see which tensors differ. {FACTORY_HINT}",
         ui_hint=f"Pick {best} in the sidebar's Architecture box to see which tensors differ.",
     )
 
