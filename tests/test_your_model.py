@@ -214,6 +214,7 @@ def test_refusals_say_what_is_wrong(forms, monkeypatch):
         create_model(folder / "bare.onnx", device="cpu")
 
 
+@pytest.mark.slow  # two small evaluations: ~12 s
 def test_cli_inspect_and_evaluate_take_every_form(forms, capsys, tmp_path):
     folder, _ = forms
     assert main(["inspect", str(folder / "bare.onnx")]) == 0
@@ -258,6 +259,7 @@ RANDOM = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch and timm: ~40 s on 2 shared cores
 def test_random_weights_are_the_same_in_two_processes():
     runs = []
     for process_seed in (1, 2):
