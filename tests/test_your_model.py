@@ -275,3 +275,26 @@ def test_random_weights_are_the_same_in_two_processes():
     for content_hash, seed, rng_untouched in runs[0].values():
         assert isinstance(seed, int) and seed > 0
         assert rng_untouched  # building under the spec's seed leaves the caller's generator where it was
+
+
+def test_register_architecture_as_documented(forms):
+    """docs/models.md's register_architecture example: a state dict of a registered own network loads by inference."""
+    from neuronviz.models import Architecture, ImagePolicy, register_architecture
+    from neuronviz.models import registry
+
+    folder, net = forms
+    import outside_net
+
+    register_architecture("my-net", lambda: Architecture(
+        name="my-net", build=lambda k: outside_net.Outside(), mean=(0.1307,), std=(0.3081,), input_size=(28, 28),
+        class_names=tuple("0123456789"), image_policy=ImagePolicy(mode="pad", resize_size=28), family="digits"))
+    try:
+        model = load_model(folder / "outside.pt", device="cpu")
+        assert model.meta.architecture == "my-net" and model.facts["mean"].origin == "architecture"
+        x = torch.rand(2, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.allclose(model(x), net((x - 0.1307) / 0.3081), atol=1e-5)
+    finally:
+        registry._ARCHITECTURES.pop("my-net", None)
+        registry._meta_shapes.cache_clear()
+        registry._head_keys.cache_clear()
