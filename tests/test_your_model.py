@@ -279,8 +279,7 @@ def test_random_weights_are_the_same_in_two_processes():
 
 def test_register_architecture_as_documented(forms):
     """docs/models.md's register_architecture example: a state dict of a registered own network loads by inference."""
-    from neuronviz.models import Architecture, ImagePolicy, register_architecture
-    from neuronviz.models import registry
+    from neuronviz.models import Architecture, ImagePolicy, register_architecture, registry
 
     folder, net = forms
     import outside_net
