@@ -272,7 +272,7 @@ def test_random_weights_are_the_same_in_two_processes():
     assert runs[0] == runs[1]
     hashes = [value[0] for value in runs[0].values()]
     assert len(set(hashes)) == 2
-    for content_hash, seed, rng_untouched in runs[0].values():
+    for _hash, seed, rng_untouched in runs[0].values():
         assert isinstance(seed, int) and seed > 0
         assert rng_untouched  # building under the spec's seed leaves the caller's generator where it was
 
