@@ -1,6 +1,6 @@
 """The model's facts and their origin in the app: the banner's "assumed" mark and the Model &
 image page's table of facts and layer notes. Values come from ``model.facts``
-(:mod:`neuronviz.models.facts`) and :mod:`neuronviz.models.layer_notes`; nothing is computed here."""
+(:mod:`neuronviz.core.models.facts`) and :mod:`neuronviz.core.models.layer_notes`; nothing is computed here."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from neuronviz.models import PixelModel
-from neuronviz.models.facts import FACT_LABELS
+from neuronviz.core.models import PixelModel
+from neuronviz.core.models.facts import FACT_LABELS
 
 #: How the table names each origin.
 ORIGIN_WORDS = {
@@ -46,7 +46,7 @@ def fact_rows(model: PixelModel) -> list[dict[str, Any]]:
 def render_facts(model: PixelModel) -> None:
     """The Model & image page's section: the facts with their origin, a warning naming the
     assumed ones, and what the layer list leaves out or folds."""
-    from neuronviz.models.layer_notes import layer_notes
+    from neuronviz.core.models.layer_notes import layer_notes
 
     facts = model.facts
     st.dataframe(fact_rows(model), hide_index=True, width="stretch")

@@ -41,14 +41,14 @@ def _fresh_app_caches(request):
 
 @pytest.fixture(scope="session")
 def digits_cnn():
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     return load_model("digits-cnn", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def digits_test():
-    from neuronviz.datasets import digits
+    from neuronviz.data.datasets import digits
 
     return digits("test")
 

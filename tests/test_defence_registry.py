@@ -6,10 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.batch import defence_label
-from neuronviz.defenses import Defense, Identity, Restored, get_defense, list_defenses, register_defense, restore
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import (
+    Defense,
+    Identity,
+    Restored,
+    get_defense,
+    list_defenses,
+    register_defense,
+    restore,
+)
+from neuronviz.workflows.batch import defence_label
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ def test_register_refuses_incomplete_entries():
 
 
 def test_unavailable_says_why_and_a_direct_call_raises_the_same_words(digits_cnn):
-    from neuronviz.models import wrap_model
+    from neuronviz.core.models import wrap_model
 
     assert all(d.unavailable(digits_cnn) is None for d in list_defenses())
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))

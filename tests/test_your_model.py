@@ -3,7 +3,7 @@
 The test writes its own small CNN (three convolutions, batch norm after the first two, ReLUs as
 function calls, one pooling module used twice) and saves it as a state dict (with a factory), an
 ONNX file with and without metadata, a torch.export program with and without its side file, and a
-``module:function`` factory. Through :func:`neuronviz.models.create_model` and the CLI: equal
+``module:function`` factory. Through :func:`neuronviz.core.models.create_model` and the CLI: equal
 outputs, each fact with its origin (nothing assumed silently; a grey model never gets RGB
 statistics), the layer list saying what it folds or leaves out, refusals, and random weights that
 are the same in two processes.
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuronviz import provenance
 from neuronviz.cli import main
-from neuronviz.errors import CheckpointError, InputError, SharedServerError
-from neuronviz.layers import probe_layers
-from neuronviz.models import create_model, load_model
-from neuronviz.models.layer_notes import layer_notes
+from neuronviz.core.layers import probe_layers
+from neuronviz.core.models import create_model, load_model
+from neuronviz.core.models.layer_notes import layer_notes
+from neuronviz.infra.errors import CheckpointError, InputError, SharedServerError
+from neuronviz.workflows import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = 0.3054, 0.3247
@@ -201,7 +201,7 @@ def test_refusals_say_what_is_wrong(forms, monkeypatch):
     with pytest.raises(CheckpointError, match="either an architecture or a factory"):
         load_model(folder / "outside.pt", device="cpu", architecture="digits-cnn", factory="outside_net:build")
     with pytest.raises(CheckpointError, match="outside.pt \\(for digits_cnn_like:build\\)|missing|unexpected"):
-        (folder / "digits_cnn_like.py").write_text("from neuronviz.models.builtin import DigitsCNN\n\ndef build():\n    return DigitsCNN()\n")
+        (folder / "digits_cnn_like.py").write_text("from neuronviz.core.models.builtin import DigitsCNN\n\ndef build():\n    return DigitsCNN()\n")
         load_model(folder / "outside.pt", device="cpu", factory="digits_cnn_like:build")
     with pytest.raises(InputError, match="unknown option"):
         create_model(folder / "bare.onnx", device="cpu", options={"meen": "0.5"})
@@ -242,8 +242,8 @@ def test_cli_inspect_and_evaluate_take_every_form(forms, capsys, tmp_path):
 RANDOM = textwrap.dedent(
     """
     import json, sys, torch
-    from neuronviz.models import create_model
-    from neuronviz.provenance import model_record
+    from neuronviz.core.models import create_model
+    from neuronviz.workflows.provenance import model_record
     torch.manual_seed(int(sys.argv[1]))  # the process's own random state must not matter
     out = {}
     for spec in ("digits-cnn", "timm:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=1&embed_dim=32&num_heads=2"):
@@ -279,7 +279,8 @@ def test_random_weights_are_the_same_in_two_processes():
 
 def test_register_architecture_as_documented(forms):
     """docs/models.md's register_architecture example: a state dict of a registered own network loads by inference."""
-    from neuronviz.models import Architecture, ImagePolicy, register_architecture, registry
+    from neuronviz.core.models import Architecture, ImagePolicy, register_architecture
+    from neuronviz.core.models import standard_sources as registry
 
     folder, net = forms
     import outside_net

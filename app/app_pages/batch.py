@@ -15,12 +15,15 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports
+from app import components
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import BUILTIN, evaluation_images
-from neuronviz import batch, evalset
-from neuronviz.defenses import get_defense, list_defenses
+from neuronviz.core.models import PixelModel
+from neuronviz.data import labelled as evalset
 from neuronviz.figures import batch as batch_figures
-from neuronviz.models import PixelModel
+from neuronviz.methods.defences import get_defense, list_defenses
+from neuronviz.workflows import batch
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
 CHUNK = 2 * batch.BLOCK

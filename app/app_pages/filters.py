@@ -1,7 +1,7 @@
 """First-layer filters: weights and feature maps, fragile and robust filters, compress/amplify.
 
 Pravin, Martino, Nicosia, Ojha, ICANN 2021 (arXiv:2201.12347), as reconstructed in
-:mod:`neuronviz.fragility` (no code is public). Everything heavy goes through ``analysis.memo``.
+:mod:`neuronviz.methods.fragility` (no code is public). Everything heavy goes through ``analysis.memo``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, state
+from app import components, state
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import evaluation_images
-from neuronviz import evalset, fragility
-from neuronviz.attacks import get_attack
-from neuronviz.errors import NeuronvizError
+from neuronviz.core.models import PixelModel
+from neuronviz.data import labelled as evalset
 from neuronviz.figures import filters as figs
-from neuronviz.models import PixelModel
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.methods import fragility
+from neuronviz.methods.attacks import get_attack
 
 IMAGES = "filters.images"
 KEEP_IMAGES = "filters.images_kept"  # plain state: survives visits to other pages (widget state does not)

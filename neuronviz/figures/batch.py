@@ -1,4 +1,4 @@
-"""Figures of a batch evaluation (:mod:`neuronviz.batch`): accuracies with and without defences,
+"""Figures of a batch evaluation (:mod:`neuronviz.workflows.batch`): accuracies with and without defences,
 and the same per true class.
 
 Colours follow the one palette: ``clean`` for clean images, ``adversarial`` for attacked images
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from neuronviz.batch import BatchResult, BatchSummary, defence_label
-from neuronviz.errors import InputError
 from neuronviz.figures.base import GRID, INK, PALETTE, apply_layout
 from neuronviz.figures.captions import plural
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows.batch import BatchResult, BatchSummary, defence_label
 
 #: Hatch patterns that tell the defences apart in the per-class view (first: solid).
 DEFENCE_PATTERNS = ("", "/", "x", ".", "\\", "+")

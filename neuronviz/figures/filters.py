@@ -1,16 +1,16 @@
 """Figures of the first convolutional layer: filters, their fragility, and compress/amplify.
 
-Pure builders over the results of :mod:`neuronviz.fragility` (Pravin et al., ICANN 2021,
+Pure builders over the results of :mod:`neuronviz.methods.fragility` (Pravin et al., ICANN 2021,
 arXiv:2201.12347, a reconstruction):
 
 - :func:`filter_grid`: every filter's weights next to its feature map on the clean and on the
-  adversarial image (:class:`~neuronviz.fragility.FirstLayerMaps`), fragile filters outlined in
+  adversarial image (:class:`~neuronviz.methods.fragility.FirstLayerMaps`), fragile filters outlined in
   ``PALETTE["adversarial"]``, robust ones in ``PALETTE["front"]``, each with its shift number;
 - :func:`dropout_chart`: nodal dropout per filter (Δ clean and Δ adversarial accuracy when the
   filter is dropped) and the attack's targeting, bars coloured by the filter's label
-  (:class:`~neuronviz.fragility.FragilityReport`);
+  (:class:`~neuronviz.methods.fragility.FragilityReport`);
 - :func:`rescale_curve`: clean and adversarial accuracy after compress/amplify over β
-  (:class:`~neuronviz.fragility.RescaleEvaluation`).
+  (:class:`~neuronviz.methods.fragility.RescaleEvaluation`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.errors import InputError
 from neuronviz.figures.base import (  # noqa: F401 - Panel, Group, image_grid, display_size: also reached from here
     DIVERGING,
     FONT_SIZE,
@@ -37,7 +36,8 @@ from neuronviz.figures.base import (  # noqa: F401 - Panel, Group, image_grid, d
     two_colour_axes,
 )
 from neuronviz.figures.captions import plural
-from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
 
 #: Palette key of each fragility label (bars, outlines, legend).
 LABEL_COLORS: dict[str, str] = {"fragile": "adversarial", "neutral": "neutral", "robust": "front"}
@@ -86,7 +86,7 @@ def filter_grid(
     filter's index, label and ``maps.shift`` (``mean|a(x') − a(x)| / mean|a(x)|`` on this image).
 
     Args:
-        maps: :func:`neuronviz.fragility.first_layer_maps` of one image pair.
+        maps: :func:`neuronviz.methods.fragility.first_layer_maps` of one image pair.
         labels: one fragility label per filter (``report.labels``), or None (no outlines).
         filters: which filters to draw, in that order (default: all, by index).
         per_row: filters per row of the grid.

@@ -1,6 +1,6 @@
 """Train PSSR's regenerator for an embedded model: ``python -m neuronviz train pssr-<model>``.
 
-A reconstruction (see :mod:`neuronviz.defenses.pssr`). Data: the digits training split and, for
+A reconstruction (see :mod:`neuronviz.methods.defences.pssr`). Data: the digits training split and, for
 every image, adversarial versions made against the classifier itself: FGSM at ε = 0.1 and
 PGD-10 at ε ∈ {0.05, 0.1, 0.15}, plus the clean image (so clean inputs pass through). For each pair the
 surgery mask is computed at the input (α = 2). The regenerator G is trained with
@@ -27,13 +27,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from neuronviz.attacks import run_attack
-from neuronviz.datasets import digits
-from neuronviz.defenses.pssr import Regenerator, regenerator_path, salient_mask
-from neuronviz.errors import InputError
-from neuronviz.influence import probe_layers
-from neuronviz.models import EMBEDDED, load_model
-from neuronviz.probe import probe
+from neuronviz.core.models import EMBEDDED, load_model
+from neuronviz.core.probe import probe
+from neuronviz.data.datasets import digits
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences.pssr import Regenerator, regenerator_path, salient_mask
+from neuronviz.methods.influence import probe_layers
 
 log = logging.getLogger(__name__)
 
