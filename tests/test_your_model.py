@@ -180,11 +180,36 @@ def test_the_layer_list_says_what_it_folds_and_leaves_out(forms):
     assert all("folded" in n for n in onnx_notes)
     onnx_layers = [info.name for info in probe_layers(create_model(folder / "bare.onnx", device="cpu"))]
     assert {"relu", "relu_1", "relu_2", "pool", "pool_1"} <= set(onnx_layers)  # one module per call site in ONNX
-    for model in (create_model("outside_net:trained", device="cpu", options=GIVEN), create_model(str(folder / "bare.pt2"), device="cpu")):
-        notes = layer_notes(model)
-        assert any(n.startswith("pool: runs 2 times per forward pass") for n in notes), notes
-        assert any(n.startswith("relu: called as a function 3 times") for n in notes), notes
-        assert "pool" not in [info.name for info in probe_layers(model)]
+    factory = create_model("outside_net:trained", device="cpu", options=GIVEN)
+    notes = layer_notes(factory)  # a factory's forward is the user's code: what it cannot probe is said
+    assert any(n.startswith("pool: runs 2 times per forward pass") for n in notes), notes
+    assert any(n.startswith("relu: called as a function 3 times") for n in notes), notes
+    assert "pool" not in [info.name for info in probe_layers(factory)]
+    # a .pt2 program gets a module per call site, named as the ONNX file names them
+    program = create_model(str(folder / "with-side.pt2"), device="cpu")
+    notes = layer_notes(program)
+    assert notes[0].startswith("pool_1: call 2 of pool, which the network runs 2 times"), notes
+    assert notes[1].startswith("relu, relu_1, relu_2: the network's functional relu calls"), notes
+    assert len(notes) == 2
+    program_layers = [info.name for info in probe_layers(program)]
+    assert program_layers == ["conv1", "bn1", "relu", "pool", "conv2", "bn2", "relu_1", "pool_1", "conv3", "relu_2", "head"]
+    # the same name, the same values: relu_1 and pool_1 of the program and of the ONNX file (batch norm folded there)
+    from neuronviz.core.probe import probe
+
+    onnx_model = create_model(folder / "with-meta.onnx", device="cpu")
+    x = torch.rand(3, 1, 28, 28)
+    for name in ("relu", "relu_1", "pool_1", "relu_2"):
+        with probe(program, [name]) as a, torch.no_grad():
+            a.forward(x)
+        with probe(onnx_model, [name]) as b, torch.no_grad():
+            b.forward(x)
+        assert torch.allclose(a.calls(name)[0], b.calls(name)[0], atol=1e-4), name
+    # the onnx conv2 is conv2 and bn2: different from the program's conv2 (stated in its notes above)
+    with probe(program, ["bn2"]) as a, torch.no_grad():
+        a.forward(x)
+    with probe(onnx_model, ["conv2"]) as b, torch.no_grad():
+        b.forward(x)
+    assert torch.allclose(a.calls("bn2")[0], b.calls("conv2")[0], atol=1e-4)
     assert layer_notes(create_model("digits-cnn", device="cpu")) == []  # every ReLU its own module, none reused
 
 

@@ -98,6 +98,109 @@ def _functional_notes(calls: Counter[tuple[str, str]]) -> list[str]:
     return notes
 
 
+#: aten activation operators that become a module of their own, one per call site, in a
+#: ``torch.export`` program (taking one tensor and nothing else).
+_SPLIT_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU, "hardswish": nn.Hardswish, "mish": nn.Mish,
+}
+
+
+def _op_name(target: object) -> str:
+    """``torch.ops.aten.relu.default`` → ``"relu"``."""
+    name = getattr(target, "__name__", None) or str(target)
+    return str(name).split(".")[0]
+
+
+def _free_name(owner: nn.Module, base: str) -> str:
+    taken = set(dict(owner.named_children())) | set(owner.__dict__) | set(dir(type(owner)))
+    name, k = base, 1
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    return name
+
+
+def split_call_sites(net: nn.Module) -> list[str]:
+    """Give a ``torch.export`` program's functional activations and the later calls of a module
+    that runs more than once a module of their own, one per call site, so each is a probe
+    point with one meaning. Edits the unflattened modules' graphs in place (the outputs do not
+    change: a stateless copy of a pooling module, ``nn.ReLU()`` for ``aten.relu``). Returns a
+    note per change, for the layer list.
+
+    Left as they are (and stated by :func:`graph_layer_notes`): activations with extra arguments
+    (``leaky_relu(x, 0.2)``, ``gelu(x, approximate=...)``) and repeated modules that hold weights
+    (a copy would be another layer with the same weights)."""
+    notes: list[str] = []
+    for owner_name, owner in list(net.named_modules()):
+        graph = getattr(owner, "graph", None)
+        if not isinstance(graph, torch.fx.Graph):
+            continue
+        prefix = f"{owner_name}." if owner_name else ""
+        calls = Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
+        seen: Counter[str] = Counter()
+        made: dict[str, list[str]] = {}
+        changed = False
+        for node in list(graph.nodes):
+            if node.op == "call_function" and _op_name(node.target) in _SPLIT_ACTIVATIONS and len(node.args) == 1 and not node.kwargs:
+                kind = _op_name(node.target)
+                name = _free_name(owner, kind)
+                owner.add_module(name, _SPLIT_ACTIVATIONS[kind]())
+                with graph.inserting_before(node):
+                    module_call = graph.create_node("call_module", name, args=node.args)
+                module_call.meta = dict(node.meta)
+                node.replace_all_uses_with(module_call)
+                graph.erase_node(node)
+                made.setdefault(kind, []).append(prefix + name)
+                changed = True
+            elif node.op == "call_module" and calls[str(node.target)] > 1 and "." not in str(node.target):
+                target = str(node.target)
+                seen[target] += 1
+                module = owner.get_submodule(target)
+                if seen[target] == 1 or any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+                    continue
+                import copy
+
+                name = _free_name(owner, f"{target}_{seen[target] - 1}")
+                owner.add_module(name, copy.deepcopy(module))
+                node.target = name
+                notes.append(
+                    f"{prefix}{name}: call {seen[target]} of {prefix}{target}, which the network runs {calls[target]} times; "
+                    f"a probe point of its own here ({prefix}{target} is the first call)"
+                )
+                changed = True
+        for kind, names in made.items():
+            notes.append(
+                f"{', '.join(names)}: the network's functional {kind} calls (F.{kind} in forward), one probe point per call, "
+                "named in call order; the network itself has no such modules"
+            )
+        if changed:  # finalize rebuilds the module's GraphModule from the edited graph (and lints it)
+            finalize = getattr(owner, "finalize", None)
+            if callable(finalize):
+                finalize()
+    return notes
+
+
+def graph_layer_notes(net: nn.Module) -> list[str]:
+    """What :func:`split_call_sites` left in a program's graphs: functional activations and
+    modules called more than once."""
+    notes: list[str] = []
+    for owner_name, owner in net.named_modules():
+        graph = getattr(owner, "graph", None)
+        if not isinstance(graph, torch.fx.Graph):
+            continue
+        prefix = f"{owner_name}." if owner_name else ""
+        calls = Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
+        notes += [
+            f"{prefix}{target}: runs {k} times per forward pass, so it is no probe point (a hook on it would see {k} different "
+            "outputs); probe the layers around its calls"
+            for target, k in calls.items()
+            if k > 1
+        ]
+        functional = Counter(_op_name(n.target) for n in graph.nodes if n.op == "call_function" and _op_name(n.target) in ACTIVATION_FUNCTIONS)
+        notes += _functional_notes(Counter({(owner_name, name): k for name, k in functional.items()}))
+    return notes
+
+
 def program_layer_notes(program, net: nn.Module) -> list[str]:
     """The same notes for a ``torch.export`` program, read from its graph: a module called at
     several sites (``pool`` and ``pool@1`` in ``nn_module_stack``), activation operators whose

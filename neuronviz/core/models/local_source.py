@@ -564,6 +564,9 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         metadata = parsed
     channels, fixed = _program_input(program, label)
     net = unflatten_with_types(program)
+    from neuronviz.core.models.layer_notes import graph_layer_notes, split_call_sites
+
+    split_notes = split_call_sites(net)  # functional activations and reused pooling: a probe point per call site
     outputs = check_outputs(net, channels, _probe_size(options, metadata, fixed), label)
     facts = resolve_facts(
         label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, explicit=True,
@@ -571,14 +574,12 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         fixed_where="the program's input shape",
     )
     types = module_types(program)
-    from neuronviz.core.models.layer_notes import program_layer_notes
-
     meta = ModelMeta(
         name=name or path.stem,
         architecture=types.get("", "torch.export program").rsplit(".", 1)[-1],
         source=f"torch.export program {path}",
         description=f"torch.export program {label} of a {types.get('', 'module').rsplit('.', 1)[-1]}",
-        card={"format": "torch.export", "file": str(path), "module_types": types, "layer_notes": program_layer_notes(program, net)},
+        card={"format": "torch.export", "file": str(path), "module_types": types, "layer_notes": split_notes + graph_layer_notes(net)},
         facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
