@@ -111,6 +111,12 @@ def _op_name(target: object) -> str:
     return str(name).split(".")[0]
 
 
+def _is_torch_leaf(module: nn.Module) -> bool:
+    """An unflattened module whose original type is one of torch.nn's own layers (not a container)."""
+    kind = str(getattr(type(module), "_exported_type", ""))
+    return kind.startswith("torch.nn.modules.") and not kind.startswith("torch.nn.modules.container.")
+
+
 def _free_name(owner: nn.Module, base: str) -> str:
     taken = set(dict(owner.named_children())) | set(owner.__dict__) | set(dir(type(owner)))
     name, k = base, 1
@@ -133,8 +139,8 @@ def split_call_sites(net: nn.Module) -> list[str]:
     notes: list[str] = []
     for owner_name, owner in list(net.named_modules()):
         graph = getattr(owner, "graph", None)
-        if not isinstance(graph, torch.fx.Graph):
-            continue
+        if not isinstance(graph, torch.fx.Graph) or _is_torch_leaf(owner):
+            continue  # an nn.ReLU's own graph calls aten.relu: that is the module, not a functional call
         prefix = f"{owner_name}." if owner_name else ""
         calls = Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
         seen: Counter[str] = Counter()
@@ -186,7 +192,7 @@ def graph_layer_notes(net: nn.Module) -> list[str]:
     notes: list[str] = []
     for owner_name, owner in net.named_modules():
         graph = getattr(owner, "graph", None)
-        if not isinstance(graph, torch.fx.Graph):
+        if not isinstance(graph, torch.fx.Graph) or _is_torch_leaf(owner):
             continue
         prefix = f"{owner_name}." if owner_name else ""
         calls = Counter(str(n.target) for n in graph.nodes if n.op == "call_module")
