@@ -61,9 +61,9 @@ def test_model_and_image_shows_an_onnx_model_and_marks_what_was_assumed(onnx_pag
     assert origins == {
         "Mean": "assumed", "Std": "assumed", "Input size": "read from the network", "Channels": "read from the network", "Classes": "assumed",
     }
-    assert dict(zip(facts["fact"], facts["value"], strict=True))["Mean"] == "0"  # a grey model: no ImageNet statistics
+    assert dict(zip(facts["fact"], facts["value"], strict=True))["Mean"] == "0.1307"  # a grey model: MNIST's, no ImageNet statistics
     warnings = [w.value for w in at.warning]
-    assert any(w.startswith("Assumed, not known: mean 0; std 1; classes class 0") for w in warnings), warnings
+    assert any(w.startswith("Assumed, not known: mean 0.1307; std 0.3081; classes class 0") for w in warnings), warnings
     assert any("conv: folded" in m.value for m in at.main.markdown)  # its batch norm went into the convolution
 
     # Given in the sidebar's fields, the facts are the user's and the marks go

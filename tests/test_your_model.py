@@ -149,8 +149,9 @@ def test_each_fact_says_where_it_came_from(forms):
     assert onnx_meta["mean"].detail == "the file's metadata_props neuronviz.mean" and onnx_meta.assumed == ()
     bare = create_model(folder / "bare.onnx", device="cpu")
     assert bare.facts.assumed == ("mean", "std", "class_names")
-    # a grey model without statistics gets pixels as they are, never ImageNet's (grey or RGB)
-    assert bare.facts["mean"].value == (0.0,) and bare.facts["std"].value == (1.0,)
+    # a grey model without statistics gets MNIST's (marked assumed), never ImageNet's (grey or RGB)
+    assert bare.facts["mean"].value == pytest.approx((0.1307,)) and bare.facts["std"].value == pytest.approx((0.3081,))
+    assert bare.facts["mean"].detail.startswith("nothing gave the mean: MNIST's training statistics")
     assert "0.449" not in json.dumps(bare.facts.to_dict()) and "0.485" not in json.dumps(bare.facts.to_dict())
     assert bare.facts["input_size"].origin == "file" and bare.facts["input_size"].value == (28, 28)
     given = create_model(folder / "bare.onnx", device="cpu", options=GIVEN).facts
@@ -158,7 +159,7 @@ def test_each_fact_says_where_it_came_from(forms):
     side = create_model(str(folder / "with-side.pt2"), device="cpu").facts
     assert side["mean"].origin == "metadata" and "neuronviz.json" in side["mean"].detail and side["channels"].origin == "file"
     no_side = create_model(str(folder / "bare.pt2"), device="cpu")
-    assert no_side.facts.assumed == ("mean", "std", "class_names") and no_side.facts["mean"].value == (0.0,)
+    assert no_side.facts.assumed == ("mean", "std", "class_names") and no_side.facts["mean"].value == pytest.approx((0.1307,))
     factory = create_model("outside_net:trained", device="cpu")
     assert factory.facts.assumed == ("mean", "std", "input_size", "class_names")
     assert factory.facts["channels"].origin == "file" and "conv1" in factory.facts["channels"].detail
@@ -169,7 +170,7 @@ def test_each_fact_says_where_it_came_from(forms):
     record = provenance.model_record(bare)
     assert record["assumed"] == ["mean", "std", "class_names"] and record["facts"]["input_size"]["origin"] == "file"
     note = provenance.assumed_note({"model": record})
-    assert note.startswith("Model facts assumed, not known (bare): mean 0.0; std 1.0; class names class 0")
+    assert note.startswith("Model facts assumed, not known (bare): mean 0.1307; std 0.3081; class names class 0")
     assert provenance.assumed_note({"model": provenance.model_record(state)}).endswith("input size 224×224.")
 
 
@@ -261,7 +262,7 @@ def test_cli_inspect_and_evaluate_take_every_form(forms, capsys, tmp_path):
     code = main(["evaluate", str(folder / "bare.onnx"), "--classes", ",".join(CLASSES), "--limit", "16", "--attack", "fgsm",
                  "--defence", "none", "--block-size", "16", "--out", str(tmp_path / "ev2"), "--no-progress"])
     assert code == 0
-    assert "Model facts assumed, not known (bare): mean 0.0; std 1.0." in (tmp_path / "ev2" / "results.md").read_text()
+    assert "Model facts assumed, not known (bare): mean 0.1307; std 0.3081." in (tmp_path / "ev2" / "results.md").read_text()
 
 
 RANDOM = textwrap.dedent(
@@ -323,3 +324,22 @@ def test_register_architecture_as_documented(forms):
         registry._ARCHITECTURES.pop("my-net", None)
         registry._meta_shapes.cache_clear()
         registry._head_keys.cache_clear()
+
+
+def test_the_documented_cost_of_guessing_grey_statistics():
+    """docs/models.md's numbers: digits-cnn on the 360 test digits with its own statistics and with each guess."""
+    from neuronviz.core.models import wrap_model
+    from neuronviz.data.datasets import digits
+    from neuronviz.methods.stats import rate
+
+    model = create_model("digits-cnn", device="cpu")
+    x, y = digits(split="test")
+    shares = {}
+    for label, mean, std in [("own", model.facts["mean"].value, model.facts["std"].value), ("mnist", (0.1307,), (0.3081,)),
+                             ("imagenet grey", (0.449,), (0.226,)), ("none", (0.0,), (1.0,))]:
+        predicted, _ = wrap_model(model.net, mean, std, (28, 28), model.class_names).predict(x)
+        shares[label] = rate(int((predicted == y).sum()), len(y))
+    assert [round(100 * shares[k].share) for k in ("own", "mnist", "imagenet grey", "none")] == [99, 91, 86, 53]
+    assert shares["mnist"].text() == "91% (95% CI 87%–93%, n = 360)"
+    text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    assert "scores 99% (95% CI 97–99%) with its own statistics,\n91% (87–93%) with MNIST's" in text

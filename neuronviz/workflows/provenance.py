@@ -95,7 +95,7 @@ def assumed_note(record: Mapping[str, Any] | None) -> str:
         if name == "input_size" and isinstance(value, list) and len(value) == 2:
             shown = f"{value[0]}×{value[1]}"
         elif isinstance(value, list):
-            shown = ", ".join(str(v) for v in value[:4]) + (" …" if len(value) > 4 else "")
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value[:4]) + (" …" if len(value) > 4 else "")
         else:
             shown = str(value)
         parts.append(f"{name.replace('_', ' ')} {shown}")

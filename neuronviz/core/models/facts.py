@@ -19,8 +19,9 @@ origin              meaning
                     model is shown, exported or cited)
 ==================  =================================================================================
 
-A one-channel model with no statistics gets mean 0 and std 1 (pixels as they are, assumed),
-never statistics of three-channel images.
+A one-channel model with no statistics gets MNIST's (mean 0.1307, std 0.3081: the usual grey
+data set's training statistics), marked assumed; never statistics of three-channel images
+(ImageNet's averaged to grey, 0.449/0.226, took a 1×28×28 network from 97.7% to 29.5%).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ FACT_NAMES = ("mean", "std", "input_size", "channels", "class_names")
 ORIGINS = ("user", "metadata", "file", "architecture", "default")
 #: Labels for display.
 FACT_LABELS = {"mean": "Mean", "std": "Std", "input_size": "Input size", "channels": "Channels", "class_names": "Classes"}
-#: The statistics a one-channel model gets when nothing gives them: pixels as they are.
-GREY_IDENTITY_MEAN = (0.0,)
-GREY_IDENTITY_STD = (1.0,)
+#: The statistics a one-channel model gets when nothing gives them (assumed): MNIST's training
+#: statistics, torchvision's usual ``Normalize((0.1307,), (0.3081,))`` for grey digits.
+GREY_DEFAULT_MEAN = (0.1307,)
+GREY_DEFAULT_STD = (0.3081,)
+#: How the origin of that default reads.
+GREY_DEFAULT_WORDS = "MNIST's training statistics (the usual grey data set; a grey model gets no RGB statistics)"
 
 
 @dataclass(frozen=True)

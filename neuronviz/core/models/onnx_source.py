@@ -60,7 +60,7 @@ from torch import nn
 
 from neuronviz.core.models import facts as _facts
 from neuronviz.core.models.checkpoints import check_size
-from neuronviz.core.models.facts import GREY_IDENTITY_MEAN, GREY_IDENTITY_STD
+from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, GREY_DEFAULT_WORDS
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
 from neuronviz.core.models.standard_sources import parse_class_names
@@ -70,18 +70,18 @@ from neuronviz.infra.settings import format_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: One-channel defaults: pixels as they are (mean 0, std 1), marked assumed. Never statistics of
+#: One-channel defaults: MNIST's statistics (0.1307, 0.3081), marked assumed. Never statistics of
 #: three-channel images (ImageNet's grey 0.449/0.226 took a 1×28×28 digits model from 97.7% to 29.5%).
-GREY_MEAN = GREY_IDENTITY_MEAN
-GREY_STD = GREY_IDENTITY_STD
+GREY_MEAN = GREY_DEFAULT_MEAN
+GREY_STD = GREY_DEFAULT_STD
 DEFAULT_SIDE = 224
 METADATA_PREFIX = "neuronviz."
 _HINT = "Upload an .onnx file exported from an image classifier (torch.onnx.export)."
 
 #: The fields start blank: blank means "from the file (its metadata, its input shape), else an
 #: assumed default", and an assumed value is shown as such; a value typed here is the user's.
-MEAN_FIELD = OptionField("mean", "Mean", "", "Per-channel mean the model was trained with (one number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, 0 for grey)")
-STD_FIELD = OptionField("std", "Std", "", "Per-channel standard deviation (one positive number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, 1 for grey)")
+MEAN_FIELD = OptionField("mean", "Mean", "", "Per-channel mean the model was trained with (one number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, MNIST's 0.1307 for grey)")
+STD_FIELD = OptionField("std", "Std", "", "Per-channel standard deviation (one positive number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, MNIST's 0.3081 for grey)")
 SIZE_FIELD = OptionField("input_size", "Input size", "", "Height×width in pixels: 224 or 224, 160; blank: the file's fixed input shape or metadata, else assumed 224")
 CLASSES_FIELD = OptionField(
     "classes", "Classes", "", "Class names, comma-separated or a JSON list (blank: the file's, else class 0, class 1, …)"
@@ -250,7 +250,7 @@ def resolve_facts(
         elif metadata.get(key) is not None:
             facts[key], origin[key] = parse_numbers(metadata[key], key, label), ("metadata", where(key))
         else:
-            what = "pixels as they are (a grey model gets no RGB statistics)" if grey else "ImageNet's"
+            what = GREY_DEFAULT_WORDS if grey else "ImageNet's"
             facts[key], origin[key] = default, ("default", f"nothing gave the {key}: {what}")
     mean, std = facts["mean"], facts["std"]
     assert isinstance(mean, tuple) and isinstance(std, tuple)

@@ -37,7 +37,7 @@ from torch import nn
 
 from neuronviz.core.models import torchvision_zoo as zoo
 from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
-from neuronviz.core.models.facts import GREY_IDENTITY_MEAN, GREY_IDENTITY_STD, ModelFacts
+from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, ModelFacts
 from neuronviz.core.models.facts import build as build_facts
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
@@ -303,8 +303,8 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     mean = tuple(float(v) for v in data["mean"])
     std = tuple(float(v) for v in data["std"])
     in_chans = spec.kwargs.get("in_chans", channels)
-    if in_chans == 1 and len(mean) == 3:  # never three-channel statistics for a grey model: assumed 0/1
-        mean, std = GREY_IDENTITY_MEAN, GREY_IDENTITY_STD
+    if in_chans == 1 and len(mean) == 3:  # never three-channel statistics for a grey model: assumed MNIST's
+        mean, std = GREY_DEFAULT_MEAN, GREY_DEFAULT_STD
     elif in_chans not in (1, 3):
         raise InputError(f"{spec.spec}: in_chans={in_chans!r}; models with 1 or 3 input channels are loaded here")
     interpolation = str(data.get("interpolation", "bilinear"))
@@ -326,7 +326,7 @@ def timm_facts(spec: TimmSpec, facts: InputFacts) -> ModelFacts:
     arguments (the user's), or an assumption (a grey model's statistics, ``class i`` names)."""
     cfg = "timm's pretrained config"
     grey = spec.kwargs.get("in_chans") == 1
-    stats = ("default", "in_chans=1: pixels as they are (timm's statistics are three-channel)") if grey else ("architecture", cfg)
+    stats = ("default", "in_chans=1: MNIST's statistics (timm's are three-channel)") if grey else ("architecture", cfg)
     size = ("user", "the spec's img_size") if "img_size" in spec.kwargs else ("architecture", cfg)
     channels = ("user", "the spec's in_chans") if "in_chans" in spec.kwargs else ("architecture", cfg)
     names = class_names(facts.num_classes)
