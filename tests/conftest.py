@@ -15,6 +15,9 @@ import torch  # noqa: E402
 # a developer's cached weights change nothing and nothing is ever downloaded (tests that need a
 # cached file write one into their own TORCH_HOME with monkeypatch).
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="neuronviz-test-torch-home-")
+# ... and so is PSSR's folder of regenerators trained by `neuronviz train pssr` (a test that trains
+# one points NEURONVIZ_PSSR_DIR at its own tmp_path).
+os.environ["NEURONVIZ_PSSR_DIR"] = tempfile.mkdtemp(prefix="neuronviz-test-pssr-")
 
 
 @pytest.fixture(autouse=True)

@@ -211,7 +211,10 @@ def test_defences_page_shows_every_defence_honestly_named_with_its_numbers():
     assert len([b for b in at.main.button if b.label == "Restore"]) == 4  # one form per defence
 
     numbers = _table(at, "L∞ to adversarial")
-    assert list(numbers["image"]) == ["adversarial", "NIP (guided)", "NIP (oracle)", "NIP (reactive)", "PSSR"]
+    # reactive NIP's profile source is named in its row (issue 22.5); PSSR has digits-cnn's trained regenerator
+    assert list(numbers["image"]) == [
+        "adversarial", "NIP (guided)", "NIP (oracle)", "NIP (reactive; profiles from the digits training split)", "PSSR",
+    ]
     assert list(numbers["= benign"])[0] == False  # noqa: E712 - the attack worked on this digit
     assert numbers["L∞ to adversarial"].iloc[0] == 0.0
     candidates = _table(at, "cosine score")

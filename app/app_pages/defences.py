@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import components, state
+from app import components, pssr_training, state
 from app import export_controls as exports
 from app import runs as analysis
 from app.columns import columns
@@ -128,6 +128,7 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
+    pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
     # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
     restorations: dict[str, Restoration | None] = {}
     shown = shown_defences()

@@ -6,6 +6,9 @@ Commands:
   defences               list the registered defences (plugins too) with their parameters
   train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
                          weights + card to assets/
+  train pssr MODEL --data SPEC
+                         train PSSR's regenerator for any model on your labelled images (held-out
+                         accuracy reported; cached by content hashes, used by PSSR for that model)
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
                          (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
@@ -59,6 +62,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from neuronviz.training.digits import train
     from neuronviz.training.sns import SNS_RECIPE, train_sns
 
+    if args.name == "pssr":
+        from neuronviz.training.pssr import train_command
+
+        return train_command(args.model, args.data, limit=args.limit, eps=args.eps, epochs=args.epochs, seed=args.seed, device=args.device)
+    if args.model is not None or args.data is not None:
+        raise NeuronvizError(f"train {args.name} takes no MODEL or --data (those are for `train pssr MODEL --data SPEC`)")
     if args.name == SNS_RECIPE.name:
         card = train_sns(out_dir=args.out, seed=args.seed, epochs=args.epochs)
     elif args.name == "digits-vit":
@@ -109,7 +118,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     def load(device):
         model = load_from_args(args, device=device)
-        return model, evaluate.load_dataset(args.data, model, limit=args.limit)
+        data = evaluate.load_dataset(args.data, model, limit=args.limit)
+        if any(d.split(":")[0].strip() == "nip-reactive" for d in _split_list(args.defence)):
+            from neuronviz.methods.defences.nip import profile_data_from_dataset
+
+            profile_data_from_dataset(model, data)  # reactive NIP's class profiles from your labelled data
+        return model, data
 
     eps = [e.strip() for value in args.eps or [] for e in value.split(",") if e.strip()]
     out = Path(args.out) if args.out else Path(f"evaluation-{Path(args.model.split()[0]).stem.replace(':', '_')}")
@@ -165,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
     sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
     sub.add_parser("defences", aliases=["defenses"], help="list defences").set_defaults(func=_cmd_defences)
-    p = sub.add_parser("train", help="train an embedded model")
-    p.add_argument("name")
+    p = sub.add_parser("train", help="train an embedded model, or `train pssr MODEL --data SPEC`")
+    p.add_argument("name", help="an embedded model, pssr-<embedded model>, or pssr (then MODEL and --data)")
+    p.add_argument("model", nargs="?", default=None, help="train pssr: the model (any spec `evaluate` takes)")
+    p.add_argument("--data", default=None, help="train pssr: the labelled images, a spec as `evaluate --data`")
+    p.add_argument("--limit", type=int, default=None, help="train pssr: only the first N images of the data set")
+    p.add_argument("--eps", type=float, default=0.1, help="train pssr: the attacks' budget for the pairs and the held-out check (pixel units)")
+    p.add_argument("--device", default=None, help="train pssr: cpu, cuda (default: CUDA when available)")
     p.add_argument("--out", default=None, help="output folder (default: assets/models)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)

@@ -745,5 +745,8 @@ def decision_rows(
         if restoration is None:
             rows.append(row(label, None, None))
         else:
-            rows.append(row(label, restoration.restored[:1], restoration.probs[:1]))
+            from neuronviz.methods.defences import Variant  # "PSSR (inpainting fallback)": the form that ran
+
+            shown = Variant(getattr(restoration, "variant", "")).label(label)
+            rows.append(row(shown, restoration.restored[:1], restoration.probs[:1]))
     return rows

@@ -239,10 +239,18 @@ def shown_filters(maps, width_mm: float, font_pt: float) -> list[int]:
 SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "nip-guided": "NIP", "pssr": "PSSR"}
 
 
+def _with_variant(result, condition: str, label: str) -> str:
+    """The label with the form of the defence that ran, when it is not the method itself:
+    "PSSR (inpainting fallback)" (the restoration's ``variant``)."""
+    from neuronviz.methods.defences import Variant
+
+    return Variant(getattr(getattr(result, "restorations", {}).get(condition), "variant", "")).label(label)
+
+
 def panel_title(result, condition: str, class_names: Sequence[str], short: bool = False) -> str:
     """``"Adversarial<br>3 · 87.2%"``: the panel's name, prediction and confidence (the
     perturbation: its L∞ norm and the colour amplification); ``short``: names for narrow columns."""
-    label = (SHORT_LABELS if short else PANEL_LABELS)[condition]
+    label = _with_variant(result, condition, (SHORT_LABELS if short else PANEL_LABELS)[condition])
     if condition == "perturbation":
         linf = float(result.report.linf[0])
         amplification = perturbation_amplification(result.perturbation)
@@ -270,6 +278,7 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
         probs = result.probabilities(condition).detach().cpu()
         order = [int(i) for i in probs.argsort(descending=True)[:5]]
         out["panels"][condition] = {
+            "label": _with_variant(result, condition, PANEL_LABELS[condition]),
             "prediction": int(order[0]),
             "class_name": str(class_names[order[0]]),
             "confidence": float(probs[order[0]]),
@@ -443,7 +452,8 @@ def compose_figure(
     fs = float(spec.font_pt) * PX_PER_PT  # CSS px
     width = _px(spec.width_mm)
     layer = _layer(result, spec)
-    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR", **spec.labels}
+    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": _with_variant(result, "nip-guided", "NIP (guided)"),
+              "pssr": _with_variant(result, "pssr", "PSSR"), **spec.labels}
     side = 0.02 * width  # outer margin left and right, px
 
     # Rows: (kind, height px, gap above px), worked out in px and then turned into paper fractions.

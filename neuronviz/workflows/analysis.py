@@ -30,6 +30,7 @@ from neuronviz.infra.digest import tensor_digest
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.methods.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
 from neuronviz.methods.defences import Restoration, get_defense
+from neuronviz.methods.defences.pssr import companion_key
 from neuronviz.methods.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
 
 __all__ = [
@@ -120,7 +121,7 @@ def content_key(value: Any) -> Any:
     if isinstance(value, PixelModel):
         # The name too: companions are found by it (PSSR's regenerator for "digits-cnn"), so two
         # models with the same weights under two names can restore differently.
-        return {"model": value.content_hash, "name": value.name, "device": str(value.device)}
+        return {"model": value.content_hash, "name": value.name, "device": str(value.device), "defences": companion_key(value)}
     if isinstance(value, torch.Tensor):
         return {"tensor": tensor_digest(value)}
     if isinstance(value, np.ndarray):
@@ -286,7 +287,8 @@ def provenance(
         "succeeded": result.attack_succeeded,
     }
     defence_rows = [
-        {"defence": name, "params": dict(result.restorations[name].params), "toward": result.benign_class}
+        {"defence": name, "label": result.restorations[name].method_label, "variant": result.restorations[name].variant,
+         **result.restorations[name].method, "params": dict(result.restorations[name].params), "toward": result.benign_class}
         for name in defences
     ]
     out = _provenance.record(

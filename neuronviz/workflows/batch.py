@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,9 +54,12 @@ DEFAULT_DEFENCES = ("nip-guided", "pssr")
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 
 
-def defence_label(name: str) -> str:
+def defence_label(name: str, labels: Mapping[str, str] | None = None) -> str:
     """The short display name of a defence for tables and figures (its registry entry's
-    ``short_label``; the name itself for a name that is not registered)."""
+    ``short_label``; the name itself for a name that is not registered); ``labels``: a result's
+    ``method_labels``, the form that ran ("PSSR (inpainting fallback)"), used first."""
+    if labels and name in labels:
+        return labels[name]
     try:
         return get_defense(name).short
     except InputError:
@@ -107,6 +110,8 @@ class BatchSummary:
     clean_accuracy_after: dict[str, float]
     #: images not attacked because their clean prediction already was the target (targeted runs)
     excluded: int = 0
+    #: per defence, the label of the form that ran ("PSSR (inpainting fallback)"; see defence_label)
+    method_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def attacked(self) -> int:
@@ -155,6 +160,7 @@ class BatchResult(AttackedImages):
     restored_clean: dict[str, torch.Tensor]
     seconds: float = 0.0
     attacked: torch.Tensor | None = None
+    method_labels: dict[str, str] = field(default_factory=dict)  # per defence, the form that ran
 
     @property
     def images(self) -> int:
@@ -253,6 +259,7 @@ class BatchResult(AttackedImages):
             restored_clean={d: torch.cat([p.restored_clean[d] for p in parts]) for d in first.defences},
             seconds=sum(p.seconds for p in parts),
             attacked=cat("attacked"),
+            method_labels=dict(first.method_labels),
         )
 
 
@@ -275,6 +282,7 @@ def summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
         dsr={d: _rate(result.restored[d][rows][fooled] == clean[fooled]) for d in result.defences},
         accuracy_after={d: _rate(result.restored[d][rows] == labels) for d in result.defences},
         clean_accuracy_after={d: _rate(result.restored_clean[d][rows] == labels) for d in result.defences},
+        method_labels=dict(result.method_labels),
     )
 
 
@@ -342,6 +350,7 @@ def evaluate_chunk(
     restored: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     restored_clean: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     resolved: dict = {}
+    method_labels: dict[str, str] = {}
     for j, start in enumerate(range(0, x.shape[0], BLOCK)):
         xb = x[start : start + BLOCK]
         report = run_attack(model, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
@@ -353,6 +362,7 @@ def evaluate_chunk(
             on_clean = defense.restore_for(model, xb, benign=benign, clean=xb, params=defence_params)
             restored[defense.name].append(after.prediction)
             restored_clean[defense.name].append(on_clean.prediction)
+            method_labels[defense.name] = after.method_label
         rows["clean"].append(report.clean_pred)
         rows["adv"].append(report.adv_pred)
         rows["success"].append(report.success.bool())
@@ -377,6 +387,7 @@ def evaluate_chunk(
         linf=torch.cat(rows["linf"]),
         restored={k: torch.cat(v) for k, v in restored.items()},
         restored_clean={k: torch.cat(v) for k, v in restored_clean.items()},
+        method_labels=method_labels,
         seconds=time.perf_counter() - started,
         attacked=torch.cat(rows["attacked"]),
     )

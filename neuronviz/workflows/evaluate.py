@@ -70,7 +70,7 @@ DEFAULT_DEFENCES = ("none", "nip-guided", "pssr")
 FORMAT = 1
 #: The table's columns, in order (see :func:`summary_rows` for what each means).
 COLUMNS = (
-    "attack", "eps", "target", "params", "defence", "deployable", "images", "excluded",
+    "attack", "eps", "target", "params", "defence", "variant", "deployable", "images", "excluded",
     "clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean",
 )
 
@@ -477,10 +477,16 @@ def _plan_record(model: PixelModel, data: Dataset, cells: Sequence[Cell], defenc
         "model": {"name": model.name, "content_hash": model.content_hash},
         "dataset": {"spec": data.spec, "images": data.size, "sha256": data.digest},
         "cells": [c.to_dict() for c in cells],
-        "defences": [{"defence": d, "params": p} for d, p in defences],
+        "defences": [{"defence": d, "params": p, "variant": _variant(model, d, p)} for d, p in defences],
         "seed": int(seed),
         "block_size": int(block_size),
     }
+
+
+def _variant(model: PixelModel, name: str, params: dict) -> dict[str, Any]:
+    """Which form of a defence runs on ``model`` (a fallback, borrowed data): label, name, provenance."""
+    variant = get_defense(name).variant_for(model, params)
+    return {"label": variant.label(defence_label(name)), "variant": variant.name, **dict(variant.provenance)}
 
 
 def _check_folder(out: Path, plan: dict[str, Any]) -> bool:
@@ -661,12 +667,12 @@ def evaluate(
     if missing:
         raise NeuronvizError(f"{len(missing)} block(s) never came back from the other processes")
     blocks = [[results[(c, b)] for b in range(len(bounds))] for c in range(len(cells))]
-    rows = summary_rows(cells, specs, blocks)
+    rows = summary_rows(cells, specs, blocks, variants={d: _variant(model, d, p) for d, p in specs})
     record = provenance.record(
         model,
         dataset=data.describe(),
         attacks=[{"attack": c.attack, "label": c.label, "params": c.params, "eps": c.eps, "target": c.target} for c in cells],
-        defences=[{"defence": d, "label": defence_label(d), "params": p} for d, p in specs],
+        defences=[{"defence": d, "params": p, **_variant(model, d, p)} for d, p in specs],
         seeds={"evaluation": int(seed), "unit": BLOCK, "rule": "block_seed(seed, image index // 16) (numpy SeedSequence)"},
         extra={"block_size": int(block_size), "world_size": int(world_size), "blocks": len(items)},
     )
@@ -680,7 +686,10 @@ def _nan_to_none(value: float) -> float | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], blocks: Sequence[Sequence[dict]]) -> list[dict]:
+def summary_rows(
+    cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], blocks: Sequence[Sequence[dict]],
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict]:
     """One row per (cell, defence):
 
     ``images`` (all of the data set), ``excluded`` (targeted: already the target, not attacked),
@@ -690,8 +699,11 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
     gives the clean prediction back), ``accuracy_adversarial`` (accuracy after the defence on the
     adversarial images; an excluded image counts as it is), ``accuracy_clean`` (after the defence
     on the clean images). Fractions in [0, 1], NaN where undefined (as in
-    :class:`neuronviz.workflows.batch.BatchResult`)."""
+    :class:`neuronviz.workflows.batch.BatchResult`). ``variants``: per defence, the form that ran
+    (:func:`_variant`): its label is the ``defence`` column ("PSSR (inpainting fallback)") and its
+    name the ``variant`` column ("" = the method as labelled)."""
     names = tuple(d for d, _ in defences)
+    variants = variants or {}
     rows = []
     for cell, parts in zip(cells, blocks, strict=True):
         def cat(key: str, dtype: torch.dtype, parts: Sequence[dict] = parts) -> torch.Tensor:
@@ -718,7 +730,8 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
                 "eps": cell.eps,
                 "target": "none" if cell.target is None else str(cell.target),
                 "params": json.dumps(cell.params, sort_keys=True),
-                "defence": defence_label(d),
+                "defence": variants.get(d, {}).get("label", defence_label(d)),
+                "variant": variants.get(d, {}).get("variant", ""),
                 "deployable": defense.deployable,
                 "images": summary.images,
                 "excluded": int(excluded.sum()),
@@ -736,7 +749,7 @@ def summary_rows(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], bl
 
 _PERCENT = ("clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean")
 _HEADERS = {
-    "attack": "Attack", "eps": "ε", "target": "Target", "defence": "Defence", "deployable": "Deployable",
+    "attack": "Attack", "eps": "ε", "target": "Target", "defence": "Defence", "variant": "Variant", "deployable": "Deployable",
     "images": "Images", "excluded": "Excluded", "clean_accuracy": "Clean acc.", "attack_success": "Attack success",
     "robust_accuracy": "Robust acc.", "dsr": "DSR", "accuracy_adversarial": "Acc. (adv.)", "accuracy_clean": "Acc. (clean)",
 }

@@ -14,6 +14,7 @@ from neuronviz.methods.defences.base import (
     Identity,
     Restoration,
     Restored,
+    Variant,
     get_defense,
     list_defenses,
     register_defense,
@@ -22,6 +23,6 @@ from neuronviz.methods.defences.base import (
 )
 
 __all__ = [
-    "DEFENSES", "Defense", "Identity", "Restoration", "Restored", "get_defense", "list_defenses", "register_defense",
+    "DEFENSES", "Defense", "Identity", "Restoration", "Restored", "Variant", "get_defense", "list_defenses", "register_defense",
     "restore", "restore_for",
 ]

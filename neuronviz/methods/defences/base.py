@@ -50,11 +50,24 @@ class Restoration:
     extras: dict[str, torch.Tensor]
     notes: tuple[str, ...]
     seconds: float
+    #: which form of the method ran ("" = the method its label names; "inpainting fallback"), and
+    #: where its learned parts or borrowed data came from (``{"regenerator": "none"}``): see :class:`Variant`
+    variant: str = ""
+    label: str = ""
+    method: dict = field(default_factory=dict)
+
+    @property
+    def method_label(self) -> str:
+        """The label every table, figure panel and export shows: "PSSR (inpainting fallback)"."""
+        return self.label or self.defense
 
     def to_dict(self) -> dict:
         """Everything but the pixels and masks, as plain Python values (for JSON export)."""
         return {
             "defense": self.defense,
+            "method_label": self.method_label,
+            "variant": self.variant,
+            "method": dict(self.method),
             "params": dict(self.params),
             "prediction": self.prediction.tolist(),
             "confidence": self.probs.max(1).values.tolist(),
@@ -73,6 +86,23 @@ class Restored:
     trace: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    variant: Variant | None = None  # None: :meth:`Defense.variant_for` (the method as labelled)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which form of a defence runs on a model: ``name`` "" for the method its label names, else
+    the words every output appends to the label ("inpainting fallback"); ``provenance``: where its
+    learned parts or borrowed data come from (``{"regenerator": "none"}``), for provenance records."""
+
+    name: str = ""
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def label(self, short: str) -> str:
+        """``short`` with the variant: "PSSR (inpainting fallback)", "NIP (reactive; profiles from your data)"."""
+        if not self.name:
+            return short
+        return f"{short[:-1]}; {self.name})" if short.endswith(")") else f"{short} ({self.name})"
 
 
 #: The benign class(es) a caller gives: one index for every image, or ``(N,)`` indices.
@@ -117,6 +147,15 @@ class Defense:
         """The short label, or the label when the entry has none."""
         return self.short_label or self.label or self.name
 
+    def variant_for(self, model: PixelModel, params: Mapping[str, Any] | None = None) -> Variant:
+        """Which form of this defence would run on ``model`` with ``params`` (a fallback, borrowed
+        data), without running it; the restoration carries the one that ran."""
+        return Variant()
+
+    def label_for(self, model: PixelModel, params: Mapping[str, Any] | None = None) -> str:
+        """The short label with the variant that runs on ``model``: "PSSR (inpainting fallback)"."""
+        return self.variant_for(model, params).label(self.short)
+
     def defaults(self, model: PixelModel | None = None) -> dict[str, Any]:
         return {p.name: p.default_for(model) for p in self.params}
 
@@ -151,6 +190,7 @@ class Defense:
             started = time.perf_counter()
             try:
                 result = self.restore_pixels(model, x.detach(), resolved, target_tensor, reference)
+                variant = result.variant if result.variant is not None else self.variant_for(model, resolved)
                 restored = result.restored.detach().clamp(0.0, 1.0)
                 with torch.no_grad():
                     probs = model(restored).softmax(1)
@@ -167,6 +207,9 @@ class Defense:
             extras={k: v.detach().cpu() for k, v in result.extras.items()},
             notes=result.notes,
             seconds=seconds,
+            variant=variant.name,
+            label=variant.label(self.short),
+            method=dict(variant.provenance),
         )
 
     def restore_for(

@@ -20,9 +20,12 @@ Three modes, each a registry entry (METHODS.md §1):
   the attack stronger. Instead, for each of the ``candidates`` most probable classes, run the
   guided procedure toward that class, then score the restored image by how well its neuron
   influence profile at the layer matches that class's profile on benign training images (cosine
-  similarity of the per-channel influence, profiles from ``digits(split="train")`` for the
-  embedded models, or given by the caller); keep the best-scoring candidate. A benign image is
-  kept only if its own class wins.
+  similarity of the per-channel influence); keep the best-scoring candidate. A benign image is
+  kept only if its own class wins. The profiles come from the user's labelled images for that
+  model (:func:`use_profile_data`; the evaluate command's data set), else, for the embedded
+  digits models only, from their own training split (``digits(split="train")``); any other
+  model has none and the defence is unavailable, with the reason. The source is the result's
+  variant ("profiles from your data: ..."), named in every table, figure and provenance.
 
 Defaults are chosen for the 28×28 digits models (guided and reactive: front/tail 20% of the
 channels of the last feature layer, 20 steps of 0.03 in [0, 1] pixel units; oracle: one step of
@@ -31,6 +34,8 @@ k = 1 or 5 front and t = 5 tail units and one step of 0.001 on 32 px CIFAR image
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +46,7 @@ from neuronviz.core.probe import probe
 from neuronviz.infra import cache
 from neuronviz.infra.errors import InputError
 from neuronviz.infra.schema import Param
-from neuronviz.methods.defences.base import Defense, Restored, register_defense
+from neuronviz.methods.defences.base import Defense, Restored, Variant, register_defense
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_product, neuron_sums, partition
 
 
@@ -205,29 +210,111 @@ def class_profiles(model: PixelModel, images: torch.Tensor, labels: torch.Tensor
     return profiles
 
 
+@dataclass(frozen=True)
+class ProfileData:
+    """Labelled benign images the class profiles of one model are built from, and what they are."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str  # in words, for labels and provenance ("image folder pets, 400 images")
+    sha256: str
+
+
+#: The user's labelled images for class profiles, by model content hash (process-wide, bounded).
+_PROFILE_DATA = cache.new_cache("nip.profile_data", max_entries=16, max_bytes=512 * 2**20,
+                                size=lambda d: d.images.element_size() * d.images.numel())
+
+DIGITS_SOURCE = "digits training split (the embedded model's own training data)"
+
+
+def use_profile_data(model: PixelModel, images: torch.Tensor, labels: torch.Tensor, source: str) -> ProfileData:
+    """Build reactive NIP's class profiles for ``model`` from these labelled benign images (the
+    user's evaluation set) from now on; ``source`` names them in every output. Raises InputError
+    for images or labels the model does not take, or fewer than two classes."""
+    import hashlib
+
+    from neuronviz.infra.digest import tensor_digest
+
+    images = model.check_pixels(images, "profile images").detach().cpu()
+    labels = model.check_classes(labels, images.shape[0], "profile labels").cpu()
+    if int(torch.unique(labels).numel()) < 2:
+        raise InputError("class profiles need labelled images of at least two classes")
+    sha256 = hashlib.sha256(f"{tensor_digest(images)}:{tensor_digest(labels)}".encode()).hexdigest()
+    data = ProfileData(images, labels, str(source), sha256)
+    _PROFILE_DATA.put(model.content_hash, data)
+    return data
+
+
+def clear_profile_data(model: PixelModel) -> None:
+    """Forget the user's profile images for ``model`` (back to the digits split or unavailable)."""
+    _PROFILE_DATA.pop(model.content_hash)
+
+
+def profile_data_from_dataset(model: PixelModel, data) -> ProfileData | None:
+    """The evaluate command's data set as profile data, unless the model is an embedded digits model
+    evaluated on the digits (then its own training split stays the source). Returns what it set."""
+    if _embedded_digits(model) and str(data.spec).startswith("digits"):
+        return None
+    return use_profile_data(model, data.images, data.labels, f"{data.spec} ({data.size} images, the evaluated images)")
+
+
+def _embedded_digits(model: PixelModel) -> bool:
+    """An embedded digits model with its own weights (the digits training split is its training data)."""
+    from neuronviz.core.models.standard_sources import EMBEDDED
+    from neuronviz.data.labelled import is_digits_model
+
+    return model.name in EMBEDDED and bool(model.meta.card) and is_digits_model(model)
+
+
+def profile_source(model: PixelModel) -> tuple[str, dict] | None:
+    """Where reactive NIP's class profiles for ``model`` come from: ``(words, provenance)``, or None."""
+    data = _PROFILE_DATA.get(model.content_hash)
+    if data is not None:
+        classes = int(torch.unique(data.labels).numel())
+        return "profiles from your data", {
+            "source": data.source, "sha256": data.sha256, "images": int(data.labels.numel()),
+            "classes": classes, "of_classes": model.num_classes,
+        }
+    if _embedded_digits(model):
+        return "profiles from the digits training split", {"source": DIGITS_SOURCE, "split": "train", "images": 1437}
+    return None
+
+
+def profiles_key(model: PixelModel) -> str | None:
+    """What the profiles of ``model`` would be built from now (a cache key part; None: unavailable)."""
+    found = profile_source(model)
+    return None if found is None else str(found[1].get("sha256", found[1]["source"]))
+
+
 def _no_profiles(model: PixelModel) -> str | None:
-    """Why no class profiles can be built for ``model`` (None: the digits training split fits it)."""
-    if model.channels == 1 and model.input_size == (28, 28) and model.num_classes == 10:
+    """Why no class profiles can be built for ``model`` (None: they can)."""
+    if profile_source(model) is not None:
         return None
     return (
-        "Reactive NIP needs class influence profiles from benign images of every class; they are built "
-        "automatically only for the 28×28 digits models (from their training split)."
+        "Reactive NIP needs class influence profiles from labelled benign images of this model's classes. "
+        "Give your labelled evaluation images (Defences page: \"Your evaluation images\"; "
+        "`neuronviz evaluate MODEL --data SPEC`; library: neuronviz.methods.defences.nip.use_profile_data). "
+        "The digits training split is used only for the embedded digits models, whose training data it is."
     )
 
 
 def _profiles_for(model: PixelModel, layer: str) -> torch.Tensor:
-    """Class profiles for an embedded digits model, from the digits training split (cached)."""
+    """Class profiles from the user's data for this model, else (embedded digits models) the digits
+    training split; cached by model, layer and data."""
     reason = _no_profiles(model)
     if reason is not None:
         raise InputError(reason)
+    data = _PROFILE_DATA.get(model.content_hash)
 
     def make() -> torch.Tensor:
+        if data is not None:
+            return class_profiles(model, data.images.to(model.device), data.labels, layer)
         from neuronviz.data.datasets import digits
 
-        images, labels = digits("train")
+        images, labels = digits("train", size=model.input_size[0])
         return class_profiles(model, images.to(model.device), labels, layer)
 
-    return _PROFILES.get_or_make((model.content_hash, layer), make)
+    return _PROFILES.get_or_make((model.content_hash, layer, data.sha256 if data is not None else "digits-train"), make)
 
 
 class NIPReactive(Defense):
@@ -254,8 +341,15 @@ class NIPReactive(Defense):
     def unavailable(self, model: PixelModel) -> str | None:
         return _no_profiles(model)
 
+    def variant_for(self, model, params=None) -> Variant:
+        found = profile_source(model)
+        if found is None:
+            return Variant("no class profiles", {"profiles": "none"})
+        return Variant(found[0], {"profiles": found[1]})
+
     def restore_pixels(self, model, x, params, target, reference) -> Restored:
         layer = _layer(model, params["layer"])
+        variant = self.variant_for(model, params)
         profiles = _profiles_for(model, layer).to(x.device)
         k = min(params["candidates"], model.num_classes)
         with torch.no_grad():
@@ -267,7 +361,8 @@ class NIPReactive(Defense):
             cls = candidates[:, j]
             restored, _ = _guided(model, x, cls, params, params["steps"])
             influence = neuron_influence(model, restored, layers=layer, target=cls)[layer].values.to(x.device)
-            scores.append(F.cosine_similarity(influence, profiles[cls], dim=1))
+            # a class without profile images cannot be scored: it never wins
+            scores.append(F.cosine_similarity(influence, profiles[cls], dim=1).nan_to_num(float("-inf")))
             restored_all.append(restored)
         scores_t = torch.stack(scores, 1)  # (N, k)
         best = scores_t.argmax(1)
@@ -276,7 +371,11 @@ class NIPReactive(Defense):
         return Restored(
             chosen,
             trace={"candidates": candidates.T, "scores": scores_t.T, "chosen": best[None]},
-            notes=("Label-free reconstruction: candidate classes scored against benign class influence profiles.",),
+            notes=(
+                "Label-free reconstruction: candidate classes scored against benign class influence profiles "
+                f"({variant.name}).",
+            ),
+            variant=variant,
         )
 
 
