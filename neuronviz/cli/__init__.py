@@ -15,6 +15,7 @@ Commands:
   inspect MODEL          a model's facts with their origin (file, metadata, user, or assumed) and its layer list
   download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
   figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
+  neurons NAME           the neurons of a data set under an attack, beside a matched control (JSON + CSVs)
 """
 
 from __future__ import annotations
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     from neuronviz.cli.figure import add_parser as _add_figure
 
     _add_figure(sub)
+    from neuronviz.cli.neurons import add_parser as _add_neurons
+
+    _add_neurons(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:

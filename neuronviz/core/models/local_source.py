@@ -76,6 +76,7 @@ from neuronviz.core.models.pixel import ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, register_source
 from neuronviz.infra import settings
 from neuronviz.infra.errors import CheckpointError, InputError, ModelNotFoundError
+from neuronviz.infra.json_text import check_json_text
 
 ENV = "NEURONVIZ_MODELS"
 PREFIX = "local:"
@@ -555,6 +556,7 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         raise CheckpointError(f"{label} is not a torch.export program torch {torch.__version__} can load ({type(error).__name__}: {str(error)[:300]})") from None
     metadata: dict[str, object] = {}
     if extra.get(METADATA_FILE):
+        check_json_text(extra[METADATA_FILE], 4, f"{label}: its {METADATA_FILE}", CheckpointError)  # 24.15's class
         try:
             parsed = json.loads(extra[METADATA_FILE])
         except json.JSONDecodeError as error:

@@ -10,9 +10,12 @@ names the problem:
 3. no tensor may keep its data outside the file (``data_location=EXTERNAL``: a path on the
    server the file would make us read), the parameter count against the cap;
 4. exactly one image input of rank 4 ``(N, C, H, W)`` in float32 and one output ``(N, K)``;
-5. ``onnx2torch.convert`` (the maintained converter: each ONNX node becomes a torch module such
-   as ``nn.Conv2d``, ``nn.Linear``, ``nn.ReLU``), then a forward pass on two blank images to
-   read ``K`` and check the output's shape.
+5. the graph's size before anything runs (node count, every tensor's size from ONNX shape
+   inference, estimated compute: :func:`neuronviz.core.models.load_checks.check_onnx_graph`);
+6. ``onnx2torch.convert`` (the maintained converter: each ONNX node becomes a torch module such
+   as ``nn.Conv2d``, ``nn.Linear``, ``nn.ReLU``), then a bounded forward pass on a blank and a
+   noise image to read ``K`` and check that the output is logits
+   (:mod:`neuronviz.core.models.load_checks`: at least 2 classes, finite, depending on the input).
 
 Layer names are made readable, and usable as probe layers (:func:`neuronviz.methods.influence.probe_layers`
 finds layers by module type in ``model.net.named_modules()``, so the names only need to be
@@ -61,11 +64,18 @@ from torch import nn
 from neuronviz.core.models import facts as _facts
 from neuronviz.core.models.checkpoints import check_size
 from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, GREY_DEFAULT_WORDS
+from neuronviz.core.models.load_checks import (
+    check_logits,
+    check_onnx_file,
+    check_onnx_graph,
+    probe_forward,
+    probe_images,
+)
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
 from neuronviz.core.models.standard_sources import parse_class_names
 from neuronviz.infra import settings
-from neuronviz.infra.errors import CheckpointError, InputError
+from neuronviz.infra.errors import CancelledError, CheckpointError, InputError, TimeLimitError
 from neuronviz.infra.settings import format_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -307,11 +317,13 @@ def default_policy(size: tuple[int, int]) -> ImagePolicy:
 
 
 def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: str) -> int:
-    """Run ``net`` on two blank images; return its class count, refusing anything but ``(2, K)``."""
+    """Run ``net`` on a blank and a noise image (bounded: :func:`~neuronviz.core.models.load_checks.probe_forward`);
+    return its class count, refusing anything but ``(2, K)`` logits (:func:`~neuronviz.core.models.load_checks.check_logits`)."""
     caps = settings.limits()
     try:
-        with torch.no_grad():
-            out = net(torch.zeros(2, channels, *size))
+        out = probe_forward(net, probe_images(channels, size), label)  # 24.19: bounded, two different images
+    except (TimeLimitError, CancelledError):
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of a foreign graph is the file's problem
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise CheckpointError(
@@ -329,6 +341,7 @@ def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: s
     outputs = int(out.shape[1])
     if not 1 <= outputs <= caps.max_classes:
         raise CheckpointError(f"{label}: the model has {outputs:,} outputs; up to {caps.max_classes:,} classes are loaded here")
+    check_logits(out, label)  # 24.20: at least 2 classes, finite, depends on the input
     return outputs
 
 
@@ -371,6 +384,7 @@ def load_onnx_bytes(
     if not model.HasField("graph") or not model.graph.node:
         raise CheckpointError(f"{label} is not an ONNX model: it has no graph of operators", ui_hint=_HINT)
     _refuse_external_data(model, label)
+    check_onnx_file(model, options, label)  # 24.19: node count; 24.15's class: fact texts too deep to parse
     try:
         onnx.checker.check_model(model)
     except Exception as error:  # noqa: BLE001 - onnx.checker.ValidationError and C++ errors
@@ -399,12 +413,13 @@ def load_onnx_bytes(
             if mean is not None
             else ("default", "the graph leaves the channels open: 3 (RGB) assumed")
         )
-    net, opset_note = _convert(model, label)
     size_hint = fixed or (DEFAULT_SIDE, DEFAULT_SIDE)
     probe_size = size_hint
     size_text = given(options, SIZE_FIELD, explicit)
     if fixed is None and (size_text or metadata.get("input_size")):
         probe_size = parse_input_size(size_text or metadata["input_size"], label)
+    check_onnx_graph(model, channels, probe_size, label)  # 24.19: nodes, tensor sizes, compute, before anything runs
+    net, opset_note = _convert(model, label)
     outputs = check_outputs(net, channels, probe_size, label)
     facts = resolve_facts(
         label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, pixels=mode == "pixels",
