@@ -19,6 +19,7 @@ from neuronviz.infra.errors import NeuronvizError
 from neuronviz.infra.schema import Param
 from neuronviz.methods.defences import Defense, Restoration, get_defense, list_defenses, restore_for
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.workflows.analysis import restoration_outcome, restoration_verdict
 
 IMAGE_HEIGHT = 240
 
@@ -156,7 +157,7 @@ def render() -> None:
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{short[name]} restored",
+                        title=f"{short[name]}: {restoration_outcome(result.attack_succeeded, int(restoration.prediction[0]), benign)}",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",
@@ -181,7 +182,7 @@ def render() -> None:
             components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
-            verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+            verdict = restoration_verdict(restoration_outcome(result.attack_succeeded, predicted, benign), names[benign], names[predicted])
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
             exports.export_controls(
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
