@@ -10,8 +10,9 @@ from typing import Any
 
 import streamlit as st
 
+from app import model_facts, state
 from app import runs as analysis
-from app import state
+from app.columns import columns
 from neuronviz import figures
 from neuronviz.core.models import ModelInfo, PixelModel, source_for
 from neuronviz.data.images import ImageInfo
@@ -40,7 +41,7 @@ def banner_text(selection: state.Selection) -> str:
         f":material/neurology: **Model** `{model.name}` · {_weights_label(selection.model_request)} · "
         f"{model.device.type}{gap}:material/image: **Image** {selection.image_request.label}{gap}"
         f":material/bolt: **Attack** {analysis.attack_choice(model).describe(model)}"
-    )
+    ) + model_facts.banner_note(model)
 
 
 # -- front/tail size: one value for every view ---------------------------------------------------------
@@ -127,8 +128,7 @@ def model_card(model: PixelModel) -> None:
         st.caption("No model card for this model (the embedded models have one; see the About page).")
         return
     facts = card_facts(card)
-    columns = st.columns(len(facts))
-    for column, (label, value) in zip(columns, facts.items()):
+    for column, (label, value) in zip(columns(len(facts)), facts.items()):
         column.metric(label, value)
     rows = attack_rows(card)
     if rows:

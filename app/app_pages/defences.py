@@ -11,6 +11,7 @@ import streamlit as st
 from app import components, pssr_training, state
 from app import export_controls as exports
 from app import runs as analysis
+from app.columns import columns
 from neuronviz import figures
 from neuronviz.core.models import PixelModel
 from neuronviz.figures import attack as attack_figures
@@ -134,15 +135,15 @@ def render() -> None:
     shown = shown_defences()
     order = [d.name for d in shown]  # the page's order of names
     short = {d.name: d.short for d in shown}
-    for column, defense in zip(st.columns(len(shown), gap="medium"), shown):
+    for column, defense in zip(columns(len(shown), gap="medium"), shown):
         # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
         column.markdown(f"##### {defense.short}")
         column.caption(defense.summary)
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         # A popover, not an expander: opening it covers the page instead of pushing its row down.
         with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
             parameter_form(name, model, result)
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         with column:
             reason = get_defence(name).unavailable(model)
             if reason is not None:  # not for this model at all: say why instead of an error
@@ -165,7 +166,7 @@ def render() -> None:
     record = exports.analysis_record(
         selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
     )
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         restoration = restorations[name]
         if restoration is None:
             continue
@@ -187,7 +188,7 @@ def render() -> None:
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
                 f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
             )
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         defense, restoration = get_defence(name), restorations[name]
         with column:
             if restoration is not None:
