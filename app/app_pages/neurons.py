@@ -22,6 +22,7 @@ from app import runs as analysis
 from neuronviz.core.models import PixelModel
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
+from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import get_attack
 from neuronviz.methods.attribution import get_attribution, input_attribution, list_attributions
 from neuronviz.methods.defences import get_defence
@@ -205,11 +206,21 @@ def chart_conditions(result: analysis.Analysis) -> tuple[str, ...]:
 
 
 def reference_groups(model: PixelModel, result: analysis.Analysis, view: View) -> evidence_lib.ReferenceGroups | None:
-    """Groups independent of the compared pair (cached), or None with the reason on the page."""
-    return analysis.attempt(
-        analysis.memo, evidence_lib.reference_groups_for, model, result.clean, result.benign_class, list(result.layers),
-        view.size, view.size, view.tail_rule,
-    )
+    """Groups independent of the compared pair (cached), or None with the reason on the page.
+
+    An evaluation set without other images of the benign class is not an error: the groups are
+    then not defined, and the page says why (as info) and keeps the clean image's groups."""
+    def groups_or_reason() -> evidence_lib.ReferenceGroups | None:
+        try:
+            return analysis.memo(
+                evidence_lib.reference_groups_for, model, result.clean, result.benign_class, list(result.layers),
+                view.size, view.size, view.tail_rule,
+            )
+        except InputError as error:
+            st.info(f"Groups from the evaluation set are not defined here: {error}.", icon=":material/info:")
+            return None
+
+    return analysis.attempt(groups_or_reason)
 
 
 def chosen_groups(
