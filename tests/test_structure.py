@@ -112,19 +112,8 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-#: Cycles known and not yet broken, each with where it is tied. Any other cycle, or this one
-#: growing, fails the test. Came with the "your model" merge (issue 22): registry.create_model's trust
-#: check imports local_source.trusted_target, standard_sources' factory load imports
-#: local_source.load_with_factory, and local_source/onnx_source import standard_sources.refuse_local_path
-#: (all inside functions). To break: move trusted_target and refuse_local_path below the sources.
-KNOWN_CYCLES = [
-    [
-        "neuronviz.core.models.local_source",
-        "neuronviz.core.models.onnx_source",
-        "neuronviz.core.models.registry",
-        "neuronviz.core.models.standard_sources",
-    ],
-]
+#: Cycles known and not yet broken (none now); any cycle fails the test.
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_there_is_no_import_cycle():

@@ -48,7 +48,7 @@ from torch import nn
 
 from neuronviz.infra import settings
 from neuronviz.infra.archives import check_directory
-from neuronviz.infra.errors import CheckpointError
+from neuronviz.infra.errors import CheckpointError, SharedServerError
 from neuronviz.infra.settings import format_bytes
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -714,3 +714,61 @@ def apply_state(
 def _listing(items: list[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     return shown + (f", … (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+
+
+def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
+    """A JSON list of class names, read one name at a time so a huge list is refused early."""
+    caps = settings.limits()
+    text = raw.strip() if isinstance(raw, str) else ""
+    fix = "Write class_names as a JSON list of strings, e.g. [\"cat\", \"dog\"]."
+    if not text.startswith("["):
+        raise CheckpointError(f"{label}: its class_names metadata is not a JSON list of strings. {fix}")
+    names: list[str] = []
+    pos, end = 1, len(text)
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < end and text[pos] == "]" and not names:
+            break
+        if pos >= end or text[pos] != '"':
+            raise CheckpointError(f"{label}: its class_names metadata holds something other than strings (at character {pos}). {fix}")
+        try:
+            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{label}: its class_names metadata is not valid JSON ({error.msg}). {fix}") from None
+        if len(name) > caps.max_class_name_chars:
+            raise CheckpointError(
+                f"{label}: class name {len(names)} is {len(name):,} characters long; names up to "
+                f"{caps.max_class_name_chars} characters are accepted. Shorten it."
+            )
+        if not name.strip():
+            raise CheckpointError(f"{label}: class name {len(names)} is empty. Give every class a name.")
+        names.append(name)
+        if len(names) > caps.max_classes:
+            raise CheckpointError(
+                f"{label}: its class_names metadata lists more than {caps.max_classes:,} names; models with up to "
+                f"{caps.max_classes:,} classes are loaded here. Nothing was allocated."
+            )
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < end and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < end and text[pos] == "]":
+            break
+        raise CheckpointError(f"{label}: its class_names metadata is not valid JSON (expected , or ] at character {pos}). {fix}")
+    if text[pos + 1:].strip():
+        raise CheckpointError(f"{label}: its class_names metadata has text after the list. {fix}")
+    if not names:
+        raise CheckpointError(f"{label}: its class_names metadata is an empty list. {fix}")
+    return tuple(names)
+
+
+def refuse_local_path(path: Path) -> None:
+    """On a shared server, a model is read only from the dashboard's own upload folders."""
+    if settings.shared_server() and not settings.is_upload_path(path):
+        raise SharedServerError(
+            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): models are not read from local paths "
+            f"such as {path.name}. Upload the checkpoint instead.",
+            ui_hint="Upload the checkpoint in the sidebar (Source: Your checkpoint).",
+        )

@@ -73,7 +73,7 @@ from neuronviz.core.models.onnx_source import (
     resolve_facts,
 )
 from neuronviz.core.models.pixel import ModelMeta, PixelModel
-from neuronviz.core.models.registry import ModelInfo, ModelSource, register_source
+from neuronviz.core.models.registry import ModelInfo, ModelSource, list_sources, register_source, register_spec_rewrite
 from neuronviz.infra import settings
 from neuronviz.infra.errors import CheckpointError, InputError, ModelNotFoundError
 from neuronviz.infra.json_text import check_json_text
@@ -151,7 +151,6 @@ def trusted_target(spec: str, trusted: bool) -> str:
 def _other_source(text: str) -> str | None:
     """The name of the registered source other than this one that owns ``text`` (``timm:resnet18``
     looks like ``module:function``), or None."""
-    from neuronviz.core.models.registry import list_sources
 
     if text.startswith(PREFIX):
         return "local"
@@ -392,8 +391,13 @@ def load_with_factory(
     paths are refused). Facts come, first found, from the options, the checkpoint's metadata
     (``mean``, ``std``, ``input_size``, ``class_names``; a whole PixelModel state's
     ``normalize.mean/std``), the module's attributes, else the defaults (marked assumed)."""
-    from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
-    from neuronviz.core.models.standard_sources import refuse_local_path
+    from neuronviz.core.models.checkpoints import (
+        apply_state,
+        inspect_checkpoint,
+        load_tensors,
+        normalise_keys,
+        refuse_local_path,
+    )
 
     path = Path(path)
     refuse_local_path(path)
@@ -771,3 +775,4 @@ class LocalSource(ModelSource):
 
 
 LOCAL_SOURCE = register_source(LocalSource())
+register_spec_rewrite(trusted_target)

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from neuronviz.core.models import facts as _facts
-from neuronviz.core.models.checkpoints import check_size
+from neuronviz.core.models.checkpoints import check_size, parse_class_names
 from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, GREY_DEFAULT_WORDS
 from neuronviz.core.models.load_checks import (
     check_logits,
@@ -73,7 +73,6 @@ from neuronviz.core.models.load_checks import (
 )
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
-from neuronviz.core.models.standard_sources import parse_class_names
 from neuronviz.infra import settings
 from neuronviz.infra.errors import CancelledError, CheckpointError, InputError, TimeLimitError
 from neuronviz.infra.settings import format_bytes
@@ -716,7 +715,7 @@ class OnnxSource(ModelSource):
             )
         if weights != "default":
             raise InputError(f"{spec}: an ONNX file carries its own weights; weights={weights!r} cannot be applied")
-        from neuronviz.core.models.standard_sources import refuse_local_path
+        from neuronviz.core.models.checkpoints import refuse_local_path
 
         path = Path(spec)
         refuse_local_path(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +198,20 @@ def list_all_models() -> list[ModelInfo]:
     return [info for source in list_sources() for info in source.list_models()]
 
 
+#: Functions ``(spec, trusted) -> spec`` applied before a source is chosen: a source that turns
+#: other spellings into its own (the local source turns a ``.pt2`` path or a ``module:function`` of a
+#: trusted caller into a registered ``local:`` spec, and refuses untrusted ones) registers one here,
+#: so this registry imports no source.
+_SPEC_REWRITES: list[Callable[[str, bool], str]] = []
+
+
+def register_spec_rewrite(rewrite: Callable[[str, bool], str]) -> Callable[[str, bool], str]:
+    """Add ``rewrite`` to what :func:`create_model` applies to a text spec (once per function)."""
+    if rewrite not in _SPEC_REWRITES:
+        _SPEC_REWRITES.append(rewrite)
+    return rewrite
+
+
 def create_model(
     spec: str | os.PathLike,
     *,
@@ -218,12 +232,11 @@ def create_model(
 
     Raises the source's NeuronvizError (ModelNotFoundError, CheckpointError,
     WeightsNotAvailableError, DeviceError, InputError, SharedServerError...)."""
-    from neuronviz.core.models.local_source import trusted_target
-
     target = resolve_device(device)
     text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if isinstance(text, str):
-        text = trusted_target(text, trusted)
+        for rewrite in _SPEC_REWRITES:
+            text = rewrite(text, trusted)
     if not trusted and (options or {}).get("factory"):
         raise InputError("a factory runs code when loaded: only trusted callers (the library, the CLI) may give one")
     source = source_for(text)

@@ -48,6 +48,8 @@ from neuronviz.core.models.checkpoints import (
     inspect_checkpoint,
     load_tensors,
     normalise_keys,
+    parse_class_names,
+    refuse_local_path,
 )
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import (
@@ -60,7 +62,7 @@ from neuronviz.core.models.registry import (
     resolve_device,
 )
 from neuronviz.infra import settings
-from neuronviz.infra.errors import CheckpointError, ModelNotFoundError, SharedServerError
+from neuronviz.infra.errors import CheckpointError, ModelNotFoundError
 
 #: Mean and std of the digits training split (1×28×28, see ``neuronviz.data.datasets``); used for a
 #: randomly initialised digits architecture. Trained checkpoints carry their own.
@@ -272,54 +274,6 @@ def _plan(checkpoint: Checkpoint, arch: Architecture, label: str) -> _Plan:
 
 def _limit_note(caps: settings.Limits) -> str:
     return " (a shared server's limit)" if caps.shared_server else ""
-
-
-def parse_class_names(raw: str, label: str = "checkpoint") -> tuple[str, ...]:
-    """A JSON list of class names, read one name at a time so a huge list is refused early."""
-    caps = settings.limits()
-    text = raw.strip() if isinstance(raw, str) else ""
-    fix = "Write class_names as a JSON list of strings, e.g. [\"cat\", \"dog\"]."
-    if not text.startswith("["):
-        raise CheckpointError(f"{label}: its class_names metadata is not a JSON list of strings. {fix}")
-    names: list[str] = []
-    pos, end = 1, len(text)
-    while True:
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        if pos < end and text[pos] == "]" and not names:
-            break
-        if pos >= end or text[pos] != '"':
-            raise CheckpointError(f"{label}: its class_names metadata holds something other than strings (at character {pos}). {fix}")
-        try:
-            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{label}: its class_names metadata is not valid JSON ({error.msg}). {fix}") from None
-        if len(name) > caps.max_class_name_chars:
-            raise CheckpointError(
-                f"{label}: class name {len(names)} is {len(name):,} characters long; names up to "
-                f"{caps.max_class_name_chars} characters are accepted. Shorten it."
-            )
-        if not name.strip():
-            raise CheckpointError(f"{label}: class name {len(names)} is empty. Give every class a name.")
-        names.append(name)
-        if len(names) > caps.max_classes:
-            raise CheckpointError(
-                f"{label}: its class_names metadata lists more than {caps.max_classes:,} names; models with up to "
-                f"{caps.max_classes:,} classes are loaded here. Nothing was allocated."
-            )
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        if pos < end and text[pos] == ",":
-            pos += 1
-            continue
-        if pos < end and text[pos] == "]":
-            break
-        raise CheckpointError(f"{label}: its class_names metadata is not valid JSON (expected , or ] at character {pos}). {fix}")
-    if text[pos + 1:].strip():
-        raise CheckpointError(f"{label}: its class_names metadata has text after the list. {fix}")
-    if not names:
-        raise CheckpointError(f"{label}: its class_names metadata is an empty list. {fix}")
-    return tuple(names)
 
 
 def _stats(checkpoint: Checkpoint, key: str, channels: int, label: str) -> tuple[float, ...] | None:
@@ -629,16 +583,6 @@ def _user_weights(weights: str | os.PathLike) -> Path:
     path = Path(weights)
     refuse_local_path(path)
     return path
-
-
-def refuse_local_path(path: Path) -> None:
-    """On a shared server, a model is read only from the dashboard's own upload folders."""
-    if settings.shared_server() and not settings.is_upload_path(path):
-        raise SharedServerError(
-            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1): models are not read from local paths "
-            f"such as {path.name}. Upload the checkpoint instead.",
-            ui_hint="Upload the checkpoint in the sidebar (Source: Your checkpoint).",
-        )
 
 
 def _load_path(path: Path, architecture: str | None) -> PixelModel:
