@@ -77,6 +77,13 @@ def _weights_label(request: state.ModelRequest) -> str:
         return "pretrained weights"
 
 
+def class_name(names: Sequence[str], index: int) -> str:
+    """A class as it follows the words "Benign class" or "true class": its name, or its number when
+    the name is only the generic ``class <index>`` (an upload without class names): never "class class 0"."""
+    name = names[index]
+    return str(index) if name.strip().lower() == f"class {index}" else name
+
+
 def messages(errors: Iterable[str]) -> None:
     for message in errors:
         st.error(message, icon=":material/error:")
@@ -433,6 +440,18 @@ def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence
 # -- small shared pieces ------------------------------------------------------------------------------------
 
 _SCROLL = "components.scroll_to_top"
+#: Scrolls the app's main area to its top (a few times: the page grows while it draws).
+SCROLL_TO_TOP_SCRIPT = """<script>
+(() => {
+  const scroll = () => {
+    for (const el of document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main, .main')) {
+      el.scrollTop = 0;
+    }
+    window.scrollTo(0, 0);
+  };
+  scroll(); setTimeout(scroll, 50); setTimeout(scroll, 300);
+})();
+</script>"""
 
 
 def request_scroll_to_top() -> None:
@@ -444,21 +463,9 @@ def scroll_to_top_if_requested() -> bool:
     """Scroll the page to its top when :func:`request_scroll_to_top` asked for it (once)."""
     if not st.session_state.pop(_SCROLL, False):
         return False
-    import streamlit.components.v1 as html_components
-
-    html_components.html(
-        """<script>
-        const doc = window.parent.document;
-        const scroll = () => {
-          for (const el of doc.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main, .main')) {
-            el.scrollTop = 0;
-          }
-          window.parent.scrollTo(0, 0);
-        };
-        scroll(); setTimeout(scroll, 50); setTimeout(scroll, 300);
-        </script>""",
-        height=0,
-    )
+    # st.html runs in the page itself (not an iframe); unsafe_allow_javascript is Streamlit's own
+    # switch for a script (streamlit.components.v1.html, an iframe, is deprecated).
+    st.html(SCROLL_TO_TOP_SCRIPT, unsafe_allow_javascript=True, width="content")
     return True
 
 
