@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -253,3 +254,40 @@ def test_a_link_whose_model_cannot_load_uses_the_model_it_announces(monkeypatch,
     assert at.sidebar.selectbox(key="model_name").value == "digits-cnn"
     assert "digits-cnn" in _banner(at)
     assert at.query_params.get("model") is None and at.query_params["attack"] == "fgsm"  # the rest of the link applies
+
+
+# -- 10: the Figure page ----------------------------------------------------------------------------------
+
+
+def test_a_figure_taller_than_a_page_says_so_and_offers_layouts_that_fit():
+    from app.app_pages import figure
+
+    at = _at("app_pages/figure.py", {"figure.width_preset": "single", "figure.charts": "top5,front-tail,layers,restoration"})
+    [subheader] = [h.value for h in at.subheader if h.value.startswith("Preview")]
+    height = float(re.search(r"× (\d+) mm", subheader).group(1))
+    assert height > figure.PAGE_HEIGHT_MM
+    [warning] = [w.value for w in at.warning if "journal page" in w.value]
+    assert f"{height:.0f} mm tall" in warning and "Layouts that fit" in warning
+    offers = [b for b in at.button if b.key and b.key.startswith("figure.fit.")]
+    assert offers and all(re.search(r"\((\d+) × (\d+) mm\)", b.label) for b in offers)
+    for offer in offers:  # each offer names a height that fits
+        assert float(re.search(r"× (\d+) mm\)", offer.label).group(1)) <= figure.PAGE_HEIGHT_MM
+    label = offers[-1].label
+    offers[-1].click().run()
+    assert_healthy(at)
+    [subheader] = [h.value for h in at.subheader if h.value.startswith("Preview")]
+    assert re.search(r"× (\d+) mm", subheader).group(1) == re.search(r"× (\d+) mm\)", label).group(1)
+    assert not [w.value for w in at.warning if "journal page" in w.value]
+
+
+def test_the_figure_numbers_csv_carries_the_provenance():
+    from app import exports
+    from app.app_pages import figure
+
+    record = {"model": {"name": "digits-cnn", "content_hash": "abc"}, "attacks": [{"attack": "pgd"}]}
+    numbers = {"panels": {"clean": {"class_name": "9", "confidence": 0.98, "top5": [{"class_name": "9", "probability": 0.98}]}}}
+    text = figure.numbers_csv(numbers, record, "stem")
+    assert text.startswith("# ")
+    table, back = exports.read_csv(text)
+    assert back == record
+    assert list(table.columns) == list(figure.compose.NUMBER_COLUMNS) and table["value"].tolist() == [0.98, 0.98]
