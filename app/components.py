@@ -133,9 +133,10 @@ def model_card(model: PixelModel) -> None:
         st.caption("No model card for this model (the embedded models have one; see the About page).")
         return
     facts = card_facts(card)
-    columns = st.columns(len(facts))
-    for column, (label, value) in zip(columns, facts.items()):
-        column.metric(label, value)
+    if facts:  # a card without headline facts (an ONNX file's metadata): st.columns(0) raises
+        columns = st.columns(len(facts))
+        for column, (label, value) in zip(columns, facts.items()):
+            column.metric(label, value)
     rows = attack_rows(card)
     if rows:
         st.markdown("**Accuracy under attack** (test split)")
