@@ -68,7 +68,9 @@ def group_fraction_note() -> str:
 
 def _weights_label(request: state.ModelRequest) -> str:
     if request.upload is not None:
-        return f"uploaded checkpoint {request.upload.name}"
+        # A checkpoint is weights for a known architecture; an ONNX (or other source's) file is the whole model.
+        kind = "checkpoint" if request.source in ("", "checkpoint") else "model file"
+        return f"uploaded {kind} {request.upload.name}"
     if request.weights is None:
         return "random initialisation"
     try:

@@ -200,7 +200,7 @@ def test_each_model_source_keeps_its_last_choice():
     at.text_input(key="timm_spec").set_value("resnet10t").run()
     assert at.text_input(key="timm_spec").value == "resnet10t"
     _upload_onnx(at)
-    assert "tiny-digits" in _banner(at)
+    assert "tiny-digits" in _banner(at) and "uploaded model file tiny-digits.onnx" in _banner(at)
     at.button_group(key="model_source").set_value("Built-in").run()
     assert at.text_input(key="timm_spec").value == "resnet10t"  # not the pre-filled convnext_atto
     at.button_group(key="model_source").set_value("ONNX upload").run()
