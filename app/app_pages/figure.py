@@ -206,7 +206,7 @@ def fitting_layouts(selection, result, spec: compose.FigureSpec, data) -> list[t
         height = _height_of(selection, result, compose.FigureSpec(**{**natural.__dict__, "charts": tuple(charts)}), data)
         if height <= PAGE_HEIGHT_MM:
             kept = ", ".join(compose.CHART_LABELS[c] for c in charts) or "no chart"
-            offers.append((f"Keep {kept} ({spec.width_mm:.0f} × {height:.0f} mm)",
+            offers.append((f"Keep only {kept} ({spec.width_mm:.0f} × {height:.0f} mm)",
                            {"figure.charts": list(charts), "figure.auto_height": True}, height))
             break
     return offers
