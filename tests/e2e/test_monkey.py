@@ -1,7 +1,7 @@
 """A monkey test: a seeded random walk over every page and every widget of the real app in chromium.
 
 Against `streamlit run app/main.py`, the walker (tests/e2e/monkey_driver.py) takes
-``$NEURONVIZ_MONKEY_STEPS`` (default 100) random actions: it picks any option of any select box,
+``$NEURONVIZ_MONKEY_STEPS`` (default 90) random actions: it picks any option of any select box,
 clears a clearable box, presses Escape in an open list, moves sliders to their ends, types into
 number inputs (out of range too), switches pages mid-run, uploads good and bad files (images, a
 corrupt image, a tiny checkpoint, a real one, a code pickle), presses buttons twice. Widgets are
@@ -36,8 +36,8 @@ from monkey_driver import Server, Tour, Walker, open_app, write_tour_files, writ
 pytestmark = pytest.mark.e2e
 
 DEFAULT_SEED = 20261201
-#: 100 random steps after the scripted tour (about 45 steps): the same time as the 150 random steps before it.
-DEFAULT_STEPS = 100
+#: 90 random steps after the scripted tour (44 steps): about the time of the 150 random steps before it.
+DEFAULT_STEPS = 90
 #: The server's wall-clock budget per computation (``NEURONVIZ_TIME_BUDGET_S``, neuronviz.settings):
 #: a big model or a long attack stops with a message instead of holding the walk for minutes.
 TIME_BUDGET_S = float(os.environ.get("NEURONVIZ_TIME_BUDGET_S") or 10)
