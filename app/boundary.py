@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from app import analysis
+from app import runs as analysis
 
 T = TypeVar("T")
 LOG = logging.getLogger("neuronviz.app")
@@ -66,7 +66,8 @@ def session_settings() -> dict[str, Any]:
     model and image in use. Never raises (it runs while handling an error)."""
     settings: dict[str, Any] = {}
     try:
-        from app import session, state
+        from app import state
+        from app import url_state as session
 
         record = st.session_state.get(session.RECORD)
         settings["query"] = session.query_of(record) if record is not None else dict(st.query_params.to_dict())

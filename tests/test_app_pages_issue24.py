@@ -27,7 +27,8 @@ from apptest import MAIN, assert_healthy
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from app import boundary, components, session
+from app import boundary, components
+from app import url_state as session
 
 ONNX_CLASSES = "zero, one, two, three, four, five, six, seven, eight, nine"
 
@@ -288,7 +289,7 @@ def test_a_figure_taller_than_a_page_says_so_and_offers_layouts_that_fit():
 
 
 def test_the_figure_numbers_csv_carries_the_provenance():
-    from app import exports
+    from app import export_controls as exports
     from app.app_pages import figure
 
     record = {"model": {"name": "digits-cnn", "content_hash": "abc"}, "attacks": [{"attack": "pgd"}]}

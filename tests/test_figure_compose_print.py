@@ -13,15 +13,15 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 
-from neuronviz import analysis
 from neuronviz.figures import compose
+from neuronviz.workflows import analysis
 
 LIBERATION = Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
 
 
 @pytest.fixture(scope="module")
 def result(digits_cnn):
-    from neuronviz.images import load_sample
+    from neuronviz.data.images import load_sample
 
     return analysis.compute_analysis(digits_cnn, load_sample("digit-test-43", digits_cnn), analysis.AttackChoice.make("pgd", {}))
 
@@ -111,7 +111,7 @@ def test_every_character_is_in_the_print_font(result, digits_cnn):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("pdffonts") is None, reason="pdffonts (poppler-utils) is missing")
 def test_the_pdf_embeds_one_font_family(result, digits_cnn):
-    from neuronviz import export
+    from neuronviz.workflows import export
 
     if not export.available():
         pytest.skip("no chromium for the export")

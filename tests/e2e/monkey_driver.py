@@ -682,7 +682,7 @@ def write_upload_files(folder: Path) -> list[Path]:
     (folder / "not-an-image.png").write_text("plain text, not a picture")
     (folder / "empty.jpg").write_bytes(b"")
     torch.save({"weight": torch.zeros(2, 2)}, folder / "tiny.pt")
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     torch.save(load_model("digits-cnn", device="cpu").state_dict(), folder / "digits-cnn-copy.pt")
 
@@ -723,7 +723,7 @@ def write_tour_files(folder: Path) -> dict[str, Path]:
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.rand(1, 1, 28, 28),), str(onnx_path), dynamo=False, input_names=["image"],
                           output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
-    from neuronviz.datasets import digits
+    from neuronviz.data.datasets import digits
 
     images, labels = digits("test")
     zip_path = folder / "labelled-digits.zip"
