@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_setup import CHROMIUM_ARGS
 from monkey_driver import SCRIPT_DONE, Server, open_app
 
 pytestmark = pytest.mark.e2e
