@@ -96,6 +96,7 @@ def _upload_onnx(at: AppTest, classes: str = ONNX_CLASSES, name: str = "tiny-dig
 # -- 2: the boundary logs ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_failure_is_logged_with_its_traceback_and_the_sessions_settings(monkeypatch):
     from neuronviz.figures import attack as attack_figures
 
@@ -267,6 +268,7 @@ def test_a_link_whose_model_cannot_load_uses_the_model_it_announces(monkeypatch,
 # -- 10: the Figure page ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_figure_taller_than_a_page_says_so_and_offers_layouts_that_fit():
     from app.app_pages import figure
 
