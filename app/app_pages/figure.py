@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import components
+from app import components, model_facts
 from app import export_controls as exports
 from app import runs as analysis
 from app import url_state as sessions_app
@@ -75,6 +75,7 @@ def render() -> None:
     st.caption(
         f"Drawn at the printed size ({width_mm / export.MM_PER_INCH:.2f} × {height_mm / export.MM_PER_INCH:.2f} in, "
         f"{spec.font_pt:g} pt text). {result.choice.describe(selection.model)} on {selection.image_request.label}."
+        + model_facts.caption_note(selection.model)
     )
     components.chart(fig, stem, key="figure.preview", width="content")
     _downloads(fig, (width_mm, height_mm), int(dpi), record, numbers, stem)

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from neuronviz.cli.model_args import add_model_arguments
 from neuronviz.workflows.population import ALPHA, DEFAULT_FRACTION
 
 
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", help="a registered model name or a checkpoint path")
+    add_model_arguments(p)  # the one model argument of every command (neuronviz.cli.model_args)
     p.add_argument("--data", default="digits", help="data set spec, as `evaluate --data`: digits[:split=test|train|all], "
                    "samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
@@ -48,13 +49,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronviz.core.models import load_model
-    from neuronviz.core.models.local_source import trusted_spec
+    from neuronviz.cli.model_args import load_from_args
     from neuronviz.workflows import provenance
     from neuronviz.workflows.evaluate import load_dataset, parse_item
     from neuronviz.workflows.population import population
 
-    model = load_model(trusted_spec(args.name), device=args.device)
+    model = load_from_args(args, device=args.device)
     data = load_dataset(args.data, model, limit=args.limit)
     attack, params = parse_item(args.attack)
     layers = None if args.layer is None else "all" if args.layer == "all" else [n.strip() for n in args.layer.split(",") if n.strip()]

@@ -38,9 +38,11 @@ from torch import nn
 
 from neuronviz.core.models import torchvision_zoo as zoo
 from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
+from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, ModelFacts
+from neuronviz.core.models.facts import build as build_facts
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
-from neuronviz.core.models.standard_sources import refuse_local_path
+from neuronviz.core.models.standard_sources import refuse_local_path, seeded_build
 from neuronviz.infra import settings
 from neuronviz.infra.errors import (
     CheckpointError,
@@ -427,8 +429,8 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     mean = tuple(float(v) for v in data["mean"])
     std = tuple(float(v) for v in data["std"])
     in_chans = spec.kwargs.get("in_chans", channels)
-    if in_chans == 1 and len(mean) == 3:
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    if in_chans == 1 and len(mean) == 3:  # never three-channel statistics for a grey model: assumed MNIST's
+        mean, std = GREY_DEFAULT_MEAN, GREY_DEFAULT_STD
     elif in_chans not in (1, 3):
         raise InputError(f"{spec.spec}: in_chans={in_chans!r}; models with 1 or 3 input channels are loaded here")
     interpolation = str(data.get("interpolation", "bilinear"))
@@ -443,6 +445,24 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     )
     num_classes = spec.kwargs.get("num_classes", cfg.get("num_classes", _IMAGENET_CLASSES))
     return InputFacts(mean, std, (height, width), int(num_classes), policy)
+
+
+def timm_facts(spec: TimmSpec, facts: InputFacts) -> ModelFacts:
+    """Where each fact of a timm model comes from: timm's pretrained config, the spec's keyword
+    arguments (the user's), or an assumption (a grey model's statistics, ``class i`` names)."""
+    cfg = "timm's pretrained config"
+    grey = spec.kwargs.get("in_chans") == 1
+    stats = ("default", "in_chans=1: MNIST's statistics (timm's are three-channel)") if grey else ("architecture", cfg)
+    size = ("user", "the spec's img_size") if "img_size" in spec.kwargs else ("architecture", cfg)
+    channels = ("user", "the spec's in_chans") if "in_chans" in spec.kwargs else ("architecture", cfg)
+    names = class_names(facts.num_classes)
+    named = ("architecture", "ImageNet-1k's class names") if facts.num_classes == _IMAGENET_CLASSES else (
+        "default", f"no names known: class 0 … class {facts.num_classes - 1}"
+    )
+    return build_facts(
+        mean=(facts.mean, *stats), std=(facts.std, *stats), input_size=(facts.input_size, *size),
+        channels=(len(facts.mean), *channels), class_names=(names, *named),
+    )
 
 
 def class_names(count: int) -> tuple[str, ...]:
@@ -520,14 +540,20 @@ class TimmSource(ModelSource):
             path = Path(weights)
             refuse_local_path(path)
             source = str(path)
-        net = _build(parsed)
+        seed = None
+        if path is None:
+            net, seed = seeded_build(parsed.spec, lambda: _build(parsed))
+        else:
+            net = _build(parsed)
         if path is not None:
             checkpoint = inspect_checkpoint(path)
             apply_state(net, normalise_keys(checkpoint.state)[0], f"{path.name} (for {parsed.spec})", check_only=True)
             state, _ = normalise_keys(load_tensors(checkpoint).state)
             apply_state(net, state, f"{path.name} (for {parsed.spec})")
         meta = ModelMeta(
-            name=parsed.spec, architecture=parsed.name, source=source, description=CURATED.get(parsed.name, f"timm {parsed.name}")
+            name=parsed.spec, architecture=parsed.name, source=source, description=CURATED.get(parsed.name, f"timm {parsed.name}"),
+            card={} if seed is None else {"init_seed": seed, "init": f"random initialisation seeded from the spec ({parsed.spec!r})"},
+            facts=timm_facts(parsed, facts),
         )
         return PixelModel(net, facts.mean, facts.std, facts.input_size, class_names(facts.num_classes), meta, facts.policy)
 
