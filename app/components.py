@@ -70,13 +70,22 @@ def group_fraction_note() -> str:
 
 def _weights_label(request: state.ModelRequest) -> str:
     if request.upload is not None:
-        return f"uploaded checkpoint {request.upload.name}"
+        # A checkpoint is weights for a known architecture; an ONNX (or other source's) file is the whole model.
+        kind = "checkpoint" if request.source in ("", "checkpoint") else "model file"
+        return f"uploaded {kind} {request.upload.name}"
     if request.weights is None:
         return "random initialisation"
     try:
         return source_for(request.name).weights_word
     except NeuronvizError:
         return "pretrained weights"
+
+
+def class_name(names: Sequence[str], index: int) -> str:
+    """A class as it follows the words "Benign class" or "true class": its name, or its number when
+    the name is only the generic ``class <index>`` (an upload without class names): never "class class 0"."""
+    name = names[index]
+    return str(index) if name.strip().lower() == f"class {index}" else name
 
 
 def messages(errors: Iterable[str]) -> None:
@@ -400,6 +409,18 @@ def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence
 # -- small shared pieces ------------------------------------------------------------------------------------
 
 _SCROLL = "components.scroll_to_top"
+#: Scrolls the app's main area to its top (a few times: the page grows while it draws).
+SCROLL_TO_TOP_SCRIPT = """<script>
+(() => {
+  const scroll = () => {
+    for (const el of document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main, .main')) {
+      el.scrollTop = 0;
+    }
+    window.scrollTo(0, 0);
+  };
+  scroll(); setTimeout(scroll, 50); setTimeout(scroll, 300);
+})();
+</script>"""
 
 
 def request_scroll_to_top() -> None:
@@ -411,21 +432,9 @@ def scroll_to_top_if_requested() -> bool:
     """Scroll the page to its top when :func:`request_scroll_to_top` asked for it (once)."""
     if not st.session_state.pop(_SCROLL, False):
         return False
-    import streamlit.components.v1 as html_components
-
-    html_components.html(
-        """<script>
-        const doc = window.parent.document;
-        const scroll = () => {
-          for (const el of doc.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main, .main')) {
-            el.scrollTop = 0;
-          }
-          window.parent.scrollTo(0, 0);
-        };
-        scroll(); setTimeout(scroll, 50); setTimeout(scroll, 300);
-        </script>""",
-        height=0,
-    )
+    # st.html runs in the page itself (not an iframe); unsafe_allow_javascript is Streamlit's own
+    # switch for a script (streamlit.components.v1.html, an iframe, is deprecated).
+    st.html(SCROLL_TO_TOP_SCRIPT, unsafe_allow_javascript=True, width="content")
     return True
 
 

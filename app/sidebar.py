@@ -9,6 +9,7 @@ and a submitted choice that does not validate is reported while the last good on
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import replace
 
@@ -136,7 +137,7 @@ def _typed_model(source: ModelSource) -> ModelInfo | None:
     """The text box of a source that takes any name; the model's facts, or None (reported)."""
     field = source.spec_field
     assert field is not None
-    text = st.text_input(field.label, value=field.default, key=f"{source.name}_spec", help=field.help or None)
+    text = kept_text(field.label, f"{source.name}_spec", field.default, help=field.help or None)
     if not text.strip():
         st.caption("No model named yet: the previous model stays selected.")
         return None
@@ -183,17 +184,45 @@ def _upload_picker(source: ModelSource) -> state.ModelRequest | None:
                 format_func=lambda c: c or FROM_FILE, help=field.help or None,
             )
         else:
-            value = st.text_input(field.label, value=field.default, key=key, help=field.help or None)
+            value = kept_text(field.label, key, field.default, help=field.help or None)
         values.append((field.name, str(value).strip()))
     if uploaded is None:
-        st.caption("No file uploaded yet: the previous model stays selected.")
-        return None
+        # The uploader is empty after another source was shown (Streamlit forgets a widget that is
+        # not drawn): this source's last file is still its choice, and it says so.
+        earlier = st.session_state.get(LAST_UPLOADS, {}).get(source.name)
+        if earlier is None:
+            st.caption("No file uploaded yet: the previous model stays selected.")
+            return None
+        st.caption(f":material/description: Using **{earlier.name}**, uploaded earlier; upload another file to replace it.")
+        return state.ModelRequest(name=earlier.name, upload=earlier, source=source.name, options=tuple(values))
     try:
         upload = state.Upload.from_file(uploaded)
     except NeuronvizError as error:
         st.error(f"{str(error)[:1].upper()}{str(error)[1:]}. The previous model stays selected.", icon=":material/error:")
         return None
-    return state.ModelRequest(name=uploaded.name, upload=upload, source=source.name, options=tuple(values))
+    remember_upload(source.name, upload)
+    return state.ModelRequest(name=upload.name, upload=upload, source=source.name, options=tuple(values))
+
+
+LAST_UPLOADS = "sidebar.last_uploads"  # {upload source's name: its last Upload}
+KEPT_TEXT = "sidebar.kept_text"  # {text box key: its last value}
+
+
+def remember_upload(source_name: str, upload: state.Upload) -> None:
+    """Make ``upload`` the file of the upload source ``source_name`` (kept while other sources are shown)."""
+    st.session_state.setdefault(LAST_UPLOADS, {})[source_name] = upload
+
+
+def kept_text(label: str, key: str, default: str, **kwargs) -> str:
+    """``st.text_input`` whose value survives runs that do not draw it (another model source was
+    shown): the last value typed comes back, not ``default``. A value put into session state
+    before the sidebar draws (a link) wins."""
+    kept = st.session_state.setdefault(KEPT_TEXT, {})
+    if key not in st.session_state:
+        st.session_state[key] = kept.get(key, default)
+    value = st.text_input(label, key=key, **kwargs)
+    kept[key] = value
+    return value
 
 
 def _device_picker() -> str:
@@ -252,22 +281,42 @@ def _true_class_picker(model: PixelModel, upload: state.Upload) -> int | None:
     return None if chosen == UNKNOWN else int(chosen)
 
 
+_DIGIT_LABEL = re.compile(r"digit (\d+)\b")
+
+
+def digit_of(sample: Sample) -> int | None:
+    """The digit a sample digit shows (from the data set's label: "digit 3 (#12)"), whatever the
+    model's class names are; None for anything else."""
+    found = _DIGIT_LABEL.match(sample.label) if sample.kind == "digit" else None
+    return int(found.group(1)) if found else None
+
+
+def by_digit(samples: list[Sample]) -> bool:
+    """Whether the samples are digits: picked by the digit shown (for any model that takes them,
+    also one whose class names are not the digits, e.g. an ONNX upload's "class 0")."""
+    return bool(samples) and all(digit_of(s) is not None for s in samples)
+
+
 def _by_class(samples: list[Sample]) -> bool:
-    return all(s.kind == "digit" and s.true_class is not None for s in samples)
+    return by_digit(samples)
 
 
 def _digit_picker(model: PixelModel, samples: list[Sample]) -> Sample:
     groups: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:
-        groups[sample.true_class].append(sample)  # type: ignore[index]
+        groups[digit_of(sample)].append(sample)  # type: ignore[index]
     classes = sorted(groups)
+    names = {digit: groups[digit][0].true_class for digit in classes}  # the model's class of each digit, when it has one
+
+    def label(digit: int) -> str:
+        index = names[digit]
+        return model.class_names[index] if index is not None else str(digit)
+
     # The start-up example (analysis.DEFAULT_SAMPLE_ID, chosen by bench/choose_example.py) when present.
     start = next((s for s in samples if s.id == analysis.DEFAULT_SAMPLE_ID), None)
-    start_class = start.true_class if start is not None and start.true_class is not None else classes[0]
-    start_example = groups[start_class].index(start) if start is not None else 0
-    chosen = choices.choose(
-        st.segmented_control, "Digit", classes, key="sample_class", default=start_class, format_func=lambda c: model.class_names[c]
-    )
+    start_class = digit_of(start) if start is not None else classes[0]
+    start_example = groups[start_class].index(start) if start is not None else 0  # type: ignore[index]
+    chosen = choices.choose(st.segmented_control, "Digit", classes, key="sample_class", default=start_class, format_func=label)
     members = groups[chosen]
     example = 0
     if len(members) > 1:

@@ -85,6 +85,7 @@ class Upload:
             store.uploads().put(digest, data, len(data))
         except store.TooLarge as error:
             raise InputError(f"the file {name} is too large for this server: {error}") from None
+        _remember_name(digest, name)
         return cls(name=name, digest=digest, size=len(data))
 
     @property
@@ -97,6 +98,24 @@ class Upload:
                 f"{store.UPLOAD_STORE_BYTES // store.MiB} MiB in all): upload it again"
             )
         return data
+
+
+#: The file name each uploaded digest came with (this process; newest last, bounded): a link names
+#: an upload by its SHA-256 only, and reopening it shows the file's name, not ``upload <hash>``.
+_UPLOAD_NAMES: dict[str, str] = {}
+_UPLOAD_NAMES_MAX = 4096
+
+
+def _remember_name(digest: str, name: str) -> None:
+    _UPLOAD_NAMES.pop(digest, None)
+    _UPLOAD_NAMES[digest] = name
+    while len(_UPLOAD_NAMES) > _UPLOAD_NAMES_MAX:
+        _UPLOAD_NAMES.pop(next(iter(_UPLOAD_NAMES)))
+
+
+def upload_name(digest: str, default: str) -> str:
+    """The name the file with this SHA-256 was uploaded under here, else ``default``."""
+    return _UPLOAD_NAMES.get(digest, default)
 
 
 @dataclass(frozen=True)

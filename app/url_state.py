@@ -105,6 +105,7 @@ def _controls() -> dict[str, Control]:
 CONTROLS: dict[str, Control] = {}
 _DECLARED: dict[str, Control] = {}  # url_key declarations of the pages
 
+CONTROLS_MODEL = "session.controls_model"  # content hash of the model the page controls were set for
 SYNCED = "session.synced"  # session_state: the query has been read in this browser session
 MESSAGES = "session.messages"  # the last link's / file's messages
 PENDING = "session.pending"  # raw query values of controls no table knew yet (read by url_key)
@@ -188,8 +189,10 @@ def _source_label(name: str) -> str | None:
 
 
 def _upload(name: str, digest: str) -> state.Upload | None:
+    """The upload ``digest`` names, when the server holds its bytes; under the file's own name
+    when this server has seen it (a link carries only the hash: ``upload 8b8360ca2a5b``)."""
     data = store.uploads().get(digest)
-    return None if data is None else state.Upload(name=name, digest=digest, size=len(data))
+    return None if data is None else state.Upload(name=state.upload_name(digest, name), digest=digest, size=len(data))
 
 
 def _device(record: SessionRecord, messages: list[str], what: str) -> str:
@@ -230,13 +233,18 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
         model = state.load_checked_model(request)
     except NeuronvizError as error:
         messages.append(f"The {what}'s model {request.label} could not be loaded ({state.error_text(error)}): using {state.DEFAULT_MODEL} instead.")
+        # The announced fallback is what the sidebar draws: its Model box names the default model
+        # (not the entry that failed, which the sidebar would try again and fail on).
         request = state.ModelRequest(device=device)
-        record = record.replace(weights="default")
+        entry, typed = state.DEFAULT_MODEL, None
+        record = record.replace(model=state.DEFAULT_MODEL, weights="default", checkpoint_sha256=None, options={})
         try:
             model = state.load_checked_model(request)
         except NeuronvizError as again:
             messages.append(f"The default model could not be loaded either: {state.error_text(again)}")
             return messages
+    st.session_state[state.GOOD_MODEL] = request  # the sidebar keeps it if its own request fails
+    st.session_state[CONTROLS_MODEL] = model.content_hash  # the link's layers are this model's
     samples = state.samples_for(model)
     layers = [info.name for info in probe_layers(model)]
     record, found = library.check_for_model(record, model, [s.id for s in samples], layers, controls(), what=what)
@@ -247,7 +255,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
         st.session_state[MODEL_SOURCE] = _source_label(request.source)
         for option, value in request.options:
             st.session_state[upload_key(request.source, option)] = value
-        st.session_state[state.GOOD_MODEL] = request  # no file in the uploader: the sidebar keeps this one
+        sidebar.remember_upload(request.source, request.upload)  # the source's uploader says it is in use
     else:
         st.session_state[MODEL_SOURCE] = sidebar.REGISTRY
         st.session_state[MODEL_NAME] = entry
@@ -275,9 +283,9 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
         wanted = record.image or analysis.DEFAULT_SAMPLE_ID
         sample = next((s for s in samples if s.id == wanted), samples[0] if samples else None)
         if sample is not None:
-            if all(s.kind == "digit" and s.true_class is not None for s in samples):  # the sidebar's digit picker
-                members = [s for s in samples if s.true_class == sample.true_class]
-                st.session_state[SAMPLE_CLASS] = sample.true_class
+            if sidebar.by_digit(samples):  # the sidebar's digit picker
+                members = [s for s in samples if sidebar.digit_of(s) == sidebar.digit_of(sample)]
+                st.session_state[SAMPLE_CLASS] = sidebar.digit_of(sample)
                 st.session_state[SAMPLE_EXAMPLE] = members.index(sample)
                 choices.remember(SAMPLE_EXAMPLE, members.index(sample))
             else:
@@ -379,6 +387,43 @@ def _default_layer(model) -> str:
     return _default_layers[key]
 
 
+_layers_of: dict[str, frozenset[str]] = {}
+
+
+def _layer_names(model) -> frozenset[str]:
+    from neuronviz.methods.influence import probe_layers
+
+    key = model.content_hash
+    if key not in _layers_of:
+        _layers_of[key] = frozenset(info.name for info in probe_layers(model))
+    return _layers_of[key]
+
+
+def model_owned_keys() -> list[str]:
+    """The controls whose values belong to one model (its layers): dropped when the model changes."""
+    return [key for key, control in controls().items() if control.kind == "layer"]
+
+
+def forget_other_models_settings(model) -> list[str]:
+    """When the session's model is not the one its page controls were set for, drop the settings
+    that belong to a model (a layer of the ONNX upload is no layer of digits-cnn): from session
+    state and from the values pages keep (components.persist), so that neither the link, the
+    session file, the Figure page nor a reopening carries them. Returns the keys dropped."""
+    previous = st.session_state.get(CONTROLS_MODEL)
+    st.session_state[CONTROLS_MODEL] = model.content_hash
+    if previous is None or previous == model.content_hash:
+        return []
+    kept = st.session_state.get(_KEPT, {})
+    dropped = []
+    for key in model_owned_keys():
+        if key in st.session_state or key in kept:
+            dropped.append(key)
+        kept.pop(key, None)
+        if key in st.session_state:
+            del st.session_state[key]
+    return dropped
+
+
 def current_record(selection: state.Selection) -> SessionRecord:
     """The record of what the session shows now (after the sidebar has drawn)."""
     model = selection.model
@@ -409,8 +454,8 @@ def current_record(selection: state.Selection) -> SessionRecord:
         value = st.session_state[key] if key in st.session_state else kept.get(key)
         if value is None:
             continue
-        if control.kind == "layer" and value == _default_layer(model):
-            continue
+        if control.kind == "layer" and (value == _default_layer(model) or value not in _layer_names(model)):
+            continue  # the default, or another model's layer (it belongs to that model: not in this link)
         if control.kind == "multi" and isinstance(value, (list, tuple)):
             value = [v for v in control.options if v in value]
         page[key] = value
@@ -548,6 +593,7 @@ def sync(draw: Callable[[], tuple[state.Selection | None, list[str]]]) -> tuple[
     query: dict[str, str] = {}
     try:
         if selection is not None:
+            forget_other_models_settings(selection.model)
             record = current_record(selection)
             query = query_of(record)
             st.session_state[RECORD] = record
@@ -559,4 +605,31 @@ def sync(draw: Callable[[], tuple[state.Selection | None, list[str]]]) -> tuple[
         errors = [*errors, f"The session link could not be updated ({type(error).__name__}: {error})."]
     for message in messages:
         st.warning(message, icon=":material/link_off:")
+    with st.sidebar:
+        st.html(REPLACE_QUERY_SCRIPT, unsafe_allow_javascript=True, width="content")
     return selection, errors
+
+
+#: A query-only change replaces the browser's history entry instead of adding one (issue 24.4).
+#: Streamlit 1.67 pushes a history entry for every change of ``st.query_params`` (its
+#: ``page_info_changed`` message carries no "replace" flag); only widgets bound with
+#: ``bind="query-params"`` update the address with ``replaceState``. The link here is computed
+#: from the whole session (the attack choice, uploads by hash, every page's controls), not from
+#: one widget each, so this script (run once per browser page, in the page itself through
+#: ``st.html``) turns a ``pushState`` that keeps the path into a ``replaceState``: Back then goes
+#: to the previous page in one press, while a page switch (a new path) is still an entry.
+REPLACE_QUERY_SCRIPT = """<script>
+(() => {
+  if (window.__neuronvizReplaceQuery) return;
+  window.__neuronvizReplaceQuery = true;
+  const history = window.history;
+  const push = history.pushState.bind(history);
+  history.pushState = function (state, unused, url) {
+    try {
+      const next = new URL(url, window.location.href);
+      if (next.pathname === window.location.pathname) return history.replaceState(state, unused, url);
+    } catch (error) { /* not a URL: as Streamlit asked */ }
+    return push(state, unused, url);
+  };
+})();
+</script>"""

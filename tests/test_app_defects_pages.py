@@ -105,7 +105,9 @@ def test_open_example_lands_on_top_of_attack_page():
     assert_healthy(at)
     assert at.title[0].value == "Attack"
     assert "components.scroll_to_top" not in at.session_state  # consumed by the Attack page: it scrolled
-    assert len(at.get("iframe")) >= 1  # the scroll-to-top script
+    from app.components import SCROLL_TO_TOP_SCRIPT
+
+    assert SCROLL_TO_TOP_SCRIPT in [e.proto.body for e in at.get("html")]  # the scroll-to-top script
 
 
 def test_attack_that_changed_nothing_says_so():

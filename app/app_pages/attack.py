@@ -194,7 +194,7 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
         "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
     )
     st.caption(
-        f"Benign class **{names[benign]}** (the clean prediction): the restorations aim at it and influence is computed "
+        f"Benign class **{components.class_name(names, benign)}** (the clean prediction): the restorations aim at it and influence is computed "
         f"toward it. :material/timer: The analysis took {sum(result.seconds.values()):.2f} s ("
         + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())
         + "); rerunning with the same model, image and attack reads it from the cache instead of recomputing it."

@@ -323,10 +323,10 @@ def decision_numbers(
     adversarial_prediction = result.prediction("adversarial")
     st.subheader("The numbers that decide success", divider="gray")
     true_text = (
-        f"; true class **{names[selection.true_class]}**" if selection.true_class is not None else "; true class unknown"
+        f"; true class **{components.class_name(names, selection.true_class)}**" if selection.true_class is not None else "; true class unknown"
     )
     st.markdown(
-        f"Benign class **{names[benign]}** (the clean prediction){true_text}; adversarial prediction "
+        f"Benign class **{components.class_name(names, benign)}** (the clean prediction){true_text}; adversarial prediction "
         f"**{names[adversarial_prediction]}**."
     )
     short = {name: get_defence(name).short for name in restorations}  # shown, in the page's order

@@ -396,7 +396,20 @@ def _class_index(model: PixelModel, name: str) -> int | None:
     try:
         return model.class_names.index(name)
     except ValueError:
+        return _digit_class_index(model, name)
+
+
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _digit_class_index(model: PixelModel, name: str) -> int | None:
+    """A digit ``"3"`` in class names written as words or with a prefix ("three", "Three",
+    "digit 3", "digit_3"): the index of the one class that names it, else None."""
+    if not (name.isdigit() and int(name) < len(_DIGIT_WORDS)):
         return None
+    wanted = {name, _DIGIT_WORDS[int(name)], f"digit {name}", f"digit_{name}", f"digit-{name}"}
+    found = [i for i, class_name in enumerate(model.class_names) if class_name.strip().lower() in wanted]
+    return found[0] if len(found) == 1 else None
 
 
 def _digit_indices(n_per_class: int, split: str) -> list[tuple[int, int]]:

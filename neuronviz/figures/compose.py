@@ -460,6 +460,75 @@ def _tick_width(labels: Sequence[str], font_px: float) -> float:
     return 0.58 * font_px * longest
 
 
+#: Rows of text (in font sizes) under the images for the perturbation's colour scale.
+_SCALE_ROWS = 2.3
+#: The narrowest bar area (in font sizes) of a top-5 chart: below it the charts wrap onto more rows.
+_MIN_BAR_FS = 5.0
+#: The width of the longest value label ("100.0%" at the bar labels' size), in font sizes.
+_VALUE_LABEL_FS = 3.6 * 0.8 + 0.6
+
+
+def _show_scale(trace, x: float, y: float, length: float, fs: float) -> None:
+    """The perturbation heatmap's own colour bar, horizontal under its image (``x``, ``y``: its top
+    centre in paper fractions; ``length`` px), with the heatmap's ticks (−r, 0, +r) in the print font."""
+    if trace is None:
+        return
+    bar = trace.colorbar.to_plotly_json() if trace.colorbar is not None else {}
+    trace.showscale = True
+    trace.colorbar = dict(
+        orientation="h", x=x, xref="paper", xanchor="center", y=y, yref="paper", yanchor="top",
+        len=length, lenmode="pixels", thickness=fs * 0.55, outlinewidth=0, ypad=0, xpad=0,
+        tickvals=bar.get("tickvals"), ticktext=bar.get("ticktext"), tickangle=0, ticklabeloverflow="allow",
+        ticks="outside", ticklen=2, tickfont=dict(family=PRINT_FONT, size=fs * 0.8, color=INK), title=dict(text=""),
+    )
+
+
+def _print_ticks(ticks: Sequence[str], fs: float, cell_width: float) -> list[str]:
+    """The top-5 tick labels in the print font: the true class's "✓" (a glyph Liberation Sans lacks,
+    so the PDF would embed a second family) becomes " (true)", or nothing in a narrow cell (the
+    label is bold and its bar outlined either way)."""
+    marked = [f"<b>{str(t).replace(' ✓', '')}</b> (true)" if " ✓" in str(t) else str(t) for t in ticks]
+    if cell_width - _label_area(marked, fs) - _VALUE_LABEL_FS * fs - fs < _MIN_BAR_FS * fs:
+        marked = [t.replace(" (true)", "") for t in marked]
+    return marked
+
+
+def _heading(text: str, short: str, width: float, fs: float) -> str:
+    """A wrapped top-5 chart's heading: its condition, capitalised, short when it does not fit."""
+    chosen = text if _tick_width([text], fs) <= width else short
+    return chosen[:1].upper() + chosen[1:]
+
+
+def _label_area(ticks: Sequence[str], fs: float) -> float:
+    """The width (px) left of a top-5 chart's bars: its class labels and a gap."""
+    return 1.15 * _tick_width(ticks, fs * 0.9) + fs * 0.9
+
+
+def _top5_rows(result, names, panels, side: float, column: float, inner: float, fs: float,
+               true_class) -> list[list[tuple[str, tuple[float, float]]]]:
+    """The top-5 charts' cells, row by row: ``[[(condition, (left px, width px)), ...], ...]``.
+
+    Under their images (one row, each in its image's column) when every column leaves a bar area of
+    :data:`_MIN_BAR_FS` font sizes beside its class labels and its longest value label; else
+    wrapped onto as many rows as it takes, each chart as wide as the row allows (at 85 mm, five
+    columns left bars of a few pixels and labels that ran into the next chart)."""
+    conditions = [p for p in panels if p != "perturbation"]
+    if not conditions:
+        return []
+    widest = 0.0
+    for condition in conditions:
+        source = panel_bars(result.probabilities(condition), names, title="", true_class=true_class)
+        ticks = _print_ticks([str(t) for t in source.layout.yaxis.ticktext or []], fs, 0.0)  # the narrowest labels
+        widest = max(widest, _label_area(ticks, fs))
+    need = widest + _VALUE_LABEL_FS * fs + _MIN_BAR_FS * fs + fs * 1.0
+    if column >= need:
+        return [[(c, (side + panels.index(c) * column, column)) for c in conditions]]
+    per_row = max(1, min(len(conditions), int(inner // need)))
+    cell = inner / per_row
+    return [[(c, (side + index * cell, cell)) for index, c in enumerate(conditions[start:start + per_row])]
+            for start in range(0, len(conditions), per_row)]
+
+
 def compose_figure(
     result, class_names: Sequence[str], spec: FigureSpec = FigureSpec(), true_class: int | None = None,
     data: Mapping[str, Any] | None = None,
@@ -488,9 +557,12 @@ def compose_figure(
     if n:
         h, w = result.clean.shape[-2:]
         rows.append(("images", image_px * h / w, title_px + fs * 0.6))
-    bar_conditions = [p for p in spec.panels if p != "perturbation"]
-    if "top5" in spec.charts:
-        rows.append(("top5", 5 * fs * 1.6, fs * 1.8))
+    if "perturbation" in spec.panels:
+        rows.append(("scale", _SCALE_ROWS * fs, 0.0))  # the perturbation's colour scale, under its image
+    bar_rows = _top5_rows(result, names, spec.panels, side, column, width - 2 * side, fs, true_class) if "top5" in spec.charts else []
+    for index, _ in enumerate(bar_rows):
+        # Under the images when each fits its column; else wrapped, each chart headed by its condition.
+        rows.append((f"top5:{index}", 5 * fs * 1.6, fs * (1.8 if len(bar_rows) == 1 else 3.1)))
     if "front-tail" in spec.charts:
         rows.append(("front-tail", max(0.32 * width, 14 * fs), fs * 5.0))
     many = len(result.layers) > 8
@@ -532,6 +604,7 @@ def compose_figure(
         )
 
     canvas = _Canvas()
+    scale_trace = None
     letters = iter("abcdefghijklmnopqrstuvwxyz")
     top = height  # px from the bottom
     ink = dict(family=PRINT_FONT, size=fs, color=INK)
@@ -563,6 +636,8 @@ def compose_figure(
                     source = image_figure(result.image(condition))
                 box = (frac_x(left), frac_x(left + image_px), frac_y(cell_bottom), frac_y(cell_top))
                 embed(canvas, source, box)
+                if condition == "perturbation":
+                    scale_trace = canvas.fig.data[-1]  # its heatmap: the colour scale row shows its bar
                 title = panel_title(result, condition, names)
                 prefix = f"<b>{next(letters)}</b> " if spec.letters else ""
                 if _tick_width(title.split("<br>")[:1], fs) + (2.5 * fs if prefix else 0) > column:
@@ -572,17 +647,26 @@ def compose_figure(
                     text=f"{prefix}{first}<br>{rest}", x=frac_x(left + image_px / 2), y=frac_y(cell_top + 2),
                     xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=ink,
                 ))
-        elif kind == "top5":
-            for condition in bar_conditions:
-                index = spec.panels.index(condition)
+        elif kind == "scale":
+            index = spec.panels.index("perturbation")
+            _show_scale(scale_trace, x=frac_x(side + (index + 0.5) * column), y=frac_y(cell_top - fs * 0.25),
+                        length=image_px * 0.9, fs=fs)
+        elif kind.startswith("top5:"):
+            sub = int(kind.split(":")[1])
+            placed = bar_rows[sub]
+            for condition, (cell_left, cell_width) in placed:
                 probs = result.probabilities(condition)
                 source = panel_bars(probs, names, title="", color_key=_COLOR.get(condition, "restored"), true_class=true_class)
-                ticks = list(source.layout.yaxis.ticktext or [])
-                if _tick_width(ticks, fs * 0.9) > 0.4 * column:  # narrow: the true class stays bold and outlined
-                    ticks = [str(t).replace(" (true)", "") for t in ticks]
-                    source.update_yaxes(ticktext=ticks)
-                left_px = side + index * column + 1.15 * _tick_width(ticks, fs * 0.9) + fs * 0.9
-                right_px = side + (index + 1) * column - fs * 1.0
+                ticks = _print_ticks(list(source.layout.yaxis.ticktext or []), fs, cell_width)
+                source.update_yaxes(ticktext=ticks)
+                left_px = cell_left + _label_area(ticks, fs)
+                right_px = cell_left + cell_width - fs * 1.0
+                if len(bar_rows) > 1:  # wrapped: not under its image, so headed by its condition
+                    canvas.annotations.append(dict(
+                        text=_heading(labels[condition], SHORT_LABELS.get(condition, condition), cell_width, fs),
+                        x=frac_x(cell_left + cell_width / 2), y=frac_y(cell_top + fs * 0.3), xref="paper", yref="paper",
+                        xanchor="center", yanchor="bottom", showarrow=False, font=ink,
+                    ))
                 label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
                 room = max(right_px - left_px, 1.0)
                 reach = 100.0 / max(1.0 - label_px / room, 0.25)
@@ -591,7 +675,8 @@ def compose_figure(
                 source.data[0].update(textposition="outside", textfont=dict(color=INK), cliponaxis=False)
                 box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom), frac_y(cell_top))
                 embed(canvas, source, box)
-            letter(side, top)
+            if sub == 0:
+                letter(side, top)
         else:
             if kind == "front-tail":
                 shift = _shift(result, spec)

@@ -47,6 +47,12 @@ WIDGET_KINDS = (
 WEIGHTS = {"stFileUploader": 1.5, "stTabs": 0.7, "stExpander": 0.5, "stDownloadButton": 0.3}
 
 
+#: What the error boundary's message says for a bug (app/boundary.py failure_message).
+BOUNDARY_TEXT = "failed with an unexpected error"
+#: The Model box's entry of a model typed by name (app/sidebar.py _model_label).
+ANOTHER_MODEL_TEXT = "another model (type its name)"
+
+
 class WalkFailure(AssertionError):
     """A check failed after an action; ``str()`` names the seed, the action and the actions so far."""
 
@@ -101,6 +107,11 @@ class Walker:
         if exceptions.count():
             texts = exceptions.all_inner_texts()
             self.fail("an exception is on the page:\n" + "\n---\n".join(t[:3000] for t in texts))
+        # A bug the error boundary caught (app/boundary.py) is a message, not an exception element:
+        # it is a failure all the same (the traceback is in the server's log).
+        caught = [t for t in page.get_by_test_id("stAlertContentError").all_inner_texts() if BOUNDARY_TEXT in t]
+        if caught:
+            self.fail("an exception is on the page (caught by the error boundary):\n" + "\n---\n".join(t[:1000] for t in caught))
         problem = self.banner_problem()
         if problem:
             self.fail(problem)
@@ -149,7 +160,10 @@ class Walker:
             if model is not None:
                 if not model:
                     return f"the Model box is empty while the banner shows the model {banner.get('model')!r}"
-                if model.split(" · ")[0] != banner.get("model") and not self._model_failure_shown():
+                typed = ANOTHER_MODEL_TEXT in model  # "timm: another model (type its name)…": the text box names it
+                if typed and not banner.get("model", "").startswith(model.split(":")[0]) and not self._model_failure_shown():
+                    return f"the banner shows the model {banner.get('model')!r}, the Model box {model!r}"
+                if not typed and model.split(" · ")[0] != banner.get("model") and not self._model_failure_shown():
                     return f"the banner shows the model {banner.get('model')!r}, the Model box {model!r}"
         attack = self.sidebar_value("Attack")
         if attack is not None:
@@ -679,3 +693,164 @@ def write_upload_files(folder: Path) -> list[Path]:
     (folder / "runs-code.pth").write_bytes(pickle.dumps({"state_dict": _Runs()}))
     (folder / "garbage.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     return sorted(folder.iterdir())
+
+
+# -- the scripted part of the walk: model sources and uploads a random walk rarely reaches ---------------
+
+#: A timm model with random weights in a small configuration (builds in a second, 32×32 input).
+TIMM_SMALL = "timm:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2&embed_dim=48&num_heads=2"
+#: The ONNX upload's options as typed in the sidebar (a 1×28×28 digits network written by the test).
+ONNX_FIELDS = {"Mean": "0.5", "Std": "0.5", "Input size": "28", "Classes": "zero, one, two, three, four, five, six, seven, eight, nine"}
+
+
+def write_tour_files(folder: Path) -> dict[str, Path]:
+    """A small ONNX classifier of 1×28×28 digits (random weights) and a labelled zip of class folders
+    (real test digits, folders named by class), for :class:`Tour`."""
+    import io
+    import warnings
+    import zipfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch import nn
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 10)).eval()
+    onnx_path = folder / "tiny-digits.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 1, 28, 28),), str(onnx_path), dynamo=False, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    from neuronviz.data.datasets import digits
+
+    images, labels = digits("test")
+    zip_path = folder / "labelled-digits.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for index in range(24):
+            pixels = (images[index, 0].numpy() * 255).round().astype(np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+            archive.writestr(f"digits/{int(labels[index])}/{index:03d}.png", buffer.getvalue())
+    return {"onnx": onnx_path, "zip": zip_path}
+
+
+@dataclass
+class Tour:
+    """Scripted steps through the same :class:`Walker` (its waits, checks and action list): an ONNX
+    upload with its fields, a timm model with random weights, a labelled zip on the Batch page, and
+    every page after each model switch."""
+
+    walker: Walker
+
+    @property
+    def page(self):
+        return self.walker.page
+
+    @property
+    def sidebar(self):
+        return self.page.get_by_test_id("stSidebar")
+
+    def _do(self, area: str, kind: str, label: str, what: str, act: Callable[[], None]) -> None:
+        start = time.monotonic()
+        action = Action(area, kind, label, f"tour: {what}")
+        self.walker.actions.append(action)
+        try:
+            act()
+        except Exception as error:  # noqa: BLE001 - a step that cannot be done is a finding
+            self.walker.fail(f"the tour could not {what}: {type(error).__name__}: {str(error)[:400]}")
+        self.walker.wait_for_run()
+        action.seconds = time.monotonic() - start
+        if self.walker.on_action is not None:
+            self.walker.on_action(action)
+        self.walker.check()
+
+    def segmented(self, label: str, option: str) -> None:
+        group = self.sidebar.get_by_test_id("stButtonGroup").filter(has=self.page.get_by_text(label, exact=True)).first
+        self._do("sidebar", "ButtonGroup", label, f"press {option!r}",
+                 lambda: group.get_by_role("button", name=option, exact=False).first.click() if group.get_by_role("button", name=option).count()
+                 else group.get_by_text(option, exact=True).first.click())
+
+    def type_text(self, label: str, text: str) -> None:
+        box = self.sidebar.get_by_label(label, exact=True).first
+
+        def act() -> None:
+            box.fill(text)
+            box.press("Enter")
+
+        self._do("sidebar", "TextInput", label, f"type {text[:40]!r}", act)
+
+    def upload(self, label: str, path: Path, area: str = "sidebar") -> None:
+        root = self.sidebar if area == "sidebar" else self.page.get_by_test_id("stMain")
+        uploader = root.get_by_test_id("stFileUploader").filter(has=self.page.get_by_text(label, exact=True)).first
+        self._do(area, "FileUploader", label, f"upload {path.name}", lambda: uploader.locator('input[type="file"]').set_input_files(str(path)))
+
+    def select(self, label: str, text: str, area: str = "sidebar") -> None:
+        root = self.sidebar if area == "sidebar" else self.page.get_by_test_id("stMain")
+        box = root.get_by_role("combobox", name=label, exact=True).first
+
+        def act() -> None:
+            box.click()
+            self.page.keyboard.type(text)  # a long list renders a window of its options: filter it first
+            option = self.page.get_by_role("listbox").last.get_by_role("option", name=text, exact=False).first
+            option.click()
+
+        self._do(area, "Selectbox", label, f"pick {text!r}", act)
+
+    def radio(self, label: str, option: str) -> None:
+        group = self.sidebar.get_by_role("radiogroup", name=label).first
+        self._do("sidebar", "Radio", label, f"choose {option!r}", lambda: group.get_by_text(option, exact=True).click())
+
+    def every_page(self) -> list[str]:
+        """Open each page of the navigation once (checked after each); returns their titles."""
+        links = self.page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
+        titles = []
+        for index in range(links.count()):
+            title = links.nth(index).inner_text().strip().split("\n")[-1]
+            titles.append(title)
+            self._do("nav", "page", title, "open", lambda i=index: links.nth(i).click())
+        return titles
+
+    def open_page(self, title: str) -> None:
+        link = self.page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink").filter(has_text=title).first
+        self._do("nav", "page", title, "open", lambda: link.click())
+
+    def banner_model(self) -> str:
+        return self.walker.banner().get("model", "")
+
+    def run(self, files: dict[str, Path]) -> dict[str, str]:
+        """The whole tour; returns the banner's model after each model switch (checked here)."""
+        seen: dict[str, str] = {}
+        # 1. An ONNX upload with its fields typed first (each source keeps them).
+        self.segmented("Source", "ONNX upload")
+        for label, text in ONNX_FIELDS.items():
+            self.type_text(label, text)
+        self.upload("ONNX upload", files["onnx"])
+        seen["onnx"] = self.banner_model()
+        if seen["onnx"] != files["onnx"].stem:
+            self.walker.fail(f"after the ONNX upload the banner shows {seen['onnx']!r}, not {files['onnx'].stem!r}")
+        self.every_page()
+        # 2. A timm model by name, random weights, small configuration.
+        self.segmented("Source", "Built-in")
+        self.select("Model", "timm: another model")
+        self.type_text("timm model name", TIMM_SMALL)
+        if self.sidebar.get_by_role("radiogroup", name="Weights").count():
+            self.radio("Weights", "random initialisation")
+        seen["timm"] = self.banner_model()
+        if not seen["timm"].startswith("timm:vit_tiny"):
+            self.walker.fail(f"after choosing {TIMM_SMALL} the banner shows {seen['timm']!r}")
+        self.every_page()
+        # 3. Back to the embedded digits model; a labelled zip on the Batch page; every page.
+        self.select("Model", "digits-cnn")
+        seen["embedded"] = self.banner_model()
+        if seen["embedded"] != "digits-cnn":
+            self.walker.fail(f"after choosing digits-cnn the banner shows {seen['embedded']!r}")
+        self.open_page("Batch")
+        self.select("Images: source", "Zip of class folders", area="main")
+        self.upload("Zip of class folders", files["zip"], area="main")
+        main = self.page.get_by_test_id("stMain")
+        if main.get_by_text("Upload a zip of class folders.").count() or main.get_by_test_id("stAlertContentError").count():
+            self.walker.fail("the labelled zip was not taken: " + " | ".join(main.get_by_test_id("stAlertContentError").all_inner_texts()))
+        self.every_page()
+        return seen

@@ -1,7 +1,7 @@
 """A monkey test: a seeded random walk over every page and every widget of the real app in chromium.
 
 Against `streamlit run app/main.py`, the walker (tests/e2e/monkey_driver.py) takes
-``$NEURONVIZ_MONKEY_STEPS`` (default 150) random actions: it picks any option of any select box,
+``$NEURONVIZ_MONKEY_STEPS`` (default 90) random actions: it picks any option of any select box,
 clears a clearable box, presses Escape in an open list, moves sliders to their ends, types into
 number inputs (out of range too), switches pages mid-run, uploads good and bad files (images, a
 corrupt image, a tiny checkpoint, a real one, a code pickle), presses buttons twice. Widgets are
@@ -10,6 +10,10 @@ are walked without editing this file. After each action, once the app's run has 
 exception may be on the page and the banner must agree with the sidebar (model and attack), and
 the run must end within ``RUN_TIMEOUT_S``: the server gets ``NEURONVIZ_TIME_BUDGET_S`` (default
 10 s here), the app's own per-computation time limit, so no action may keep it busy for minutes.
+
+A scripted tour comes first (its own test, the same checks): an ONNX upload with its fields, a
+timm model with random weights, a labelled zip on the Batch page, and every page after each model
+switch; the checks also fail on a bug that the error boundary turned into a message.
 
 The seed is fixed (``$NEURONVIZ_MONKEY_SEED``, default 20261201, changes it); a failure prints the
 seed, the failed check and the action list so far, and saves a screenshot under
@@ -27,12 +31,13 @@ from pathlib import Path
 
 import pytest
 from browser_setup import CHROMIUM_ARGS, ROOT
-from monkey_driver import Server, Walker, open_app, write_upload_files
+from monkey_driver import Server, Tour, Walker, open_app, write_tour_files, write_upload_files
 
 pytestmark = pytest.mark.e2e
 
 DEFAULT_SEED = 20261201
-DEFAULT_STEPS = 150
+#: 90 random steps after the scripted tour (44 steps): about the time of the 150 random steps before it.
+DEFAULT_STEPS = 90
 #: The server's wall-clock budget per computation (``NEURONVIZ_TIME_BUDGET_S``, neuronviz.infra.settings):
 #: a big model or a long attack stops with a message instead of holding the walk for minutes.
 TIME_BUDGET_S = float(os.environ.get("NEURONVIZ_TIME_BUDGET_S") or 10)
@@ -50,6 +55,33 @@ def monkey_server(chromium_path: Path):
     root = os.environ.get("NEURONVIZ_MONKEY_APP_ROOT") or None  # walk another checkout's app (e.g. a branch)
     with Server(port=port, extra_env={"NEURONVIZ_TIME_BUDGET_S": f"{TIME_BUDGET_S:g}"}, root=root) as server:
         yield server
+
+
+def test_tour_of_model_sources_uploads_and_every_page(monkey_server: Server, chromium_path: Path, tmp_path: Path):
+    """The scripted part (monkey_driver.Tour): an ONNX upload (a small file the test writes, with
+    its mean, std, size and class names typed in), a timm model with random weights in a small
+    configuration, a labelled zip of class folders on the Batch page, and every page after each
+    model switch; the same checks after each step as the random walk's."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    files = write_tour_files(tmp_path / "tour")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(30_000)
+            open_app(page, monkey_server.url)
+            walker = Walker(page=page, rng=random.Random(0), files=[], seed=0, shots=_shots(), url=monkey_server.url,
+                            run_timeout_ms=int(RUN_TIMEOUT_S * 1000))
+            if os.environ.get("NEURONVIZ_MONKEY_VERBOSE") == "1":
+                walker.on_action = lambda a: print(f"tour: {len(walker.actions):3d}. {a}", flush=True)
+            start = time.monotonic()
+            seen = Tour(walker).run(files)
+            print(f"tour: {len(walker.actions)} steps in {time.monotonic() - start:.0f} s; models {seen}")
+        finally:
+            browser.close()
+    assert seen == {"onnx": "tiny-digits", "timm": seen["timm"], "embedded": "digits-cnn"} and seen["timm"].startswith("timm:vit_tiny")
+    pages = [a.label for a in walker.actions if a.kind == "page"]
+    assert len(pages) >= 3 * 10, pages  # every page after each of the three model switches
 
 
 def test_random_walk_never_shows_an_exception(monkey_server: Server, chromium_path: Path, tmp_path: Path):
