@@ -17,7 +17,7 @@ torchvision resnet18 with random weights, ``weights=None``, 3×224×224), batch 
      third of the repetitions only: it is slow).
 
 and prints the medians and the medians of the per-repetition ratios ours ÷ Captum multi-layer,
-ours ÷ floor (targets ≤ 0.8 and ≤ 1.1) and Captum loop ÷ ours; and, for a loaded machine, the
+ours ÷ floor (targets ≤ 0.8, and ≤ 1.3 on the digits models, ≤ 1.1 on resnet18) and Captum loop ÷ ours; and, for a loaded machine, the
 same ratios of the fastest repetition of each (load only ever adds time, so the minimum is the
 closest to an unloaded machine). Before timing it checks that
 Captum's multi-layer call, summed per channel, gives our numbers (the max relative error is
@@ -152,7 +152,7 @@ def run(models, device: str, layer_sets, repeats: int, loop: bool = True, out=pr
                 f"{1e3 * r['floor_s']:8.2f} {1e3 * r.get('loop_s', float('nan')):8.1f} {r['ours/captum']:11.2f} "
                 f"{r['ours/floor']:10.2f} {r['captum/floor']:12.2f} {r['loop/ours']:9.1f} {r['error']:11.1e} "
             f"{r['min ours/captum']:16.2f} {r['min ours/floor']:10.2f}")
-    out("targets: ours/captum <= 0.8, ours/floor <= 1.1")
+    out("targets (issue 25): ours/captum <= 0.8 everywhere; ours/floor <= 1.3 on the digits models at batch 1-2, <= 1.1 on resnet18")
     return rows
 
 
