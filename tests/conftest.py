@@ -94,18 +94,25 @@ def run_in_threads():
 # listed, so a slow test added elsewhere cannot slow the loop; `make test` runs everything.
 FAST_MODULES = frozenset(
     {
-        "test_budget",
+        "test_analysis",
         "test_cache",
         "test_captions",
         "test_datasets",
+        "test_figures",
+        "test_figures_attack",
+        "test_figures_neurons",
+        "test_images",
+        "test_influence",
         "test_layout_aliases",
-        "test_package",
         "test_pixel_model",
+        "test_plugins",
         "test_probe_backward",
         "test_probe_hooks",
+        "test_session",
         "test_settings",
         "test_startup",
         "test_stats_controls",
+        "test_sweep",
     }
 )
 
