@@ -10,8 +10,9 @@ from typing import Any
 
 import streamlit as st
 
+from app import model_facts, state
 from app import runs as analysis
-from app import state
+from app.columns import columns
 from neuronviz import figures
 from neuronviz.core.models import ModelInfo, PixelModel, source_for
 from neuronviz.data.images import ImageInfo
@@ -40,7 +41,7 @@ def banner_text(selection: state.Selection) -> str:
         f":material/neurology: **Model** `{model.name}` · {_weights_label(selection.model_request)} · "
         f"{model.device.type}{gap}:material/image: **Image** {selection.image_request.label}{gap}"
         f":material/bolt: **Attack** {analysis.attack_choice(model).describe(model)}"
-    )
+    ) + model_facts.banner_note(model)
 
 
 # -- front/tail size: one value for every view ---------------------------------------------------------
@@ -127,8 +128,7 @@ def model_card(model: PixelModel) -> None:
         st.caption("No model card for this model (the embedded models have one; see the About page).")
         return
     facts = card_facts(card)
-    columns = st.columns(len(facts))
-    for column, (label, value) in zip(columns, facts.items()):
+    for column, (label, value) in zip(columns(len(facts)), facts.items()):
         column.metric(label, value)
     rows = attack_rows(card)
     if rows:
@@ -374,61 +374,27 @@ def param_widget(param, key: str, default, layers: Sequence[str] = (), default_l
 # -- the start-up example: the one that shows NIP's observation ------------------------------------------
 
 
-def story_counts(result: analysis.Analysis, fraction: float | None = None) -> dict[str, Any]:
-    """NIP's two halves on one analysis, at its default layer and the given front/tail size
-    (default :data:`DEFAULT_GROUP_FRACTION`): front neurons that lost influence, tail neurons that
-    gained, whether the attack fooled the model and NIP (guided) restored the clean prediction."""
-    from neuronviz.methods.influence import influence_shift
+from neuronviz.workflows import evidence as _evidence  # noqa: E402 - the start-up example's logic lives in the library
 
-    fraction = DEFAULT_GROUP_FRACTION if fraction is None else fraction
-    layer = result.default_layer
-    shift = influence_shift(
-        result.influence["clean"][layer], result.influence["adversarial"][layer], front=fraction, tail=fraction
-    )
-    k, t = shift.groups_before.front_size, shift.groups_before.tail_size
-    lost, gained = int(shift.front_suppressed[0]), int(shift.tail_lifted[0])
-    return {
-        "layer": layer,
-        "front": k,
-        "tail": t,
-        "front_lost": lost,
-        "tail_gained": gained,
-        "fooled": result.attack_succeeded,
-        "restored": result.prediction("nip-guided") == result.benign_class,
-        # both halves hold when more than half of each group moved NIP's way
-        "both_halves": 2 * lost > k and 2 * gained > t,
-        "score": min(lost / k, gained / t),
-    }
+
+def story_counts(result: analysis.Analysis, fraction: float | None = None) -> dict[str, Any]:
+    """:func:`neuronviz.workflows.evidence.story_counts`: NIP's two halves under the attack and its matched control."""
+    from neuronviz.workflows import evidence
+
+    return evidence.story_counts(result, fraction)
 
 
 #: The criterion :func:`choose_story_example` applies, in words (the Learn page shows it).
-STORY_CRITERION = (
-    "among the sample digits that the model classifies correctly, that the attack fools and that NIP (guided) "
-    "restores, the one whose smaller share — front neurons that lost influence, or tail neurons that gained — is "
-    "largest (ties: the first in the sample list)"
-)
+STORY_CRITERION = _evidence.STORY_CRITERION
 
 
 def choose_story_example(model: PixelModel, samples: Sequence, choices: Sequence[analysis.AttackChoice], load_image):
-    """Scan ``samples`` × ``choices`` (full analyses, cached) and return ``(sample, choice, counts,
-    rows)``: the best example by :data:`STORY_CRITERION`, and one row per (sample, choice).
+    """:func:`neuronviz.workflows.evidence.choose_story_example` over the cached analyses of ``samples`` × ``choices``."""
+    from neuronviz.workflows import evidence
 
-    ``load_image(sample) -> (1, C, H, W)`` loads a sample for ``model``. Returns ``(None, None,
-    None, rows)`` when no example qualifies.
-    """
-    rows, best = [], None
-    for choice in choices:
-        for sample in samples:
-            result = analysis.full_analysis(model, load_image(sample), choice)
-            counts = story_counts(result)
-            correct = sample.true_class is None or result.benign_class == sample.true_class
-            eligible = correct and counts["fooled"] and counts["restored"] and counts["both_halves"]
-            rows.append({"sample": sample.id, "attack": choice.attack, **counts, "eligible": eligible})
-            if eligible and (best is None or counts["score"] > best[2]["score"]):
-                best = (sample, choice, counts)
-    if best is None:
-        return None, None, None, rows
-    return (*best, rows)
+    return evidence.choose_story_example(
+        samples, choices, lambda sample, choice: analysis.full_analysis(model, load_image(sample), choice)
+    )
 
 
 # -- small shared pieces ------------------------------------------------------------------------------------

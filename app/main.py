@@ -37,6 +37,7 @@ PAGES = {
     "Analyse": [
         st.Page("app_pages/attack.py", title="Attack", icon=":material/bolt:", default=True),
         st.Page("app_pages/neurons.py", title="Neurons", icon=":material/hub:"),
+        st.Page("app_pages/population.py", title="Neurons of a data set", icon=":material/groups:"),
         st.Page("app_pages/filters.py", title="First-layer filters", icon=":material/grid_view:"),
         st.Page("app_pages/sensitivity.py", title="Sensitivity", icon=":material/sensors:"),
         st.Page("app_pages/defences.py", title="Defences", icon=":material/shield:"),

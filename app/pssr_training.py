@@ -197,7 +197,9 @@ def _training(model: PixelModel, data: Dataset) -> None:
     try:
         plan = training.plan(model, data)
     except NeuronvizError as error:
-        st.error(f"Cannot train on these images: {error}", icon=":material/error:")
+        # Not a failure of anything the user did: the chosen evaluation set cannot train one.
+        st.info(f"A regenerator cannot be trained on these evaluation images: {error}. Choose a larger "
+                "labelled set under *Evaluation images*.", icon=":material/info:")
         return
     limit = training_budget_s()
     st.caption(f"{plan.describe()}.")

@@ -42,6 +42,7 @@ from neuronviz.infra.errors import NeuronvizError
 from neuronviz.workflows.analysis import (  # noqa: F401 - the story lives in the library; pages reach it through here
     CONDITION_LABELS,
     CONDITIONS,
+    CONTROL,
     DEFAULT_ATTACK,
     DEFAULT_OVERRIDES,
     DEFAULT_SAMPLE_ID,
@@ -141,7 +142,8 @@ def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _short_name(fn: Callable) -> str:
-    return fn.__name__.strip("_").replace("_", " ")
+    """How the progress line names ``fn``: its ``progress_label`` when it has one, else its name."""
+    return getattr(fn, "progress_label", None) or fn.__name__.strip("_").replace("_", " ")
 
 
 def clear_caches() -> None:
@@ -229,6 +231,8 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
             raise
     outcome: dict[str, Any] = {}
     done = threading.Event()
+    if getattr(fn, "progress_steps", None):  # the function reports its steps: the line counts them
+        kwargs = {**kwargs, "progress": lambda index, count, name: outcome.update(step=(index, count, name))}
 
     def work() -> None:
         _worker.active = True
@@ -258,7 +262,7 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
                     help="Stop this computation; your choices are kept.",
                 )
             while not done.wait(POLL_SECONDS):
-                status.caption(f":material/hourglass_top: Computing {_what}… {time.perf_counter() - started:.0f} s")
+                status.caption(progress_text(_what, time.perf_counter() - started, outcome.get("step")))
             panel.empty()
     finally:
         if not done.is_set():
@@ -269,6 +273,12 @@ def run_limited(fn: Callable[..., T], *args: Any, _what: str = "the computation"
             _remember_stopped(_key, failure)
         raise failure
     return outcome["value"]
+
+
+def progress_text(what: str, seconds: float, step: tuple[int, int, str] | None = None) -> str:
+    """The long-run status line: ``Computing the attack, … — step 2 of 5 (matched control), 6 s``."""
+    where = f" — step {step[0] + 1} of {step[1]} ({step[2]})" if step else ""
+    return f":material/hourglass_top: Computing {what}{where}, {seconds:.0f} s"
 
 
 # -- errors on the page ------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def fetch_weights(spec: str) -> str | None:
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def _registry_model(name: str, weights: str | None, device: str) -> PixelModel:
-    return create_model(name, device=device, weights=weights)
+    return create_model(name, device=device, weights=weights, trusted=False)  # browser-named: never a path or factory
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading your upload…")

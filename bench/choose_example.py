@@ -2,7 +2,9 @@
 
 Scans every sample digit of the default model under the candidate attacks (the default PGD and
 FGSM, each at its schema defaults) and prints, per example, NIP's two halves at the default layer
-with the default front/tail size: front neurons that lost influence, tail neurons that gained.
+with the default front/tail size, under the attack and under its matched control (noise of the
+same norm and size): front neurons that lost activation, tail neurons that gained activation
+(the paper's direction). The score is the smaller margin beyond the control.
 The criterion is ``app.components.STORY_CRITERION``; the chosen example must equal
 ``app.runs.DEFAULT_SAMPLE_ID`` under ``app.runs.default_choice()`` (the script exits 1
 otherwise). Run from the repository root: ``python bench/choose_example.py``.
@@ -33,11 +35,12 @@ def main() -> int:
     sample, choice, counts, rows = components.choose_story_example(model, samples, choices, load)
     print(f"model {model.name}, {len(samples)} samples × {len(choices)} attacks, front/tail {DEFAULT_GROUP_FRACTION:.0%}")
     print(f"criterion: {components.STORY_CRITERION}")
-    print("sample            attack  front lost  tail gained  fooled  restored  score  eligible")
+    print("sample            attack  front lost act. (noise)  tail gained act. (noise)  fooled  noise fooled  restored  score  eligible")
     for row in sorted(rows, key=lambda r: -r["score"])[:15]:
         print(
-            f"{row['sample']:<17} {row['attack']:<7} {row['front_lost']:>3} of {row['front']:<4} {row['tail_gained']:>3} of {row['tail']:<5}"
-            f"  {row['fooled']!s:<6}  {row['restored']!s:<8}  {row['score']:.2f}   {row['eligible']}"
+            f"{row['sample']:<17} {row['attack']:<7} {row['front_lost']:>3} of {row['front']:<3} ({row['control_front_lost']:>2})"
+            f"           {row['tail_gained']:>3} of {row['tail']:<3} ({row['control_tail_gained']:>2})            "
+            f"{row['fooled']!s:<6}  {row['control_fooled']!s:<12}  {row['restored']!s:<8}  {row['score']:+.2f}  {row['eligible']}"
         )
     print(f"eligible: {sum(r['eligible'] for r in rows)} of {len(rows)}; {time.perf_counter() - started:.1f} s")
     if sample is None:

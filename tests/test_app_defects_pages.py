@@ -33,25 +33,28 @@ def neurons():
     return open_page("app_pages/neurons.py")
 
 
-def test_neurons_bar_caption_matches_the_metrics(neurons):
-    """15.3: the bars' caption states the counts the metric tiles show, not a fixed rule."""
+def _evidence_counts(at) -> tuple[int, int, int, int, int, int]:
+    """(front lost, k, noise front lost, tail gained, t, noise tail gained) from the page's evidence sentence."""
+    text = next(m for m in _texts(at, "markdown") if "front neurons lost activation under" in m)
+    front = re.search(r"(\d+) of (\d+) front neurons lost activation under [^;]+; (\d+) of \d+ under", text)
+    tail = re.search(r"(\d+) of (\d+) tail neurons gained activation under [^;]+; (\d+) of \d+ under", text)
+    return (int(front[1]), int(front[2]), int(front[3]), int(tail[1]), int(tail[2]), int(tail[3]))
+
+
+def test_neurons_bar_caption_reads_the_bars(neurons):
+    """15.3: the bars' caption states the counts the bars show (influence), not a fixed rule."""
     text = _all_text(neurons)
     assert "growing on the right is NIP's pattern" not in text
-    lost, k = _of(_metric(neurons, "Front suppressed"))
-    gained, t = _of(_metric(neurons, "Tail lifted"))
     [caption] = [c for c in _texts(neurons) if c.startswith("The clean front and tail neurons one by one")]
-    assert f"{lost} of the {k} front neurons lost influence and {gained} of the {t} tail neurons gained" in caption
-    [scatter] = [c for c in _texts(neurons) if c.startswith("One point per neuron")]
-    assert f"{lost} of {k} front points are under it and {gained} of {t} tail points above it" in scatter
+    assert re.search(r"\d+ of the 13 front bars are lower after, and \d+ of the 13 tail bars are lower", caption)
 
 
-def test_start_up_example_shows_both_halves(neurons):
-    """15.5: the start-up example (image, attack) shows front lost AND tail gained on the default model."""
-    lost, k = _of(_metric(neurons, "Front suppressed"))
-    gained, t = _of(_metric(neurons, "Tail lifted"))
+def test_start_up_example_shows_both_halves_beyond_the_control(neurons):
+    """15.5 / 21.1: the start-up example shows the front suppressed AND the tail enhanced (activations),
+    each in more neurons than under its matched control."""
+    lost, k, noise_lost, gained, t, noise_gained = _evidence_counts(neurons)
     assert 2 * lost > k and 2 * gained > t, (lost, k, gained, t)
-    [caption] = [c for c in _texts(neurons) if c.startswith("The clean front and tail neurons one by one")]
-    assert "both halves of NIP's observation" in caption
+    assert lost > noise_lost and gained > noise_gained
 
 
 def test_one_group_size_in_every_view():
@@ -59,15 +62,14 @@ def test_one_group_size_in_every_view():
     at = open_page("app_pages/neurons.py")
     slider = at.select_slider(key="group_fraction")
     assert slider.value == DEFAULT_GROUP_FRACTION
-    k_neurons = _of(_metric(at, "Front suppressed"))[1]
-    lost_neurons = _of(_metric(at, "Front suppressed"))[0]
-    gained_neurons = _of(_metric(at, "Tail lifted"))[0]
+    lost_neurons, k_neurons, noise_lost, gained_neurons, _, noise_gained = _evidence_counts(at)
 
     at.switch_page("app_pages/learn.py")
     at.run()
     assert_healthy(at)
     tour = _all_text(at)
-    assert f"Here {lost_neurons} of the {k_neurons} front neurons lost influence and {gained_neurons} of" in tour
+    assert f"{lost_neurons} of {k_neurons} front neurons lost activation under PGD (L∞); {noise_lost} of" in tour
+    assert f"{gained_neurons} of {k_neurons} tail neurons gained activation under PGD (L∞); {noise_gained} of" in tour
     assert f"top {DEFAULT_GROUP_FRACTION:.0%}: {k_neurons})" in tour
 
     at.switch_page("app_pages/attack.py")
@@ -80,7 +82,7 @@ def test_one_group_size_in_every_view():
     at.run()
     at.select_slider(key="group_fraction").set_value(0.1)
     at.run()
-    k_small = _of(_metric(at, "Front suppressed"))[1]
+    k_small = _evidence_counts(at)[1]
     assert k_small < k_neurons
     at.switch_page("app_pages/learn.py")
     at.run()
@@ -143,7 +145,8 @@ def test_learn_lists_a_norm_for_cw_and_says_how_the_example_was_chosen():
     assert norms["C&W (L2)"].startswith("L2")
     assert "—" not in set(norms.values())
     why = [m.value for m in at.markdown if "bench/choose_example.py" in m.value]
-    assert why and re.search(r"\d+ of \d+ front neurons lost influence, \d+ of \d+ tail neurons gained", why[0])
+    assert why and re.search(r"\d+ of \d+ front neurons lost activation \(\d+ under the noise\), \d+ of \d+ tail "
+                             r"neurons gained activation \(\d+ under the noise\)", why[0])
 
 
 @pytest.fixture

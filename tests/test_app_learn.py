@@ -36,7 +36,7 @@ def tour_truth():
         "clean": model.class_names[benign],
         "adversarial": model.class_names[int(report.adv_pred[0])],
         "nip": model.class_names[int(nip.prediction[0])],
-        "front_suppressed": int(shift.front_suppressed[0]),
+        "front_suppressed": int(shift.front_suppressed_activation[0]),
         "front": shift.groups_before.front_size,
     }
 
@@ -48,10 +48,10 @@ def test_tour_tells_the_story_with_the_library_numbers(tour_truth):
     assert tour_truth["adversarial"] != tour_truth["clean"]  # the example is one the attack fools
     assert f"the network now says **{tour_truth['adversarial']}**" in text
     assert f"It says **{tour_truth['clean']}**" in text
-    assert f"Here {tour_truth['front_suppressed']} of the {tour_truth['front']} front neurons lost influence" in text
+    assert f"{tour_truth['front_suppressed']} of {tour_truth['front']} front neurons lost activation under PGD" in text
     assert f"**NIP (guided)** — the model says **{tour_truth['nip']}**" in text
     titles = plotly_titles(at)
-    assert titles[:2] == ["digit 9 (#43)", "What the model says"] and titles[2].startswith("The change (×")
+    assert titles[:2] == ["digit 7 (#4)", "What the model says"] and titles[2].startswith("The change (×")
     assert titles[3:5] == ["Attacked image", "What the model says now"]
     assert any("influence, clean vs attacked" in t for t in titles)
     assert titles.count("After the defence") == 2
@@ -62,11 +62,11 @@ def test_tour_ignores_the_sidebar_and_opens_its_example(tour_truth):
     submit_attack(at, "fgsm", eps=0.2)  # another attack than the tour's
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     assert_healthy(at)
-    assert "digit 9 (#43)" in plotly_titles(at)  # the ready example, whatever the sidebar says
+    assert "digit 7 (#4)" in plotly_titles(at)  # the ready example, whatever the sidebar says
     at.button(key="learn.load_example").click().run()
     assert_healthy(at)
     banner = " ".join(m.value for m in at.main.markdown if "**" in m.value and " · " in m.value)
-    assert "`digits-cnn`" in banner and "digit 9 (#43)" in banner
+    assert "`digits-cnn`" in banner and "digit 7 (#4)" in banner
     assert "PGD (L∞) · eps 0.1 (25.5/255), alpha 0.01 (2.55/255), steps 10" in banner  # the tour's attack
     assert at.sidebar.selectbox(key="attack_name").value == "pgd"
     assert [w.value for w in at.sidebar.number_input if w.label == "steps"] == [10]

@@ -84,8 +84,25 @@ def test_page_renders_every_figure_and_the_numbers(page):
     assert f"Back to the clean ranking? ({layer} highlighted)" in titles
     assert any(t.startswith("Saliency toward the benign class") for t in titles)
     labels = [m.label for m in page.metric]
-    assert labels == ["Front overlap", "Rank correlation ρ", "Front suppressed", "Tail lifted"]
-    assert any(m.value.startswith(f"{layer}: ") and "front neurons lost influence" in m.value for m in page.markdown)
+    assert labels == ["Front overlap", "Rank correlation ρ"]
+    # the attack beside its matched control, computed by the library from the session's analysis
+    from app.runs import AttackChoice, compute_analysis
+    from neuronviz.figures import captions
+    from neuronviz.workflows import evidence
+
+    selection = _selection(page)
+    result = compute_analysis(selection.model, selection.image, AttackChoice())  # the page's default choice
+    sentences = [m.value for m in page.markdown if "front neurons lost activation under" in m.value]
+    assert len(sentences) == 1 and "under noise of the same L∞" in sentences[0]
+    assert captions.SIGN_CONVENTION in sentences[0]
+    assert sentences[0] == captions.evidence_sentence(evidence.analysis_evidence(result), "PGD (L∞)", result.control.label)
+    shown = next(d.value for d in page.dataframe if "verdict" in d.value.columns)
+    assert set(shown["chosen on"]) == {"clean image", "class mean (evaluation set)"}
+    ev = evidence.analysis_evidence(result).measure("front_suppressed_activation")
+    assert shown["attack_short"].iloc[0] == evidence.rate_short(ev.attack) and "/13 · " in shown["attack_short"].iloc[0]
+    assert shown["control_short"].iloc[0] == evidence.rate_short(ev.control)
+    assert any(c.startswith("Front and tail chosen on the clean image are its most extreme neurons") for c in
+               [c.value for c in page.caption])
     assert any("is closest to the clean ranking" in m.value or "equally close" in m.value for m in page.markdown)
 
 
@@ -118,8 +135,10 @@ def test_scatter_transition_and_table_hold_the_analysis_numbers(page):
     assert [[int(t) for t in row] for row in transition["text"]] == counts.tolist()
     front_overlap = [m.value for m in page.metric if m.label == "Front overlap"][0]
     assert front_overlap == f"{counts[0, 0] / k:.0%}"
-    [table] = page.dataframe
+    table = next(d for d in page.dataframe if "kind" in d.value.columns)
     assert list(table.value["layer"]) == [info.name for info in probe_layers(model)]
+    # ρ of the last layer (one non-zero influence) is not defined, not −1
+    assert table.value["correlation_note"].iloc[-1].startswith("not defined")
 
 
 # -- widgets driven -----------------------------------------------------------------------------------
@@ -174,8 +193,8 @@ def test_front_size_and_tail_rule_drive_the_groups():
     at.run()
     assert not at.exception and not errors(at)
     # features.7 of digits-cnn has 64 channels: 20% is 13 neurons
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Front suppressed"].endswith("of 13") and metrics["Tail lifted"].endswith("of 13")
+    shown = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert all("/13 · " in text for text in shown["attack_short"])
     panels = [a["text"] for a in _spec(at, "neurons.bars")["layout"]["annotations"]]
     assert panels == ["Front: the 13 most influential", "Tail: ranks 14–26"]
 
@@ -221,6 +240,6 @@ def test_another_model_renders_with_its_own_layers():
     assert picker.value == default_layer(model)
     xs, _, _ = _scatter_points(at)
     assert len(xs) == next(info.channels for info in layers if info.name == picker.value)
-    [table] = at.dataframe
+    table = next(d for d in at.dataframe if "kind" in d.value.columns)
     assert list(table.value["layer"]) == [info.name for info in layers]
     assert len(_spec(at, "neurons.layers")["data"][0]["x"]) == len(layers)

@@ -39,14 +39,18 @@ def test_a_long_cw_stops_at_its_budget_with_a_message_saying_what_to_lower(digit
     assert run_attack(digits_cnn, digits_test[0][:2], "fgsm").adversarial.shape == (2, 1, 28, 28)
 
 
-def test_the_default_budget_comes_from_the_environment(monkeypatch, digits_cnn, digits_test):
+def test_the_server_budget_comes_from_the_environment_and_applies_only_when_asked(monkeypatch, digits_cnn, digits_test):
     monkeypatch.setenv("NEURONVIZ_TIME_BUDGET_S", "0.4")
     assert time_budget_s() == 0.4
+    # budget.limit() with no seconds is the server's budget (what the dashboard enters)
     with pytest.raises(TimeLimitError, match="0.4 s time budget"):
-        run_attack(digits_cnn, digits_test[0][:8], "cw", {"steps": 10_000}, seed=0)
-    # an explicit longer budget replaces the default for the work inside it
+        with budget.limit():
+            run_attack(digits_cnn, digits_test[0][:8], "cw", {"steps": 10_000}, seed=0)
+    # an explicit longer budget replaces it for the work inside it
     with budget.limit(60):
         run_attack(digits_cnn, digits_test[0][:4], "cw", {"steps": 200}, seed=0)
+    # a plain library call has no deadline (issue 24.23: tests/reliability/test_library_deadline.py)
+    assert not budget.active()
     monkeypatch.delenv("NEURONVIZ_TIME_BUDGET_S")
     assert time_budget_s() == 120.0
 

@@ -28,18 +28,18 @@ CLEAN = [5.0, 4.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, -1.0, -2.0]
 
 
 def _nip_after():
-    """Front lost influence, tail gained (tail bars shorter: less negative)."""
+    """The paper's direction: front influence down, tail influence down (further below zero: enhanced)."""
     after = list(CLEAN)
     after[0], after[1] = 1.0, 0.5  # front down
-    after[8], after[9] = -0.2, -0.1  # tail up (shorter negative bars)
+    after[8], after[9] = -3.0, -4.0  # tail further below zero (longer negative bars): enhanced
     return after
 
 
 def _anti_after():
-    """Front gained, tail lost (tail bars longer: more negative) — the issue's "growing tail bars"."""
+    """The opposite: front up, tail toward zero (shorter negative bars: weakened)."""
     after = list(CLEAN)
     after[0], after[1] = 7.0, 6.0
-    after[8], after[9] = -3.0, -4.0
+    after[8], after[9] = -0.2, -0.1
     return after
 
 
@@ -49,49 +49,40 @@ def _counts(before, after, fraction=0.2):
     front = [int(j) for j in groups.front[0]]
     tail = [int(j) for j in groups.tail[0]]
     lost = sum(after[j] < before[j] for j in front)
-    gained = sum(after[j] > before[j] for j in tail)
-    return b, a, groups, lost, len(front), gained, len(tail)
+    fell = sum(after[j] < before[j] for j in tail)  # the paper's tail half in influence
+    return b, a, groups, lost, len(front), fell, len(tail)
 
 
-@pytest.mark.parametrize("after, lost_expected, gained_expected", [(_nip_after(), 2, 2), (_anti_after(), 0, 0)])
-def test_group_bars_caption_counts_and_direction(after, lost_expected, gained_expected):
-    b, a, groups, lost, k, gained, t = _counts(CLEAN, after)
-    assert (lost, gained) == (lost_expected, gained_expected)
+@pytest.mark.parametrize("after, lost_expected, fell_expected", [(_nip_after(), 2, 2), (_anti_after(), 0, 0)])
+def test_group_bars_caption_counts_and_direction(after, lost_expected, fell_expected):
+    b, a, groups, lost, k, fell, t = _counts(CLEAN, after)
+    assert (lost, fell) == (lost_expected, fell_expected)
     text = captions.group_bars_caption(b, a, groups, "0", "adversarial")
-    assert f"{lost} of the {k} front neurons lost influence" in text
-    assert f"{gained} of the {t} tail neurons gained" in text
-    if lost_expected == k and gained_expected == t:
-        assert "both halves of NIP's observation" in text
-    else:
-        assert "neither half of NIP's observation" in text
-        assert "both halves" not in text
-    # the tail is negative here: the caption must say what a longer negative bar means
+    assert f"{lost} of the {k} front bars are lower after, and {fell} of the {t} tail bars are lower" in text
+    # the tail is negative here: the caption says what a longer negative bar means (the paper's enhancement)
     assert "All 2 tail neurons have a negative influence" in text
-    assert "a longer bar (further below zero) means less influence" in text
-    # the old, wrong rule is gone
-    assert "growing on the right is NIP's pattern" not in text
+    assert "further below zero) is the paper's enhanced tail neuron" in text
 
 
 def test_group_bars_caption_positive_tail_has_no_sign_note():
     before = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5]
     after = [1.0, 1.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 3.0, 2.0]
-    b, a, groups, lost, k, gained, t = _counts(before, after)
+    b, a, groups, lost, k, fell, t = _counts(before, after)
     text = captions.group_bars_caption(b, a, groups, "3", "PSSR")
     assert "negative influence" not in text
-    assert (lost, gained) == (2, 2) and "both halves" in text
+    assert (lost, fell) == (2, 0) and "2 of the 2 front bars are lower" in text and "0 of the 2 tail bars" in text
 
 
-def test_caption_agrees_with_the_shift_summary_and_metrics():
-    """The caption, the metric tiles (front_suppressed, tail_lifted) and the summary sentence say the same."""
+def test_caption_agrees_with_the_shift_summary():
+    """The bars caption, the summary sentence and the shift's counts say the same."""
     for after in (_nip_after(), _anti_after()):
         b, a = _map(CLEAN), _map(after)
         shift = influence_shift(b, a, front=0.2, tail=0.2)
         bars = captions.group_bars_caption(b, a, shift.groups_before, "0", "adversarial")
-        scatter = captions.scatter_caption(shift, "adversarial")
-        lost, gained = int(shift.front_suppressed[0]), int(shift.tail_lifted[0])
-        assert f"{lost} of the 2 front neurons lost influence" in bars
-        assert f"{lost} of 2 front points are under it and {gained} of 2 tail points above it" in scatter
-        assert f"{lost} of 2 front neurons lost influence" in shift.summary()
+        lost, fell = int(shift.front_suppressed_influence[0]), int(shift.tail_enhanced_influence[0])
+        assert f"{lost} of the 2 front bars are lower after, and {fell} of the 2 tail bars" in bars
+        assert f"({lost} lost influence;" in shift.summary()
+        assert f"({fell} fell further below zero in influence)" in shift.summary()
 
 
 @pytest.mark.parametrize(
@@ -108,25 +99,67 @@ def test_nip_pattern(lost, k, gained, t, expected):
     assert captions.nip_pattern(lost, k, gained, t).startswith(expected)
 
 
-def test_tour_heading_only_says_go_quiet_when_the_front_lost():
-    quiet = influence_shift(_map(CLEAN), _map(_nip_after()), front=0.2, tail=0.2)
-    loud = influence_shift(_map(CLEAN), _map(_anti_after()), front=0.2, tail=0.2)
-    assert "go quiet" in captions.tour_neurons_heading(quiet)
-    assert "go quiet" not in captions.tour_neurons_heading(loud)
-    assert "0 of the 2 front neurons lost influence and 0 of the 2 tail neurons gained" in captions.shift_sentence(loud)
+def _evidence(after, control):
+    from neuronviz.workflows.evidence import shift_evidence
+
+    return shift_evidence(_map(CLEAN), _map(after), _map(control), front=0.2, tail=0.2)
 
 
-@pytest.mark.parametrize(
-    "front, tail, expected",
-    [(-0.3, 0.2, ("the front lost influence", "the tail gained influence")),
-     (0.4, -0.1, ("the front gained influence", "the tail lost influence"))],
-)
-def test_sweep_sentence_direction_from_the_sign(front, tail, expected):
-    text = captions.sweep_sentence("features.7", 0.5, 0.9, front, tail)
-    for part in expected:
-        assert part in text
-    assert f"{front:+.3g}" in text and f"{tail:+.3g}" in text
-    assert "front overlap **50%**" in text
+def test_tour_heading_says_quiet_only_beyond_the_control():
+    # activations are |influence| here: the paper's direction on activations is front |I| down, tail |I| up
+    beyond = _evidence(_nip_after(), CLEAN)  # the control changed nothing
+    assert "quiets the front neurons more than random noise" in captions.tour_neurons_heading(beyond)
+    same = _evidence(_nip_after(), _nip_after())  # noise did just as much
+    assert "more than random noise" not in captions.tour_neurons_heading(same)
+    assert "go quiet" not in captions.tour_neurons_heading(same)
+
+
+def test_evidence_sentence_states_attack_and_control_and_whether_they_differ():
+    beyond = _evidence(_nip_after(), CLEAN)
+    text = captions.evidence_sentence(beyond, "PGD (L∞)", "noise of the same L∞")
+    assert "2 of 2 front neurons lost activation under PGD (L∞); 0 of 2 under noise of the same L∞" in text
+    assert "2 of 2 tail neurons gained activation under PGD (L∞); 0 of 2 under noise of the same L∞" in text
+    assert "one image cannot tell the two apart" in text  # one image: counts and the plain statement
+    assert captions.SIGN_CONVENTION in text
+    same = captions.evidence_sentence(_evidence(_nip_after(), _nip_after()), "PGD (L∞)", "noise of the same L∞")
+    assert "moved no more than under the noise: no effect beyond the control" in same
+    assert "cannot tell the two apart" not in same
+
+
+def test_evidence_sentence_over_several_images_uses_the_paired_difference():
+    from neuronviz.workflows.evidence import shift_evidence
+
+    clean = torch.tensor([CLEAN] * 6)
+    attack = torch.tensor([_nip_after()] * 6)
+    noise = torch.tensor([CLEAN, _nip_after(), CLEAN, CLEAN, CLEAN, CLEAN])
+
+    def many(v):
+        return InfluenceMap("features.7", "grad_x_act", "channel", torch.zeros(6, dtype=torch.long), v.float(),
+                            v.float().abs(), (10, 1, 1))
+
+    evidence = shift_evidence(many(clean), many(attack), many(noise), front=0.2, tail=0.2)
+    measure = evidence.measure("front_suppressed_activation", image=None)
+    assert (measure.attack.k, measure.attack.n, measure.control.k, measure.control.n) == (12, 12, 2, 12)
+    assert measure.difference is not None and measure.difference.n == 6
+    assert measure.beyond_control is True
+    text = captions.evidence_sentence(evidence, "PGD", "noise", image=None)
+    assert "100% (95% CI" in text and "n = 12)" in text and "beyond the control" in text
+
+
+def test_sweep_sentence_reads_the_attack_beside_its_control(digits_cnn, digits_test):
+    from neuronviz.workflows.sweep import eps_sweep
+
+    x = digits_test[0][:1]
+    sweep = eps_sweep(digits_cnn, x, "fgsm", {}, [0.0, 0.1], front=0.2, tail=0.2)
+    text = captions.sweep_sentence(sweep, 1)
+    k = sweep.front_size
+    front = int(sweep.directions["front_suppressed_activation"][1])
+    noise = int(sweep.control_directions["front_suppressed_activation"][1])
+    assert f"{front} of {k} front neurons lost activation ({noise} under the noise)" in text
+    assert f"front overlap **{float(sweep.front_overlap[1]):.0%}**" in text
+    assert "noise of the same size:" in text
+    zero = captions.sweep_sentence(sweep, 0)  # ε = 0: the clean image, nothing moved, nor under a zero-size control
+    assert f"0 of {k} front neurons lost activation (0 under the noise)" in zero
 
 
 @pytest.mark.parametrize(
@@ -170,7 +203,7 @@ def test_unchanged_attack_note():
 
 
 def test_captions_on_the_real_start_up_example():
-    """The start-up example's captions, recomputed from the library's influence: both halves hold."""
+    """The start-up example, recomputed from the library: both halves, each beyond its matched control."""
     from app import components, state
     from app import runs as analysis
 
@@ -180,14 +213,17 @@ def test_captions_on_the_real_start_up_example():
     result = analysis.compute_analysis(model, image, analysis.default_choice())
     layer = result.default_layer
     before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
+    noise = result.influence[analysis.CONTROL][layer]
     shift = influence_shift(before, after, front=components.DEFAULT_GROUP_FRACTION, tail=components.DEFAULT_GROUP_FRACTION)
-    lost = int((after.values[0, shift.groups_before.front[0]] < before.values[0, shift.groups_before.front[0]]).sum())
-    gained = int((after.values[0, shift.groups_before.tail[0]] > before.values[0, shift.groups_before.tail[0]]).sum())
+    front, tail = shift.groups_before.front[0], shift.groups_before.tail[0]
+    lost = int((after.activations[0, front] < before.activations[0, front]).sum())
+    gained = int((after.activations[0, tail] > before.activations[0, tail]).sum())
+    noise_lost = int((noise.activations[0, front] < before.activations[0, front]).sum())
+    noise_gained = int((noise.activations[0, tail] > before.activations[0, tail]).sum())
     k, t = shift.groups_before.front_size, shift.groups_before.tail_size
-    assert 2 * lost > k and 2 * gained > t  # the reason it is the start-up example
-    text = captions.group_bars_caption(before, after, shift.groups_before, "9", "adversarial")
-    assert f"{lost} of the {k} front neurons lost influence and {gained} of the {t} tail neurons gained" in text
-    assert "both halves of NIP's observation" in text
+    assert 2 * lost > k and 2 * gained > t and lost > noise_lost and gained > noise_gained  # why it is the example
     counts = components.story_counts(result)
-    assert (counts["front_lost"], counts["tail_gained"], counts["both_halves"]) == (lost, gained, True)
-    assert counts["fooled"] and counts["restored"]
+    assert (counts["front_lost"], counts["tail_gained"]) == (lost, gained)
+    assert (counts["control_front_lost"], counts["control_tail_gained"]) == (noise_lost, noise_gained)
+    assert counts["score"] == pytest.approx(min((lost - noise_lost) / k, (gained - noise_gained) / t))
+    assert counts["fooled"] and counts["restored"] and not counts["control_fooled"] and counts["beyond_control"]

@@ -105,7 +105,10 @@ def test_front_tail_and_layer_charts_are_the_shift(result, digits_cnn):
     assert list(after_front.y) == pytest.approx([float(result.influence["pssr"][layer].values[0, j]) for j in front])
     table = layer_shift_table(result.influence["clean"], result.influence["pssr"], front=spec.group_size, tail=spec.group_size, image=0)
     rho = next(t for t in fig.data if isinstance(t, go.Scatter) and t.name == "ρ (clean vs PSSR)")
-    assert list(rho.x) == list(table["layer"]) and list(rho.y) == pytest.approx(list(table["spearman"]))
+    assert list(rho.x) == list(table["layer"])
+    expected = [None if v != v else v for v in table["spearman"]]  # not defined (classifier.2): a gap, not ±1
+    assert [None if v is None else pytest.approx(v) for v in expected] == list(rho.y)
+    assert None in expected
     numbers = compose.figure_numbers(result, digits_cnn.class_names, spec)
     assert numbers["layers"]["pssr"][0]["spearman"] == pytest.approx(float(table["spearman"][0]))
     assert [r["neuron"] for r in numbers["front_tail"] if r["group"] == "front"] == front
@@ -159,7 +162,12 @@ def test_numbers_csv_round_trips(result, digits_cnn):
     assert len(rows) == len(expected) > 50
     for row, want in zip(rows, expected):
         assert row["section"] == want["section"] and row["condition"] == want["condition"] and row["metric"] == want["metric"]
-        assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-12)
+        if isinstance(want["value"], str) or want["value"] is None:  # a note ("not defined: …"), or no value
+            assert row["value"] == (want["value"] or "")
+        else:
+            assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-12, nan_ok=True)
+    assert any(r["metric"] == "correlation_note" and r["value"].startswith("not defined") for r in rows)
+    assert any(r["section"] == "evidence" and r["condition"] == "control" for r in rows)
     clean = next(r for r in rows if r["section"] == "panel" and r["condition"] == "clean")
     assert float(clean["value"]) == pytest.approx(float(result.probabilities("clean").max()))
 

@@ -118,7 +118,7 @@ def test_trajectory_holds_the_loss_and_predictions_of_the_chosen_image():
     assert vlines and {s.x0 for s in vlines} == {3}  # the first step predicted as something else than 0
     assert any("leaves 0" in a.text for a in fig.layout.annotations)
     assert fig.layout.xaxis2.title.text == "Attack step (iteration)"
-    assert "attacked label" in fig.layout.yaxis.title.text and "nats" in fig.layout.yaxis.title.text
+    assert fig.layout.yaxis.title.text == "CE to clean prediction 0 (nats)"  # what the trace measures (24.11)
     assert list(fig.layout.yaxis2.ticktext) == ["0", "8"]
     _assert_project_look(fig)
 

@@ -217,6 +217,23 @@ def frame():
     return layer_shift_table(before, after, front=0.2, tail=0.2, image=0)
 
 
+def test_layer_overview_draws_the_control_dashed_beside_the_attack():
+    from neuronviz.workflows.evidence import evidence_table
+
+    before, after = _network(
+        {"conv1": BEFORE, "conv2": BEFORE * 2, "fc": BEFORE[:, :5]},
+        {"conv1": BEFORE + 0.1, "conv2": AFTER, "fc": BEFORE[:, :5].flip(1)},
+    )
+    table = evidence_table(before, after, before, front=0.2, tail=0.2)  # the "control" changed nothing
+    fig = nf.layer_overview(table, "conv2")
+    noise = [t for t in fig.data if t.name.endswith("matched noise")]
+    assert len(noise) == 4 and all(t.line.dash == "dash" for t in noise)
+    front = next(t for t in noise if t.name.startswith("front suppressed"))
+    np.testing.assert_allclose(front.y, [0.0, 0.0, 0.0])  # nothing moved under it
+    rho = next(t for t in noise if t.name.startswith("ρ"))
+    np.testing.assert_allclose(rho.y, [1.0, 1.0, 1.0])
+
+
 def test_layer_overview_plots_the_table_in_forward_order_and_highlights_the_layer(frame):
     fig = nf.layer_overview(frame, "conv2", after_label="adversarial")
     rho, overlap, suppressed, lifted = fig.data
@@ -224,8 +241,13 @@ def test_layer_overview_plots_the_table_in_forward_order_and_highlights_the_laye
         assert list(trace.x) == ["conv1", "conv2", "fc"]
     np.testing.assert_allclose(rho.y, frame["spearman"])
     np.testing.assert_allclose(overlap.y, 100 * frame["front_overlap"])
-    np.testing.assert_allclose(suppressed.y, 100 * frame["front_suppressed_share"])
-    np.testing.assert_allclose(lifted.y, 100 * frame["tail_lifted_share"])
+    np.testing.assert_allclose(suppressed.y, 100 * frame["front_suppressed_activation_share"])
+    np.testing.assert_allclose(lifted.y, 100 * frame["tail_enhanced_activation_share"])
+    # every share carries its 95% Wilson interval as an error bar
+    np.testing.assert_allclose(np.asarray(suppressed.error_y.array) + suppressed.y,
+                               100 * frame["front_suppressed_activation_share_high"])
+    np.testing.assert_allclose(suppressed.y - np.asarray(suppressed.error_y.arrayminus),
+                               100 * frame["front_suppressed_activation_share_low"])
     assert rho.y[0] == pytest.approx(1.0) and rho.y[2] == pytest.approx(-1.0)  # unchanged; reversed
     assert rho.line.color == PALETTE["adversarial"] == overlap.line.color
     assert suppressed.line.color == PALETTE["front"] and lifted.line.color == PALETTE["tail"]
@@ -272,8 +294,8 @@ def _frames():
                 "layer": layers,
                 "spearman": rho,
                 "front_overlap": overlap,
-                "front_suppressed_share": [0.0] * 3,
-                "tail_lifted_share": [0.0] * 3,
+                "front_suppressed_activation_share": [0.0] * 3,
+                "tail_enhanced_activation_share": [0.0] * 3,
             }
         )
 

@@ -1,5 +1,7 @@
 """Probe and influence: exact values by hand, exact parity with Captum, hooks, threads, groups."""
 
+import math
+
 import pytest
 import torch
 from captum.attr import InternalInfluence, LayerConductance, LayerGradientXActivation
@@ -258,11 +260,15 @@ def test_shift_worked_by_hand():
     # neuron 0: front → tail; neuron 5: tail → front; the rest stay middle
     assert shift.transition[0].tolist() == [[0, 0, 1], [0, 4, 0], [1, 0, 0]]
     assert shift.front_overlap.tolist() == [0.0]
-    assert shift.front_suppressed.tolist() == [1] and shift.tail_lifted.tolist() == [1]
+    # the paper's direction: the front's influence fell (suppressed); the tail's rose (weakened: NOT enhanced)
+    assert shift.front_suppressed_influence.tolist() == [1] and shift.tail_enhanced_influence.tolist() == [0]
+    assert shift.front_suppressed_activation.tolist() == [1] and shift.tail_enhanced_activation.tolist() == [1]
+    with pytest.warns(DeprecationWarning, match="opposite"):
+        assert shift.tail_lifted.tolist() == [1]  # the old count: tail influence rose
     assert shift.front_influence_change.tolist() == [-4.5] and shift.tail_influence_change.tolist() == [6.0]
     # ascending ranks before [6,5,4,3,2,1], after [1,5,4,3,2,6]: Σd² = 50, ρ = 1 − 6·50/(6·35)
     assert shift.spearman[0] == pytest.approx(1 - 300 / 210, abs=1e-6)
-    assert "1 of 1 front neurons lost influence" in shift.summary()
+    assert "1 of 1 front neurons lost activation (1 lost influence" in shift.summary()
     unchanged = influence_shift(before, before, front=2, tail=2)
     assert unchanged.spearman[0] == pytest.approx(1.0) and unchanged.kendall[0] == pytest.approx(1.0)
     assert unchanged.transition[0].diagonal().tolist() == [2, 2, 2]
@@ -276,11 +282,17 @@ def test_attack_shift_across_the_network(digits_cnn, digits_test):
     after = neuron_influence(digits_cnn, report.adversarial, target=target)  # toward the benign class
     table = layer_shift_table(before, after)
     assert list(table["layer"]) == list(before)
-    assert table["spearman"].between(-1, 1).all() and table["front_overlap"].between(0, 1).all()
+    defined = table["spearman"].dropna()
+    assert defined.between(-1, 1).all() and table["front_overlap"].between(0, 1).all()
+    # classifier.2: only the benign logit has influence toward it, so ρ is not defined (never −1)
+    assert math.isnan(table.iloc[-1]["spearman"]) and table.iloc[-1]["correlation_note"].startswith("not defined")
     # toward the benign class: the benign logit falls for every fooled image, and most front
     # neurons of the last feature layer lose influence (NIP's observation; measured 58% here)
-    assert table.iloc[-1]["front_suppressed_share"] == 1.0
-    assert table[table["layer"] == default_layer(digits_cnn)].iloc[0]["front_suppressed_share"] > 0.5
+    assert table.iloc[-1]["front_suppressed_influence_share"] == 1.0
+    assert table[table["layer"] == default_layer(digits_cnn)].iloc[0]["front_suppressed_influence_share"] > 0.5
+    row = table.iloc[-1]
+    assert row["front_suppressed_influence_share_n"] == 16 * row["front_size"]  # neuron × image pairs
+    assert row["front_suppressed_influence_share_low"] <= 1.0 == row["front_suppressed_influence_share_high"]
     # toward each image's own class the ranking is rewired: late layers keep little of their order
     own = layer_shift_table(before, neuron_influence(digits_cnn, report.adversarial))
     late = own[own["layer"] == default_layer(digits_cnn)].iloc[0]

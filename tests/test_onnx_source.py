@@ -89,7 +89,7 @@ def test_registered_as_an_upload_source():
     assert found.label == "ONNX upload"
     assert found.upload_suffixes == (".onnx",)
     assert [f.name for f in found.options] == ["mean", "std", "input_size", "classes"]
-    assert found.options[0].default == "0.485, 0.456, 0.406"
+    assert all(f.default == "" for f in found.options)  # blank: from the file, else assumed (and marked so)
 
 
 def test_outputs_equal_onnxruntime_and_gradients_flow(stranger_file):
@@ -171,6 +171,8 @@ def test_metadata_props_and_options(tmp_path):
     # the sidebar's pre-filled defaults do not override the file; a changed value does
     defaults = {f.name: f.default for f in source().options}
     assert source().load_upload(path, defaults).class_names == ("zero", "one", "two")
+    legacy = dict(onnx_source.LEGACY_DEFAULTS)  # what the form pre-filled before: an old link still means "not given"
+    assert source().load_upload(path, legacy).normalize.mean.flatten().tolist() == [0.5]
     given = source().load_upload(path, {**defaults, "mean": "0.1", "classes": "a, b, c"})
     assert given.normalize.mean.flatten().tolist() == pytest.approx([0.1]) and given.class_names == ("a", "b", "c")
     with pytest.raises(InputError, match="2 class names for a model with 3 outputs") as caught:

@@ -116,7 +116,7 @@ def test_the_influence_of_all_budgets_is_one_batched_call(digits_cnn, image, mon
     monkeypatch.setattr(sweep_module, "neuron_influence", counting)
     x, _ = image
     eps_sweep(digits_cnn, x, "fgsm", {}, [0.0, 0.1, 0.3])
-    assert calls == [4]  # the clean image and the three budgets, together
+    assert calls == [7]  # the clean image, the three budgets and their three matched controls, together
 
 
 def test_values_are_sorted_and_deduplicated_and_accept_tensors(digits_cnn, image):

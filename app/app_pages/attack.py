@@ -63,11 +63,27 @@ def adversarial_verdict(probs: torch.Tensor, success: bool, target: int | None, 
 
 
 def restored_verdict(result: analysis.Analysis, condition: str, names: tuple[str, ...]) -> str:
+    """``**7** · 97.0% · restored`` (or not restored, or nothing to restore when the attack did not fool)."""
+    from neuronviz.workflows.analysis import restoration_verdict
+
     p = result.probabilities(condition)
     predicted = int(p.argmax())
-    benign = result.benign_class
-    judged = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+    judged = restoration_verdict(result.outcome(condition), names[result.benign_class], names[predicted])
     return f"**{names[predicted]}** · {_share(float(p[predicted]))} · {judged}"
+
+
+def control_verdict(result: analysis.Analysis, names: tuple[str, ...]) -> str:
+    """The matched control's prediction beside the attack's: did noise of the same size fool the model?"""
+    control = result.control
+    if control is None:
+        return ""
+    p = control.probs
+    predicted = control.prediction
+    judged = ":red[changed the prediction]" if predicted != result.benign_class else ":green[did not change the prediction]"
+    return (
+        f"Matched noise ({control.symbol} {control.size:.3g}, the attack's {control.attack_size:.3g}): "
+        f"**{names[predicted]}** · {_share(float(p[predicted]))} · {judged}"
+    )
 
 
 def bars(
@@ -152,10 +168,16 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
         )
         verdict = adversarial_verdict(result.probabilities("adversarial"), result.attack_succeeded, target, benign, names)
         bars(result.probabilities("adversarial"), names, true_class, "adversarial", "adversarial", record, verdict=verdict)
+        noise = control_verdict(result, names)
+        if noise:
+            st.caption(noise)
     for column, condition, title in ((columns[3], "nip-guided", "NIP (guided)"), (columns[4], "pssr", "PSSR")):
         with column:
+            figure = components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT + 18)
+            # the same outcome as the verdict below it, as a subtitle (the panel is too narrow for one line)
+            figure.update_layout(title_subtitle_text=result.outcome(condition), margin_t=74)
             components.chart(
-                components.figure(figures.image_figure, result.image(condition), title=title, height=IMAGE_HEIGHT),
+                figure,
                 f"{condition}-restored-image",
                 key=f"attack.image.{condition}",
             )
@@ -164,7 +186,10 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
             if components.used_fallback(result.restorations[condition]):
                 components.restoration_notes(result.restorations[condition])
     st.caption(
-        "The last two images are the adversarial image after each restoration. Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
+        "The last two images are the adversarial image after each restoration; when the attack did not fool the "
+        "model there is nothing to restore (such an image is left out of the defence success rate). Under the "
+        "adversarial image: the same model on the matched control, random noise of the attack's norm and size."
+        " Bars: the five most probable classes (the true class is outlined and marked when known). NIP (guided) "
         "is told the benign class, so it is an analysis tool, not a deployable defence; PSSR is this project's "
         "reconstruction of the paper. The Defences page shows both in detail, with their parameters."
     )
@@ -195,13 +220,16 @@ def trajectory(result: analysis.Analysis, info: AttackInfo, class_names: tuple[s
             f"{info.label} is not a plain gradient iteration: each point is one forward pass of the attack "
             "through the model, not one iteration."
         )
-    chart = components.figure(attack_figures.trajectory_figure, trace, class_names, benign_class=benign, targeted=report.targeted)
+    chart = components.figure(attack_figures.trajectory_figure, trace, class_names, benign_class=benign, targeted=report.targeted,
+                              target_class=int(report.target[0]) if report.target is not None else None)
     components.chart(chart, "attack-trajectory", key="attack.trajectory")
     exports.export_controls(chart, exports.trace_rows(trace, class_names), "attack-trajectory", record, key="attack.export.trajectory")
     direction = captions.trajectory_direction(trace.loss, report.targeted)
+    target = int(report.target[0]) if report.target is not None else None
+    reference = captions.trajectory_reference(report.targeted, class_names[benign],
+                                              None if target is None else class_names[target])
     st.caption(
-        f"Top: cross-entropy to the {'target class' if report.targeted else f'clean prediction {class_names[benign]}'}; "
-        f"here it {direction}. Bottom: "
+        f"Top: cross-entropy to the {reference}; here it {direction}. Bottom: "
         f"the predicted class at each {trace.unit}, green while it is still the benign class "
         f"{class_names[benign]}; the dotted line marks the first {trace.unit} that leaves it."
         + (" The trace was truncated (too many passes)." if trace.truncated else "")
@@ -308,15 +336,7 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
                 {**sweep_record, "eps_selected": selected},
             )
         st.markdown(adversarial_verdict(sweep.probs[index], bool(sweep.success[index]), target, benign, names))
-        st.markdown(
-            captions.sweep_sentence(
-                sweep.layer,
-                float(sweep.front_overlap[index]),
-                float(sweep.spearman[index]),
-                float(sweep.front_influence_change[index]),
-                float(sweep.tail_influence_change[index]),
-            )
-        )
+        st.markdown(captions.sweep_sentence(sweep, index))
     with chart_column:
         chart = components.figure(attack_figures.eps_sweep_figure, sweep, names, selected_eps=selected, chosen_eps=chosen)
         components.chart(chart, "eps-sweep", key="attack.sweep.chart")
@@ -327,7 +347,8 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
         f"Top: probability of the benign class {names[benign]}; a cross marks a budget where the attack succeeds. "
         f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
         f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
-        f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}). Computed in {sum(sweep.seconds.values()):.2f} s "
+        f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}); dotted: the same under "
+        "the matched control at each ε (random noise of the attack's norm and of its size there). Computed in {sum(sweep.seconds.values()):.2f} s "
         f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
         "cached: the slider recomputes nothing."
     )

@@ -11,6 +11,7 @@ import streamlit as st
 from app import components, pssr_training, state
 from app import export_controls as exports
 from app import runs as analysis
+from app.columns import columns
 from neuronviz import figures
 from neuronviz.core.models import PixelModel
 from neuronviz.figures import attack as attack_figures
@@ -18,6 +19,7 @@ from neuronviz.infra.errors import NeuronvizError
 from neuronviz.infra.schema import Param
 from neuronviz.methods.defences import Defense, Restoration, get_defense, list_defenses, restore_for
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.workflows.analysis import restoration_outcome, restoration_verdict
 
 IMAGE_HEIGHT = 240
 
@@ -133,15 +135,15 @@ def render() -> None:
     shown = shown_defences()
     order = [d.name for d in shown]  # the page's order of names
     short = {d.name: d.short for d in shown}
-    for column, defense in zip(st.columns(len(shown), gap="medium"), shown):
+    for column, defense in zip(columns(len(shown), gap="medium"), shown):
         # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
         column.markdown(f"##### {defense.short}")
         column.caption(defense.summary)
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         # A popover, not an expander: opening it covers the page instead of pushing its row down.
         with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
             parameter_form(name, model, result)
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         with column:
             reason = get_defense(name).unavailable(model)
             if reason is not None:  # not for this model at all: say why instead of an error
@@ -155,7 +157,7 @@ def render() -> None:
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{short[name]} restored",
+                        title=f"{short[name]}: {restoration_outcome(result.attack_succeeded, int(restoration.prediction[0]), benign)}",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",
@@ -164,7 +166,7 @@ def render() -> None:
     record = exports.analysis_record(
         selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
     )
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         restoration = restorations[name]
         if restoration is None:
             continue
@@ -180,13 +182,13 @@ def render() -> None:
             components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
-            verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+            verdict = restoration_verdict(restoration_outcome(result.attack_succeeded, predicted, benign), names[benign], names[predicted])
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
             exports.export_controls(
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
                 f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
             )
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         defense, restoration = get_defense(name), restorations[name]
         with column:
             if restoration is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import components
+from app import components, model_facts
 from app import runs as analysis
 from app import url_state as sessions_app
 from neuronviz.figures import compose
@@ -160,6 +160,7 @@ def render() -> None:
     st.caption(
         f"Drawn at the printed size ({width_mm / export.MM_PER_INCH:.2f} × {height_mm / export.MM_PER_INCH:.2f} in, "
         f"{spec.font_pt:g} pt text). {result.choice.describe(model)} on {selection.image_request.label}."
+        + model_facts.caption_note(model)
     )
     components.chart(fig, stem, key="figure.preview", width="content")
 

@@ -3,7 +3,8 @@
 The tour always uses the same ready example, whatever the sidebar says: the embedded digits-cnn,
 the start-up sample digit (``analysis.DEFAULT_SAMPLE_ID``) and the start-up attack
 (``analysis.default_choice()``), the example ``bench/choose_example.py`` picks because it shows
-both halves of NIP's observation. Every number and every direction in its text is computed live
+both halves of NIP's observation furthest beyond its matched control (noise of the same size).
+Every number and every direction in its text is computed live
 by the library (through the cached analysis), never written in by hand.
 """
 
@@ -21,7 +22,8 @@ from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
 from neuronviz.methods.attacks import AttackInfo, get_attack
 from neuronviz.methods.defences import get_defense
-from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, influence_shift
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, SIGN_CONVENTION
+from neuronviz.workflows import evidence as evidence_lib
 
 TOUR_MODEL = state.DEFAULT_MODEL
 TOUR_SAMPLE = analysis.DEFAULT_SAMPLE_ID  # the start-up example (bench/choose_example.py)
@@ -166,15 +168,18 @@ def tour() -> None:
 
     layer = result.default_layer
     before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
-    shift = influence_shift(before, after, front=front, tail=tail)
+    evidence = evidence_lib.analysis_evidence(result, layer, front, tail)
+    shift = evidence.attack
+    control = result.control
+    attack_label = get_attack(result.choice.attack).label
     k, t = shift.groups_before.front_size, shift.groups_before.tail_size
-    st.subheader(captions.tour_neurons_heading(shift), divider="gray")
+    st.subheader(captions.tour_neurons_heading(evidence), divider="gray")
     st.markdown(
         f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
         f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
         f"The **front** neurons (the top {front:.0%}: {k}) push hardest for {names[clean]}, the **tail** neurons "
         f"(the bottom {tail:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
-        "attacks suppress the front and lift the tail."
+        f"attacks suppress the front and enhance the tail. {SIGN_CONVENTION}"
     )
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -192,11 +197,15 @@ def tour() -> None:
             key="learn.scatter",
         )
     with right:
-        st.markdown(
-            f"One point per channel: across, its influence on the clean image; up, on the attacked image. "
-            f"**Blue** points are the front, **orange** the tail, grey the rest (influence toward {names[clean]})."
-        )
         st.caption(captions.scatter_caption(shift, "attacked"))
+        st.markdown(
+            f"**Is that the attack, or would any change do it?** The neurons were picked for being extreme on the "
+            f"clean image, so on any other image they tend to be less extreme. The dashboard therefore also adds "
+            f"random noise of the same size ({control.description}) and counts again."
+            if control is not None else ""
+        )
+        if control is not None:
+            st.markdown(captions.evidence_sentence(evidence, attack_label, control.label).replace(f" {SIGN_CONVENTION}", ""))
     components.chart(
         components.figure(
             neuron_figures.group_bars,
@@ -219,10 +228,13 @@ def tour() -> None:
             f"`bench/choose_example.py` scanned every sample digit of {TOUR_MODEL} under PGD and FGSM (their "
             f"default parameters, front/tail {DEFAULT_GROUP_FRACTION:.0%} at `{layer}`) and picked, "
             f"{components.STORY_CRITERION}. Computed now for this example: {story['front_lost']} of "
-            f"{story['front']} front neurons lost influence, {story['tail_gained']} of {story['tail']} tail "
-            f"neurons gained, the attack {'fooled' if story['fooled'] else 'did not fool'} the model and NIP "
-            f"(guided) {'restored' if story['restored'] else 'did not restore'} the clean prediction. "
-            "`python bench/choose_example.py` prints the whole table (every digit, both attacks)."
+            f"{story['front']} front neurons lost activation ({story['control_front_lost']} under the noise), "
+            f"{story['tail_gained']} of {story['tail']} tail neurons gained activation ({story['control_tail_gained']} "
+            f"under the noise), the attack {'fooled' if story['fooled'] else 'did not fool'} the model, the noise "
+            f"{'changed' if story['control_fooled'] else 'did not change'} its answer, and NIP (guided) "
+            f"{'restored' if story['restored'] else 'did not restore'} the clean prediction. A chosen example shows "
+            "what the effect looks like, not how often it happens: the neurons of a whole data set "
+            "(`neuronviz neurons`) measure that. `python bench/choose_example.py` prints the whole table."
         )
 
     st.subheader("4 · Two ways back", divider="gray")

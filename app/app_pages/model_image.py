@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, state
+from app import components, model_facts, state
 from app import export_controls as exports
 from neuronviz import figures
 
@@ -30,6 +30,9 @@ def render() -> None:
         components.chart(fig, "top5-prediction", key="prediction_bars")
         rows = exports.top_rows(prediction.probabilities, class_names, true_class=selection.true_class)
         exports.export_controls(fig, rows, "top5-prediction", exports.image_record(selection), key="model_image.export.bars")
+
+    st.subheader("Model facts", divider="gray")
+    model_facts.render_facts(selection.model)
 
     st.subheader("Model card", divider="gray")
     components.model_card(selection.model)

@@ -22,20 +22,30 @@ from app import runs as analysis
 from neuronviz.core.models import PixelModel
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import get_attack
 from neuronviz.methods.attribution import get_attribution, input_attribution, list_attributions
 from neuronviz.methods.defences import get_defense
 from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
+    SIGN_CONVENTION,
     InfluenceShift,
     LayerInfo,
+    NeuronGroups,
     group_sizes,
     influence_shift,
-    layer_shift_table,
     probe_layers,
 )
+from neuronviz.workflows import evidence as evidence_lib
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
-AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}
+#: What the one-layer charts may compare the clean image with: the attack, the restorations, or the control.
+CHART_CONDITIONS = ("adversarial", analysis.CONTROL, *analysis.RESTORATIONS)
+AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored", analysis.CONTROL: "control"}
+GROUP_SOURCES = {
+    "clean": "the clean image (its own ranking)",
+    "reference": "the class over the evaluation set",
+}
 TAIL_RULES = {
     "bottom": "bottom (the lowest)",
     "next": "next (after the front)",
@@ -47,7 +57,12 @@ TAIL_RULE_KEY = "neurons.tail_rule"
 AFTER_KEY = "neurons.after"
 ATTRIBUTION_METHOD_KEY = "neurons.attribution_method"
 ATTRIBUTION_ADVERSARIAL_KEY = "neurons.attribution_adversarial"
-KEYS = (LAYER_KEY, components.GROUP_FRACTION_KEY, TAIL_RULE_KEY, AFTER_KEY, ATTRIBUTION_METHOD_KEY, ATTRIBUTION_ADVERSARIAL_KEY)
+GROUPS_KEY = "neurons.groups"
+#: Resamples of the one-image ρ's bootstrap interval and permutation p: fewer than stats' default
+#: (2000 took 19 s for 64 neurons on the loaded 2-core machine); the result is cached.
+RHO_RESAMPLES = 500
+KEYS = (LAYER_KEY, components.GROUP_FRACTION_KEY, TAIL_RULE_KEY, AFTER_KEY, ATTRIBUTION_METHOD_KEY, ATTRIBUTION_ADVERSARIAL_KEY,
+        GROUPS_KEY)
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class View:
     size: float
     tail_rule: str
     after: str
+    groups: str = "clean"
 
     @property
     def after_label(self) -> str:
@@ -72,7 +88,9 @@ def render() -> None:
     st.title("Neurons")
     st.caption(
         "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
-        "to the correct class (the **front**) and lifts those that contribute least (the **tail**). Influence of a "
+        "to the correct class (the **front**) and enhances those that contribute least (the **tail**). Every count "
+        "is shown beside the same count under the **matched control**: random noise of the attack's norm and size. "
+        "Influence of a "
         "neuron = activation × gradient of the benign class's logit, summed over a channel's positions (over the "
         "tokens for a transformer's token layers; its attention heads are neurons too)."
     )
@@ -85,12 +103,16 @@ def render() -> None:
 
     view = controls(result, infos)
     record = exports.analysis_record(
-        selection, result, view={"layer": view.layer, "group_size": view.size, "tail_rule": view.tail_rule, "after": view.after}
+        selection, result, view={"layer": view.layer, "group_size": view.size, "tail_rule": view.tail_rule, "after": view.after,
+                                 "groups": view.groups}
     )
-    shift = one_layer(model, result, view, record)
+    reference = reference_groups(model, result, view)
+    if reference is not None:
+        record = {**record, "reference_groups": {"description": reference.description, "images": reference.images}}
+    shift = one_layer(model, result, view, record, reference)
     if shift is None:
         return
-    tables = across_network(result, view, infos, record)
+    tables = across_network(result, view, infos, record, reference)
     restoration_section(tables, view, record)
     st.subheader("Input attributions: clean vs adversarial", divider="gray")
     attributions(model, result, record)
@@ -151,21 +173,62 @@ def controls(result: analysis.Analysis, infos: dict[str, LayerInfo]) -> View:
         )
         after = second[1].radio(
             "Compare the clean image with",
-            AFTER_CONDITIONS,
+            CHART_CONDITIONS,
             format_func=lambda c: analysis.CONDITION_LABELS[c],
             key=AFTER_KEY,
             horizontal=True,
-            help="The adversarial image, or the adversarial image after a defence (NIP guided toward the benign "
-            "class, or PSSR).",
+            help="The adversarial image, the matched control (random noise of the attack's norm and size), or the "
+            "adversarial image after a defence (NIP guided toward the benign class, or PSSR).",
+        )
+        groups = st.radio(
+            "Front and tail chosen on",
+            list(GROUP_SOURCES),
+            format_func=lambda g: GROUP_SOURCES[g],
+            key=GROUPS_KEY,
+            horizontal=True,
+            help="The clean image's own ranking (NIP's choice), or a ranking independent of the compared pair: the "
+            "benign class's mean influence over the evaluation set's images of that class. The evidence table shows both.",
         )
     # A radio with options always has a value; None only if the options were empty.
-    return View(layer=str(layer), size=float(size), tail_rule=str(tail_rule or "bottom"), after=str(after or "adversarial"))
+    return View(layer=str(layer), size=float(size), tail_rule=str(tail_rule or "bottom"), after=str(after or "adversarial"),
+                groups=str(groups or "clean"))
+
+
+def reference_groups(model: PixelModel, result: analysis.Analysis, view: View) -> evidence_lib.ReferenceGroups | None:
+    """Groups independent of the compared pair (cached), or None with the reason on the page.
+
+    An evaluation set without other images of the benign class is not an error: the groups are
+    then not defined, and the page says why (as info) and keeps the clean image's groups."""
+    def groups_or_reason() -> evidence_lib.ReferenceGroups | None:
+        try:
+            return analysis.memo(
+                evidence_lib.reference_groups_for, model, result.clean, result.benign_class, list(result.layers),
+                view.size, view.size, view.tail_rule,
+            )
+        except InputError as error:
+            st.info(f"Groups from the evaluation set are not defined here: {error}.", icon=":material/info:")
+            return None
+
+    return analysis.attempt(groups_or_reason)
+
+
+def chosen_groups(
+    view: View, reference: evidence_lib.ReferenceGroups | None, layer: str
+) -> tuple[NeuronGroups | None, str]:
+    """The groups the charts use and what they are (the reference groups fall back to the clean
+    image's own, named so, when they could not be computed)."""
+    if view.groups == "reference" and reference is not None and layer in reference.groups:
+        return reference.for_images(layer), "reference"
+    return None, "clean"
 
 
 # -- one layer --------------------------------------------------------------------------------------
 
 
-def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: dict[str, Any]) -> InfluenceShift | None:
+def one_layer(
+    model: PixelModel, result: analysis.Analysis, view: View, record: dict[str, Any],
+    reference: evidence_lib.ReferenceGroups | None = None,
+) -> InfluenceShift | None:
     """The chosen layer: captions, the four numbers, scatter, transitions and front/tail bars; None
     (with a message) when the groups or the shift cannot be computed."""
     class_names = model.class_names
@@ -182,46 +245,52 @@ def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: 
     st.caption(
         f"Influence toward class **{benign_name}** (the clean prediction) for every image. At **{layer}** "
         f"({before_map.neurons} neurons) the front is the top {front_count} and the tail the "
-        f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on the clean image. "
-        f"The adversarial image is predicted **{class_names[adversarial_class]}**"
+        f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on "
+        + ("the class's mean over the evaluation set. " if view.groups == "reference" and reference is not None
+           else "the clean image. ")
+        + f"The adversarial image is predicted **{class_names[adversarial_class]}**"
         + ("" if result.attack_succeeded else " (the attack did not change the prediction)")
         + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
     )
-    if after != "adversarial":
+    if after in analysis.RESTORATIONS:
         defense = get_defense(after)
         if defense.reconstruction:
             st.caption(f":material/construction: {defense.label} is partly a reconstruction: {defense.reconstruction}")
         if components.used_fallback(result.restorations[after]):
             components.restoration_notes(result.restorations[after])
 
-    shift = analysis.attempt(influence_shift, before_map, after_map, front=size, tail=size, tail_rule=tail_rule)
+    groups, source = chosen_groups(view, reference, layer)
+    if view.groups == "reference" and source == "clean":
+        st.warning("The groups from the evaluation set could not be computed (the reason is above); the charts use "
+                   "the clean image's own groups.", icon=":material/warning:")
+    shift = analysis.attempt(influence_shift, before_map, after_map, groups=groups, front=size, tail=size, tail_rule=tail_rule)
     if shift is None:
         return None
 
     st.subheader(f"{layer}: influence before and after", divider="gray")
-    metrics = st.columns(4)
+    evidence_section(result, view, reference, record)
+    metrics = st.columns(2)
+    overlap = shift.overlap_rate(0)
     metrics[0].metric(
         "Front overlap",
-        f"{float(shift.front_overlap[0]):.0%}",
-        help=f"Share of the {front_count} clean front neurons that are still front on the {after_label} image.",
+        f"{overlap.share:.0%}" if overlap.share is not None else "not defined",
+        help=f"Share of the {front_count} front neurons that are still front on the {after_label} image: "
+        f"{overlap.text()} (Wilson interval over the front's neurons).",
     )
     rho = float(shift.spearman[0])
     metrics[1].metric(
         "Rank correlation ρ",
-        "n/a" if rho != rho else f"{rho:.2f}",
-        help="Spearman correlation of the neurons' influence, clean vs after: 1 = same order, 0 = unrelated.",
+        "not defined" if rho != rho else f"{rho:.2f}",
+        help="Spearman correlation of the neurons' influence, clean vs after: 1 = same order, 0 = unrelated."
+        + (f" Not defined here: {shift.correlation_reason(0)}." if rho != rho else ""),
     )
-    metrics[2].metric(
-        "Front suppressed",
-        f"{int(shift.front_suppressed[0])} of {front_count}",
-        help="Clean front neurons whose influence toward the benign class dropped.",
-    )
-    metrics[3].metric(
-        "Tail lifted",
-        f"{int(shift.tail_lifted[0])} of {tail_count}",
-        help="Clean tail neurons whose influence toward the benign class rose.",
-    )
-    st.markdown(shift.summary() + ".")
+    correlation = None
+    if rho == rho:  # defined: its bootstrap interval over the neurons and permutation p (cached)
+        from neuronviz.methods.stats import correlation as rank_correlation
+
+        correlation = analysis.attempt(analysis.memo, rank_correlation, before_map.values[0], after_map.values[0],
+                                       resamples=RHO_RESAMPLES)
+    st.caption(f"Front overlap {overlap.text()}. {captions.shift_sentence(shift, correlation=correlation)}")
 
     neurons = exports.influence_rows(before_map, after_map, shift, after)
     left, right = st.columns([3, 2], gap="medium")
@@ -240,10 +309,7 @@ def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: 
         exports.export_controls(
             heatmap, exports.transition_rows(shift, after), name, record, key="neurons.export.transition", width_mm=exports.NARROW_MM
         )
-        st.caption(
-            "Rows: group on the clean image; columns: group after (same sizes). The diagonal counts neurons that "
-            "kept their group; front → middle or tail is a suppressed front neuron."
-        )
+        st.caption(captions.transition_caption(shift, after_label))
 
     name = f"front-tail-{layer}-clean-vs-{after}"
     bars = components.figure(
@@ -262,6 +328,50 @@ def one_layer(model: PixelModel, result: analysis.Analysis, view: View, record: 
     return shift
 
 
+def evidence_section(
+    result: analysis.Analysis, view: View, reference: evidence_lib.ReferenceGroups | None, record: dict[str, Any]
+) -> None:
+    """The attack beside its matched control on this layer, on both group choices, with n and intervals."""
+    if result.control is None:
+        st.info("This analysis has no matched control; run the attack again to compute one.", icon=":material/info:")
+        return
+    layer = view.layer
+    evidences = {"clean": evidence_lib.analysis_evidence(result, layer, view.size, view.size, view.tail_rule)}
+    if reference is not None and layer in reference.groups:
+        evidences["reference"] = evidence_lib.analysis_evidence(
+            result, layer, view.size, view.size, view.tail_rule, groups=reference.for_images(layer)
+        )
+    attack_label = get_attack(result.choice.attack).label
+    shown = evidences.get(view.groups, evidences["clean"])
+    st.markdown(captions.evidence_sentence(shown, attack_label, result.control.label))
+    rows = pd.DataFrame(evidence_lib.evidence_rows(evidences))
+    st.dataframe(
+        rows[["what", "chosen on", "attack_short", "control_short", "verdict"]],
+        hide_index=True,
+        key="neurons.evidence",
+        column_config={
+            "what": st.column_config.TextColumn("measure", help=SIGN_CONVENTION),
+            "chosen on": st.column_config.TextColumn("groups chosen on"),
+            "attack_short": st.column_config.TextColumn(
+                f"{attack_label}", help="k of n neurons, the share and its 95% Wilson interval"
+            ),
+            "control_short": st.column_config.TextColumn(f"{result.control.label}"),
+            "verdict": st.column_config.TextColumn(
+                "verdict", help="One image: its neurons are not independent observations, so no test is made; "
+                "the neurons of a data set (`neuronviz neurons`) can tell the attack from the control."
+            ),
+        },
+    )
+    exports.export_controls(None, rows, f"evidence-{layer}", {**record, "matched_control": result.control.to_dict()},
+                            key="neurons.export.evidence")
+    st.caption(
+        f"{evidence_lib.SELECTION_NOTE} Matched control: {result.control.description} "
+        f"({result.control.symbol} {result.control.size:.3g}; the attack's {result.control.attack_size:.3g}), seed "
+        f"{result.control.seed}; it {'changed' if result.control_changed_prediction else 'did not change'} the prediction."
+        + (f" Groups from the evaluation set: {reference.description}." if reference is not None else "")
+    )
+
+
 # -- the whole network ----------------------------------------------------------------------------
 
 #: How the per-layer table's columns are shown.
@@ -272,8 +382,15 @@ TABLE_COLUMNS: dict[str, Any] = {
     "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
     "kendall": st.column_config.NumberColumn("Kendall τ", format="%.2f"),
     "front_overlap": st.column_config.NumberColumn("front overlap", format="percent"),
-    "front_suppressed_share": st.column_config.NumberColumn("front suppressed", format="percent"),
-    "tail_lifted_share": st.column_config.NumberColumn("tail lifted", format="percent"),
+    "front_suppressed_activation_share": st.column_config.NumberColumn(
+        "front lost activation", format="percent", help="Share of the front's neurons whose activation fell (n in the CSV)."
+    ),
+    "control_front_suppressed_activation_share": st.column_config.NumberColumn("… under noise", format="percent"),
+    "tail_enhanced_activation_share": st.column_config.NumberColumn(
+        "tail gained activation", format="percent", help="Share of the tail's neurons whose activation rose."
+    ),
+    "control_tail_enhanced_activation_share": st.column_config.NumberColumn("… under noise", format="percent"),
+    "correlation_note": st.column_config.TextColumn("ρ note"),
     "front_influence_change": st.column_config.NumberColumn(
         "front Δ influence (logit)", format="%.3g", help="Mean change (after − clean) over the clean front."
     ),
@@ -283,17 +400,23 @@ TABLE_COLUMNS: dict[str, Any] = {
 }
 
 
-def shift_table(result: analysis.Analysis, condition: str, view: View) -> pd.DataFrame | None:
-    """The per-layer shift clean → ``condition`` (cached), or None with a message."""
+def shift_table(
+    result: analysis.Analysis, condition: str, view: View, reference: evidence_lib.ReferenceGroups | None = None
+) -> pd.DataFrame | None:
+    """The per-layer shift clean → ``condition`` beside the matched control (cached), or None with a message."""
+    groups = None
+    if view.groups == "reference" and reference is not None:
+        groups = {layer: reference.for_images(layer) for layer in reference.groups}
     return analysis.attempt(
         analysis.memo,
-        layer_shift_table,
+        evidence_lib.evidence_table,
         result.influence["clean"],
         result.influence[condition],
+        result.influence[analysis.CONTROL],
         front=view.size,
         tail=view.size,
         tail_rule=view.tail_rule,
-        image=0,
+        groups=groups,
     )
 
 
@@ -304,12 +427,13 @@ def with_kinds(overview: pd.DataFrame, infos: dict[str, LayerInfo]) -> pd.DataFr
 
 
 def across_network(
-    result: analysis.Analysis, view: View, infos: dict[str, LayerInfo], record: dict[str, Any]
+    result: analysis.Analysis, view: View, infos: dict[str, LayerInfo], record: dict[str, Any],
+    reference: evidence_lib.ReferenceGroups | None = None,
 ) -> dict[str, pd.DataFrame | None]:
     """The layer overview of the chosen condition and its table; returns every condition's table."""
     st.subheader("Across the network", divider="gray")
     layer, after_label = view.layer, view.after_label
-    tables = {condition: shift_table(result, condition, view) for condition in AFTER_CONDITIONS}
+    tables = {condition: shift_table(result, condition, view, reference) for condition in CHART_CONDITIONS}
     overview = tables[view.after]
     if overview is not None:
         name = f"layers-clean-vs-{view.after}"
@@ -319,10 +443,8 @@ def across_network(
         components.chart(chart, name, key="neurons.layers")
         table = with_kinds(overview, infos)
         exports.export_controls(chart, table, name, record, key="neurons.export.layers")
-        st.caption(
-            f"Every probe layer, input (left) to output (right); {layer} is highlighted. Where ρ and the front "
-            "overlap drop, the attack has reordered the neurons."
-        )
+        st.caption(captions.layer_overview_caption(overview, layer, after_label, result.control.label
+                                                   if result.control is not None else "the matched control"))
         with st.expander(f"Table: the shift clean → {after_label} in every layer"):
             st.dataframe(table, hide_index=True, key="neurons.table", column_config=TABLE_COLUMNS)
             exports.export_controls(None, table, f"layer-shift-table-clean-vs-{view.after}", record, key="neurons.export.table")
@@ -334,7 +456,7 @@ def across_network(
 
 def restoration_section(tables: dict[str, pd.DataFrame | None], view: View, record: dict[str, Any]) -> None:
     st.subheader("Does the defence restore the clean ranking?", divider="gray")
-    frames = {condition: frame for condition, frame in tables.items() if frame is not None}
+    frames = {condition: tables[condition] for condition in AFTER_CONDITIONS if tables.get(condition) is not None}
     if len(frames) != len(AFTER_CONDITIONS):
         return
     chart = components.figure(neuron_figures.restoration_overview, frames, view.layer, labels=analysis.CONDITION_LABELS)

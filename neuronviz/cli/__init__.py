@@ -12,8 +12,10 @@ Commands:
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
                          (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
+  inspect MODEL          a model's facts with their origin (file, metadata, user, or assumed) and its layer list
   download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
   figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
+  neurons NAME           the neurons of a data set under an attack, beside a matched control (JSON + CSVs)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import logging
 import sys
 
+from neuronviz.cli.model_args import add_model_arguments
 from neuronviz.infra.errors import NeuronvizError
 
 
@@ -83,12 +86,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
-    from neuronviz.core.models import load_model
+    from neuronviz.cli.model_args import load_from_args
     from neuronviz.training.digits import evaluate_card_metrics
 
-    model = load_model(args.name, device=args.device)
+    model = load_from_args(args, device=args.device)
     if model.num_classes != 10 or model.channels != 1:
-        raise NeuronvizError(f"{args.name} is not a digits model; card works on the digits test split")
+        raise NeuronvizError(f"{args.model} is not a digits model; card works on the digits test split")
     print(json.dumps(evaluate_card_metrics(model), indent=2))
     return 0
 
@@ -111,11 +114,11 @@ def _cmd_defences(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from neuronviz.core.models import load_model
+    from neuronviz.cli.model_args import load_from_args
     from neuronviz.workflows import evaluate
 
     def load(device):
-        model = load_model(args.name, device=device)
+        model = load_from_args(args, device=device)
         data = evaluate.load_dataset(args.data, model, limit=args.limit)
         if any(d.split(":")[0].strip() == "nip-reactive" for d in _split_list(args.defence)):
             from neuronviz.methods.defences.nip import profile_data_from_dataset
@@ -124,7 +127,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return model, data
 
     eps = [e.strip() for value in args.eps or [] for e in value.split(",") if e.strip()]
-    out = Path(args.out) if args.out else Path(f"evaluation-{args.name.replace('/', '_')}")
+    out = Path(args.out) if args.out else Path(f"evaluation-{Path(args.model.split()[0]).stem.replace(':', '_')}")
     result = evaluate.evaluate_distributed(
         load,
         device=args.device,
@@ -156,14 +159,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trust_local_models(args: argparse.Namespace) -> None:
-    """A model given on the command line as a .pt2 path or module:function is the user's own:
-    registered as a trusted local model (neuronviz.core.models.local_source) and used by its spec."""
-    from neuronviz.core.models.local_source import trusted_spec
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from neuronviz.cli.model_args import inspect_lines, load_from_args
 
-    for attr in {"evaluate": "name", "card": "name", "figure": "model", "train": "model"}.get(args.command, "").split():
-        if getattr(args, attr) is not None:
-            setattr(args, attr, trusted_spec(getattr(args, attr)))
+    print("\n".join(inspect_lines(load_from_args(args, device=args.device or "cpu"))))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "the processes and rank 0 writes one table, identical to a single-process run."
         ),
     )
-    p.add_argument("name", help="a registered model name or a checkpoint path")
+    add_model_arguments(p)
     p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...]: digits[:split=test|train|all], samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT (the last four take ,limit=N; mnist/cifar10 ,split=test|train)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
     p.add_argument("--attack", action="append", metavar="NAME[:k=v,...]", help="an attack and its parameters, e.g. pgd:steps=20 (repeatable; default fgsm and pgd:steps=20)")
@@ -216,19 +216,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("card", help="re-measure a digits model's card metrics on the test split")
-    p.add_argument("name")
+    add_model_arguments(p)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_card)
+    p = sub.add_parser("inspect", help="a model's facts (mean, std, input size, channels, classes) with their origin, and its layers")
+    add_model_arguments(p)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("download", help="fetch a model's pretrained weights (zoo, timm:<name>; explicit network use)")
     p.add_argument("name")
     p.set_defaults(func=_cmd_download)
     from neuronviz.cli.figure import add_parser as _add_figure
 
     _add_figure(sub)
+    from neuronviz.cli.neurons import add_parser as _add_neurons
+
+    _add_neurons(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        _trust_local_models(args)
         return args.func(args)
     except NeuronvizError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neuronviz.cli.model_args import add_model_arguments
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
@@ -33,8 +34,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=None, help="a registered model name (python -m neuronviz models) or a checkpoint path "
-                   "(required without --session; with it, the file of a session's uploaded checkpoint)")
+    add_model_arguments(p, flag="--model")  # required without --session; with it, the file of a session's uploaded checkpoint
     p.add_argument("--image", default=None, help="a sample id (digit-test-0, photo-cat) or an image file "
                    "(required without --session; with it, the file of a session's uploaded image)")
     p.add_argument("--attack", default=DEFAULT_ATTACK, help=f"attack name (python -m neuronviz attacks; default {DEFAULT_ATTACK})")
@@ -101,7 +101,7 @@ def _params(attack: str, items: list[str]) -> dict[str, Any]:
 
 def build(args: argparse.Namespace):
     """``(model, image name, analysis, spec, figure, numbers, provenance)`` for the arguments."""
-    from neuronviz.core.models import load_model
+    from neuronviz.cli.model_args import load_from_args
     from neuronviz.data.images import list_samples, load_image_with_info, load_sample
     from neuronviz.figures.compose import FigureSpec, chart_data, compose_figure, figure_numbers
     from neuronviz.workflows import analysis, export
@@ -110,7 +110,7 @@ def build(args: argparse.Namespace):
         return build_session(args)
     if args.model is None or args.image is None:
         raise InputError("figure needs --model and --image (or --session FILE)")
-    model = load_model(args.model, device=args.device or "cpu")
+    model = load_from_args(args, device=args.device or "cpu")
     true_class = None  # marked "(true)" in the top-5 bars, as the page does for its samples
     if Path(args.image).is_file():
         image, _ = load_image_with_info(args.image, model)
@@ -243,7 +243,7 @@ def build_session(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronviz.workflows import export
+    from neuronviz.workflows import export, provenance
 
     out = Path(args.out)
     export.format_of(out)  # a bad extension fails before any computation
@@ -254,4 +254,7 @@ def run(args: argparse.Namespace) -> int:
     numbers_path.write_text(json.dumps(numbers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written.append(numbers_path)
     print(f"{out}: {width_mm:.1f} × {height_mm:.1f} mm; " + ", ".join(str(p) for p in written[1:]), file=sys.stderr)
+    note = provenance.assumed_note(record)
+    if note:  # the figure's numbers rest on a guess: say so where the figure is made
+        print(f"warning: {note} Cite them with the figure, or give them (--mean, --std, --input-size, --classes).", file=sys.stderr)
     return 0

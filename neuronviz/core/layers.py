@@ -137,7 +137,10 @@ def _kind(module: nn.Module, layout: str) -> str:
 
 
 def _describe(model: PixelModel) -> _Description:
-    return _LAYER_CACHE.get_or_make(model.content_hash, lambda: _describe_now(model))
+    # keyed by the weights and the module tree: a factory and its .pt2 program share every weight
+    # (one content hash) but not their modules (the program has one per call site)
+    structure = ",".join(f"{name}:{type(module).__name__}" for name, module in model.net.named_modules())
+    return _LAYER_CACHE.get_or_make(f"{model.content_hash}:{hash(structure)}", lambda: _describe_now(model))
 
 
 def _describe_now(model: PixelModel) -> _Description:

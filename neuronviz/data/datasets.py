@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neuronviz.infra.archives import Inflated, ZipMember, check_directory
 from neuronviz.infra.errors import DataError, InputError, SharedServerError
 
 DIGITS_SIZE = 28
@@ -145,7 +145,8 @@ class LabelledFiles:
 
     ``items``: one ``(id, class index, data)`` per image, where ``id`` is the image's path inside
     the folder or zip (``"cat/001.png"``), the class index points into ``classes`` and ``data`` is
-    what :func:`neuronviz.data.images.load_image` reads (a path, or the bytes of a zip member).
+    what :func:`neuronviz.data.images.load_image` reads (a path, or a zip member read on demand:
+    :class:`neuronviz.infra.archives.ZipMember`).
     ``ignored``: files skipped because their names do not end in :data:`IMAGE_SUFFIXES`.
     """
 
@@ -246,26 +247,6 @@ def _check_count(count: int, label: str) -> None:
 # -- zips ------------------------------------------------------------------------------------------
 
 
-def _declared_entries(data: bytes) -> int:
-    """The entry count a zip's end-of-central-directory record declares (zip64 included), read
-    before ``zipfile`` parses the central directory (which it does in full, entry by entry, with no
-    cap). Hand-written: the standard library exposes no such count. 0 when no record is found
-    (``zipfile`` then refuses the file)."""
-    tail = data[-(22 + 65535):]
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + 22 > len(tail):
-        return 0
-    (count,) = struct.unpack("<H", tail[at + 10 : at + 12])
-    if count == 0xFFFF:  # zip64: the locator sits 20 bytes before the record
-        locator = tail[at - 20 : at]
-        if len(locator) == 20 and locator[:4] == b"PK\x06\x07":
-            (offset,) = struct.unpack("<Q", locator[8:16])
-            record = data[offset : offset + 56]
-            if len(record) == 56 and record[:4] == b"PK\x06\x06":
-                (count,) = struct.unpack("<Q", record[32:40])
-    return int(count)
-
-
 def _member_path(name: str) -> tuple[str, ...]:
     """A zip member's path as parts, refusing absolute paths, drive letters and ``..``."""
     if "\x00" in name:
@@ -283,13 +264,16 @@ def read_zip(source: str | os.PathLike | bytes | BinaryIO, label: str | None = N
     """A zip of class folders (``cat/001.png``, ``dog/002.png``; optionally all inside one top
     folder, as when a folder is zipped), read in memory: nothing is extracted to disk.
 
-    Checked before any member is decompressed: the archive's size (the upload cap), the entry count
-    its end record declares (:func:`dataset_limits`), every member's name (no absolute path, no
-    ``..``, no link, no encryption), each image's declared size (:data:`neuronviz.data.images.MAX_FILE_BYTES`)
-    and the declared total (the decompression cap of :mod:`neuronviz.infra.settings`). Reading a member
-    never yields more than its declared size, and ``zipfile`` checks its CRC, so a member that lies
-    about its size is refused rather than inflated. The images themselves are validated when
-    :mod:`neuronviz.data.labelled` decodes them.
+    Checked before any member is decompressed: the archive's size (the upload cap); its end
+    record, the central directory's size and a walk of its entry headers against the entry cap
+    (:func:`dataset_limits`, :func:`neuronviz.infra.archives.check_directory`) before ``zipfile`` parses
+    it; every member's name (no absolute path, no ``..``, no link, no encryption), each image's
+    declared size (:data:`neuronviz.data.images.MAX_FILE_BYTES`) and the declared total (the
+    decompression cap of :mod:`neuronviz.infra.settings`). Nothing is decompressed here: each item's
+    data is a :class:`neuronviz.infra.archives.ZipMember`, read when :mod:`neuronviz.data.labelled` loads it,
+    header first (:func:`neuronviz.data.images.read_header`), against a running total of inflated
+    bytes. Reading a member never yields more than its declared size, and ``zipfile`` checks its
+    CRC, so a member that lies about its size is refused rather than inflated.
 
     Raises:
         DataError: any of the above, a file that is not a zip, or no image in class folders.
@@ -323,74 +307,67 @@ def read_zip(source: str | os.PathLike | bytes | BinaryIO, label: str | None = N
     if len(data) > caps.max_upload_bytes:
         raise DataError(f"{label} is larger than {settings.format_bytes(caps.max_upload_bytes)}, the largest zip read here")
     _, most_entries = dataset_limits()
-    declared = _declared_entries(data)
-    if declared > most_entries:
-        raise DataError(f"{label} lists {declared:,} entries; zips of up to {most_entries:,} entries are read here")
+    check_directory(data, most_entries, label, DataError)  # end record, directory size and entry walk (24.16)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
         raise DataError(f"{label} is not a readable zip file ({error})") from None
-    with archive:
-        infos = archive.infolist()
-        if len(infos) > most_entries:
-            raise DataError(f"{label} lists {len(infos):,} entries; zips of up to {most_entries:,} entries are read here")
-        chosen: list[tuple[tuple[str, ...], zipfile.ZipInfo]] = []
-        ignored: list[str] = []
-        total = 0
-        for info in infos:
-            parts = _member_path(info.filename)
-            if info.is_dir() or not parts:
-                continue
-            if parts[0] == "__MACOSX" or parts[-1].lower() in _JUNK_NAMES or parts[-1].startswith("._"):
-                continue
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DataError(f"the zip member {info.filename!r} is a symbolic link: refused")
-            if not is_image_name(parts[-1]):
-                ignored.append("/".join(parts))
-                continue
-            if info.flag_bits & 0x1:
-                raise DataError(f"the zip member {info.filename!r} is encrypted: give an unencrypted zip")
-            if info.file_size > MAX_FILE_BYTES:
-                raise DataError(
-                    f"the zip member {info.filename!r} declares {settings.format_bytes(info.file_size)}; images up to "
-                    f"{settings.format_bytes(MAX_FILE_BYTES)} are read"
-                )
-            total += info.file_size
-            if total > caps.max_decompressed_bytes:
-                raise DataError(
-                    f"{label} declares more than {settings.format_bytes(caps.max_decompressed_bytes)} of images once "
-                    "decompressed (a zip bomb, or too large a data set): refused before decompressing anything"
-                )
-            chosen.append((parts, info))
-        if not chosen:
+    # the archive stays open: its members are read lazily (ZipMember), one at a time
+    infos = archive.infolist()
+    if len(infos) > most_entries:
+        raise DataError(f"{label} lists {len(infos):,} entries; zips of up to {most_entries:,} entries are read here")
+    chosen: list[tuple[tuple[str, ...], zipfile.ZipInfo]] = []
+    ignored: list[str] = []
+    total = 0
+    for info in infos:
+        parts = _member_path(info.filename)
+        if info.is_dir() or not parts:
+            continue
+        if parts[0] == "__MACOSX" or parts[-1].lower() in _JUNK_NAMES or parts[-1].startswith("._"):
+            continue
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DataError(f"the zip member {info.filename!r} is a symbolic link: refused")
+        if not is_image_name(parts[-1]):
+            ignored.append("/".join(parts))
+            continue
+        if info.flag_bits & 0x1:
+            raise DataError(f"the zip member {info.filename!r} is encrypted: give an unencrypted zip")
+        if info.file_size > MAX_FILE_BYTES:
             raise DataError(
-                f"{label} holds no image (images end in {', '.join(IMAGE_SUFFIXES)}); give a zip of class folders, "
-                "e.g. cat/001.png, dog/002.png"
+                f"the zip member {info.filename!r} declares {settings.format_bytes(info.file_size)}; images up to "
+                f"{settings.format_bytes(MAX_FILE_BYTES)} are read"
             )
-        _check_count(len(chosen), label)
-        paths = [parts for parts, _ in chosen]
-        while all(len(p) >= 3 for p in paths) and len({p[0] for p in paths}) == 1:
-            paths = [p[1:] for p in paths]  # one top folder around the class folders
-        loose = [ "/".join(p) for p in paths if len(p) < 2]
-        if loose:
+        total += info.file_size
+        if total > caps.max_decompressed_bytes:
             raise DataError(
-                f"{label}: {len(loose)} image(s) are not inside a class folder ({', '.join(loose[:5])}); put each "
-                "image in a folder named after its class (cat/001.png)"
+                f"{label} declares more than {settings.format_bytes(caps.max_decompressed_bytes)} of images once "
+                "decompressed (a zip bomb, or too large a data set): refused before decompressing anything"
             )
-        classes = tuple(sorted({p[0] for p in paths}))
-        index = {name: i for i, name in enumerate(classes)}
-        items = []
-        order = sorted(range(len(paths)), key=lambda i: (paths[i][0], paths[i]))
-        for i in order:
-            parts, info = paths[i], chosen[i][1]
-            try:
-                with archive.open(info) as member:
-                    content = member.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as error:
-                raise DataError(f"the zip member {info.filename!r} cannot be read ({error}): refused") from None
-            if len(content) != info.file_size:
-                raise DataError(f"the zip member {info.filename!r} does not hold the size it declares: refused")
-            items.append(("/".join(parts), index[parts[0]], content))
+        chosen.append((parts, info))
+    if not chosen:
+        raise DataError(
+            f"{label} holds no image (images end in {', '.join(IMAGE_SUFFIXES)}); give a zip of class folders, "
+            "e.g. cat/001.png, dog/002.png"
+        )
+    _check_count(len(chosen), label)
+    paths = [parts for parts, _ in chosen]
+    while all(len(p) >= 3 for p in paths) and len({p[0] for p in paths}) == 1:
+        paths = [p[1:] for p in paths]  # one top folder around the class folders
+    loose = [ "/".join(p) for p in paths if len(p) < 2]
+    if loose:
+        raise DataError(
+            f"{label}: {len(loose)} image(s) are not inside a class folder ({', '.join(loose[:5])}); put each "
+            "image in a folder named after its class (cat/001.png)"
+        )
+    classes = tuple(sorted({p[0] for p in paths}))
+    index = {name: i for i, name in enumerate(classes)}
+    items = []
+    order = sorted(range(len(paths)), key=lambda i: (paths[i][0], paths[i]))
+    inflated = Inflated(caps.max_decompressed_bytes, label, DataError)
+    for i in order:
+        parts, info = paths[i], chosen[i][1]
+        # nothing is decompressed here: the reader checks each member's header first (24.17)
+        items.append(("/".join(parts), index[parts[0]], ZipMember(archive, info, inflated, name="/".join(parts))))
     return LabelledFiles(interleave(items), classes, tuple(ignored))
 
 

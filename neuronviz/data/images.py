@@ -108,6 +108,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "MAX_FILE_BYTES",
     "MAX_PIXELS",
+    "ImageHeader",
     "ImageInfo",
     "ImageSource",
     "Sample",
@@ -115,6 +116,7 @@ __all__ = [
     "load_image",
     "load_image_with_info",
     "load_sample",
+    "read_header",
     "sample_digits",
 ]
 
@@ -863,3 +865,143 @@ def _prepare(decoded: _Decoded, model: PixelModel, steps: _Steps) -> torch.Tenso
     if not bool(torch.isfinite(x).all()):  # cannot happen for validated inputs; guard the contract
         raise ImageError("the prepared image contains non-finite values")
     return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers before pixels (issue 24.17, 24.18): what an image will cost, from its first bytes
+
+#: How much of an encoded image is read to find its header before the rest is read or
+#: decompressed: 64 KiB, then 1 MiB (a JPEG's size marker follows its EXIF and ICC segments).
+HEADER_PREFIXES: tuple[int, ...] = (64 * 1024, 1024 * 1024)
+#: An encoded image may hold at most this many times the bytes of its raw pixels, plus
+#: :data:`HEADER_SLACK_BYTES` of metadata; more is padding (or a bomb). Formats that can hold many
+#: frames or sizes (GIF, TIFF, WebP, ICO, AVIF) are not held to it.
+MAX_ENCODED_RATIO: int = 4
+HEADER_SLACK_BYTES: int = 1024 * 1024
+_MULTI_FRAME_FORMATS = frozenset({"GIF", "TIFF", "WEBP", "ICO", "AVIF"})
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """An image's format, size and mode, read from its first bytes only; ``size`` its encoded bytes."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    size: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_header(source: Any, name: str | None = None) -> ImageHeader | None:
+    """The header of an encoded image (a path, bytes, a binary stream with ``getvalue``, or a
+    :class:`neuronviz.infra.archives.ZipMember`), reading at most :data:`HEADER_PREFIXES` bytes of it.
+
+    Refuses, with an :class:`ImageError`, before the rest is read or decompressed: an empty file,
+    more than :data:`MAX_FILE_BYTES`, something that is not an image of :data:`ALLOWED_FORMATS`
+    (e.g. a zero-filled ``.png``), more than :data:`MAX_PIXELS`, and more encoded bytes than
+    :data:`MAX_ENCODED_RATIO` × its raw pixels + :data:`HEADER_SLACK_BYTES`. None for sources
+    that are already decoded (PIL images, arrays, tensors) or streams it cannot peek at."""
+    label = name or getattr(source, "name", None) or "the image"
+    found = _sized_prefix(source)
+    if found is None:
+        return None
+    size, prefix = found
+    if size == 0:
+        raise ImageError(f"{label} is empty (0 bytes)")
+    _check_file_bytes(size, str(label))
+    header = None
+    for limit in HEADER_PREFIXES:
+        data = prefix(limit)
+        header = _parse_header(data, str(label))
+        if header is not None or len(data) >= size:
+            break
+    if header is None and size > HEADER_PREFIXES[-1] and _has_image_signature(data):
+        # e.g. a TIFF whose directory follows its pixels (libtiff's default): the whole file, within MAX_FILE_BYTES
+        header = _parse_header(prefix(size), str(label))
+    if header is None:
+        first = prefix(12)
+        raise ImageError(
+            f"{label} is not an image that can be read (first bytes {first!r}; no header in its first "
+            f"{min(size, HEADER_PREFIXES[-1]):,} bytes); accepted formats: {', '.join(_allowed_formats())}"
+        )
+    fmt, width, height, mode = header
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{label} has zero size ({width}×{height} pixels)")
+    if width * height > MAX_PIXELS:
+        raise _too_many_pixels(width, height, str(label))
+    try:
+        bands = Image.getmodebands(mode)
+    except (KeyError, ValueError):
+        bands = 4
+    raw = width * height * bands * (2 if mode.startswith("I;16") else 4 if mode in ("I", "F") else 1)
+    most = MAX_ENCODED_RATIO * raw + HEADER_SLACK_BYTES
+    if fmt not in _MULTI_FRAME_FORMATS and size > most:
+        raise ImageError(
+            f"{label} holds {size:,} bytes for a {width}×{height} {fmt} image, whose pixels take {raw:,} bytes "
+            f"(at most {most:,} are accepted): padding or a bomb, refused before the rest was read"
+        )
+    return ImageHeader(fmt, width, height, mode, size)
+
+
+def _sized_prefix(source: Any):
+    """``(encoded size, prefix(n))`` for the sources :func:`read_header` can peek at, else None."""
+    if hasattr(source, "head") and hasattr(source, "size"):  # a zip member: decompress only n bytes
+        return int(source.size), source.head
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = memoryview(source)
+        return data.nbytes, lambda n: bytes(data[:n])
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(os.fspath(source))
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            raise ImageError(f"cannot read image file {path.name}: {error.strerror or error}") from None
+
+        def head(n: int) -> bytes:
+            try:
+                with path.open("rb") as handle:
+                    return handle.read(n)
+            except OSError as error:
+                raise ImageError(f"cannot read image file {path.name}: {error.strerror or error}") from None
+
+        return size, head
+    if hasattr(source, "getbuffer"):  # io.BytesIO (an upload)
+        buffer = source.getbuffer()
+        return buffer.nbytes, lambda n: bytes(buffer[:n])
+    return None
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """Whether an allowed format's own signature test (Pillow's ``accept``) recognises ``data``'s
+    first bytes: a file that starts as an image, whose header is further in."""
+    Image.init()
+    for fmt in _allowed_formats():
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        try:
+            if accept is not None and accept(data[:64]):
+                return True
+        except _PIL_ERRORS:
+            continue
+    return False
+
+
+def _parse_header(data: bytes, label: str) -> tuple[str, int, int, str] | None:
+    """Pillow's header parse of ``data`` (no pixel is decoded): (format, width, height, mode), or
+    None when no allowed format recognises it (perhaps only because ``data`` is too short)."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=_allowed_formats()) as image:
+                return str(image.format), int(image.size[0]), int(image.size[1]), str(image.mode)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            pixels = re.search(r"\((\d+) pixels\)", str(error))
+            count = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
+            raise ImageError(f"{label} has {count}; the limit is {MAX_PIXELS:,} pixels (neuronviz.data.images.MAX_PIXELS)") from None
+        except UnidentifiedImageError:
+            return None
+        except _PIL_ERRORS:
+            return None

@@ -49,7 +49,7 @@ import torch
 
 from neuronviz.core.models.pixel import PixelModel
 from neuronviz.data.datasets import DIGITS_CLASSES, LabelledFiles, digits, image_folder, read_zip, torchvision_dataset
-from neuronviz.data.images import ImageSource, list_samples, load_image, load_sample
+from neuronviz.data.images import ImageSource, list_samples, load_image, load_sample, read_header
 from neuronviz.infra import budget, settings
 from neuronviz.infra.errors import ClassMismatchError, DataError, ImageError, InputError
 
@@ -61,6 +61,13 @@ DEFAULT_IMAGES = 200
 #: be 6 GB: use ``limit``).
 MAX_SET_BYTES = 2**30
 SHARED_MAX_SET_BYTES = 256 * 2**20
+
+#: Most pixels (width × height, summed over the images, read from their headers) a set from files
+#: may decode: checked before any image is decoded, and each image checks the time budget before it
+#: is decoded (issue 24.18: 30 PNGs of 6000×6000 are 1.08 G pixels, about 30 s of decoding).
+#: 2 G pixels here, 250 M on a shared server.
+MAX_SET_PIXELS = 2_000_000_000
+SHARED_MAX_SET_PIXELS = 250_000_000
 
 #: Where a set's images came from (:attr:`EvaluationSet.source`).
 SOURCES = ("digits-test", "samples", "folder", "mnist", "cifar10", "zip", "uploads")
@@ -155,8 +162,7 @@ class EvaluationSet:
         label = "MNIST" if name == "mnist" else "CIFAR-10"
         images = []
         for i in range(count):
-            if i % 256 == 0:
-                budget.check()
+            budget.check()  # per image (24.18)
             images.append(load_image(data.images[i], model))
         x = torch.cat(images) if images else torch.empty(0, model.channels, *model.input_size)
         y = torch.tensor([mapping[int(c)] for c in data.labels[:count]], dtype=torch.long)
@@ -186,10 +192,15 @@ class EvaluationSet:
         images, labels, ids = [], [], []
         names = [c for _, c in uploads if not isinstance(c, int)]
         mapping = dict(zip(names, match_classes(names, model))) if names else {}
-        for number, (source, given) in enumerate(uploads):
-            label = getattr(source, "name", None) or (Path(source).name if isinstance(source, (str, os.PathLike)) else f"image {number + 1}")
+        labels_of = [
+            str(getattr(source, "name", None) or (Path(source).name if isinstance(source, (str, os.PathLike)) else f"image {number + 1}"))
+            for number, (source, _) in enumerate(uploads)
+        ]
+        check_headers([(label, source) for label, (source, _) in zip(labels_of, uploads)], "the uploads")
+        for label, (source, given) in zip(labels_of, uploads):
             if isinstance(given, bool) or (isinstance(given, int) and not 0 <= given < model.num_classes):
                 raise DataError(f"{label}: class index {given!r} is not one of {model.name}'s {model.num_classes} classes")
+            budget.check()  # per image (24.18)
             images.append(_load(source, model, str(label)))
             labels.append(given if isinstance(given, int) else mapping[given])
             ids.append(str(label))
@@ -374,6 +385,35 @@ def _check_bytes(count: int, model: PixelModel, label: str) -> None:
         )
 
 
+def max_set_pixels() -> int:
+    """:data:`MAX_SET_PIXELS`, or :data:`SHARED_MAX_SET_PIXELS` on a shared server."""
+    return SHARED_MAX_SET_PIXELS if settings.shared_server() else MAX_SET_PIXELS
+
+
+def check_headers(items: Sequence[tuple[str, Any]], what: str) -> int:
+    """Read every image's header (its first bytes only: :func:`neuronviz.data.images.read_header`) and
+    refuse the set before any image is decoded or any zip member decompressed beyond its header:
+    a file that is not an image, too large, padded, or a set whose images add up to more than
+    :func:`max_set_pixels` pixels. The time budget is checked before each. Returns the pixels."""
+    total = 0
+    for name, data in items:
+        budget.check()
+        try:
+            header = read_header(data, name)
+        except ImageError as error:
+            raise DataError(f"{name}: {error}", ui_hint=error.ui_hint) from error
+        if header is None:
+            continue
+        total += header.pixels
+        if total > max_set_pixels():
+            raise DataError(
+                f"{what}: its images add up to more than {max_set_pixels():,} pixels (at {name}, "
+                f"{header.width}×{header.height}); sets up to {max_set_pixels():,} pixels are decoded here. Use fewer or "
+                "smaller images (limit=N). Nothing was decoded."
+            )
+    return total
+
+
 def _load(source: Any, model: PixelModel, label: str) -> torch.Tensor:
     try:
         return load_image(source, model)
@@ -386,10 +426,10 @@ def _from_files(files: LabelledFiles, model: PixelModel, source: str, what: str,
     mapping = match_classes(files.classes, model)
     chosen = files.items if limit is None else files.items[:limit]
     _check_bytes(len(chosen), model, what)
+    check_headers([(name, data) for name, _, data in chosen], what)
     images = []
-    for number, (name, _, data) in enumerate(chosen):
-        if number % 64 == 0:
-            budget.check()
+    for name, _, data in chosen:
+        budget.check()  # per image, before it is read or decoded (24.18)
         images.append(_load(data, model, name))
     y = torch.tensor([mapping[c] for _, c, _ in chosen], dtype=torch.long)
     total = len(files.items)

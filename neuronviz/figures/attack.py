@@ -297,6 +297,13 @@ def _steps_and_classes(
     return fig
 
 
+def names_of(class_names: Sequence[str], index: int | None) -> str | None:
+    """The class name of ``index`` (None when unknown or out of range)."""
+    if index is None or not 0 <= int(index) < len(class_names):
+        return None
+    return str(class_names[int(index)])
+
+
 def trajectory_figure(
     trace: Any,
     class_names: Sequence[str],
@@ -305,6 +312,7 @@ def trajectory_figure(
     targeted: bool = False,
     title: str = "Attack trajectory",
     height: int = 420,
+    target_class: int | None = None,
 ) -> go.Figure:
     """Loss (top) and predicted class (bottom) at every recorded step of an attack.
 
@@ -352,7 +360,14 @@ def trajectory_figure(
         mark_text=None if left is None or benign_class is None else f"leaves {names[benign_class]}",
     )
     apply_layout(fig, title=title, height=height)
-    loss_title = "CE to target (nats)" if targeted else "CE to attacked label (nats)"
+    from neuronviz.figures.captions import trajectory_reference
+
+    reference = trajectory_reference(
+        targeted,
+        names_of(class_names, benign_class),
+        names_of(class_names, target_class),
+    )
+    loss_title = f"CE to {reference} (nats)"
     fig.update_yaxes(title_text=loss_title, showgrid=True, gridcolor=GRID, zeroline=False, row=1, col=1)
     _class_axis(fig, classes + ([benign_class] if benign_class is not None else []), names, 2, "Predicted class")
     fig.update_xaxes(showgrid=True, gridcolor=GRID, zeroline=False)
@@ -373,7 +388,8 @@ def eps_sweep_figure(
 ) -> go.Figure:
     """Top: probability of the benign class (%) per ε, markers in ``adversarial`` where the
     attack succeeds. Bottom: front overlap (``front``) and Spearman ρ (``middle``, dashed) of the
-    influence ranking at the sweep's layer, against the clean image's. ε on a shared x axis in
+    influence ranking at the sweep's layer, against the clean image's, and the same two under the
+    sweep's matched control at each ε (dotted, open markers). ε on a shared x axis in
     the budget's units (L∞ ticks also read k/255); ``selected_eps`` draws a dotted line,
     ``chosen_eps`` a labelled solid one (the analysis' ε).
     """
@@ -448,6 +464,27 @@ def eps_sweep_figure(
         row=2,
         col=1,
     )
+    control_overlap = getattr(sweep, "control_front_overlap", None)
+    if control_overlap is not None:  # the matched control at each ε: noise of the attack's norm and size
+        symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
+        for values, name, color, hover in (
+            (control_overlap, f"front overlap, noise of the same {symbol}", PALETTE["front"], "front overlap %{y:.2f}"),
+            (sweep.control_spearman, f"ρ, noise of the same {symbol}", PALETTE["middle"], "ρ %{y:.3f}"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=eps,
+                    y=values.double().numpy(),
+                    mode="lines+markers",
+                    name=name,
+                    line=dict(color=color, width=1.5, dash="dot"),
+                    marker=dict(size=7, symbol="circle-open", color=color),
+                    hovertemplate=f"ε %{{x:.4g}}<br>noise: {hover}<extra></extra>",
+                ),
+                row=2,
+                col=1,
+            )
+        rho = np.concatenate([rho, sweep.control_spearman.double().numpy()])
     if chosen_eps is not None:
         fig.add_vline(x=float(chosen_eps), line=dict(color=INK, width=1.5))
         fig.add_annotation(

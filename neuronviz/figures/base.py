@@ -44,6 +44,7 @@ PALETTE: dict[str, str] = {
     "adversarial": "#D55E00",  # vermillion: the attacked image
     "restored": "#CC79A7",  # reddish purple: after a defence
     "neutral": "#C4C4C4",  # light grey: bars and marks that are not highlighted
+    "control": "#666666",  # dark grey: the matched control (random noise of the attack's size)
 }
 
 #: The one scale for signed values centred on 0 (perturbations, weights, signed attributions,

@@ -147,8 +147,17 @@ def _layer(result, spec: FigureSpec) -> str:
 
 
 def _shift_table(result, condition: str, spec: FigureSpec):
+    """The per-layer shift clean → ``condition``, with the matched control's columns beside it
+    (:func:`neuronviz.workflows.evidence.evidence_table`) when the analysis has its control."""
     from neuronviz.methods.influence import layer_shift_table
+    from neuronviz.workflows.analysis import CONTROL
+    from neuronviz.workflows.evidence import evidence_table
 
+    if CONTROL in result.influence:
+        return evidence_table(
+            result.influence["clean"], result.influence[condition], result.influence[CONTROL],
+            front=spec.group_size, tail=spec.group_size, tail_rule=spec.tail_rule,
+        )
     return layer_shift_table(
         result.influence["clean"], result.influence[condition], front=spec.group_size, tail=spec.group_size,
         tail_rule=spec.tail_rule, image=0,
@@ -295,6 +304,11 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
                 rows.append({"group": group, "neuron": int(j), "label": before.neuron_label(int(j)),
                              "clean": float(before.values[0, j]), spec.after: float(after.values[0, j])})
         out["front_tail"] = rows
+        if result.control is not None:
+            from neuronviz.workflows.evidence import analysis_evidence
+
+            evidence = analysis_evidence(result, layer, spec.group_size, spec.group_size, spec.tail_rule, after=spec.after)
+            out["evidence"] = {"matched_control": result.control.to_dict(), **evidence.to_dict(0)}
     if "layers" in spec.charts:
         out["layers"] = {spec.after: _shift_table(result, spec.after, spec).to_dict(orient="records")}
     if "restoration" in spec.charts:
@@ -304,7 +318,11 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
         out["eps_sweep"] = [
             {"eps": float(sweep.eps[i]), "benign_probability": float(sweep.probs[i, sweep.benign_class]),
              "prediction": int(sweep.prediction[i]), "success": bool(sweep.success[i]),
-             "front_overlap": float(sweep.front_overlap[i]), "spearman": float(sweep.spearman[i])}
+             "front_overlap": float(sweep.front_overlap[i]), "spearman": float(sweep.spearman[i]),
+             **({"control_front_overlap": float(sweep.control_front_overlap[i]),
+                 "control_spearman": float(sweep.control_spearman[i])} if sweep.control_front_overlap is not None else {}),
+             **{f"{m}_count": int(v[i]) for m, v in sweep.directions.items()},
+             **{f"control_{m}_count": int(v[i]) for m, v in sweep.control_directions.items()}}
             for i in range(int(sweep.eps.shape[0]))
         ]
         out["eps_sweep_layer"] = sweep.layer
@@ -606,7 +624,7 @@ def compose_figure(
                 if _tick_width([re.sub(r"<[^>]+>", "", long_title.text)], fs) > width - 2 * side - fs * 4.6:
                     long_title.text = (
                         f"Share of <span style='color:{PALETTE['front']}'><b>front lost</b></span>, "
-                        f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span>"
+                        f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span> activation"
                     )
             elif kind == "eps-sweep":
                 source = sweep_source
@@ -717,9 +735,21 @@ def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
                 for metric, value in entry.items():
                     if metric != "layer":
                         add(section, condition, entry["layer"], "", metric, value)
+    evidence = numbers.get("evidence")
+    if evidence:
+        for measure, entry in evidence.items():
+            if not isinstance(entry, dict) or "attack" not in entry:
+                continue
+            for side in ("attack", "control"):
+                for metric in ("k", "n", "share", "low", "high"):
+                    add("evidence", side, evidence["layer"], measure, metric, entry[side][metric])
     for point in numbers.get("eps_sweep", []):
-        for metric in ("benign_probability", "prediction", "success", "front_overlap", "spearman"):
-            add("eps-sweep", "adversarial", numbers.get("eps_sweep_layer", ""), f"eps {point['eps']:.6g}", metric, point[metric])
+        for metric, value in point.items():
+            if metric == "eps":
+                continue
+            condition = "matched control" if metric.startswith("control_") else "adversarial"
+            add("eps-sweep", condition, numbers.get("eps_sweep_layer", ""), f"eps {point['eps']:.6g}",
+                metric.removeprefix("control_"), value)
     for entry in numbers.get("filters", []):
         add("filters", "adversarial", entry["layer"], f"filter {entry['filter']}", "shift", entry["shift"])
     return rows

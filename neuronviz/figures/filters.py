@@ -162,7 +162,8 @@ def dropout_chart(report: FragilityReport, title: str | None = None) -> go.Figur
 
     Rows: Δ clean accuracy and Δ adversarial accuracy when the filter is dropped (percentage
     points: dropped − baseline accuracy; negative = the filter is needed), and the attack's
-    targeting (share of the total change of the first layer's output, in %).
+    targeting (share of the total change of the first layer's output, in %) with, when the report
+    has its control, the targeting of the matched noise as black diamonds on the same bars.
     """
     if not isinstance(report, FragilityReport):
         raise InputError(f"report must be a FragilityReport, got {type(report).__name__}")
@@ -191,6 +192,20 @@ def dropout_chart(report: FragilityReport, title: str | None = None) -> go.Figur
         fig.update_yaxes(
             title_text=axis_title, showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=INK, zerolinewidth=1,
             row=number, col=1,
+        )
+    if report.control is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=filters,
+                y=100 * report.control.targeting.numpy(),
+                mode="markers",
+                name=f"noise of the same {report.control.norm.replace('Linf', 'L∞')}",
+                marker=dict(symbol="diamond", size=8, color=INK),
+                hovertemplate="filter %{x}<br>%{y:.1f}% of the matched noise's change<extra></extra>",
+                showlegend=True,
+            ),
+            row=3,
+            col=1,
         )
     for label in LABELS:  # legend entries only: one per label present
         if label in report.labels:

@@ -42,7 +42,7 @@ from neuronviz.methods.influence import GROUP_NAMES, InfluenceMap, InfluenceShif
 
 #: Columns :func:`layer_overview` and :func:`restoration_overview` read from a
 #: :func:`neuronviz.methods.influence.layer_shift_table` frame.
-OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_share", "tail_lifted_share")
+OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_activation_share", "tail_enhanced_activation_share")
 
 #: Line styles of the conditions compared with the clean image, in order: the attack, then defences.
 _DASHES = ("solid", "dash", "dot", "dashdot")
@@ -120,7 +120,8 @@ def influence_scatter(
     Points are coloured by their group on the clean image (``shift.groups_before``: front /
     middle / tail, one trace each, in that order); the hover names the neuron
     (:meth:`InfluenceMap.neuron_label`) with both values and its group before and after. The
-    dashed line is y = x: points below it lost influence toward the class, points above gained.
+    dashed line is y = x: points below it lost influence toward the class (for a tail neuron, whose influence
+    is negative, that is the paper's enhancement), points above gained.
     ``customdata`` of every point: ``[neuron index, label, group before, group after]``.
     """
     before, after = _check_pair(before, after, image)
@@ -188,12 +189,12 @@ def influence_scatter(
         margin=dict(t=92, b=10),
         annotations=[
             dict(
-                text="above the line: gained influence",
+                text="above the line: influence rose",
                 xref="paper", yref="paper", x=0.02, y=0.98, xanchor="left", yanchor="top",
                 showarrow=False, font=dict(size=FONT_SIZE - 2, color=INK),
             ),
             dict(
-                text="below the line: lost influence",
+                text="below the line: influence fell",
                 xref="paper", yref="paper", x=0.98, y=0.02, xanchor="right", yanchor="bottom",
                 showarrow=False, font=dict(size=FONT_SIZE - 2, color=INK),
             ),
@@ -420,16 +421,20 @@ def layer_overview(
 ) -> go.Figure:
     """The shift clean → after in every layer, forward order, the ``selected`` layer highlighted.
 
-    ``frame``: :func:`neuronviz.methods.influence.layer_shift_table` of clean vs after. Three rows:
-    Spearman ρ of the influence ranking (1 = unchanged order); the front overlap (share of the
-    clean front still front, %); the share of front neurons that lost influence (front colour)
-    and of tail neurons that gained influence (tail colour), %. Selected layer: larger markers
-    and a grey band.
+    ``frame``: :func:`neuronviz.methods.influence.layer_shift_table` of clean vs after, or
+    :func:`neuronviz.workflows.evidence.evidence_table` (then the matched control is drawn beside the attack,
+    dashed and open-marked). Three rows: Spearman ρ of the influence ranking (1 = unchanged order;
+    a gap where it is not defined); the front overlap (share of the clean front still front, %);
+    the paper's direction on activations: the share of front neurons whose activation fell (front
+    colour) and of tail neurons whose activation rose (tail colour), %. Shares carry their 95%
+    Wilson interval as error bars (``_low``/``_high`` columns). Selected layer: larger markers and
+    a grey band.
     """
     frame = _check_frame(frame)
     color = _check_color(after_color)
     layers = [str(v) for v in frame["layer"]]
     index = _selected_index(layers, selected)
+    has_control = "control_front_overlap" in frame.columns
     rows = 3
     fig = make_subplots(
         rows=rows,
@@ -437,30 +442,46 @@ def layer_overview(
         shared_xaxes=True,
         vertical_spacing=0.07,
         subplot_titles=(
-            f"Rank correlation of influence, clean vs {after_label}",
+            f"Rank correlation of influence, clean vs {after_label}" + (" (dashed: matched noise)" if has_control else ""),
             "Front overlap: clean front neurons still front",
-            f"Share of <span style='color:{PALETTE['front']}'><b>front neurons that lost influence</b></span>"
-            f" and of <span style='color:{PALETTE['tail']}'><b>tail neurons that gained</b></span>",
+            f"Share of <span style='color:{PALETTE['front']}'><b>front neurons that lost activation</b></span>"
+            f" and of <span style='color:{PALETTE['tail']}'><b>tail neurons that gained activation</b></span>",
         ),
     )
     sizes = _sizes(len(layers), index)
-    lines = (
-        (1, "spearman", 1.0, f"ρ (clean vs {after_label})", color, "%{y:.2f}"),
-        (2, "front_overlap", 100.0, "front overlap", color, "%{y:.0f}%"),
-        (3, "front_suppressed_share", 100.0, "front suppressed", PALETTE["front"], "%{y:.0f}%"),
-        (3, "tail_lifted_share", 100.0, "tail lifted", PALETTE["tail"], "%{y:.0f}%"),
-    )
-    for row, column, scale, name, line_color, value_format in lines:
+    lines = [
+        (1, "spearman", 1.0, f"ρ (clean vs {after_label})", color, "%{y:.2f}", ""),
+        (2, "front_overlap", 100.0, "front overlap", color, "%{y:.0f}%", ""),
+        (3, "front_suppressed_activation_share", 100.0, "front suppressed", PALETTE["front"], "%{y:.0f}%", ""),
+        (3, "tail_enhanced_activation_share", 100.0, "tail enhanced", PALETTE["tail"], "%{y:.0f}%", ""),
+    ]
+    if has_control:
+        lines += [(row, f"control_{column}", scale, f"{name}, matched noise", line_color, fmt, "control")
+                  for row, column, scale, name, line_color, fmt, _ in list(lines)]
+    for row, column, scale, name, line_color, value_format, kind in lines:
+        error = None
+        if f"{column}_low" in frame.columns:
+            values = _values(frame, column, scale)
+            low, high = _values(frame, f"{column}_low", scale), _values(frame, f"{column}_high", scale)
+            error = dict(
+                type="data", symmetric=False, thickness=1.2, width=3, color=line_color,
+                array=[None if v is None or h is None else h - v for v, h in zip(values, high)],
+                arrayminus=[None if v is None or lo is None else v - lo for v, lo in zip(values, low)],
+            )
         fig.add_trace(
             go.Scatter(
                 x=layers,
                 y=_values(frame, column, scale),
                 mode="lines+markers",
                 name=name,
-                line=dict(color=line_color, width=2),
+                line=dict(color=line_color, width=2 if kind != "control" else 1.5, dash="dash" if kind == "control" else "solid"),
                 marker=dict(
-                    color=line_color, size=sizes, line=dict(color=INK, width=[1.5 if s > 7 else 0 for s in sizes])
+                    color="white" if kind == "control" else line_color, size=sizes,
+                    symbol="circle-open" if kind == "control" else "circle",
+                    line=dict(color=line_color if kind == "control" else INK,
+                              width=[1.5 if s > 7 or kind == "control" else 0 for s in sizes]),
                 ),
+                error_y=error,
                 hovertemplate=f"%{{x}}<br>{name}: {value_format}<extra></extra>",
             ),
             row=row,
@@ -469,7 +490,8 @@ def layer_overview(
     _highlight(fig, index, rows)
     default_title = f"Across the network: clean → {after_label} ({selected} highlighted)"
     apply_layout(fig, title=title if title is not None else default_title, height=720)
-    fig.update_yaxes(title_text="Spearman ρ", range=rho_range(_values(frame, "spearman")), row=1, col=1)
+    rho_columns = [_values(frame, "spearman")] + ([_values(frame, "control_spearman")] if has_control else [])
+    fig.update_yaxes(title_text="Spearman ρ", range=rho_range(*rho_columns), row=1, col=1)
     fig.update_yaxes(title_text="front overlap (%)", range=[-3, 103], row=2, col=1)
     fig.update_yaxes(title_text="share of group (%)", range=[-3, 103], row=3, col=1)
     _layer_axes(fig, layers, rows)

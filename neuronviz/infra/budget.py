@@ -8,7 +8,7 @@
         run_attack(model, x, "cw", {"steps": 10_000})   # raises TimeLimitError when it runs out
 
     stop = threading.Event()
-    with budget.limit(cancel=stop):       # the default budget, and a flag another thread may set
+    with budget.limit(cancel=stop):       # the server's budget ($NEURONVIZ_TIME_BUDGET_S) and a flag another thread may set
         ...                               # raises CancelledError soon after stop.set()
 
 A budget belongs to the thread that entered it (each Streamlit session runs in its own thread), so
@@ -18,9 +18,13 @@ any enclosing cancel flag stops the work.
 The check (:func:`check`) is cheap (a thread-local read and a clock read) and runs inside
 :meth:`neuronviz.core.models.pixel.PixelModel.forward`, so every attack, defence and influence pass
 stops at its next model evaluation after the deadline. :func:`neuronviz.methods.attacks.run_attack` and
-:meth:`neuronviz.methods.defences.base.Defense.restore` run under :func:`default` : the budget of
-:func:`neuronviz.infra.settings.time_budget_s` (env ``NEURONVIZ_TIME_BUDGET_S``, 120 s by default) when
-no budget is active yet; an enclosing :func:`limit` (also a longer one) replaces it.
+:meth:`neuronviz.methods.defences.base.Defense.restore` run under :func:`default`, which names the work
+and adds **no deadline**: the library is not the server. A library call (Python, the CLI) runs
+until it is done unless its caller asks for a budget with :func:`limit`. The dashboard and the
+shared server ask for theirs explicitly: every long computation of the app runs under
+``limit(settings.time_budget_s(), cancel=...)`` (``app.runs.run_limited``), where
+:func:`neuronviz.infra.settings.time_budget_s` is ``$NEURONVIZ_TIME_BUDGET_S``, else 120 s (60 s shared).
+:func:`limit` with no seconds is that server budget.
 """
 
 from __future__ import annotations
@@ -105,11 +109,12 @@ def limit(
 
 @contextmanager
 def default(what: str) -> Iterator[None]:
-    """The default budget (:func:`limit` with no seconds) unless a budget is already active in this
-    thread, in which case only the description ``what`` is added (the active deadline stands)."""
+    """Name the work ``what`` for the messages of the budget already active in this thread (its
+    deadline and cancel flags stand). With no active budget there is **no deadline**: a library
+    call is bounded only by what its caller asks (:func:`limit`), never by the server's budget."""
     frames = _frames()
     if not frames:
-        with limit(what=what):
+        with limit(math.inf, what=what):
             yield
         return
     parent = frames[-1]

@@ -53,8 +53,19 @@ MAX_HEADER_BYTES = 8 * MiB
 #: Most pickle instructions in that structure (each can build one object: 2 M of them took 316 MB
 #: and 18 s to unpickle; densenet121's state dict has about 20,000).
 MAX_PICKLE_OPCODES = 300_000
-#: Default wall-clock budget of one long computation (attack, sweep, batch chunk), seconds.
+#: Default wall-clock budget of one long computation (attack, sweep, batch chunk), seconds: the
+#: dashboard's and the shared server's (a library call has none unless its caller asks).
 DEFAULT_TIME_BUDGET_S = 120.0
+#: Uploaded models, before and during the load-time test forward (neuronviz.core.models.load_checks):
+#: most operator nodes in an ONNX graph (resnet50 has about 120, ViT-B about 1,000);
+MAX_ONNX_NODES = 20_000
+#: most numbers in any one tensor of the test forward (a batch of two), from ONNX shape inference
+#: (2**27 float32 = 512 MiB; resnet50's largest at 224 px is 1.6 M);
+MAX_TENSOR_ELEMENTS = 2**27
+#: most estimated multiply-accumulates per image (vgg19 at 224 px: 19.6 G; resnet50: 4.1 G);
+MAX_MODEL_MACS = 60_000_000_000
+#: most seconds the test forward on two images may take (also under the caller's budget).
+LOAD_CHECK_S = 60.0
 
 # -- shared-server caps ----------------------------------------------------------------------------
 SHARED_MAX_UPLOAD_BYTES = 100 * MiB  # resnet50's weights (98 MB) still fit
@@ -64,6 +75,10 @@ SHARED_MAX_DECOMPRESSED_BYTES = 128 * MiB
 SHARED_MAX_CLASSES = 25_000
 SHARED_MAX_INPUT_SIDE = 512
 SHARED_TIME_BUDGET_S = 60.0
+SHARED_MAX_ONNX_NODES = 10_000
+SHARED_MAX_TENSOR_ELEMENTS = 2**25  # 128 MiB of float32
+SHARED_MAX_MODEL_MACS = 15_000_000_000
+SHARED_LOAD_CHECK_S = 30.0
 
 #: Folders the dashboard writes uploaded checkpoints into (``tempfile`` folders with this prefix,
 #: directly under the system temporary directory): on a shared server the only paths a model
@@ -97,6 +112,10 @@ class Limits:
     max_pickle_bytes: int
     max_pickle_opcodes: int
     max_header_bytes: int
+    max_onnx_nodes: int = MAX_ONNX_NODES
+    max_tensor_elements: int = MAX_TENSOR_ELEMENTS
+    max_model_macs: int = MAX_MODEL_MACS
+    load_check_s: float = LOAD_CHECK_S
 
 
 def limits() -> Limits:
@@ -115,6 +134,10 @@ def limits() -> Limits:
         max_pickle_bytes=MAX_PICKLE_BYTES,
         max_pickle_opcodes=MAX_PICKLE_OPCODES,
         max_header_bytes=MAX_HEADER_BYTES,
+        max_onnx_nodes=SHARED_MAX_ONNX_NODES if shared else MAX_ONNX_NODES,
+        max_tensor_elements=SHARED_MAX_TENSOR_ELEMENTS if shared else MAX_TENSOR_ELEMENTS,
+        max_model_macs=SHARED_MAX_MODEL_MACS if shared else MAX_MODEL_MACS,
+        load_check_s=SHARED_LOAD_CHECK_S if shared else LOAD_CHECK_S,
     )
 
 

@@ -18,6 +18,18 @@ neurons and amplifies fragile ones proportionally. No code is public. **Reconstr
    (default 0.01), **fragile** when it is not robust and ``s_i ≥ fragile_threshold`` (0.5),
    **neutral** otherwise. ``correlation`` is Spearman's rank correlation between ``d`` (the
    dropout ranking) and ``T`` (the targeting distribution): the paper's "correlation".
+**The control** (METHODS.md, "Measuring a claim"): the same targeting computed from a matched
+random perturbation (:func:`neuronviz.methods.controls.matched_control`: random signs × the attack's L∞
+per image, or its L2 / L0 size) beside the attack's. A first layer's filters are moved by *any*
+change in proportion to their own size, so the attack's targeting says something about the
+attack only where it differs from the noise's. Reported: ρ of dropout vs the attack's targeting
+and vs the noise's (each with a bootstrap interval over filters and a permutation p,
+:func:`neuronviz.methods.stats.correlation`), ρ of the two targetings, and the **specificity** of the
+fragile filters: per image, the share of the first layer's change that falls on the fragile
+filters under the attack minus under the noise (:func:`neuronviz.methods.stats.paired_difference` over
+images). The fragile filters are *specific to the attack* only when that difference's interval
+lies above zero.
+
 4. Compress/amplify (:func:`rescale_first_layer`): on a **copy** of the model, multiply the
    first convolution's output channel ``i`` (its weights and bias) by ``1 + β·r_i`` if fragile,
    ``1 − β·r_i`` if robust, 1 if neutral; ``r_i = s_i`` for a fragile filter and ``1 − s_i`` for
@@ -46,10 +58,14 @@ from torch import nn
 from neuronviz.core.models.pixel import PixelModel
 from neuronviz.core.probe import probe
 from neuronviz.infra.errors import InputError
+from neuronviz.methods import stats
 from neuronviz.methods.attacks import get_attack, run_attack
+from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import probe_layers, spearman
 
 LABELS = ("fragile", "neutral", "robust")
+#: Resamples of the control's bootstrap intervals and permutation p-values (p ≥ 1/1000).
+RESAMPLES = 999
 #: Memory budget of one chunk of channel-masked first-layer outputs (bytes).
 CHUNK_BYTES = 256 * 2**20
 
@@ -241,6 +257,8 @@ class FragilityReport:
     attack_clean_pred: torch.Tensor | None = None
     attack_adv_pred: torch.Tensor | None = None
     inputs_digest: str | None = None
+    control: FragilityControl | None = None
+    success: stats.Rate | None = None
 
     @property
     def filters(self) -> int:
@@ -270,7 +288,7 @@ class FragilityReport:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "filter": np.arange(self.filters),
                 "label": list(self.labels),
@@ -283,6 +301,28 @@ class FragilityReport:
                 "targeting_raw": self.targeting_raw.numpy(),
             }
         )
+        if self.control is not None:
+            frame["targeting_control"] = self.control.targeting.numpy()
+            frame["targeting_control_raw"] = self.control.targeting_raw.numpy()
+            frame["targeting_excess"] = self.control.excess.numpy()
+            frame["targeting_excess_low"] = self.control.excess_low.numpy()
+            frame["targeting_excess_high"] = self.control.excess_high.numpy()
+            frame["targeting_excess_q"] = self.control.excess_q.numpy()
+        return frame
+
+    def rho(self) -> stats.Correlation:
+        """ρ of |Δ adversarial accuracy| (dropout) vs the attack's targeting, with its bootstrap
+        interval and permutation p (or "not defined" and the reason)."""
+        if self.control is not None:
+            return self.control.dropout_vs_attack
+        return stats.correlation(self.delta_adv.abs().numpy(), self.targeting_raw.numpy(), resamples=RESAMPLES)
+
+    def specific_to_attack(self) -> bool | None:
+        """Whether the fragile filters take more of the attack's change than of the noise's (the
+        interval of the per-image difference lies above zero); None without a control or fragile filters."""
+        if self.control is None or not self.control.specificity.defined:
+            return None
+        return self.control.specificity.distinguishable and (self.control.specificity.value or 0.0) > 0
 
     def to_dict(self) -> dict:
         return {
@@ -294,14 +334,124 @@ class FragilityReport:
             "images": self.images,
             "clean_accuracy": self.clean_accuracy,
             "adv_accuracy": self.adv_accuracy,
-            "correlation": self.correlation,
+            "correlation": None if math.isnan(self.correlation) else self.correlation,
             "tolerance": self.tolerance,
             "fragile_threshold": self.fragile_threshold,
             "fragile": self.fragile,
             "robust": self.robust,
             "sweep_path": self.sweep_path,
-            "filters": self.to_frame().to_dict(orient="records"),
+            "success": self.success.to_dict() if self.success is not None else None,
+            "success_definition": SUCCESS_DEFINITION,
+            "rho": self.rho().to_dict(),
+            "control": self.control.to_dict() if self.control is not None else None,
+            "specific_to_attack": self.specific_to_attack(),
+            "filters": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                        for row in self.to_frame().to_dict(orient="records")],
         }
+
+
+#: The one definition of an attack's success on a labelled set (the Batch page uses the same).
+SUCCESS_DEFINITION = (
+    "attack success = the clean prediction is correct and the adversarial prediction differs from the true label, "
+    "over the images the model classifies correctly"
+)
+
+
+def success_rate(labels: torch.Tensor, clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> stats.Rate:
+    """The attack's success on a labelled set (:data:`SUCCESS_DEFINITION`): of the images whose
+    clean prediction is the true label, the share whose adversarial prediction is not, with its
+    Wilson interval."""
+    labels, clean_pred, adv_pred = labels.cpu(), clean_pred.cpu(), adv_pred.cpu()
+    correct = clean_pred == labels
+    return stats.rate(int((correct & (adv_pred != labels)).sum()), int(correct.sum()),
+                      empty_reason="the model classifies none of the images correctly")
+
+
+@dataclass(frozen=True)
+class FragilityControl:
+    """The targeting computed from a matched random perturbation beside the attack's.
+
+    ``norm``: the control's norm (the attack's); ``targeting``/``targeting_raw`` ``(F,)`` as the
+    report's, from the noise; ``dropout_vs_attack``, ``dropout_vs_control``: ρ of |Δ adv. acc.|
+    with each targeting; ``attack_vs_control``: ρ of the two targetings (near 1: the attack moves
+    the filters as noise does). ``specificity``: per image, the fragile filters' share of the
+    first layer's change under the attack minus under the noise (mean over images, interval, p).
+    ``excess``, ``excess_low``, ``excess_high``, ``excess_q`` ``(F,)``: the same per filter
+    (share under attack − share under noise, mean over images, a paired t-test's 95% interval,
+    its p corrected by Benjamini–Hochberg over the filters).
+    """
+
+    norm: str
+    seed: int | None
+    targeting: torch.Tensor
+    targeting_raw: torch.Tensor
+    dropout_vs_attack: stats.Correlation
+    dropout_vs_control: stats.Correlation
+    attack_vs_control: stats.Correlation
+    specificity: stats.Difference
+    excess: torch.Tensor
+    excess_low: torch.Tensor
+    excess_high: torch.Tensor
+    excess_q: torch.Tensor
+    control_accuracy: float
+
+    def to_dict(self) -> dict:
+        return {
+            "norm": self.norm,
+            "seed": self.seed,
+            "rho_dropout_vs_attack_targeting": self.dropout_vs_attack.to_dict(),
+            "rho_dropout_vs_control_targeting": self.dropout_vs_control.to_dict(),
+            "rho_attack_vs_control_targeting": self.attack_vs_control.to_dict(),
+            "fragile_share_attack_minus_control": self.specificity.to_dict(),
+            "control_accuracy": self.control_accuracy,
+        }
+
+
+def per_image_shares(clean: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+    """``(N, F)``: per image, each filter's share of the first layer's change (``mean|Δa_i|``
+    over positions, divided by the filter's clean ``mean|a_i|`` over the set, normalised to sum 1)."""
+    size = clean.abs().transpose(0, 1).flatten(1).mean(1).clamp_min(1e-12)  # (F,) over the set, as targeting()
+    change = (perturbed - clean).abs().flatten(2).mean(2) / size  # (N, F)
+    total = change.sum(1, keepdim=True)
+    return torch.where(total > 0, change / total.clamp_min(1e-30), torch.zeros_like(change))
+
+
+def fragility_control(
+    clean: torch.Tensor, adversarial: torch.Tensor, control: torch.Tensor, delta_adv: torch.Tensor,
+    raw_attack: torch.Tensor, fragile: list[int], norm: str, seed: int | None, control_accuracy: float,
+) -> FragilityControl:
+    """The control's targeting and the tests beside the attack's (first-layer outputs ``(N, F, H, W)``)."""
+    raw_control = targeting(clean, control)
+    total = raw_control.sum()
+    distribution = raw_control / total if total > 0 else torch.zeros_like(raw_control)
+    dropout = delta_adv.abs().numpy()
+    attack_shares, control_shares = per_image_shares(clean, adversarial), per_image_shares(clean, control)
+    if fragile:
+        specificity = stats.paired_difference(attack_shares[:, fragile].sum(1), control_shares[:, fragile].sum(1),
+                                              resamples=RESAMPLES)
+    else:
+        specificity = stats.Difference(None, None, None, None, int(clean.shape[0]), "no fragile filter")
+    # Per filter: a paired t-test over images (scipy, vectorised over the filters), BH-corrected.
+    from scipy.stats import ttest_rel
+
+    a, c = attack_shares.double().numpy(), control_shares.double().numpy()
+    count = a.shape[1]
+    excess = (a - c).mean(0)
+    low, high, p = np.full(count, np.nan), np.full(count, np.nan), np.full(count, np.nan)
+    varies = (a - c).std(0) > 0
+    if a.shape[0] > 1 and varies.any():
+        result = ttest_rel(a[:, varies], c[:, varies], axis=0)
+        interval = result.confidence_interval(confidence_level=stats.CONFIDENCE)
+        p[varies], low[varies], high[varies] = result.pvalue, interval.low, interval.high
+    return FragilityControl(
+        norm=norm, seed=seed, targeting=distribution, targeting_raw=raw_control,
+        dropout_vs_attack=stats.correlation(dropout, raw_attack.numpy(), resamples=RESAMPLES),
+        dropout_vs_control=stats.correlation(dropout, raw_control.numpy(), resamples=RESAMPLES),
+        attack_vs_control=stats.correlation(raw_attack.numpy(), raw_control.numpy(), resamples=RESAMPLES),
+        specificity=specificity,
+        excess=torch.tensor(excess), excess_low=torch.tensor(low), excess_high=torch.tensor(high),
+        excess_q=torch.tensor(stats.fdr(p)), control_accuracy=control_accuracy,
+    )
 
 
 def _check_beta(beta: float) -> float:
@@ -373,10 +523,15 @@ def first_layer_fragility(
     if not isinstance(model.layer(layer), nn.Conv2d):
         raise InputError(f"layer {layer!r} is not a 2-D convolution")
 
+    norm = control_norm_for(info.name)
     with model.lock:
         report = run_attack(model, x, attack, attack_params, labels=y, seed=seed)
         both = torch.cat([x, report.adversarial.to(x.device)])
         sweep = nodal_dropout(model, both, layer, chunk_bytes=chunk_bytes)
+        noise = matched_control(x, report.adversarial.to(x.device), norm, seed or 0)
+        with probe(model, [layer]) as rec, torch.no_grad():
+            control_logits = rec.forward(noise)
+            control_first = rec.activation(layer).detach().cpu()
     predictions, base_logits, first, path = sweep.predictions, sweep.base_logits, sweep.first_output, sweep.path
     n = x.shape[0]
     truth = y.cpu()
@@ -398,6 +553,11 @@ def first_layer_fragility(
     )
     strength = torch.tensor(
         [float(score[i]) if v == "fragile" else 1.0 - float(score[i]) if v == "robust" else 0.0 for i, v in enumerate(verdicts)]
+    )
+    fragile = sorted((i for i, v in enumerate(verdicts) if v == "fragile"), key=lambda i: -float(score[i]))
+    control = fragility_control(
+        first[:n], first[n:], control_first, delta_adv, raw, fragile, norm, seed,
+        float((control_logits.argmax(1).cpu() == truth).float().mean()),
     )
     return FragilityReport(
         model_name=model.name,
@@ -426,6 +586,8 @@ def first_layer_fragility(
         attack_clean_pred=report.clean_pred.detach().cpu(),
         attack_adv_pred=report.adv_pred.detach().cpu(),
         inputs_digest=inputs_digest(x, y),
+        control=control,
+        success=success_rate(truth, base_logits[:n].argmax(1), base_logits[n:].argmax(1)),
     )
 
 

@@ -20,12 +20,21 @@ Front / middle / tail (NIP): sort neurons by influence; front = the top ``k``, t
 lowest (``tail_rule="bottom"``) or ranks ``k+1..k+t`` (``tail_rule="next"``, the variant in the
 authors' second script). Sizes are counts or fractions of the layer (default 5% / 5%, at least
 one neuron each).
+
+The shift (:func:`influence_shift`) counts the paper's direction on activations and on influence
+(:data:`DIRECTION_MEASURES`, :data:`SIGN_CONVENTION`): a front neuron is *suppressed* when its
+activation (influence) falls, a tail neuron *enhanced* when its activation rises, which makes its
+negative influence toward the benign class fall further below zero. Rank correlations that are
+not defined for a layer (fewer than :data:`MIN_RANK_NEURONS` neurons, constant ranks, at most one
+non-zero value) are NaN with the reason, never ±1. An attack's effect is read beside its matched
+control: :mod:`neuronviz.workflows.evidence`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -486,17 +495,53 @@ def partition(
     return NeuronGroups(layer=layer, front=front_idx, tail=tail_idx, labels=labels, tail_rule=tail_rule)
 
 
+#: Fewer neurons than this: a per-image rank correlation is "not defined". With 4 neurons the
+#: smallest two-sided permutation p of Spearman's ρ is 1/12, so no reordering could be told from
+#: chance; with 3 (a 3-head attention layer) ρ can only be ±1 or ±0.5.
+MIN_RANK_NEURONS = 5
+
+#: The paper's direction of each half, on activations and on influence toward the benign class c
+#: (METHODS.md "Directions"). A tail neuron's influence toward c is negative, so the paper's
+#: "enhanced" tail neuron has an influence that FELL (more negative).
+DIRECTION_MEASURES: dict[str, tuple[str, str, str]] = {
+    # name: (group, quantity, which way counts)
+    "front_suppressed_activation": ("front", "activation", "fell"),
+    "tail_enhanced_activation": ("tail", "activation", "rose"),
+    "front_suppressed_influence": ("front", "influence", "fell"),
+    "tail_enhanced_influence": ("tail", "influence", "fell"),
+}
+#: Each measure in words: the group counted and what happened to its neurons.
+MEASURE_LABELS: dict[str, tuple[str, str]] = {
+    "front_suppressed_activation": ("front", "lost activation"),
+    "tail_enhanced_activation": ("tail", "gained activation"),
+    "front_suppressed_influence": ("front", "lost influence"),
+    "tail_enhanced_influence": ("tail", "fell further below zero in influence"),
+}
+#: The sign convention, in one sentence, shown wherever a count is.
+SIGN_CONVENTION = (
+    "Paper's direction (NIP): a front neuron is suppressed when its activation (or its influence toward the "
+    "clean prediction) falls; a tail neuron is enhanced when its activation rises, which makes its negative "
+    "influence fall further below zero."
+)
+
+
 @dataclass(frozen=True)
 class InfluenceShift:
-    """How an attack (or a defence) moved one layer's neurons, per image.
+    """How an attack (or a defence, or a control) moved one layer's neurons, per image.
 
     ``transition (N, 3, 3)``: counts of neurons going from group i (before) to group j (after),
     groups in the order front, middle, tail, with the after-groups of the same sizes.
-    ``spearman``, ``kendall (N,)``: rank correlation of the influence before and after.
-    ``front_overlap (N,)``: share of the front neurons still front after.
-    ``front_suppressed (N,)``: how many front neurons lost influence; ``tail_lifted (N,)``: how many
-    tail neurons gained influence. ``*_influence_change`` and ``*_activation_change (N,)``: mean
-    change (after − before) over the before-groups.
+    ``spearman``, ``kendall (N,)``: rank correlation of the influence before and after, NaN where
+    it is not defined (``correlation_reasons`` says why: fewer than :data:`MIN_RANK_NEURONS`
+    neurons, a constant ranking, at most one non-zero value). ``front_overlap (N,)``: share of
+    the front neurons still front after.
+
+    The deltas (after − before) of the clean front and tail neurons: ``front_influence_delta (N, k)``,
+    ``tail_influence_delta (N, t)``, ``front_activation_delta (N, k)``, ``tail_activation_delta (N, t)``.
+    The paper's direction (:data:`DIRECTION_MEASURES`), counted per image:
+    ``front_suppressed_activation`` (front activation fell), ``tail_enhanced_activation`` (tail
+    activation rose), ``front_suppressed_influence`` (front influence fell) and
+    ``tail_enhanced_influence`` (tail influence fell: more negative).
     """
 
     layer: str
@@ -506,31 +551,133 @@ class InfluenceShift:
     spearman: torch.Tensor
     kendall: torch.Tensor
     front_overlap: torch.Tensor
-    front_suppressed: torch.Tensor
-    tail_lifted: torch.Tensor
-    front_influence_change: torch.Tensor
-    tail_influence_change: torch.Tensor
-    front_activation_change: torch.Tensor
-    tail_activation_change: torch.Tensor
+    front_influence_delta: torch.Tensor
+    tail_influence_delta: torch.Tensor
+    front_activation_delta: torch.Tensor
+    tail_activation_delta: torch.Tensor
+    correlation_reasons: tuple[str | None, ...] = ()
+
+    # -- the paper's direction, counted per image --------------------------------------------------
+
+    @property
+    def front_suppressed_activation(self) -> torch.Tensor:
+        """``(N,)`` clean front neurons whose activation fell."""
+        return (self.front_activation_delta < 0).sum(1)
+
+    @property
+    def tail_enhanced_activation(self) -> torch.Tensor:
+        """``(N,)`` clean tail neurons whose activation rose."""
+        return (self.tail_activation_delta > 0).sum(1)
+
+    @property
+    def front_suppressed_influence(self) -> torch.Tensor:
+        """``(N,)`` clean front neurons whose influence toward the benign class fell."""
+        return (self.front_influence_delta < 0).sum(1)
+
+    @property
+    def tail_enhanced_influence(self) -> torch.Tensor:
+        """``(N,)`` clean tail neurons whose influence toward the benign class fell (more negative)."""
+        return (self.tail_influence_delta < 0).sum(1)
+
+    def count(self, measure: str) -> torch.Tensor:
+        """``(N,)`` the count of one of :data:`DIRECTION_MEASURES`."""
+        if measure not in DIRECTION_MEASURES:
+            raise InputError(f"unknown measure {measure!r}; use one of {', '.join(DIRECTION_MEASURES)}")
+        return getattr(self, measure)
+
+    def group_size(self, measure: str) -> int:
+        """The size of the group a measure counts in (front or tail)."""
+        return self.groups_before.front_size if DIRECTION_MEASURES[measure][0] == "front" else self.groups_before.tail_size
+
+    def pairs(self, measure: str) -> torch.Tensor:
+        """``(N, group)`` booleans: which neuron × image pairs moved the paper's way."""
+        group, quantity, way = DIRECTION_MEASURES[measure]
+        delta = getattr(self, f"{group}_{quantity}_delta")
+        return delta > 0 if way == "rose" else delta < 0
+
+    # -- mean changes --------------------------------------------------------------------------------
+
+    @property
+    def front_influence_change(self) -> torch.Tensor:
+        """``(N,)`` mean influence change (after − before) over the clean front."""
+        return self.front_influence_delta.mean(1)
+
+    @property
+    def tail_influence_change(self) -> torch.Tensor:
+        return self.tail_influence_delta.mean(1)
+
+    @property
+    def front_activation_change(self) -> torch.Tensor:
+        return self.front_activation_delta.mean(1)
+
+    @property
+    def tail_activation_change(self) -> torch.Tensor:
+        return self.tail_activation_delta.mean(1)
+
+    # -- deprecated names ----------------------------------------------------------------------------
+
+    @property
+    def front_suppressed(self) -> torch.Tensor:
+        """Deprecated: :attr:`front_suppressed_influence` (the same count) or :attr:`front_suppressed_activation`."""
+        warnings.warn("InfluenceShift.front_suppressed is deprecated: use front_suppressed_influence (the same "
+                      "count) or front_suppressed_activation", DeprecationWarning, stacklevel=2)
+        return self.front_suppressed_influence
+
+    @property
+    def tail_lifted(self) -> torch.Tensor:
+        """Deprecated, and the OPPOSITE of the paper's tail half: tail neurons whose influence rose
+        (toward zero: weakened). Use :attr:`tail_enhanced_activation` or :attr:`tail_enhanced_influence`."""
+        warnings.warn("InfluenceShift.tail_lifted counts tail neurons whose influence rose, the opposite of the "
+                      "paper's tail half: use tail_enhanced_activation or tail_enhanced_influence",
+                      DeprecationWarning, stacklevel=2)
+        return (self.tail_influence_delta > 0).sum(1)
+
+    # -- statistics ---------------------------------------------------------------------------------
+
+    def correlation_reason(self, image: int = 0) -> str | None:
+        """Why the image's rank correlation is not defined, or None when it is."""
+        return self.correlation_reasons[image] if image < len(self.correlation_reasons) else None
+
+    def rate(self, measure: str, image: int | None = None):
+        """A :class:`neuronviz.methods.stats.Rate`: neuron × image pairs (one image's neurons when ``image``
+        is given) that moved the paper's way, with its Wilson interval."""
+        from neuronviz.methods.stats import rate_of
+
+        pairs = self.pairs(measure)
+        return rate_of(pairs if image is None else pairs[image])
+
+    def overlap_rate(self, image: int = 0):
+        """The front overlap of one image as a :class:`neuronviz.methods.stats.Rate` (n = the front size)."""
+        from neuronviz.methods.stats import rate
+
+        return rate(int(self.transition[image, FRONT, FRONT]), self.groups_before.front_size)
 
     def summary(self, image: int = 0) -> str:
-        """One sentence a user can read: what happened to the front and the tail."""
+        """One sentence a user can read: what happened to the front and the tail (paper's direction)."""
         k, t = self.groups_before.front_size, self.groups_before.tail_size
+        rho = float(self.spearman[image])
+        rho_text = f"not defined ({self.correlation_reason(image)})" if rho != rho else f"{rho:.2f}"
         return (
-            f"{self.layer}: {int(self.front_suppressed[image])} of {k} front neurons lost influence "
-            f"({float(self.front_overlap[image]):.0%} stay front); {int(self.tail_lifted[image])} of {t} "
-            f"tail neurons gained influence; rank correlation ρ = {float(self.spearman[image]):.2f}"
+            f"{self.layer}: {int(self.front_suppressed_activation[image])} of {k} front neurons lost activation "
+            f"({int(self.front_suppressed_influence[image])} lost influence; {float(self.front_overlap[image]):.0%} "
+            f"stay front); {int(self.tail_enhanced_activation[image])} of {t} tail neurons gained activation "
+            f"({int(self.tail_enhanced_influence[image])} fell further below zero in influence); "
+            f"rank correlation ρ = {rho_text}"
         )
 
     def to_dict(self) -> dict:
         return {
             "layer": self.layer,
+            "sign_convention": SIGN_CONVENTION,
+            "front_size": self.groups_before.front_size,
+            "tail_size": self.groups_before.tail_size,
+            "tail_rule": self.groups_before.tail_rule,
             "transition": self.transition.tolist(),
-            "spearman": self.spearman.tolist(),
-            "kendall": self.kendall.tolist(),
+            "spearman": [None if v != v else v for v in self.spearman.tolist()],
+            "kendall": [None if v != v else v for v in self.kendall.tolist()],
+            "correlation_reason": list(self.correlation_reasons),
             "front_overlap": self.front_overlap.tolist(),
-            "front_suppressed": self.front_suppressed.tolist(),
-            "tail_lifted": self.tail_lifted.tolist(),
+            **{measure: self.count(measure).tolist() for measure in DIRECTION_MEASURES},
             "front_influence_change": self.front_influence_change.tolist(),
             "tail_influence_change": self.tail_influence_change.tolist(),
             "front_activation_change": self.front_activation_change.tolist(),
@@ -558,6 +705,22 @@ def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return rho, float(kendalltau(a, b).statistic)
 
 
+def defined_rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str | None]:
+    """(Spearman, Kendall τ-b, reason) of one image's neurons before and after; NaN for both and
+    the reason when not defined (:func:`neuronviz.methods.stats.undefined_reason`: constant ranks, at
+    most one non-zero value; here also fewer than :data:`MIN_RANK_NEURONS` neurons)."""
+    from neuronviz.methods.stats import rank_correlation, undefined_reason
+
+    reason = undefined_reason(a, b, minimum=MIN_RANK_NEURONS)
+    if reason is not None:
+        return float("nan"), float("nan"), reason
+    rho, reason = rank_correlation(a, b, "spearman")
+    tau, tau_reason = rank_correlation(a, b, "kendall")
+    if rho is None or tau is None:
+        return float("nan"), float("nan"), reason or tau_reason
+    return rho, tau, None
+
+
 def influence_shift(
     before: InfluenceMap,
     after: InfluenceMap,
@@ -566,10 +729,11 @@ def influence_shift(
     tail: int | float = 0.05,
     tail_rule: str = "bottom",
 ) -> InfluenceShift:
-    """Compare one layer's influence before and after (attack, or defence), image by image.
+    """Compare one layer's influence before and after (attack, defence or control), image by image.
 
     ``groups`` are the before-groups (computed from ``before`` with ``front``/``tail``/``tail_rule``
-    when omitted); the after-groups use the same sizes and rule.
+    when omitted; pass groups chosen elsewhere, e.g. :func:`neuronviz.workflows.evidence.reference_groups`,
+    to compare on groups independent of this pair); the after-groups use the same sizes and rule.
     """
     if before.values.shape != after.values.shape:
         raise InputError(f"before {tuple(before.values.shape)} and after {tuple(after.values.shape)} differ in shape")
@@ -584,26 +748,28 @@ def influence_shift(
     pair = groups.labels.long() * 3 + after_groups.labels.long()
     for image in range(n):
         transition[image] = torch.bincount(pair[image], minlength=9).reshape(3, 3)
-    correlations = [rank_correlations(before.values[i].numpy(), after.values[i].numpy()) for i in range(n)]
+    correlations = [defined_rank_correlations(before.values[i].numpy(), after.values[i].numpy()) for i in range(n)]
     delta_influence = after.values - before.values
     delta_activation = after.activations - before.activations
-    front_delta = delta_influence.gather(1, groups.front)
-    tail_delta = delta_influence.gather(1, groups.tail)
     return InfluenceShift(
         layer=before.layer,
         groups_before=groups,
         groups_after=after_groups,
         transition=transition,
-        spearman=torch.tensor([c[0] for c in correlations]),
-        kendall=torch.tensor([c[1] for c in correlations]),
+        spearman=torch.tensor([c[0] for c in correlations], dtype=torch.float64),
+        kendall=torch.tensor([c[1] for c in correlations], dtype=torch.float64),
         front_overlap=transition[:, FRONT, FRONT].float() / groups.front_size,
-        front_suppressed=(front_delta < 0).sum(1),
-        tail_lifted=(tail_delta > 0).sum(1),
-        front_influence_change=front_delta.mean(1),
-        tail_influence_change=tail_delta.mean(1),
-        front_activation_change=delta_activation.gather(1, groups.front).mean(1),
-        tail_activation_change=delta_activation.gather(1, groups.tail).mean(1),
+        front_influence_delta=delta_influence.gather(1, groups.front),
+        tail_influence_delta=delta_influence.gather(1, groups.tail),
+        front_activation_delta=delta_activation.gather(1, groups.front),
+        tail_activation_delta=delta_activation.gather(1, groups.tail),
+        correlation_reasons=tuple(c[2] for c in correlations),
     )
+
+
+#: Columns of :func:`layer_shift_table` that are shares of neuron × image pairs (with ``_low``,
+#: ``_high`` and ``_n`` companions: the 95% Wilson interval and the number of pairs).
+SHARE_COLUMNS = tuple(f"{measure}_share" for measure in DIRECTION_MEASURES)
 
 
 def layer_shift_table(
@@ -613,32 +779,69 @@ def layer_shift_table(
     tail: int | float = 0.05,
     tail_rule: str = "bottom",
     image: int | None = None,
+    groups: Mapping[str, NeuronGroups] | None = None,
 ):
     """Per-layer summary of the shift across the whole network (a pandas DataFrame, forward order).
 
-    Columns: layer, neurons, spearman, kendall, front_overlap, front_suppressed_share,
-    tail_lifted_share, front_influence_change, tail_influence_change, averaged over the images
-    (or for one ``image``).
+    Columns: layer, neurons, front_size, tail_size; spearman, kendall (mean of the defined
+    per-image values; NaN with ``correlation_note`` saying why when none is defined, and how many
+    images were left out otherwise); front_overlap (with ``_low``/``_high``/``_n``: Wilson over
+    front neuron × image pairs); for each of :data:`DIRECTION_MEASURES` ``<measure>_share`` with
+    ``_low``, ``_high``, ``_n`` (neuron × image pairs); front/tail influence and activation change
+    (mean over the clean groups). Over all images, or one ``image``. ``groups``: per layer, groups
+    chosen elsewhere (else each image's clean ranking).
     """
     import pandas as pd
+
+    from neuronviz.methods.stats import mean_defined, rate
 
     rows = []
     for name, map_before in before.items():
         if name not in after:
             continue
-        shift = influence_shift(map_before, after[name], front=front, tail=tail, tail_rule=tail_rule)
+        chosen = None if groups is None else groups.get(name)
+        shift = influence_shift(map_before, after[name], groups=chosen, front=front, tail=tail, tail_rule=tail_rule)
         pick = slice(None) if image is None else slice(image, image + 1)
-        rows.append(
+        rho, rho_n, rho_left = mean_defined([None if v != v else v for v in shift.spearman[pick].tolist()])
+        tau, _, _ = mean_defined([None if v != v else v for v in shift.kendall[pick].tolist()])
+        reasons = [r for r in shift.correlation_reasons[pick] if r]
+        note = ""
+        if rho is None:
+            note = f"not defined: {reasons[0]}" if reasons else "not defined"
+        elif rho_left:
+            note = f"{rho_left} image(s) left out: {reasons[0]}"
+        row: dict = {
+            "layer": name,
+            "neurons": map_before.neurons,
+            "front_size": shift.groups_before.front_size,
+            "tail_size": shift.groups_before.tail_size,
+            "spearman": float("nan") if rho is None else rho,
+            "kendall": float("nan") if tau is None else tau,
+            "correlation_images": rho_n,
+            "correlation_note": note,
+        }
+        overlap = rate(int(shift.transition[pick, FRONT, FRONT].sum()), shift.groups_before.front_size * int(shift.transition[pick].shape[0]))
+        row.update(_rate_columns("front_overlap", overlap))
+        for measure in DIRECTION_MEASURES:
+            row.update(_rate_columns(f"{measure}_share", shift.rate(measure) if image is None else shift.rate(measure, image)))
+        row.update(
             {
-                "layer": name,
-                "neurons": map_before.neurons,
-                "spearman": float(np.nanmean(shift.spearman[pick].numpy())),
-                "kendall": float(np.nanmean(shift.kendall[pick].numpy())),
-                "front_overlap": float(shift.front_overlap[pick].mean()),
-                "front_suppressed_share": float(shift.front_suppressed[pick].float().mean() / shift.groups_before.front_size),
-                "tail_lifted_share": float(shift.tail_lifted[pick].float().mean() / shift.groups_before.tail_size),
                 "front_influence_change": float(shift.front_influence_change[pick].mean()),
                 "tail_influence_change": float(shift.tail_influence_change[pick].mean()),
+                "front_activation_change": float(shift.front_activation_change[pick].mean()),
+                "tail_activation_change": float(shift.tail_activation_change[pick].mean()),
             }
         )
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _rate_columns(name: str, value) -> dict:
+    """``{name: share, name_low, name_high, name_n}`` of a :class:`neuronviz.methods.stats.Rate` (NaN when undefined)."""
+    nan = float("nan")
+    return {
+        name: nan if value.share is None else value.share,
+        f"{name}_low": nan if value.low is None else value.low,
+        f"{name}_high": nan if value.high is None else value.high,
+        f"{name}_n": value.n,
+    }

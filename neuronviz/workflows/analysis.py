@@ -2,9 +2,11 @@
 notebook compute the same numbers with it.
 
 - :class:`AttackChoice`: the attack, its parameter overrides, target and seed.
-- :func:`compute_analysis`: the attack, the NIP (guided) and PSSR restorations, and the neuron
-  influence of every probe layer for the clean, adversarial and restored images, all toward the
-  benign (clean) prediction, in one forward and one backward pass over the four images.
+- :func:`compute_analysis`: the attack, its matched control (a random perturbation of the same
+  norm and size: :func:`neuronviz.methods.controls.matched_control`), the NIP (guided) and PSSR
+  restorations, and the neuron influence of every probe layer for the clean, adversarial,
+  control and restored images, all toward the benign (clean) prediction, in one forward and one
+  backward pass over the five images.
 - :func:`content_key` / :func:`digest`: a full-content key of arguments (a model by its weights'
   SHA-256, a tensor by the SHA-1 of every byte), for caches and provenance.
 
@@ -29,25 +31,64 @@ from neuronviz.core.models import PixelModel
 from neuronviz.infra.digest import tensor_digest
 from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.methods.attacks import AttackReport, format_eps, get_attack, resolve_params, run_attack
+from neuronviz.methods.controls import control_norm_for, control_norms, matched_control
 from neuronviz.methods.defences import Restoration, get_defense
 from neuronviz.methods.defences.pssr import companion_key
 from neuronviz.methods.influence import InfluenceMap, default_layer, neuron_influence, probe_layers
 
 __all__ = [
     "CONDITIONS", "CONDITION_LABELS", "DEFAULT_ATTACK", "DEFAULT_OVERRIDES", "DEFAULT_SAMPLE_ID", "RESTORATIONS",
-    "Analysis", "AttackChoice", "compute_analysis", "content_key", "default_choice", "digest",
+    "CONTROL", "NOTHING_TO_RESTORE", "NOT_RESTORED", "RESTORED", "Analysis", "AttackChoice", "Control", "compute_analysis", "content_key", "restoration_outcome", "restoration_verdict", "default_choice", "digest",
 ]
 
 #: The attack a session starts with: PGD at its schema defaults (the same as picking it from the list;
 #: ε = 0.1 on digits) and the sample it starts on (as ``app/runs.py`` on main).
 DEFAULT_ATTACK = "pgd"
 DEFAULT_OVERRIDES: dict[str, Any] = {}
-DEFAULT_SAMPLE_ID = "digit-test-43"
+DEFAULT_SAMPLE_ID = "digit-test-4"
 #: The two restorations every analysis runs, in the order pages show them.
 RESTORATIONS = ("nip-guided", "pssr")
-#: Conditions of :attr:`Analysis.influence`, in the order pages show them.
+#: Conditions of :attr:`Analysis.influence`, in the order pages show them (the matched control,
+#: :data:`CONTROL`, is in :attr:`Analysis.influence` too, beside them).
 CONDITIONS = ("clean", "adversarial", *RESTORATIONS)
-CONDITION_LABELS = {"clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in RESTORATIONS}}
+#: The matched control's condition name: random noise of the attack's norm and size.
+CONTROL = "control"
+CONDITION_LABELS = {
+    "clean": "clean", "adversarial": "adversarial", **{n: get_defense(n).short for n in RESTORATIONS},
+    CONTROL: "matched noise",
+}
+#: How each control norm is drawn, in words (captions, provenance).
+CONTROL_DESCRIPTIONS = {
+    "Linf": "random signs × the attack's L∞ on every pixel",
+    "L2": "a random direction scaled to the attack's L2",
+    "L0": "as many random pixels as the attack changed, each set to a random colour",
+}
+NORM_SYMBOLS = {"Linf": "L∞", "L2": "L2", "L0": "L0"}
+
+
+# -- what a restoration did -------------------------------------------------------------------------
+
+#: The three outcomes of a restoration: "nothing to restore" when the attack did not change the
+#: prediction (such an image is left out of the defence success rate).
+RESTORED, NOT_RESTORED, NOTHING_TO_RESTORE = "restored", "not restored", "nothing to restore"
+
+
+def restoration_outcome(attack_succeeded: bool, restored_prediction: int, benign_class: int) -> str:
+    """:data:`RESTORED` / :data:`NOT_RESTORED` (the prediction after the defence is / is not the
+    clean one) for a fooled image; :data:`NOTHING_TO_RESTORE` when the attack did not fool the model."""
+    if not attack_succeeded:
+        return NOTHING_TO_RESTORE
+    return RESTORED if int(restored_prediction) == int(benign_class) else NOT_RESTORED
+
+
+def restoration_verdict(outcome: str, benign_name: str, restored_name: str | None = None) -> str:
+    """The verdict in Streamlit markdown (coloured), from :func:`restoration_outcome`."""
+    if outcome == NOTHING_TO_RESTORE:
+        changed = "" if restored_name is None or restored_name == benign_name else f"; the defence changed it to {restored_name}"
+        return f":gray[nothing to restore (the attack did not fool the model{changed})]"
+    if outcome == RESTORED:
+        return ":green[restored]"
+    return f":red[not restored (benign: {benign_name})]"
 
 
 # -- the attack choice -----------------------------------------------------------------------------
@@ -161,13 +202,53 @@ def digest(*args: Any, **kwargs: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Control:
+    """The matched control of one attack on one image (METHODS.md, "Measuring a claim").
+
+    ``norm`` ("Linf", "L2", "L0": the attack's, :func:`neuronviz.methods.controls.control_norm_for`),
+    ``seed``; ``image (1, C, H, W)`` the clean image plus random noise of the attack's size in that
+    norm, clipped to [0, 1]; ``probs (K,)`` the model's probabilities on it; ``attack_size`` and
+    ``size``: the attack's and the control's norm of their perturbation (after clipping).
+    """
+
+    norm: str
+    seed: int
+    image: torch.Tensor
+    probs: torch.Tensor
+    attack_size: float
+    size: float
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probs.argmax())
+
+    @property
+    def symbol(self) -> str:
+        return NORM_SYMBOLS[self.norm]
+
+    @property
+    def label(self) -> str:
+        """``"noise of the same L∞"``: how captions name the control."""
+        return f"noise of the same {self.symbol}"
+
+    @property
+    def description(self) -> str:
+        return CONTROL_DESCRIPTIONS[self.norm]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"norm": self.norm, "seed": self.seed, "how": self.description, "attack_size": self.attack_size,
+                "control_size": self.size, "prediction": self.prediction}
+
+
+@dataclass(frozen=True)
 class Analysis:
     """One image under one attack choice: the attack, both restorations, and neuron influence.
 
     ``clean``, ``adversarial`` ``(1, C, H, W)``; ``benign_class``: the clean prediction (influence
     is computed toward it for every condition, and NIP restores toward it); ``influence``:
-    condition (:data:`CONDITIONS`) → layer → :class:`InfluenceMap` of one image; ``layers``: the
-    probe layers in forward order; ``seconds``: wall time of each part.
+    condition (:data:`CONDITIONS` and :data:`CONTROL`) → layer → :class:`InfluenceMap` of one
+    image; ``layers``: the probe layers in forward order; ``seconds``: wall time of each part;
+    ``control``: the attack's matched control (:class:`Control`).
     """
 
     model_name: str
@@ -182,13 +263,21 @@ class Analysis:
     layers: tuple[str, ...]
     default_layer: str
     seconds: dict[str, float] = field(default_factory=dict)
+    control: Control | None = None
+
+    def _control(self) -> Control:
+        if self.control is None:
+            raise InputError("this analysis has no matched control (it was made by an older version)")
+        return self.control
 
     def image(self, condition: str) -> torch.Tensor:
-        """``(1, C, H, W)`` pixels of a condition: clean, adversarial, or a restoration's name."""
+        """``(1, C, H, W)`` pixels of a condition: clean, adversarial, control, or a restoration's name."""
         if condition == "clean":
             return self.clean
         if condition == "adversarial":
             return self.adversarial
+        if condition == CONTROL:
+            return self._control().image
         return self.restorations[condition].restored
 
     def probabilities(self, condition: str) -> torch.Tensor:
@@ -197,6 +286,8 @@ class Analysis:
             return self.report.clean_probs[0]
         if condition == "adversarial":
             return self.report.adv_probs[0]
+        if condition == CONTROL:
+            return self._control().probs
         return self.restorations[condition].probs[0]
 
     def prediction(self, condition: str) -> int:
@@ -211,33 +302,66 @@ class Analysis:
     def attack_succeeded(self) -> bool:
         return bool(self.report.success[0])
 
+    def outcome(self, condition: str) -> str:
+        """:func:`restoration_outcome` of a restoration on this analysis."""
+        return restoration_outcome(self.attack_succeeded, self.prediction(condition), self.benign_class)
 
-def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoice) -> Analysis:
-    """The attack, the NIP (guided) and PSSR restorations, and influence for every layer.
+    @property
+    def control_changed_prediction(self) -> bool:
+        """The matched control alone changed the clean prediction."""
+        return self._control().prediction != self.benign_class
+
+
+#: The parts of :func:`compute_analysis`, in order (the dashboard's progress line counts them).
+ANALYSIS_STEPS = ("attack", "matched control", *RESTORATIONS, "influence")
+
+
+def compute_analysis(
+    model: PixelModel, image: torch.Tensor, choice: AttackChoice, progress: Any = None
+) -> Analysis:
+    """The attack, its matched control, the NIP (guided) and PSSR restorations, and influence for
+    every layer (clean, adversarial, control and restored images, toward the clean prediction).
+
+    The control (:func:`neuronviz.methods.controls.matched_control`) is random noise of the attack's
+    norm (:func:`neuronviz.methods.controls.control_norm_for`) and per-image size, seeded by the choice's
+    seed: every effect on neurons is shown beside the same measure under it. ``progress``: an
+    optional ``callable(step_index, step_count, step_name)`` called before each of
+    :data:`ANALYSIS_STEPS` (not part of the cache key).
 
     Not cached (the dashboard caches it by :func:`digest` of its arguments). An untargeted attack moves away from the
     clean prediction (the benign class), as the defences and the batch evaluation measure it:
     "fooled" means the prediction changed, also for an image the model already gets wrong.
     """
     seconds: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(ANALYSIS_STEPS.index(name), len(ANALYSIS_STEPS), name)
+
     params = choice.params(model)
+    step("attack")
     started = time.perf_counter()
     report = run_attack(model, image, choice.attack, params, target=choice.target, seed=choice.seed)
     seconds["attack"] = time.perf_counter() - started
     benign = int(report.clean_pred[0])
     adversarial = report.adversarial
+    step("matched control")
+    started = time.perf_counter()
+    control = _matched_control(model, image.cpu(), adversarial, choice)
+    seconds["control"] = time.perf_counter() - started
     restorations: dict[str, Restoration] = {}
     for name in RESTORATIONS:
+        step(name)
         started = time.perf_counter()
         restorations[name] = get_defense(name).restore_for(model, adversarial, benign=benign, clean=image)
         seconds[name] = time.perf_counter() - started
+    step("influence")
     started = time.perf_counter()
     layers = tuple(info.name for info in probe_layers(model))
-    batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in RESTORATIONS)])
+    order = (*CONDITIONS, CONTROL)
+    batch = torch.cat([image.cpu(), adversarial, *(restorations[n].restored for n in RESTORATIONS), control.image])
     maps = neuron_influence(model, batch, layers=list(layers), target=[benign] * batch.shape[0])
-    influence = {
-        condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(CONDITIONS)
-    }
+    influence = {condition: {name: m.select(index) for name, m in maps.items()} for index, condition in enumerate(order)}
     seconds["influence"] = time.perf_counter() - started
     return Analysis(
         model_name=model.name,
@@ -252,7 +376,26 @@ def compute_analysis(model: PixelModel, image: torch.Tensor, choice: AttackChoic
         layers=layers,
         default_layer=default_layer(model),
         seconds=seconds,
+        control=control,
     )
+
+
+# How the dashboard's progress line names this computation and counts its steps (app/runs.py
+# passes a ``progress`` callback when a function carries ``progress_steps``).
+setattr(compute_analysis, "progress_label", "the attack, its matched control, both restorations and neuron influence")  # noqa: B010
+setattr(compute_analysis, "progress_steps", ANALYSIS_STEPS)  # noqa: B010
+
+
+def _matched_control(model: PixelModel, clean: torch.Tensor, adversarial: torch.Tensor, choice: AttackChoice) -> Control:
+    """The attack's matched control on one image, with the model's probabilities on it."""
+    norm = control_norm_for(choice.attack)
+    noisy = matched_control(clean, adversarial.cpu(), norm, seed=choice.seed)
+    with model.lock, torch.no_grad():
+        probs = torch.softmax(model(noisy.to(model.device)).float(), dim=1)[0].cpu()
+    key = {"Linf": "linf", "L2": "l2", "L0": "l0"}[norm]
+    attack_size = float(control_norms(clean, adversarial.cpu())[key][0])
+    size = float(control_norms(clean, noisy)[key][0])
+    return Control(norm=norm, seed=choice.seed, image=noisy, probs=probs, attack_size=attack_size, size=size)
 
 
 def provenance(
@@ -286,6 +429,8 @@ def provenance(
         "seed": result.choice.seed,
         "succeeded": result.attack_succeeded,
     }
+    if result.control is not None:
+        attack["matched_control"] = result.control.to_dict()
     defence_rows = [
         {"defence": name, "label": result.restorations[name].method_label, "variant": result.restorations[name].variant,
          **result.restorations[name].method, "params": dict(result.restorations[name].params), "toward": result.benign_class}

@@ -803,7 +803,7 @@ def write_tables(result: Evaluation, folder: str | os.PathLike) -> dict[str, Pat
     frame = result.frame()
     paths = {fmt: folder / f"results.{fmt}" for fmt in ("csv", "md", "tex", "json")}
     atomic_write(paths["csv"], frame.to_csv(index=False))
-    atomic_write(paths["md"], to_markdown(result.rows))
+    atomic_write(paths["md"], to_markdown(result.rows) + (f"\n{note}\n" if (note := provenance.assumed_note(result.provenance)) else ""))
     atomic_write(paths["tex"], to_latex(result.rows))
     document = {
         "rows": [{k: _nan_to_none(v) for k, v in row.items()} for row in result.rows],

@@ -57,15 +57,49 @@ def device_record(device: str | torch.device) -> dict[str, Any]:
 
 
 def model_record(model) -> dict[str, Any]:
-    """Name, architecture, source, input, classes and content hash of a :class:`PixelModel`."""
-    return {
+    """Name, architecture, source, input, classes and content hash of a :class:`PixelModel`;
+    its facts (mean, std, input size, channels, class names), each with its origin, and
+    ``assumed``: the facts nobody gave (a default was used); ``init_seed`` for a random
+    initialisation (seeded from the spec, so the same spec gives the same weights anywhere)."""
+    facts = model.facts
+    out: dict[str, Any] = {
         "name": model.name,
         "architecture": model.meta.architecture,
         "source": model.meta.source,
         "content_hash": model.content_hash,
         "input": [model.channels, *model.input_size],
         "classes": model.num_classes,
+        "facts": facts.to_dict(),
+        "assumed": list(facts.assumed),
     }
+    names = out["facts"]["class_names"]
+    if len(names["value"]) > 100:  # 1,000 ImageNet names would swamp every record: their count and origin
+        names["value"] = f"{len(names['value']):,} names"
+    seed = (model.meta.card or {}).get("init_seed")
+    if seed is not None:
+        out["init_seed"] = int(seed)
+    return out
+
+
+def assumed_note(record: Mapping[str, Any] | None) -> str:
+    """One sentence for a caption or under a table: which of the model's facts were assumed
+    ("" when none, or for a record without facts)."""
+    model = (record or {}).get("model") or {}
+    assumed = model.get("assumed") or []
+    facts = model.get("facts") or {}
+    if not assumed:
+        return ""
+    parts = []
+    for name in assumed:
+        value = (facts.get(name) or {}).get("value")
+        if name == "input_size" and isinstance(value, list) and len(value) == 2:
+            shown = f"{value[0]}×{value[1]}"
+        elif isinstance(value, list):
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value[:4]) + (" …" if len(value) > 4 else "")
+        else:
+            shown = str(value)
+        parts.append(f"{name.replace('_', ' ')} {shown}")
+    return f"Model facts assumed, not known ({model.get('name', 'the model')}): " + "; ".join(parts) + "."
 
 
 def tensor_set_digest(images: torch.Tensor, labels: torch.Tensor, ids: Sequence[str] = ()) -> str:

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neuronviz.infra.errors import InputError, NeuronvizError
+from neuronviz.infra.json_text import JSON_STRING, nesting_depth
 
 __all__ = [
     "FIGURE_DEFAULTS", "FORMAT", "MAX_SESSION_BYTES", "Control", "SessionRecord", "check_for_model", "figure_controls",
-    "figure_spec", "from_json", "parse_param",
+    "figure_spec", "from_json", "parse_param", "parse_session_text",
     "from_query", "parse_value",
 ]
 
@@ -44,6 +45,13 @@ __all__ = [
 FORMAT = "neuronviz-session/1"
 #: A session file larger than this is refused before it is parsed.
 MAX_SESSION_BYTES = 1_000_000
+#: Deepest nesting of arrays and objects a session file may have, checked before it is parsed
+#: (the dashboard writes depth 3: the file, ``page``, a list value). Python's ``json`` recurses
+#: once a level and raises RecursionError near 1,000.
+MAX_SESSION_DEPTH = 16
+#: Most values (object members and array items) in a session file, checked before it is parsed
+#: (the dashboard writes about 60); each unknown one would be a message on the page.
+MAX_SESSION_VALUES = 5_000
 #: Query keys of the sidebar's fields; an attack parameter is given by its own name (``eps=0.2``).
 FIELDS = ("model", "weights", "arch", "source", "device", "image", "true_class", "attack", "target", "seed")
 WEIGHTS = ("default", "random", "checkpoint")
@@ -317,7 +325,7 @@ def from_query(query: Mapping[str, Any], controls: Mapping[str, Control] | None 
                 changes.update(model=f"upload {digest[:12]}", weights="checkpoint", checkpoint_sha256=digest, options=options,
                                upload_source=(values.get("source") or "checkpoint").strip())
         elif model.strip():
-            changes["model"] = model.strip()
+            changes["model"] = bounded_model_spec(model.strip(), messages)  # 24.21: a bad option is dropped, not the link
         else:
             bad("model", "an empty name", f"the default model {record.model}")
     if "weights" in values and changes.get("weights") != "checkpoint":
@@ -407,12 +415,7 @@ def from_json(text: str | bytes, controls: Mapping[str, Control] | None = None) 
 
     Raises InputError when ``text`` is not a session file at all (too large, not JSON, not an
     object, another ``format``); each field is then checked as a link's value is."""
-    if len(text) > MAX_SESSION_BYTES:
-        raise InputError(f"a session file is at most {MAX_SESSION_BYTES // 1000} kB, this one has {len(text) // 1000} kB")
-    try:
-        body = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"this is not a session file (not JSON: {error})") from None
+    body = parse_session_text(text)
     if not isinstance(body, dict):
         raise InputError("this is not a session file (not a JSON object)")
     if body.get("format") != FORMAT:
@@ -464,6 +467,64 @@ def from_json(text: str | bytes, controls: Mapping[str, Control] | None = None) 
         if isinstance(body.get(name), str):
             keep[name] = body[name]
     return record.replace(**keep), messages
+
+
+def bounded_model_spec(spec: str, messages: list[str]) -> str:
+    """``spec`` without the model options that are out of bounds (issue 24.21: a ``timm:`` spec's
+    keyword arguments, :func:`neuronviz.core.models.timm_source.drop_bad_options`); a message is added to
+    ``messages`` for each dropped option. Other specs are returned as they are."""
+    if not spec.startswith("timm:") or "?" not in spec:
+        return spec
+    from neuronviz.core.models.timm_source import drop_bad_options
+
+    kept, dropped = drop_bad_options(spec)
+    messages += [m.replace("The model option", "The link's model option") for m in dropped]
+    return kept
+
+
+
+
+def parse_session_text(text: str | bytes) -> Any:
+    """The JSON value of a session file, after its size, encoding, nesting depth and value count
+    are checked **before** ``json`` parses it (:data:`MAX_SESSION_BYTES`, :data:`MAX_SESSION_DEPTH`,
+    :data:`MAX_SESSION_VALUES`). Every refusal is an :class:`InputError` saying "session file" and
+    what is wrong (never a RecursionError, never a path of the server)."""
+    if not isinstance(text, (str, bytes, bytearray, memoryview)):
+        raise InputError(f"a session file is text or bytes, got {type(text).__name__}")
+    # a str has at least as many bytes as characters: its length refuses most before encoding it
+    size = len(text) if len(text) > MAX_SESSION_BYTES or not isinstance(text, str) else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SESSION_BYTES:
+        raise InputError(f"a session file is at most {MAX_SESSION_BYTES // 1000} kB, this one has {size // 1000:,} kB")
+    if not isinstance(text, str):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise InputError(f"this is not a session file (not UTF-8 text: byte {error.start} cannot be decoded)") from None
+    structure = JSON_STRING.sub('""', text)  # what is left are brackets, numbers and literals
+    depth = nesting_depth(structure)
+    if depth > MAX_SESSION_DEPTH:
+        raise InputError(
+            f"this is not a session file: it nests {depth:,} levels deep; a session file nests at most "
+            f"{MAX_SESSION_DEPTH} (the dashboard writes 3). Nothing was parsed."
+        )
+    values = structure.count(",") + structure.count(":")
+    if values > MAX_SESSION_VALUES:
+        raise InputError(
+            f"this is not a session file: it holds about {values:,} values; a session file holds at most "
+            f"{MAX_SESSION_VALUES:,}. Nothing was parsed."
+        )
+
+    def refuse_constant(name: str) -> Any:
+        raise InputError(f"this is not a session file ({name} is not a JSON number)")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as error:
+        raise InputError(f"this is not a session file (not JSON: {error.msg}, line {error.lineno} column {error.colno})") from None
+    except (ValueError, RecursionError) as error:  # e.g. an integer of more than 4,300 digits
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"this is not a session file (not JSON: {str(error)[:200]})") from None
 
 
 def _formattable(control: Control, value: Any) -> bool:

@@ -9,6 +9,11 @@ prediction), and compares each adversarial ranking with the clean one by
 :func:`neuronviz.methods.influence.influence_shift` (front overlap, Spearman ρ, mean change of the front
 and tail neurons' influence).
 
+Beside every ε, the matched control (:func:`neuronviz.methods.controls.matched_control`): random noise of
+the attack's norm and of the size its perturbation has at that ε, in the same influence pass, so
+the front/tail shift at each budget is read beside what noise of that size does to the same
+neurons (``control_*`` fields).
+
 ε = 0 is the clean image by definition: no attack is run for it (some attacks divide by their
 budget), its row is the clean image, its prediction the clean prediction and its shift the
 identity (front overlap 1, ρ 1, changes 0).
@@ -27,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +41,15 @@ import torch
 from neuronviz.core.models.pixel import PixelModel, require_pixel_model
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import get_attack, resolve_params, resolve_target, run_attack
-from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_shift, neuron_influence
+from neuronviz.methods.controls import control_norm_for, matched_control
+from neuronviz.methods.influence import (
+    DEFAULT_GROUP_FRACTION,
+    DIRECTION_MEASURES,
+    default_layer,
+    influence_shift,
+    neuron_influence,
+    partition,
+)
 
 #: The most budgets one sweep may ask for (each one is a full attack run).
 MAX_EPS_VALUES = 64
@@ -84,6 +97,17 @@ class EpsSweep:
     seconds: dict
     #: targeted sweep of an image whose clean prediction already is the target: not attacked
     already_target: bool = False
+    #: the paper's direction per ε (:data:`neuronviz.methods.influence.DIRECTION_MEASURES`): counts of the
+    #: clean front/tail neurons, ``{measure: (E,)}``, under the attack and under the matched control
+    directions: dict = field(default_factory=dict)
+    control_directions: dict = field(default_factory=dict)
+    front_size: int = 0
+    tail_size: int = 0
+    #: the matched control at each ε: its norm, prediction ``(E,)``, front overlap and ρ ``(E,)``
+    control_norm: str = ""
+    control_prediction: torch.Tensor | None = None
+    control_front_overlap: torch.Tensor | None = None
+    control_spearman: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.eps.shape[0])
@@ -114,6 +138,14 @@ class EpsSweep:
                 "spearman": self.spearman.tolist(),
                 "front_influence_change": self.front_influence_change.tolist(),
                 "tail_influence_change": self.tail_influence_change.tolist(),
+                **{f"{m}_count": v.tolist() for m, v in self.directions.items()},
+                **({"control_prediction": self.control_prediction.tolist()} if self.control_prediction is not None else {}),
+                **({"control_front_overlap": self.control_front_overlap.tolist()}
+                   if self.control_front_overlap is not None else {}),
+                **({"control_spearman": self.control_spearman.tolist()} if self.control_spearman is not None else {}),
+                **{f"control_{m}_count": v.tolist() for m, v in self.control_directions.items()},
+                **({"front_size": self.front_size, "tail_size": self.tail_size} if self.front_size else {}),
+                **({"control_norm": self.control_norm} if self.control_norm else {}),
             }
         )
 
@@ -219,11 +251,22 @@ def eps_sweep(
 
     started = time.perf_counter()
     adversarial_t = torch.cat(adversarial)
-    batch = torch.cat([clean, adversarial_t])
+    control_norm = control_norm_for(info.name)
+    # Each ε's control is drawn as the analysis draws its own (image index 0 of its seed), so the
+    # sweep's control at the chosen ε is the analysis' control: one draw, scaled to each ε's size.
+    controls = torch.cat([matched_control(clean, adversarial_t[i : i + 1], control_norm, seed=seed or 0)
+                          for i in range(adversarial_t.shape[0])])
+    batch = torch.cat([clean, adversarial_t, controls])
     maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
-    before = maps.select([0] * len(values))
-    after = maps.select(range(1, len(values) + 1))
-    shift = influence_shift(before, after, front=front, tail=tail)
+    count = len(values)
+    before = maps.select([0] * count)
+    after = maps.select(range(1, count + 1))
+    noise = maps.select(range(count + 1, 2 * count + 1))
+    groups = partition(before, front, tail)
+    shift = influence_shift(before, after, groups=groups)
+    control_shift = influence_shift(before, noise, groups=groups)
+    with model.lock, torch.no_grad():
+        control_prediction = model(controls.to(model.device)).argmax(1).cpu()
     influence_seconds = time.perf_counter() - started
 
     probs_t = torch.cat(probs)
@@ -254,4 +297,12 @@ def eps_sweep(
         tail_influence_change=shift.tail_influence_change,
         seconds={"attacks": attack_seconds, "influence": influence_seconds},
         already_target=target_tensor is not None and benign == int(target_tensor[0]),
+        directions={m: shift.count(m) for m in DIRECTION_MEASURES},
+        control_directions={m: control_shift.count(m) for m in DIRECTION_MEASURES},
+        front_size=groups.front_size,
+        tail_size=groups.tail_size,
+        control_norm=control_norm,
+        control_prediction=control_prediction,
+        control_front_overlap=control_shift.front_overlap,
+        control_spearman=control_shift.spearman,
     )

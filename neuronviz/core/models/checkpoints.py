@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from neuronviz.infra import settings
+from neuronviz.infra.archives import check_directory
 from neuronviz.infra.errors import CheckpointError
 from neuronviz.infra.settings import format_bytes
 
@@ -343,6 +344,8 @@ def _check_zip(path: Path, caps: settings.Limits) -> bytes:
             f"{label} is a zip archive with {entries:,} entries ({format_bytes(directory_size)} of directory); "
             f"a checkpoint here has at most {caps.max_tensors:,} tensors. Refused before extracting anything."
         )
+    with path.open("rb") as handle:  # 24.16: the directory must list what its end record declares
+        check_directory(handle, max_entries, label, CheckpointError)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as error:

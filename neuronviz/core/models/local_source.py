@@ -76,6 +76,7 @@ from neuronviz.core.models.pixel import ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, register_source
 from neuronviz.infra import settings
 from neuronviz.infra.errors import CheckpointError, InputError, ModelNotFoundError
+from neuronviz.infra.json_text import check_json_text
 
 ENV = "NEURONVIZ_MODELS"
 PREFIX = "local:"
@@ -120,6 +121,31 @@ def looks_local(text: str) -> bool:
     """A ``.pt2`` path or a ``module:function`` (what :func:`trusted_spec` registers)."""
     text = text.strip()
     return text.lower().endswith(PROGRAM_SUFFIX) or is_factory(text)
+
+
+def trusted_target(spec: str, trusted: bool) -> str:
+    """For :func:`neuronviz.core.models.create_model`: a ``.pt2`` path or a ``module:function``
+    (optionally followed by ``key=value`` words) becomes a registered ``local:`` spec when the
+    caller is trusted (the library, the CLI); any other spec comes back as it is. An untrusted
+    caller (the dashboard, for text that came from a browser) is refused, and so is everyone on
+    a shared server: both run code when loaded."""
+    text = spec.strip()
+    words = text.split()
+    program = text.lower().endswith(PROGRAM_SUFFIX) or (bool(words) and words[0].lower().endswith(PROGRAM_SUFFIX))
+    if not program and not (words and is_factory(words[0]) and _other_source(words[0]) is None):
+        return spec
+    if not trusted or settings.shared_server():
+        from neuronviz.infra.errors import SharedServerError
+
+        where = (
+            f"this is a shared server ({settings.SHARED_SERVER_ENV}=1)" if settings.shared_server() else "this caller is not trusted"
+        )
+        raise SharedServerError(
+            f"{where}: {words[0]!r} runs code when loaded (a torch.export program is unpickled, a factory is imported and "
+            "called); only the operator's local models (--model, NEURONVIZ_MODELS) are loaded here",
+            ui_hint="Choose a model in the sidebar's Model box.",
+        )
+    return trusted_spec(text)
 
 
 def _other_source(text: str) -> str | None:
@@ -340,6 +366,60 @@ def _import(module_name: str, target: str):
         ) from None
 
 
+def call_factory(target: str) -> object:
+    """Import ``module:function`` and call it (trusted callers only: this runs the operator's code)."""
+    if not is_factory(target):
+        raise InputError(f"{target!r} is not a factory module:function (e.g. my_package.models:build)", ui_hint=_HINT)
+    module_name, _, function_name = target.partition(":")
+    module = _import(module_name, target)
+    factory = getattr(module, function_name, None)
+    if not callable(factory):
+        raise ModelNotFoundError(f"{target}: {module_name} has no function {function_name!r}", ui_hint=_HINT)
+    try:
+        return factory()
+    except Exception as error:  # noqa: BLE001 - the operator's code: report it, keep the server
+        raise InputError(f"{target}() failed: {type(error).__name__}: {str(error)[:300]}", ui_hint=_HINT) from error
+
+
+def load_with_factory(
+    path: str | os.PathLike, factory: str, options: Mapping[str, str] | None = None, *, name: str | None = None
+) -> PixelModel:
+    """A state dict (``.safetensors``, ``.pt``/``.pth``) for the network that ``factory``
+    (``module:function``, trusted: it is imported and called) builds.
+
+    The file goes through the same safe reader as any checkpoint (structure checked first,
+    ``weights_only``, every key and shape against the built network; on a shared server local
+    paths are refused). Facts come, first found, from the options, the checkpoint's metadata
+    (``mean``, ``std``, ``input_size``, ``class_names``; a whole PixelModel state's
+    ``normalize.mean/std``), the module's attributes, else the defaults (marked assumed)."""
+    from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
+    from neuronviz.core.models.standard_sources import refuse_local_path
+
+    path = Path(path)
+    refuse_local_path(path)
+    checkpoint = inspect_checkpoint(path)
+    built = call_factory(factory)
+    net = built.net if isinstance(built, PixelModel) else built
+    if not isinstance(net, nn.Module):
+        raise InputError(f"{factory} returned a {type(built).__name__}; a factory returns an nn.Module or a PixelModel", ui_hint=_HINT)
+    label = f"{path.name} (for {factory})"
+    apply_state(net, normalise_keys(checkpoint.state)[0], label, check_only=True)
+    state, extras = normalise_keys(load_tensors(checkpoint).state)
+    apply_state(net, state, label)
+    metadata: dict[str, object] = {}
+    details: dict[str, str] = {}
+    for key in ("mean", "std", "input_size", "class_names"):
+        value = checkpoint.json_field(key, max_chars=4096) if key != "class_names" else checkpoint.metadata.get(key)
+        if value is not None:
+            metadata[key], details[key] = value, f"{path.name}'s {key} metadata"
+        elif key in extras:
+            metadata[key], details[key] = [float(v) for v in extras[key].tolist()], f"{path.name}'s normalize.{key} tensor"
+    return wrap_factory_module(
+        net.eval(), factory, options, name=name or path.stem, extra_metadata=(metadata, details),
+        card={"format": "state dict + factory", "weights": str(path), "factory": factory},
+    )
+
+
 def load_factory(target: str, options: Mapping[str, str] | None = None, *, name: str | None = None) -> PixelModel:
     """Import ``module:function``, call it, and return the PixelModel it builds (module docstring)."""
     module_name, _, function_name = target.partition(":")
@@ -364,17 +444,41 @@ def load_factory(target: str, options: Mapping[str, str] | None = None, *, name:
     if not isinstance(built, nn.Module):
         raise InputError(f"{target} returned a {type(built).__name__}; a factory returns an nn.Module or a PixelModel", ui_hint=_HINT)
     net = built.eval()
-    metadata = _module_facts(net)
-    channels = _channels(net, metadata, options)
+    return wrap_factory_module(net, target, options, name=label)
+
+
+def wrap_factory_module(
+    net: nn.Module,
+    target: str,
+    options: Mapping[str, str] | None = None,
+    *,
+    name: str | None = None,
+    card: Mapping[str, object] | None = None,
+    extra_metadata: tuple[Mapping[str, object], Mapping[str, str]] | None = None,
+) -> PixelModel:
+    """A factory's bare ``nn.Module`` (normalised input) as a PixelModel, each fact with its origin
+    (``extra_metadata``: facts of a weights file, which win over the module's attributes)."""
+    label = name or target
+    metadata, details = _module_facts(net)
+    if extra_metadata is not None:
+        metadata.update(extra_metadata[0])
+        details.update(extra_metadata[1])
+    channels, channels_origin = _channels(net, metadata, options)
     size = _probe_size(options, metadata, None)
     outputs = check_outputs(net, channels, size, label)
-    facts = resolve_facts(label, channels=channels, outputs=outputs, fixed_size=None, options=options, metadata=metadata, explicit=True)
+    facts = resolve_facts(
+        label, channels=channels, outputs=outputs, fixed_size=None, options=options, metadata=metadata, explicit=True,
+        channels_origin=channels_origin, metadata_details=details,
+    )
+    from neuronviz.core.models.layer_notes import module_layer_notes
+
     meta = ModelMeta(
         name=label,
         architecture=type(net).__name__,
         source=f"local factory {target}",
         description=f"{type(net).__name__} built by {target}()",
-        card={"format": "factory", "target": target},
+        card={"format": "factory", "target": target, **(card or {}), "layer_notes": module_layer_notes(net, channels, facts.input_size)},
+        facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
 
@@ -387,31 +491,36 @@ def _plain(value: object) -> object:
     return None
 
 
-def _module_facts(net: nn.Module) -> dict[str, object]:
+def _module_facts(net: nn.Module) -> tuple[dict[str, object], dict[str, str]]:
+    """The facts a factory's module carries, and where each was found."""
     facts: dict[str, object] = {}
+    details: dict[str, str] = {}
     cfg = getattr(net, "pretrained_cfg", None)
     if isinstance(cfg, Mapping):
         for key in ("mean", "std"):
             if _plain(cfg.get(key)) is not None:
-                facts[key] = _plain(cfg.get(key))
+                facts[key], details[key] = _plain(cfg.get(key)), f"the module's pretrained_cfg[{key!r}]"
         size = _plain(cfg.get("input_size"))
         if isinstance(size, list) and len(size) == 3:
-            facts["input_size"] = size[1:]
+            facts["input_size"], details["input_size"] = size[1:], "the module's pretrained_cfg['input_size']"
         if _plain(cfg.get("label_names")) is not None:
-            facts["class_names"] = _plain(cfg.get("label_names"))
+            facts["class_names"], details["class_names"] = _plain(cfg.get("label_names")), "the module's pretrained_cfg['label_names']"
     for key in ("mean", "std", "input_size", "class_names"):
         value = _plain(net.__dict__.get(key))  # plain attributes only: not a buffer or a submodule
         if value is not None:
-            facts[key] = value
-    return facts
+            facts[key], details[key] = value, f"the module's attribute {key}"
+    return facts, details
 
 
-def _channels(net: nn.Module, metadata: Mapping[str, object], options: Mapping[str, str] | None) -> int:
-    for module in net.modules():
+def _channels(net: nn.Module, metadata: Mapping[str, object], options: Mapping[str, str] | None) -> tuple[int, tuple[str, str]]:
+    for name, module in net.named_modules():
         if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    mean = (options or {}).get("mean") or metadata.get("mean")
-    return len(parse_numbers(mean, "mean", "model")) if mean is not None else 3
+            return int(module.in_channels), ("file", f"in_channels of the first convolution ({name or 'the module'})")
+    user = (options or {}).get("mean")
+    mean = user or metadata.get("mean")
+    if mean is not None:
+        return len(parse_numbers(mean, "mean", "model")), ("user" if user else "metadata", "one a number of the mean")
+    return 3, ("default", "no convolution and no mean say it: 3 (RGB) assumed")
 
 
 def _probe_size(options: Mapping[str, str] | None, metadata: Mapping[str, object], fixed: tuple[int, int] | None) -> tuple[int, int]:
@@ -447,6 +556,7 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         raise CheckpointError(f"{label} is not a torch.export program torch {torch.__version__} can load ({type(error).__name__}: {str(error)[:300]})") from None
     metadata: dict[str, object] = {}
     if extra.get(METADATA_FILE):
+        check_json_text(extra[METADATA_FILE], 4, f"{label}: its {METADATA_FILE}", CheckpointError)  # 24.15's class
         try:
             parsed = json.loads(extra[METADATA_FILE])
         except json.JSONDecodeError as error:
@@ -456,15 +566,23 @@ def load_program(path: str | os.PathLike, options: Mapping[str, str] | None = No
         metadata = parsed
     channels, fixed = _program_input(program, label)
     net = unflatten_with_types(program)
+    from neuronviz.core.models.layer_notes import graph_layer_notes, split_call_sites
+
+    split_notes = split_call_sites(net)  # functional activations and reused pooling: a probe point per call site
     outputs = check_outputs(net, channels, _probe_size(options, metadata, fixed), label)
-    facts = resolve_facts(label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, explicit=True)
+    facts = resolve_facts(
+        label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, explicit=True,
+        channels_origin=("file", "the program's input shape"), metadata_where=f"the program's {METADATA_FILE} {{key}}",
+        fixed_where="the program's input shape",
+    )
     types = module_types(program)
     meta = ModelMeta(
         name=name or path.stem,
         architecture=types.get("", "torch.export program").rsplit(".", 1)[-1],
         source=f"torch.export program {path}",
         description=f"torch.export program {label} of a {types.get('', 'module').rsplit('.', 1)[-1]}",
-        card={"format": "torch.export", "file": str(path), "module_types": types},
+        card={"format": "torch.export", "file": str(path), "module_types": types, "layer_notes": split_notes + graph_layer_notes(net)},
+        facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
 

@@ -10,9 +10,12 @@ names the problem:
 3. no tensor may keep its data outside the file (``data_location=EXTERNAL``: a path on the
    server the file would make us read), the parameter count against the cap;
 4. exactly one image input of rank 4 ``(N, C, H, W)`` in float32 and one output ``(N, K)``;
-5. ``onnx2torch.convert`` (the maintained converter: each ONNX node becomes a torch module such
-   as ``nn.Conv2d``, ``nn.Linear``, ``nn.ReLU``), then a forward pass on two blank images to
-   read ``K`` and check the output's shape.
+5. the graph's size before anything runs (node count, every tensor's size from ONNX shape
+   inference, estimated compute: :func:`neuronviz.core.models.load_checks.check_onnx_graph`);
+6. ``onnx2torch.convert`` (the maintained converter: each ONNX node becomes a torch module such
+   as ``nn.Conv2d``, ``nn.Linear``, ``nn.ReLU``), then a bounded forward pass on a blank and a
+   noise image to read ``K`` and check that the output is logits
+   (:mod:`neuronviz.core.models.load_checks`: at least 2 classes, finite, depending on the input).
 
 Layer names are made readable, and usable as probe layers (:func:`neuronviz.methods.influence.probe_layers`
 finds layers by module type in ``model.net.named_modules()``, so the names only need to be
@@ -58,29 +61,44 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from neuronviz.core.models import facts as _facts
 from neuronviz.core.models.checkpoints import check_size
+from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, GREY_DEFAULT_WORDS
+from neuronviz.core.models.load_checks import (
+    check_logits,
+    check_onnx_file,
+    check_onnx_graph,
+    probe_forward,
+    probe_images,
+)
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
 from neuronviz.core.models.standard_sources import parse_class_names
 from neuronviz.infra import settings
-from neuronviz.infra.errors import CheckpointError, InputError
+from neuronviz.infra.errors import CancelledError, CheckpointError, InputError, TimeLimitError
 from neuronviz.infra.settings import format_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: One-channel defaults: the mean of ImageNet's per-channel values (as timm does for grey models).
-GREY_MEAN = (0.449,)
-GREY_STD = (0.226,)
+#: One-channel defaults: MNIST's statistics (0.1307, 0.3081), marked assumed. Never statistics of
+#: three-channel images (ImageNet's grey 0.449/0.226 took a 1×28×28 digits model from 97.7% to 29.5%).
+GREY_MEAN = GREY_DEFAULT_MEAN
+GREY_STD = GREY_DEFAULT_STD
 DEFAULT_SIDE = 224
 METADATA_PREFIX = "neuronviz."
 _HINT = "Upload an .onnx file exported from an image classifier (torch.onnx.export)."
 
-MEAN_FIELD = OptionField("mean", "Mean", "0.485, 0.456, 0.406", "Per-channel mean the model was trained with (one number a channel)")
-STD_FIELD = OptionField("std", "Std", "0.229, 0.224, 0.225", "Per-channel standard deviation (one positive number a channel)")
-SIZE_FIELD = OptionField("input_size", "Input size", "224", "Height×width in pixels: 224 or 224, 224 (a fixed size in the file wins)")
+#: The fields start blank: blank means "from the file (its metadata, its input shape), else an
+#: assumed default", and an assumed value is shown as such; a value typed here is the user's.
+MEAN_FIELD = OptionField("mean", "Mean", "", "Per-channel mean the model was trained with (one number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, MNIST's 0.1307 for grey)")
+STD_FIELD = OptionField("std", "Std", "", "Per-channel standard deviation (one positive number a channel); blank: the file's metadata, else assumed (ImageNet's for RGB, MNIST's 0.3081 for grey)")
+SIZE_FIELD = OptionField("input_size", "Input size", "", "Height×width in pixels: 224 or 224, 160; blank: the file's fixed input shape or metadata, else assumed 224")
 CLASSES_FIELD = OptionField(
-    "classes", "Classes", "", "Class names, comma-separated or a JSON list (empty: the file's, else class 0, class 1, …)"
+    "classes", "Classes", "", "Class names, comma-separated or a JSON list (blank: the file's, else class 0, class 1, …)"
 )
+#: What the form pre-filled before its fields started blank: a link or session file carrying one
+#: of these still means "not given".
+LEGACY_DEFAULTS = {"mean": "0.485, 0.456, 0.406", "std": "0.229, 0.224, 0.225", "input_size": "224"}
 FIELDS = (MEAN_FIELD, STD_FIELD, SIZE_FIELD, CLASSES_FIELD)
 
 
@@ -89,12 +107,14 @@ FIELDS = (MEAN_FIELD, STD_FIELD, SIZE_FIELD, CLASSES_FIELD)
 
 @dataclass(frozen=True)
 class InputFacts:
-    """What a PixelModel needs besides the network: normalisation, input size, class names."""
+    """What a PixelModel needs besides the network: normalisation, input size, class names, and
+    where each came from (``origins``: :class:`neuronviz.core.models.facts.ModelFacts`)."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     input_size: tuple[int, int]
     class_names: tuple[str, ...]
+    origins: _facts.ModelFacts | None = None
 
 
 def parse_numbers(value: object, key: str, label: str) -> tuple[float, ...]:
@@ -194,7 +214,11 @@ def given(options: Mapping[str, str] | None, field: OptionField, explicit: bool 
     if raw is None:
         return None
     text = str(raw).strip()
-    return None if not text or (not explicit and text == field.default.strip()) else text
+    if not text:
+        return None
+    if not explicit and text in (field.default.strip(), LEGACY_DEFAULTS.get(field.name)):
+        return None
+    return text
 
 
 def resolve_facts(
@@ -207,24 +231,37 @@ def resolve_facts(
     metadata: Mapping[str, object],
     pixels: bool = False,
     explicit: bool = False,
+    channels_origin: tuple[str, str] = ("file", "the network's input"),
+    metadata_where: str = "the file's metadata {key}",
+    fixed_where: str = "the input shape fixed in the file",
+    metadata_details: Mapping[str, str] | None = None,
 ) -> InputFacts:
     """Choose each fact from the options, else ``metadata`` (keys mean/std/input_size/class_names),
-    else the defaults; check them against the network's ``channels``, ``outputs`` and fixed size."""
+    else the defaults; check them against the network's ``channels``, ``outputs`` and fixed size.
+    Each fact's origin is recorded (``metadata_where`` names the metadata, ``{key}`` its key)."""
     grey = channels == 1
     facts: dict[str, object] = {}
+    origin: dict[str, tuple[str, str]] = {}
+    details = dict(metadata_details or {})
+
+    def where(key: str) -> str:
+        return details.get(key) or metadata_where.format(key=key)
+
     for field, key, default in (
         (MEAN_FIELD, "mean", GREY_MEAN if grey else IMAGENET_MEAN),
         (STD_FIELD, "std", GREY_STD if grey else IMAGENET_STD),
     ):
         value = given(options, field, explicit)
         if value is not None:
-            facts[key] = parse_numbers(value, key, label)
+            facts[key], origin[key] = parse_numbers(value, key, label), ("user", f"option {key}")
         elif pixels:
             facts[key] = (0.0,) * channels if key == "mean" else (1.0,) * channels
+            origin[key] = ("metadata", where("input") + ' = "pixels" (the network normalises itself)')
         elif metadata.get(key) is not None:
-            facts[key] = parse_numbers(metadata[key], key, label)
+            facts[key], origin[key] = parse_numbers(metadata[key], key, label), ("metadata", where(key))
         else:
-            facts[key] = default
+            what = GREY_DEFAULT_WORDS if grey else "ImageNet's"
+            facts[key], origin[key] = default, ("default", f"nothing gave the {key}: {what}")
     mean, std = facts["mean"], facts["std"]
     assert isinstance(mean, tuple) and isinstance(std, tuple)
     for key, values in (("mean", mean), ("std", std)):
@@ -236,28 +273,40 @@ def resolve_facts(
                 raise InputError(f"{label}: its {key} has {len(values)} numbers but the model takes {channels} input channel(s)")
     size_text = given(options, SIZE_FIELD, explicit)
     if size_text is not None:
-        size = parse_input_size(size_text, label)
+        size, origin["input_size"] = parse_input_size(size_text, label), ("user", "option input_size")
     elif metadata.get("input_size") is not None:
-        size = parse_input_size(metadata["input_size"], label)
+        size, origin["input_size"] = parse_input_size(metadata["input_size"], label), ("metadata", where("input_size"))
+    elif fixed_size is not None:
+        size, origin["input_size"] = fixed_size, ("file", fixed_where)
     else:
-        size = fixed_size or (DEFAULT_SIDE, DEFAULT_SIDE)
+        size, origin["input_size"] = (DEFAULT_SIDE, DEFAULT_SIDE), ("default", f"the file fixes no height and width: {DEFAULT_SIDE} assumed")
     if fixed_size is not None and size != fixed_size:
         raise InputError(
             f"{label}: the model takes exactly {fixed_size[0]}×{fixed_size[1]} pixels (fixed in the file), "
             f"not {size[0]}×{size[1]}; leave the input size at {fixed_size[0]}"
         )
+    if fixed_size is not None:
+        origin["input_size"] = ("file", fixed_where) if origin["input_size"][0] != "user" else origin["input_size"]
     classes_text = given(options, CLASSES_FIELD, explicit)
     if classes_text is not None:
-        names = parse_classes(classes_text, label)
+        names, origin["class_names"] = parse_classes(classes_text, label), ("user", "option classes")
     elif metadata.get("class_names") is not None:
-        names = parse_classes(metadata["class_names"], label)
+        names, origin["class_names"] = parse_classes(metadata["class_names"], label), ("metadata", where("class_names"))
     else:
         names = tuple(f"class {i}" for i in range(outputs))
+        origin["class_names"] = ("default", f"no names given: class 0 … class {outputs - 1} (the count, {outputs}, is the output layer's)")
     if len(names) != outputs:
         raise InputError(f"{label}: {len(names):,} class names for a model with {outputs:,} outputs; give one name an output")
     mean, std = facts["mean"], facts["std"]
     assert isinstance(mean, tuple) and isinstance(std, tuple)
-    return InputFacts(mean, std, size, names)
+    recorded = _facts.build(
+        mean=(mean, *origin["mean"]),
+        std=(std, *origin["std"]),
+        input_size=(size, *origin["input_size"]),
+        channels=(channels, *channels_origin),
+        class_names=(names, *origin["class_names"]),
+    )
+    return InputFacts(mean, std, size, names, recorded)
 
 
 def default_policy(size: tuple[int, int]) -> ImagePolicy:
@@ -268,11 +317,13 @@ def default_policy(size: tuple[int, int]) -> ImagePolicy:
 
 
 def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: str) -> int:
-    """Run ``net`` on two blank images; return its class count, refusing anything but ``(2, K)``."""
+    """Run ``net`` on a blank and a noise image (bounded: :func:`~neuronviz.core.models.load_checks.probe_forward`);
+    return its class count, refusing anything but ``(2, K)`` logits (:func:`~neuronviz.core.models.load_checks.check_logits`)."""
     caps = settings.limits()
     try:
-        with torch.no_grad():
-            out = net(torch.zeros(2, channels, *size))
+        out = probe_forward(net, probe_images(channels, size), label)  # 24.19: bounded, two different images
+    except (TimeLimitError, CancelledError):
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of a foreign graph is the file's problem
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise CheckpointError(
@@ -290,13 +341,14 @@ def check_outputs(net: nn.Module, channels: int, size: tuple[int, int], label: s
     outputs = int(out.shape[1])
     if not 1 <= outputs <= caps.max_classes:
         raise CheckpointError(f"{label}: the model has {outputs:,} outputs; up to {caps.max_classes:,} classes are loaded here")
+    check_logits(out, label)  # 24.20: at least 2 classes, finite, depends on the input
     return outputs
 
 
 # -- ONNX ------------------------------------------------------------------------------------------
 
 
-def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, name: str | None = None) -> PixelModel:
+def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, name: str | None = None, explicit: bool = False) -> PixelModel:
     """Load an ``.onnx`` file as a :class:`PixelModel` (see the module docstring for each check)."""
     path = Path(path)
     label = path.name
@@ -306,11 +358,18 @@ def load_onnx(path: str | Path, options: Mapping[str, str] | None = None, *, nam
     except OSError as error:
         raise CheckpointError(f"{label}: cannot read the file ({error.strerror})", ui_hint=_HINT) from None
     check_size(label, size, "ONNX models", caps)
-    return load_onnx_bytes(path.read_bytes(), label, options, name=name or path.stem)
+    return load_onnx_bytes(path.read_bytes(), label, options, name=name or path.stem, explicit=explicit)
 
 
-def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None = None, *, name: str = "onnx-model") -> PixelModel:
-    """:func:`load_onnx` on bytes already in memory (the size cap applies to them too)."""
+def load_onnx_bytes(
+    data: bytes, label: str, options: Mapping[str, str] | None = None, *, name: str = "onnx-model", explicit: bool = False
+) -> PixelModel:
+    """:func:`load_onnx` on bytes already in memory (the size cap applies to them too).
+    ``explicit``: every option is meant (library and CLI callers); otherwise a value equal to what
+    the sidebar once pre-filled counts as not given."""
+    unknown = sorted(set(options or {}) - {f.name for f in FIELDS})
+    if unknown:
+        raise InputError(f"{label}: unknown option(s) {unknown} for an ONNX model; use {', '.join(f.name for f in FIELDS)}")
     import onnx
 
     caps = settings.limits()
@@ -325,6 +384,7 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
     if not model.HasField("graph") or not model.graph.node:
         raise CheckpointError(f"{label} is not an ONNX model: it has no graph of operators", ui_hint=_HINT)
     _refuse_external_data(model, label)
+    check_onnx_file(model, options, label)  # 24.19: node count; 24.15's class: fact texts too deep to parse
     try:
         onnx.checker.check_model(model)
     except Exception as error:  # noqa: BLE001 - onnx.checker.ValidationError and C++ errors
@@ -343,18 +403,29 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
     mode = str(metadata.get("input", "normalized")).strip().strip('"').lower()
     if mode not in ("normalized", "normalised", "pixels"):
         raise CheckpointError(f"{label}: its neuronviz.input metadata is {mode!r}; write \"pixels\" or \"normalized\"", ui_hint=_HINT)
+    channels_origin = ("file", "the graph's input shape")
     if channels is None:  # not fixed in the file: as many channels as the mean has numbers (default 3)
-        mean = given(options, MEAN_FIELD) or metadata.get("mean")
+        user_mean = given(options, MEAN_FIELD, explicit)
+        mean = user_mean or metadata.get("mean")
         channels = len(parse_numbers(mean, "mean", label)) if mean is not None else 3
-    net, opset_note = _convert(model, label)
+        channels_origin = (
+            ("user" if user_mean else "metadata", "one a number of the mean")
+            if mean is not None
+            else ("default", "the graph leaves the channels open: 3 (RGB) assumed")
+        )
     size_hint = fixed or (DEFAULT_SIDE, DEFAULT_SIDE)
     probe_size = size_hint
-    size_text = given(options, SIZE_FIELD)
+    size_text = given(options, SIZE_FIELD, explicit)
     if fixed is None and (size_text or metadata.get("input_size")):
         probe_size = parse_input_size(size_text or metadata["input_size"], label)
+    check_onnx_graph(model, channels, probe_size, label)  # 24.19: nodes, tensor sizes, compute, before anything runs
+    net, opset_note = _convert(model, label)
     outputs = check_outputs(net, channels, probe_size, label)
     facts = resolve_facts(
-        label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, pixels=mode == "pixels"
+        label, channels=channels, outputs=outputs, fixed_size=fixed, options=options, metadata=metadata, pixels=mode == "pixels",
+        explicit=explicit,
+        channels_origin=channels_origin, metadata_where="the file's metadata_props neuronviz.{key}",
+        fixed_where="the graph's input shape",
     )
     producer = " ".join(p for p in (model.producer_name, model.producer_version) if p) or "an unknown producer"
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
@@ -363,7 +434,9 @@ def load_onnx_bytes(data: bytes, label: str, options: Mapping[str, str] | None =
         architecture="onnx",
         source=f"ONNX upload {label}",
         description=f"ONNX graph from {producer} (opset {opsets}), {len(model.graph.node)} nodes, converted with onnx2torch{opset_note}",
-        card={"format": "onnx", "producer": producer, "opset": opsets, "file": label, "input": "pixels" if mode == "pixels" else "normalized"},
+        card={"format": "onnx", "producer": producer, "opset": opsets, "file": label, "input": "pixels" if mode == "pixels" else "normalized",
+              "layer_notes": onnx_layer_notes(model, net)},
+        facts=facts.origins,
     )
     return PixelModel(net, facts.mean, facts.std, facts.input_size, facts.class_names, meta, default_policy(facts.input_size))
 
@@ -474,6 +547,7 @@ def _convert(model, label: str) -> tuple[nn.Module, str]:
     nodes = {unique: node.proto for unique, node in OnnxGraph(model.graph).nodes.items()}
     calls = [node for node in graph_module.graph.nodes if node.op == "call_module"]
     readable = readable_names([(nodes[n.target].name, nodes[n.target].op_type) if n.target in nodes else (str(n.target), "") for n in calls])
+    original_targets = [str(node.target) for node in calls]
     owners: dict[str, object] = {}
     for node, new in zip(calls, readable, strict=True):
         owners[new] = graph_module.get_submodule(str(node.target))
@@ -482,6 +556,9 @@ def _convert(model, label: str) -> tuple[nn.Module, str]:
         if node.op == "get_attr":
             owners[str(node.target)] = _attribute(graph_module, str(node.target))
     renamed = torch.fx.GraphModule(owners, graph_module.graph, class_name="OnnxGraph")
+    renamed.__dict__["onnx_node_names"] = {  # ONNX node name → module name (for the layer notes)
+        nodes[n_].name: new for n_, new in zip(original_targets, readable, strict=True) if n_ in nodes
+    }
     note = "" if _opset(model) == original_opset else f", converted from opset {original_opset} to {_opset(model)}"
     return renamed.float().eval(), note
 
@@ -581,6 +658,38 @@ def readable_names(nodes: Sequence[tuple[str, str]]) -> list[str]:
     return names
 
 
+#: Operators whose weights an exporter rewrites when it folds a following batch norm (or scale) in.
+_FOLDABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def onnx_layer_notes(model, net: nn.Module) -> list[str]:
+    """What the converted layer list does not show: layers whose weights the exporter rewrote
+    (a batch norm folded into a convolution), so that ``conv2`` here is conv2 *and* its batch
+    norm, not the original network's ``conv2``.
+
+    PyTorch's exporter names a layer's weights after its parameter (``conv3.weight``); when it
+    folds a batch norm in, the rewritten weights get a generated name (``onnx::Conv_36``) and no
+    ``BatchNormalization`` node is left. Both are read from the graph."""
+    names = getattr(net, "onnx_node_names", {})
+    initializers = {t.name for t in model.graph.initializer}
+    has_batch_norm = any(node.op_type == "BatchNormalization" for node in model.graph.node)
+    named_weights = any(name.endswith(".weight") for name in initializers)
+    notes: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in _FOLDABLE or len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        weight = node.input[1]
+        if named_weights and not weight.endswith(".weight") and not has_batch_norm:
+            layer = names.get(node.name, node.name)
+            notes.append(
+                f"{layer}: folded — its weights were rewritten by the exporter ({weight!r}, not a parameter's name), "
+                "most likely a batch norm folded in: its output is the original layer followed by that batch norm"
+            )
+    if not has_batch_norm and not notes:
+        notes.append("no BatchNormalization node: if the network had batch norm, the exporter folded it into the layer before it")
+    return notes
+
+
 class OnnxSource(ModelSource):
     """ONNX files uploaded in the sidebar (or given to :func:`load_onnx`)."""
 
@@ -594,16 +703,24 @@ class OnnxSource(ModelSource):
     options = FIELDS
 
     def owns(self, spec: str) -> bool:
-        return spec.startswith("onnx:")
+        return spec.startswith("onnx:") or spec.lower().endswith(".onnx")
 
     def list_models(self) -> list[ModelInfo]:
         return []
 
     def load(self, spec: str, *, weights: object = "default", options: Mapping[str, str] | None = None) -> PixelModel:
-        raise InputError(
-            f"{spec!r}: ONNX models are uploaded in the sidebar (or loaded with neuronviz.core.models.onnx_source.load_onnx(path)); "
-            "there is no named ONNX model"
-        )
+        if not spec.lower().endswith(".onnx") or spec.startswith("onnx:"):
+            raise InputError(
+                f"{spec!r}: ONNX models are uploaded in the sidebar, or loaded from a path ending in .onnx "
+                "(create_model('net.onnx')); there is no named ONNX model"
+            )
+        if weights != "default":
+            raise InputError(f"{spec}: an ONNX file carries its own weights; weights={weights!r} cannot be applied")
+        from neuronviz.core.models.standard_sources import refuse_local_path
+
+        path = Path(spec)
+        refuse_local_path(path)
+        return load_onnx(path, options, explicit=True)
 
     def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
         try:

@@ -26,6 +26,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,6 +111,9 @@ class ModelMeta:
     source: str = ""
     description: str = ""
     card: dict = field(default_factory=dict, compare=False, hash=False)
+    #: Where each input fact came from (:class:`neuronviz.core.models.facts.ModelFacts`); None: the
+    #: values were given to the constructor (origin ``user``).
+    facts: Any = field(default=None, compare=False, hash=False)
 
 
 class PixelModel(nn.Module):
@@ -229,6 +233,31 @@ class PixelModel(nn.Module):
     @property
     def name(self) -> str:
         return self.meta.name
+
+    @property
+    def facts(self):
+        """Mean, std, input size, channels and class names, each with its origin
+        (:class:`neuronviz.core.models.facts.ModelFacts`). The values are always the model's own; the
+        origins are those its loader recorded (``user`` when none did: the values were given to
+        ``wrap_model`` / ``PixelModel``)."""
+        from neuronviz.core.models import facts as _facts
+
+        actual = {
+            "mean": tuple(float(v) for v in self.normalize.mean.flatten().tolist()),
+            "std": tuple(float(v) for v in self.normalize.std.flatten().tolist()),
+            "input_size": self.input_size,
+            "channels": self.channels,
+            "class_names": self.class_names,
+        }
+        recorded = self.meta.facts
+        return _facts.ModelFacts(
+            tuple(
+                _facts.Fact(name, actual[name], recorded[name].origin, recorded[name].detail)
+                if recorded is not None
+                else _facts.Fact(name, actual[name], "user", "given to wrap_model / PixelModel")
+                for name in _facts.FACT_NAMES
+            )
+        )
 
     @property
     def num_classes(self) -> int:

@@ -204,14 +204,28 @@ def create_model(
     weights: str | os.PathLike | None = "default",
     device: str | torch.device | None = None,
     options: Mapping[str, str] | None = None,
+    trusted: bool = True,
 ) -> PixelModel:
     """The one entry point: the :class:`~neuronviz.core.models.PixelModel` that ``spec`` names, on
     ``device`` (``None``: CUDA when available), in eval mode.
 
+    ``spec``: a listed name, a source's spec (``timm:…``, ``local:…``), a state dict path
+    (``options={"factory": "pkg.mod:build"}`` for your own network), an ``.onnx`` path, a
+    ``.pt2`` program or a ``module:function`` factory. The last two run code when loaded: only
+    ``trusted`` callers (the library, the CLI) load them; the dashboard passes ``trusted=False``
+    for anything a browser named, and a shared server refuses them (its operator registers
+    local models instead, :mod:`neuronviz.core.models.local_source`).
+
     Raises the source's NeuronvizError (ModelNotFoundError, CheckpointError,
-    WeightsNotAvailableError, DeviceError, InputError...)."""
+    WeightsNotAvailableError, DeviceError, InputError, SharedServerError...)."""
+    from neuronviz.core.models.local_source import trusted_target
+
     target = resolve_device(device)
     text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+    if isinstance(text, str):
+        text = trusted_target(text, trusted)
+    if not trusted and (options or {}).get("factory"):
+        raise InputError("a factory runs code when loaded: only trusted callers (the library, the CLI) may give one")
     source = source_for(text)
     model = source.load(text, weights=weights, options=dict(options or {}))
     return model.to(target)

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from neuronviz.core.models import facts as _facts
 from neuronviz.core.models import torchvision_zoo as zoo
 from neuronviz.core.models.builtin import DigitsCNN, DigitsResNet, digits_vit
 from neuronviz.core.models.checkpoints import (
@@ -465,7 +466,23 @@ def _from_checkpoint(
             mean, std = (values, std) if key == "mean" else (mean, values)
     net = arch.build(plan.num_classes)
     apply_state(net, state, f"{label} (for {arch.name})", remap=arch.key_remap)
-    meta = ModelMeta(name=name, architecture=arch.name, source=source, description=description, card=card or {})
+
+    def stat_origin(key: str, value: tuple[float, ...] | None) -> tuple[str, str]:
+        if (plan.mean if key == "mean" else plan.std) is not None:
+            return ("metadata", f"{label}'s {key} metadata")
+        if value is not None:
+            return ("file", f"{label}'s normalize.{key} tensor")
+        return ("architecture", f"{arch.name}'s {key}")
+
+    has = checkpoint.metadata
+    recorded = _facts.build(
+        mean=(mean or arch.mean, *stat_origin("mean", mean)),
+        std=(std or arch.std, *stat_origin("std", std)),
+        input_size=(plan.input_size, *(("metadata", f"{label}'s input_size metadata") if has.get("input_size") is not None else ("architecture", f"{arch.name}'s input size"))),
+        channels=(len(arch.mean), "architecture", f"{arch.name}'s input channels"),
+        class_names=(plan.class_names, *(("metadata", f"{label}'s class_names metadata") if has.get("class_names") is not None else ("architecture", f"{arch.name}'s class names"))),
+    )
+    meta = ModelMeta(name=name, architecture=arch.name, source=source, description=description, card=card or {}, facts=recorded)
     return PixelModel(net, mean or arch.mean, std or arch.std, plan.input_size, plan.class_names, meta, plan.image_policy)
 
 
@@ -476,6 +493,13 @@ def _meta_shapes(arch_name: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         net = arch.build(len(arch.class_names))
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+#: How a state dict of the user's own network is loaded (said wherever no architecture fits).
+FACTORY_HINT = (
+    "If it is your own network, give the function that builds it: load_model(path, factory='my_pkg.net:build') "
+    "or the CLI's --factory my_pkg.net:build."
+)
 
 
 def infer_architecture(checkpoint: Checkpoint) -> str:
@@ -505,13 +529,13 @@ def infer_architecture(checkpoint: Checkpoint) -> str:
     if best_score == 0:
         raise CheckpointError(
             f"{label} is not a checkpoint for any architecture this tool knows: none of its {len(shapes)} "
-            f"tensors has the name and shape of a tensor in {', '.join(list_architectures())}.",
+            f"tensors has the name and shape of a tensor in {', '.join(list_architectures())}. {FACTORY_HINT}",
             ui_hint="Upload a checkpoint of one of the listed architectures.",
         )
     raise CheckpointError(
         f"{label} matches no registered architecture exactly (closest: {best}, {best_score:.0%} of "
         f"its tensors agree). If it is a {best} checkpoint, choose {best} as its architecture (the "
-        "Architecture box in the sidebar; in Python, architecture=...) to see which tensors differ.",
+        f"Architecture box in the sidebar; in Python, architecture=...) to see which tensors differ. {FACTORY_HINT}",
         ui_hint=f"Pick {best} in the sidebar's Architecture box to see which tensors differ.",
     )
 
@@ -521,6 +545,9 @@ def load_model(
     device: str | torch.device | None = None,
     weights: str | os.PathLike | None = "default",
     architecture: str | None = None,
+    *,
+    factory: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> PixelModel:
     """Load a model by registry name, source spec or checkpoint path, as a :class:`PixelModel`
     in eval mode (:func:`neuronviz.core.models.registry.create_model` with these arguments).
@@ -535,12 +562,24 @@ def load_model(
             to a weights file for that architecture.
         architecture: for a checkpoint path, the registered architecture it is for; when omitted,
             taken from the file's metadata or inferred from its keys and shapes.
+        factory: for a checkpoint path, ``module:function`` building the network the state dict
+            is for (your own architecture; imported and called: trusted callers only).
+        options: facts the file may lack (``mean``, ``std``, ``input_size``, ``classes``) for an
+            ``.onnx`` or ``.pt2`` path, a factory, or a state dict with its factory.
+
+    ``source`` may also be an ``.onnx`` path, a ``.pt2`` program or a ``module:function``
+    factory (these two run code: the library and the CLI are trusted callers; the dashboard
+    loads them only when its operator names them).
 
     Raises:
-        ModelNotFoundError, CheckpointError, WeightsNotAvailableError, DeviceError.
+        ModelNotFoundError, CheckpointError, WeightsNotAvailableError, DeviceError, InputError.
     """
-    options = {"architecture": architecture} if architecture else None
-    return create_model(source, weights=weights, device=device, options=options)
+    merged = dict(options or {})
+    if architecture:
+        merged["architecture"] = architecture
+    if factory:
+        merged["factory"] = factory
+    return create_model(source, weights=weights, device=device, options=merged or None)
 
 
 def _check_parameter_cap(name: str, arch_name: str) -> None:
@@ -553,9 +592,30 @@ def _check_parameter_cap(name: str, arch_name: str) -> None:
         )
 
 
+def init_seed(spec: str) -> int:
+    """The seed of a random initialisation of ``spec``: the first 8 bytes of SHA-256 of
+    ``"neuronviz-init:" + spec``, so the same spec (and link) gives the same weights on every
+    server and in every process (recorded in the card's ``init_seed`` and in provenance)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"neuronviz-init:{spec}".encode()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def seeded_build(spec: str, build: Callable[[], nn.Module]) -> tuple[nn.Module, int]:
+    """``build()`` under :func:`init_seed` (``spec``), on the CPU, leaving the caller's random state as it was."""
+    seed = init_seed(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(), seed
+
+
 def _random_model(name: str, arch: Architecture, description: str) -> PixelModel:
-    net = arch.build(len(arch.class_names))
-    meta = ModelMeta(name=name, architecture=arch.name, source="random initialisation", description=description)
+    net, seed = seeded_build(name, lambda: arch.build(len(arch.class_names)))
+    meta = ModelMeta(
+        name=name, architecture=arch.name, source="random initialisation", description=description,
+        card={"init_seed": seed, "init": f"random initialisation seeded from the spec ({name!r})"},
+        facts=_facts.uniform(arch.mean, arch.std, arch.input_size, arch.class_names, "architecture", f"{arch.name}'s"),
+    )
     return PixelModel(net, arch.mean, arch.std, arch.input_size, arch.class_names, meta, arch.image_policy)
 
 
@@ -707,6 +767,8 @@ class ZooSource(ModelSource):
         return zoo.download_weights(spec)
 
 
+#: Files other sources read (``onnx_source``, ``local_source``): never taken as a state dict.
+OTHER_FILE_SUFFIXES = (".onnx", ".pt2")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_+.-]+:(?![\\/])")  # "timm:x", not "C:\\x" or "./a:b"
 
 
@@ -737,6 +799,8 @@ class CheckpointSource(ModelSource):
         if _SCHEME.match(spec):  # another source's spec ("timm:…", "local:…"), not a path
             return False
         path = Path(spec)
+        if path.suffix.lower() in OTHER_FILE_SUFFIXES:  # ONNX files and torch.export programs have their own sources
+            return False
         return path.suffix.lower() in (".safetensors", *STATE_DICT_SUFFIXES) or path.exists()
 
     def load(
@@ -744,7 +808,22 @@ class CheckpointSource(ModelSource):
     ) -> PixelModel:
         path = Path(spec)
         refuse_local_path(path)
-        return _load_path(path, (options or {}).get("architecture") or None)
+        options = dict(options or {})
+        factory = options.pop("factory", None)
+        if factory:  # a state dict for the user's own network (trusted: the factory is imported and called)
+            if options.get("architecture"):
+                raise CheckpointError(f"{path.name}: give either an architecture or a factory, not both")
+            from neuronviz.core.models.local_source import load_with_factory
+
+            options.pop("architecture", None)
+            return load_with_factory(path, factory, options)
+        unknown = sorted(set(options) - {"architecture"})
+        if unknown:
+            raise CheckpointError(
+                f"{path.name}: the options {unknown} apply to a state dict only together with its factory "
+                "(factory=module:function; CLI --factory); a registered architecture brings its own facts"
+            )
+        return _load_path(path, options.get("architecture") or None)
 
     def load_upload(self, path: Path, options: Mapping[str, str]) -> PixelModel:
         return self.load(str(path), options=options)

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -38,9 +39,11 @@ from torch import nn
 from neuronviz.core.models import timm_curated
 from neuronviz.core.models import torchvision_zoo as zoo
 from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
+from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, ModelFacts
+from neuronviz.core.models.facts import build as build_facts
 from neuronviz.core.models.pixel import ImagePolicy, ModelMeta, PixelModel
 from neuronviz.core.models.registry import ModelInfo, ModelSource, OptionField, register_source
-from neuronviz.core.models.standard_sources import refuse_local_path
+from neuronviz.core.models.standard_sources import refuse_local_path, seeded_build
 from neuronviz.infra import settings
 from neuronviz.infra.errors import (
     CheckpointError,
@@ -115,7 +118,132 @@ def parse_spec(spec: str) -> TimmSpec:
                 "weights=<file>, never from create_model's own loaders)"
             )
         kwargs[key] = _parse_value(raw, key, spec)
-    return TimmSpec(name, kwargs)
+    parsed = TimmSpec(name, kwargs)
+    check_options(parsed)  # 24.21: every numeric option bounded before anything is built
+    return parsed
+
+
+# -- option bounds (issue 24.21): checked before a model is built, on the meta device or for real ----
+
+#: Bounds of timm's numeric keyword arguments, ``name: (low, high, integer?, why)``; ``img_size``'s
+#: upper bound is the input-side cap (``settings.limits().max_input_side``). Any other number must be
+#: finite with magnitude at most :data:`MAX_OTHER_OPTION`. ``depth=20000`` built on the meta device
+#: for > 180 s at 2-4.5 GB; ``num_heads=0``/``patch_size=0`` divided by zero; ``mlp_ratio=inf``
+#: overflowed; ``img_size=4096`` took 50 s a forward.
+OPTION_BOUNDS: dict[str, tuple[float, float, bool, str]] = {
+    "depth": (1, 64, True, "the number of blocks; ViT-g has 40"),
+    "num_heads": (1, 64, True, "attention heads"),
+    "patch_size": (1, 64, True, "pixels a patch side"),
+    "embed_dim": (8, 4096, True, "channels; ViT-g has 1,408"),
+    "mlp_ratio": (0.25, 16, False, "× the embedding width"),
+    "img_size": (8, 1024, True, "pixels a side"),
+    "num_classes": (2, 100_000, True, "a classifier has at least 2 classes"),
+    "in_chans": (1, 3, True, "input channels"),
+    "window_size": (1, 64, True, "patches a window side"),
+    "drop_rate": (0, 1, False, "a probability"),
+    "drop_path_rate": (0, 1, False, "a probability"),
+    "attn_drop_rate": (0, 1, False, "a probability"),
+    "proj_drop_rate": (0, 1, False, "a probability"),
+    "pos_drop_rate": (0, 1, False, "a probability"),
+}
+#: Largest magnitude of any other numeric option.
+MAX_OTHER_OPTION = 4096
+#: Most patch tokens, (img_size / patch_size)², a ViT-style option set may ask for: attention is
+#: quadratic in them (224/16 = 196 tokens; 518/14 = 1,369). 1,024 on a shared server.
+MAX_TOKENS = 4096
+SHARED_MAX_TOKENS = 1024
+
+
+def option_problem(key: str, value: Any) -> str | None:
+    """Why the option ``key=value`` is refused (a sentence naming it and its bounds), or None."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{key}={value!r} is not a finite number"
+    bound = OPTION_BOUNDS.get(key)
+    if bound is None:
+        if abs(value) > MAX_OTHER_OPTION:
+            return f"{key}={value!r}: numeric options are at most {MAX_OTHER_OPTION:,} in size here"
+        return None
+    low, high, integer, why = bound
+    if key == "img_size":
+        high = min(high, settings.limits().max_input_side)
+    elif key == "num_classes":
+        high = min(high, settings.limits().max_classes)
+    if integer and value != int(value):
+        return f"{key}={value!r} is not a whole number ({why})"
+    if not low <= value <= high:
+        note = " (a shared server's limit)" if key == "img_size" and settings.shared_server() else ""
+        return f"{key}={value:g} is outside {low:g}..{high:g} ({why}){note}"
+    return None
+
+
+def check_options(spec: TimmSpec) -> None:
+    """Refuse, with an :class:`InputError` naming the option, any keyword argument out of
+    :data:`OPTION_BOUNDS` (or not finite), and a patch grid of more than :data:`MAX_TOKENS` tokens."""
+    for key, value in spec.kwargs.items():
+        problem = option_problem(key, value)
+        if problem is not None:
+            raise InputError(f"timm:{spec.name}: {problem}. Nothing was built.", ui_hint=f"Change or remove the {key} option.")
+    img, patch = spec.kwargs.get("img_size", _default_side(spec.name)), spec.kwargs.get("patch_size")
+    if isinstance(img, int) and isinstance(patch, int) and not isinstance(img, bool) and not isinstance(patch, bool):
+        if patch > img:
+            raise InputError(f"timm:{spec.name}: patch_size={patch} is larger than img_size={img}. Nothing was built.")
+        tokens = (img // patch) ** 2
+        most = SHARED_MAX_TOKENS if settings.shared_server() else MAX_TOKENS
+        if tokens > most:
+            raise InputError(
+                f"timm:{spec.name}: img_size={img}{'' if 'img_size' in spec.kwargs else ' (its default)'} with "
+                f"patch_size={patch} makes {tokens:,} patch tokens; up to {most:,} "
+                "are allowed here (attention grows with their square). Nothing was built.",
+                ui_hint="Raise patch_size or lower img_size.",
+            )
+
+
+def _default_side(name: str) -> int | None:
+    """The input side timm's pretrained config gives ``name`` (None when it gives none)."""
+    try:
+        size = _pretrained_cfg(name).get("input_size")
+    except Exception:  # noqa: BLE001 - an unknown name is refused later, by check_name
+        return None
+    return int(size[-1]) if size else None
+
+
+def drop_bad_options(spec: str) -> tuple[str, list[str]]:
+    """``spec`` without the keyword arguments :func:`parse_spec` would refuse (out of bounds, not a
+    number or word, a refused keyword), and one message per dropped option: for a link, the rest of
+    the link and the other options still apply."""
+    if not spec.startswith(PREFIX) or "?" not in spec:
+        return spec, []
+    head, _, query = spec.partition("?")
+    kept: list[tuple[str, str]] = []
+    messages: list[str] = []
+    for key, raw in parse_qsl(query, keep_blank_values=True):
+        problem = None
+        if not _WORD.fullmatch(key) or key in _REFUSED_KWARGS:
+            problem = f"{key[:40]!r} is not an accepted keyword argument"
+        else:
+            try:
+                problem = option_problem(key, _parse_value(raw, key, spec))
+            except InputError as error:
+                problem = str(error)
+        if problem is None:
+            kept.append((key, raw))
+        else:
+            messages.append(f"The model option {key[:40]}={raw[:40]!r} was not used ({problem}): timm's default is used instead.")
+    rebuilt = head + (f"?{urlencode(kept)}" if kept else "")
+    try:
+        check_options(_unchecked(rebuilt))
+    except InputError as error:  # a combination (the patch grid): drop img_size and patch_size together
+        kept = [(k, v) for k, v in kept if k not in ("img_size", "patch_size")]
+        messages.append(f"The model options img_size and patch_size were not used ({error}): timm's defaults are used instead.")
+        rebuilt = head + (f"?{urlencode(kept)}" if kept else "")
+    return rebuilt, messages
+
+
+def _unchecked(spec: str) -> TimmSpec:
+    name, _, query = spec[len(PREFIX):].partition("?")
+    return TimmSpec(name.strip(), {k: _parse_value(v, k, spec) for k, v in parse_qsl(query, keep_blank_values=True)})
 
 
 def _parse_value(raw: str, key: str, spec: str) -> Any:
@@ -305,8 +433,8 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     mean = tuple(float(v) for v in data["mean"])
     std = tuple(float(v) for v in data["std"])
     in_chans = spec.kwargs.get("in_chans", channels)
-    if in_chans == 1 and len(mean) == 3:
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    if in_chans == 1 and len(mean) == 3:  # never three-channel statistics for a grey model: assumed MNIST's
+        mean, std = GREY_DEFAULT_MEAN, GREY_DEFAULT_STD
     elif in_chans not in (1, 3):
         raise InputError(f"{spec.spec}: in_chans={in_chans!r}; models with 1 or 3 input channels are loaded here")
     interpolation = str(data.get("interpolation", "bilinear"))
@@ -321,6 +449,24 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     )
     num_classes = spec.kwargs.get("num_classes", cfg.get("num_classes", _IMAGENET_CLASSES))
     return InputFacts(mean, std, (height, width), int(num_classes), policy)
+
+
+def timm_facts(spec: TimmSpec, facts: InputFacts) -> ModelFacts:
+    """Where each fact of a timm model comes from: timm's pretrained config, the spec's keyword
+    arguments (the user's), or an assumption (a grey model's statistics, ``class i`` names)."""
+    cfg = "timm's pretrained config"
+    grey = spec.kwargs.get("in_chans") == 1
+    stats = ("default", "in_chans=1: MNIST's statistics (timm's are three-channel)") if grey else ("architecture", cfg)
+    size = ("user", "the spec's img_size") if "img_size" in spec.kwargs else ("architecture", cfg)
+    channels = ("user", "the spec's in_chans") if "in_chans" in spec.kwargs else ("architecture", cfg)
+    names = class_names(facts.num_classes)
+    named = ("architecture", "ImageNet-1k's class names") if facts.num_classes == _IMAGENET_CLASSES else (
+        "default", f"no names known: class 0 … class {facts.num_classes - 1}"
+    )
+    return build_facts(
+        mean=(facts.mean, *stats), std=(facts.std, *stats), input_size=(facts.input_size, *size),
+        channels=(len(facts.mean), *channels), class_names=(names, *named),
+    )
 
 
 def class_names(count: int) -> tuple[str, ...]:
@@ -398,14 +544,20 @@ class TimmSource(ModelSource):
             path = Path(weights)
             refuse_local_path(path)
             source = str(path)
-        net = _build(parsed)
+        seed = None
+        if path is None:
+            net, seed = seeded_build(parsed.spec, lambda: _build(parsed))
+        else:
+            net = _build(parsed)
         if path is not None:
             checkpoint = inspect_checkpoint(path)
             apply_state(net, normalise_keys(checkpoint.state)[0], f"{path.name} (for {parsed.spec})", check_only=True)
             state, _ = normalise_keys(load_tensors(checkpoint).state)
             apply_state(net, state, f"{path.name} (for {parsed.spec})")
         meta = ModelMeta(
-            name=parsed.spec, architecture=parsed.name, source=source, description=CURATED.get(parsed.name, f"timm {parsed.name}")
+            name=parsed.spec, architecture=parsed.name, source=source, description=CURATED.get(parsed.name, f"timm {parsed.name}"),
+            card={} if seed is None else {"init_seed": seed, "init": f"random initialisation seeded from the spec ({parsed.spec!r})"},
+            facts=timm_facts(parsed, facts),
         )
         return PixelModel(net, facts.mean, facts.std, facts.input_size, class_names(facts.num_classes), meta, facts.policy)
 

@@ -160,8 +160,8 @@ def run_attack(
             attack has none, a target or label outside the model's classes, pixels outside [0, 1]
             or of a size the model does not take, a model that is not a PixelModel, or a request
             larger than :data:`MAX_BATCH` images or :data:`MAX_WORK` evaluations.
-        TimeLimitError, CancelledError: the budget (:mod:`neuronviz.infra.budget`; by default
-            :func:`neuronviz.infra.settings.time_budget_s`) ran out, or the cancel flag was set.
+        TimeLimitError, CancelledError: the caller's budget (:func:`neuronviz.infra.budget.limit`;
+            none by default) ran out, or the cancel flag was set.
     """
     model = require_pixel_model(model, "run_attack")
     info = get_attack(name)

@@ -171,7 +171,7 @@ class Defense:
         reference: torch.Tensor | None = None,
     ) -> Restoration:
         """Restore ``x (N, C, H, W)`` (at most :data:`neuronviz.infra.limits.MAX_BATCH` images) under the
-        model's lock and the default time budget (:func:`neuronviz.infra.budget.default`)."""
+        model's lock and the caller's time budget, if any (:func:`neuronviz.infra.budget.default`)."""
         model = require_pixel_model(model, f"restore ({self.name})")
         check_batch(x, f"restore ({self.name})")
         x = model.check_pixels(x)
