@@ -15,7 +15,7 @@ STREAMLIT_FLAGS := --server.port $(PORT)
 EMBEDDED := digits-cnn digits-resnet digits-cnn-robust digits-cnn-sns digits-vit
 REGENERATORS := $(addprefix pssr-,$(EMBEDDED))
 
-.PHONY: setup run test test-fast lint browser models bench clean
+.PHONY: setup run test test-fast test-nobrowser lint browser models bench clean
 
 setup:
 	@test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -43,8 +43,13 @@ lint: setup
 	$(PYTHON) -m mypy neuronviz app
 	$(PYTHON) -m ruff check neuronviz app tests bench
 
-# Without the browser tests (no chromium needed).
+# The edit–test loop (a few minutes on 2 cores): unit tests of the core modules and every page once
+# in AppTest on the default model. Which tests: FAST_MODULES and @pytest.mark.fast (tests/conftest.py).
 test-fast: setup
+	$(PYTHON) -m pytest -m "fast and not slow and not e2e" -q
+
+# Everything but the browser tests (no chromium needed).
+test-nobrowser: setup
 	$(PYTHON) -m pytest -m "not e2e"
 
 # Debian's chromium (end-to-end browser tests, static figure export through kaleido) and

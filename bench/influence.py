@@ -3,8 +3,8 @@
     python bench/influence.py [--repeats 15] [--device cpu] [--models digits-cnn,digits-resnet,resnet18]
                               [--layer-set conv|all|both] [--threads N] [--no-loop]
 
-For each model (digits-cnn and digits-resnet with their embedded weights, 1×28×28; torchvision
-resnet18 with random weights, ``weights=None``, 3×224×224), batch 2, it times, **interleaved**
+For each model (digits-cnn, digits-resnet and digits-vit with their embedded weights, 1×28×28;
+torchvision resnet18 with random weights, ``weights=None``, 3×224×224), batch 2 (``--batch``), it times, **interleaved**
 (each repetition runs A, B, C, D once, in an order that rotates between repetitions):
 
   A  ours: ``neuron_influence(model, x, layers, target)`` (grad × act, every layer, one pass),
@@ -17,7 +17,7 @@ resnet18 with random weights, ``weights=None``, 3×224×224), batch 2, it times,
      third of the repetitions only: it is slow).
 
 and prints the medians and the medians of the per-repetition ratios ours ÷ Captum multi-layer,
-ours ÷ floor (targets ≤ 0.8 and ≤ 1.1) and Captum loop ÷ ours; and, for a loaded machine, the
+ours ÷ floor (targets ≤ 0.8, and ≤ 1.3 on the digits models, ≤ 1.1 on resnet18) and Captum loop ÷ ours; and, for a loaded machine, the
 same ratios of the fastest repetition of each (load only ever adds time, so the minimum is the
 closest to an unloaded machine). Before timing it checks that
 Captum's multi-layer call, summed per channel, gives our numbers (the max relative error is
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from neuronviz.core.models import load_model  # noqa: E402
 from neuronviz.methods.influence import neuron_influence, probe_layers  # noqa: E402
 
-MODELS = {"digits-cnn": "default", "digits-resnet": "default", "resnet18": None}
+MODELS = {"digits-cnn": "default", "digits-resnet": "default", "digits-vit": "default", "resnet18": None}
 LAYER_SETS = {
     "conv": (nn.Conv2d, nn.BatchNorm2d, nn.Linear),  # the issue's reference set (41 in resnet18)
     "all": None,  # + activations, pools and block outputs (probe_layers' default)
@@ -96,14 +96,18 @@ def parity(fns, layers) -> float:
     worst = 0.0
     for name, ref in zip(layers, theirs):
         ref = ref.detach().cpu()
-        ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref.flatten(1)
+        neurons = ours[name].values.shape[1]
+        if ref.dim() == 3 and ref.shape[2] == neurons:  # (batch, tokens, features): a token layer's neurons are features
+            ref = ref.sum(1)
+        else:  # (batch, channels, ...) → per channel
+            ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref.flatten(1)
         scale = float(ref.abs().max()) or 1.0
         worst = max(worst, float((ours[name].values - ref).abs().max()) / scale)
     return worst
 
 
-def bench(name: str, device: str, kinds, repeats: int, loop: bool) -> dict:
-    model, x, target, layers, fns = setup(name, device, kinds)
+def bench(name: str, device: str, kinds, repeats: int, loop: bool, batch: int = 2) -> dict:
+    model, x, target, layers, fns = setup(name, device, kinds, batch)
     error = parity(fns, layers)
     columns = ["ours", "captum", "floor"] + (["loop"] if loop else [])
     for column in columns + columns:
@@ -132,8 +136,8 @@ def bench(name: str, device: str, kinds, repeats: int, loop: bool) -> dict:
     }
 
 
-def run(models, device: str, layer_sets, repeats: int, loop: bool = True, out=print) -> list[dict]:
-    out(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch 2, "
+def run(models, device: str, layer_sets, repeats: int, loop: bool = True, out=print, batch: int = 2) -> list[dict]:
+    out(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch {batch}, "
         f"{repeats} interleaved repetitions (medians; ratios are medians of per-repetition ratios)")
     out(f"{'model':14s} {'set':4s} {'layers':>6s} {'ours ms':>8s} {'captum ms':>9s} {'floor ms':>8s} {'loop ms':>8s} "
         f"{'ours/captum':>11s} {'ours/floor':>10s} {'captum/floor':>12s} {'loop/ours':>9s} {'max rel err':>11s} "
@@ -141,14 +145,14 @@ def run(models, device: str, layer_sets, repeats: int, loop: bool = True, out=pr
     rows = []
     for name in models:
         for label in layer_sets:
-            r = bench(name, device, LAYER_SETS[label], repeats, loop)
+            r = bench(name, device, LAYER_SETS[label], repeats, loop, batch)
             r["set"] = label
             rows.append(r)
             out(f"{r['model']:14s} {label:4s} {r['layers']:6d} {1e3 * r['ours_s']:8.2f} {1e3 * r['captum_s']:9.2f} "
                 f"{1e3 * r['floor_s']:8.2f} {1e3 * r.get('loop_s', float('nan')):8.1f} {r['ours/captum']:11.2f} "
                 f"{r['ours/floor']:10.2f} {r['captum/floor']:12.2f} {r['loop/ours']:9.1f} {r['error']:11.1e} "
             f"{r['min ours/captum']:16.2f} {r['min ours/floor']:10.2f}")
-    out("targets: ours/captum <= 0.8, ours/floor <= 1.1")
+    out("targets (issue 25): ours/captum <= 0.8 everywhere; ours/floor <= 1.3 on the digits models at batch 1-2, <= 1.1 on resnet18")
     return rows
 
 
@@ -156,7 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--models", default="digits-cnn,digits-resnet,resnet18")
+    parser.add_argument("--models", default="digits-cnn,digits-resnet,digits-vit,resnet18")
+    parser.add_argument("--batch", type=int, default=2, help="images per call (the issue's targets: 1-2)")
     parser.add_argument("--layer-set", choices=["conv", "all", "both"], default="both")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is steadier on a loaded machine")
     parser.add_argument("--no-loop", action="store_true", help="skip Captum's per-layer loop (the extra column)")
@@ -164,7 +169,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = ["conv", "all"] if args.layer_set == "both" else [args.layer_set]
-    run(args.models.split(","), args.device, sets, args.repeats, loop=not args.no_loop)
+    run(args.models.split(","), args.device, sets, args.repeats, loop=not args.no_loop, batch=args.batch)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Runs, each under its own time limit, and prints one table (benchmark, measure, v
 met?, seconds):
 
 - ``bench/influence.py``: all-layer influence ÷ Captum 0.9's multi-layer call and ÷ the floor
-  (forward + input-gradient backward), digits-cnn, digits-resnet and resnet18 at 224×224
+  (forward + input-gradient backward), digits-cnn, digits-resnet, digits-vit and resnet18 at 224×224
   (random weights), interleaved, on ``--device``;
 - ``bench/app.py`` (floor part): the Attack page's full analysis ÷ the passes it needs, for
   digits-cnn and resnet18 at 224×224, on ``--device``;
@@ -83,7 +83,7 @@ def step_influence(table: Table, device: str, quick: bool) -> None:
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         rows = influence.run(
-            ["digits-cnn", "digits-resnet", "resnet18"], device, ["conv", "all"] if not quick else ["conv"],
+            ["digits-cnn", "digits-resnet", "digits-vit", "resnet18"], device, ["conv", "all"] if not quick else ["conv"],
             repeats=5 if quick else 15, loop=not quick,
         )
     _log(buffer.getvalue())
@@ -92,8 +92,9 @@ def step_influence(table: Table, device: str, quick: bool) -> None:
         label = f"influence {r['model']} ({r['layers']} layers, {r['set']})"
         table.add(label, "ours ÷ Captum multi-layer (median; fastest)",
                   f"{r['ours/captum']:.2f}; {r['min ours/captum']:.2f}", "<= 0.8", r["ours/captum"] <= 0.8)
+        floor_target = 1.1 if r["model"] == "resnet18" else 1.3  # issue 25: 1.3 on the small digits models
         table.add(label, "ours ÷ floor (median; fastest)",
-                  f"{r['ours/floor']:.2f}; {r['min ours/floor']:.2f}", "<= 1.1", r["ours/floor"] <= 1.1)
+                  f"{r['ours/floor']:.2f}; {r['min ours/floor']:.2f}", f"<= {floor_target}", r["ours/floor"] <= floor_target)
         table.add(label, "max rel. error vs Captum", f"{r['error']:.1e}", "<= 1e-5", r["error"] <= 1e-5)
         if r["loop/ours"] == r["loop/ours"]:  # not NaN
             table.add(label, "Captum per-layer loop ÷ ours", f"{r['loop/ours']:.1f}")

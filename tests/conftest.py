@@ -85,3 +85,42 @@ def _run_in_threads(work, count: int) -> list:
 def run_in_threads():
     """``run_in_threads(work, count)``: concurrent calls on one shared object (Streamlit's sessions)."""
     return _run_in_threads
+
+
+# The fast tier (`make test-fast`, issue 25.3): the edit–test loop's few minutes. A test is in it
+# when its module is listed here (unit tests that take well under a second each) or when it is
+# marked `@pytest.mark.fast` itself (tests/test_app_smoke.py: every page once on the default
+# model); never when it is marked `slow` or `e2e`. A new module is NOT in the tier until it is
+# listed, so a slow test added elsewhere cannot slow the loop; `make test` runs everything.
+FAST_MODULES = frozenset(
+    {
+        "test_analysis",
+        "test_cache",
+        "test_captions",
+        "test_datasets",
+        "test_figures",
+        "test_figures_attack",
+        "test_figures_neurons",
+        "test_images",
+        "test_influence",
+        "test_layout_aliases",
+        "test_pixel_model",
+        "test_plugins",
+        "test_probe_backward",
+        "test_probe_hooks",
+        "test_session",
+        "test_settings",
+        "test_startup",
+        "test_stats_controls",
+        "test_sweep",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        if item.get_closest_marker("slow") or item.get_closest_marker("e2e"):
+            continue
+        if module in FAST_MODULES and not item.get_closest_marker("fast"):
+            item.add_marker(pytest.mark.fast)

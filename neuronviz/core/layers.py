@@ -249,6 +249,15 @@ def layer_info(model: PixelModel, name: str) -> LayerInfo:
     return description.infos[name]
 
 
+def layer_infos(model: PixelModel, names: Sequence[str]) -> tuple[LayerInfo, ...]:
+    """:func:`layer_info` of several layers, with ONE look-up of the model's description (its
+    content hash walks every parameter: once per call, not once per layer)."""
+    description = _describe(model)
+    if any(name not in description.infos for name in names):
+        return tuple(layer_info(model, name) for name in names)  # the precise error of the first unknown name
+    return tuple(description.infos[name] for name in names)
+
+
 def probe_layers(model: PixelModel, kinds: Sequence[type] | None = None) -> list[LayerInfo]:
     """The layers worth probing, in forward order, with their neuron counts.
 

@@ -41,18 +41,44 @@ DIGITS_TEST_FRACTION = 0.2
 SPLITS = ("train", "test", "all")
 
 
-@lru_cache(maxsize=1)
-def _digits_split() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+#: The split above, kept as data (uint8 pixels 0..16, labels, train/test indices; 40 KB) so that the
+#: dashboard's start-up does not import scikit-learn (2 s). Written by :func:`write_digits_split`;
+#: ``tests/test_startup.py`` checks it against scikit-learn.
+DIGITS_SPLIT_FILE = Path(__file__).with_name("digits_split.npz")
+
+
+def split_from_sklearn() -> dict[str, np.ndarray]:
+    """The digits and the split's indices, computed by scikit-learn (imports it)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     data = load_digits()
-    images = data.images.astype(np.float32) / 16.0
     labels = data.target.astype(np.int64)
     index = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
         index, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels
     )
+    return {"pixels": data.images, "labels": labels, "train": train_idx, "test": test_idx}
+
+
+def write_digits_split(path: Path = DIGITS_SPLIT_FILE) -> None:
+    """Regenerate :data:`DIGITS_SPLIT_FILE` from scikit-learn."""
+    split = split_from_sklearn()
+    np.savez_compressed(
+        path,
+        pixels=split["pixels"].astype(np.uint8),
+        labels=split["labels"].astype(np.uint8),
+        train=split["train"].astype(np.int16),
+        test=split["test"].astype(np.int16),
+    )
+
+
+@lru_cache(maxsize=1)
+def _digits_split() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with np.load(DIGITS_SPLIT_FILE) as stored:
+        images = stored["pixels"].astype(np.float32) / 16.0
+        labels = stored["labels"].astype(np.int64)
+        train_idx, test_idx = stored["train"].astype(np.int64), stored["test"].astype(np.int64)
     return {
         "train": (images[train_idx], labels[train_idx]),
         "test": (images[test_idx], labels[test_idx]),

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from neuronviz.core.layers import LayerInfo as LayerInfo  # the layer description lives in neuronviz.core.layers;
-from neuronviz.core.layers import check_tokens, influence_product, layer_info, neuron_sums
+from neuronviz.core.layers import check_tokens, influence_product, layer_infos, neuron_sums
 from neuronviz.core.layers import default_layer as default_layer  # these names stay importable from here
 from neuronviz.core.layers import probe_layers as probe_layers
 from neuronviz.core.models.pixel import PixelModel, require_pixel_model
@@ -305,8 +305,7 @@ def neuron_influence(
     check_tokens(tokens)
     x = model.check_pixels(x)
     names = _resolve_layers(model, layers)
-    model.layers(names)  # an unknown name: the error with close names, before any work
-    infos = tuple(layer_info(model, name) for name in names)
+    infos = layer_infos(model, names)  # one description look-up; an unknown name: the error with close names, before any work
     for info in infos:
         check_tokens(tokens, info)
     target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(model.device)

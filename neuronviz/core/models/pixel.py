@@ -178,9 +178,9 @@ class PixelModel(nn.Module):
         self.check_size(x, name)
         if not x.is_floating_point():
             raise InputError(f"{name} must be floating point in [0, 1], got {x.dtype}")
-        if not bool(torch.isfinite(x).all()):
+        low, high = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates, ±inf is an extreme
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise InputError(f"{name} contains NaN or infinite values")
-        low, high = float(x.min()), float(x.max())
         if low < 0.0 or high > 1.0:
             raise InputError(f"{name} must be pixels in [0, 1], got values in [{low:.4g}, {high:.4g}]")
         return x.to(self.device, torch.float32)

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode
 import torch
 from torch import nn
 
+from neuronviz.core.models import timm_curated
 from neuronviz.core.models import torchvision_zoo as zoo
 from neuronviz.core.models.checkpoints import apply_state, inspect_checkpoint, load_tensors, normalise_keys
 from neuronviz.core.models.facts import GREY_DEFAULT_MEAN, GREY_DEFAULT_STD, ModelFacts
@@ -295,6 +296,8 @@ def check_name(name: str) -> None:
 @cache
 def _pretrained_cfg(name: str) -> dict[str, Any]:
     """timm's pretrained config of ``name`` (``arch`` or ``arch.tag``), as a dict; no network."""
+    if (kept := timm_curated.stored(name)) is not None:  # curated: no timm import at start-up
+        return dict(kept["cfg"])
     timm = _timm()
     cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=True)
     return cfg.to_dict() if cfg is not None else {}
@@ -421,7 +424,8 @@ def input_facts(spec: TimmSpec) -> InputFacts:
     """Mean, std, input size, class count and image policy from timm's pretrained config and the
     spec's keyword arguments (``img_size``, ``num_classes``, ``in_chans``)."""
     cfg = _pretrained_cfg(spec.name)
-    data = _timm().data.resolve_data_config(pretrained_cfg=cfg, use_test_size=False)
+    kept = timm_curated.stored(spec.name)
+    data = kept["data"] if kept is not None else _timm().data.resolve_data_config(pretrained_cfg=cfg, use_test_size=False)
     channels, height, width = (int(v) for v in data["input_size"])
     img_size = spec.kwargs.get("img_size")
     if isinstance(img_size, int) and not isinstance(img_size, bool):

@@ -10,8 +10,9 @@ normalisation runs inside the ``PixelModel`` (the project works in [0, 1] pixel 
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -52,9 +53,15 @@ def _check_name(name: str) -> None:
         raise ModelNotFoundError(f"{name!r} is not in the torchvision zoo offered here; choose from {sorted(ZOO)}")
 
 
-@cache
-def zoo_spec(name: str) -> ZooSpec:
-    """Everything about a zoo model's default weights, read from torchvision (no network)."""
+#: torchvision's metadata of each zoo model's default weights, kept as data so that listing the zoo
+#: (every start of the dashboard) does not import torchvision (1.5 s, plus torch._dynamo and
+#: scikit-learn through it). Written by :func:`write_zoo_metadata`; ``tests/test_startup.py`` checks
+#: it against the installed torchvision.
+ZOO_METADATA = Path(__file__).with_name("zoo_weights.json")
+
+
+def spec_from_torchvision(name: str) -> ZooSpec:
+    """A zoo model's :class:`ZooSpec`, read from torchvision itself (imports torchvision)."""
     from torchvision import models
 
     _check_name(name)
@@ -71,6 +78,35 @@ def zoo_spec(name: str) -> ZooSpec:
         std=tuple(float(v) for v in transform.std),
         categories=tuple(weights.meta["categories"]),
     )
+
+
+def write_zoo_metadata(path: Path = ZOO_METADATA) -> None:
+    """Regenerate :data:`ZOO_METADATA` from the installed torchvision (after a torchvision upgrade)."""
+    specs = [spec_from_torchvision(name) for name in ZOO]
+    categories = sorted({spec.categories for spec in specs})
+    rows = {}
+    for spec in specs:
+        row = asdict(spec)
+        row["categories"] = categories.index(spec.categories)
+        rows[spec.name] = row
+    path.write_text(json.dumps({"categories": [list(c) for c in categories], "models": rows}, indent=1) + "\n")
+
+
+@cache
+def _metadata() -> dict[str, ZooSpec]:
+    data = json.loads(ZOO_METADATA.read_text())
+    specs = {}
+    for name, row in data["models"].items():
+        row = dict(row, categories=tuple(data["categories"][row["categories"]]))
+        row["mean"], row["std"] = tuple(row["mean"]), tuple(row["std"])
+        specs[name] = ZooSpec(**row)
+    return specs
+
+
+def zoo_spec(name: str) -> ZooSpec:
+    """Everything about a zoo model's default weights (no network, no torchvision import)."""
+    _check_name(name)
+    return _metadata()[name]
 
 
 def cache_dir() -> Path:
