@@ -293,6 +293,30 @@ Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
+def module_hooks(
+    modules: Sequence[tuple[str, nn.Module]],
+    pre: Callable[[str, nn.Module], None] | None = None,
+    post: Callable[[str, nn.Module], None] | None = None,
+) -> Iterator[None]:
+    """Call ``pre(name, module)`` before and ``post(name, module)`` after each of ``modules`` runs,
+    for the duration of the block; every hook is removed in ``finally``, also after an error.
+
+    For the model checks that watch a whole network run (a budget check before every module,
+    counting how often each module is called); what a layer computes is :func:`probe`'s job."""
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        for name, module in modules:
+            if pre is not None:
+                handles.append(module.register_forward_pre_hook(lambda mod, _inputs, _name=name: pre(_name, mod)))
+            if post is not None:
+                handles.append(module.register_forward_hook(lambda mod, _inputs, _output, _name=name: post(_name, mod)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def probe(
     model: PixelModel, layers: Sequence[str], replace: Mapping[str, Replacement] | None = None
 ) -> Iterator[Recording]:

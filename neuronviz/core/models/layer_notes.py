@@ -52,30 +52,26 @@ class _Recorder(TorchFunctionMode):
 
 def module_layer_notes(net: nn.Module, channels: int, size: Sequence[int]) -> list[str]:
     """Notes on ``net``'s modules called more than once and its functional activations."""
+    from neuronviz.core.probe import module_hooks  # the one hook mechanism (probe imports the models package)
+
     stack: list[tuple[str, nn.Module]] = []
     counts: Counter[str] = Counter()
-    handles = []
-    for name, module in net.named_modules():
-        def pre(mod, _inputs, _name=name):
-            stack.append((_name, mod))
-            counts[_name] += 1
 
-        def post(_mod, _inputs, _output):
-            if stack:
-                stack.pop()
+    def pre(name: str, module: nn.Module) -> None:
+        stack.append((name, module))
+        counts[name] += 1
 
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
+    def post(_name: str, _module: nn.Module) -> None:
+        if stack:
+            stack.pop()
+
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
     recorder = _Recorder(stack)
     try:
-        with torch.no_grad(), recorder:
+        with module_hooks(list(net.named_modules()), pre=pre, post=post), torch.no_grad(), recorder:
             net(torch.zeros(1, channels, *size, device=device))
     except Exception as error:  # noqa: BLE001 - a note, not a load failure: the forward check ran before
         return [f"the layer list could not be checked for reused modules and functional activations ({type(error).__name__})"]
-    finally:
-        for handle in handles:
-            handle.remove()
     notes = [
         f"{name}: runs {k} times per forward pass, so it is no probe point (a hook on it would see {k} different outputs); "
         "probe the layers around its calls"

@@ -190,16 +190,16 @@ def probe_forward(net: nn.Module, x: torch.Tensor, label: str) -> torch.Tensor:
     under the caller's budget and cancel flag and at most ``settings.limits().load_check_s``,
     checked before every module, so a slow graph stops at its next node."""
     seconds = settings.limits().load_check_s
+    from neuronviz.core.probe import module_hooks  # the one hook mechanism (probe imports the models package)
+
     flags = [(p, p.requires_grad) for p in net.parameters()]
-    hooks = [module.register_forward_pre_hook(lambda *_: budget.check()) for module in net.modules()]
     try:
         for parameter, _ in flags:
             parameter.requires_grad_(False)
-        with budget.limit(seconds, what=f"the test forward of {label}"), torch.enable_grad():
+        with module_hooks(list(net.named_modules()), pre=lambda *_: budget.check()), \
+                budget.limit(seconds, what=f"the test forward of {label}"), torch.enable_grad():
             return net(x)
     finally:
-        for hook in hooks:
-            hook.remove()
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
 
