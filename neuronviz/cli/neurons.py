@@ -81,13 +81,9 @@ def run(args: argparse.Namespace) -> int:
 def write_outputs(result: Any, out: Path, record: dict[str, Any]) -> list[Path]:
     """``neurons.json`` and the three CSVs under ``out`` (each atomically), with provenance."""
     import pandas as pd
-    from streamlit import logger as streamlit_logger
 
-    # The dashboard's CSV format (provenance in the leading comment lines) lives in app.export_controls, whose
-    # import defines Streamlit caches; outside a Streamlit run their "no runtime" warnings mean nothing here.
-    streamlit_logger.set_log_level("error")
-    from app.export_controls import csv_text
     from neuronviz.workflows.evaluate import atomic_write
+    from neuronviz.workflows.table_files import csv_text  # the dashboard's CSV format, provenance in `# ` lines
 
     document = {**result.to_dict(), "provenance": record}
     paths = []
