@@ -189,3 +189,16 @@ def test_no_page_reaches_into_another_page_or_the_sidebar():
                 names = [a.name for a in node.names]
             reaching += [f"{page.name}: {n}" for n in names if n in ("app.sidebar", "app.main") or "app_pages" in n]
     assert reaching == []
+
+
+def test_the_library_never_imports_the_app_or_streamlit():
+    """Not even inside a function: the command line and notebooks run without the dashboard."""
+    offenders = []
+    for path in sorted((ROOT / "neuronviz").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            for name in names:
+                if name.split(".")[0] in {"app", "streamlit"}:
+                    offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert offenders == []
