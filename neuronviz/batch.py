@@ -328,10 +328,14 @@ def evaluate_chunk(
     seed: int = 0,
     first_block: int = 0,
     ids: Sequence[str] | None = None,
+    surrogate: PixelModel | None = None,
 ) -> BatchResult:
     """Evaluate consecutive images, :data:`BLOCK` at a time; block ``j`` of the chunk is block
     ``first_block + j`` of the whole batch (its attack seed is :func:`block_seed`). Prefer
-    :func:`evaluate_batch`, which validates everything first and reports progress."""
+    :func:`evaluate_batch`, which validates everything first and reports progress.
+
+    ``surrogate``: a transfer attack: the images are crafted on that model
+    (:func:`transfer_report`) and every verdict is the victim ``model``'s."""
     started = time.perf_counter()
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
@@ -344,7 +348,10 @@ def evaluate_chunk(
     resolved: dict = {}
     for j, start in enumerate(range(0, x.shape[0], BLOCK)):
         xb = x[start : start + BLOCK]
-        report = run_attack(model, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
+        if surrogate is None:
+            report = run_attack(model, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
+        else:
+            report = transfer_report(model, surrogate, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
         resolved = report.params
         benign = report.clean_pred.to(model.device)
         adversarial = report.adversarial.to(model.device)
@@ -466,3 +473,43 @@ def evaluate_batch(
         if progress is not None:
             progress(stop, x.shape[0])
     return BatchResult.concat(parts)
+
+
+# -- transfer attacks (issue 23) -------------------------------------------------------------------
+
+
+def check_surrogate(model: PixelModel, surrogate: PixelModel) -> None:
+    """Raise :class:`InputError` unless ``surrogate`` takes the victim's images and predicts its
+    classes (same channels, input size and number of classes)."""
+    if not isinstance(surrogate, PixelModel):
+        raise InputError(f"the surrogate must be a PixelModel, got {type(surrogate).__name__}")
+    mine = (model.channels, tuple(model.input_size), len(model.class_names))
+    theirs = (surrogate.channels, tuple(surrogate.input_size), len(surrogate.class_names))
+    if mine != theirs:
+        raise InputError(
+            f"surrogate {surrogate.name} takes {theirs[0]}×{theirs[1][0]}×{theirs[1][1]} images with {theirs[2]} classes; "
+            f"the victim {model.name} takes {mine[0]}×{mine[1][0]}×{mine[1][1]} with {mine[2]}: a transfer attack needs the same"
+        )
+
+
+def transfer_report(model: PixelModel, surrogate: PixelModel, x: torch.Tensor, attack: str, params: Mapping[str, Any] | None,
+                    target: int | str | None = None, seed: int | None = 0):
+    """The attack crafted on ``surrogate`` (white-box on it, away from its own clean prediction or
+    toward ``target``), judged on the victim ``model``: the returned report's ``clean_pred``,
+    ``adv_pred`` and ``success`` are the victim's (success: the victim's prediction changed, or
+    is the target); so are the probabilities; ``attacked`` and the norms are the surrogate run's."""
+    import dataclasses
+
+    check_surrogate(model, surrogate)
+    crafted = run_attack(surrogate, x.to(surrogate.device), attack, params, target=target, seed=seed)
+    adversarial = crafted.adversarial.to(model.device)
+    clean_pred, clean_probs = model.predict(x.to(model.device))
+    adv_pred, adv_probs = model.predict(adversarial)
+    attacked = attacked_mask(crafted)
+    if crafted.target is None:
+        success = adv_pred != clean_pred
+    else:
+        success = adv_pred == crafted.target.cpu()
+    success = success & attacked
+    return dataclasses.replace(crafted, clean_pred=clean_pred, adv_pred=adv_pred, success=success,
+                               clean_probs=clean_probs, adv_probs=adv_probs)

@@ -8,6 +8,7 @@ subclasses :class:`Defense` and calls :func:`register_defense` (docs/architectur
 """
 
 from neuronviz.defenses import nip, pssr  # noqa: F401  (register NIP and PSSR)
+from neuronviz.defenses import baselines  # noqa: F401,I001  (then JPEG, bit depth, median, resize-and-pad)
 from neuronviz.defenses.base import (
     DEFENSES,
     Defense,

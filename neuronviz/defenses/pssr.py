@@ -154,6 +154,11 @@ class PSSR(Defense):
     paper = "Fu et al., Adversarial Purification via Pixel Surgery and Semantic Regeneration, arXiv:2402.00304"
     reconstruction = "Score, mask, regenerator architecture and losses are this project's reading of the abstract."
 
+    adaptive_method = "BPDA on the mask"  # the attacker who knows it: defended_model below
+
+    def adaptive_model(self, model, params):
+        return defended_model(model, params)
+
     def restore_pixels(self, model, x, params, target, reference) -> Restored:
         score, mask = salient_mask(model, x, params["alpha"])
         surgery = x * (1.0 - mask)
