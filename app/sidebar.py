@@ -15,7 +15,7 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import analysis, choices, components, state
+from app import analysis, choices, components, state, surrogate
 from neuronviz.attacks import AttackInfo, list_attacks
 from neuronviz.errors import InputError, NeuronvizError
 from neuronviz.images import Sample
@@ -44,6 +44,7 @@ def render() -> tuple[state.Selection | None, list[str]]:
         image, used_request, info, image_errors = state.resolve_image(image_request, model)
         st.header("Attack", divider="gray")
         errors += _attack_form(model)
+        surrogate.sidebar_choice(model)  # issue 23: transfer attacks (app/surrogate.py)
     errors += image_errors
     if image is None or used_request is None:
         state.set_selection(None)

@@ -45,11 +45,18 @@ from neuronviz.errors import InputError
 from neuronviz.evalset import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.evaluation import split_spec
 from neuronviz.models.pixel import PixelModel
+from neuronviz.stats import Rate, rate_of
 
 #: Images per library call; the unit of the attack's randomness (see the module docstring).
 BLOCK = 16
 #: The two defences every batch evaluates: NIP toward the benign prediction, and PSSR.
 DEFAULT_DEFENCES = ("nip-guided", "pssr")
+#: The one definition of attack success every batch number uses (stated where the numbers are).
+ATTACK_SUCCESS_DEFINITION = (
+    "an attack succeeds on an image when the model's prediction on the adversarial image differs from its "
+    "prediction on the clean image (untargeted; targeted: when it is the target), whatever the true label; "
+    "images the model already misclassifies count too, so the rate is not 1 − adversarial accuracy"
+)
 
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 
@@ -169,6 +176,10 @@ class BatchResult(AttackedImages):
         """Success rate, DSR, accuracies (see the module docstring for the definitions)."""
         return summarise(self, torch.ones_like(self.success))
 
+    def rates(self, rows: torch.Tensor | None = None) -> BatchRates:
+        """The summary's rates with n and 95% Wilson intervals (:func:`rates_of`)."""
+        return rates_of(self, torch.ones_like(self.success, dtype=torch.bool) if rows is None else rows)
+
     def per_class(self, class_names: Sequence[str] | None = None):
         """A pandas DataFrame, one row per true class present in the batch (ascending): ``class``
         (index), ``name`` (when ``class_names`` is given), ``images`` and the summary's numbers
@@ -213,7 +224,11 @@ class BatchResult(AttackedImages):
             restored = (self.restored[name] == self.clean_pred).tolist()
             if bool(left_alone.any()):
                 restored = [None if alone else value for value, alone in zip(restored, left_alone.tolist())]
-            columns[f"{name}:restored"] = restored
+            fooled = (self.success.bool() & self.attacked_rows).tolist()
+            columns[f"{name}:restored"] = [
+                "not attacked" if alone else ("nothing to restore" if not hit else ("restored" if value else "not restored"))
+                for value, alone, hit in zip(restored, left_alone.tolist(), fooled)
+            ]
             columns[f"{name}:clean"] = classes(self.restored_clean[name])
         columns["linf"] = self.linf.tolist()
         columns["l2"] = self.l2.tolist()
@@ -276,6 +291,67 @@ def summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
         accuracy_after={d: _rate(result.restored[d][rows] == labels) for d in result.defences},
         clean_accuracy_after={d: _rate(result.restored_clean[d][rows] == labels) for d in result.defences},
     )
+
+
+@dataclass(frozen=True)
+class BatchRates:
+    """The summary's rates as :class:`neuronviz.stats.Rate` (k of n, 95% Wilson interval). The n
+    of each: ``attack_success`` the attacked images, ``dsr`` the fooled images (an image the attack
+    did not fool has nothing to restore and is left out), every accuracy all images."""
+
+    attack_success: Rate
+    clean_accuracy: Rate
+    adversarial_accuracy: Rate
+    dsr: dict[str, Rate]
+    accuracy_after: dict[str, Rate]
+    clean_accuracy_after: dict[str, Rate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attack_success": self.attack_success.to_dict(), "clean_accuracy": self.clean_accuracy.to_dict(),
+            "adversarial_accuracy": self.adversarial_accuracy.to_dict(),
+            "dsr": {d: r.to_dict() for d, r in self.dsr.items()},
+            "accuracy_after": {d: r.to_dict() for d, r in self.accuracy_after.items()},
+            "clean_accuracy_after": {d: r.to_dict() for d, r in self.clean_accuracy_after.items()},
+        }
+
+
+def rates_of(result: BatchResult, rows: torch.Tensor) -> BatchRates:
+    """The rates of :func:`summarise` over the images ``rows`` selects, with n and intervals."""
+    labels, clean, success = result.labels[rows], result.clean_pred[rows], result.success[rows]
+    attacked = result.attacked_rows[rows]
+    fooled = success.bool() & attacked
+    return BatchRates(
+        attack_success=rate_of(success[attacked], empty_reason="no image was attacked"),
+        clean_accuracy=rate_of(clean == labels, empty_reason="no images"),
+        adversarial_accuracy=rate_of(result.adv_pred[rows] == labels, empty_reason="no images"),
+        dsr={d: rate_of(result.restored[d][rows][fooled] == clean[fooled], empty_reason="the attack fooled no image: nothing to restore")
+             for d in result.defences},
+        accuracy_after={d: rate_of(result.restored[d][rows] == labels, empty_reason="no images") for d in result.defences},
+        clean_accuracy_after={d: rate_of(result.restored_clean[d][rows] == labels, empty_reason="no images") for d in result.defences},
+    )
+
+
+def summary_frame(result: BatchResult):
+    """The summary as a table (pandas): one row per (defence, rate) with share, 95% Wilson
+    interval, k and n — the Batch page's export."""
+    import pandas as pd
+
+    r = result.rates()
+    rows: list[dict[str, Any]] = []
+
+    def add(defence: str, name: str, value: Rate, over: str) -> None:
+        rows.append({"defence": defence, "rate": name, "share": value.share, "low": value.low, "high": value.high,
+                     "k": value.k, "n": value.n, "over": over, "reason": value.reason or ""})
+
+    add("no defence", "attack_success", r.attack_success, "attacked images")
+    add("no defence", "clean_accuracy", r.clean_accuracy, "all images")
+    add("no defence", "adversarial_accuracy", r.adversarial_accuracy, "all images")
+    for d in result.defences:
+        add(defence_label(d), "dsr", r.dsr[d], "fooled images")
+        add(defence_label(d), "accuracy_after", r.accuracy_after[d], "all images (attacked)")
+        add(defence_label(d), "clean_accuracy_after", r.clean_accuracy_after[d], "all images (clean)")
+    return pd.DataFrame(rows)
 
 
 def _flat(summary: BatchSummary, defences: Sequence[str]) -> dict[str, Any]:
@@ -411,6 +487,7 @@ def evaluate_batch(
     progress: Callable[[int, int], None] | None = None,
     ids: Sequence[str] | None = None,
     call: Callable[..., BatchResult] | None = None,
+    surrogate: PixelModel | None = None,
 ) -> BatchResult:
     """Attack ``images`` and restore them with each defence, chunk by chunk.
 
@@ -428,6 +505,7 @@ def evaluate_batch(
         ids: one name per image for the table (default: the index).
         call: how a chunk is computed: ``call(evaluate_chunk, *args, **kwargs)``; default: called
             directly. The dashboard passes its content-keyed cache.
+        surrogate: a transfer attack: the images are crafted on this model and judged on ``model``.
 
     Returns:
         A :class:`BatchResult`, one row per image in the given order.
@@ -451,6 +529,8 @@ def evaluate_batch(
     names = tuple(ids) if ids is not None else tuple(str(i) for i in range(x.shape[0]))
     if len(names) != x.shape[0]:
         raise InputError(f"{len(names)} ids for {x.shape[0]} images")
+    if surrogate is not None:
+        check_surrogate(model, surrogate)
     bounds = chunk_bounds(x.shape[0], chunk)
     run = call if call is not None else (lambda fn, *a, **k: fn(*a, **k))
     parts = []
@@ -468,6 +548,7 @@ def evaluate_batch(
                 seed=int(seed),
                 first_block=start // BLOCK,
                 ids=names[start:stop],
+                **({"surrogate": surrogate} if surrogate is not None else {}),
             )
         )
         if progress is not None:

@@ -1064,7 +1064,7 @@ def _row(cell: Cell, defence: str, labels, clean, adv, success, excluded, restor
         "params": json.dumps(cell.params, sort_keys=True), "defence": defence_label(defence), "deployable": defense.deployable,
         "images": int(labels.numel()), "excluded": int(excluded.sum()),
         "mode": cell.mode, "method": method, "attack_id": cell.attack, "fooled": int(fooled.sum()),
-        "dsr_adaptive": float("nan"), "accuracy_adversarial_adaptive": float("nan"), "masking": "",
+        "dsr_adaptive": None, "accuracy_adversarial_adaptive": None, "masking": "",
     }
     row |= _rate_columns("clean_accuracy", clean == labels, everyone, "no images")
     row |= _rate_columns("attack_success", success.bool(), attacked, "no image was attacked")

@@ -1,6 +1,7 @@
-"""Defences: NIP in its three modes and PSSR on the current adversarial image, next to each other,
-with their parameters (from each defence's schema), NIP's steps, PSSR's surgery, and the numbers
-that decide success."""
+"""Defences: every registered defence (NIP in its three modes, PSSR, the baselines JPEG, bit depth,
+median, random resize-and-pad, plugins') on the current adversarial image, next to each other, with
+their parameters (from each defence's schema), NIP's steps, PSSR's surgery, the numbers that decide
+success, and — with the toggle — what an attacker who knows each defence achieves (BPDA / EoT)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import streamlit as st
 from app import analysis, components, exports, state
 from neuronviz import figures
 from neuronviz.defenses import Defense, Restoration, get_defense, list_defenses, restore_for
+from neuronviz.defenses.adaptive import KnownDefenceOutcome, attack_knowing_defence
 from neuronviz.errors import NeuronvizError
 from neuronviz.figures import attack as attack_figures
 from neuronviz.influence import DEFAULT_GROUP_FRACTION
@@ -83,6 +85,29 @@ def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration 
     return analysis.attempt(
         analysis.memo, restore_for, name, model, result.adversarial, benign=result.benign_class, clean=result.clean,
         params=params,
+    )
+
+
+def verdict_text(predicted: int, benign: int, adversarial_prediction: int, names) -> str:
+    """The verdict under a restored image: "nothing to restore" when the attack left the benign
+    prediction (it is not a restoration, and a DSR leaves it out), else restored / not restored."""
+    if adversarial_prediction == benign:
+        return ":gray[nothing to restore (the attack did not change the prediction)]"
+    return ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+
+
+def knowing(name: str, model: PixelModel, result: analysis.Analysis) -> KnownDefenceOutcome | None:
+    """The attack of the current analysis made again by an attacker who knows defence ``name``
+    (cached), or None with a message."""
+    choice = result.choice
+    try:
+        attack_params = choice.params(model)
+    except NeuronvizError as error:
+        st.error(str(error), icon=":material/error:")
+        return None
+    return analysis.attempt(
+        analysis.memo, attack_knowing_defence, model, result.clean, choice.attack, attack_params, name, applied(name, model),
+        plain=result.adversarial, seed=choice.seed,
     )
 
 
@@ -177,7 +202,7 @@ def render() -> None:
             components.chart(bars, f"{name}-top5", key=f"defences.bars.{name}")
             predicted = int(restoration.prediction[0])
             confidence = float(restoration.probs[0, predicted])
-            verdict = ":green[restored]" if predicted == benign else f":red[not restored (benign: {names[benign]})]"
+            verdict = verdict_text(predicted, benign, adversarial_prediction, names)
             st.markdown(f"**{names[predicted]}** · {100 * confidence:.1f}% · {verdict}")
             exports.export_controls(
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
@@ -192,9 +217,56 @@ def render() -> None:
                 st.caption(f":material/timer: {restoration.seconds:.3f} s")
             st.caption(f"Paper: {defense.paper}")
             st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
+    attacker_knows(model, result, order, restorations)
     nip_steps(selection, result, restorations, record)
     pssr_section(result, restorations, record)
     decision_numbers(selection, result, restorations, record)
+
+
+# -- the attacker who knows the defence (issue 23) ------------------------------------------------------------
+
+
+def attacker_knows(model: PixelModel, result: analysis.Analysis, order: list[str], restorations: dict[str, Restoration | None]) -> None:
+    """With the toggle on: per defence, the same attack made through the defence (BPDA for steps
+    without a useful gradient, EoT over a random defence's draws; the image kept is the one the
+    defence handles worse of that and the plain attack's), and the defence's verdict on it."""
+    names = model.class_names
+    benign = result.benign_class
+    on = st.toggle(
+        "The attacker knows the defence",
+        key="defences.adaptive",
+        help="Carlini et al. 2019, Athalye et al. 2018: a defence is evaluated against an attacker who attacks the "
+        "defended model. Off: the attack ignores the defences (the columns above).",
+    )
+    if not on:
+        st.caption(
+            "The verdicts above are against an attacker who ignores the defence. Turn on the toggle to attack each "
+            "defence through itself; `neuronviz evaluate --adaptive` does it over a data set with intervals."
+        )
+        return
+    if result.choice.target is not None:
+        st.info("The adaptive attack is untargeted; this analysis is targeted, so it moves away from the benign class "
+                "instead of toward the target.", icon=":material/info:")
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
+        with column:
+            if restorations.get(name) is None:
+                continue
+            with st.spinner(f"Attacking through {get_defense(name).short}…"):
+                outcome = knowing(name, model, result)
+            if outcome is None:
+                continue
+            predicted = int(outcome.restoration.prediction[0])
+            adv_pred = int(outcome.adv_pred[0])
+            st.markdown(
+                f"Attacker knows it ({outcome.method}): undefended **{names[adv_pred]}**, after the defence "
+                f"**{names[predicted]}** · {verdict_text(predicted, benign, adv_pred, names)}"
+            )
+    st.caption(
+        "Per defence, the analysis's attack with the same parameters and seed, run on defence → classifier: BPDA "
+        "(the defence's forward pass, the identity in the backward pass) for JPEG, bit depth, the median, NIP and "
+        "pixel surgery (PSSR: BPDA on its mask only), EoT (logits averaged over the defence's random draws) for "
+        "random resize-and-pad. The image kept is the one the defence handles worse of this and the plain attack's."
+    )
 
 
 # -- NIP's steps --------------------------------------------------------------------------------------------

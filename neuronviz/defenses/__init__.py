@@ -7,8 +7,11 @@ params, target=None, reference=None)`` is the explicit call. A new defence is on
 subclasses :class:`Defense` and calls :func:`register_defense` (docs/architecture.md).
 """
 
-from neuronviz.defenses import nip, pssr  # noqa: F401  (register NIP and PSSR)
-from neuronviz.defenses import baselines  # noqa: F401,I001  (then JPEG, bit depth, median, resize-and-pad)
+from neuronviz.defenses import (  # noqa: F401  (register NIP and PSSR)
+    baselines,  # noqa: F401,I001  (then JPEG, bit depth, median, resize-and-pad)
+    nip,
+    pssr,
+)
 from neuronviz.defenses.base import (
     DEFENSES,
     Defense,

@@ -204,3 +204,43 @@ def adaptive_attack(
     report = run_attack(through, x, attack, attack_params, labels=benign, seed=seed)
     candidates = [report.adversarial] + ([plain] if plain is not None else [])
     return choose_worst(model, defence, resolved, benign, x, candidates)
+
+
+@dataclass(frozen=True)
+class KnownDefenceOutcome:
+    """What the attacker who knows a defence achieved on some images: its images, the undefended
+    prediction on them, and the defence's restoration of them (what the Defences page shows)."""
+
+    defence: str
+    method: str
+    adversarial: torch.Tensor
+    adv_pred: torch.Tensor
+    restoration: Any  # a neuronviz.defenses.Restoration
+
+
+def attack_knowing_defence(
+    model: PixelModel,
+    clean: torch.Tensor,
+    attack: str,
+    attack_params: Mapping[str, Any] | None,
+    defence: str,
+    defence_params: Mapping[str, Any] | None = None,
+    *,
+    plain: torch.Tensor | None = None,
+    seed: int = 0,
+) -> KnownDefenceOutcome:
+    """:func:`adaptive_attack` on ``clean`` and the defence's restoration of the result (with the
+    benign prediction and the clean images, as every caller gives them): one module-level call a
+    cache can key on. Untargeted."""
+    defense = get_defense(defence)
+    clean = model.check_pixels(clean, "clean")
+    benign = model.predict(clean)[0]
+    if defense.name == "none":
+        from neuronviz.attacks import run_attack
+
+        adversarial = run_attack(model, clean, attack, attack_params, seed=seed).adversarial if plain is None else plain
+    else:
+        adversarial = adaptive_attack(model, clean, attack, attack_params, defence, defence_params, plain=plain, seed=seed).adversarial
+    adversarial = adversarial.to(model.device)
+    restoration = defense.restore_for(model, adversarial, benign=benign.to(model.device), clean=clean, params=defence_params)
+    return KnownDefenceOutcome(defense.name, method(defense), adversarial.detach().cpu(), model.predict(adversarial)[0], restoration)

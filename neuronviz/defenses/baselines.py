@@ -4,8 +4,8 @@ Carlini et al. 2019 ("On Evaluating Adversarial Robustness", §5) ask that a new
 beside simple baselines; these four are the field's usual ones, each a registry entry with its
 paper, parameters and notes, through the field's libraries (no hand-written codec or filter):
 
-- ``jpeg``: JPEG re-compression at a quality (torchvision's libjpeg ``encode_jpeg`` /
-  ``decode_jpeg``; Dziugaite et al. 2016, Guo et al. 2018);
+- ``jpeg``: JPEG re-compression at a quality (PIL's libjpeg encoder and decoder; Dziugaite et
+  al. 2016, Guo et al. 2018);
 - ``bit-depth``: colour-bit-depth reduction to ``bits`` bits per channel (Xu, Evans, Qi,
   Feature Squeezing, NDSS 2018);
 - ``median``: median smoothing over a k×k window (``scipy.ndimage.median_filter``; the "local
@@ -45,7 +45,7 @@ class JPEG(Defense):
     )
     description = (
         "Each image is quantised to 8 bits, encoded as JPEG at the given quality and decoded (libjpeg through "
-        "torchvision.io). Lower quality removes more high-frequency detail, adversarial or not. Not differentiable: "
+        "PIL). Lower quality removes more high-frequency detail, adversarial or not. Not differentiable: "
         "an attacker who knows it uses BPDA (the identity in the backward pass), which Athalye et al. 2018 showed "
         "breaks it."
     )
@@ -53,13 +53,21 @@ class JPEG(Defense):
     trace_keys = ("changed",)
 
     def restore_pixels(self, model, x, params, target, reference) -> Restored:
-        from torchvision.io import decode_jpeg, encode_jpeg
+        import io
 
-        pixels = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-        encoded = encode_jpeg(list(pixels), quality=int(params["quality"]))
-        decoded = torch.stack(decode_jpeg(encoded)).to(x.device, x.dtype) / 255.0
-        return Restored(decoded, trace={"changed": _changed(decoded, x)[None]},
-                        notes=(f"JPEG at quality {params['quality']} (torchvision.io, libjpeg).",))
+        from PIL import Image
+
+        pixels = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        decoded = []
+        for image in pixels:
+            buffer = io.BytesIO()
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="JPEG", quality=int(params["quality"]))
+            buffer.seek(0)
+            array = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
+            decoded.append(torch.from_numpy(array.reshape(image.shape).copy()).permute(2, 0, 1))
+        restored = torch.stack(decoded).to(x.device, x.dtype)
+        return Restored(restored, trace={"changed": _changed(restored, x)[None]},
+                        notes=(f"JPEG at quality {params['quality']} (PIL, libjpeg).",))
 
 
 class BitDepth(Defense):
