@@ -2,7 +2,7 @@
 #
 # The image is meant to be served to other people, so it runs as a *shared server*
 # (NEURONVIZ_SHARED_SERVER=1): no weight downloads, no models read from local paths, lower caps
-# (neuronviz/settings.py), uploads up to 100 MB, no tracebacks in the browser. It has no
+# (neuronviz/infra/settings.py), uploads up to 100 MB, no tracebacks in the browser. It has no
 # authentication of its own: put it behind one (docs/deployment.md). For a single-user run on
 # your own machine: docker run -e NEURONVIZ_SHARED_SERVER=0 -e STREAMLIT_SERVER_MAX_UPLOAD_SIZE=200 ...
 FROM python:3.11-slim

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from app import analysis
+from app import runs as analysis
 
 T = TypeVar("T")
 LOG = logging.getLogger("neuronviz.app")

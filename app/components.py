@@ -10,14 +10,15 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, state
+from app import runs as analysis
+from app import state
 from neuronviz import figures
-from neuronviz.attacks import format_eps
-from neuronviz.errors import NeuronvizError
+from neuronviz.core.models import ModelInfo, PixelModel, source_for
+from neuronviz.data.images import ImageInfo
 from neuronviz.figures.captions import eps_label, plural  # noqa: F401 - the one k/255 and plural rule of the pages
-from neuronviz.images import ImageInfo
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import ModelInfo, PixelModel, source_for
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.methods.attacks import format_eps
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 
 def current_choice(selection: state.Selection | None) -> None:
@@ -293,7 +294,7 @@ def _cached_figure(builder: str, key: str, _build, _args: tuple, _kwargs: dict):
 
 def figure(build, *args, **kwargs):
     """``build(*args, **kwargs)`` (a figure builder of :mod:`neuronviz.figures`), built once per
-    full content of its arguments (:func:`app.analysis.digest`) and shared by reruns and sessions.
+    full content of its arguments (:func:`app.runs.digest`) and shared by reruns and sessions.
 
     Building a plotly figure costs tens of milliseconds (validation of every property), so a page
     of a dozen figures would spend most of a rerun rebuilding identical ones. Figures are kept by
@@ -303,7 +304,7 @@ def figure(build, *args, **kwargs):
     return _cached_figure(name, analysis.digest(*args, **kwargs), build, args, kwargs)
 
 
-KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/session.py reads it too)
+KEPT_CONTROLS_KEY = "components.kept_controls"  # persist()'s store of page controls (app/url_state.py reads it too)
 
 
 def persist(*keys: str) -> None:
@@ -323,7 +324,7 @@ def persist(*keys: str) -> None:
 
 
 def param_widget(param, key: str, default, layers: Sequence[str] = (), default_layer: str | None = None, bounded: bool = True):
-    """One control for a schema parameter (:class:`neuronviz.schema.Param`) of an attack or a
+    """One control for a schema parameter (:class:`neuronviz.infra.schema.Param`) of an attack or a
     defence: a checkbox, a select box (choices; a ``layer`` among ``layers``, "" = the default
     layer), or a number input bounded by the schema; pixel budgets step by 1/255 and show k/255.
 
@@ -377,7 +378,7 @@ def story_counts(result: analysis.Analysis, fraction: float | None = None) -> di
     """NIP's two halves on one analysis, at its default layer and the given front/tail size
     (default :data:`DEFAULT_GROUP_FRACTION`): front neurons that lost influence, tail neurons that
     gained, whether the attack fooled the model and NIP (guided) restored the clean prediction."""
-    from neuronviz.influence import influence_shift
+    from neuronviz.methods.influence import influence_shift
 
     fraction = DEFAULT_GROUP_FRACTION if fraction is None else fraction
     layer = result.default_layer

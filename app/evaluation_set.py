@@ -3,17 +3,17 @@
 One function, :func:`evaluation_images`, draws where the labelled images come from and how many
 are used, and returns them (:class:`EvaluationChoice`). The sources:
 
-- the built-in set (:func:`neuronviz.evalset.evaluation_set`: the digits test split for a digits
+- the built-in set (:func:`neuronviz.data.labelled.evaluation_set`: the digits test split for a digits
   model, the sample images with a known class otherwise);
 - an image folder, one subfolder per class, MNIST or CIFAR-10 in their standard files under a
   local root (typed paths; not offered on a shared server, where local paths are refused);
-- a zip of class folders, uploaded here (validated by :func:`neuronviz.datasets.read_zip`);
+- a zip of class folders, uploaded here (validated by :func:`neuronviz.data.datasets.read_zip`);
 - labelled uploads: images uploaded here, each given its true class.
 
 The source, the path and the uploads are shared by the three pages (``evaluation.*`` keys in the
 session): the user gives their data once. Uploaded files are kept in the process's bounded upload
 store (:class:`app.state.Upload`), so a page visited later still has them. The count is each
-page's own (its ``count_key``). Sets are read through :func:`app.analysis.memo`, keyed by the
+page's own (its ``count_key``). Sets are read through :func:`app.runs.memo`, keyed by the
 model and the data's content (a folder by its listing: names, sizes, modification times), and at
 most :data:`APP_MAX_IMAGES` images are read into the dashboard.
 """
@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import analysis, components, state
-from neuronviz import evalset, settings
-from neuronviz.datasets import IMAGE_SUFFIXES, dataset_limits, is_image_name
-from neuronviz.evalset import EvaluationSet
-from neuronviz.models import PixelModel
+from app import components, state
+from app import runs as analysis
+from neuronviz.core.models import PixelModel
+from neuronviz.data import labelled as evalset
+from neuronviz.data.datasets import IMAGE_SUFFIXES, dataset_limits, is_image_name
+from neuronviz.data.labelled import EvaluationSet
+from neuronviz.infra import settings
 
 BUILTIN, FOLDER, MNIST, CIFAR10, ZIP, UPLOADS = "builtin", "folder", "mnist", "cifar10", "zip", "uploads"
 LOCAL_SOURCES = (FOLDER, MNIST, CIFAR10)

@@ -37,6 +37,7 @@ PAGES = {
     "Analyse": [
         st.Page("app_pages/attack.py", title="Attack", icon=":material/bolt:", default=True),
         st.Page("app_pages/neurons.py", title="Neurons", icon=":material/hub:"),
+        st.Page("app_pages/population.py", title="Neurons of a data set", icon=":material/groups:"),
         st.Page("app_pages/filters.py", title="First-layer filters", icon=":material/grid_view:"),
         st.Page("app_pages/sensitivity.py", title="Sensitivity", icon=":material/sensors:"),
         st.Page("app_pages/defences.py", title="Defences", icon=":material/shield:"),
@@ -58,16 +59,17 @@ if "app.sidebar" not in sys.modules:  # the first run in this server process: im
     loading = st.empty()
     loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
 
-from app import boundary, components, session, sidebar  # noqa: E402
-from neuronviz import plugins  # noqa: E402
-from neuronviz.models import local_source, onnx_source  # noqa: E402, F401  (they register ONNX uploads and local models)
+from app import boundary, components, sidebar  # noqa: E402
+from app import url_state as session  # noqa: E402
+from neuronviz.core.models import local_source, onnx_source  # noqa: E402, F401  (they register ONNX uploads and local models)
+from neuronviz.infra import plugins  # noqa: E402
 
 
 def command_line_models() -> list[str]:
     """``streamlit run app/main.py -- --model path.pt2 --model my_pkg.models:build ...``: Streamlit
     hands the words after ``--`` to this script as ``sys.argv[1:]`` (``sys.argv[0]`` is this file;
     under a test runner it is not, and its arguments are left alone). They are the operator's own
-    models (neuronviz.models.local_source): registered as ``local:<name>`` specs, returned."""
+    models (neuronviz.core.models.local_source): registered as ``local:<name>`` specs, returned."""
     if not sys.argv or Path(sys.argv[0]).resolve() != Path(__file__).resolve():
         return []
     return local_source.register_argv(sys.argv[1:])

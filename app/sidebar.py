@@ -1,5 +1,5 @@
 """The shared sidebar: a model (from any registered source, or an upload), a device, an image, and
-the attack. The model part loops over ``neuronviz.models.list_sources()`` and knows no source.
+the attack. The model part loops over ``neuronviz.core.models.list_sources()`` and knows no source.
 
 Widgets only collect requests; :mod:`app.state` loads them (cached) and keeps the last good
 choice. The attack's parameters sit inside a form: nothing runs until "Run attack" is pressed,
@@ -15,11 +15,12 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import analysis, choices, components, state, surrogate
-from neuronviz.attacks import AttackInfo, list_attacks
-from neuronviz.errors import InputError, NeuronvizError
-from neuronviz.images import Sample
-from neuronviz.models import ModelInfo, ModelSource, PixelModel, list_sources
+from app import choices, components, state, surrogate
+from app import runs as analysis
+from neuronviz.core.models import ModelInfo, ModelSource, PixelModel, list_sources
+from neuronviz.data.images import Sample
+from neuronviz.infra.errors import InputError, NeuronvizError
+from neuronviz.methods.attacks import AttackInfo, list_attacks
 
 REGISTRY = "Built-in"
 SAMPLE, UPLOAD = "Sample", "Upload"
@@ -148,7 +149,7 @@ def _typed_model(source: ModelSource) -> ModelInfo | None:
 
 def _shared_server() -> bool:
     """Whether this server is shared (env NEURONVIZ_SHARED_SERVER=1): no downloads, no local paths."""
-    from neuronviz.settings import shared_server
+    from neuronviz.infra.settings import shared_server
 
     return bool(shared_server())
 

@@ -37,12 +37,12 @@ from typing import Protocol
 import streamlit as st
 import torch
 
-import neuronviz.cache
+import neuronviz.infra.cache
 from app import store
-from neuronviz.digest import tensor_digest
-from neuronviz.errors import InputError, NeuronvizError
-from neuronviz.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
-from neuronviz.models import PixelModel, create_model, get_source, resolve_device, source_for
+from neuronviz.core.models import PixelModel, create_model, get_source, resolve_device, source_for
+from neuronviz.data.images import ImageInfo, Sample, list_samples, load_image_with_info, load_sample
+from neuronviz.infra.digest import tensor_digest
+from neuronviz.infra.errors import InputError, NeuronvizError
 
 DEFAULT_MODEL = "digits-cnn"
 
@@ -285,7 +285,7 @@ def clear_caches() -> None:
     """Forget every cached model, image and prediction (tests; after weights change on disk)."""
     for cached in (_registry_model, _uploaded_model, _sample_pixels, _upload_pixels, _probabilities, _probe_is_finite):
         cached.clear()
-    neuronviz.cache.clear()  # the library's own caches (probe layers, NIP profiles, PSSR regenerators, ...)
+    neuronviz.infra.cache.clear()  # the library's own caches (probe layers, NIP profiles, PSSR regenerators, ...)
 
 
 # -- the last good choice -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ every change (each browser session runs in its own thread).
 - **Uploads**: the bytes of uploaded files, by SHA-256, shared by every session (two sessions
   uploading the same file hold it once). A session keeps only the digest; when its bytes have
   been evicted and are needed again (a cache miss), the user is asked to upload the file again.
-- **Results**: what :func:`app.analysis.memo` computed, pickled (so every reader gets its own
+- **Results**: what :func:`app.runs.memo` computed, pickled (so every reader gets its own
   copy and cannot change another session's), counted by the pickle's length.
 """
 
@@ -116,5 +116,5 @@ def uploads() -> ByteLRU:
 
 @st.cache_resource(show_spinner=False)
 def results() -> ByteLRU:
-    """Pickled results of :func:`app.analysis.memo` by key (one store for the process)."""
+    """Pickled results of :func:`app.runs.memo` by key (one store for the process)."""
     return ByteLRU(RESULT_STORE_BYTES, "results")

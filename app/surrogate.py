@@ -3,7 +3,7 @@ sidebar, and that model loaded for the pages that use it (the Batch page: its ve
 defences are the victim's, on images crafted on the surrogate).
 
 The sidebar offers the registered models that take the current model's images and classes
-(``neuronviz.batch.check_surrogate``); any other model (a checkpoint, ONNX, timm, a factory) is a
+(``neuronviz.workflows.batch.check_surrogate``); any other model (a checkpoint, ONNX, timm, a factory) is a
 surrogate through the library or ``neuronviz evaluate --surrogate SPEC``, which run no code the
 browser sent.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from neuronviz.batch import check_surrogate
-from neuronviz.errors import NeuronvizError
-from neuronviz.models import EMBEDDED, PixelModel, create_model
+from neuronviz.core.models import EMBEDDED, PixelModel, create_model
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.workflows.batch import check_surrogate
 
 KEY = "surrogate.spec"
 #: The choice "no surrogate": the attack is white-box on the current model.

@@ -6,7 +6,7 @@
 Prints, all measured in this one run:
 
 0. **Full analysis ÷ its floor** (issue 14), for digits-cnn and a random-init resnet18 at
-   224×224: ``app.analysis.compute_analysis`` (PGD-20 + NIP guided + PSSR + influence of the
+   224×224: ``app.runs.compute_analysis`` (PGD-20 + NIP guided + PSSR + influence of the
    four images) ÷ the model passes it needs, each timed alone and summed: the attack's clean
    and adversarial forward passes and one forward + input-gradient backward per PGD step; per
    NIP step one forward + input-gradient backward (the steps it took, from its trace; the
@@ -17,10 +17,10 @@ Prints, all measured in this one run:
    the floor passes, and the median of the per-repetition ratios is printed. Target ≤ 1.3.
 
 1. **Full analysis**: PGD-20 (the dashboard's default attack) + neuron influence of every probe
-   layer + NIP (guided) + PSSR on one digit (``app.analysis.compute_analysis``), cold: median of
+   layer + NIP (guided) + PSSR on one digit (``app.runs.compute_analysis``), cold: median of
    ``--repeats`` runs. Target < 2 s on the 2-core CPU.
 2. **Rerun that changes nothing ÷ full analysis**: the same request again in the same session
-   (``app.analysis.full_analysis``: full-content digest of model, image and choice, then the
+   (``app.runs.full_analysis``: full-content digest of model, image and choice, then the
    session's own copy of the result) ÷ (1). Target < 5 %. Also the same request from another
    session (digest, then a pickled copy from ``st.cache_data``). Also, for context, the whole page script of
    a rerun (Streamlit's AppTest: sidebar, banner, every figure built and serialised) ÷ the first,
@@ -52,9 +52,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app/main.py sets it fo
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from app import analysis  # noqa: E402
-from neuronviz.images import list_samples, load_sample  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from app import runs as analysis  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.images import list_samples, load_sample  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -104,7 +104,7 @@ def timed(fn, device) -> float:
 
 def floor_passes(model, image, result) -> list[tuple[str, int, object]]:
     """The passes the analysis needs: (what, how many times, function), each run alone."""
-    from neuronviz.defenses.pssr import inpaint, load_regenerator, salient_mask
+    from neuronviz.methods.defences.pssr import inpaint, load_regenerator, salient_mask
 
     target = torch.tensor([result.benign_class], device=model.device)
     x1 = image.to(model.device)

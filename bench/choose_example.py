@@ -4,7 +4,7 @@ Scans every sample digit of the default model under the candidate attacks (the d
 FGSM, each at its schema defaults) and prints, per example, NIP's two halves at the default layer
 with the default front/tail size: front neurons that lost influence, tail neurons that gained.
 The criterion is ``app.components.STORY_CRITERION``; the chosen example must equal
-``app.analysis.DEFAULT_SAMPLE_ID`` under ``app.analysis.default_choice()`` (the script exits 1
+``app.runs.DEFAULT_SAMPLE_ID`` under ``app.runs.default_choice()`` (the script exits 1
 otherwise). Run from the repository root: ``python bench/choose_example.py``.
 """
 
@@ -16,8 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import analysis, components, state  # noqa: E402
-from neuronviz.influence import DEFAULT_GROUP_FRACTION  # noqa: E402
+from app import components, state
+from app import runs as analysis  # noqa: E402
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION  # noqa: E402
 
 
 def main() -> int:

@@ -5,7 +5,7 @@
 On ``digits(split="test")`` (ε = 0.1 for the L∞ attacks; PGD-20 with step 0.01; C&W, DeepFool
 and Square at their defaults for digit models; MI-FGSM 10 steps), for each embedded model:
 attack success, and for each defence the DSR, the accuracy on the adversarial images and the
-accuracy on clean images (see ``neuronviz.evaluation``). Prints a Markdown table per model.
+accuracy on clean images (see ``neuronviz.workflows.defence_table``). Prints a Markdown table per model.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.evaluation import defence_table  # noqa: E402
-from neuronviz.models import EMBEDDED, load_model  # noqa: E402
+from neuronviz.core.models import EMBEDDED, load_model  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.workflows.defence_table import defence_table  # noqa: E402
 
 ATTACKS = [
     ("fgsm", {"eps": 0.1}),

@@ -4,7 +4,7 @@
                              [--torchrun-images 128] [--no-torchrun]
 
 (a) Throughput ÷ floor. One block of ``--images`` digits through
-    :func:`neuronviz.evaluate.run_block` with PGD-20 (ε = 0.1) and the defences none, nip-guided
+    :func:`neuronviz.workflows.evaluate.run_block` with PGD-20 (ε = 0.1) and the defences none, nip-guided
     and pssr: images per second. While it runs, every pass through the classifier (and through
     PSSR's regenerator) is recorded: its batch size and whether gradients were on. The *floor* is
     those passes replayed, each on its own, on batches of those sizes (a classifier pass with
@@ -39,10 +39,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neuronviz import evaluate as ev  # noqa: E402
-from neuronviz.defenses.pssr import Regenerator  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
-from neuronviz.models.pixel import PixelModel  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.core.models.pixel import PixelModel  # noqa: E402
+from neuronviz.methods.defences.pssr import Regenerator  # noqa: E402
+from neuronviz.workflows import evaluate as ev  # noqa: E402
 
 PORT = 29519
 
@@ -97,7 +97,7 @@ def bench_floor(model_name: str, images: int, repeats: int, device: str) -> None
     data = ev.load_dataset("digits", model, limit=images)
     cell = ev.build_plan(model, ["pgd:steps=20"], eps=[0.1])[0]
     defences = ev.resolve_defences(model, ["none", "nip-guided", "pssr"])
-    from neuronviz.defenses.pssr import load_regenerator
+    from neuronviz.methods.defences.pssr import load_regenerator
 
     found = load_regenerator(model)
     regenerator = found[0].to(device) if found is not None else None

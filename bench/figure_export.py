@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz import analysis, export  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.images import load_sample  # noqa: E402
 from neuronviz.figures.compose import FigureSpec, compose_figure, size_mm  # noqa: E402
-from neuronviz.images import load_sample  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.workflows import analysis, export  # noqa: E402
 
 
 def main() -> int:

@@ -3,8 +3,8 @@
     python bench/filters_cold.py [--model digits-resnet] [--images 200] [--repeats 1]
 
 What a first visit computes (the page's defaults: 200 digits test images, FGSM ε = 0.1, seed 0):
-the nodal dropout report (:func:`neuronviz.fragility.first_layer_fragility`, timed once), then
-compress/amplify at the six β of the curve (:func:`neuronviz.fragility.evaluate_rescaled`).
+the nodal dropout report (:func:`neuronviz.methods.fragility.first_layer_fragility`, timed once), then
+compress/amplify at the six β of the curve (:func:`neuronviz.methods.fragility.evaluate_rescaled`).
 "after" is the code as it is: each β reuses the report's own attack of the unchanged model;
 "before" is the same call with a report stripped of the fields that allow the reuse, so it
 attacks the unchanged model again at every β, as the code did before. The two are interleaved per
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import neuronviz.fragility as fragility  # noqa: E402
-from neuronviz import evalset  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+import neuronviz.methods.fragility as fragility  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data import labelled as evalset  # noqa: E402
 
 BETAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # app/app_pages/filters.py CURVE_BETAS
 

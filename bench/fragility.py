@@ -38,11 +38,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.attacks import run_attack  # noqa: E402
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.fragility import first_conv, first_layer_fragility, nodal_dropout  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
-from neuronviz.probe import probe  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.core.probe import probe  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.methods.attacks import run_attack  # noqa: E402
+from neuronviz.methods.fragility import first_conv, first_layer_fragility, nodal_dropout  # noqa: E402
 
 
 def _time(fn) -> float:

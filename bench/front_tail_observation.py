@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.attacks import run_attack  # noqa: E402
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.influence import influence_shift, neuron_influence  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.methods.attacks import run_attack  # noqa: E402
+from neuronviz.methods.influence import influence_shift, neuron_influence  # noqa: E402
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.influence import neuron_influence, probe_layers  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.methods.influence import neuron_influence, probe_layers  # noqa: E402
 
 MODELS = {"digits-cnn": "default", "digits-resnet": "default", "resnet18": None}
 LAYER_SETS = {

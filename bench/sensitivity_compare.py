@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuronviz.datasets import digits  # noqa: E402
-from neuronviz.fragility import evaluate_rescaled, first_layer_fragility  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
-from neuronviz.sensitivity import compare_models  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.datasets import digits  # noqa: E402
+from neuronviz.methods.fragility import evaluate_rescaled, first_layer_fragility  # noqa: E402
+from neuronviz.methods.sensitivity import compare_models  # noqa: E402
 
 MODELS = ("digits-cnn", "digits-cnn-robust", "digits-cnn-sns")
 

@@ -2,7 +2,7 @@
 
     python bench/vit.py [--repeats 3] [--device cpu] [--no-floor]
 
-The Attack page computes ``neuronviz.analysis.compute_analysis`` (the dashboard's default PGD-20,
+The Attack page computes ``neuronviz.workflows.analysis.compute_analysis`` (the dashboard's default PGD-20,
 NIP guided, PSSR, and the influence of every probe layer for the clean, adversarial and two
 restored images). Two pairs, each measured interleaved in this one run (every repetition runs
 the ViT and then its CNN, and the median of the per-repetition ratios is printed, so the ratio
@@ -40,9 +40,9 @@ assert _spec is not None and _spec.loader is not None
 bench_app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_app)
 
-from neuronviz.analysis import AttackChoice, compute_analysis  # noqa: E402
-from neuronviz.images import list_samples, load_sample  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.images import list_samples, load_sample  # noqa: E402
+from neuronviz.workflows.analysis import AttackChoice, compute_analysis  # noqa: E402
 
 PAIRS = (
     (("digits-vit", "default"), ("digits-cnn", "default")),

@@ -15,6 +15,9 @@ import torch  # noqa: E402
 # a developer's cached weights change nothing and nothing is ever downloaded (tests that need a
 # cached file write one into their own TORCH_HOME with monkeypatch).
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="neuronviz-test-torch-home-")
+# ... and so is PSSR's folder of regenerators trained by `neuronviz train pssr` (a test that trains
+# one points NEURONVIZ_PSSR_DIR at its own tmp_path).
+os.environ["NEURONVIZ_PSSR_DIR"] = tempfile.mkdtemp(prefix="neuronviz-test-pssr-")
 
 
 @pytest.fixture(autouse=True)
@@ -41,14 +44,14 @@ def _fresh_app_caches(request):
 
 @pytest.fixture(scope="session")
 def digits_cnn():
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     return load_model("digits-cnn", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def digits_test():
-    from neuronviz.datasets import digits
+    from neuronviz.data.datasets import digits
 
     return digits("test")
 

@@ -1,4 +1,4 @@
-"""app/analysis.py: full-content cache keys, memoisation, the attack choice and the full analysis."""
+"""app/runs.py: full-content cache keys, memoisation, the attack choice and the full analysis."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app import analysis  # noqa: E402
-from neuronviz.attacks import run_attack  # noqa: E402
-from neuronviz.defenses import restore  # noqa: E402
-from neuronviz.errors import InputError  # noqa: E402
-from neuronviz.influence import neuron_influence, probe_layers  # noqa: E402
+from app import runs as analysis  # noqa: E402
+from neuronviz.infra.errors import InputError  # noqa: E402
+from neuronviz.methods.attacks import run_attack  # noqa: E402
+from neuronviz.methods.defences import restore  # noqa: E402
+from neuronviz.methods.influence import neuron_influence, probe_layers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -53,11 +53,11 @@ def _errors(at: AppTest) -> list[str]:
 
 def _expected_default_prediction() -> tuple[str, str]:
     """(label of the default sample, the class digits-cnn predicts for it), via the library."""
-    from neuronviz.images import list_samples, load_sample
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.images import list_samples, load_sample
 
     model = load_model("digits-cnn", device="cpu")
-    from app import analysis
+    from app import runs as analysis
 
     [sample] = [s for s in list_samples(model) if s.id == analysis.DEFAULT_SAMPLE_ID]  # the start-up digit
     predicted, _ = model.predict(load_sample(sample.id, model))
@@ -85,7 +85,7 @@ def test_default_run_shows_digits_cnn_sample_and_prediction(at: AppTest):
 
 
 def test_pickers_are_built_from_the_registries(at: AppTest):
-    from neuronviz.models import list_models
+    from neuronviz.core.models import list_models
 
     builtin = [m for m in list_models() if m.source in ("embedded", "zoo")]
     assert at.selectbox(key="model_name").options[: len(builtin)] == [
@@ -163,7 +163,7 @@ def test_download_failure_is_shown_cleanly(at: AppTest, monkeypatch):
 
 
 def test_download_success_switches_to_pretrained(at: AppTest, monkeypatch, tmp_path):
-    from neuronviz.models import torchvision_zoo
+    from neuronviz.core.models import torchvision_zoo
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # a private hub cache for this test
 
@@ -291,7 +291,7 @@ def _attack_banner(at: AppTest) -> str:
 
 
 def test_attack_form_defaults_and_submission(at: AppTest):
-    from neuronviz.attacks import list_attacks
+    from neuronviz.methods.attacks import list_attacks
 
     assert at.selectbox(key="attack_name").options == [a.label for a in list_attacks()]
     assert "PGD (L∞)" in _attack_banner(at) and "steps 10" in _attack_banner(at) and "eps 0.1 (25.5/255)" in _attack_banner(at)
@@ -334,7 +334,7 @@ def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
 def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):
     """A computation that runs out of GPU memory: a message on the page, the sidebar and the
     banner stay, and the next request works again."""
-    import neuronviz.analysis as analysis  # where compute_analysis calls run_attack
+    import neuronviz.workflows.analysis as analysis  # where compute_analysis calls run_attack
 
     real = analysis.run_attack
     calls = {"n": 0}

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from apptest import errors, open_page, plotly_titles, submit_attack
 
-from app import analysis
-from neuronviz.attacks import run_attack
-from neuronviz.images import list_samples, load_sample
-from neuronviz.models import load_model
+from app import runs as analysis
+from neuronviz.core.models import load_model
+from neuronviz.data.images import list_samples, load_sample
+from neuronviz.methods.attacks import run_attack
 
 ATTACK = "app_pages/attack.py"
 DEFENCES = "app_pages/defences.py"
@@ -122,17 +122,17 @@ def test_attack_change_changes_the_adversarial_prediction_shown():
 
 
 def test_eps_slider_shows_another_budget_without_recomputing(monkeypatch):
-    import neuronviz.sweep
+    import neuronviz.workflows.sweep
 
     at = open_page(ATTACK)
     attacks_run: list[float] = []
-    original = neuronviz.sweep.run_attack
+    original = neuronviz.workflows.sweep.run_attack
 
     def counting(*args, **kwargs):
         attacks_run.append(args[3].get("eps"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(neuronviz.sweep, "run_attack", counting)
+    monkeypatch.setattr(neuronviz.workflows.sweep, "run_attack", counting)
     [slider] = at.select_slider
     shown_before = _array(_charts(at)["ε = 0.1"][0]["data"][0]["z"])
     slider.set_value(0.0).run()
@@ -211,7 +211,10 @@ def test_defences_page_shows_every_defence_honestly_named_with_its_numbers():
     assert len([b for b in at.main.button if b.label == "Restore"]) == 4  # one form per defence
 
     numbers = _table(at, "L∞ to adversarial")
-    assert list(numbers["image"]) == ["adversarial", "NIP (guided)", "NIP (oracle)", "NIP (reactive)", "PSSR"]
+    # reactive NIP's profile source is named in its row (issue 22.5); PSSR has digits-cnn's trained regenerator
+    assert list(numbers["image"]) == [
+        "adversarial", "NIP (guided)", "NIP (oracle)", "NIP (reactive; profiles from the digits training split)", "PSSR",
+    ]
     assert list(numbers["= benign"])[0] == False  # noqa: E712 - the attack worked on this digit
     assert numbers["L∞ to adversarial"].iloc[0] == 0.0
     candidates = _table(at, "cosine score")

@@ -13,7 +13,7 @@ from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
 from app import boundary
-from neuronviz.models import load_model
+from neuronviz.core.models import load_model
 
 MODEL_PAGE = "app_pages/model_image.py"
 
@@ -62,7 +62,7 @@ def test_a_figure_builder_that_raises_keeps_the_sidebar_and_the_next_page_works(
 
 
 def test_a_library_error_that_no_page_caught_is_shown_in_its_words():
-    from neuronviz.errors import InputError
+    from neuronviz.infra.errors import InputError
 
     message = boundary.failure_message("This page", InputError("steps must be at most 10"))
     assert message == "This page stopped: Steps must be at most 10"
@@ -119,7 +119,7 @@ def test_a_checkpoint_error_is_shown_with_its_hint_for_the_dashboard():
     """The loader's CheckpointError carries ``ui_hint`` (what to do in the dashboard, not the API's
     words): the sidebar shows it after the message."""
     from app import state
-    from neuronviz.errors import CheckpointError
+    from neuronviz.infra.errors import CheckpointError
 
     error = CheckpointError("mine.pt: the architecture cannot be inferred (closest: vgg19, 0% of tensors agree)")
     assert state.error_text(error) == str(error)

@@ -1,9 +1,9 @@
-"""Long computations run under ``neuronviz.budget.limit(settings.time_budget_s(), cancel=event)``
+"""Long computations run under ``neuronviz.infra.budget.limit(settings.time_budget_s(), cancel=event)``
 in a worker thread, with a Cancel button; a budget that runs out or a cancel is a message that
 keeps the session's state, and is not started again by the next rerun until "Run again"
 (issue 11.2, the dashboard's part).
 
-``neuronviz.budget`` is another branch's module (libsafe). These tests replace it with a small
+``neuronviz.infra.budget`` is another branch's module (libsafe). These tests replace it with a small
 local stand-in of the agreed interface (``limit(seconds, cancel)`` as a per-thread context
 manager, ``check()`` raising TimeLimitError / CancelledError) through ``monkeypatch`` only: they
 test the dashboard's wiring, not the library's budget.
@@ -22,18 +22,18 @@ from apptest import MAIN, assert_healthy
 from streamlit.testing.v1 import AppTest
 
 import neuronviz
-from app import analysis
-from neuronviz import analysis as library_analysis  # compute_analysis calls run_attack there
-from neuronviz import errors
+from app import runs as analysis
+from neuronviz.infra import errors
+from neuronviz.workflows import analysis as library_analysis  # compute_analysis calls run_attack there
 
 CALLS = {"attack": 0, "work": 0}
 
 
 class StubBudget(types.ModuleType):
-    """The agreed interface of neuronviz.budget, per thread (a stand-in: see the module docstring)."""
+    """The agreed interface of neuronviz.infra.budget, per thread (a stand-in: see the module docstring)."""
 
     def __init__(self) -> None:
-        super().__init__("neuronviz.budget")
+        super().__init__("neuronviz.infra.budget")
         self.local = threading.local()
         self.entered: list[tuple[float | None, threading.Event | None]] = []
         self.stopped: list[str] = []
@@ -64,13 +64,13 @@ def budget(monkeypatch):
     if not hasattr(errors, "TimeLimitError"):  # before the libsafe branch is merged
         monkeypatch.setattr(errors, "TimeLimitError", type("TimeLimitError", (errors.NeuronvizError, TimeoutError), {}), raising=False)
         monkeypatch.setattr(errors, "CancelledError", type("CancelledError", (errors.NeuronvizError, RuntimeError), {}), raising=False)
-    monkeypatch.setitem(sys.modules, "neuronviz.budget", stub)
-    monkeypatch.setattr(neuronviz, "budget", stub, raising=False)
-    settings = sys.modules.get("neuronviz.settings")
+    monkeypatch.setitem(sys.modules, "neuronviz.infra.budget", stub)
+    monkeypatch.setattr(neuronviz.infra, "budget", stub, raising=False)
+    settings = sys.modules.get("neuronviz.infra.settings")
     if settings is None:
-        settings = types.ModuleType("neuronviz.settings")
-        monkeypatch.setitem(sys.modules, "neuronviz.settings", settings)
-        monkeypatch.setattr(neuronviz, "settings", settings, raising=False)
+        settings = types.ModuleType("neuronviz.infra.settings")
+        monkeypatch.setitem(sys.modules, "neuronviz.infra.settings", settings)
+        monkeypatch.setattr(neuronviz.infra, "settings", settings, raising=False)
     monkeypatch.setattr(settings, "time_budget_s", lambda: 0.4, raising=False)
     CALLS.update(attack=0, work=0)
     return stub
@@ -124,7 +124,7 @@ def _cancel_button_script():
     import streamlit as st
     import test_app_cancel as t
 
-    from app import analysis
+    from app import runs as analysis
 
     key = (f"{t._work.__module__}.{t._work.__qualname__}", analysis.digest(21))
     st.button("Cancel", on_click=analysis._cancel_clicked, args=(key, "the work"))
@@ -158,8 +158,8 @@ def _stopped_script():
     from streamlit.delta_generator import DeltaGenerator
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-    import neuronviz.budget as budget
-    from app import analysis
+    import neuronviz.infra.budget as budget
+    from app import runs as analysis
 
     original = DeltaGenerator.caption
     calls = {"n": 0}
@@ -184,7 +184,7 @@ def _stopped_script():
 
 
 def test_a_script_run_that_is_stopped_cancels_its_worker(budget, monkeypatch):
-    monkeypatch.setattr(sys.modules["neuronviz.settings"], "time_budget_s", lambda: 60.0, raising=False)
+    monkeypatch.setattr(sys.modules["neuronviz.infra.settings"], "time_budget_s", lambda: 60.0, raising=False)
     at = AppTest.from_function(_stopped_script, default_timeout=60)
     started = time.monotonic()
     at.run()

@@ -7,7 +7,7 @@ import re
 import pytest
 from apptest import assert_healthy, open_page, submit_attack
 
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 
 def _texts(at, kind: str = "caption") -> list[str]:
@@ -124,8 +124,8 @@ def test_attack_that_changed_nothing_says_so():
 
 def test_pgd_from_the_list_has_the_start_up_steps():
     """15.7: picking PGD from the list gives the same steps as the start-up default."""
-    from app import analysis
-    from neuronviz.attacks import get_attack
+    from app import runs as analysis
+    from neuronviz.methods.attacks import get_attack
 
     at = open_page()
     banner = at.markdown[0].value
@@ -149,7 +149,7 @@ def test_learn_lists_a_norm_for_cw_and_says_how_the_example_was_chosen():
 @pytest.fixture
 def one_labelled_image(monkeypatch):
     """A model with a single labelled sample, as the zoo models have (patched: no 224² model needed)."""
-    from neuronviz import evalset
+    from neuronviz.data import labelled as evalset
 
     monkeypatch.setattr(evalset, "available_images", lambda model: 1)
     real = evalset.evaluation_set
@@ -179,11 +179,11 @@ def test_targeted_batch_says_how_many_images_were_excluded():
     Needs the library's count (``BatchSummary.excluded``, libsafe's branch); skipped before it is merged."""
     import dataclasses
 
-    from neuronviz import batch as batch_module
+    from neuronviz.workflows import batch as batch_module
 
     if "excluded" not in {f.name for f in dataclasses.fields(batch_module.BatchSummary)}:
         pytest.skip("BatchSummary.excluded is not in this checkout yet (libsafe's branch)")
-    from app import analysis
+    from app import runs as analysis
 
     at = open_page("app_pages/batch.py")
     # PGD targeted at class 7 over the first 50 test digits (five of them are 7s)

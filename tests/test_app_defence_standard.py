@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from apptest import assert_healthy, errors, open_page
 
-from neuronviz import batch
-from neuronviz.defenses import list_defenses
+from neuronviz.methods.defences import list_defenses
+from neuronviz.workflows import batch
 
 
 def _run_batch(at, n: int = 10):

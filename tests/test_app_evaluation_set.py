@@ -13,14 +13,14 @@ from apptest import assert_healthy, errors
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from neuronviz.datasets import digits
+from neuronviz.data.datasets import digits
 
 
 def _script():
     import streamlit as st
 
     from app.evaluation_set import evaluation_images
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     model = st.cache_resource(lambda: load_model("digits-cnn", device="cpu"))()
     chosen = evaluation_images(model, count_key="t.n", keep_key="t.keep", purpose="are measured")
@@ -132,9 +132,9 @@ def test_an_image_folder_is_the_batch_pages_evaluation_set(tmp_path):
     numbers and table are the library's on those very images."""
     from apptest import open_page
 
-    from neuronviz import batch
-    from neuronviz.evalset import EvaluationSet
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.labelled import EvaluationSet
+    from neuronviz.workflows import batch
 
     _, y = digits("test")
     for i in range(10):

@@ -14,8 +14,8 @@ from apptest import MAIN, assert_healthy
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest, app_test
 
-from app import exports
-from neuronviz import export
+from app import export_controls as exports
+from neuronviz.workflows import export
 
 FORMATS = ("csv", "json", "pdf", "svg", "png", "png600")
 

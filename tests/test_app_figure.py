@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from neuronviz import analysis, export  # noqa: E402
+from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.data.images import list_samples, load_sample  # noqa: E402
 from neuronviz.figures import compose  # noqa: E402
-from neuronviz.images import list_samples, load_sample  # noqa: E402
-from neuronviz.models import load_model  # noqa: E402
+from neuronviz.workflows import analysis, export  # noqa: E402
 
 SCRIPT = f'''
 import sys

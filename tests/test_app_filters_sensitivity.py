@@ -15,7 +15,7 @@ import pytest
 from apptest import MAIN, assert_healthy, errors, plotly_titles
 from streamlit.testing.v1 import AppTest
 
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
 
 FILTERS, SENSITIVITY = "app_pages/filters.py", "app_pages/sensitivity.py"
 FILTER_IMAGES, SENSITIVITY_IMAGES = 16, 8
@@ -58,9 +58,9 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 
 def _library_report(name: str = "digits-cnn"):
-    from neuronviz.evalset import evaluation_set
-    from neuronviz.fragility import first_layer_fragility
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.labelled import evaluation_set
+    from neuronviz.methods.fragility import first_layer_fragility
 
     model = load_model(name, device="cpu")
     data = evaluation_set(model, FILTER_IMAGES)
@@ -104,7 +104,7 @@ def test_beta_slider_changes_the_shown_numbers():
     assert_healthy(at)
     after = _metrics(at)
     assert "Adversarial, white-box (β = 0.9)" in after and "Adversarial, white-box (β = 0.2)" not in after
-    from neuronviz.fragility import evaluate_rescaled
+    from neuronviz.methods.fragility import evaluate_rescaled
 
     model, data, report = _library_report()
     expected = evaluate_rescaled(model, data.images, data.labels, report, beta=0.9, seed=0)
@@ -131,12 +131,12 @@ def test_filters_page_with_the_sidebars_attack_and_another_model():
 
 
 def test_filters_page_shows_a_failed_dropout_as_a_message(monkeypatch):
-    import neuronviz.fragility
+    import neuronviz.methods.fragility
 
     def broken(*args, **kwargs):
         raise InputError("the sweep broke")
 
-    monkeypatch.setattr(neuronviz.fragility, "first_layer_fragility", broken)
+    monkeypatch.setattr(neuronviz.methods.fragility, "first_layer_fragility", broken)
     at = _open(FILTERS)
     assert "The sweep broke" in errors(at)
     assert plotly_titles(at) == ["First-layer filters of features.0"]  # the grid still shows, unlabelled
@@ -157,8 +157,8 @@ def test_sensitivity_page_shows_every_figure_in_forward_order():
         "Most sensitive channels of features.7: clean vs adversarial",
         "Sensitivity per layer: digits-cnn, digits-cnn-robust, digits-cnn-sns",
     ]
-    from neuronviz.influence import probe_layers
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.methods.influence import probe_layers
 
     forward = [info.name for info in probe_layers(load_model("digits-cnn"))]
     per_layer = _figure(at, "Sensitivity per layer of")
@@ -169,13 +169,13 @@ def test_sensitivity_page_shows_every_figure_in_forward_order():
     assert list(table.value["model"]) == ["digits-cnn", "digits-cnn-robust", "digits-cnn-sns"]
     assert _metrics(at)["Evaluation pairs"] == str(SENSITIVITY_IMAGES)
     # the comparison, assembled from one cached call per model, equals one library call over all three
-    from neuronviz.evalset import evaluation_set
+    from neuronviz.data.labelled import evaluation_set
     from neuronviz.figures.sensitivity import accuracy_rows
-    from neuronviz.sensitivity import compare_models
+    from neuronviz.methods.sensitivity import compare_models
 
     models = {name: load_model(name) for name in ("digits-cnn", "digits-cnn-robust", "digits-cnn-sns")}
     data = evaluation_set(models["digits-cnn"], SENSITIVITY_IMAGES)
-    from app import analysis
+    from app import runs as analysis
 
     params = analysis.default_choice().params(models["digits-cnn"])  # the start-up attack (PGD at its schema defaults)
     expected = compare_models(models, data.images, data.labels, attack="pgd", params=params, seed=0)
@@ -213,12 +213,12 @@ def test_sensitivity_page_on_another_model_keeps_the_comparison():
 
 
 def test_sensitivity_page_shows_a_failed_comparison_as_a_message(monkeypatch):
-    import neuronviz.sensitivity
+    import neuronviz.methods.sensitivity
 
     def broken(*args, **kwargs):
         raise InputError("the comparison broke")
 
-    monkeypatch.setattr(neuronviz.sensitivity, "compare_models", broken)
+    monkeypatch.setattr(neuronviz.methods.sensitivity, "compare_models", broken)
     at = _open(SENSITIVITY)
     assert errors(at) == ["The comparison broke", "The comparison broke"]  # the set and the model comparison
     titles = plotly_titles(at)

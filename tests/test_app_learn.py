@@ -10,14 +10,14 @@ from apptest import assert_healthy, errors, open_page, plotly_titles, submit_att
 @pytest.fixture(scope="module")
 def tour_truth():
     """The tour's example computed directly with the library (no app code)."""
-    from neuronviz.attacks import run_attack
-    from neuronviz.defenses import restore
-    from neuronviz.images import list_samples, load_sample
-    from neuronviz.influence import influence_shift, neuron_influence
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.images import list_samples, load_sample
+    from neuronviz.methods.attacks import run_attack
+    from neuronviz.methods.defences import restore
+    from neuronviz.methods.influence import influence_shift, neuron_influence
 
     model = load_model("digits-cnn", device="cpu")
-    from app import analysis
+    from app import runs as analysis
 
     [sample] = [s for s in list_samples(model) if s.id == analysis.DEFAULT_SAMPLE_ID]
     x = load_sample(sample.id, model)
@@ -29,7 +29,7 @@ def tour_truth():
     import dataclasses
 
     rows = [dataclasses.replace(layer, target=layer.target[i : i + 1], values=layer.values[i : i + 1], activations=layer.activations[i : i + 1]) for i in (0, 1)]
-    from neuronviz.influence import DEFAULT_GROUP_FRACTION
+    from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
     shift = influence_shift(rows[0], rows[1], front=DEFAULT_GROUP_FRACTION, tail=DEFAULT_GROUP_FRACTION)
     return {

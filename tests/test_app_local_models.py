@@ -60,7 +60,7 @@ def local_models(tmp_path, monkeypatch):
     clear_caches()
     yield
     sys.modules.pop("local_app_nets", None)
-    from neuronviz.models import local_source
+    from neuronviz.core.models import local_source
 
     for entry in local_source.local_entries():
         local_source.unregister_local_model(entry.name)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from apptest import clear_caches, errors, open_page, plotly_titles
 
-from neuronviz.attacks import run_attack
-from neuronviz.attribution import input_attribution
-from neuronviz.defenses import get_defense
-from neuronviz.influence import default_layer, neuron_influence, probe_layers
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.attribution import input_attribution
+from neuronviz.methods.defences import get_defense
+from neuronviz.methods.influence import default_layer, neuron_influence, probe_layers
 
 PAGE = "app_pages/neurons.py"
 SCATTER = "neurons.scatter"
@@ -58,7 +58,7 @@ def _selection(at):
 
 def _adversarial(selection) -> torch.Tensor:
     """The default attack of the sidebar (PGD-20, the model's ε, seed 0), run through the library."""
-    from app.analysis import AttackChoice
+    from app.runs import AttackChoice
 
     model = selection.model
     choice = AttackChoice()  # untargeted: away from the clean prediction, as the app attacks
@@ -108,7 +108,7 @@ def test_scatter_transition_and_table_hold_the_analysis_numbers(page):
     xs, _, groups = _scatter_points(page)
     _assert_matches(xs, clean)
     # the front is the top DEFAULT_GROUP_FRACTION (at least one) of the clean influence
-    from neuronviz.influence import DEFAULT_GROUP_FRACTION
+    from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
     k = max(1, int(np.ceil(DEFAULT_GROUP_FRACTION * clean.shape[0] - 1e-9)))
     assert {j for j, g in groups.items() if g == "front"} == set(torch.argsort(clean, descending=True)[:k].tolist())

@@ -21,7 +21,7 @@ def test_neurons_controls_survive_a_visit_to_another_page():
     # Another model: a layer it does not have falls back to its default, as on a model change.
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     assert_healthy(at)
-    from neuronviz.influence import default_layer
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.methods.influence import default_layer
 
     assert at.selectbox(key="neurons.layer").value == default_layer(load_model("digits-resnet"))

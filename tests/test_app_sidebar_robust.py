@@ -17,8 +17,9 @@ import torch
 from apptest import MAIN, assert_healthy
 from streamlit.testing.v1 import AppTest
 
-from app import analysis, sidebar
-from neuronviz.attacks import format_eps, over_255
+from app import runs as analysis
+from app import sidebar
+from neuronviz.methods.attacks import format_eps, over_255
 
 MODEL_PAGE = "app_pages/model_image.py"
 
@@ -215,7 +216,7 @@ def test_one_format_for_budgets_and_measured_norms():
 
 def test_untargeted_wording_matches_what_is_computed(digits_cnn):
     """An untargeted attack moves away from the clean prediction (run_attack's default labels)."""
-    from neuronviz.attacks import run_attack
+    from neuronviz.methods.attacks import run_attack
 
     assert sidebar.AWAY == "away from the clean prediction"
     x = torch.full((1, 1, 28, 28), 0.5)
@@ -228,17 +229,17 @@ def test_untargeted_wording_matches_what_is_computed(digits_cnn):
 
 @pytest.fixture()
 def shared_server(monkeypatch):
-    """neuronviz.settings.shared_server() (the checkpoints branch's) answering True."""
+    """neuronviz.infra.settings.shared_server() (the checkpoints branch's) answering True."""
     import sys
     import types
 
     import neuronviz
 
-    settings = sys.modules.get("neuronviz.settings")
+    settings = sys.modules.get("neuronviz.infra.settings")
     if settings is None:
-        settings = types.ModuleType("neuronviz.settings")
-        monkeypatch.setitem(sys.modules, "neuronviz.settings", settings)
-        monkeypatch.setattr(neuronviz, "settings", settings, raising=False)
+        settings = types.ModuleType("neuronviz.infra.settings")
+        monkeypatch.setitem(sys.modules, "neuronviz.infra.settings", settings)
+        monkeypatch.setattr(neuronviz.infra, "settings", settings, raising=False)
     monkeypatch.setattr(settings, "shared_server", lambda: True, raising=False)
 
 

@@ -12,8 +12,8 @@ import pytest
 from apptest import MAIN, assert_healthy, errors
 from streamlit.testing.v1 import AppTest
 
-from neuronviz.influence import probe_layers
-from neuronviz.models import timm_source as ts
+from neuronviz.core.models import timm_source as ts
+from neuronviz.methods.influence import probe_layers
 
 TINY_VIT = "timm:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2"
 # ConvNeXt takes any input size; atto is the smallest of the family (3.7 M parameters, 224×224).

@@ -14,7 +14,8 @@ from apptest import MAIN, assert_healthy
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import analysis, state, store
+from app import runs as analysis
+from app import state, store
 
 MODEL_PAGE = "app_pages/model_image.py"
 
@@ -125,7 +126,7 @@ def test_the_upload_store_refuses_a_file_larger_than_itself(monkeypatch):
         def getvalue(self) -> bytes:
             return b"x" * 2000
 
-    from neuronviz.errors import InputError
+    from neuronviz.infra.errors import InputError
 
     with pytest.raises(InputError, match="big.png is too large"):
         state.Upload.from_file(File())

@@ -6,7 +6,9 @@ import pytest
 import torch
 import torchattacks
 
-from neuronviz.attacks import (
+from neuronviz.core.models import EMBEDDED, load_model
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import (
     MAX_BATCH,
     AttackReport,
     format_eps,
@@ -16,8 +18,6 @@ from neuronviz.attacks import (
     resolve_params,
     run_attack,
 )
-from neuronviz.errors import InputError
-from neuronviz.models import EMBEDDED, load_model
 
 ALL_ATTACKS = [info.name for info in list_attacks()]
 ISSUE_ATTACKS = {
@@ -273,7 +273,7 @@ def test_seeded_attacks_on_two_models_at_once_equal_one_at_a_time(digits_cnn, di
     the seeded section is serialised, so each result equals its single-thread run."""
     import threading
 
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     robust = load_model("digits-cnn-robust", device="cpu")
     x = digits_test[0][:16]

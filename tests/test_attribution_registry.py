@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronviz.attribution import (
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attribution import (
     ATTRIBUTION_METHODS,
     AttributionMethod,
     get_attribution,
@@ -15,8 +16,7 @@ from neuronviz.attribution import (
     register_attribution,
     unregister_attribution,
 )
-from neuronviz.errors import InputError
-from neuronviz.influence import (
+from neuronviz.methods.influence import (
     METHODS,
     InfluenceMethod,
     default_layer,
@@ -109,7 +109,7 @@ def test_a_new_method_is_one_registered_entry(registered, digits_cnn, digits_tes
 def test_the_documented_example_file_is_a_working_plugin(tmp_path, monkeypatch, digits_cnn, digits_test):
     from pathlib import Path
 
-    from neuronviz import plugins
+    from neuronviz.infra import plugins
 
     text = Path(__file__).resolve().parents[1].joinpath("docs", "architecture.md").read_text()
     section = text.split("### A new attribution or influence method", 1)[1].split("\n### ", 1)[0]

@@ -1,4 +1,4 @@
-"""neuronviz.batch: the numbers of a batch evaluation, chunk invariance, progress, bad input."""
+"""neuronviz.workflows.batch: the numbers of a batch evaluation, chunk invariance, progress, bad input."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from neuronviz import batch
-from neuronviz.attacks import run_attack
-from neuronviz.batch import BLOCK, BatchResult, batch_images, block_seed, evaluate_batch
-from neuronviz.defenses import restore
-from neuronviz.errors import InputError
-from neuronviz.evaluation import defence_table
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import restore
+from neuronviz.workflows import batch
+from neuronviz.workflows.batch import BLOCK, BatchResult, batch_images, block_seed, evaluate_batch
+from neuronviz.workflows.defence_table import defence_table
 
 N = 40  # three blocks of 16: the last one short
 
@@ -52,7 +52,7 @@ def test_bad_number_of_images_raises(digits_cnn, n):
 
 
 def test_other_models_use_the_samples_with_a_known_class():
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     model = load_model("resnet18", weights=None, device="cpu")
     assert not batch.is_digits_model(model)

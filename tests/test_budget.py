@@ -10,12 +10,12 @@ import pytest
 import torch
 import torchattacks  # noqa: F401 - imported up front: the first import takes seconds on a loaded machine
 
-from neuronviz import budget
-from neuronviz.attacks import run_attack
-from neuronviz.defenses import restore
-from neuronviz.errors import CancelledError, InputError, NeuronvizError, TimeLimitError
-from neuronviz.influence import neuron_influence
-from neuronviz.settings import time_budget_s
+from neuronviz.infra import budget
+from neuronviz.infra.errors import CancelledError, InputError, NeuronvizError, TimeLimitError
+from neuronviz.infra.settings import time_budget_s
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import restore
+from neuronviz.methods.influence import neuron_influence
 
 
 def test_a_long_cw_stops_at_its_budget_with_a_message_saying_what_to_lower(digits_cnn, digits_test):
@@ -39,14 +39,18 @@ def test_a_long_cw_stops_at_its_budget_with_a_message_saying_what_to_lower(digit
     assert run_attack(digits_cnn, digits_test[0][:2], "fgsm").adversarial.shape == (2, 1, 28, 28)
 
 
-def test_the_default_budget_comes_from_the_environment(monkeypatch, digits_cnn, digits_test):
+def test_the_server_budget_comes_from_the_environment_and_applies_only_when_asked(monkeypatch, digits_cnn, digits_test):
     monkeypatch.setenv("NEURONVIZ_TIME_BUDGET_S", "0.4")
     assert time_budget_s() == 0.4
+    # budget.limit() with no seconds is the server's budget (what the dashboard enters)
     with pytest.raises(TimeLimitError, match="0.4 s time budget"):
-        run_attack(digits_cnn, digits_test[0][:8], "cw", {"steps": 10_000}, seed=0)
-    # an explicit longer budget replaces the default for the work inside it
+        with budget.limit():
+            run_attack(digits_cnn, digits_test[0][:8], "cw", {"steps": 10_000}, seed=0)
+    # an explicit longer budget replaces it for the work inside it
     with budget.limit(60):
         run_attack(digits_cnn, digits_test[0][:4], "cw", {"steps": 200}, seed=0)
+    # a plain library call has no deadline (issue 24.23: tests/reliability/test_library_deadline.py)
+    assert not budget.active()
     monkeypatch.delenv("NEURONVIZ_TIME_BUDGET_S")
     assert time_budget_s() == 120.0
 
@@ -161,7 +165,7 @@ def test_the_limit_costs_little_in_the_forward_pass(digits_cnn, digits_test):
 )
 def test_counted_evaluations_lie_in_the_estimated_range(name, params, n, digits_cnn, digits_test):
     """The recorder counts every image × pass the attack makes; the estimate brackets it."""
-    from neuronviz.attacks import estimate_range, get_attack
+    from neuronviz.methods.attacks import estimate_range, get_attack
 
     report = run_attack(digits_cnn, digits_test[0][:n], name, params, seed=0)
     low, high = estimate_range(get_attack(name), report.params, n, digits_cnn.num_classes)
@@ -171,7 +175,7 @@ def test_counted_evaluations_lie_in_the_estimated_range(name, params, n, digits_
 
 
 def test_the_autoattack_estimate_is_no_longer_a_flat_16000(digits_cnn):
-    from neuronviz.attacks import estimate_range, get_attack, resolve_params
+    from neuronviz.methods.attacks import estimate_range, get_attack, resolve_params
 
     info = get_attack("autoattack")
     low, high = estimate_range(info, resolve_params(info, None, digits_cnn), 1, 10)
@@ -182,7 +186,7 @@ def test_the_autoattack_estimate_is_no_longer_a_flat_16000(digits_cnn):
 def test_seconds_estimate_against_a_measured_run(digits_cnn, digits_test):
     """Seconds = evaluations × seconds per evaluation measured on the model; within 4× of a real
     PGD run (generous: the test machine is shared; the bench measures the 2× claim)."""
-    from neuronviz.attacks import estimate_work, get_attack, seconds_per_evaluation
+    from neuronviz.methods.attacks import estimate_work, get_attack, seconds_per_evaluation
 
     x = digits_test[0][:16]
     run_attack(digits_cnn, x, "pgd", {"steps": 5}, seed=0)  # warm-up

@@ -1,4 +1,4 @@
-"""neuronviz.cache: bounded by entries and bytes (least recently used first out), one value made
+"""neuronviz.infra.cache: bounded by entries and bytes (least recently used first out), one value made
 once under concurrent misses, and one clear() for every registered cache."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz import cache
-from neuronviz.errors import InputError
+from neuronviz.infra import cache
+from neuronviz.infra.errors import InputError
 
 
 def _fresh(name: str, **bounds) -> cache.Cache:
@@ -72,7 +72,7 @@ def test_failed_make_keeps_nothing():
 
 
 def test_clear_reaches_every_registered_cache_and_the_library_ones():
-    import neuronviz.defenses  # noqa: F401  (NIP and PSSR make their caches on import)
+    import neuronviz.methods.defences  # noqa: F401  (NIP and PSSR make their caches on import)
 
     names = {info.name for info in cache.caches()}
     assert {"nip.class_profiles", "pssr.regenerators"} <= names
@@ -93,7 +93,7 @@ def test_bad_caches_are_refused():
 
 
 def test_regenerator_is_loaded_once_per_model_and_device(digits_cnn):
-    from neuronviz.defenses.pssr import load_regenerator
+    from neuronviz.methods.defences.pssr import load_regenerator
 
     def info() -> cache.CacheInfo:
         return next(i for i in cache.caches() if i.name == "pssr.regenerators")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from neuronviz.figures import captions
-from neuronviz.influence import InfluenceMap, influence_shift, partition
+from neuronviz.methods.influence import InfluenceMap, influence_shift, partition
 
 
 def _map(values, layer: str = "features.7") -> InfluenceMap:
@@ -171,7 +171,8 @@ def test_unchanged_attack_note():
 
 def test_captions_on_the_real_start_up_example():
     """The start-up example's captions, recomputed from the library's influence: both halves hold."""
-    from app import analysis, components, state
+    from app import components, state
+    from app import runs as analysis
 
     model = state.load_requested_model(state.ModelRequest(name=state.DEFAULT_MODEL))
     [sample] = [s for s in state.samples_for(model) if s.id == analysis.DEFAULT_SAMPLE_ID]

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from neuronviz.datasets import digits
-from neuronviz.errors import CheckpointError
-from neuronviz.models import load_model
-from neuronviz.models.builtin import DigitsCNN, DigitsResNet
+from neuronviz.core.models import load_model
+from neuronviz.core.models.builtin import DigitsCNN, DigitsResNet
+from neuronviz.data.datasets import digits
+from neuronviz.infra.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from neuronviz import analysis, cli, export  # noqa: E402
+from neuronviz import cli  # noqa: E402
+from neuronviz.data.images import load_sample  # noqa: E402
 from neuronviz.figures import compose  # noqa: E402
-from neuronviz.images import load_sample  # noqa: E402
+from neuronviz.workflows import analysis, export  # noqa: E402
 
 needs_chromium = pytest.mark.skipif(
     export.find_chromium() is None, reason="no chromium (/usr/bin/chromium or $BROWSER_PATH): static export needs one"
@@ -41,7 +42,7 @@ def test_cli_figure_equals_the_library(tmp_path, digits_cnn):
     assert numbers == expected
     record = json.loads((tmp_path / "fig.svg.provenance.json").read_text())
     assert record["model"]["content_hash"] == digits_cnn.content_hash
-    from neuronviz.digest import tensor_digest
+    from neuronviz.infra.digest import tensor_digest
 
     assert record["image"] == {"name": "digit-test-3", "shape": [1, 1, 28, 28],
                                "content_hash": tensor_digest(load_sample("digit-test-3", digits_cnn))}
@@ -59,7 +60,7 @@ def test_cli_build_matches_without_export(digits_cnn):
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    from neuronviz.figure_cli import add_parser, build
+    from neuronviz.cli.figure import add_parser, build
 
     add_parser(sub)
     args = parser.parse_args([*ARGS, "--defences", "pssr", "--out", "x.pdf"])
@@ -97,8 +98,8 @@ def test_cli_figure_is_the_pages_figure(digits_cnn):
     """The page composes with the sample's true class marked; the CLI does the same for a sample id."""
     import argparse
 
-    from neuronviz.figure_cli import add_parser, build
-    from neuronviz.images import list_samples
+    from neuronviz.cli.figure import add_parser, build
+    from neuronviz.data.images import list_samples
 
     sample = list_samples(digits_cnn)[0]
     parser = argparse.ArgumentParser()

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-import neuronviz.fragility as fragility
-from neuronviz.fragility import evaluate_rescaled, first_layer_fragility, inputs_digest
+import neuronviz.methods.fragility as fragility
+from neuronviz.methods.fragility import evaluate_rescaled, first_layer_fragility, inputs_digest
 
 
 @pytest.fixture

@@ -15,14 +15,14 @@ CONV = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
 
 def _model(name, device):
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     return load_model(name, device=device, weights=None if name == "resnet18" else "default")
 
 
 @pytest.mark.parametrize("name", ["digits-cnn", "digits-resnet", "resnet18"])
 def test_influence_on_cuda_equals_the_cpu_and_captum(name):
-    from neuronviz.influence import neuron_influence, probe_layers
+    from neuronviz.methods.influence import neuron_influence, probe_layers
 
     cpu, gpu = _model(name, "cpu"), _model(name, "cuda")
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def test_influence_on_cuda_equals_the_cpu_and_captum(name):
 
 
 def test_hooks_removed_and_model_untouched_on_cuda():
-    from neuronviz.influence import neuron_influence
+    from neuronviz.methods.influence import neuron_influence
 
     model = _model("digits-resnet", "cuda")
     hooks = sum(len(m._forward_hooks) for m in model.modules())
@@ -63,7 +63,7 @@ def test_hooks_removed_and_model_untouched_on_cuda():
 
 
 def test_to_cpu_one_transfer_gives_independent_tensors():
-    from neuronviz.influence import _to_cpu
+    from neuronviz.methods.influence import _to_cpu
 
     a, b = torch.arange(6.0).view(2, 3), torch.arange(4.0).view(2, 2) + 10
     moved = _to_cpu([a.cuda(), b.cuda()])
@@ -74,9 +74,9 @@ def test_to_cpu_one_transfer_gives_independent_tensors():
 
 def test_attack_and_restorations_on_cuda():
     pytest.importorskip("torchattacks")
-    from neuronviz.attacks import run_attack
-    from neuronviz.datasets import digits
-    from neuronviz.defenses import get_defense
+    from neuronviz.data.datasets import digits
+    from neuronviz.methods.attacks import run_attack
+    from neuronviz.methods.defences import get_defense
 
     model = _model("digits-cnn", "cuda")
     x, y = digits("test")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuronviz.datasets import DIGITS_CLASSES, digits, digits_by_class, upsample
-from neuronviz.errors import InputError
+from neuronviz.data.datasets import DIGITS_CLASSES, digits, digits_by_class, upsample
+from neuronviz.infra.errors import InputError
 
 
 def test_split_sizes_shapes_and_range():

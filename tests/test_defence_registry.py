@@ -6,10 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.batch import defence_label
-from neuronviz.defenses import Defense, Identity, Restored, get_defense, list_defenses, register_defense, restore
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import (
+    Defense,
+    Identity,
+    Restored,
+    get_defense,
+    list_defenses,
+    register_defense,
+    restore,
+)
+from neuronviz.workflows.batch import defence_label
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ def test_register_refuses_incomplete_entries():
 
 
 def test_unavailable_says_why_and_a_direct_call_raises_the_same_words(digits_cnn):
-    from neuronviz.models import wrap_model
+    from neuronviz.core.models import wrap_model
 
     assert all(d.unavailable(digits_cnn) is None for d in list_defenses())
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
@@ -93,7 +101,7 @@ def test_unavailable_says_why_and_a_direct_call_raises_the_same_words(digits_cnn
     other = wrap_model(net, [0.5] * 3, [0.25] * 3, (16, 16), tuple(f"c{i}" for i in range(5)))
     reactive = get_defense("nip-reactive")
     reason = reactive.unavailable(other)
-    assert reason is not None and "28×28 digits models" in reason
+    assert reason is not None and "embedded digits models" in reason and "your labelled evaluation images" in reason.lower()
     assert [d.name for d in list_defenses() if d.unavailable(other) is not None] == ["nip-reactive"]
-    with pytest.raises(InputError, match="28×28 digits models"):
+    with pytest.raises(InputError, match="embedded digits models"):
         reactive.restore_for(other, torch.rand(1, 3, 16, 16), benign=None)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuronviz import batch, evalset
-from neuronviz import evaluate as ev
-from neuronviz.attacks import run_attack
-from neuronviz.defenses import get_defense, list_defenses
-from neuronviz.defenses.adaptive import adaptive_attack, defended_model, method
-from neuronviz.stats import rate
+from neuronviz.data import labelled as evalset
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import get_defense, list_defenses
+from neuronviz.methods.defences.adaptive import adaptive_attack, defended_model, method
+from neuronviz.methods.stats import rate
+from neuronviz.workflows import batch
+from neuronviz.workflows import evaluate as ev
 
 BASELINES = ("jpeg", "bit-depth", "median", "random-resize-pad")
 
@@ -108,7 +109,7 @@ def test_every_adaptive_row_is_at_least_as_strong_as_the_plain_one(digits_cnn):
 
 
 def test_a_transfer_row_reports_the_victims_numbers(digits_cnn, x16):
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     surrogate = load_model("digits-cnn-robust", device="cpu")
     data = ev.load_dataset("digits", digits_cnn, limit=16)
@@ -123,8 +124,8 @@ def test_a_transfer_row_reports_the_victims_numbers(digits_cnn, x16):
     assert result.provenance["extra"]["surrogate"]["name"] == "digits-cnn-robust"
     from torch import nn
 
-    from neuronviz.errors import InputError
-    from neuronviz.models.pixel import ModelMeta, PixelModel
+    from neuronviz.core.models.pixel import ModelMeta, PixelModel
+    from neuronviz.infra.errors import InputError
 
     colour = PixelModel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 10)), [0.0] * 3, [1.0] * 3, (28, 28),
                         [str(i) for i in range(10)], ModelMeta(name="rgb", architecture="linear", source="test"))

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.defenses import get_defense, list_defenses, restore
-from neuronviz.defenses.nip import nip_step_direction
-from neuronviz.defenses.pssr import inpaint, load_regenerator, salient_mask
-from neuronviz.errors import InputError
-from neuronviz.evaluation import defence_table
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import get_defense, list_defenses, restore
+from neuronviz.methods.defences.nip import nip_step_direction
+from neuronviz.methods.defences.pssr import inpaint, load_regenerator, salient_mask
+from neuronviz.workflows.defence_table import defence_table
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_reactive_uses_no_label_and_says_what_it_tried(digits_cnn, attacked):
     assert result.trace["candidates"].shape == (3, 6) and result.trace["scores"].shape == (3, 6)
     chosen = result.trace["chosen"][0]
     assert chosen.min() >= 0 and chosen.max() < 3
-    rgb = __import__("neuronviz.models", fromlist=["load_model"]).load_model("resnet18", weights=None, device="cpu")
+    rgb = __import__("neuronviz.core.models", fromlist=["load_model"]).load_model("resnet18", weights=None, device="cpu")
     with pytest.raises(InputError, match="class influence profiles"):
         restore(rgb, torch.rand(1, 3, 64, 64), "nip-reactive")
 
@@ -162,7 +162,7 @@ def test_defence_table(digits_cnn, digits_test):
 
 
 def test_adaptive_attacker_goes_through_pssr(digits_cnn, digits_test):
-    from neuronviz.defenses.pssr import defended_model
+    from neuronviz.methods.defences.pssr import defended_model
 
     x, y = digits_test[0][:12], digits_test[1][:12]
     through = defended_model(digits_cnn)
@@ -180,13 +180,13 @@ def test_adaptive_attacker_goes_through_pssr(digits_cnn, digits_test):
     assert adaptive["accuracy_adversarial"] < plain["accuracy_adversarial"]  # knowing the defence helps the attacker
 
 
-@pytest.mark.parametrize("name", list(__import__("neuronviz.models", fromlist=["EMBEDDED"]).EMBEDDED))
+@pytest.mark.parametrize("name", list(__import__("neuronviz.core.models", fromlist=["EMBEDDED"]).EMBEDDED))
 def test_each_embedded_model_has_its_regenerator_and_card(name, digits_test):
     import hashlib
     import json
 
-    from neuronviz.defenses.pssr import regenerator_path
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.methods.defences.pssr import regenerator_path
 
     model = load_model(name, device="cpu")
     path = regenerator_path(name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuronviz.models import assets_dir, load_model, model_card
+from neuronviz.core.models import assets_dir, load_model, model_card
 
 NAME = "digits-vit"
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchattacks
 
-from neuronviz.datasets import digits
-from neuronviz.models import EMBEDDED, assets_dir, load_model, model_card
+from neuronviz.core.models import EMBEDDED, assets_dir, load_model, model_card
+from neuronviz.data.datasets import digits
 from neuronviz.training.digits import RECIPES, train
 
 REQUIRED_CLEAN = {"digits-cnn": 0.97, "digits-resnet": 0.97, "digits-cnn-robust": 0.93, "digits-cnn-sns": 0.93, "digits-vit": 0.98}

@@ -1,4 +1,4 @@
-"""neuronviz.evalset: a labelled evaluation set for any model."""
+"""neuronviz.data.labelled: a labelled evaluation set for any model."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz.datasets import digits
-from neuronviz.errors import InputError
-from neuronviz.evalset import DEFAULT_IMAGES, available_images, evaluation_set, is_digits_model
-from neuronviz.images import list_samples, load_sample
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.data.datasets import digits
+from neuronviz.data.images import list_samples, load_sample
+from neuronviz.data.labelled import DEFAULT_IMAGES, available_images, evaluation_set, is_digits_model
+from neuronviz.infra.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from neuronviz import evaluate as ev
-from neuronviz import provenance
-from neuronviz.batch import evaluate_batch
 from neuronviz.cli import main
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows import evaluate as ev
+from neuronviz.workflows import provenance
+from neuronviz.workflows.batch import evaluate_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""neuronviz/export.py: PDF/SVG/PNG at a physical size through kaleido and chromium, with provenance.
+"""neuronviz/workflows/export.py: PDF/SVG/PNG at a physical size through kaleido and chromium, with provenance.
 
 Tests that render need a chromium (Debian's /usr/bin/chromium; CI has it) and skip without one.
 pdfinfo/pdffonts (Debian's poppler-utils) check the PDF from outside; those skip without them.
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from neuronviz import export  # noqa: E402
-from neuronviz.errors import InputError, NeuronvizError  # noqa: E402
+from neuronviz.infra.errors import InputError, NeuronvizError  # noqa: E402
+from neuronviz.workflows import export  # noqa: E402
 
 needs_chromium = pytest.mark.skipif(
     export.find_chromium() is None, reason="no chromium (/usr/bin/chromium or $BROWSER_PATH): static export needs one"

@@ -1,4 +1,4 @@
-"""app/exports.py: the numbers behind each chart (CSV, JSON) round-trip exactly, carry the right
+"""app/export_controls.py: the numbers behind each chart (CSV, JSON) round-trip exactly, carry the right
 provenance (model and image content hashes, attack, ε, target, seed), and equal the library's
 results; a chart renders to SVG with its record inside."""
 
@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from app import exports, state
-from neuronviz import export
-from neuronviz.analysis import AttackChoice, compute_analysis
-from neuronviz.images import list_samples, load_sample
-from neuronviz.influence import influence_shift
+from app import export_controls as exports
+from app import state
+from neuronviz.data.images import list_samples, load_sample
+from neuronviz.methods.influence import influence_shift
+from neuronviz.workflows import export
+from neuronviz.workflows.analysis import AttackChoice, compute_analysis
 
 
 @pytest.fixture(scope="module")

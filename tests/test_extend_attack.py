@@ -20,8 +20,10 @@ import torch
 import torchattacks
 from apptest import assert_healthy, clear_caches, open_page, submit_attack
 
-from neuronviz import plugins
-from neuronviz.attacks import (
+from neuronviz.infra import plugins
+from neuronviz.infra.errors import InputError
+from neuronviz.infra.schema import Param
+from neuronviz.methods.attacks import (
     ATTACKS,
     AttackInfo,
     get_attack,
@@ -30,8 +32,6 @@ from neuronviz.attacks import (
     run_attack,
     unregister_attack,
 )
-from neuronviz.errors import InputError
-from neuronviz.schema import Param
 
 # -- the built-in catalogue --------------------------------------------------------------------------
 
@@ -86,8 +86,8 @@ PLUGIN = '''
 import torch
 from torchattacks.attack import Attack
 
-from neuronviz.attacks import AttackInfo, register_attack
-from neuronviz.schema import Param
+from neuronviz.methods.attacks import AttackInfo, register_attack
+from neuronviz.infra.schema import Param
 
 
 class FGM(Attack):
@@ -145,9 +145,10 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_a_new_attack_in_one_file_reaches_the_dashboard_the_batch_page_and_the_cli(plugin, capsys):
-    from neuronviz import analysis, batch, cli
-    from neuronviz.images import load_sample
-    from neuronviz.models import load_model
+    from neuronviz import cli
+    from neuronviz.core.models import load_model
+    from neuronviz.data.images import load_sample
+    from neuronviz.workflows import analysis, batch
 
     # The sidebar lists it (the app loads the plugin itself), and the Attack page runs it.
     at = open_page()

@@ -11,8 +11,8 @@ import torch
 from apptest import errors, open_page
 from test_app_neurons import PAGE, _adversarial, _decode, _selection, _spec
 
-from neuronviz import plugins
-from neuronviz.attribution import list_attributions, unregister_attribution
+from neuronviz.infra import plugins
+from neuronviz.methods.attribution import list_attributions, unregister_attribution
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 

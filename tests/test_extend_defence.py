@@ -12,7 +12,7 @@ import pytest
 import torch
 from apptest import assert_healthy, errors, open_page, plotly_titles
 
-from neuronviz import plugins
+from neuronviz.infra import plugins
 
 NAME = "mean-3x3"
 SHORT = "Mean 3×3"
@@ -24,8 +24,8 @@ Li and Li, ICCV 2017, used to recover adversarial images). Label-free, so deploy
 
 import torch.nn.functional as F
 
-from neuronviz.defenses import Defense, Restored, register_defense
-from neuronviz.schema import Param
+from neuronviz.methods.defences import Defense, Restored, register_defense
+from neuronviz.infra.schema import Param
 
 
 class MeanSmoothing(Defense):
@@ -60,7 +60,7 @@ def _mean(x: torch.Tensor) -> torch.Tensor:
 @pytest.fixture()
 def plugin(tmp_path, monkeypatch):
     """The plugin on sys.path and in NEURONVIZ_PLUGINS; afterwards the registry is as before."""
-    from neuronviz.defenses import DEFENSES
+    from neuronviz.methods.defences import DEFENSES
 
     module = "nv_plugin_mean_defence"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
@@ -100,7 +100,7 @@ def test_the_cli_lists_and_evaluates_it(plugin, tmp_path, capsys, digits_cnn, di
     assert row.startswith("| FGSM | 0.2 | none |") and "| yes |" in row  # deployable
 
     # the numbers are the smoothing's own: accuracy after it on the attacked and on the clean images
-    from neuronviz.attacks import run_attack
+    from neuronviz.methods.attacks import run_attack
 
     x, y = digits_test[0][:16], digits_test[1][:16]
     adversarial = run_attack(digits_cnn, x, "fgsm", {"eps": 0.2}).adversarial  # FGSM draws nothing

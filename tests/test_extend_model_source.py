@@ -11,8 +11,8 @@ import pytest
 from apptest import MAIN, assert_healthy, errors
 from streamlit.testing.v1 import AppTest
 
-from neuronviz import plugins
-from neuronviz.models import sources
+from neuronviz.core.models import registry as sources
+from neuronviz.infra import plugins
 
 PLUGIN = textwrap.dedent(
     '''
@@ -21,7 +21,7 @@ PLUGIN = textwrap.dedent(
     import torch
     from torch import nn
 
-    from neuronviz.models import ImagePolicy, ModelInfo, ModelSource, register_source, wrap_model
+    from neuronviz.core.models import ImagePolicy, ModelInfo, ModelSource, register_source, wrap_model
 
 
     class LabNet(nn.Module):

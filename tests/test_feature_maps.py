@@ -1,12 +1,12 @@
-"""neuronviz.feature_maps: the maps of chosen channels on a clean image and its adversarial version."""
+"""neuronviz.methods.feature_maps: the maps of chosen channels on a clean image and its adversarial version."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from neuronviz.errors import InputError
-from neuronviz.feature_maps import channel_maps
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.feature_maps import channel_maps
 
 
 def test_channel_maps_equal_a_plain_forward(digits_cnn, digits_test):

@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from neuronviz import analysis  # noqa: E402
-from neuronviz.errors import InputError  # noqa: E402
 from neuronviz.figures import compose  # noqa: E402
-from neuronviz.influence import influence_shift, layer_shift_table  # noqa: E402
+from neuronviz.infra.errors import InputError  # noqa: E402
+from neuronviz.methods.influence import influence_shift, layer_shift_table  # noqa: E402
+from neuronviz.workflows import analysis  # noqa: E402
 
 ALL_CHARTS = ("top5", "front-tail", "layers", "restoration")
 

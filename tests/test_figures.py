@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from neuronviz import figures
-from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
+from neuronviz.infra.errors import InputError
 
 DIGITS = [str(i) for i in range(10)]
 

@@ -11,12 +11,12 @@ import plotly.io as pio
 import pytest
 import torch
 
-from neuronviz.attacks import AttackTrace
-from neuronviz.defenses import Restoration
-from neuronviz.errors import InputError
 from neuronviz.figures import INK, PALETTE, TEMPLATE, prediction_bars
 from neuronviz.figures import attack as fa
-from neuronviz.sweep import EpsSweep
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import AttackTrace
+from neuronviz.methods.defences import Restoration
+from neuronviz.workflows.sweep import EpsSweep
 
 DIGITS = [str(i) for i in range(10)]
 
@@ -360,6 +360,6 @@ def test_panel_bars_are_the_prediction_bars_with_room_for_labels():
 
 
 def test_importing_the_attack_figures_does_not_import_streamlit():
-    code = "import sys, neuronviz.figures.attack, neuronviz.sweep; print('streamlit' in sys.modules)"
+    code = "import sys, neuronviz.figures.attack, neuronviz.workflows.sweep; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

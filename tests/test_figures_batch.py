@@ -8,10 +8,10 @@ import plotly.io as pio
 import pytest
 import torch
 
-from neuronviz.batch import BatchResult
-from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE, TEMPLATE
 from neuronviz.figures.batch import DEFENCE_PATTERNS, accuracy_figure, per_class_figure
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows.batch import BatchResult
 
 NAMES = ["zero", "one", "two", "three"]
 

@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
 from neuronviz.figures import filters as figs
-from neuronviz.fragility import (
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.fragility import (
     FirstLayerMaps,
     FragilityReport,
     RescaleEvaluation,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from neuronviz import figures
-from neuronviz.errors import InputError
 from neuronviz.figures import PALETTE
 from neuronviz.figures import neurons as nf
-from neuronviz.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.influence import GROUP_NAMES, InfluenceMap, influence_shift, layer_shift_table, partition
 
 # Ten channels of a conv layer (shape 10×2×2): clean influence falls from 9 to 0; the "attack"
 # suppresses the top three and lifts the bottom two, so front/tail membership changes.

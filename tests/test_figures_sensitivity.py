@@ -7,12 +7,12 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from neuronviz.errors import InputError
-from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures import PALETTE
 from neuronviz.figures import sensitivity as figs
-from neuronviz.influence import probe_layers
-from neuronviz.sensitivity import SensitivityComparison, SensitivityMap, neuron_sensitivity
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.feature_maps import ChannelMaps
+from neuronviz.methods.influence import probe_layers
+from neuronviz.methods.sensitivity import SensitivityComparison, SensitivityMap, neuron_sensitivity
 
 
 def _smap(layer: str, values: list[float], scale: float = 2.0, top: list[int] | None = None, shape=(4, 3, 3)) -> SensitivityMap:

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz.errors import InputError
-from neuronviz.fragility import (
+from neuronviz.core.models import wrap_model
+from neuronviz.core.probe import probe
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.fragility import (
     evaluate_rescaled,
     first_conv,
     first_layer_fragility,
@@ -17,8 +19,6 @@ from neuronviz.fragility import (
     partial_zero,
     rescale_first_layer,
 )
-from neuronviz.models import wrap_model
-from neuronviz.probe import probe
 
 
 def _hooks(model):

@@ -1,4 +1,4 @@
-"""neuronviz.images: decoding, refusals, mode/alpha/geometry policies, samples.
+"""neuronviz.data.images: decoding, refusals, mode/alpha/geometry policies, samples.
 
 Every image is made inside the test (PIL into io.BytesIO or tmp_path); nothing is downloaded.
 Most tests use randomly initialised models: only the input facts (channels, size, policy) matter.
@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 from torch import nn
 
-from neuronviz import images
-from neuronviz.errors import ImageError, InputError, NeuronvizError
-from neuronviz.images import (
+from neuronviz.core.models import ImagePolicy, load_model, wrap_model
+from neuronviz.data import images
+from neuronviz.data.images import (
     ImageInfo,
     Sample,
     list_samples,
@@ -30,7 +30,7 @@ from neuronviz.images import (
     load_sample,
     sample_digits,
 )
-from neuronviz.models import ImagePolicy, load_model, wrap_model
+from neuronviz.infra.errors import ImageError, InputError, NeuronvizError
 
 # -- models and helpers -----------------------------------------------------------------------
 
@@ -614,7 +614,7 @@ def test_unknown_sample_ids(digits_model):
 
 
 def test_sample_photos_are_small_jpegs_with_licences():
-    from neuronviz.models import assets_dir
+    from neuronviz.core.models import assets_dir
 
     folder = assets_dir() / "samples"
     licences = (folder / "LICENSES.md").read_text()

@@ -5,10 +5,12 @@ import torch
 from captum.attr import InternalInfluence, LayerConductance, LayerGradientXActivation
 from torch import nn
 
-from neuronviz.attacks import run_attack
-from neuronviz.attribution import input_attribution
-from neuronviz.errors import InputError
-from neuronviz.influence import (
+from neuronviz.core.models import load_model, wrap_model
+from neuronviz.core.probe import probe
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.attribution import input_attribution
+from neuronviz.methods.influence import (
     FRONT,
     MIDDLE,
     TAIL,
@@ -20,8 +22,6 @@ from neuronviz.influence import (
     partition,
     probe_layers,
 )
-from neuronviz.models import load_model, wrap_model
-from neuronviz.probe import probe
 
 
 class HandNet(nn.Module):

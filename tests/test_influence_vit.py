@@ -10,11 +10,14 @@ import torch
 from captum.attr import LayerGradientXActivation
 from torch import nn
 
-from neuronviz.attribution import input_attribution
-from neuronviz.errors import InputError
-from neuronviz.feature_maps import channel_maps
-from neuronviz.fragility import first_conv, first_layer_maps, nodal_dropout
-from neuronviz.influence import (
+from neuronviz.core.layers import layer_info
+from neuronviz.core.models import wrap_model
+from neuronviz.core.probe import probe
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attribution import input_attribution
+from neuronviz.methods.feature_maps import channel_maps
+from neuronviz.methods.fragility import first_conv, first_layer_maps, nodal_dropout
+from neuronviz.methods.influence import (
     default_layer,
     influence_shift,
     layer_shift_table,
@@ -22,10 +25,7 @@ from neuronviz.influence import (
     partition,
     probe_layers,
 )
-from neuronviz.layers import layer_info
-from neuronviz.models import wrap_model
-from neuronviz.probe import probe
-from neuronviz.sensitivity import neuron_sensitivity
+from neuronviz.methods.sensitivity import neuron_sensitivity
 
 timm = pytest.importorskip("timm")
 
@@ -268,7 +268,7 @@ def test_torchvision_vision_transformer_is_listed_by_block():
 
 
 def test_nip_ranks_a_vits_hidden_units_not_its_tokens(vit, x):
-    from neuronviz.defenses.nip import nip_step_direction
+    from neuronviz.methods.defences.nip import nip_step_direction
 
     model, _ = vit
     target = torch.tensor([1, 2])

@@ -30,7 +30,7 @@ def installed(tmp_path):
 def test_import_from_outside_the_checkout(installed, tmp_path):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert installed == version
-    code = "import neuronviz, neuronviz.evaluate, neuronviz.provenance; print(neuronviz.__version__); print(neuronviz.__file__)"
+    code = "import neuronviz, neuronviz.workflows.evaluate, neuronviz.workflows.provenance; print(neuronviz.__version__); print(neuronviz.__file__)"
     out = _outside(tmp_path, sys.executable, "-c", code)
     assert out.returncode == 0, out.stderr
     printed_version, where = out.stdout.split()

@@ -1,4 +1,4 @@
-"""neuronviz/analysis.py: the library copy of the dashboard's analysis gives the app's numbers,
+"""neuronviz/workflows/analysis.py: the library copy of the dashboard's analysis gives the app's numbers,
 and importing it does not import Streamlit."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from neuronviz import analysis as library  # noqa: E402
-from neuronviz.errors import InputError  # noqa: E402
+from neuronviz.infra.errors import InputError  # noqa: E402
+from neuronviz.workflows import analysis as library  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,14 @@ def image(digits_test):
 
 
 def test_import_does_not_pull_streamlit():
-    code = "import sys, neuronviz.analysis; print('streamlit' in sys.modules)"
+    code = "import sys, neuronviz.workflows.analysis; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
 
 def test_constants_match_the_app():
-    from app import analysis as app
+    from app import runs as app
 
     assert library.RESTORATIONS == app.RESTORATIONS
     assert library.CONDITIONS == app.CONDITIONS
@@ -43,7 +43,7 @@ def test_constants_match_the_app():
 
 
 def test_digest_matches_the_app(digits_cnn, image):
-    from app import analysis as app
+    from app import runs as app
 
     args = (digits_cnn, image, {"eps": 0.1, "steps": 3}, [1, 2.5, "x", None])
     assert library.digest(*args) == app.digest(*args)
@@ -55,7 +55,7 @@ def test_digest_matches_the_app(digits_cnn, image):
 
 
 def test_compute_analysis_equals_the_apps(digits_cnn, image):
-    from app import analysis as app
+    from app import runs as app
 
     overrides = {"steps": 5, "eps": 0.15}
     mine = library.compute_analysis(digits_cnn, image, library.AttackChoice.make("pgd", overrides, seed=3))

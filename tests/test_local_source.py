@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz.errors import CheckpointError, InputError, ModelNotFoundError
-from neuronviz.fragility import first_conv, nodal_dropout
-from neuronviz.influence import neuron_influence, probe_layers
-from neuronviz.models import local_source, wrap_model
-from neuronviz.models.sources import create_model, list_sources
+from neuronviz.core.models import local_source, wrap_model
+from neuronviz.core.models.registry import create_model, list_sources
+from neuronviz.infra.errors import CheckpointError, InputError, ModelNotFoundError
+from neuronviz.methods.fragility import first_conv, nodal_dropout
+from neuronviz.methods.influence import neuron_influence, probe_layers
 
 #: A custom architecture the project has never seen: a residual block (named like torchvision's,
 #: so the probe layers list it as a block), a gate that is not a torch.nn type, digits-sized.
@@ -25,7 +25,7 @@ NETS = textwrap.dedent(
     import torch
     from torch import nn
 
-    from neuronviz.models import wrap_model
+    from neuronviz.core.models import wrap_model
 
 
     class BasicBlock(nn.Module):

@@ -11,8 +11,7 @@ from apptest import MAIN, assert_healthy, errors
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from neuronviz.errors import InputError, ModelNotFoundError
-from neuronviz.models import (
+from neuronviz.core.models import (
     ImagePolicy,
     ModelInfo,
     ModelSource,
@@ -25,8 +24,9 @@ from neuronviz.models import (
     source_for,
     wrap_model,
 )
-from neuronviz.models import sources as sources_module
-from neuronviz.models.sources import parse_options
+from neuronviz.core.models import registry as sources_module
+from neuronviz.core.models.registry import parse_options
+from neuronviz.infra.errors import InputError, ModelNotFoundError
 
 
 class _Tiny(nn.Module):

@@ -16,12 +16,12 @@ from torch import nn
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from neuronviz import settings  # noqa: E402
-from neuronviz.attacks import run_attack  # noqa: E402
-from neuronviz.errors import CheckpointError, InputError  # noqa: E402
-from neuronviz.influence import probe_layers  # noqa: E402
-from neuronviz.models import onnx_source  # noqa: E402
-from neuronviz.models.sources import list_sources  # noqa: E402
+from neuronviz.core.models import onnx_source  # noqa: E402
+from neuronviz.core.models.registry import list_sources  # noqa: E402
+from neuronviz.infra import settings  # noqa: E402
+from neuronviz.infra.errors import CheckpointError, InputError  # noqa: E402
+from neuronviz.methods.attacks import run_attack  # noqa: E402
+from neuronviz.methods.influence import probe_layers  # noqa: E402
 
 
 class Gate(nn.Module):

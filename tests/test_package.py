@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_neuronviz_does_not_import_streamlit():
     code = (
-        "import sys, neuronviz, neuronviz.models, neuronviz.datasets, neuronviz.images, neuronviz.figures, "
+        "import sys, neuronviz, neuronviz.core.models, neuronviz.data.datasets, neuronviz.data.images, neuronviz.figures, "
         "neuronviz.cli, neuronviz.training.digits\n"
         "assert 'streamlit' not in sys.modules, 'streamlit was imported'\n"
         "print('ok')"

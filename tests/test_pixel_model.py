@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz.errors import InputError
-from neuronviz.models import PixelModel, wrap_model
+from neuronviz.core.models import PixelModel, wrap_model
+from neuronviz.infra.errors import InputError
 
 
 class Sum(nn.Module):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from neuronviz import plugins
-from neuronviz.errors import PluginError
+from neuronviz.infra import plugins
+from neuronviz.infra.errors import PluginError
 
 
 def test_named_module_imported_once(tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ import torch
 from captum.attr import LayerGradientXActivation
 from torch import nn
 
-from neuronviz.influence import _to_cpu, neuron_influence, probe_layers
-from neuronviz.models import load_model
-from neuronviz.probe import probe
+from neuronviz.core.models import load_model
+from neuronviz.core.probe import probe
+from neuronviz.methods.influence import _to_cpu, neuron_influence, probe_layers
 
 
 def _captum(model, layers, x, target):
@@ -94,7 +94,7 @@ def test_a_layer_the_objective_does_not_depend_on_gets_zeros():
             self.unused(h)  # computed, never used
             return self.fc(h.flatten(1))
 
-    from neuronviz.models import wrap_model
+    from neuronviz.core.models import wrap_model
 
     model = wrap_model(TwoHeads(), mean=[0.0], std=[1.0], input_size=(28, 28), class_names=["a", "b"], name="two-heads")
     x = torch.rand(2, 1, 28, 28)

@@ -16,4 +16,4 @@ def test_only_probe_registers_hooks():
         for path in (ROOT / folder).rglob("*.py")
         if HOOKS.search(path.read_text(encoding="utf-8"))
     }
-    assert found == {"neuronviz/probe.py"}
+    assert found == {"neuronviz/core/probe.py"}

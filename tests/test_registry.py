@@ -5,9 +5,17 @@ import re
 import pytest
 import torch
 
-from neuronviz.errors import DeviceError, ModelNotFoundError, WeightsNotAvailableError
-from neuronviz.models import EMBEDDED, ZOO, download_weights, list_models, load_model, resolve_device, weights_cached
-from neuronviz.models import torchvision_zoo as zoo
+from neuronviz.core.models import (
+    EMBEDDED,
+    ZOO,
+    download_weights,
+    list_models,
+    load_model,
+    resolve_device,
+    weights_cached,
+)
+from neuronviz.core.models import torchvision_zoo as zoo
+from neuronviz.infra.errors import DeviceError, ModelNotFoundError, WeightsNotAvailableError
 
 ISSUE_ZOO = ["resnet18", "resnet50", "vgg16", "vgg19", "mobilenet_v2", "densenet121", "efficientnet_b0"]
 
@@ -144,7 +152,7 @@ def test_devices():
 def test_failed_download_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
     import urllib.error
 
-    from neuronviz.errors import DownloadError
+    from neuronviz.infra.errors import DownloadError
 
     _fresh_torch_home(tmp_path, monkeypatch)
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuronviz import attacks as attacks_module
-from neuronviz.attacks import get_attack, list_attacks, resolve_params, run_attack
-from neuronviz.models import load_model
+from neuronviz.core.models import load_model
+from neuronviz.methods import attacks as attacks_module
+from neuronviz.methods.attacks import get_attack, list_attacks, resolve_params, run_attack
 
 # Cheap settings (the same spirit as tests/test_attacks.py FAST)
 FAST = {
@@ -232,8 +232,8 @@ def test_same_seed_same_result_also_concurrently(name, params, digits_cnn, resne
 
 
 def test_an_attack_stopped_midway_gives_the_lock_back(digits_cnn, digits_test):
-    from neuronviz import budget
-    from neuronviz.errors import TimeLimitError
+    from neuronviz.infra import budget
+    from neuronviz.infra.errors import TimeLimitError
 
     with pytest.raises(TimeLimitError):
         with budget.limit(0.3):
@@ -247,7 +247,7 @@ def test_an_attack_stopped_midway_gives_the_lock_back(digits_cnn, digits_test):
 
 def test_no_defence_draws_random_numbers(digits_cnn, digits_test):
     """docs/defences.md says no defence takes the generator lock because none draws: checked."""
-    from neuronviz.defenses import list_defenses, restore
+    from neuronviz.methods.defences import list_defenses, restore
 
     x = digits_test[0][:4]
     benign = digits_cnn.predict(x)[0]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz.errors import InputError
-from neuronviz.models import EMBEDDED, load_model, wrap_model
-from neuronviz.sensitivity import compare_models, neuron_sensitivity, top_count
+from neuronviz.core.models import EMBEDDED, load_model, wrap_model
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.sensitivity import compare_models, neuron_sensitivity, top_count
 from neuronviz.training.sns import SNS_RECIPE, sns_penalty
 
 
@@ -36,7 +36,7 @@ def _outputs_by_hand(model, x):
 
 @pytest.fixture(scope="module")
 def pairs():
-    from neuronviz.datasets import digits
+    from neuronviz.data.datasets import digits
 
     x, _ = digits("test")
     x = x[:24]

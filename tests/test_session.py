@@ -1,4 +1,4 @@
-"""neuronviz.session: SessionRecord round-trips (query, JSON), invalid values → messages and
+"""neuronviz.workflows.session_record: SessionRecord round-trips (query, JSON), invalid values → messages and
 defaults (never an exception), checks against the loaded model, the Figure page's spec."""
 
 from __future__ import annotations
@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from neuronviz import analysis, session
-from neuronviz.errors import InputError
 from neuronviz.figures import compose
-from neuronviz.session import Control, SessionRecord
+from neuronviz.infra.errors import InputError
+from neuronviz.workflows import analysis
+from neuronviz.workflows import session_record as session
+from neuronviz.workflows.session_record import Control, SessionRecord
 
 CONTROLS = {
     **session.figure_controls(),

@@ -1,4 +1,4 @@
-"""app/session.py under AppTest: a link (``at.query_params`` set before the first run) opens the
+"""app/url_state.py under AppTest: a link (``at.query_params`` set before the first run) opens the
 analysis it names, with one message per value it could not use; the state goes back into the URL
 (only what differs from the defaults); "Open session" applies a session file and the uploads it
 names; ``figure --session`` draws the Figure page's numbers."""
@@ -21,9 +21,9 @@ if str(ROOT) not in sys.path:
 
 from apptest import MAIN, assert_healthy  # noqa: E402
 
-from neuronviz import figure_cli  # noqa: E402
+from neuronviz.cli import figure as figure_cli  # noqa: E402
 from neuronviz.figures import compose  # noqa: E402
-from neuronviz.session import SessionRecord  # noqa: E402
+from neuronviz.workflows.session_record import SessionRecord  # noqa: E402
 
 LINK = {"image": "digit-test-7", "attack": "fgsm", "eps": "0.2", "seed": "5", "neurons.layer": "features.3",
         "figure.charts": "top5,eps-sweep,filters", "figure.width_preset": "single", "group_fraction": "0.3"}

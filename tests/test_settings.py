@@ -1,4 +1,4 @@
-"""neuronviz.settings: the shared-server switch, the time budget and the caps in force."""
+"""neuronviz.infra.settings: the shared-server switch, the time budget and the caps in force."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from neuronviz import settings
-from neuronviz.errors import InputError
+from neuronviz.infra import settings
+from neuronviz.infra.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

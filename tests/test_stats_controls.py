@@ -1,4 +1,4 @@
-"""neuronviz.stats (intervals from scipy, "not defined" instead of ±1) and neuronviz.controls
+"""neuronviz.methods.stats (intervals from scipy, "not defined" instead of ±1) and neuronviz.methods.controls
 (matched random perturbations of the attack's norm and size)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from neuronviz import controls, stats
+from neuronviz.methods import controls, stats
 
 
 def test_rate_is_scipys_wilson_interval():

@@ -1,4 +1,4 @@
-"""neuronviz.sweep.eps_sweep: what is guaranteed at every budget, on the embedded digits-cnn.
+"""neuronviz.workflows.sweep.eps_sweep: what is guaranteed at every budget, on the embedded digits-cnn.
 
 Not guaranteed (and not tested): that success or the shift grow monotonically with ε.
 """
@@ -10,10 +10,10 @@ import pickle
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.errors import InputError
-from neuronviz.influence import default_layer, influence_shift, neuron_influence
-from neuronviz.sweep import DEFAULT_FRONT, EpsSweep, eps_sweep
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.influence import default_layer, influence_shift, neuron_influence
+from neuronviz.workflows.sweep import DEFAULT_FRONT, EpsSweep, eps_sweep
 
 EPS = [0.0, 0.05, 0.1, 0.2]
 
@@ -104,7 +104,7 @@ def test_the_shift_is_influence_shift_toward_the_benign_class(pgd_sweep: EpsSwee
 
 
 def test_the_influence_of_all_budgets_is_one_batched_call(digits_cnn, image, monkeypatch):
-    import neuronviz.sweep as sweep_module
+    import neuronviz.workflows.sweep as sweep_module
 
     calls: list[int] = []
     original = sweep_module.neuron_influence

@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.batch import batch_images, evaluate_batch
-from neuronviz.evaluation import defence_table
-from neuronviz.sweep import eps_sweep
+from neuronviz.methods.attacks import run_attack
+from neuronviz.workflows.batch import batch_images, evaluate_batch
+from neuronviz.workflows.defence_table import defence_table
+from neuronviz.workflows.sweep import eps_sweep
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,17 @@ from apptest import MAIN, assert_healthy, errors
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from neuronviz import settings
-from neuronviz.errors import CheckpointError, DownloadError, InputError, ModelNotFoundError, WeightsNotAvailableError
-from neuronviz.images import load_image_with_info
-from neuronviz.models import ImagePolicy, create_model, list_models, source_for, wrap_model
-from neuronviz.models import timm_source as ts
+from neuronviz.core.models import ImagePolicy, create_model, list_models, source_for, wrap_model
+from neuronviz.core.models import timm_source as ts
+from neuronviz.data.images import load_image_with_info
+from neuronviz.infra import settings
+from neuronviz.infra.errors import (
+    CheckpointError,
+    DownloadError,
+    InputError,
+    ModelNotFoundError,
+    WeightsNotAvailableError,
+)
 
 TINY_VIT = "timm:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2"
 REPO = "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k"

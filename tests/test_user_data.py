@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from neuronviz import evaluate
-from neuronviz.datasets import digits, interleave
-from neuronviz.errors import ClassMismatchError, DataError, SharedServerError
-from neuronviz.evalset import EvaluationSet, match_classes, normalise_class_name
-from neuronviz.images import load_image
-from neuronviz.models import wrap_model
+from neuronviz.core.models import wrap_model
+from neuronviz.data.datasets import digits, interleave
+from neuronviz.data.images import load_image
+from neuronviz.data.labelled import EvaluationSet, match_classes, normalise_class_name
+from neuronviz.infra.errors import ClassMismatchError, DataError, SharedServerError
+from neuronviz.workflows import evaluate
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -186,7 +186,7 @@ def test_a_cifar10_batch_is_read_with_download_false(tmp_path, cifar_model, monk
 
 
 def test_the_prepared_set_is_bounded_before_decoding(tmp_path, cifar_model, monkeypatch):
-    from neuronviz import evalset
+    from neuronviz.data import labelled as evalset
 
     monkeypatch.setattr(evalset, "MAX_SET_BYTES", 3 * 32 * 32 * 4 * 5)
     (tmp_path / "cat").mkdir()
@@ -234,7 +234,7 @@ def test_zip_refusals(members, match, digits_cnn):
 
 
 def test_zip_bombs_are_refused_from_the_declared_sizes(digits_cnn, monkeypatch):
-    from neuronviz import settings
+    from neuronviz.infra import settings
 
     monkeypatch.setattr(settings, "MAX_DECOMPRESSED_BYTES", 4 * 2**20)
     bomb = _zip({f"7/{i}.png": bytes(3 * 2**20) for i in range(2)})  # 6 MiB of zeros in a few KB
@@ -249,7 +249,7 @@ def test_zip_bombs_are_refused_from_the_declared_sizes(digits_cnn, monkeypatch):
 
 
 def test_zips_with_too_many_entries_or_images_are_refused(digits_cnn, monkeypatch):
-    from neuronviz import datasets
+    from neuronviz.data import datasets
 
     monkeypatch.setattr(datasets, "MAX_ZIP_ENTRIES", 10)
     with pytest.raises(DataError, match="lists 11 entries"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import components
-from neuronviz.models import list_models
+from neuronviz.core.models import list_models
 
 
 def render() -> None:

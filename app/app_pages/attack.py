@@ -9,12 +9,14 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import analysis, components, exports, state
+from app import components, state
+from app import export_controls as exports
+from app import runs as analysis
 from neuronviz import figures
-from neuronviz.attacks import AttackInfo, estimate_work, get_attack
 from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import captions
-from neuronviz.sweep import eps_sweep
+from neuronviz.methods.attacks import AttackInfo, estimate_work, get_attack
+from neuronviz.workflows.sweep import eps_sweep
 
 #: Budgets of the ε sweep: evenly spaced from 0 to 2× the chosen ε.
 SWEEP_POINTS = 9

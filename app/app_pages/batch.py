@@ -15,12 +15,15 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, surrogate
+from app import components, surrogate
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import BUILTIN, evaluation_images
-from neuronviz import batch, evalset
-from neuronviz.defenses import get_defense, list_defenses
+from neuronviz.core.models import PixelModel
+from neuronviz.data import labelled as evalset
 from neuronviz.figures import batch as batch_figures
-from neuronviz.models import PixelModel
+from neuronviz.methods.defences import get_defense, list_defenses
+from neuronviz.workflows import batch
 
 #: Images per chunk: one progress step and one cache entry (a whole number of batch.BLOCK).
 CHUNK = 2 * batch.BLOCK
@@ -112,7 +115,7 @@ def show_metrics(result: batch.BatchResult) -> None:
     columns[3].metric("Adversarial accuracy", _percent(summary.adversarial_accuracy))
     columns[3].caption(rates.adversarial_accuracy.text())
     for name in result.defences:
-        label = batch.defence_label(name)
+        label = batch.defence_label(name, result.method_labels)
         columns = st.columns(4)
         columns[0].markdown(f"**{label}**  \n{'not deployable' if _oracle(name) else 'deployable'}")
         columns[1].metric(
@@ -137,7 +140,8 @@ def batch_record(model: PixelModel, last: BatchRun) -> dict[str, Any]:
     with its ε and every other parameter, target, seed, and each defence with its parameters."""
     result = last.result
     images = last.images if last.images is not None else analysis.memo(batch.batch_images, model, result.images)
-    defences = [{"defence": name, "params": get_defense(name).resolve({}, model)} for name in result.defences]
+    defences = [{"defence": name, "params": get_defense(name).resolve({}, model), "label": batch.defence_label(name, result.method_labels),
+                 **get_defense(name).variant_for(model).provenance} for name in result.defences]  # the form that ran
     return exports.set_record(
         model, images.images, images.labels, last.source, result.attack, result.params, result.target, result.seed,
         defences=defences, ids=result.ids, page="batch", seconds=last.seconds,
@@ -179,7 +183,7 @@ def column_config(result: batch.BatchResult) -> dict:
         "l0": st.column_config.NumberColumn("L0", format="%d", help="Pixel positions changed"),
     }
     for name in result.defences:
-        label = batch.defence_label(name)
+        label = batch.defence_label(name, result.method_labels)
         config[name] = st.column_config.TextColumn(f"{label}: prediction")
         config[f"{name}:restored"] = st.column_config.TextColumn(
             f"{label}: verdict",

@@ -9,15 +9,17 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, state
+from app import components, pssr_training, state
+from app import export_controls as exports
+from app import runs as analysis
 from neuronviz import figures
-from neuronviz.defenses import Defense, Restoration, get_defense, list_defenses, restore_for
-from neuronviz.defenses.adaptive import KnownDefenceOutcome, attack_knowing_defence
-from neuronviz.errors import NeuronvizError
+from neuronviz.core.models import PixelModel
 from neuronviz.figures import attack as attack_figures
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
-from neuronviz.models import PixelModel
-from neuronviz.schema import Param
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.infra.schema import Param
+from neuronviz.methods.defences import Defense, Restoration, get_defense, list_defenses, restore_for
+from neuronviz.methods.defences.adaptive import KnownDefenceOutcome, attack_knowing_defence
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 IMAGE_HEIGHT = 240
 
@@ -150,6 +152,7 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
+    pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
     # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
     restorations: dict[str, Restoration | None] = {}
     shown = shown_defences()

@@ -2,7 +2,7 @@
 
 The figure is :func:`neuronviz.figures.compose.compose_figure` of the session's cached analysis
 (the same numbers as the Attack and Neurons pages and as ``python -m neuronviz figure``); PDF,
-SVG and PNG are rendered on the server by :mod:`neuronviz.export` when a download is clicked,
+SVG and PNG are rendered on the server by :mod:`neuronviz.workflows.export` when a download is clicked,
 each with the provenance record embedded; the record and the numbers behind the figure
 (CSV, JSON) download beside them.
 """
@@ -15,13 +15,14 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components
-from app import session as sessions_app
-from neuronviz import analysis as library
-from neuronviz import export
-from neuronviz import session as sessions
-from neuronviz.errors import NeuronvizError
+from app import components
+from app import runs as analysis
+from app import url_state as sessions_app
 from neuronviz.figures import compose
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.workflows import analysis as library
+from neuronviz.workflows import export
+from neuronviz.workflows import session_record as sessions
 
 WIDTHS = {"single": "Single column (85 mm)", "double": "Double column (178 mm)", "custom": "Custom"}
 KEYS = (

@@ -1,23 +1,25 @@
 """First-layer filters: weights and feature maps, fragile and robust filters, compress/amplify.
 
 Pravin, Martino, Nicosia, Ojha, ICANN 2021 (arXiv:2201.12347), as reconstructed in
-:mod:`neuronviz.fragility` (no code is public). Everything heavy goes through ``analysis.memo``.
+:mod:`neuronviz.methods.fragility` (no code is public). Everything heavy goes through ``analysis.memo``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, state
+from app import components, state
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import evaluation_images
-from neuronviz import evalset, fragility
-from neuronviz.attacks import get_attack
-from neuronviz.errors import NeuronvizError
+from neuronviz.core.models import PixelModel
+from neuronviz.data import labelled as evalset
 from neuronviz.figures import filters as figs
-from neuronviz.models import PixelModel
+from neuronviz.infra.errors import NeuronvizError
+from neuronviz.methods import fragility
+from neuronviz.methods.attacks import get_attack
 
 IMAGES = "filters.images"
 KEEP_IMAGES = "filters.images_kept"  # plain state: survives visits to other pages (widget state does not)
@@ -201,28 +203,39 @@ def dropout_section(model: PixelModel, report: fragility.FragilityReport | None,
         st.caption(
             "Each filter's output channel is zeroed in turn. Top: the change of clean accuracy; middle: the change "
             "of accuracy on the attacked images (positive = the attack loses a channel it relies on); bottom: the "
-            "attack's *targeting*, the share of the total change of the first layer's output that falls on the filter. "
+            "attack's *targeting*, the share of the total change of the first layer's output that falls on the filter "
+            "(black diamonds: the same for noise of the attack's size, the control). "
             f"Fragile: dropping it changes an accuracy by more than {100 * report.tolerance:.0f} pp and its score "
             f"(mean of |Δ adv. acc.| and targeting, each ÷ its maximum) is at least {report.fragile_threshold:g}; "
             f"robust: dropping it changes neither accuracy by more than {100 * report.tolerance:.0f} pp."
         )
-        rho = report.correlation
-        if math.isnan(rho):
+        rho = report.rho()
+        if not rho.defined:
             st.caption(
-                "ρ is undefined: dropping any filter changes the adversarial accuracy by the same amount (or the "
-                "targeting is the same for every filter), so there is no ranking to correlate. More evaluation "
-                "images give finer accuracy steps."
+                f"ρ is not defined ({rho.reason}): with too few filters, or when dropping any filter changes the "
+                "adversarial accuracy by the same amount, there is no ranking to correlate. More evaluation images give "
+                "finer accuracy steps."
             )
         cells = st.columns(4)
         cells[0].metric(
             "Spearman ρ (dropout vs targeting)",
-            "undefined" if math.isnan(rho) else f"{rho:.3f}",
+            "not defined" if not rho.defined else f"{rho.value:.3f}",
             help="Rank correlation between |Δ adversarial accuracy| when a filter is dropped and its targeting: "
             "the paper's claim is that the attack targets the filters whose removal matters (ρ > 0).",
         )
         cells[1].metric("Clean accuracy", f"{100 * report.clean_accuracy:.1f}%")
-        cells[2].metric(f"Accuracy under {report.attack.upper()}", f"{100 * report.adv_accuracy:.1f}%")
+        cells[2].metric(f"Accuracy under {report.attack.upper()}", f"{100 * report.adv_accuracy:.1f}%",
+                        help="Adversarial predictions equal to the true label, over all the images.")
+        success = report.success
         cells[3].metric("Fragile / robust filters", f"{len(report.fragile)} / {len(report.robust)}")
+        st.markdown(f"**ρ (dropout vs the attack's targeting)**: {rho.text()}.")
+        if success is not None:
+            st.markdown(
+                f"**Attack success**: {success.text()}: {success.k} of the {success.n} images the model classifies "
+                f"correctly are misclassified under {report.attack.upper()}. Definition (the same as on the Batch "
+                f"page): {fragility.SUCCESS_DEFINITION}; the attack runs against the true labels."
+            )
+        control_section(report)
         st.markdown(
             f"**Fragile** (most fragile first): {', '.join(map(str, report.fragile)) or 'none'} · "
             f"**Robust**: {', '.join(map(str, report.robust)) or 'none'} · "
@@ -235,6 +248,53 @@ def dropout_section(model: PixelModel, report: fragility.FragilityReport | None,
         st.info("No nodal dropout: too few labelled images (see the message at the top).")
     else:
         st.info("No dropout result to show (see the message above).")
+
+
+def control_section(report: fragility.FragilityReport) -> None:
+    """The targeting of matched noise beside the attack's, and whether the fragile filters are specific to the attack."""
+    control = report.control
+    if control is None:
+        return
+    norm = control.norm.replace("Linf", "L∞")
+    st.markdown(
+        f"**Control: noise of the same {norm}** (random signs × the attack's {norm} on every pixel, per image, seeded). "
+        "A first layer's filters move under *any* change of the image in proportion to their own size, so the "
+        "attack's targeting means something about the attack only where it differs from the noise's."
+    )
+    cells = st.columns(3)
+    cells[0].metric("ρ dropout vs noise's targeting", "not defined" if not control.dropout_vs_control.defined
+                    else f"{control.dropout_vs_control.value:.3f}")
+    cells[1].metric("ρ attack's vs noise's targeting", "not defined" if not control.attack_vs_control.defined
+                    else f"{control.attack_vs_control.value:.3f}")
+    cells[2].metric("Accuracy under the noise", f"{100 * control.control_accuracy:.1f}%")
+    st.markdown(
+        f"- ρ of dropout vs the noise's targeting: {control.dropout_vs_control.text()}\n"
+        f"- ρ of the attack's targeting vs the noise's: {control.attack_vs_control.text()}\n"
+        f"- Share of the first layer's change that falls on the fragile filters, attack − noise (per image): "
+        f"{control.specificity.text()}"
+    )
+    st.markdown(f"**{specificity_sentence(report)}**")
+
+
+def specificity_sentence(report: fragility.FragilityReport) -> str:
+    """The page's verdict: are the fragile filters specific to the attack? (computed, never fixed text)."""
+    control = report.control
+    if control is None:
+        return "No control was computed."
+    if not report.fragile:
+        return "No filter is fragile here, so there is nothing to test for specificity."
+    diff = control.specificity
+    if not diff.defined:
+        return f"Whether the fragile filters are specific to the attack is not defined ({diff.reason})."
+    points = f"{100 * (diff.value or 0.0):+.1f} points"
+    if report.specific_to_attack():
+        return (f"The fragile filters are specific to the attack: they take {points} more of its change than of the "
+                "matched noise's, and the interval lies above zero.")
+    if diff.distinguishable:
+        return (f"The fragile filters are not specific to the attack: they take {points} of its change relative to the "
+                "matched noise's, i.e. less than the noise, and the interval lies below zero.")
+    return (f"The fragile filters are not specific to the attack: the difference from the matched noise ({points}) "
+            "cannot be told from zero.")
 
 
 # -- compress / amplify -------------------------------------------------------------------------------

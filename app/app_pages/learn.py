@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import analysis, components, sidebar, state
+from app import components, sidebar, state
+from app import runs as analysis
 from neuronviz import figures
-from neuronviz.attacks import AttackInfo, get_attack
-from neuronviz.defenses import get_defense
+from neuronviz.core.models import PixelModel
+from neuronviz.data.images import Sample
 from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.images import Sample
-from neuronviz.influence import DEFAULT_GROUP_FRACTION, influence_shift
-from neuronviz.models import PixelModel
+from neuronviz.methods.attacks import AttackInfo, get_attack
+from neuronviz.methods.defences import get_defense
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, influence_shift
 
 TOUR_MODEL = state.DEFAULT_MODEL
 TOUR_SAMPLE = analysis.DEFAULT_SAMPLE_ID  # the start-up example (bench/choose_example.py)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, exports, state
+from app import components, state
+from app import export_controls as exports
 from neuronviz import figures
 
 

@@ -16,12 +16,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import analysis, components, exports
-from neuronviz.attribution import get_attribution, input_attribution, list_attributions
-from neuronviz.defenses import get_defense
+from app import components
+from app import export_controls as exports
+from app import runs as analysis
+from neuronviz.core.models import PixelModel
 from neuronviz.figures import captions
 from neuronviz.figures import neurons as neuron_figures
-from neuronviz.influence import (
+from neuronviz.methods.attribution import get_attribution, input_attribution, list_attributions
+from neuronviz.methods.defences import get_defense
+from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     InfluenceShift,
     LayerInfo,
@@ -30,7 +33,6 @@ from neuronviz.influence import (
     layer_shift_table,
     probe_layers,
 )
-from neuronviz.models import PixelModel
 
 AFTER_CONDITIONS = ("adversarial", *analysis.RESTORATIONS)
 AFTER_COLORS = {"adversarial": "adversarial", "nip-guided": "restored", "pssr": "restored"}

@@ -2,7 +2,7 @@
 standard vs adversarially trained vs SNS model comparison.
 
 Zhang, Liu, Liu et al., IEEE TIP 30:1291–1304, 2021 (arXiv:1909.06978), as implemented in
-:mod:`neuronviz.sensitivity`. Everything heavy goes through ``analysis.memo``.
+:mod:`neuronviz.methods.sensitivity`. Everything heavy goes through ``analysis.memo``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from typing import Any
 
 import streamlit as st
 
-from app import analysis, components, exports, state
+from app import components, state
+from app import export_controls as exports
+from app import runs as analysis
 from app.evaluation_set import evaluation_images
-from neuronviz import evalset, feature_maps, sensitivity
+from neuronviz.core.models import PixelModel, list_models
+from neuronviz.data import labelled as evalset
 from neuronviz.figures import sensitivity as figs
-from neuronviz.models import PixelModel, list_models
-from neuronviz.sensitivity import SensitivityMap
+from neuronviz.methods import feature_maps, sensitivity
+from neuronviz.methods.sensitivity import SensitivityMap
 
 IMAGES = "sensitivity.images"
 KEEP_IMAGES = "sensitivity.images_kept"  # plain state: survives visits to other pages

@@ -6,7 +6,7 @@
   palette's ``clean`` colour, positive changes (brighter pixels) in ``adversarial``, zero in white.
 - :func:`trajectory_figure`: an attack's loss and predicted class per step (``AttackTrace``).
 - :func:`eps_sweep_figure`: benign-class probability, success, front overlap and Spearman ρ
-  against the attack budget (:class:`neuronviz.sweep.EpsSweep`).
+  against the attack budget (:class:`neuronviz.workflows.sweep.EpsSweep`).
 - :func:`nip_steps_figure`: guided NIP's objective and predicted class per step, with the step
   where the prediction returned to the benign class marked.
 - :func:`reactive_scores_figure`: reactive NIP's candidate classes and their profile scores.
@@ -15,7 +15,7 @@
   candidates; the numbers that decide a defence's success).
 
 All builders are pure (tensors in, ``go.Figure`` out), take colours from :data:`PALETTE` by name,
-and raise :class:`~neuronviz.errors.InputError` on bad input.
+and raise :class:`~neuronviz.infra.errors.InputError` on bad input.
 
 Longer than 500 lines on purpose: it is the attack and defence pages' figures, each a short,
 independent builder (and its checks); split further, a page's figures would be scattered.
@@ -31,8 +31,6 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.attacks import over_255
-from neuronviz.errors import InputError
 from neuronviz.figures.base import (
     DIVERGING,
     FONT_SIZE,
@@ -45,6 +43,8 @@ from neuronviz.figures.base import (
     as_image,
     as_map,
 )
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import over_255
 
 #: Narrow top-5 panels: class names cut at this many characters, labels inside bars from this share.
 PANEL_LABEL_CHARS = 9
@@ -308,7 +308,7 @@ def trajectory_figure(
 ) -> go.Figure:
     """Loss (top) and predicted class (bottom) at every recorded step of an attack.
 
-    ``trace`` is an :class:`~neuronviz.attacks.AttackTrace` (``loss``, ``predicted`` ``(T, N)``,
+    ``trace`` is an :class:`~neuronviz.methods.attacks.AttackTrace` (``loss``, ``predicted`` ``(T, N)``,
     ``unit``); ``image`` picks the column. The loss is the cross-entropy to the label the attack
     moves away from (in the dashboard: the clean prediction; it rises) or to the target
     (``targeted``: it falls). Predicted-class markers are ``clean``-coloured while the prediction
@@ -701,7 +701,7 @@ def decision_rows(
 
     Columns: image, prediction, confidence (%), ``= benign`` (prediction == ``benign_class``), and
     the L∞ and L2 distances (pixel units) of the row's image to the clean and to the adversarial
-    image. ``restorations`` maps a label to a :class:`~neuronviz.defenses.Restoration` (or None
+    image. ``restorations`` maps a label to a :class:`~neuronviz.methods.defences.Restoration` (or None
     for a defence that failed: its row says so).
     """
     x, adv = as_image(clean), as_image(adversarial)
@@ -745,5 +745,8 @@ def decision_rows(
         if restoration is None:
             rows.append(row(label, None, None))
         else:
-            rows.append(row(label, restoration.restored[:1], restoration.probs[:1]))
+            from neuronviz.methods.defences import Variant  # "PSSR (inpainting fallback)": the form that ran
+
+            shown = Variant(getattr(restoration, "variant", "")).label(label)
+            rows.append(row(shown, restoration.restored[:1], restoration.probs[:1]))
     return rows

@@ -18,7 +18,7 @@ One visual language for the whole project (dashboard, exports, CLI, notebooks):
   input checks of one image and of one 2-D map).
 
 Builders return figures and never show them. They validate their inputs at the boundary and
-raise :class:`neuronviz.errors.InputError` with a precise message. This module imports only
+raise :class:`neuronviz.infra.errors.InputError` with a precise message. This module imports only
 plotly, numpy and torch (``import neuronviz`` must not import streamlit).
 """
 
@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
-from neuronviz.errors import InputError
+from neuronviz.infra.errors import InputError
 
 #: Named colours (Okabe–Ito). Figures take colours from here only, by name.
 PALETTE: dict[str, str] = {

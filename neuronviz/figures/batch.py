@@ -1,4 +1,4 @@
-"""Figures of a batch evaluation (:mod:`neuronviz.batch`): accuracies with and without defences,
+"""Figures of a batch evaluation (:mod:`neuronviz.workflows.batch`): accuracies with and without defences,
 and the same per true class.
 
 Colours follow the one palette: ``clean`` for clean images, ``adversarial`` for attacked images
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from neuronviz.batch import BatchRates, BatchResult, BatchSummary, defence_label
-from neuronviz.errors import InputError
 from neuronviz.figures.base import GRID, INK, PALETTE, apply_layout
 from neuronviz.figures.captions import plural
-from neuronviz.stats import Rate
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.stats import Rate
+from neuronviz.workflows.batch import BatchRates, BatchResult, BatchSummary, defence_label
 
 #: Hatch patterns that tell the defences apart in the per-class view (first: solid).
 DEFENCE_PATTERNS = ("", "/", "x", ".", "\\", "+")
@@ -51,12 +51,12 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
     ``restored`` after one). The clean bar of a defence is its cost on benign inputs.
 
     Bars are labelled with their percentage; the x axis names the defences. With ``rates``
-    (:meth:`neuronviz.batch.BatchResult.rates`), each bar carries its 95% Wilson interval.
+    (:meth:`neuronviz.workflows.batch.BatchResult.rates`), each bar carries its 95% Wilson interval.
     """
     if not isinstance(summary, BatchSummary):
         raise InputError(f"summary must be a BatchSummary, got {type(summary).__name__}")
     defences = list(summary.accuracy_after)
-    groups = ["no defence", *(defence_label(d) for d in defences)]
+    groups = ["no defence", *(defence_label(d, summary.method_labels) for d in defences)]
     clean = [_percent(summary.clean_accuracy), *(_percent(summary.clean_accuracy_after[d]) for d in defences)]
     attacked = [_percent(summary.adversarial_accuracy), *(None for _ in defences)]
     restored = [None, *(_percent(summary.accuracy_after[d]) for d in defences)]
@@ -111,7 +111,7 @@ def per_class_figure(
     ``metric="attack_success"``: the attack's success rate (``adversarial``) and each defence's
     DSR over that class's fooled images (``restored``); a class the attack never fooled has no
     DSR bar. Hovering a bar shows the class's image count. Every bar carries its 95% Wilson
-    interval (:meth:`neuronviz.batch.BatchResult.rates` over the class's images).
+    interval (:meth:`neuronviz.workflows.batch.BatchResult.rates` over the class's images).
     """
     if not isinstance(result, BatchResult):
         raise InputError(f"result must be a BatchResult, got {type(result).__name__}")
@@ -137,7 +137,7 @@ def per_class_figure(
             ("attacked", "adversarial_accuracy", PALETTE["adversarial"], ""),
         ]
         series += [
-            (f"after {defence_label(d)}", f"{d}:accuracy", PALETTE["restored"], DEFENCE_PATTERNS[i % len(DEFENCE_PATTERNS)])
+            (f"after {defence_label(d, result.method_labels)}", f"{d}:accuracy", PALETTE["restored"], DEFENCE_PATTERNS[i % len(DEFENCE_PATTERNS)])
             for i, d in enumerate(result.defences)
         ]
         y_title = "Accuracy (% of the class's images)"
@@ -145,7 +145,7 @@ def per_class_figure(
     else:
         series = [("attack success", "attack_success", PALETTE["adversarial"], "")]
         series += [
-            (f"DSR {defence_label(d)}", f"{d}:dsr", PALETTE["restored"], DEFENCE_PATTERNS[i % len(DEFENCE_PATTERNS)])
+            (f"DSR {defence_label(d, result.method_labels)}", f"{d}:dsr", PALETTE["restored"], DEFENCE_PATTERNS[i % len(DEFENCE_PATTERNS)])
             for i, d in enumerate(result.defences)
         ]
         y_title = "Rate (%)"

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from neuronviz.attacks import format_eps
-from neuronviz.influence import InfluenceMap, InfluenceShift, NeuronGroups
+from neuronviz.methods.attacks import format_eps
+from neuronviz.methods.influence import InfluenceMap, InfluenceShift, NeuronGroups
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -21,7 +21,7 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
 
 
-#: The one k/255 rule (:func:`neuronviz.attacks.format_eps`) under the name the pages use.
+#: The one k/255 rule (:func:`neuronviz.methods.attacks.format_eps`) under the name the pages use.
 eps_label = format_eps
 
 

@@ -1,4 +1,4 @@
-"""A paper figure from one :class:`neuronviz.analysis.Analysis`: a row of images and charts below.
+"""A paper figure from one :class:`neuronviz.workflows.analysis.Analysis`: a row of images and charts below.
 
 :func:`compose_figure` lays out, in one plotly figure of a physical size (mm):
 
@@ -44,12 +44,12 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from neuronviz.errors import InputError
 from neuronviz.figures.attack import eps_sweep_figure, panel_bars, perturbation_amplification, perturbation_figure
 from neuronviz.figures.base import INK, PALETTE, apply_layout, image_figure
 from neuronviz.figures.filters import filter_grid
 from neuronviz.figures.neurons import group_bars, layer_overview, restoration_overview
-from neuronviz.influence import DEFAULT_GROUP_FRACTION
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 
 #: Image panels, in the order they are drawn.
 PANELS = ("clean", "perturbation", "adversarial", "nip-guided", "pssr")
@@ -147,7 +147,7 @@ def _layer(result, spec: FigureSpec) -> str:
 
 
 def _shift_table(result, condition: str, spec: FigureSpec):
-    from neuronviz.influence import layer_shift_table
+    from neuronviz.methods.influence import layer_shift_table
 
     return layer_shift_table(
         result.influence["clean"], result.influence[condition], front=spec.group_size, tail=spec.group_size,
@@ -156,7 +156,7 @@ def _shift_table(result, condition: str, spec: FigureSpec):
 
 
 def _shift(result, spec: FigureSpec):
-    from neuronviz.influence import influence_shift
+    from neuronviz.methods.influence import influence_shift
 
     layer = _layer(result, spec)
     return influence_shift(
@@ -171,7 +171,7 @@ def sweep_budgets(model, result) -> list[float]:
     without a budget parameter."""
     import numpy as np
 
-    from neuronviz.attacks import get_attack
+    from neuronviz.methods.attacks import get_attack
 
     info = get_attack(result.choice.attack)
     if info.budget_param is None:
@@ -190,15 +190,15 @@ def _direct(fn, *args, **kwargs):
 
 def chart_data(model, result, spec: FigureSpec, run=_direct) -> dict[str, Any]:
     """What the charts of :data:`EXTRA_CHARTS` in ``spec`` need beyond ``result``: ``"eps-sweep"``,
-    the :class:`~neuronviz.sweep.EpsSweep` of the analysis' attack (same parameters, target and
+    the :class:`~neuronviz.workflows.sweep.EpsSweep` of the analysis' attack (same parameters, target and
     seed) at :func:`sweep_budgets`, measured at the figure's layer with its front/tail size;
-    ``"filters"``, :func:`~neuronviz.fragility.first_layer_maps` of the clean and adversarial
+    ``"filters"``, :func:`~neuronviz.methods.fragility.first_layer_maps` of the clean and adversarial
     images. ``run(fn, *args, **kwargs)`` calls the computations (the dashboard passes its cache).
     Raises InputError when the model or the attack has no such chart (no budget, no convolution)."""
     spec = spec.checked(result.layers)
     out: dict[str, Any] = {}
     if "eps-sweep" in spec.charts:
-        from neuronviz.sweep import eps_sweep
+        from neuronviz.workflows.sweep import eps_sweep
 
         out["eps-sweep"] = run(
             eps_sweep, model, result.clean, result.choice.attack, dict(result.params), sweep_budgets(model, result),
@@ -206,7 +206,7 @@ def chart_data(model, result, spec: FigureSpec, run=_direct) -> dict[str, Any]:
             front=spec.group_size, tail=spec.group_size,
         )
     if "filters" in spec.charts:
-        from neuronviz.fragility import first_layer_maps
+        from neuronviz.methods.fragility import first_layer_maps
 
         out["filters"] = run(first_layer_maps, model, result.clean, result.adversarial)
     return out
@@ -239,10 +239,18 @@ def shown_filters(maps, width_mm: float, font_pt: float) -> list[int]:
 SHORT_LABELS = {"clean": "Clean", "perturbation": "Δ", "adversarial": "Adv.", "nip-guided": "NIP", "pssr": "PSSR"}
 
 
+def _with_variant(result, condition: str, label: str) -> str:
+    """The label with the form of the defence that ran, when it is not the method itself:
+    "PSSR (inpainting fallback)" (the restoration's ``variant``)."""
+    from neuronviz.methods.defences import Variant
+
+    return Variant(getattr(getattr(result, "restorations", {}).get(condition), "variant", "")).label(label)
+
+
 def panel_title(result, condition: str, class_names: Sequence[str], short: bool = False) -> str:
     """``"Adversarial<br>3 · 87.2%"``: the panel's name, prediction and confidence (the
     perturbation: its L∞ norm and the colour amplification); ``short``: names for narrow columns."""
-    label = (SHORT_LABELS if short else PANEL_LABELS)[condition]
+    label = _with_variant(result, condition, (SHORT_LABELS if short else PANEL_LABELS)[condition])
     if condition == "perturbation":
         linf = float(result.report.linf[0])
         amplification = perturbation_amplification(result.perturbation)
@@ -270,6 +278,7 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
         probs = result.probabilities(condition).detach().cpu()
         order = [int(i) for i in probs.argsort(descending=True)[:5]]
         out["panels"][condition] = {
+            "label": _with_variant(result, condition, PANEL_LABELS[condition]),
             "prediction": int(order[0]),
             "class_name": str(class_names[order[0]]),
             "confidence": float(probs[order[0]]),
@@ -433,7 +442,7 @@ def compose_figure(
     result, class_names: Sequence[str], spec: FigureSpec = FigureSpec(), true_class: int | None = None,
     data: Mapping[str, Any] | None = None,
 ) -> go.Figure:
-    """The paper figure of ``result`` (an :class:`~neuronviz.analysis.Analysis`) as one plotly
+    """The paper figure of ``result`` (an :class:`~neuronviz.workflows.analysis.Analysis`) as one plotly
     figure of ``spec.width_mm`` × height (``spec.height_mm``, or :func:`natural_height_mm`).
     ``data``: :func:`chart_data`, for the ε sweep and filter charts."""
     spec = spec.checked(result.layers)
@@ -443,7 +452,8 @@ def compose_figure(
     fs = float(spec.font_pt) * PX_PER_PT  # CSS px
     width = _px(spec.width_mm)
     layer = _layer(result, spec)
-    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": "NIP (guided)", "pssr": "PSSR", **spec.labels}
+    labels = {"clean": "clean", "adversarial": "adversarial", "nip-guided": _with_variant(result, "nip-guided", "NIP (guided)"),
+              "pssr": _with_variant(result, "pssr", "PSSR"), **spec.labels}
     side = 0.02 * width  # outer margin left and right, px
 
     # Rows: (kind, height px, gap above px), worked out in px and then turned into paper fractions.

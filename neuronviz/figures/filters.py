@@ -1,16 +1,16 @@
 """Figures of the first convolutional layer: filters, their fragility, and compress/amplify.
 
-Pure builders over the results of :mod:`neuronviz.fragility` (Pravin et al., ICANN 2021,
+Pure builders over the results of :mod:`neuronviz.methods.fragility` (Pravin et al., ICANN 2021,
 arXiv:2201.12347, a reconstruction):
 
 - :func:`filter_grid`: every filter's weights next to its feature map on the clean and on the
-  adversarial image (:class:`~neuronviz.fragility.FirstLayerMaps`), fragile filters outlined in
+  adversarial image (:class:`~neuronviz.methods.fragility.FirstLayerMaps`), fragile filters outlined in
   ``PALETTE["adversarial"]``, robust ones in ``PALETTE["front"]``, each with its shift number;
 - :func:`dropout_chart`: nodal dropout per filter (Δ clean and Δ adversarial accuracy when the
   filter is dropped) and the attack's targeting, bars coloured by the filter's label
-  (:class:`~neuronviz.fragility.FragilityReport`);
+  (:class:`~neuronviz.methods.fragility.FragilityReport`);
 - :func:`rescale_curve`: clean and adversarial accuracy after compress/amplify over β
-  (:class:`~neuronviz.fragility.RescaleEvaluation`).
+  (:class:`~neuronviz.methods.fragility.RescaleEvaluation`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.errors import InputError
 from neuronviz.figures.base import (  # noqa: F401 - Panel, Group, image_grid, display_size: also reached from here
     DIVERGING,
     FONT_SIZE,
@@ -37,7 +36,8 @@ from neuronviz.figures.base import (  # noqa: F401 - Panel, Group, image_grid, d
     two_colour_axes,
 )
 from neuronviz.figures.captions import plural
-from neuronviz.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.fragility import LABELS, FirstLayerMaps, FragilityReport, RescaleEvaluation
 
 #: Palette key of each fragility label (bars, outlines, legend).
 LABEL_COLORS: dict[str, str] = {"fragile": "adversarial", "neutral": "neutral", "robust": "front"}
@@ -86,7 +86,7 @@ def filter_grid(
     filter's index, label and ``maps.shift`` (``mean|a(x') − a(x)| / mean|a(x)|`` on this image).
 
     Args:
-        maps: :func:`neuronviz.fragility.first_layer_maps` of one image pair.
+        maps: :func:`neuronviz.methods.fragility.first_layer_maps` of one image pair.
         labels: one fragility label per filter (``report.labels``), or None (no outlines).
         filters: which filters to draw, in that order (default: all, by index).
         per_row: filters per row of the grid.
@@ -162,7 +162,8 @@ def dropout_chart(report: FragilityReport, title: str | None = None) -> go.Figur
 
     Rows: Δ clean accuracy and Δ adversarial accuracy when the filter is dropped (percentage
     points: dropped − baseline accuracy; negative = the filter is needed), and the attack's
-    targeting (share of the total change of the first layer's output, in %).
+    targeting (share of the total change of the first layer's output, in %) with, when the report
+    has its control, the targeting of the matched noise as black diamonds on the same bars.
     """
     if not isinstance(report, FragilityReport):
         raise InputError(f"report must be a FragilityReport, got {type(report).__name__}")
@@ -191,6 +192,20 @@ def dropout_chart(report: FragilityReport, title: str | None = None) -> go.Figur
         fig.update_yaxes(
             title_text=axis_title, showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=INK, zerolinewidth=1,
             row=number, col=1,
+        )
+    if report.control is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=filters,
+                y=100 * report.control.targeting.numpy(),
+                mode="markers",
+                name=f"noise of the same {report.control.norm.replace('Linf', 'L∞')}",
+                marker=dict(symbol="diamond", size=8, color=INK),
+                hovertemplate="filter %{x}<br>%{y:.1f}% of the matched noise's change<extra></extra>",
+                showlegend=True,
+            ),
+            row=3,
+            col=1,
         )
     for label in LABELS:  # legend entries only: one per label present
         if label in report.labels:

@@ -2,8 +2,8 @@
 
 NIP (Chen et al., arXiv:2112.13060) observes that attacks suppress the *front* neurons (the most
 influential ones toward the correct class) and lift the *tail* ones. These builders show that
-observation on one image, from the library's results (:mod:`neuronviz.influence`,
-:mod:`neuronviz.attribution`):
+observation on one image, from the library's results (:mod:`neuronviz.methods.influence`,
+:mod:`neuronviz.methods.attribution`):
 
 - :func:`influence_scatter`: every neuron of a layer, influence on the clean image (x) against
   influence after the attack or a defence (y), coloured by its clean group, with the line y = x.
@@ -35,13 +35,13 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.attribution import get_attribution
-from neuronviz.errors import InputError
 from neuronviz.figures.base import DIVERGING, FONT_SIZE, GRID, INK, PALETTE, SEQUENTIAL, apply_layout, as_map
-from neuronviz.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups, get_influence_method
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attribution import get_attribution
+from neuronviz.methods.influence import GROUP_NAMES, InfluenceMap, InfluenceShift, NeuronGroups, get_influence_method
 
 #: Columns :func:`layer_overview` and :func:`restoration_overview` read from a
-#: :func:`neuronviz.influence.layer_shift_table` frame.
+#: :func:`neuronviz.methods.influence.layer_shift_table` frame.
 OVERVIEW_COLUMNS = ("layer", "spearman", "front_overlap", "front_suppressed_share", "tail_lifted_share")
 
 #: Line styles of the conditions compared with the clean image, in order: the attack, then defences.
@@ -74,7 +74,7 @@ def _check_pair(before: object, after: object, image: int) -> tuple[InfluenceMap
 
 def _check_groups(groups: object, before: InfluenceMap, name: str = "groups") -> NeuronGroups:
     if not isinstance(groups, NeuronGroups):
-        raise InputError(f"{name} must be NeuronGroups (neuronviz.influence.partition), got {type(groups).__name__}")
+        raise InputError(f"{name} must be NeuronGroups (neuronviz.methods.influence.partition), got {type(groups).__name__}")
     if tuple(groups.labels.shape) != tuple(before.values.shape):
         raise InputError(
             f"{name} cover {tuple(groups.labels.shape)} neurons, the influence map {tuple(before.values.shape)}"
@@ -126,7 +126,7 @@ def influence_scatter(
     before, after = _check_pair(before, after, image)
     if not isinstance(shift, InfluenceShift):
         raise InputError(
-            f"shift must be an InfluenceShift (neuronviz.influence.influence_shift), got {type(shift).__name__}"
+            f"shift must be an InfluenceShift (neuronviz.methods.influence.influence_shift), got {type(shift).__name__}"
         )
     if shift.layer != before.layer:
         raise InputError(f"shift is of layer {shift.layer!r}, the influence maps of {before.layer!r}")
@@ -342,7 +342,7 @@ def _check_frame(frame: object, name: str = "frame"):
 
     if not isinstance(frame, pd.DataFrame):
         raise InputError(
-            f"{name} must be a pandas DataFrame (neuronviz.influence.layer_shift_table), got {type(frame).__name__}"
+            f"{name} must be a pandas DataFrame (neuronviz.methods.influence.layer_shift_table), got {type(frame).__name__}"
         )
     missing = [c for c in OVERVIEW_COLUMNS if c not in frame.columns]
     if missing:
@@ -420,7 +420,7 @@ def layer_overview(
 ) -> go.Figure:
     """The shift clean → after in every layer, forward order, the ``selected`` layer highlighted.
 
-    ``frame``: :func:`neuronviz.influence.layer_shift_table` of clean vs after. Three rows:
+    ``frame``: :func:`neuronviz.methods.influence.layer_shift_table` of clean vs after. Three rows:
     Spearman ρ of the influence ranking (1 = unchanged order); the front overlap (share of the
     clean front still front, %); the share of front neurons that lost influence (front colour)
     and of tail neurons that gained influence (tail colour), %. Selected layer: larger markers
@@ -511,7 +511,7 @@ def restoration_overview(
 ) -> go.Figure:
     """Does a defence bring back the clean ranking? One line per condition, every layer.
 
-    ``frames``: condition → :func:`neuronviz.influence.layer_shift_table` of clean vs that
+    ``frames``: condition → :func:`neuronviz.methods.influence.layer_shift_table` of clean vs that
     condition (e.g. ``adversarial``, ``nip-guided``, ``pssr``), all with the same layers. Two
     rows: Spearman ρ with the clean influence, and the overlap with the clean front (%). The
     adversarial line is vermillion; restorations are purple, told apart by dash and marker.
@@ -617,7 +617,7 @@ def attribution_pair(
 ) -> go.Figure:
     """Two input attribution maps side by side on ONE colour scale, so they can be compared.
 
-    ``clean``, ``adversarial``: ``(H, W)`` maps of :func:`neuronviz.attribution.input_attribution`
+    ``clean``, ``adversarial``: ``(H, W)`` maps of :func:`neuronviz.methods.attribution.input_attribution`
     toward the same class. Maps with negative values (Integrated Gradients) get a symmetric
     diverging scale (:data:`~neuronviz.figures.base.DIVERGING`), vermillion for evidence for the
     class and blue against it, white at 0; others white to vermillion from 0. Both traces share ``layout.coloraxis`` (one colour bar).

@@ -1,7 +1,7 @@
 """Figures of neuron sensitivity (the SNS metric of Zhang et al., IEEE TIP 2021, arXiv:1909.06978).
 
-Pure builders over the results of :mod:`neuronviz.sensitivity` and
-:mod:`neuronviz.feature_maps`:
+Pure builders over the results of :mod:`neuronviz.methods.sensitivity` and
+:mod:`neuronviz.methods.feature_maps`:
 
 - :func:`layer_profile_chart`: the mean sensitivity σ of every layer, in forward order, one line
   per profile (an image pair, an evaluation set, or each model of a comparison), and the
@@ -21,8 +21,6 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from neuronviz.errors import InputError
-from neuronviz.feature_maps import ChannelMaps
 from neuronviz.figures.base import (
     DIVERGING,
     FONT_SIZE,
@@ -38,7 +36,9 @@ from neuronviz.figures.base import (
     two_colour_axes,
 )
 from neuronviz.figures.captions import plural
-from neuronviz.sensitivity import SensitivityComparison, SensitivityMap
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.feature_maps import ChannelMaps
+from neuronviz.methods.sensitivity import SensitivityComparison, SensitivityMap
 
 #: Palette keys given to profiles in turn when no colours are named.
 SERIES_KEYS = ("adversarial", "front", "tail", "restored", "clean", "middle")

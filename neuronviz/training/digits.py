@@ -5,7 +5,7 @@ Each recipe is fixed (seed, split, epochs, optimiser, augmentation) and writes t
 size, class names) and ``<name>.json`` (the model card: data, split, seed, command, clean accuracy
 and accuracy under FGSM and PGD at the stated ε on ``digits(split="test")``).
 
-Data: scikit-learn's digits (see :mod:`neuronviz.datasets`), augmented on the fly with small
+Data: scikit-learn's digits (see :mod:`neuronviz.data.datasets`), augmented on the fly with small
 random affine transforms (rotation ±10°, scale 0.9–1.1, shift ±2 px), which is what lets a
 1,437-image training set reach ≥ 97% test accuracy.
 
@@ -29,16 +29,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neuronviz.datasets import (
+from neuronviz.core.models.pixel import ModelMeta, PixelModel
+from neuronviz.core.models.standard_sources import DIGITS_POLICY, assets_dir, get_architecture
+from neuronviz.data.datasets import (
     DIGITS_CLASSES,
     DIGITS_SIZE,
     DIGITS_SPLIT_SEED,
     DIGITS_TEST_FRACTION,
     digits,
 )
-from neuronviz.errors import InputError
-from neuronviz.models.pixel import ModelMeta, PixelModel
-from neuronviz.models.registry import DIGITS_POLICY, assets_dir, get_architecture
+from neuronviz.infra.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def write_model_and_card(
             "dataset": "scikit-learn load_digits (UCI ML hand-written digits, 1,797 8×8 images, 10 classes)",
             "split": (
                 f"stratified train_test_split(test_size={DIGITS_TEST_FRACTION}, random_state={DIGITS_SPLIT_SEED}); "
-                "neuronviz.datasets.digits(split)"
+                "neuronviz.data.datasets.digits(split)"
             ),
             "train_images": train_images,
             "test_images": metrics["test_images"],

@@ -8,7 +8,7 @@ reading in the project's METHODS.md §2:
     L = CE on adversarial examples  +  λ · Σ_l Σ_{m ∈ top-k sensitive of l} ‖F_{l,m}(x) − F_{l,m}(x')‖₁ / dim
 
 with the top-k set of every layer recomputed at the start of every epoch (by
-:func:`neuronviz.sensitivity.neuron_sensitivity` on a fixed subset of 256 training images and
+:func:`neuronviz.methods.sensitivity.neuron_sensitivity` on a fixed subset of 256 training images and
 their PGD versions against the current model).
 
 Defaults (:data:`SNS_RECIPE`): top 10% per layer, λ = 1.0, top-k recomputed every epoch;
@@ -40,12 +40,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neuronviz.datasets import digits
-from neuronviz.errors import InputError
-from neuronviz.models.pixel import PixelModel
-from neuronviz.models.registry import embedded_path, load_model
-from neuronviz.probe import probe
-from neuronviz.sensitivity import channel_distance, neuron_sensitivity
+from neuronviz.core.models.pixel import PixelModel
+from neuronviz.core.models.standard_sources import embedded_path, load_model
+from neuronviz.core.probe import probe
+from neuronviz.data.datasets import digits
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.sensitivity import channel_distance, neuron_sensitivity
 from neuronviz.training.digits import augment, build_model, pgd_attack, start_run, write_model_and_card
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Train the embedded digits vision transformer: ``python -m neuronviz train digits-vit``.
 
-The network is timm's ``VisionTransformer`` with :data:`neuronviz.models.builtin.DIGITS_VIT_CONFIG`
+The network is timm's ``VisionTransformer`` with :data:`neuronviz.core.models.builtin.DIGITS_VIT_CONFIG`
 (4 blocks, width 64, 4 heads, 4×4 patches on 28×28 digits). The data, split, seed, augmentation,
 card fields and card attacks are those of the digits CNNs (:mod:`neuronviz.training.digits`:
 the same ``build_model`` normalisation from the training split, the same random affine
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neuronviz.datasets import digits
-from neuronviz.models.builtin import DIGITS_VIT_CONFIG
+from neuronviz.core.models.builtin import DIGITS_VIT_CONFIG
+from neuronviz.data.datasets import digits
 from neuronviz.training.digits import augment, build_model, start_run, write_model_and_card
 
 log = logging.getLogger(__name__)

@@ -668,7 +668,7 @@ def write_upload_files(folder: Path) -> list[Path]:
     (folder / "not-an-image.png").write_text("plain text, not a picture")
     (folder / "empty.jpg").write_bytes(b"")
     torch.save({"weight": torch.zeros(2, 2)}, folder / "tiny.pt")
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
 
     torch.save(load_model("digits-cnn", device="cpu").state_dict(), folder / "digits-cnn-copy.pt")
 

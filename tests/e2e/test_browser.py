@@ -220,10 +220,10 @@ def test_main_flow_in_chromium(server_url: str, browser):
 
 def test_two_sessions_at_once_give_the_numbers_of_one(chromium_path: Path, browser):
     """Two browser sessions on a fresh server compute the same analysis at the same time."""
-    from neuronviz.analysis import DEFAULT_SAMPLE_ID, default_choice
-    from neuronviz.attacks import run_attack
-    from neuronviz.images import load_sample
-    from neuronviz.models import load_model
+    from neuronviz.core.models import load_model
+    from neuronviz.data.images import load_sample
+    from neuronviz.methods.attacks import run_attack
+    from neuronviz.workflows.analysis import DEFAULT_SAMPLE_ID, default_choice
 
     model = load_model("digits-cnn", device="cpu")
     choice = default_choice()  # the start-up example, as a new session gets it

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 DEFAULT_SEED = 20261201
 DEFAULT_STEPS = 150
-#: The server's wall-clock budget per computation (``NEURONVIZ_TIME_BUDGET_S``, neuronviz.settings):
+#: The server's wall-clock budget per computation (``NEURONVIZ_TIME_BUDGET_S``, neuronviz.infra.settings):
 #: a big model or a long attack stops with a message instead of holding the walk for minutes.
 TIME_BUDGET_S = float(os.environ.get("NEURONVIZ_TIME_BUDGET_S") or 10)
 #: An action's run may take a few budgets (a page runs several computations) plus loading a model.

@@ -22,11 +22,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from neuronviz import settings
-from neuronviz.errors import CheckpointError, ModelNotFoundError, SharedServerError
-from neuronviz.models import load_model
-from neuronviz.models.builtin import DigitsCNN, DigitsResNet
-from neuronviz.models.checkpoints import pickle_globals
+from neuronviz.core.models import load_model
+from neuronviz.core.models.builtin import DigitsCNN, DigitsResNet
+from neuronviz.core.models.checkpoints import pickle_globals
+from neuronviz.infra import settings
+from neuronviz.infra.errors import CheckpointError, ModelNotFoundError, SharedServerError
 
 ROOT = Path(__file__).resolve().parents[2]
 RSS_BOUND_MB = 200
@@ -145,7 +145,7 @@ _RSS_SCRIPT = r"""
 import json, os, resource, sys, warnings
 warnings.filterwarnings("ignore")
 import torch
-from neuronviz.models import load_model
+from neuronviz.core.models import load_model
 for warm in sys.argv[3:]:
     load_model(warm, device="cpu")  # the code paths a refusal goes through, imported and warm
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -559,7 +559,7 @@ def test_shared_server_refuses_local_paths_but_reads_uploads(tmp_path, monkeypat
 
 
 def test_shared_server_refuses_downloads_and_big_models(monkeypatch):
-    from neuronviz.models import download_weights
+    from neuronviz.core.models import download_weights
 
     monkeypatch.setenv(settings.SHARED_SERVER_ENV, "1")
     with pytest.raises(SharedServerError, match="weights are not downloaded here") as info:

@@ -21,9 +21,9 @@ import time
 import pytest
 import torch
 
-from neuronviz.attacks import run_attack
-from neuronviz.images import list_samples, load_sample
-from neuronviz.models import load_model
+from neuronviz.core.models import load_model
+from neuronviz.data.images import list_samples, load_sample
+from neuronviz.methods.attacks import run_attack
 
 #: A's attack: long enough (several seconds alone on 2 cores) that B's runs all fall inside it.
 LONG = ("pgd", {"steps": 300, "random_start": True})

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from neuronviz import budget
-from neuronviz.attacks import run_attack
-from neuronviz.defenses import restore
-from neuronviz.errors import InputError, NeuronvizError
-from neuronviz.influence import neuron_influence
-from neuronviz.limits import MAX_BATCH
-from neuronviz.models import load_model
-from neuronviz.models.pixel import ModelTypeError
-from neuronviz.sweep import eps_sweep
+from neuronviz.core.models import load_model
+from neuronviz.core.models.pixel import ModelTypeError
+from neuronviz.infra import budget
+from neuronviz.infra.errors import InputError, NeuronvizError
+from neuronviz.infra.limits import MAX_BATCH
+from neuronviz.methods.attacks import run_attack
+from neuronviz.methods.defences import restore
+from neuronviz.methods.influence import neuron_influence
+from neuronviz.workflows.sweep import eps_sweep
 
 
 class Bare(nn.Module):
@@ -62,7 +62,7 @@ CASES = [
     ("bare module to neuron_influence", lambda m, x: neuron_influence(Bare(), x), ModelTypeError, ["neuron_influence", "PixelModel"]),
     ("bare module to eps_sweep", lambda m, x: eps_sweep(Bare(), x[:1], "fgsm", None, [0.1]), ModelTypeError, ["eps_sweep", "PixelModel"]),
     # --- sizes -----------------------------------------------------------------------------
-    ("1×1 image to run_attack", lambda m, x: run_attack(m, torch.rand(1, 1, 1, 1), "fgsm"), InputError, ["1×1", "exactly 28×28", "neuronviz.images"]),
+    ("1×1 image to run_attack", lambda m, x: run_attack(m, torch.rand(1, 1, 1, 1), "fgsm"), InputError, ["1×1", "exactly 28×28", "neuronviz.data.images"]),
     ("32×32 image on the 28×28 model", lambda m, x: run_attack(m, torch.rand(1, 1, 32, 32), "fgsm"), InputError, ["32×32", "28×28"]),
     ("32×32 image to restore", lambda m, x: restore(m, torch.rand(1, 1, 32, 32), "pssr"), InputError, ["32×32", "28×28"]),
     ("1×1 image to neuron_influence", lambda m, x: neuron_influence(m, torch.rand(1, 1, 1, 1)), InputError, ["1×1", "28×28"]),

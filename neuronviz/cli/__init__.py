@@ -1,0 +1,247 @@
+"""Command line: ``python -m neuronviz <command>``.
+
+Commands:
+  models                 list every model source's models (embedded, zoo, timm, plugins) and whether weights are here
+  attacks                list the registered attacks with their parameters and defaults
+  defences               list the registered defences (plugins too) with their parameters
+  train NAME             train an embedded model (or pssr-<model>, its PSSR regenerator) and write
+                         weights + card to assets/
+  train pssr MODEL --data SPEC
+                         train PSSR's regenerator for any model on your labelled images (held-out
+                         accuracy reported; cached by content hashes, used by PSSR for that model)
+  evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
+                         (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
+  card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
+  download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
+  figure                 a paper figure of one image under one attack (PDF/SVG/PNG + provenance)
+  neurons NAME           the neurons of a data set under an attack, beside a matched control (JSON + CSVs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from neuronviz.infra.errors import NeuronvizError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from neuronviz.core.models import list_sources
+
+    for source in list_sources():  # grouped by source; each source says what it lists
+        for info in source.list_models():
+            if info.weights_available:
+                state = "ready"
+            else:
+                state = "not cached" if source.fetch_label else "missing"
+            size = f"{info.channels}×{info.input_size[0]}×{info.input_size[1]}"
+            print(f"{info.name:20s} {source.name:9s} {size:11s} {info.num_classes:5d} classes  {state:20s} {info.description}")
+        if source.upload_suffixes:
+            print(f"{'(upload)':20s} {source.name:9s} {'':11s} {'':13s}  {'':20s} {source.label}: {', '.join(source.upload_suffixes)} files")
+    return 0
+
+
+def _cmd_attacks(args: argparse.Namespace) -> int:
+    from neuronviz.methods.attacks import format_eps, list_attacks
+
+    for info in list_attacks():
+        mode = "targeted/untargeted" if info.targeted else "untargeted"
+        print(f"{info.name:11s} {info.label:20s} {info.norm or '-':5s} {mode}")
+        for param in info.params:
+            default = format_eps(param.default) if param.pixel_scale else param.default
+            gray = f"; digits: {param.default_gray}" if param.default_gray is not None else ""
+            bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+            print(f"    {param.name:15s} {param.kind:6s} default {default}{gray}{bounds}  {param.help}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from neuronviz.training.digits import train
+    from neuronviz.training.sns import SNS_RECIPE, train_sns
+
+    if args.name == "pssr":
+        from neuronviz.training.pssr import train_command
+
+        return train_command(args.model, args.data, limit=args.limit, eps=args.eps, epochs=args.epochs, seed=args.seed, device=args.device)
+    if args.model is not None or args.data is not None:
+        raise NeuronvizError(f"train {args.name} takes no MODEL or --data (those are for `train pssr MODEL --data SPEC`)")
+    if args.name == SNS_RECIPE.name:
+        card = train_sns(out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    elif args.name == "digits-vit":
+        from neuronviz.training.vit import train_vit
+
+        card = train_vit(out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    elif args.name.startswith("pssr-"):
+        from neuronviz.training.pssr import train_regenerator
+
+        card = train_regenerator(args.name[len("pssr-"):], out_dir=args.out, epochs=args.epochs)
+    else:
+        card = train(args.name, out_dir=args.out, seed=args.seed, epochs=args.epochs)
+    print(json.dumps({"name": card["name"], "metrics": card["metrics"], "train_seconds": card["train_seconds"]}, indent=2))
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from neuronviz.core.models import load_model
+    from neuronviz.training.digits import evaluate_card_metrics
+
+    model = load_model(args.name, device=args.device)
+    if model.num_classes != 10 or model.channels != 1:
+        raise NeuronvizError(f"{args.name} is not a digits model; card works on the digits test split")
+    print(json.dumps(evaluate_card_metrics(model), indent=2))
+    return 0
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(";") if v.strip()]
+
+
+def _cmd_defences(args: argparse.Namespace) -> int:
+    from neuronviz.methods.defences import list_defenses
+
+    for defense in list_defenses():
+        print(f"{defense.name:13s} {defense.short:16s} {'analysis only' if defense.oracle else 'deployable'}")
+        for param in defense.params:
+            bounds = f" in [{param.low:g}, {param.high:g}]" if param.low is not None else ""
+            print(f"    {param.name:15s} {param.kind:6s} default {param.default!r}{bounds}  {param.help}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neuronviz.core.models import load_model
+    from neuronviz.workflows import evaluate
+
+    def load(device):
+        model = load_model(args.name, device=device)
+        data = evaluate.load_dataset(args.data, model, limit=args.limit)
+        if any(d.split(":")[0].strip() == "nip-reactive" for d in _split_list(args.defence)):
+            from neuronviz.methods.defences.nip import profile_data_from_dataset
+
+            profile_data_from_dataset(model, data)  # reactive NIP's class profiles from your labelled data
+        return model, data
+
+    eps = [e.strip() for value in args.eps or [] for e in value.split(",") if e.strip()]
+    out = Path(args.out) if args.out else Path(f"evaluation-{args.name.replace('/', '_')}")
+    result = evaluate.evaluate_distributed(
+        load,
+        device=args.device,
+        attacks=_split_list(args.attack) or list(evaluate.DEFAULT_ATTACKS),
+        defences=_split_list(args.defence) or list(evaluate.DEFAULT_DEFENCES),
+        eps=eps or None,
+        target=args.target,
+        autoattack=args.autoattack,
+        seed=args.seed,
+        out=out,
+        block_size=args.block_size,
+        progress=not args.no_progress,
+        adaptive=args.adaptive,
+        surrogate=args.surrogate,
+    )
+    if result is None:  # not rank 0: rank 0 writes the tables
+        return 0
+    print((out / "results.md").read_text(encoding="utf-8"), end="")
+    print(
+        f"{result.computed} block(s) computed, {result.reused} reused from {out} in {result.seconds:.1f} s; tables: "
+        + ", ".join(str(p) for p in result.files.values()),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from neuronviz.core.models import source_for
+
+    print(source_for(args.name).fetch_weights(args.name))
+    return 0
+
+
+def _trust_local_models(args: argparse.Namespace) -> None:
+    """A model given on the command line as a .pt2 path or module:function is the user's own:
+    registered as a trusted local model (neuronviz.core.models.local_source) and used by its spec."""
+    from neuronviz.core.models.local_source import trusted_spec
+
+    for attr in {"evaluate": "name", "card": "name", "figure": "model", "train": "model"}.get(args.command, "").split():
+        if getattr(args, attr) is not None:
+            setattr(args, attr, trusted_spec(getattr(args, attr)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neuronviz.infra import plugins
+
+    try:  # third-party methods register before any registry is read (docs/architecture.md)
+        plugins.load_plugins()
+    except NeuronvizError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m neuronviz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list models").set_defaults(func=_cmd_models)
+    sub.add_parser("attacks", help="list attacks").set_defaults(func=_cmd_attacks)
+    sub.add_parser("defences", aliases=["defenses"], help="list defences").set_defaults(func=_cmd_defences)
+    p = sub.add_parser("train", help="train an embedded model, or `train pssr MODEL --data SPEC`")
+    p.add_argument("name", help="an embedded model, pssr-<embedded model>, or pssr (then MODEL and --data)")
+    p.add_argument("model", nargs="?", default=None, help="train pssr: the model (any spec `evaluate` takes)")
+    p.add_argument("--data", default=None, help="train pssr: the labelled images, a spec as `evaluate --data`")
+    p.add_argument("--limit", type=int, default=None, help="train pssr: only the first N images of the data set")
+    p.add_argument("--eps", type=float, default=0.1, help="train pssr: the attacks' budget for the pairs and the held-out check (pixel units)")
+    p.add_argument("--device", default=None, help="train pssr: cpu, cuda (default: CUDA when available)")
+    p.add_argument("--out", default=None, help="output folder (default: assets/models)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser(
+        "evaluate",
+        help="attacks × defences over a data set (resumable; shards under torchrun)",
+        description=(
+            "Attacks × defences (× an ε grid) over a data set, written block by block under --out "
+            "(a rerun skips finished blocks), then results.csv/.md/.tex/.json (with provenance). "
+            "Under `torchrun --nproc_per_node=N -m neuronviz evaluate ...` the blocks are shared by "
+            "the processes and rank 0 writes one table, identical to a single-process run."
+        ),
+    )
+    p.add_argument("name", help="a registered model name or a checkpoint path")
+    p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...]: digits[:split=test|train|all], samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT (the last four take ,limit=N; mnist/cifar10 ,split=test|train)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
+    p.add_argument("--attack", action="append", metavar="NAME[:k=v,...]", help="an attack and its parameters, e.g. pgd:steps=20 (repeatable; default fgsm and pgd:steps=20)")
+    p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")
+    p.add_argument("--target", default=None, help="none (default), a class index, or least-likely (images already of the target are excluded)")
+    p.add_argument("--autoattack", action="store_true", help="add the AutoAttack standard row (L∞, untargeted) at every ε")
+    p.add_argument("--defence", "--defense", "--defences", "--defenses", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr; all: every registered defence)")
+    p.add_argument("--adaptive", action="store_true", help="add a row per defence: the attack through it (BPDA / EoT, as the defence declares), beside the plain row")
+    p.add_argument("--surrogate", default=None, metavar="SPEC", help="add transfer rows: the attacks crafted on this model (any model spec), judged on NAME")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    p.add_argument("--block-size", type=int, default=64, help="images per block file, a multiple of 16 (never changes the numbers)")
+    p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available; under torchrun cuda:LOCAL_RANK)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("card", help="re-measure a digits model's card metrics on the test split")
+    p.add_argument("name")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd_card)
+    p = sub.add_parser("download", help="fetch a model's pretrained weights (zoo, timm:<name>; explicit network use)")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_download)
+    from neuronviz.cli.figure import add_parser as _add_figure
+
+    _add_figure(sub)
+    from neuronviz.cli.neurons import add_parser as _add_neurons
+
+    _add_neurons(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        _trust_local_models(args)
+        return args.func(args)
+    except NeuronvizError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Hooks, in one place: record the activations (and gradients) of many layers in one pass.
+
+Every other module that needs activations or gradients (influence, sensitivity, fragility,
+defences) goes through :func:`probe`, so there is exactly one hook mechanism, and it is one that
+cleans up after itself:
+
+- hooks live only inside the ``with`` block and are removed in ``finally``, also when the
+  forward pass raises;
+- the model's lock is held for the whole block (one shared model, many Streamlit sessions);
+- the caller's tensors and the model are not modified. A layer whose output the network later
+  changes in place (torchvision's ``ReLU(inplace=True)`` after a BatchNorm, ``out += identity``)
+  hands a *clone* of its output to the rest of the network, so the in-place operation changes
+  the clone, not the recorded activation, and the gradient with respect to the recorded tensor
+  is the gradient with respect to the layer's true output (Captum's layer methods clone every
+  layer the same way). Which outputs are changed in place is found once per model object (at
+  its first probed forward pass) by watching the tensors' version counters in a blank forward
+  pass; a clone costs a copy and a backward node, so the other layers are not cloned. Should a
+  version counter still move during a probe, the forward pass is run again with that layer
+  cloned;
+- ``rec.backward(objective, each)`` is the fast path for work on activation × gradient: one
+  backward pass to the earliest recorded layers, every layer's gradient handed to ``each`` by a
+  tensor hook as it is formed, none kept (``rec.gradients`` returns them all instead);
+- a module called several times in one forward (torchvision ResNet's shared ``relu``) has
+  every call recorded in order (``rec.calls(name)``); ``rec.activation(name)`` refuses such a
+  layer with a message naming the count, since "its output" is ambiguous;
+- a layer whose output is a tuple or list has its first tensor recorded (noted in
+  ``rec.tuple_outputs``);
+- the attention of a vision transformer (a module with ``num_heads`` and a ``proj`` linear
+  child, as every timm attention has) is recorded as its heads, not its projection: the input
+  of ``proj``, ``(N, tokens, heads·head_dim)``, caught by a forward *pre*-hook on ``proj``
+  (:func:`tap`). Its output after ``proj`` is the layer ``<name>.proj``. Every other layer is
+  recorded at its module's output;
+- ``replace={layer: tensor or function}`` substitutes a layer's output inside the same hook
+  (a tensor, or ``fn(output) -> tensor``): the rest of the network, and the recording, see the
+  substitute. Nodal dropout uses it to feed many channel-masked copies of a precomputed
+  first-layer output through the layers after it in one forward pass.
+
+Usage::
+
+    with probe(model, ["features.0", "classifier.0"]) as rec:
+        logits = rec.forward(x)                        # hooks record the activations
+        grads = rec.gradients(logits[:, 3].sum())      # ∂/∂activation, one backward pass
+    rec.activation("features.0"), grads["features.0"]
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from neuronviz.core.models.pixel import PixelModel
+from neuronviz.infra import cache
+from neuronviz.infra.errors import InputError
+
+
+def attention_heads(module: nn.Module) -> int | None:
+    """The number of heads of a transformer attention whose per-head outputs are the input of its
+    ``proj`` linear layer (timm's ``Attention`` and its relatives), or None for any other module."""
+    heads = getattr(module, "num_heads", None)
+    proj = getattr(module, "proj", None)
+    if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0 and isinstance(proj, nn.Linear):
+        if proj.in_features % heads == 0:
+            return heads
+    return None
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where layer ``name`` is recorded: the output of ``module``, or (``on_input``) its first input."""
+
+    name: str
+    module: nn.Module
+    on_input: bool = False
+
+
+def tap(model: PixelModel, name: str) -> Tap:
+    """Where :func:`probe` records layer ``name``: the heads of an attention (the input of its
+    ``proj``, see :func:`attention_heads`), else the module's output. Unknown names raise."""
+    return _taps(model, [name])[0]
+
+
+def _taps(model: PixelModel, names: Sequence[str]) -> list[Tap]:
+    result = []
+    for name, module in zip(names, model.layers(names)):
+        if attention_heads(module) is not None:
+            result.append(Tap(name, module.proj, on_input=True))  # type: ignore[arg-type]
+        else:
+            result.append(Tap(name, module))
+    return result
+
+
+@dataclass
+class Recording:
+    """What a :func:`probe` block recorded: layer outputs in call order, per layer.
+
+    ``order`` lists the recorded layers in the order of their first call in the last forward
+    pass (the network's forward order).
+    """
+
+    model: PixelModel
+    layers: tuple[str, ...]
+    outputs: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    tuple_outputs: set[str] = field(default_factory=set)
+    logits: torch.Tensor | None = None
+    order: list[str] = field(default_factory=list)
+    _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
+    _modules: list[Tap] = field(default_factory=list)
+    _checked: bool = False
+
+    def forward(self, x: torch.Tensor, require_called: bool = True) -> torch.Tensor:
+        """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
+        to record activations only. ``require_called=False`` lets layers the forward pass never
+        calls go unrecorded (``calls(name)`` is then empty) instead of raising."""
+        if not self._checked:  # once per model: which outputs does the network change in place?
+            _find_modified_in_place(self.model, self._modules)  # (before any recording)
+            self._checked = True
+        for _attempt in range(2):
+            self.order.clear()
+            for name in self.layers:
+                self.outputs[name] = []
+                self._versions[name] = []
+            self.logits = self.model(x)  # gradients follow the caller's grad mode
+            changed = [name for name, seen in self._versions.items() if any(t._version != v for t, v in seen)]
+            if not changed:
+                break
+            _mark_modified_in_place(self.model, changed)  # the next attempt clones them
+        else:
+            raise InputError(f"the outputs of {changed} keep changing in place; they cannot be recorded")
+        missing = [name for name in self.layers if not self.outputs[name]]
+        if missing and require_called:
+            raise InputError(f"these layers were not called in the forward pass: {missing}")
+        return self.logits
+
+    def calls(self, name: str) -> list[torch.Tensor]:
+        """Every output of layer ``name`` in the last forward pass, in call order."""
+        if name not in self.outputs:
+            raise InputError(f"layer {name!r} is not probed here; probed: {list(self.layers)}")
+        return self.outputs[name]
+
+    def activation(self, name: str) -> torch.Tensor:
+        """The output of layer ``name``; refused for a module called more than once per forward."""
+        calls = self.calls(name)
+        if len(calls) != 1:
+            raise InputError(
+                f"layer {name!r} is called {len(calls)} times in one forward pass (a module reused inside "
+                "the network, like torchvision ResNet's shared relu); its output is ambiguous. Probe a "
+                "layer called once (e.g. the BatchNorm or convolution before it), or read rec.calls(name)."
+            )
+        return calls[0]
+
+    def gradients(self, objective: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """∂ objective / ∂ activation for each named layer, in ONE backward pass.
+
+        Only the part of the graph between the objective and the earliest requested layer is
+        evaluated; no parameter gradients are formed (the model's parameters are frozen). A layer
+        the objective does not depend on gets zeros. For work on activation × gradient, where the
+        full-size gradients need not be kept, :meth:`backward` is faster.
+        """
+        _check_scalar(objective)
+        names = list(names or self.layers)
+        tensors = [self.activation(name) for name in names]
+        grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        return {
+            name: torch.zeros_like(tensor) if grad is None else grad  # None: the objective does not depend on it
+            for name, tensor, grad in zip(names, tensors, grads)
+        }
+
+    def backward(
+        self,
+        objective: torch.Tensor,
+        each: Callable[[str, torch.Tensor, torch.Tensor], None],
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """ONE backward pass that hands every named layer's gradient to ``each(name, activation,
+        gradient)`` as soon as it is formed (while it is still in cache), and keeps none of them.
+
+        The gradients are caught by tensor hooks. ``torch.autograd.grad`` is asked only for the
+        gradients of the recorded outputs that are leaves (the earliest probed layers: the probe
+        made their outputs leaves), so the engine stores no full-size gradient of the other
+        layers; their hooks fire on the way. A named layer whose hook did not fire (the
+        objective does not depend on it, or it does not descend from a recorded leaf, e.g. when
+        the parameters or the input require grad) is asked for explicitly afterwards (the graph
+        is retained for that), so every layer gets its exact gradient; zeros when the objective
+        does not depend on it. ``activation`` is detached.
+        """
+        _check_scalar(objective)
+        names = list(names or self.layers)
+        tensors = [self.activation(name) for name in names]
+        fired: set[str] = set()
+
+        def make_hook(name: str, activation: torch.Tensor):
+            def hook(grad: torch.Tensor) -> None:
+                fired.add(name)
+                each(name, activation, grad)  # returns None: the gradient itself is left unchanged
+
+            return hook
+
+        handles = [tensor.register_hook(make_hook(name, tensor.detach())) for name, tensor in zip(names, tensors)]
+        try:  # the leaves among everything recorded (a named layer may descend from one not named)
+            leaves = [t for calls in self.outputs.values() for t in calls if t.grad_fn is None and t.requires_grad]
+            if leaves:
+                torch.autograd.grad(objective, leaves, allow_unused=True, retain_graph=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        missed = [(name, tensor) for name, tensor in zip(names, tensors) if name not in fired]
+        if missed:
+            grads = torch.autograd.grad(objective, [tensor for _, tensor in missed], allow_unused=True)
+            for (name, tensor), grad in zip(missed, grads):
+                each(name, tensor.detach(), torch.zeros_like(tensor) if grad is None else grad)
+
+
+def _check_scalar(objective: torch.Tensor) -> None:
+    if not isinstance(objective, torch.Tensor) or objective.numel() != 1:
+        raise InputError("the objective must be a scalar (e.g. logits[:, c].sum())")
+
+
+#: Per model object: the layers whose outputs the network changes in place (they are cloned), and
+#: the layers already checked. Keyed by the model object, not its content hash: whether a layer's
+#: output is changed in place depends on the modules, not the weights, and the hash walks the
+#: whole state dict (too slow for every probe of a small model). Should a module be switched to
+#: in-place later, the version check of :meth:`Recording.forward` catches it and marks the layer.
+_MODIFIED_IN_PLACE: weakref.WeakKeyDictionary[PixelModel, set[str]] = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakKeyDictionary[PixelModel, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _mark_modified_in_place(model: PixelModel, names: Sequence[str]) -> None:
+    _MODIFIED_IN_PLACE.setdefault(model, set()).update(names)
+
+
+def _find_modified_in_place(model: PixelModel, taps: list[Tap]) -> set[str]:
+    """Which of these layers' outputs does a forward pass change in place? (Cached per model.)
+
+    Returns the model's own set (later marks land in it)."""
+    checked = _CHECKED.setdefault(model, set())
+    todo = [t for t in taps if t.name not in checked]
+    if todo:
+        seen: dict[str, list[tuple[torch.Tensor, int]]] = {t.name: [] for t in todo}
+
+        def note(name: str, value: object) -> None:
+            tensor, _ = _first_tensor(value)
+            if tensor is not None:
+                seen[name].append((tensor, tensor._version))
+
+        handles = [_register(t, lambda value, name=t.name: note(name, value)) for t in todo]  # type: ignore[misc]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, model.channels, *model.input_size, device=model.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        changed = {name for name, pairs in seen.items() if any(t._version != v for t, v in pairs)}
+        _MODIFIED_IN_PLACE.setdefault(model, set()).update(changed)
+        checked.update(t.name for t in todo)
+    return _MODIFIED_IN_PLACE.setdefault(model, set())
+
+
+def _register(where: Tap, capture: Callable[[object], object]) -> torch.utils.hooks.RemovableHandle:
+    """The one place hooks are registered: ``capture(value)`` sees the module's output (or, for a
+    tap on the input, its positional inputs) and returns a replacement or None (unchanged)."""
+    if where.on_input:
+        return where.module.register_forward_pre_hook(lambda module, args: capture(args))
+    return where.module.register_forward_hook(lambda module, inputs, output: capture(output))
+
+
+def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, (tuple, list)):
+        for index, item in enumerate(output):
+            if isinstance(item, torch.Tensor):
+                return item, index
+    return None, None
+
+
+def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[Tap]:
+    if isinstance(layers, str):
+        layers = [layers]
+    if not layers:
+        raise InputError("no layers to probe")
+    if len(set(layers)) != len(layers):
+        raise InputError(f"a layer is named twice: {list(layers)}")
+    return _taps(model, list(layers))
+
+
+Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def probe(
+    model: PixelModel, layers: Sequence[str], replace: Mapping[str, Replacement] | None = None
+) -> Iterator[Recording]:
+    """Record the outputs of ``layers`` (qualified names of ``model.net``) inside the block.
+
+    Holds ``model.lock`` for the whole block; removes every hook in ``finally``. Outputs that
+    do not already require grad are made to (as leaves), so their gradients can be taken
+    without differentiating anything upstream of them.
+
+    ``replace`` maps some of ``layers`` to a substitute output: a tensor (used as is; its batch
+    size may differ from the input's, so a small dummy input can stand in for the layers before
+    it) or a function of the layer's true output. The substitute is what is recorded and what
+    the rest of the network receives. The model itself is not changed.
+    """
+    if not isinstance(model, PixelModel):
+        raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
+    modules = _resolve_modules(model, layers)
+    recording = Recording(model=model, layers=tuple(t.name for t in modules), _modules=modules)
+    replace = dict(replace or {})
+    unknown = [name for name in replace if name not in recording.layers]
+    if unknown:
+        raise InputError(f"replace names layers that are not probed: {unknown}; probed: {list(recording.layers)}")
+    for name, substitute in replace.items():
+        if not (isinstance(substitute, torch.Tensor) or callable(substitute)):
+            raise InputError(f"replace[{name!r}] must be a tensor or a function of the output, got {type(substitute).__name__}")
+    handles = []
+    # The layers to clone: the model's own set in _MODIFIED_IN_PLACE, filled by the first
+    # forward pass of a probe (and by a retry of it), so the hooks see every mark.
+    cloned = _MODIFIED_IN_PLACE.setdefault(model, set())
+
+    def make_hook(name: str, on_input: bool):
+        substitute = replace.get(name)
+        outputs = recording.outputs
+        versions = recording._versions
+        order = recording.order
+
+        def hook(output: object) -> object:  # the module's output, or its inputs (a tuple) for a tap on the input
+            found, index = (output, None) if type(output) is torch.Tensor else _first_tensor(output)  # common case first
+            if found is None:
+                return None
+            tensor: torch.Tensor = found
+            if name not in outputs:
+                return None
+            if substitute is not None:
+                tensor = substitute if isinstance(substitute, torch.Tensor) else substitute(tensor)
+                if not isinstance(tensor, torch.Tensor):
+                    raise InputError(f"replace[{name!r}] returned {type(tensor).__name__}, not a tensor")
+                if index is None:
+                    output = tensor
+                else:  # put the substitute where the recorded tensor was
+                    items = list(cast("Sequence[object]", output))
+                    items[index] = tensor
+                    output = type(output)(items) if isinstance(output, tuple) else items
+            fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
+            if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
+                tensor = tensor.detach().requires_grad_(True)
+            if not outputs[name]:
+                order.append(name)
+            outputs[name].append(tensor)
+            versions[name].append((tensor, tensor._version))
+            if index is not None and not on_input:
+                recording.tuple_outputs.add(name)
+            clone = name in cloned
+            if not fresh and not clone:
+                return output if substitute is not None else None  # None: the output goes on unchanged
+            passed_on = tensor.clone() if clone else tensor
+            if index is None:
+                return passed_on
+            replaced = list(cast("Sequence[object]", output))
+            replaced[index] = passed_on
+            return type(output)(replaced) if isinstance(output, tuple) else replaced
+
+        return hook
+
+    with model.lock:
+        try:
+            for where in modules:
+                handles.append(_register(where, make_hook(where.name, where.on_input)))
+            yield recording
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+_INPLACE_FREE = cache.new_cache("probe.without_inplace", max_entries=1)
+
+
+def without_inplace(model: PixelModel) -> PixelModel:
+    """The model itself, or (when it has in-place modules) a cached twin with them turned off.
+
+    Captum's path methods (conductance, internal influence, Grad-CAM) can break on in-place
+    ReLUs. The shared model is never changed: a twin is made once per model (one kept at a time,
+    zoo models are large) and has its own lock.
+    """
+    if not any(getattr(m, "inplace", False) for m in model.modules()):
+        return model
+    key = (model.content_hash, str(model.device))
+    twin = _INPLACE_FREE.get(key)
+    if twin is None:
+        twin = model.copy()
+        for module in twin.modules():
+            if getattr(module, "inplace", False):
+                cast(Any, module).inplace = False
+        _INPLACE_FREE.clear()
+        _INPLACE_FREE[key] = twin
+    return twin

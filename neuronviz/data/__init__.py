@@ -1,0 +1,1 @@
+"""Data: images (reading, checking), datasets (MNIST and friends), labelled evaluation sets."""

@@ -1,0 +1,1 @@
+"""Methods: attacks, defences, influence, attribution, fragility, sensitivity, feature maps, statistics, controls."""

@@ -1,0 +1,645 @@
+"""Neuron influence (NIP's definition), front/middle/tail groups, and the shift an attack causes.
+
+NIP (Chen et al., arXiv:2112.13060; authors' code ``Reverse_VGG_CIFAR.py``) defines the influence
+of neuron ``j`` of a layer on the class ``c`` as activation × gradient:
+
+    I_j(x) = a_j(x) · ∂z_c(x)/∂a_j(x)
+
+with ``c`` the model's prediction on the image (no label needed). This is certain from the
+authors' code. A neuron of a convolutional layer is a channel (influence summed over the spatial
+positions: ``granularity="channel"``, the dashboard's default) or one ``C×H×W`` element
+(``"unit"``, as the code's flatten layer); of a linear layer, a unit.
+
+``method="grad_x_act"`` computes every requested layer in ONE forward and ONE backward pass
+(:mod:`neuronviz.core.probe`), and equals Captum's ``LayerGradientXActivation`` layer by layer (tested).
+Captum's ``LayerConductance`` and ``InternalInfluence`` are offered by name (one Captum call per
+layer, ``n_steps`` interpolation steps each: far slower), and ``"activation"`` is the plain
+activation (spatially summed for channels).
+
+Front / middle / tail (NIP): sort neurons by influence; front = the top ``k``, tail = the ``t``
+lowest (``tail_rule="bottom"``) or ranks ``k+1..k+t`` (``tail_rule="next"``, the variant in the
+authors' second script). Sizes are counts or fractions of the layer (default 5% / 5%, at least
+one neuron each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuronviz.core.layers import LayerInfo as LayerInfo  # the layer description lives in neuronviz.core.layers;
+from neuronviz.core.layers import check_tokens, influence_product, layer_info, neuron_sums
+from neuronviz.core.layers import default_layer as default_layer  # these names stay importable from here
+from neuronviz.core.layers import probe_layers as probe_layers
+from neuronviz.core.models.pixel import PixelModel
+from neuronviz.core.probe import probe, tap, without_inplace
+from neuronviz.infra.errors import InputError
+from neuronviz.infra.limits import check_batch
+from neuronviz.infra.registry import Registry
+
+GRANULARITIES = ("channel", "unit")
+GROUP_NAMES = ("front", "middle", "tail")
+FRONT, MIDDLE, TAIL = 0, 1, 2
+#: The one default share of a layer's neurons in the front and in the tail, for every view.
+DEFAULT_GROUP_FRACTION = 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# Influence
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfluenceMap:
+    """Influence of every neuron of one layer, per image: ``values (N, neurons)``.
+
+    ``activations (N, neurons)`` holds the matching activations (summed over positions for
+    channels, tokens and heads), so "front neurons lost activation" can be read next to "lost
+    influence". ``target (N,)`` is the class each image's influence was computed toward. ``shape``
+    is the layer's output shape per image; for ``unit`` granularity neuron ``j`` is element ``j``
+    of that shape (of the chosen tokens), flattened. ``kind`` is the layer's
+    :attr:`LayerInfo.kind`; ``tokens`` the tokens of a token layer summed ("all"), or the one
+    read ("cls" or an index).
+    """
+
+    layer: str
+    method: str
+    granularity: str
+    target: torch.Tensor
+    values: torch.Tensor
+    activations: torch.Tensor
+    shape: tuple[int, ...]
+    kind: str = ""
+    tokens: str | int = "all"
+
+    @property
+    def neurons(self) -> int:
+        return int(self.values.shape[1])
+
+    def select(self, rows: int | Sequence[int]) -> InfluenceMap:
+        """The map of some of its images (one index, or a list, in that order)."""
+        pick = torch.tensor([rows] if isinstance(rows, int) else list(rows), dtype=torch.long)
+        return dataclasses.replace(self, target=self.target[pick], values=self.values[pick], activations=self.activations[pick])
+
+    def neuron_label(self, j: int) -> str:
+        """A readable name: ``"ch 12"`` for a channel, ``"head 2"``, ``"unit 7"`` (a linear layer's
+        or a token layer's hidden unit), ``"(3, 4, 5)"`` for an element."""
+        if self.granularity == "channel" or len(self.shape) <= 1:
+            if self.kind == "heads":
+                return f"head {j}"
+            return f"ch {j}" if len(self.shape) > 1 and self.kind != "tokens" else f"unit {j}"
+        return str(tuple(int(i) for i in np.unravel_index(j, self.shape)))
+
+    def to_frame(self):
+        import pandas as pd
+
+        n, k = self.values.shape
+        return pd.DataFrame(
+            {
+                "image": np.repeat(np.arange(n), k),
+                "neuron": np.tile(np.arange(k), n),
+                "influence": self.values.flatten().numpy(),
+                "activation": self.activations.flatten().numpy(),
+                "target": np.repeat(self.target.numpy(), k),
+                "layer": self.layer,
+                "method": self.method,
+            }
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Influence methods: a registry, one entry per method
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfluenceRequest:
+    """One call of :func:`neuron_influence`, checked: what an :class:`InfluenceMethod` computes."""
+
+    model: PixelModel
+    x: torch.Tensor
+    layers: tuple[LayerInfo, ...]
+    target: torch.Tensor | None
+    granularity: str
+    tokens: str | int
+    n_steps: int
+    internal_batch_size: int | None
+
+
+#: ``{layer: (activation per neuron (N, K), influence per neuron (N, K))}`` and the target used.
+RawInfluence = tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]
+
+
+class InfluenceMethod:
+    """An influence method: subclass, set the facts, implement :meth:`compute`, and
+    :func:`register_influence_method` an instance.
+
+    ``name`` (the ``method=`` value), ``label`` (the dashboard's word), ``unit`` (what its values
+    measure, for axis titles), ``paper`` (citation), ``description`` (one sentence).
+    """
+
+    name: str = ""
+    label: str = ""
+    unit: str = ""
+    paper: str = ""
+    description: str = ""
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:  # pragma: no cover - abstract
+        """Every layer's (activation, influence) per neuron, and the target classes used (the
+        prediction when ``request.target`` is None). Called with the model's lock held."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<influence method {self.name!r}>"
+
+
+_INFLUENCE_METHODS: Registry[InfluenceMethod] = Registry("influence method", InfluenceMethod)
+
+
+def register_influence_method(method: InfluenceMethod) -> InfluenceMethod:
+    """Add an influence method (an instance of an :class:`InfluenceMethod` subclass); its name
+    becomes a valid ``method=`` of :func:`neuron_influence`. Returns it (usable as a decorator's result)."""
+    return _INFLUENCE_METHODS.register(method)
+
+
+def get_influence_method(name: str) -> InfluenceMethod:
+    """The registered influence method ``name`` (an :class:`InputError` listing the names if unknown)."""
+    return _INFLUENCE_METHODS.get(name)
+
+
+def unregister_influence_method(name: str) -> None:
+    """Remove a registered influence method (a test's, or a plugin's being reloaded); a missing name is no error."""
+    _INFLUENCE_METHODS.unregister(name)
+
+
+def list_influence_methods() -> list[InfluenceMethod]:
+    """Every registered influence method, built-ins first."""
+    return _INFLUENCE_METHODS.entries()
+
+
+class GradientTimesActivation(InfluenceMethod):
+    name = "grad_x_act"
+    label = "activation × gradient (NIP)"
+    unit = "activation × gradient, logit units"
+    paper = "Chen et al., NIP: Neuron-level Inverse Perturbation Against Adversarial Attacks, arXiv:2112.13060"
+    description = "Every layer in one forward and one backward pass; equals Captum's LayerGradientXActivation."
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        return _single_pass(request, with_gradients=True)
+
+
+class Activation(InfluenceMethod):
+    name = "activation"
+    label = "activation"
+    unit = "activation, layer output units"
+    paper = "the layer's output (no attribution)"
+    description = "The plain activation, summed over positions for channels, tokens and heads."
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        return _single_pass(request, with_gradients=False)
+
+
+class _CaptumLayerMethod(InfluenceMethod):
+    captum_class = ""
+
+    def compute(self, request: InfluenceRequest) -> RawInfluence:
+        import captum.attr
+
+        target = request.target
+        if target is None:
+            with torch.no_grad():
+                target = request.model(request.x).argmax(1)
+        return _captum_layers(request, getattr(captum.attr, self.captum_class), target), target
+
+
+class Conductance(_CaptumLayerMethod):
+    name = "conductance"
+    label = "layer conductance"
+    unit = "layer conductance, logit units"
+    paper = "Dhamdhere, Sundararajan, Yan, How Important Is a Neuron?, arXiv:1805.12233"
+    description = "Captum's LayerConductance: one call per layer, n_steps interpolation steps each."
+    captum_class = "LayerConductance"
+
+
+class InternalInfluence(_CaptumLayerMethod):
+    name = "internal_influence"
+    label = "internal influence"
+    unit = "internal influence, logit units"
+    paper = "Leino, Sen, Datta, Fredrikson, Li, Influence-Directed Explanations for Deep Convolutional Networks, arXiv:1802.03788"
+    description = "Captum's InternalInfluence: one call per layer, n_steps interpolation steps each."
+    captum_class = "InternalInfluence"
+
+
+for _method in (GradientTimesActivation(), Activation(), Conductance(), InternalInfluence()):
+    register_influence_method(_method)
+
+#: The built-in influence methods (:func:`list_influence_methods` has the registered ones too).
+METHODS = tuple(m.name for m in list_influence_methods())
+
+
+# --------------------------------------------------------------------------------------------
+# Influence
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_layers(model: PixelModel, layers) -> list[str]:
+    if layers is None:
+        return [info.name for info in probe_layers(model)]
+    if isinstance(layers, str):
+        layers = [layers]
+    return list(layers)  # probe() checks the names (one walk over the modules), with close names when one is unknown
+
+
+def neuron_influence(
+    model: PixelModel,
+    x: torch.Tensor,
+    layers: str | Sequence[str] | None = None,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    method: str = "grad_x_act",
+    granularity: str = "channel",
+    n_steps: int = 32,
+    internal_batch_size: int | None = None,
+    tokens: str | int = "all",
+) -> dict[str, InfluenceMap]:
+    """Influence of every neuron of ``layers`` on the logit of ``target``, per image.
+
+    Args:
+        model: a :class:`PixelModel`.
+        x: ``(N, C, H, W)`` pixels in [0, 1].
+        layers: qualified names; default: every layer of :func:`probe_layers`.
+        target: class per image (int or ``(N,)``); default: the model's prediction on ``x``.
+        method: a registered influence method (:func:`list_influence_methods`): ``"grad_x_act"``
+            (NIP; all layers in one forward + one backward pass), ``"activation"``,
+            ``"conductance"`` (Captum ``LayerConductance``) or ``"internal_influence"`` (Captum
+            ``InternalInfluence``); the last two run one Captum call per layer with ``n_steps``
+            interpolation steps.
+        granularity: ``"channel"`` (a neuron per channel, token-layer hidden unit or head,
+            summed over positions) or ``"unit"`` (every element).
+        tokens: for token and heads layers of a transformer: ``"all"`` (summed over tokens),
+            ``"cls"`` (the class token only) or a token index; other layers ignore it.
+
+    Returns:
+        ``{layer: InfluenceMap}`` in the order of ``layers``, detached CPU tensors.
+    """
+    check_batch(x, "neuron_influence", model=model)  # neuronviz.infra.limits: batch cap, PixelModel check
+    entry = get_influence_method(method)
+    if granularity not in GRANULARITIES:
+        raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if not isinstance(n_steps, int) or not 1 <= n_steps <= 512:
+        raise InputError(f"n_steps must be an integer in [1, 512], got {n_steps!r}")
+    check_tokens(tokens)
+    x = model.check_pixels(x)
+    names = _resolve_layers(model, layers)
+    model.layers(names)  # an unknown name: the error with close names, before any work
+    infos = tuple(layer_info(model, name) for name in names)
+    for info in infos:
+        check_tokens(tokens, info)
+    target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(model.device)
+    request = InfluenceRequest(model, x, infos, target_tensor, granularity, tokens, n_steps, internal_batch_size)
+    with model.lock:
+        raw, target_tensor = entry.compute(request)
+    host = _to_cpu([t for name in names for t in raw[name]])
+    target_cpu = target_tensor.cpu()
+    result = {}
+    for i, (name, info) in enumerate(zip(names, infos)):
+        result[name] = InfluenceMap(
+            layer=name,
+            method=method,
+            granularity=granularity,
+            target=target_cpu,
+            values=host[2 * i + 1],
+            activations=host[2 * i],
+            shape=info.output_shape if granularity == "channel" else _unit_shape(info, tokens),
+            kind=info.kind,
+            tokens=tokens if info.tokens is not None else "all",
+        )
+    return result
+
+
+def _unit_shape(info: LayerInfo, tokens: str | int) -> tuple[int, ...]:
+    if info.tokens is None or tokens == "all":
+        return info.output_shape
+    return (1, *info.output_shape[1:])
+
+
+def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluence:
+    """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
+
+    Results are already reduced to neurons: ``{name: (activation, influence)}``. For grad×act,
+    each layer's activation × gradient is reduced (a per-neuron dot product over its positions,
+    or per unit) inside the backward pass as soon as its gradient is formed, together with the
+    activation's own sum; no full-size gradient is kept (:meth:`Recording.backward`).
+    """
+    model, x, target = request.model, request.x, request.target
+    granularity, tokens = request.granularity, request.tokens
+    infos = {info.name: info for info in request.layers}
+    names = list(infos)
+    with probe(model, names) as rec:
+        if not with_gradients:
+            with torch.no_grad():
+                logits = rec.forward(x)
+            target = logits.argmax(1) if target is None else target
+            out = {}
+            for name in names:
+                reduced = neuron_sums(rec.activation(name), granularity, infos[name], tokens)
+                out[name] = (reduced, reduced)
+            return out, target
+        logits = rec.forward(x)
+        target = logits.detach().argmax(1) if target is None else target
+        result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
+            info = infos[name]
+            result[name] = (
+                neuron_sums(activation, granularity, info, tokens),
+                influence_product(activation, grad, granularity, info, tokens),
+            )
+
+        rec.backward(logits.gather(1, target[:, None]).sum(), each, names)
+        return {name: result[name] for name in names}, target
+
+
+def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Detached CPU copies; from an accelerator in ONE transfer (not one per layer), each result
+    its own tensor (a view into a shared buffer would pickle the whole buffer)."""
+    tensors = [t.detach() for t in tensors]
+    if not tensors or tensors[0].device.type == "cpu":
+        return tensors
+    if len({(t.device, t.dtype) for t in tensors}) > 1:
+        return [t.cpu() for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu()
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset : offset + t.numel()].view(t.shape).clone())
+        offset += t.numel()
+    return out
+
+
+def _captum_layers(request: InfluenceRequest, cls: type, target: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One Captum layer-attribution call per layer (``cls(model, module).attribute``), reduced
+    to neurons like the activations. A heads layer is attributed at the input of its ``proj``."""
+    granularity, tokens = request.granularity, request.tokens
+    subject = without_inplace(request.model)
+    names = [info.name for info in request.layers]
+    out = {}
+    with probe(subject, names) as rec, torch.no_grad():
+        rec.forward(request.x)
+        activations = {name: rec.activation(name).detach() for name in names}
+    for info in request.layers:
+        where = tap(subject, info.name)
+        attribution = cls(subject, where.module).attribute(
+            request.x,
+            target=target,
+            n_steps=request.n_steps,
+            internal_batch_size=request.internal_batch_size,
+            attribute_to_layer_input=where.on_input,
+        )
+        if isinstance(attribution, (tuple, list)):
+            attribution = attribution[0]
+        out[info.name] = (
+            neuron_sums(activations[info.name], granularity, info, tokens),
+            neuron_sums(attribution.detach(), granularity, info, tokens),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Groups and shifts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeuronGroups:
+    """Front / middle / tail membership per image: ``labels (N, neurons)`` with 0/1/2.
+
+    ``front (N, k)`` and ``tail (N, t)`` hold neuron indices, front in decreasing and tail in
+    increasing influence order. ``tail_rule`` is ``"bottom"`` (the t lowest) or ``"next"``
+    (ranks k+1..k+t).
+    """
+
+    layer: str
+    front: torch.Tensor
+    tail: torch.Tensor
+    labels: torch.Tensor
+    tail_rule: str
+
+    @property
+    def front_size(self) -> int:
+        return int(self.front.shape[1])
+
+    @property
+    def tail_size(self) -> int:
+        return int(self.tail.shape[1])
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "tail_rule": self.tail_rule, "front": self.front.tolist(), "tail": self.tail.tolist()}
+
+
+def _count(size: int | float, neurons: int, what: str) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise InputError(f"{what} must be a count (int ≥ 1) or a fraction in (0, 1), got {size!r}")
+    if isinstance(size, int):
+        if size < 1:
+            raise InputError(f"{what} must be at least 1 neuron, got {size}")
+        count = size
+    else:
+        if not 0.0 < size < 1.0:
+            raise InputError(f"{what} as a fraction must be in (0, 1), got {size}")
+        count = max(1, math.ceil(size * neurons - 1e-9))
+    if count > neurons:
+        raise InputError(f"{what} = {count} neurons, but the layer has {neurons}")
+    return count
+
+
+def group_sizes(neurons: int, front: int | float = 0.05, tail: int | float = 0.05) -> tuple[int, int]:
+    """Resolve front/tail sizes (counts or fractions) for a layer of ``neurons`` neurons."""
+    k, t = _count(front, neurons, "front"), _count(tail, neurons, "tail")
+    if k + t > neurons:
+        raise InputError(f"front ({k}) + tail ({t}) exceed the layer's {neurons} neurons")
+    return k, t
+
+
+def partition(
+    influence: InfluenceMap | torch.Tensor,
+    front: int | float = 0.05,
+    tail: int | float = 0.05,
+    tail_rule: str = "bottom",
+) -> NeuronGroups:
+    """Split each image's neurons into front (top influence), tail and middle (the rest)."""
+    if tail_rule not in ("bottom", "next"):
+        raise InputError(f"tail_rule must be 'bottom' or 'next', got {tail_rule!r}")
+    values = influence.values if isinstance(influence, InfluenceMap) else influence
+    layer = influence.layer if isinstance(influence, InfluenceMap) else ""
+    if values.dim() != 2:
+        raise InputError(f"influence values must be (N, neurons), got {tuple(values.shape)}")
+    k, t = group_sizes(values.shape[1], front, tail)
+    order = torch.argsort(values, dim=1, descending=True, stable=True)
+    front_idx = order[:, :k]
+    tail_idx = order[:, k : k + t] if tail_rule == "next" else order[:, -t:].flip(1)
+    labels = torch.full(values.shape, MIDDLE, dtype=torch.int8)
+    labels.scatter_(1, front_idx, FRONT)
+    labels.scatter_(1, tail_idx, TAIL)
+    return NeuronGroups(layer=layer, front=front_idx, tail=tail_idx, labels=labels, tail_rule=tail_rule)
+
+
+@dataclass(frozen=True)
+class InfluenceShift:
+    """How an attack (or a defence) moved one layer's neurons, per image.
+
+    ``transition (N, 3, 3)``: counts of neurons going from group i (before) to group j (after),
+    groups in the order front, middle, tail, with the after-groups of the same sizes.
+    ``spearman``, ``kendall (N,)``: rank correlation of the influence before and after.
+    ``front_overlap (N,)``: share of the front neurons still front after.
+    ``front_suppressed (N,)``: how many front neurons lost influence; ``tail_lifted (N,)``: how many
+    tail neurons gained influence. ``*_influence_change`` and ``*_activation_change (N,)``: mean
+    change (after − before) over the before-groups.
+    """
+
+    layer: str
+    groups_before: NeuronGroups
+    groups_after: NeuronGroups
+    transition: torch.Tensor
+    spearman: torch.Tensor
+    kendall: torch.Tensor
+    front_overlap: torch.Tensor
+    front_suppressed: torch.Tensor
+    tail_lifted: torch.Tensor
+    front_influence_change: torch.Tensor
+    tail_influence_change: torch.Tensor
+    front_activation_change: torch.Tensor
+    tail_activation_change: torch.Tensor
+
+    def summary(self, image: int = 0) -> str:
+        """One sentence a user can read: what happened to the front and the tail."""
+        k, t = self.groups_before.front_size, self.groups_before.tail_size
+        return (
+            f"{self.layer}: {int(self.front_suppressed[image])} of {k} front neurons lost influence "
+            f"({float(self.front_overlap[image]):.0%} stay front); {int(self.tail_lifted[image])} of {t} "
+            f"tail neurons gained influence; rank correlation ρ = {float(self.spearman[image]):.2f}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.layer,
+            "transition": self.transition.tolist(),
+            "spearman": self.spearman.tolist(),
+            "kendall": self.kendall.tolist(),
+            "front_overlap": self.front_overlap.tolist(),
+            "front_suppressed": self.front_suppressed.tolist(),
+            "tail_lifted": self.tail_lifted.tolist(),
+            "front_influence_change": self.front_influence_change.tolist(),
+            "tail_influence_change": self.tail_influence_change.tolist(),
+            "front_activation_change": self.front_activation_change.tolist(),
+            "tail_activation_change": self.tail_activation_change.tolist(),
+        }
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant.
+    The one rank correlation of the project (influence shifts, filter rankings)."""
+    from scipy.stats import spearmanr
+
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Spearman, Kendall τ-b) of two rankings; NaN for both when either side is constant."""
+    from scipy.stats import kendalltau
+
+    rho = spearman(a, b)
+    if np.isnan(rho):
+        return rho, float("nan")
+    return rho, float(kendalltau(a, b).statistic)
+
+
+def influence_shift(
+    before: InfluenceMap,
+    after: InfluenceMap,
+    groups: NeuronGroups | None = None,
+    front: int | float = 0.05,
+    tail: int | float = 0.05,
+    tail_rule: str = "bottom",
+) -> InfluenceShift:
+    """Compare one layer's influence before and after (attack, or defence), image by image.
+
+    ``groups`` are the before-groups (computed from ``before`` with ``front``/``tail``/``tail_rule``
+    when omitted); the after-groups use the same sizes and rule.
+    """
+    if before.values.shape != after.values.shape:
+        raise InputError(f"before {tuple(before.values.shape)} and after {tuple(after.values.shape)} differ in shape")
+    if before.layer != after.layer:
+        raise InputError(f"before is layer {before.layer!r}, after is {after.layer!r}")
+    groups = groups or partition(before, front, tail, tail_rule)
+    if groups.labels.shape != before.values.shape:
+        raise InputError("groups do not match the influence map's shape")
+    after_groups = partition(after, groups.front_size, groups.tail_size, groups.tail_rule)
+    n = before.values.shape[0]
+    transition = torch.zeros(n, 3, 3, dtype=torch.long)
+    pair = groups.labels.long() * 3 + after_groups.labels.long()
+    for image in range(n):
+        transition[image] = torch.bincount(pair[image], minlength=9).reshape(3, 3)
+    correlations = [rank_correlations(before.values[i].numpy(), after.values[i].numpy()) for i in range(n)]
+    delta_influence = after.values - before.values
+    delta_activation = after.activations - before.activations
+    front_delta = delta_influence.gather(1, groups.front)
+    tail_delta = delta_influence.gather(1, groups.tail)
+    return InfluenceShift(
+        layer=before.layer,
+        groups_before=groups,
+        groups_after=after_groups,
+        transition=transition,
+        spearman=torch.tensor([c[0] for c in correlations]),
+        kendall=torch.tensor([c[1] for c in correlations]),
+        front_overlap=transition[:, FRONT, FRONT].float() / groups.front_size,
+        front_suppressed=(front_delta < 0).sum(1),
+        tail_lifted=(tail_delta > 0).sum(1),
+        front_influence_change=front_delta.mean(1),
+        tail_influence_change=tail_delta.mean(1),
+        front_activation_change=delta_activation.gather(1, groups.front).mean(1),
+        tail_activation_change=delta_activation.gather(1, groups.tail).mean(1),
+    )
+
+
+def layer_shift_table(
+    before: Mapping[str, InfluenceMap],
+    after: Mapping[str, InfluenceMap],
+    front: int | float = 0.05,
+    tail: int | float = 0.05,
+    tail_rule: str = "bottom",
+    image: int | None = None,
+):
+    """Per-layer summary of the shift across the whole network (a pandas DataFrame, forward order).
+
+    Columns: layer, neurons, spearman, kendall, front_overlap, front_suppressed_share,
+    tail_lifted_share, front_influence_change, tail_influence_change, averaged over the images
+    (or for one ``image``).
+    """
+    import pandas as pd
+
+    rows = []
+    for name, map_before in before.items():
+        if name not in after:
+            continue
+        shift = influence_shift(map_before, after[name], front=front, tail=tail, tail_rule=tail_rule)
+        pick = slice(None) if image is None else slice(image, image + 1)
+        rows.append(
+            {
+                "layer": name,
+                "neurons": map_before.neurons,
+                "spearman": float(np.nanmean(shift.spearman[pick].numpy())),
+                "kendall": float(np.nanmean(shift.kendall[pick].numpy())),
+                "front_overlap": float(shift.front_overlap[pick].mean()),
+                "front_suppressed_share": float(shift.front_suppressed[pick].float().mean() / shift.groups_before.front_size),
+                "tail_lifted_share": float(shift.tail_lifted[pick].float().mean() / shift.groups_before.tail_size),
+                "front_influence_change": float(shift.front_influence_change[pick].mean()),
+                "tail_influence_change": float(shift.tail_influence_change[pick].mean()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,1 @@
+"""Workflows: the analysis, sweeps, batch evaluation, defence tables, session records, export, provenance."""

@@ -1,0 +1,257 @@
+"""The ε sweep: one attack at a range of budgets, with predictions and the front/tail shift.
+
+:func:`eps_sweep` answers "how do the prediction and the neuron ranking move as the attack gets
+stronger?" for one image. For each budget ε it runs the attack (:func:`neuronviz.methods.attacks.run_attack`,
+the same seed and the other parameters unchanged, so a random start is the same draw at every ε),
+then computes the neuron influence of the clean image and of every adversarial image **in one
+batched** :func:`neuronviz.methods.influence.neuron_influence` call, toward the benign class (the clean
+prediction), and compares each adversarial ranking with the clean one by
+:func:`neuronviz.methods.influence.influence_shift` (front overlap, Spearman ρ, mean change of the front
+and tail neurons' influence).
+
+ε = 0 is the clean image by definition: no attack is run for it (some attacks divide by their
+budget), its row is the clean image, its prediction the clean prediction and its shift the
+identity (front overlap 1, ρ 1, changes 0).
+
+Targeted sweeps: when the clean prediction already is the target, the image is not attacked at
+any ε (every row is the clean image, ``success`` is False throughout) and ``already_target`` is
+True, so the sweep is not read as a success (the rule of ``neuronviz.workflows.batch``).
+
+Only attacks with a budget parameter (:attr:`neuronviz.methods.attacks.AttackInfo.budget_param`) can be
+swept; ε values are in that parameter's units (pixel units [0, 1] for L∞ budgets, the L2 norm in
+pixel units for L2 budgets).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuronviz.core.models.pixel import PixelModel, require_pixel_model
+from neuronviz.infra.errors import InputError
+from neuronviz.methods.attacks import get_attack, resolve_params, resolve_target, run_attack
+from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION, default_layer, influence_shift, neuron_influence
+
+#: The most budgets one sweep may ask for (each one is a full attack run).
+MAX_EPS_VALUES = 64
+#: Front and tail set sizes: the dashboard's one default (METHODS.md's analysis used 5%; pass front=/tail= for that).
+DEFAULT_FRONT = DEFAULT_TAIL = DEFAULT_GROUP_FRACTION  # the dashboard's one front/tail size
+
+
+@dataclass(frozen=True)
+class EpsSweep:
+    """One image attacked at several budgets, as detached CPU tensors.
+
+    ``eps (E,)`` in increasing order, in the units of ``budget_param``; ``adversarial (E, C, H, W)``;
+    ``probs (E, K)``; ``prediction``, ``success (E,)``; ``linf``, ``l2 (E,)`` the norms of the
+    perturbation (pixel units); ``clean (1, C, H, W)`` and ``clean_probs (K,)``; ``benign_class``:
+    the clean prediction, toward which influence is computed. The shift at ``layer`` compares each
+    ε's influence with the clean image's: ``front_overlap``, ``spearman``,
+    ``front_influence_change``, ``tail_influence_change (E,)``. ``params`` are the attack's
+    other parameters (resolved at the first ε); ``norm`` is the budget's norm (``"Linf"``,
+    ``"L2"``); ``seconds``: wall time of the attacks and of the influence pass.
+    """
+
+    attack: str
+    budget_param: str
+    norm: str | None
+    params: dict
+    eps: torch.Tensor
+    clean: torch.Tensor
+    clean_probs: torch.Tensor
+    benign_class: int
+    labels: torch.Tensor
+    target: torch.Tensor | None
+    adversarial: torch.Tensor
+    probs: torch.Tensor
+    prediction: torch.Tensor
+    success: torch.Tensor
+    linf: torch.Tensor
+    l2: torch.Tensor
+    layer: str
+    front: float | int
+    tail: float | int
+    front_overlap: torch.Tensor
+    spearman: torch.Tensor
+    front_influence_change: torch.Tensor
+    tail_influence_change: torch.Tensor
+    seconds: dict
+    #: targeted sweep of an image whose clean prediction already is the target: not attacked
+    already_target: bool = False
+
+    def __len__(self) -> int:
+        return int(self.eps.shape[0])
+
+    @property
+    def benign_confidence(self) -> torch.Tensor:
+        """``(E,)`` probability of the benign class at each ε."""
+        return self.probs[:, self.benign_class]
+
+    def index(self, eps: float) -> int:
+        """The position of the computed budget closest to ``eps``."""
+        return int((self.eps - float(eps)).abs().argmin())
+
+    def to_frame(self):
+        """One row per ε: prediction, benign confidence, success, norms and the shift."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "eps": self.eps.tolist(),
+                "prediction": self.prediction.tolist(),
+                "confidence": self.probs.max(1).values.tolist(),
+                "benign_confidence": self.benign_confidence.tolist(),
+                "success": self.success.tolist(),
+                "linf": self.linf.tolist(),
+                "l2": self.l2.tolist(),
+                "front_overlap": self.front_overlap.tolist(),
+                "spearman": self.spearman.tolist(),
+                "front_influence_change": self.front_influence_change.tolist(),
+                "tail_influence_change": self.tail_influence_change.tolist(),
+            }
+        )
+
+
+def _eps_values(
+    values: Sequence[float] | torch.Tensor | np.ndarray, low: float | None, high: float | None, name: str
+) -> list[float]:
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        values = [float(v) for v in np.asarray(values.tolist() if isinstance(values, torch.Tensor) else values).ravel()]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InputError(f"eps_values must be a sequence of numbers, got {type(values).__name__}")
+    if not values:
+        raise InputError("eps_values is empty: give at least one budget")
+    result = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(f"eps_values must hold numbers, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"every budget must be a finite number ≥ 0, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise InputError(f"{name} = {value:g} is out of the attack's range [{low:g}, {high:g}]")
+        result.append(value)
+    unique = sorted(set(result))
+    if len(unique) > MAX_EPS_VALUES:
+        raise InputError(f"{len(unique)} budgets in one sweep; the cap is {MAX_EPS_VALUES}")
+    return unique
+
+
+def eps_sweep(
+    model: PixelModel,
+    image: torch.Tensor,
+    attack: str,
+    params: Mapping[str, Any] | None,
+    eps_values: Sequence[float] | torch.Tensor | np.ndarray,
+    labels: int | torch.Tensor | None = None,
+    target: int | str | torch.Tensor | None = None,
+    seed: int | None = 0,
+    layer: str | None = None,
+    front: int | float = DEFAULT_FRONT,
+    tail: int | float = DEFAULT_TAIL,
+) -> EpsSweep:
+    """Attack one image at every budget in ``eps_values`` and measure the front/tail shift.
+
+    Args:
+        model: a :class:`PixelModel`.
+        image: ``(1, C, H, W)`` pixels in [0, 1].
+        attack: a registered attack with a budget parameter (e.g. ``"pgd"``, ``"fgsm"``).
+        params: the attack's other parameters (its budget parameter, if present, is replaced).
+        eps_values: budgets, in the budget parameter's units; sorted and de-duplicated.
+        labels: the class to move away from (e.g. the true class); default the clean prediction.
+        target: as in :func:`run_attack` (None, a class index, or ``"least-likely"``).
+        seed: the same seed for every ε (so a random start is the same draw at every budget).
+        layer: the layer whose influence is compared; None or ``""``: :func:`default_layer`.
+        front, tail: front and tail set sizes (counts or fractions), as in :func:`partition`.
+
+    Returns:
+        An :class:`EpsSweep`.
+
+    Raises:
+        InputError: an attack without a budget, budgets out of the attack's range, more than
+            :data:`MAX_EPS_VALUES` budgets, more than one image, or what :func:`run_attack`
+            and :func:`neuron_influence` refuse.
+    """
+    info = get_attack(attack)
+    if info.budget_param is None:
+        raise InputError(f"{info.label} has no budget parameter to sweep (it finds its own perturbation size)")
+    budget = info.param(info.budget_param)
+    model = require_pixel_model(model, "eps_sweep")
+    image = model.check_pixels(image)
+    if image.shape[0] != 1:
+        raise InputError(f"eps_sweep attacks one image; got a batch of {image.shape[0]}")
+    values = _eps_values(eps_values, budget.low, budget.high, info.budget_param)
+    base = {k: v for k, v in dict(params or {}).items() if k != info.budget_param}
+    layer_name = layer or default_layer(model)  # None or "" = the default layer
+    model.layer(layer_name)  # raises with close names when unknown
+    resolved = resolve_params(info, {**base, info.budget_param: values[0]}, model)  # validates the rest once
+    norm = resolved["norm"] if "norm" in resolved else info.norm
+    label_tensor = None if labels is None else model.check_classes(labels, 1, "labels").cpu()
+
+    started = time.perf_counter()
+    clean = image.detach().cpu()
+    clean_probs = model.predict(image)[1][0]
+    benign = int(clean_probs.argmax())
+    reference = label_tensor if label_tensor is not None else torch.tensor([benign])
+    target_tensor = resolve_target(target, info, model, clean_probs[None], 1)  # as run_attack resolves it
+    target_tensor = None if target_tensor is None else target_tensor.cpu()
+    adversarial, probs, success = [], [], []
+    for value in values:
+        if value == 0.0:  # the clean image, judged as run_attack judges success
+            adversarial.append(clean)
+            probs.append(clean_probs[None])
+            # targeted: at ε = 0 nothing reached the target (an image already there is excluded)
+            success.append(False if target_tensor is not None else benign != int(reference[0]))
+            continue
+        report = run_attack(
+            model, image, info.name, {**base, info.budget_param: value}, labels=label_tensor, target=target, seed=seed
+        )
+        adversarial.append(report.adversarial)
+        probs.append(report.adv_probs)
+        success.append(bool(report.success[0]))
+    attack_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    adversarial_t = torch.cat(adversarial)
+    batch = torch.cat([clean, adversarial_t])
+    maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
+    before = maps.select([0] * len(values))
+    after = maps.select(range(1, len(values) + 1))
+    shift = influence_shift(before, after, front=front, tail=tail)
+    influence_seconds = time.perf_counter() - started
+
+    probs_t = torch.cat(probs)
+    delta = (adversarial_t - clean).flatten(1)
+    return EpsSweep(
+        attack=info.name,
+        budget_param=info.budget_param,
+        norm=norm,
+        params={k: v for k, v in resolved.items() if k != info.budget_param},
+        eps=torch.tensor(values, dtype=torch.float64),
+        clean=clean,
+        clean_probs=clean_probs,
+        benign_class=benign,
+        labels=reference,
+        target=target_tensor,
+        adversarial=adversarial_t,
+        probs=probs_t,
+        prediction=probs_t.argmax(1),
+        success=torch.tensor(success, dtype=torch.bool),
+        linf=delta.abs().max(1).values,
+        l2=delta.norm(dim=1),
+        layer=layer_name,
+        front=front,
+        tail=tail,
+        front_overlap=shift.front_overlap,
+        spearman=shift.spearman,
+        front_influence_change=shift.front_influence_change,
+        tail_influence_change=shift.tail_influence_change,
+        seconds={"attacks": attack_seconds, "influence": influence_seconds},
+        already_target=target_tensor is not None and benign == int(target_tensor[0]),
+    )
