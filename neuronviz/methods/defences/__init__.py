@@ -7,11 +7,8 @@ params, target=None, reference=None)`` is the explicit call. A new defence is on
 subclasses :class:`Defense` and calls :func:`register_defense` (docs/architecture.md).
 """
 
-from neuronviz.methods.defences import (  # noqa: F401  (register NIP and PSSR)
-    baselines,  # noqa: F401,I001  (then JPEG, bit depth, median, resize-and-pad)
-    nip,
-    pssr,
-)
+# NIP and PSSR register first (baselines imports them), then JPEG, bit depth, median, resize-and-pad
+from neuronviz.methods.defences import baselines, nip, pssr  # noqa: F401
 from neuronviz.methods.defences.base import (
     DEFENSES,
     Defense,

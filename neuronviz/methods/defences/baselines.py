@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from neuronviz.infra.schema import Param
+from neuronviz.methods.defences import nip, pssr  # noqa: F401  (registered first: the registry lists NIP and PSSR, then the baselines)
 from neuronviz.methods.defences.base import Defense, Restored, register_defense
 
 
