@@ -50,6 +50,7 @@ class JPEG(Defense):
         "an attacker who knows it uses BPDA (the identity in the backward pass), which Athalye et al. 2018 showed "
         "breaks it."
     )
+    reconstruction = "None: the JPEG codec as published (libjpeg through PIL)."
     params = (Param("quality", "int", 75, "JPEG quality (lower: stronger compression)", 1, 100),)
     trace_keys = ("changed",)
 
@@ -82,6 +83,7 @@ class BitDepth(Defense):
         "1 bit on MNIST and 5 bits on CIFAR-10 (default here: 1 for one-channel models, 5 otherwise). A perturbation "
         "smaller than half a level vanishes; a larger one survives. Not differentiable (BPDA for an adaptive attacker)."
     )
+    reconstruction = "None: the paper's rounding to 2^bits levels."
     params = (Param("bits", "int", 5, "bits per channel kept", 1, 8, default_gray=1),)
     trace_keys = ("changed",)
 
@@ -103,6 +105,7 @@ class MedianSmoothing(Defense):
         "reflected at the border; an even k is centred as scipy does). The paper used 2×2 on MNIST and CIFAR-10. "
         "Not differentiable in a useful way (BPDA for an adaptive attacker)."
     )
+    reconstruction = "None: scipy's median filter with the paper's window."
     params = (Param("size", "int", 2, "window side k", 2, 7, "pixels"),)
     trace_keys = ("changed",)
 
@@ -130,6 +133,7 @@ class RandomResizePad(Defense):
         "come from a torch.Generator seeded with `seed`, so a result is reproducible. Differentiable, random: an "
         "attacker who knows it averages over draws (EoT), which Athalye et al. 2018 showed breaks it."
     )
+    reconstruction = "Adapted: a random down-resize and pad back to the input size (the paper up-resizes for a network that takes any size)."
     params = (
         Param("min_scale", "float", 0.9, "smallest side as a share of the input side", 0.5, 1.0),
         Param("seed", "int", 0, "seed of the random draws", 0, 2**31 - 1),
