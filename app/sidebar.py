@@ -16,7 +16,7 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from app import choices, components, state
+from app import choices, components, state, surrogate
 from app import runs as analysis
 from app.actions import REGISTRY, SAMPLE, SEED_GENERATION, reset_attack_widgets  # noqa: F401 - the shared actions' keys and values
 from app.actions import new_seed_widget as _new_seed_widget
@@ -47,6 +47,7 @@ def render() -> tuple[state.Selection | None, list[str]]:
         image, used_request, info, image_errors = state.resolve_image(image_request, model)
         st.header("Attack", divider="gray")
         errors += _attack_form(model)
+        surrogate.sidebar_choice(model)  # issue 23: transfer attacks (app/surrogate.py)
     errors += image_errors
     if image is None or used_request is None:
         state.set_selection(None)

@@ -107,7 +107,9 @@ def test_dsr_is_the_share_of_fooled_images_restored_to_the_clean_prediction(pgd)
         expected = (fooled[name] == fooled["clean_pred"]).sum() / len(fooled)
         assert result.summary().dsr[name] == pytest.approx(expected)
         # images the attack did not fool do not count, whatever the defence did to them
-        assert result.summary().dsr[name] == pytest.approx(fooled[f"{name}:restored"].mean())
+        assert result.summary().dsr[name] == pytest.approx((fooled[f"{name}:restored"] == "restored").mean())
+        # issue 24.5: an image the attack did not fool has its own verdict, never "restored"
+        assert set(frame[~frame["success"]][f"{name}:restored"]) <= {"nothing to restore"}
 
 
 def test_dsr_is_nan_when_the_attack_never_succeeds(digits_cnn, images):

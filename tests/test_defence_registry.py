@@ -35,12 +35,18 @@ def test_entries_carry_their_facts():
         "nip-oracle": ("NIP (oracle)", True, False, True),
         "nip-reactive": ("NIP (reactive)", False, False, False),
         "pssr": ("PSSR", False, False, False),
+        "jpeg": ("JPEG", False, False, False),
+        "bit-depth": ("Bit depth", False, False, False),
+        "median": ("Median", False, False, False),
+        "random-resize-pad": ("Resize+pad", False, False, False),
     }
     for defense in list_defences():
         assert defense.label and defense.paper and defense.summary and defense.description
         assert defense.deployable is not defense.oracle
         assert defence_label(defense.name) == defense.short_label
-    assert [d.name for d in list_defences(include_none=False)] == ["nip-guided", "nip-oracle", "nip-reactive", "pssr"]
+    assert [d.name for d in list_defences(include_none=False)] == [
+        "nip-guided", "nip-oracle", "nip-reactive", "pssr", "jpeg", "bit-depth", "median", "random-resize-pad",
+    ]
     assert defence_label("not-registered") == "not-registered"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import components
+from app import components, surrogate
 from app import export_controls as exports
 from app import runs as analysis
 from app.evaluation_set import BUILTIN, evaluation_images
@@ -51,10 +51,12 @@ class BatchRun:
     images: evalset.EvaluationSet | None = None  # the images the run was on (the export's provenance)
 
 
-def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSet, defences: tuple[str, ...], bar) -> BatchRun:
-    """The evaluation of ``images`` chunk by chunk (each chunk cached by content)."""
+def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSet, defences: tuple[str, ...], bar,
+              crafted_on: PixelModel | None = None) -> BatchRun:
+    """The evaluation of ``images`` chunk by chunk (each chunk cached by content); ``crafted_on``:
+    the sidebar's surrogate (a transfer attack), None for the white-box attack."""
     started = time.perf_counter()
-    params = choice.params(model)
+    params = choice.params(crafted_on or model)
 
     def advance(done: int, total: int) -> None:
         bar.progress(done / total, text=f"{done} of {components.plural(total, 'image')} attacked and restored")
@@ -72,9 +74,11 @@ def run_batch(model, choice: analysis.AttackChoice, images: evalset.EvaluationSe
         progress=advance,
         ids=images.ids,
         call=analysis.memo,
+        surrogate=crafted_on,
     )
     seconds = time.perf_counter() - started
-    return BatchRun((model.content_hash, str(model.device)), choice, images.description, result, seconds, images)
+    source = images.description + (f"; images crafted on {crafted_on.name} (transfer)" if crafted_on is not None else "")
+    return BatchRun((model.content_hash, str(model.device)), choice, source, result, seconds, images)
 
 
 def _percent(value: float) -> str:
@@ -83,6 +87,7 @@ def _percent(value: float) -> str:
 
 def show_metrics(result: batch.BatchResult) -> None:
     summary = result.summary()
+    rates = result.rates()
     fooled = int(result.success.sum())
     excluded = int(getattr(summary, "excluded", 0))  # targeted runs: images already of the target class
     attacked = summary.images - excluded
@@ -99,12 +104,16 @@ def show_metrics(result: batch.BatchResult) -> None:
         "Attack success",
         _percent(summary.attack_success),
         help=f"{fooled} of {components.plural(attacked, 'attacked image')} fooled"
-        + (f" ({components.plural(excluded, 'image')} excluded: already the target class)" if excluded else ""),
+        + (f" ({components.plural(excluded, 'image')} excluded: already the target class)" if excluded else "")
+        + f". Definition: {batch.ATTACK_SUCCESS_DEFINITION}.",
     )
+    columns[1].caption(rates.attack_success.text())
     if excluded:
         st.caption(f":material/filter_alt: {excluded_note(result, summary.images, excluded)}")
     columns[2].metric("Clean accuracy", _percent(summary.clean_accuracy))
+    columns[2].caption(rates.clean_accuracy.text())
     columns[3].metric("Adversarial accuracy", _percent(summary.adversarial_accuracy))
+    columns[3].caption(rates.adversarial_accuracy.text())
     for name in result.defences:
         label = batch.defence_label(name, result.method_labels)
         columns = st.columns(4)
@@ -112,14 +121,18 @@ def show_metrics(result: batch.BatchResult) -> None:
         columns[1].metric(
             f"DSR · {label}",
             _percent(summary.dsr[name]),
-            help="Among the fooled images, the share whose prediction after the defence is the clean prediction again.",
+            help="Among the fooled images, the share whose prediction after the defence is the clean prediction again. "
+            "An image the attack did not fool has nothing to restore and is left out.",
         )
+        columns[1].caption(rates.dsr[name].text())
         columns[2].metric(f"Accuracy after {label}", _percent(summary.accuracy_after[name]), help="On the attacked images.")
+        columns[2].caption(rates.accuracy_after[name].text())
         columns[3].metric(
             f"Clean accuracy after {label}",
             _percent(summary.clean_accuracy_after[name]),
             help="The defence applied to the clean images: its cost on benign inputs.",
         )
+        columns[3].caption(rates.clean_accuracy_after[name].text())
 
 
 def batch_record(model: PixelModel, last: BatchRun) -> dict[str, Any]:
@@ -172,8 +185,10 @@ def column_config(result: batch.BatchResult) -> dict:
     for name in result.defences:
         label = batch.defence_label(name, result.method_labels)
         config[name] = st.column_config.TextColumn(f"{label}: prediction")
-        config[f"{name}:restored"] = st.column_config.CheckboxColumn(
-            f"{label}: restored", help="The prediction after the defence is the clean prediction again."
+        config[f"{name}:restored"] = st.column_config.TextColumn(
+            f"{label}: verdict",
+            help="restored: the prediction after the defence is the clean prediction again; not restored; nothing to "
+            "restore: the attack did not fool the image (left out of the DSR); not attacked: a targeted run left it alone.",
         )
         config[f"{name}:clean"] = st.column_config.TextColumn(f"{label} on clean", help="The defence applied to the clean image.")
     return config
@@ -205,11 +220,15 @@ def render() -> None:
         return
     st.caption(f"Images: {chosen.images.description}.")
 
+    crafted_on = surrogate.surrogate_for(model)
+    if crafted_on is not None:
+        st.caption(f":material/swap_horiz: Transfer attack: the images are crafted on **{crafted_on.name}** (the sidebar's "
+                   f"surrogate) and every verdict, rate and defence below is {model.name}'s.")
     submitted, extra = batch_form(model)
     if submitted:
         defences = (*batch.DEFAULT_DEFENCES, *extra)
         bar = st.progress(0.0, text="Starting…")
-        run = analysis.attempt(run_batch, model, choice, chosen.images, defences, bar)
+        run = analysis.attempt(run_batch, model, choice, chosen.images, defences, bar, crafted_on)
         bar.empty()
         if run is not None:
             st.session_state[LAST] = run
@@ -218,7 +237,8 @@ def render() -> None:
     if last is None:
         st.info("Choose the number of images and the defences, then press **Run batch**.", icon=":material/play_arrow:")
         return
-    if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice or last.source != chosen.images.description:
+    expected = chosen.images.description + (f"; images crafted on {crafted_on.name} (transfer)" if crafted_on is not None else "")
+    if last.model_key != (model.content_hash, str(model.device)) or last.choice != choice or last.source != expected:
         st.info(
             "The model, the attack or the images changed since the last batch: press **Run batch** to evaluate this choice.",
             icon=":material/refresh:",
@@ -257,21 +277,23 @@ def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun
         f"{choice.describe(model)} on {last.source}. The last run took {last.seconds:.2f} s: chunks of "
         f"{CHUNK} images already computed (by any session) come from the cache."
     )
+    st.caption(f":material/rule: Attack success, as every number on this page counts it: {batch.ATTACK_SUCCESS_DEFINITION}. "
+               "Each rate is shown with its 95% Wilson interval and n.")
     show_metrics(result)
 
     st.subheader("Accuracy", divider="gray")
     left, right = st.columns(2, gap="large")
     with left:
-        accuracy = components.figure(batch_figures.accuracy_figure, result.summary())
+        accuracy = components.figure(batch_figures.accuracy_figure, result.summary(), rates=result.rates())
         components.chart(accuracy, "batch-accuracy", key="batch.accuracy")
         exports.export_controls(
-            accuracy, exports.batch_summary_rows(result.summary()), f"batch-accuracy-{model.name}-{result.attack}", record,
+            accuracy, batch.summary_frame(result), f"batch-accuracy-{model.name}-{result.attack}", record,
             key="batch.export.accuracy",
         )
         st.caption(
             "For each defence, the left bar is its accuracy on the clean images (what it costs when there is no "
             "attack), the right bar its accuracy on the attacked images. A good defence lifts the right bar "
-            "without lowering the left one."
+            "without lowering the left one. Error bars: 95% Wilson intervals."
         )
     with right:
         components.persist(PER_CLASS_KEY)
@@ -297,8 +319,7 @@ def show_result(model: PixelModel, choice: analysis.AttackChoice, last: BatchRun
     exports.export_controls(None, frame, f"batch-{model.name}-{result.attack}-{result.images}", record, key="batch.export.table")
     with st.expander("How the defences are run"):
         st.markdown(
-            "- The attack moves each image away from its clean prediction (or toward the target); it succeeds "
-            "when the prediction changes (or reaches the target).\n"
+            f"- Attack success: {batch.ATTACK_SUCCESS_DEFINITION}.\n"
             "- **DSR** (defence success rate): among the fooled images, the share whose prediction after the "
             "defence is the clean prediction again.\n"
             "- NIP (guided) restores toward the clean prediction and the NIP oracle uses the clean image: both "

@@ -1,6 +1,7 @@
-"""Defences: NIP in its three modes and PSSR on the current adversarial image, next to each other,
-with their parameters (from each defence's schema), NIP's steps, PSSR's surgery, and the numbers
-that decide success."""
+"""Defences: every registered defence (NIP in its three modes, PSSR, the baselines JPEG, bit depth,
+median, random resize-and-pad, plugins') on the current adversarial image, next to each other, with
+their parameters (from each defence's schema), NIP's steps, PSSR's surgery, the numbers that decide
+success, and — with the toggle — what an attacker who knows each defence achieves (BPDA / EoT)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from neuronviz.figures import attack as attack_figures
 from neuronviz.infra.errors import NeuronvizError
 from neuronviz.infra.schema import Param
 from neuronviz.methods.defences import Defence, Restoration, get_defence, list_defences, restore_for
+from neuronviz.methods.defences.adaptive import KnownDefenceOutcome, attack_knowing_defence
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.workflows.analysis import restoration_outcome, restoration_verdict
 
@@ -87,6 +89,21 @@ def run(name: str, model: PixelModel, result: analysis.Analysis) -> Restoration 
     return analysis.attempt(
         analysis.memo, restore_for, name, model, result.adversarial, benign=result.benign_class, clean=result.clean,
         params=params,
+    )
+
+
+def knowing(name: str, model: PixelModel, result: analysis.Analysis) -> KnownDefenceOutcome | None:
+    """The attack of the current analysis made again by an attacker who knows defence ``name``
+    (cached), or None with a message."""
+    choice = result.choice
+    try:
+        attack_params = choice.params(model)
+    except NeuronvizError as error:
+        st.error(str(error), icon=":material/error:")
+        return None
+    return analysis.attempt(
+        analysis.memo, attack_knowing_defence, model, result.clean, choice.attack, attack_params, name, applied(name, model),
+        plain=result.adversarial, seed=choice.seed,
     )
 
 
@@ -197,9 +214,56 @@ def render() -> None:
                 st.caption(f":material/timer: {restoration.seconds:.3f} s")
             st.caption(f"Paper: {defense.paper}")
             st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
+    attacker_knows(model, result, order, restorations)
     nip_steps(selection, result, restorations, record)
     pssr_section(result, restorations, record)
     decision_numbers(selection, result, restorations, record)
+
+
+# -- the attacker who knows the defence (issue 23) ------------------------------------------------------------
+
+
+def attacker_knows(model: PixelModel, result: analysis.Analysis, order: list[str], restorations: dict[str, Restoration | None]) -> None:
+    """With the toggle on: per defence, the same attack made through the defence (BPDA for steps
+    without a useful gradient, EoT over a random defence's draws; the image kept is the one the
+    defence handles worse of that and the plain attack's), and the defence's verdict on it."""
+    names = model.class_names
+    benign = result.benign_class
+    on = st.toggle(
+        "The attacker knows the defence",
+        key="defences.adaptive",
+        help="Carlini et al. 2019, Athalye et al. 2018: a defence is evaluated against an attacker who attacks the "
+        "defended model. Off: the attack ignores the defences (the columns above).",
+    )
+    if not on:
+        st.caption(
+            "The verdicts above are against an attacker who ignores the defence. Turn on the toggle to attack each "
+            "defence through itself; `neuronviz evaluate --adaptive` does it over a data set with intervals."
+        )
+        return
+    if result.choice.target is not None:
+        st.info("The adaptive attack is untargeted; this analysis is targeted, so it moves away from the benign class "
+                "instead of toward the target.", icon=":material/info:")
+    for column, name in zip(st.columns(len(order), gap="medium"), order):
+        with column:
+            if restorations.get(name) is None:
+                continue
+            with st.spinner(f"Attacking through {get_defence(name).short}…"):
+                outcome = knowing(name, model, result)
+            if outcome is None:
+                continue
+            predicted = int(outcome.restoration.prediction[0])
+            adv_pred = int(outcome.adv_pred[0])
+            st.markdown(
+                f"Attacker knows it ({outcome.method}): undefended **{names[adv_pred]}**, after the defence "
+                f"**{names[predicted]}** · {restoration_verdict(restoration_outcome(adv_pred != benign, predicted, benign), names[benign], names[predicted])}"
+            )
+    st.caption(
+        "Per defence, the analysis's attack with the same parameters and seed, run on defence → classifier: BPDA "
+        "(the defence's forward pass, the identity in the backward pass) for JPEG, bit depth, the median, NIP and "
+        "pixel surgery (PSSR: BPDA on its mask only), EoT (logits averaged over the defence's random draws) for "
+        "random resize-and-pad. The image kept is the one the defence handles worse of this and the plain attack's."
+    )
 
 
 # -- NIP's steps --------------------------------------------------------------------------------------------

@@ -157,6 +157,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out=out,
         block_size=args.block_size,
         progress=not args.no_progress,
+        adaptive=args.adaptive,
+        surrogate=args.surrogate,
     )
     if result is None:  # not rank 0: rank 0 writes the tables
         return 0
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eps", action="append", metavar="E[,E...]", help="ε grid in pixel units, e.g. 0.05,0.1 or 4/255,8/255 (every attack with a budget runs at each)")
     p.add_argument("--target", default=None, help="none (default), a class index, or least-likely (images already of the target are excluded)")
     p.add_argument("--autoattack", action="store_true", help="add the AutoAttack standard row (L∞, untargeted) at every ε")
-    p.add_argument("--defence", "--defense", "--defences", "--defenses", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr)")
+    p.add_argument("--defence", "--defense", "--defences", "--defenses", action="append", dest="defence", metavar="NAME[:k=v,...]", help="a defence (repeatable; default none, nip-guided, pssr; all: every registered defence)")
+    p.add_argument("--adaptive", action="store_true", help="add a row per defence: the attack through it (BPDA / EoT, as the defence declares), beside the plain row")
+    p.add_argument("--surrogate", default=None, metavar="SPEC", help="add transfer rows: the attacks crafted on this model (any model spec), judged on NAME")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     p.add_argument("--block-size", type=int, default=64, help="images per block file, a multiple of 16 (never changes the numbers)")
     p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")

@@ -221,6 +221,14 @@ def is_digits_model(model: PixelModel) -> bool:
     return model.channels == 1 and height == width and tuple(model.class_names) == DIGITS_CLASSES
 
 
+def trained_on_digits_split(model: PixelModel) -> bool:
+    """True when the model's card says it was trained on this project's digits train split (the
+    embedded digits models), so the test split is known to be unseen; any other digits-shaped
+    model may have seen these images, and nothing is claimed for it."""
+    data = (getattr(model.meta, "card", None) or {}).get("data") or {}
+    return "load_digits" in str(data.get("dataset", "")) and "datasets.digits" in str(data.get("split", ""))  # the card says neuronviz.data.datasets.digits(split)
+
+
 def available_images(model: PixelModel) -> int:
     """How many labelled images :func:`evaluation_set` can offer for ``model``."""
     _check_model(model)
@@ -248,7 +256,7 @@ def evaluation_set(model: PixelModel, n: int = DEFAULT_IMAGES) -> EvaluationSet:
             labels=y[:count].clone(),
             source="digits-test",
             available=int(y.shape[0]),
-            description=f"{which} digits test images (never seen in training)",
+            description=f"{which} digits test images" + (" (never seen in training)" if trained_on_digits_split(model) else ""),
             ids=tuple(f"digit-test-{i}" for i in range(count)),
         )
     labelled = [sample for sample in list_samples(model) if sample.true_class is not None]

@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 from neuronviz.figures.base import GRID, INK, PALETTE, apply_layout
 from neuronviz.figures.captions import plural
 from neuronviz.infra.errors import InputError
-from neuronviz.workflows.batch import BatchResult, BatchSummary, defence_label
+from neuronviz.methods.stats import Rate
+from neuronviz.workflows.batch import BatchRates, BatchResult, BatchSummary, defence_label
 
 #: Hatch patterns that tell the defences apart in the per-class view (first: solid).
 DEFENCE_PATTERNS = ("", "/", "x", ".", "\\", "+")
@@ -31,16 +32,26 @@ def _label(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
 
+def _error_bars(rates: Sequence[Rate | None]) -> dict:
+    """Plotly ``error_y`` of the bars: each rate's 95% Wilson interval (percent points; none for a
+    bar with no rate or an undefined one)."""
+    plus = [100.0 * (r.high - r.share) if r is not None and r.share is not None and r.high is not None else None for r in rates]
+    minus = [100.0 * (r.share - r.low) if r is not None and r.share is not None and r.low is not None else None for r in rates]
+    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, color=INK, thickness=1.2, width=3)
+
+
 def _legend() -> dict:
     return dict(orientation="h", x=0.0, xanchor="left", y=1.0, yanchor="bottom", font=dict(size=13), title_text="")
 
 
-def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and without defences", height: int = 440) -> go.Figure:
+def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and without defences", height: int = 440,
+                    rates: BatchRates | None = None) -> go.Figure:
     """Grouped bars: for "no defence" and each defence, the accuracy on the clean images
     (``clean`` colour) and on the attacked images (``adversarial`` without a defence,
     ``restored`` after one). The clean bar of a defence is its cost on benign inputs.
 
-    Bars are labelled with their percentage; the x axis names the defences.
+    Bars are labelled with their percentage; the x axis names the defences. With ``rates``
+    (:meth:`neuronviz.workflows.batch.BatchResult.rates`), each bar carries its 95% Wilson interval.
     """
     if not isinstance(summary, BatchSummary):
         raise InputError(f"summary must be a BatchSummary, got {type(summary).__name__}")
@@ -49,13 +60,20 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
     clean = [_percent(summary.clean_accuracy), *(_percent(summary.clean_accuracy_after[d]) for d in defences)]
     attacked = [_percent(summary.adversarial_accuracy), *(None for _ in defences)]
     restored = [None, *(_percent(summary.accuracy_after[d]) for d in defences)]
+    intervals: dict[str, list[Rate | None]] = {"clean": [], "attacked": [], "restored": []}
+    if rates is not None:
+        intervals = {
+            "clean": [rates.clean_accuracy, *(rates.clean_accuracy_after[d] for d in defences)],
+            "attacked": [rates.adversarial_accuracy, *(None for _ in defences)],
+            "restored": [None, *(rates.accuracy_after[d] for d in defences)],
+        }
     fig = go.Figure()
     series = (
-        ("clean images", clean, PALETTE["clean"], "clean"),
-        ("attacked, no defence", attacked, PALETTE["adversarial"], "attacked"),
-        ("attacked, after the defence", restored, PALETTE["restored"], "attacked"),
+        ("clean images", clean, PALETTE["clean"], "clean", intervals["clean"]),
+        ("attacked, no defence", attacked, PALETTE["adversarial"], "attacked", intervals["attacked"]),
+        ("attacked, after the defence", restored, PALETTE["restored"], "attacked", intervals["restored"]),
     )
-    for name, values, colour, group in series:
+    for name, values, colour, group, errors in series:
         if all(v is None for v in values):
             continue
         fig.add_trace(
@@ -68,6 +86,7 @@ def accuracy_figure(summary: BatchSummary, title: str = "Accuracy with and witho
                 text=[_label(v) if v is not None else "" for v in values],
                 textposition="outside",
                 cliponaxis=False,
+                error_y=_error_bars(errors) if errors else None,
                 hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}}%<extra></extra>",
             )
         )
@@ -91,7 +110,8 @@ def per_class_figure(
     the accuracy after each defence (``restored``, one hatch pattern per defence).
     ``metric="attack_success"``: the attack's success rate (``adversarial``) and each defence's
     DSR over that class's fooled images (``restored``); a class the attack never fooled has no
-    DSR bar. Hovering a bar shows the class's image count.
+    DSR bar. Hovering a bar shows the class's image count. Every bar carries its 95% Wilson
+    interval (:meth:`neuronviz.workflows.batch.BatchResult.rates` over the class's images).
     """
     if not isinstance(result, BatchResult):
         raise InputError(f"result must be a BatchResult, got {type(result).__name__}")
@@ -103,6 +123,14 @@ def per_class_figure(
     table = result.per_class(names)
     x = table["name"].tolist()
     counts = table["images"].tolist()
+    per_class = [result.rates(result.labels == cls) for cls in table["class"].tolist()]
+
+    def rate_for(column: str, r: BatchRates) -> Rate:
+        if ":" not in column:
+            return getattr(r, column)
+        d, kind = column.split(":", 1)
+        return {"dsr": r.dsr, "accuracy": r.accuracy_after, "clean_accuracy": r.clean_accuracy_after}[kind][d]
+
     if metric == "accuracy":
         series = [
             ("clean", "clean_accuracy", PALETTE["clean"], ""),
@@ -131,6 +159,7 @@ def per_class_figure(
                 x=x,
                 y=values,
                 customdata=counts,
+                error_y=_error_bars([rate_for(column, r) for r in per_class]),
                 marker=dict(
                     color=colour,
                     pattern=dict(shape=pattern, fgcolor=INK, fgopacity=0.55, size=7, solidity=0.25),

@@ -44,12 +44,19 @@ from neuronviz.data.labelled import EvaluationSet, available_images, evaluation_
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import AttackedImages, get_attack, resolve_params, run_attack
 from neuronviz.methods.defences import get_defence
+from neuronviz.methods.stats import Rate, rate_of
 from neuronviz.workflows.defence_table import split_spec
 
 #: Images per library call; the unit of the attack's randomness (see the module docstring).
 BLOCK = 16
 #: The two defences every batch evaluates: NIP toward the benign prediction, and PSSR.
 DEFAULT_DEFENCES = ("nip-guided", "pssr")
+#: The one definition of attack success every batch number uses (stated where the numbers are).
+ATTACK_SUCCESS_DEFINITION = (
+    "an attack succeeds on an image when the model's prediction on the adversarial image differs from its "
+    "prediction on the clean image (untargeted; targeted: when it is the target), whatever the true label; "
+    "images the model already misclassifies count too, so the rate is not 1 − adversarial accuracy"
+)
 
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 
@@ -175,6 +182,10 @@ class BatchResult(AttackedImages):
         """Success rate, DSR, accuracies (see the module docstring for the definitions)."""
         return summarise(self, torch.ones_like(self.success))
 
+    def rates(self, rows: torch.Tensor | None = None) -> BatchRates:
+        """The summary's rates with n and 95% Wilson intervals (:func:`rates_of`)."""
+        return rates_of(self, torch.ones_like(self.success, dtype=torch.bool) if rows is None else rows)
+
     def per_class(self, class_names: Sequence[str] | None = None):
         """A pandas DataFrame, one row per true class present in the batch (ascending): ``class``
         (index), ``name`` (when ``class_names`` is given), ``images`` and the summary's numbers
@@ -219,7 +230,11 @@ class BatchResult(AttackedImages):
             restored = (self.restored[name] == self.clean_pred).tolist()
             if bool(left_alone.any()):
                 restored = [None if alone else value for value, alone in zip(restored, left_alone.tolist())]
-            columns[f"{name}:restored"] = restored
+            fooled = (self.success.bool() & self.attacked_rows).tolist()
+            columns[f"{name}:restored"] = [
+                "not attacked" if alone else ("nothing to restore" if not hit else ("restored" if value else "not restored"))
+                for value, alone, hit in zip(restored, left_alone.tolist(), fooled)
+            ]
             columns[f"{name}:clean"] = classes(self.restored_clean[name])
         columns["linf"] = self.linf.tolist()
         columns["l2"] = self.l2.tolist()
@@ -286,6 +301,67 @@ def summarise(result: BatchResult, rows: torch.Tensor) -> BatchSummary:
     )
 
 
+@dataclass(frozen=True)
+class BatchRates:
+    """The summary's rates as :class:`neuronviz.methods.stats.Rate` (k of n, 95% Wilson interval). The n
+    of each: ``attack_success`` the attacked images, ``dsr`` the fooled images (an image the attack
+    did not fool has nothing to restore and is left out), every accuracy all images."""
+
+    attack_success: Rate
+    clean_accuracy: Rate
+    adversarial_accuracy: Rate
+    dsr: dict[str, Rate]
+    accuracy_after: dict[str, Rate]
+    clean_accuracy_after: dict[str, Rate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attack_success": self.attack_success.to_dict(), "clean_accuracy": self.clean_accuracy.to_dict(),
+            "adversarial_accuracy": self.adversarial_accuracy.to_dict(),
+            "dsr": {d: r.to_dict() for d, r in self.dsr.items()},
+            "accuracy_after": {d: r.to_dict() for d, r in self.accuracy_after.items()},
+            "clean_accuracy_after": {d: r.to_dict() for d, r in self.clean_accuracy_after.items()},
+        }
+
+
+def rates_of(result: BatchResult, rows: torch.Tensor) -> BatchRates:
+    """The rates of :func:`summarise` over the images ``rows`` selects, with n and intervals."""
+    labels, clean, success = result.labels[rows], result.clean_pred[rows], result.success[rows]
+    attacked = result.attacked_rows[rows]
+    fooled = success.bool() & attacked
+    return BatchRates(
+        attack_success=rate_of(success[attacked], empty_reason="no image was attacked"),
+        clean_accuracy=rate_of(clean == labels, empty_reason="no images"),
+        adversarial_accuracy=rate_of(result.adv_pred[rows] == labels, empty_reason="no images"),
+        dsr={d: rate_of(result.restored[d][rows][fooled] == clean[fooled], empty_reason="the attack fooled no image: nothing to restore")
+             for d in result.defences},
+        accuracy_after={d: rate_of(result.restored[d][rows] == labels, empty_reason="no images") for d in result.defences},
+        clean_accuracy_after={d: rate_of(result.restored_clean[d][rows] == labels, empty_reason="no images") for d in result.defences},
+    )
+
+
+def summary_frame(result: BatchResult):
+    """The summary as a table (pandas): one row per (defence, rate) with share, 95% Wilson
+    interval, k and n — the Batch page's export."""
+    import pandas as pd
+
+    r = result.rates()
+    rows: list[dict[str, Any]] = []
+
+    def add(defence: str, name: str, value: Rate, over: str) -> None:
+        rows.append({"defence": defence, "rate": name, "share": value.share, "low": value.low, "high": value.high,
+                     "k": value.k, "n": value.n, "over": over, "reason": value.reason or ""})
+
+    add("no defence", "attack_success", r.attack_success, "attacked images")
+    add("no defence", "clean_accuracy", r.clean_accuracy, "all images")
+    add("no defence", "adversarial_accuracy", r.adversarial_accuracy, "all images")
+    for d in result.defences:
+        add(defence_label(d), "dsr", r.dsr[d], "fooled images")
+        add(defence_label(d), "accuracy_after", r.accuracy_after[d], "all images (attacked)")
+        add(defence_label(d), "clean_accuracy_after", r.clean_accuracy_after[d], "all images (clean)")
+    return pd.DataFrame(rows)
+
+
 def _flat(summary: BatchSummary, defences: Sequence[str]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "images": summary.images,
@@ -336,10 +412,14 @@ def evaluate_chunk(
     seed: int = 0,
     first_block: int = 0,
     ids: Sequence[str] | None = None,
+    surrogate: PixelModel | None = None,
 ) -> BatchResult:
     """Evaluate consecutive images, :data:`BLOCK` at a time; block ``j`` of the chunk is block
     ``first_block + j`` of the whole batch (its attack seed is :func:`block_seed`). Prefer
-    :func:`evaluate_batch`, which validates everything first and reports progress."""
+    :func:`evaluate_batch`, which validates everything first and reports progress.
+
+    ``surrogate``: a transfer attack: the images are crafted on that model
+    (:func:`transfer_report`) and every verdict is the victim ``model``'s."""
     started = time.perf_counter()
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
@@ -353,7 +433,10 @@ def evaluate_chunk(
     method_labels: dict[str, str] = {}
     for j, start in enumerate(range(0, x.shape[0], BLOCK)):
         xb = x[start : start + BLOCK]
-        report = run_attack(model, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
+        if surrogate is None:
+            report = run_attack(model, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
+        else:
+            report = transfer_report(model, surrogate, xb, attack, params, target=target, seed=block_seed(seed, first_block + j))
         resolved = report.params
         benign = report.clean_pred.to(model.device)
         adversarial = report.adversarial.to(model.device)
@@ -415,6 +498,7 @@ def evaluate_batch(
     progress: Callable[[int, int], None] | None = None,
     ids: Sequence[str] | None = None,
     call: Callable[..., BatchResult] | None = None,
+    surrogate: PixelModel | None = None,
 ) -> BatchResult:
     """Attack ``images`` and restore them with each defence, chunk by chunk.
 
@@ -432,6 +516,7 @@ def evaluate_batch(
         ids: one name per image for the table (default: the index).
         call: how a chunk is computed: ``call(evaluate_chunk, *args, **kwargs)``; default: called
             directly. The dashboard passes its content-keyed cache.
+        surrogate: a transfer attack: the images are crafted on this model and judged on ``model``.
 
     Returns:
         A :class:`BatchResult`, one row per image in the given order.
@@ -455,6 +540,8 @@ def evaluate_batch(
     names = tuple(ids) if ids is not None else tuple(str(i) for i in range(x.shape[0]))
     if len(names) != x.shape[0]:
         raise InputError(f"{len(names)} ids for {x.shape[0]} images")
+    if surrogate is not None:
+        check_surrogate(model, surrogate)
     bounds = chunk_bounds(x.shape[0], chunk)
     run = call if call is not None else (lambda fn, *a, **k: fn(*a, **k))
     parts = []
@@ -472,8 +559,49 @@ def evaluate_batch(
                 seed=int(seed),
                 first_block=start // BLOCK,
                 ids=names[start:stop],
+                **({"surrogate": surrogate} if surrogate is not None else {}),
             )
         )
         if progress is not None:
             progress(stop, x.shape[0])
     return BatchResult.concat(parts)
+
+
+# -- transfer attacks (issue 23) -------------------------------------------------------------------
+
+
+def check_surrogate(model: PixelModel, surrogate: PixelModel) -> None:
+    """Raise :class:`InputError` unless ``surrogate`` takes the victim's images and predicts its
+    classes (same channels, input size and number of classes)."""
+    if not isinstance(surrogate, PixelModel):
+        raise InputError(f"the surrogate must be a PixelModel, got {type(surrogate).__name__}")
+    mine = (model.channels, tuple(model.input_size), len(model.class_names))
+    theirs = (surrogate.channels, tuple(surrogate.input_size), len(surrogate.class_names))
+    if mine != theirs:
+        raise InputError(
+            f"surrogate {surrogate.name} takes {theirs[0]}×{theirs[1][0]}×{theirs[1][1]} images with {theirs[2]} classes; "
+            f"the victim {model.name} takes {mine[0]}×{mine[1][0]}×{mine[1][1]} with {mine[2]}: a transfer attack needs the same"
+        )
+
+
+def transfer_report(model: PixelModel, surrogate: PixelModel, x: torch.Tensor, attack: str, params: Mapping[str, Any] | None,
+                    target: int | str | None = None, seed: int | None = 0):
+    """The attack crafted on ``surrogate`` (white-box on it, away from its own clean prediction or
+    toward ``target``), judged on the victim ``model``: the returned report's ``clean_pred``,
+    ``adv_pred`` and ``success`` are the victim's (success: the victim's prediction changed, or
+    is the target); so are the probabilities; ``attacked`` and the norms are the surrogate run's."""
+    import dataclasses
+
+    check_surrogate(model, surrogate)
+    crafted = run_attack(surrogate, x.to(surrogate.device), attack, params, target=target, seed=seed)
+    adversarial = crafted.adversarial.to(model.device)
+    clean_pred, clean_probs = model.predict(x.to(model.device))
+    adv_pred, adv_probs = model.predict(adversarial)
+    attacked = attacked_mask(crafted)
+    if crafted.target is None:
+        success = adv_pred != clean_pred
+    else:
+        success = adv_pred == crafted.target.cpu()
+    success = success & attacked
+    return dataclasses.replace(crafted, clean_pred=clean_pred, adv_pred=adv_pred, success=success,
+                               clean_probs=clean_probs, adv_probs=adv_probs)

@@ -35,6 +35,7 @@ the per-image work and its definitions are :mod:`neuronviz.workflows.batch`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -59,7 +60,7 @@ from neuronviz.infra.schema import parse_eps
 from neuronviz.methods.attacks import get_attack, resolve_params, resolve_target
 from neuronviz.methods.defences import get_defence
 from neuronviz.workflows import provenance
-from neuronviz.workflows.batch import BLOCK, BatchResult, defence_label, defence_specs, evaluate_chunk, summarise
+from neuronviz.workflows.batch import BLOCK, BatchResult, defence_label, defence_specs, evaluate_chunk
 
 #: Images per block (a file under ``blocks/``; the unit of resuming and of sharding). A multiple of
 #: :data:`neuronviz.workflows.batch.BLOCK`, the unit of the attacks' randomness.
@@ -74,6 +75,15 @@ FORMAT = 1
 COLUMNS = (
     "attack", "eps", "target", "params", "defence", "variant", "deployable", "images", "excluded",
     "clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean",
+    # issue 23: how the images were made, the adaptive numbers beside the plain ones, the masking
+    # flags, and every rate's n and 95% Wilson interval (neuronviz.methods.stats.rate)
+    "mode", "method", "attack_id", "fooled", "dsr_adaptive", "accuracy_adversarial_adaptive", "masking",
+    "clean_accuracy_n", "clean_accuracy_low", "clean_accuracy_high",
+    "attack_success_n", "attack_success_low", "attack_success_high",
+    "robust_accuracy_n", "robust_accuracy_low", "robust_accuracy_high",
+    "dsr_n", "dsr_low", "dsr_high",
+    "accuracy_adversarial_n", "accuracy_adversarial_low", "accuracy_adversarial_high",
+    "accuracy_clean_n", "accuracy_clean_low", "accuracy_clean_high",
 )
 
 
@@ -227,12 +237,21 @@ class Cell:
     params: dict
     eps: float | None
     target: int | str | None
+    #: "white-box" (the attack on the model), "adaptive" (through each defence, see
+    #: :func:`run_adaptive_block`) or "transfer" (crafted on the surrogate ``source``)
+    mode: str = "white-box"
+    source: str | None = None
 
     @property
     def name(self) -> str:
         """The attack as a table names it: its label, with the steps (``PGD-20 (L∞)``) or the
-        AutoAttack version (``AutoAttack (standard)``)."""
-        return get_attack(self.attack).run_name(self.params)
+        AutoAttack version (``AutoAttack (standard)``), and "· adaptive" or "· transfer from S"."""
+        text = get_attack(self.attack).run_name(self.params)
+        if self.mode == "adaptive":
+            text += " · adaptive"
+        elif self.mode == "transfer":
+            text += f" · transfer from {self.source}"
+        return text
 
     @property
     def label(self) -> str:
@@ -245,7 +264,12 @@ class Cell:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attack": self.attack, "params": dict(self.params), "eps": self.eps, "target": self.target}
+        out = {"attack": self.attack, "params": dict(self.params), "eps": self.eps, "target": self.target}
+        if self.mode != "white-box":  # (white-box cells keep the plan.json of earlier versions)
+            out["mode"] = self.mode
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 AttackSpec = str | tuple[str, Mapping[str, Any]]
@@ -342,7 +366,7 @@ def build_plan(
 
 def resolve_defences(model: PixelModel, defences: Sequence[AttackSpec]) -> tuple[tuple[str, dict], ...]:
     """Names or ``name:key=value`` specs → ``((name, full resolved params), ...)``, validated."""
-    specs = defence_specs([_spec(d) for d in defences])
+    specs = defence_specs(every_defence([_spec(d) for d in defences]))
     if not specs:
         raise InputError("give at least one defence (none: the attack's own numbers)")
     return tuple((name, get_defence(name).resolve(params, model)) for name, params in specs)
@@ -366,6 +390,7 @@ def run_block(
     defences: Sequence[tuple[str, dict]],
     seed: int,
     start: int,
+    surrogate: PixelModel | None = None,
 ) -> dict[str, Any]:
     """Evaluate one block (images ``start..start+len``) of a cell; the block file's content.
 
@@ -375,6 +400,8 @@ def run_block(
     (``adv_pred`` = ``clean_pred``, not a success) and each defence is applied to it once."""
     if start % BLOCK:
         raise InputError(f"a block starts at a multiple of {BLOCK}, got {start}")
+    if cell.mode == "adaptive":
+        return run_adaptive_block(model, images, labels, cell, defences, seed, start)
     started = time.perf_counter()
     n = int(images.shape[0])
     names = [d for d, _ in defences]
@@ -395,6 +422,7 @@ def run_block(
             evaluate_chunk(
                 model, images[sel], labels[sel], cell.attack, cell.params, list(defences),
                 target=cell.target, seed=seed, first_block=(start + unit_start) // BLOCK,
+                surrogate=surrogate if cell.mode == "transfer" else None,
             )
         )
         kept_index += idx
@@ -569,6 +597,8 @@ def evaluate(
     rank: int = 0,
     world_size: int = 1,
     gather: Callable[[Any], list[Any] | None] | None = None,
+    adaptive: bool = False,
+    surrogate: PixelModel | str | None = None,
 ) -> Evaluation | None:
     """Attacks × defences (× an ε grid) over ``data``, block by block (see the module docstring).
 
@@ -602,13 +632,16 @@ def evaluate(
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if world_size > 1 and gather is None:
         raise InputError("several processes need a gather function (use evaluate_distributed)")
-    cells = build_plan(model, attacks, eps=eps, target=target, autoattack=autoattack)
+    surrogate = load_surrogate(model, surrogate)
+    cells = extend_plan(build_plan(model, attacks, eps=eps, target=target, autoattack=autoattack), adaptive, surrogate)
     specs = resolve_defences(model, defences)
     x = model.check_pixels(data.images, "images").cpu()
     y = model.check_classes(data.labels, x.shape[0], "labels")
     bounds = block_bounds(x.shape[0], block_size)
     folder = Path(out) if out is not None else None
     plan = _plan_record(model, data, cells, specs, int(seed), block_size)
+    if surrogate is not None:
+        plan["surrogate"] = {"name": surrogate.name, "content_hash": surrogate.content_hash}
     if folder is not None:
         _check_folder(folder, plan)  # every rank refuses a folder of another evaluation, before any barrier
         if rank == 0:
@@ -638,7 +671,7 @@ def evaluate(
                 path = _block_path(folder, c, b) if folder is not None else None
                 row = _read_block(path, start, stop) if path is not None else None
                 if row is None:
-                    row = run_block(model, x[start:stop], y[start:stop], cell, specs, int(seed), start)
+                    row = run_block(model, x[start:stop], y[start:stop], cell, specs, int(seed), start, surrogate=surrogate)
                     if path is not None:
                         atomic_write(path, json.dumps(row))
                     computed += 1
@@ -679,7 +712,7 @@ def evaluate(
         attacks=[{"attack": c.attack, "label": c.label, "params": c.params, "eps": c.eps, "target": c.target} for c in cells],
         defences=[{"defence": d, "params": p, **_variant(model, d, p)} for d, p in specs],
         seeds={"evaluation": int(seed), "unit": BLOCK, "rule": "block_seed(seed, image index // 16) (numpy SeedSequence)"},
-        extra={"block_size": int(block_size), "world_size": int(world_size), "blocks": len(items)},
+        extra={"block_size": int(block_size), "world_size": int(world_size), "blocks": len(items)} | _attacker_record(cells, specs, surrogate),
     )
     result = Evaluation(cells, specs, data, blocks, rows, record, computed, reused, time.perf_counter() - started, by_rank=by_rank)
     if folder is not None:
@@ -698,19 +731,29 @@ def summary_rows(
     """One row per (cell, defence):
 
     ``images`` (all of the data set), ``excluded`` (targeted: already the target, not attacked),
-    ``clean_accuracy``, ``attack_success`` (over the attacked images: the prediction changed, or
-    is the target), ``robust_accuracy`` (correct both clean and under attack, undefended: the
-    number published robust-accuracy tables give), ``dsr`` (among the fooled images, the defence
-    gives the clean prediction back), ``accuracy_adversarial`` (accuracy after the defence on the
-    adversarial images; an excluded image counts as it is), ``accuracy_clean`` (after the defence
-    on the clean images). Fractions in [0, 1], NaN where undefined (as in
-    :class:`neuronviz.workflows.batch.BatchResult`). ``variants``: per defence, the form that ran
-    (:func:`_variant`): its label is the ``defence`` column ("PSSR (inpainting fallback)") and its
-    name the ``variant`` column ("" = the method as labelled)."""
+    ``clean_accuracy``, ``attack_success`` (over the attacked images: the prediction changed from
+    the clean prediction, or is the target), ``robust_accuracy`` (correct both clean and under
+    attack, undefended: the number published robust-accuracy tables give), ``dsr`` (among the
+    fooled images — ``fooled`` of them — the defence gives the clean prediction back; an image the
+    attack did not fool has nothing to restore and is left out), ``accuracy_adversarial``
+    (accuracy after the defence on the adversarial images; an excluded image counts as it is),
+    ``accuracy_clean`` (after the defence on the clean images). Fractions in [0, 1], NaN where
+    undefined (as in :class:`neuronviz.workflows.batch.BatchResult`); each rate ``R`` also has ``R_n`` and
+    its 95% Wilson interval ``R_low``, ``R_high`` (:func:`neuronviz.methods.stats.rate`).
+
+    ``mode``: white-box, adaptive (the attack made through each defence: ``method`` says how,
+    BPDA / EoT; the image kept per image is the one the defence handles worse of that and the
+    plain attack's) or transfer (crafted on a surrogate, judged on this model). A white-box row
+    carries its adaptive row's ``dsr_adaptive`` and ``accuracy_adversarial_adaptive`` beside its
+    own; ``masking`` lists the masked-gradient checks that fired (:func:`masking_checks`)."""
     names = tuple(d for d, _ in defences)
     variants = variants or {}
     rows = []
     for cell, parts in zip(cells, blocks, strict=True):
+        if cell.mode == "adaptive":
+            rows += _adaptive_rows(cell, defences, parts, variants)
+            continue
+
         def cat(key: str, dtype: torch.dtype, parts: Sequence[dict] = parts) -> torch.Tensor:
             return torch.tensor([v for p in parts for v in p[key]], dtype=dtype)
 
@@ -723,49 +766,52 @@ def summary_rows(
             restored={d: torch.tensor([v for p in parts for v in p["restored"][d]], dtype=torch.long) for d in names},
             restored_clean={d: torch.tensor([v for p in parts for v in p["restored_clean"][d]], dtype=torch.long) for d in names},
         )
-        summary = summarise(result, torch.ones_like(excluded))
-        attacked = result.success[~excluded]
-        attack_success = float(attacked.double().mean()) if attacked.numel() else float("nan")
-        labels, clean, adv = result.labels, result.clean_pred, result.adv_pred
-        robust = float(((clean == labels) & (adv == labels)).double().mean())
         for d, _ in defences:
-            defense = get_defence(d)
-            rows.append({
-                "attack": cell.name,
-                "eps": cell.eps,
-                "target": "none" if cell.target is None else str(cell.target),
-                "params": json.dumps(cell.params, sort_keys=True),
-                "defence": variants.get(d, {}).get("label", defence_label(d)),
-                "variant": variants.get(d, {}).get("variant", ""),
-                "deployable": defense.deployable,
-                "images": summary.images,
-                "excluded": int(excluded.sum()),
-                "clean_accuracy": summary.clean_accuracy,
-                "attack_success": attack_success,
-                "robust_accuracy": robust,
-                "dsr": summary.dsr[d],
-                "accuracy_adversarial": summary.accuracy_after[d],
-                "accuracy_clean": summary.clean_accuracy_after[d],
-            })
+            rows.append(_row(cell, d, result.labels, result.clean_pred, result.adv_pred, result.success, excluded,
+                             result.restored[d], result.restored_clean[d], variant=variants.get(d, {})))
+    _pair_adaptive(rows)
+    for flag in masking_checks(rows):
+        for index in flag["rows"][:1]:  # the flagged row (the others are what it was compared with)
+            rows[index]["masking"] = "; ".join(filter(None, [rows[index]["masking"], flag["check"]]))
     return rows
 
 
 # -- tables --------------------------------------------------------------------------------------------
 
-_PERCENT = ("clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean")
+_PERCENT = ("clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean",
+            "dsr_adaptive", "accuracy_adversarial_adaptive")
 _HEADERS = {
     "attack": "Attack", "eps": "ε", "target": "Target", "defence": "Defence", "variant": "Variant", "deployable": "Deployable",
     "images": "Images", "excluded": "Excluded", "clean_accuracy": "Clean acc.", "attack_success": "Attack success",
     "robust_accuracy": "Robust acc.", "dsr": "DSR", "accuracy_adversarial": "Acc. (adv.)", "accuracy_clean": "Acc. (clean)",
+    "method": "Adaptive attack", "fooled": "Fooled", "dsr_adaptive": "DSR (adaptive)",
+    "accuracy_adversarial_adaptive": "Acc. (adv., adaptive)", "masking": "Masking checks",
 }
-_SHOWN = [c for c in COLUMNS if c != "params"]
+_BASE_SHOWN = ["attack", "eps", "target", "defence", "variant", "deployable", "images", "excluded", "clean_accuracy", "attack_success",
+               "robust_accuracy", "fooled", "dsr", "accuracy_adversarial", "accuracy_clean"]
 
 
-def _cell_text(column: str, value: Any) -> str:
+def _shown(rows: Sequence[dict]) -> list[str]:
+    """The table's columns: the base ones, the adaptive ones beside theirs when there are adaptive
+    rows, the masking flags when one fired."""
+    shown = list(_BASE_SHOWN)
+    if any(r.get("mode") == "adaptive" for r in rows):
+        shown.insert(shown.index("deployable") + 1, "method")
+        shown.insert(shown.index("dsr") + 1, "dsr_adaptive")
+        shown.insert(shown.index("accuracy_adversarial") + 1, "accuracy_adversarial_adaptive")
+    if any(r.get("masking") for r in rows):
+        shown.append("masking")
+    return shown
+
+
+def _cell_text(column: str, value: Any, row: Mapping[str, Any] | None = None) -> str:
     if value is None or isinstance(value, float) and math.isnan(value):
         return "–"
     if column in _PERCENT:
-        return f"{100 * value:.1f}%"
+        low, high = (row or {}).get(f"{column}_low"), (row or {}).get(f"{column}_high")
+        if low is None or high is None or isinstance(low, float) and math.isnan(low):
+            return f"{100 * value:.1f}%"
+        return f"{100 * value:.1f}% ({100 * low:.1f}–{100 * high:.1f})"
     if column == "eps":
         return f"{value:.4g}"
     if column == "deployable":
@@ -773,12 +819,26 @@ def _cell_text(column: str, value: Any) -> str:
     return str(value)
 
 
-def to_markdown(rows: Sequence[dict]) -> str:
-    """A GitHub Markdown table of the rows (percentages to 0.1; – where undefined)."""
-    lines = ["| " + " | ".join(_HEADERS[c] for c in _SHOWN) + " |", "|" + "|".join("---:" if c in _PERCENT or c in ("eps", "images", "excluded") else "---" for c in _SHOWN) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell_text(c, row[c]).replace("|", "\\|") for c in _SHOWN) + " |")
+def masking_text(rows: Sequence[dict]) -> str:
+    """The masking checks that fired, as Markdown lines under the table ("" when none did)."""
+    fired = [f for f in masking_checks(rows) if f["rows"]]
+    if not fired:
+        return ""
+    lines = ["", "Masking checks (Carlini et al. 2019; Athalye et al. 2018):", ""]
+    for f in fired:
+        lines.append(f"- **{f['check']}** — {f['message']}. Suggests: {f['suggests']}. See {f['see']}.")
     return "\n".join(lines) + "\n"
+
+
+def to_markdown(rows: Sequence[dict]) -> str:
+    """A GitHub Markdown table of the rows (percentages to 0.1 with their 95% Wilson interval;
+    – where undefined), then the masking checks that fired."""
+    shown = _shown(rows)
+    numeric = set(_PERCENT) | {"eps", "images", "excluded", "fooled"}
+    lines = ["| " + " | ".join(_HEADERS[c] for c in shown) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in shown) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell_text(c, row.get(c), row).replace("|", "\\|") for c in shown) + " |")
+    return "\n".join(lines) + "\n" + masking_text(rows)
 
 
 _LATEX = {
@@ -793,10 +853,11 @@ def _latex_escape(text: str) -> str:
 
 def to_latex(rows: Sequence[dict]) -> str:
     """A booktabs ``tabular`` of the rows (needs ``\\usepackage{booktabs}``)."""
-    align = "".join("r" if c in _PERCENT or c in ("eps", "images", "excluded") else "l" for c in _SHOWN)
-    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_latex_escape(_HEADERS[c]) for c in _SHOWN) + r" \\", r"\midrule"]
+    shown = _shown(rows)
+    align = "".join("r" if c in _PERCENT or c in ("eps", "images", "excluded", "fooled") else "l" for c in shown)
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_latex_escape(_HEADERS[c]) for c in shown) + r" \\", r"\midrule"]
     for row in rows:
-        lines.append(" & ".join(_latex_escape(_cell_text(c, row[c])) for c in _SHOWN) + r" \\")
+        lines.append(" & ".join(_latex_escape(_cell_text(c, row.get(c), row)) for c in shown) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -816,6 +877,7 @@ def write_tables(result: Evaluation, folder: str | os.PathLike) -> dict[str, Pat
         "seconds": result.seconds,
         "blocks": {"computed": result.computed, "reused": result.reused, "by_rank": [list(p) for p in result.by_rank]},
         "definitions": summary_rows.__doc__,
+        "masking_checks": masking_checks(result.rows),
     }
     atomic_write(paths["json"], json.dumps(document, indent=2, default=str))
     return paths
@@ -868,3 +930,320 @@ def evaluate_distributed(load: Callable[[str | None], tuple[PixelModel, Dataset]
         return evaluate(model, data, rank=rank, world_size=world, gather=gather, **kwargs)
     finally:
         dist.destroy_process_group()
+
+
+# -- defences held to the field's standard (issue 23): adaptive and transfer cells, intervals, ------
+# -- masking checks. Kept apart from the pipeline above: the blocks and the plan are unchanged. -----
+
+#: An ε (pixel units) from which an attack should fool nearly every image, defended or not: the
+#: large-ε masking check runs at the grid's largest ε when it is at least this (MNIST's usual 0.3).
+LARGE_EPS = 0.3
+#: Above this accuracy after the defence at ε ≥ LARGE_EPS, the large-ε check fires.
+LARGE_EPS_ACCURACY = 0.10
+_RATES = ("clean_accuracy", "attack_success", "robust_accuracy", "dsr", "accuracy_adversarial", "accuracy_clean")
+
+
+def every_defence(specs: Sequence[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """``all`` in a defence list stands for every registered defence (plugins' too), in registry order."""
+    from neuronviz.methods.defences import list_defences
+
+    out: list[tuple[str, dict]] = []
+    for name, params in specs:
+        if name == "all":
+            out += [(d.name, {}) for d in list_defences() if d.name not in {n for n, _ in out}]
+        else:
+            out.append((name, params))
+    return out
+
+
+def load_surrogate(model: PixelModel, surrogate: PixelModel | str | None) -> PixelModel | None:
+    """The surrogate of a transfer evaluation: a PixelModel, or any model spec ``load_model``
+    takes (a registered name, a checkpoint, ``timm:...``, an ONNX file...), on the victim's
+    device; checked to take the victim's images and classes."""
+    from neuronviz.workflows.batch import check_surrogate
+
+    if surrogate is None:
+        return None
+    if isinstance(surrogate, str):
+        from neuronviz.core.models import load_model
+
+        surrogate = load_model(surrogate, device=str(model.device))
+    check_surrogate(model, surrogate)
+    return surrogate
+
+
+def extend_plan(cells: Sequence[Cell], adaptive: bool, surrogate: PixelModel | None) -> list[Cell]:
+    """The white-box cells, then one transfer cell per cell (crafted on ``surrogate``), then one
+    adaptive cell per cell (each attack through each defence). AutoAttack's row gets neither (it
+    calls the model on shrinking subsets, which the oracle defences cannot follow); adaptive cells
+    are untargeted only."""
+    out = list(cells)
+    plain = [c for c in cells if c.attack != "autoattack"]
+    if surrogate is not None:
+        out += [dataclasses.replace(c, mode="transfer", source=surrogate.name) for c in plain]
+    if adaptive:
+        if any(c.target is not None for c in plain):
+            raise InputError("the adaptive rows are untargeted: drop --target or --adaptive")
+        out += [dataclasses.replace(c, mode="adaptive") for c in plain]
+    return out
+
+
+def _attacker_record(cells: Sequence[Cell], defences: Sequence[tuple[str, dict]], surrogate: PixelModel | None) -> dict[str, Any]:
+    """What provenance records about who crafted the images: the surrogate (name, hash,
+    architecture) of the transfer rows, and each defence's adaptive attack."""
+    from neuronviz.methods.defences.adaptive import method
+
+    out: dict[str, Any] = {}
+    if surrogate is not None:
+        out["surrogate"] = provenance.model_record(surrogate)
+    if any(c.mode == "adaptive" for c in cells):
+        out["adaptive"] = {
+            d: {"method": method(get_defence(d)), "eot_samples": get_defence(d).eot_samples if get_defence(d).randomised else None,
+                "rule": "per image, the image the defence handles worse of the attack through it and the plain attack"}
+            for d, _ in defences
+        }
+    return out
+
+
+def run_adaptive_block(
+    model: PixelModel,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cell: Cell,
+    defences: Sequence[tuple[str, dict]],
+    seed: int,
+    start: int,
+) -> dict[str, Any]:
+    """One block of an adaptive cell: per unit of :data:`BLOCK` images (seed
+    ``block_seed(seed, unit)``, as the white-box cell), the plain attack, then for every defence
+    the attack through it (:func:`neuronviz.methods.defences.adaptive.adaptive_attack`, BPDA / EoT as the
+    entry declares) and, per image, the one of the two the defence handles worse. The block keeps
+    per defence the undefended prediction, success and the defence's prediction on that image."""
+    from neuronviz.methods.attacks import run_attack
+    from neuronviz.methods.defences.adaptive import adaptive_attack
+    from neuronviz.workflows.batch import block_seed
+
+    started = time.perf_counter()
+    n = int(images.shape[0])
+    row: dict[str, Any] = {
+        "format": FORMAT, "start": start, "stop": start + n, "labels": labels.tolist(), "excluded": [False] * n,
+        "clean_pred": [], "adaptive": {d: {"adv_pred": [], "success": [], "restored": [], "through": []} for d, _ in defences},
+    }
+    for unit_start in range(0, n, BLOCK):
+        xb = images[unit_start : unit_start + BLOCK].to(model.device)
+        unit_seed = block_seed(seed, (start + unit_start) // BLOCK)
+        report = run_attack(model, xb, cell.attack, cell.params, seed=unit_seed)
+        benign = report.clean_pred.to(model.device)
+        row["clean_pred"] += report.clean_pred.tolist()
+        for d, params in defences:
+            defense = get_defence(d)
+            if d == "none":
+                chosen, through = report.adversarial, torch.ones(xb.shape[0], dtype=torch.bool)
+            else:
+                found = adaptive_attack(model, xb, cell.attack, cell.params, d, params, plain=report.adversarial, seed=unit_seed)
+                chosen, through = found.adversarial, found.through
+            chosen = chosen.to(model.device)
+            adv_pred = model.predict(chosen)[0]
+            after = defense.restore_for(model, chosen, benign=benign, clean=xb, params=params).prediction
+            part = row["adaptive"][d]
+            part["adv_pred"] += adv_pred.tolist()
+            part["success"] += (adv_pred != report.clean_pred.cpu()).tolist()
+            part["restored"] += after.tolist()
+            part["through"] += through.tolist()
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+def _rate_columns(name: str, hits: torch.Tensor, over: torch.Tensor, why: str) -> dict[str, Any]:
+    """``name`` (the share, NaN when n = 0), ``name_n``, ``name_low``, ``name_high``."""
+    from neuronviz.methods.stats import rate
+
+    value = rate(int((hits & over).sum()), int(over.sum()), empty_reason=why)
+    nan = float("nan")
+    return {
+        name: value.share if value.share is not None else nan,
+        f"{name}_n": value.n,
+        f"{name}_low": value.low if value.low is not None else nan,
+        f"{name}_high": value.high if value.high is not None else nan,
+    }
+
+
+def _row(cell: Cell, defence: str, labels, clean, adv, success, excluded, restored, restored_clean, method: str = "",
+         variant: Mapping[str, Any] | None = None) -> dict:
+    """One table row from per-image tensors (the definitions of :func:`summary_rows`)."""
+    defense = get_defence(defence)
+    attacked = ~excluded
+    fooled = success.bool() & attacked
+    everyone = torch.ones_like(attacked)
+    row: dict[str, Any] = {
+        "attack": cell.name, "eps": cell.eps, "target": "none" if cell.target is None else str(cell.target),
+        "params": json.dumps(cell.params, sort_keys=True), "defence": (variant or {}).get("label", defence_label(defence)),
+        "variant": (variant or {}).get("variant", ""), "deployable": defense.deployable,
+        "images": int(labels.numel()), "excluded": int(excluded.sum()),
+        "mode": cell.mode, "method": method, "attack_id": cell.attack, "fooled": int(fooled.sum()),
+        "dsr_adaptive": None, "accuracy_adversarial_adaptive": None, "masking": "",
+    }
+    row |= _rate_columns("clean_accuracy", clean == labels, everyone, "no images")
+    row |= _rate_columns("attack_success", success.bool(), attacked, "no image was attacked")
+    row |= _rate_columns("robust_accuracy", (clean == labels) & (adv == labels), everyone, "no images")
+    row |= _rate_columns("dsr", restored == clean, fooled, "the attack fooled no image: nothing to restore")
+    row |= _rate_columns("accuracy_adversarial", restored == labels, everyone, "no images")
+    if restored_clean is not None:
+        row |= _rate_columns("accuracy_clean", restored_clean == labels, everyone, "no images")
+    else:  # filled from the white-box row by _pair_adaptive
+        row |= {"accuracy_clean": float("nan"), "accuracy_clean_n": 0, "accuracy_clean_low": float("nan"), "accuracy_clean_high": float("nan")}
+    return row
+
+
+def _adaptive_rows(cell: Cell, defences: Sequence[tuple[str, dict]], parts: Sequence[dict],
+                   variants: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    from neuronviz.methods.defences.adaptive import method
+
+    labels = torch.tensor([v for p in parts for v in p["labels"]], dtype=torch.long)
+    clean = torch.tensor([v for p in parts for v in p["clean_pred"]], dtype=torch.long)
+    excluded = torch.zeros_like(labels, dtype=torch.bool)
+    rows = []
+    for d, _ in defences:
+        def cat(key: str, dtype: torch.dtype, d: str = d) -> torch.Tensor:
+            return torch.tensor([v for p in parts for v in p["adaptive"][d][key]], dtype=dtype)
+
+        rows.append(_row(cell, d, labels, clean, cat("adv_pred", torch.long), cat("success", torch.bool), excluded,
+                         cat("restored", torch.long), None, method=method(get_defence(d)), variant=variants.get(d, {})))
+    return rows
+
+
+def _key(row: dict) -> tuple:
+    return (row["attack_id"], row["params"], row["target"], row["defence"])
+
+
+def _pair_adaptive(rows: list[dict]) -> None:
+    """Put each adaptive row's DSR and accuracy beside its white-box row's, and the white-box
+    row's clean accuracy after the defence (the same clean images) into the adaptive row."""
+    white = {_key(r): r for r in rows if r["mode"] == "white-box"}
+    for row in rows:
+        if row["mode"] != "adaptive" or _key(row) not in white:
+            continue
+        plain = white[_key(row)]
+        for name in ("dsr", "accuracy_adversarial"):
+            for suffix in ("", "_n", "_low", "_high"):
+                plain[f"{name}_adaptive{suffix}"] = row[f"{name}{suffix}"]
+        for suffix in ("", "_n", "_low", "_high"):
+            row[f"accuracy_clean{suffix}"] = plain[f"accuracy_clean{suffix}"]
+
+
+def _steps(row: dict) -> tuple[int, int] | None:
+    params = json.loads(row["params"])
+    if "steps" not in params:
+        return None
+    return int(params["steps"]), int(params.get("n_restarts", params.get("restarts", 1)))
+
+
+def _where(row: dict) -> str:
+    eps = "" if row["eps"] is None else f" at ε={row['eps']:.4g}"
+    return f"{row['attack']}{eps} against {row['defence']}"
+
+
+def _see(row: dict, rows: Sequence[dict]) -> str:
+    base = get_attack(row["attack_id"]).run_name(json.loads(row["params"]))
+    if any(r["mode"] == "adaptive" for r in rows):
+        return f"the adaptive row '{base} · adaptive' × {row['defence']}"
+    return "no adaptive row in this table: rerun with --adaptive"
+
+
+def masking_checks(rows: Sequence[dict]) -> list[dict[str, Any]]:
+    """The masked-gradient checks of Carlini et al. 2019 (§7) and Athalye et al. 2018 over the
+    rows, on the accuracy after the defence on the attacked images (lower: a stronger attack):
+
+    - ``iterative<fgsm``: an iterative L∞ attack leaves a higher accuracy than FGSM at the same ε
+      (white-box rows: transferred iterative attacks are known to overfit their surrogate);
+    - ``large-eps``: at the grid's largest ε (≥ :data:`LARGE_EPS`) the accuracy after the defence
+      stays above :data:`LARGE_EPS_ACCURACY` (an unbounded attack should reach ~0%);
+    - ``transfer>white-box``: the transfer attack leaves a lower accuracy than the white-box one;
+    - ``more-steps-weaker``: more steps or restarts of the same attack leave a higher accuracy.
+
+    Each flag: ``check``, ``rows`` (indices it concerns; the first is the flagged row),
+    ``message`` (the numbers with n and 95% intervals), ``suggests``, ``see`` (the adaptive row).
+    The checks that could not run (no FGSM row, no large ε, one step count, no transfer row) are
+    listed with ``check`` ``"not run: ..."`` and no ``rows``."""
+    from neuronviz.methods.stats import rate
+
+    def acc(row: dict) -> str:
+        n = int(row["accuracy_adversarial_n"])
+        return rate(round(row["accuracy_adversarial"] * n), n).text() if n else "not defined"
+
+    flags: list[dict[str, Any]] = []
+    index = {id(r): i for i, r in enumerate(rows)}
+
+    def flag(check: str, row: dict, other: dict | None, message: str, suggests: str) -> None:
+        flags.append({"check": check, "rows": [index[id(row)]] + ([index[id(other)]] if other is not None else []),
+                      "message": message, "suggests": suggests, "see": _see(row, rows)})
+
+    by_place: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["mode"] != "adaptive" and row["eps"] is not None:
+            by_place.setdefault((row["mode"], row["eps"], row["target"], row["defence"]), []).append(row)
+    ran = {"iterative<fgsm": False, "large-eps": False, "transfer>white-box": False, "more-steps-weaker": False}
+    for (mode, _, _, _), group in by_place.items():
+        fgsm = [r for r in group if r["attack_id"] == "fgsm"]
+        for row in group:
+            info = get_attack(row["attack_id"])
+            if mode == "white-box" and fgsm and row["attack_id"] != "fgsm" and info.norm == "Linf" and _steps(row) is not None:
+                ran["iterative<fgsm"] = True
+                if row["accuracy_adversarial"] > fgsm[0]["accuracy_adversarial"]:
+                    flag("iterative<fgsm", row, fgsm[0],
+                         f"{_where(row)}: accuracy after the defence {acc(row)}; FGSM leaves {acc(fgsm[0])}",
+                         "an iterative attack should be at least as strong as its one-step version: its gradient is "
+                         "masked or obfuscated by the defence, or it is under-configured (steps × step size < ε)")
+        if mode != "white-box":
+            continue
+        by_attack: dict[str, list[dict]] = {}
+        for row in group:
+            if _steps(row) is not None:
+                by_attack.setdefault(row["attack_id"], []).append(row)
+        for same in by_attack.values():
+            ordered = sorted(same, key=lambda r: _steps(r) or (0, 0))
+            for fewer, more in zip(ordered, ordered[1:]):
+                if _steps(fewer) == _steps(more):
+                    continue
+                ran["more-steps-weaker"] = True
+                if more["accuracy_adversarial"] > fewer["accuracy_adversarial"]:
+                    flag("more-steps-weaker", more, fewer,
+                         f"{_where(more)}: {acc(more)} after the defence; with fewer steps/restarts ({fewer['attack']}) {acc(fewer)}",
+                         "more iterations or restarts should never help the defence: randomness or masked gradients")
+    for row in rows:
+        if row["mode"] != "transfer":
+            continue
+        twin = next((r for r in rows if r["mode"] == "white-box" and _key(r) == _key(row) and r["eps"] == row["eps"]), None)
+        if twin is None:
+            continue
+        ran["transfer>white-box"] = True
+        if row["accuracy_adversarial"] < twin["accuracy_adversarial"]:
+            flag("transfer>white-box", row, twin,
+                 f"{_where(row)}: {acc(row)} after the defence; the white-box attack leaves {acc(twin)}",
+                 "an attack that does not see the model beats one that does: the white-box gradient is masked")
+    largest: dict[tuple, dict] = {}
+    for row in rows:
+        if row["eps"] is None or row["mode"] == "transfer":
+            continue
+        others = {k: v for k, v in json.loads(row["params"]).items() if k != "eps"}
+        key = (row["mode"], row["attack_id"], json.dumps(others, sort_keys=True), row["target"], row["defence"])
+        if key not in largest or row["eps"] > largest[key]["eps"]:
+            largest[key] = row
+    for row in largest.values():
+        if row["eps"] >= LARGE_EPS:
+            ran["large-eps"] = True
+            if row["accuracy_adversarial"] > LARGE_EPS_ACCURACY:
+                flag("large-eps", row, None,
+                     f"{_where(row)}: {acc(row)} accuracy remains after the defence",
+                     f"at ε ≥ {LARGE_EPS:g} an attack should fool nearly every image; a defence that keeps more than "
+                     f"{100 * LARGE_EPS_ACCURACY:.0f}% suggests masked gradients (or an attack with too few steps)")
+    for check, done in ran.items():
+        if not done:
+            why = {
+                "iterative<fgsm": "no FGSM row beside an iterative L∞ attack at the same ε",
+                "large-eps": f"the largest ε is below {LARGE_EPS:g}",
+                "transfer>white-box": "no transfer row (--surrogate)",
+                "more-steps-weaker": "each attack has one step count",
+            }[check]
+            flags.append({"check": f"not run: {check}", "rows": [], "message": why, "suggests": "", "see": ""})
+    return flags

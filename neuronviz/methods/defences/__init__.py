@@ -13,7 +13,8 @@ relayout: leave this file alone (it names the old spellings on purpose).
 
 import warnings
 
-from neuronviz.methods.defences import nip, pssr  # noqa: F401  (register NIP and PSSR)
+# NIP and PSSR register first (baselines imports them), then JPEG, bit depth, median, resize-and-pad
+from neuronviz.methods.defences import baselines, nip, pssr  # noqa: F401
 from neuronviz.methods.defences.base import (
     DEFENCES,
     Defence,

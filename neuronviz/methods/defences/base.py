@@ -125,6 +125,18 @@ class Defence:
     needs_reference: bool = False  # needs the benign image itself
     trace_keys: tuple[str, ...] = ()  # the keys of Restoration.trace it fills
     extras_keys: tuple[str, ...] = ()  # the keys of Restoration.extras it fills
+    #: What an attacker who knows the defence needs (Athalye et al. 2018; see
+    #: :mod:`neuronviz.methods.defences.adaptive`): ``"bpda"`` — the defence is not differentiable, or its
+    #: gradient is not the one it computes with (a codec, quantisation, a median, pixel surgery, an
+    #: inner optimisation): forward through it, backward as the identity; ``"differentiable"`` —
+    #: gradients flow through it as it is.
+    gradient: str = "bpda"
+    #: True when the defence draws random numbers: the adaptive attack averages the defended
+    #: model's logits over ``eot_samples`` draws per step (Expectation over Transformation).
+    randomised: bool = False
+    eot_samples: int = 8
+    #: The adaptive attack in a few words when the entry supplies its own (:meth:`adaptive_model`).
+    adaptive_method: str = ""
 
     @property
     def oracle(self) -> bool:
@@ -237,6 +249,12 @@ class Defence:
             reference=clean if self.needs_reference else None,
         )
 
+    def adaptive_model(self, model: PixelModel, params: dict[str, Any]) -> PixelModel | None:
+        """``defence → model`` as the entry's own differentiable model for an attacker who knows it
+        (e.g. BPDA on one step only), or None: :func:`neuronviz.methods.defences.adaptive.defended_model`
+        then builds it from :attr:`gradient` and :attr:`randomised`."""
+        return None
+
     def restore_pixels(
         self,
         model: PixelModel,
@@ -258,6 +276,7 @@ class Identity(Defence):
     label = "None"
     short_label = "no defence"
     summary = "the image as it arrives"
+    gradient = "differentiable"
     description = "No defence: the image as it arrives."
     paper = "—"
 

@@ -240,6 +240,11 @@ class PSSR(Defence):
     paper = "Fu et al., Adversarial Purification via Pixel Surgery and Semantic Regeneration, arXiv:2402.00304"
     reconstruction = "Score, mask, regenerator architecture and losses are this project's reading of the abstract."
 
+    adaptive_method = "BPDA on the mask"  # the attacker who knows it: defended_model below
+
+    def adaptive_model(self, model, params):
+        return defended_model(model, params)
+
     def variant_for(self, model, params=None) -> Variant:
         use = bool(self.resolve(params, model)["use_regenerator"])
         return _variant(model, use, load_regenerator(model) if use else None)
