@@ -139,7 +139,7 @@ def test_regenerator_is_used_only_for_the_weights_it_was_trained_for(digits_cnn)
 def test_errors(digits_cnn, attacked):
     adv = attacked[2].adversarial
     with pytest.raises(InputError, match="unknown defence"):
-        restore(digits_cnn, adv, "jpeg")
+        restore(digits_cnn, adv, "jpeg2000")  # "jpeg" is a registered baseline now
     with pytest.raises(InputError, match=r"'step' = 2 .*out of range"):
         restore(digits_cnn, adv, "nip-guided", {"step": 2.0}, target=0)
     with pytest.raises(InputError, match="no layer 'features.99'"):

@@ -331,6 +331,8 @@ def one_layer(
         benign_name,
         after_label=after_label,
         after_color=after_color,
+        control=result.influence.get("control", {}).get(layer) if after == "adversarial" else None,
+        control_label=result.control.label if result.control is not None else "noise of the same size",
     )
     components.chart(bars, name, key="neurons.bars")
     shown = neurons[neurons["group_clean"] != "middle"].sort_values("rank_clean")  # the bars: the clean front and tail

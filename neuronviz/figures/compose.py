@@ -305,8 +305,12 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
         rows = []
         for group, members in (("front", shift.groups_before.front[0]), ("tail", shift.groups_before.tail[0])):
             for j in members.tolist():
-                rows.append({"group": group, "neuron": int(j), "label": before.neuron_label(int(j)),
-                             "clean": float(before.values[0, j]), spec.after: float(after.values[0, j])})
+                row = {"group": group, "neuron": int(j), "label": before.neuron_label(int(j)),
+                       "clean": float(before.values[0, j]), spec.after: float(after.values[0, j])}
+                control_map = result.influence.get("control", {}).get(layer) if spec.after == "adversarial" else None
+                if control_map is not None:
+                    row["control"] = float(control_map.values[0, j])
+                rows.append(row)
         out["front_tail"] = rows
         if result.control is not None:
             from neuronviz.workflows.evidence import analysis_evidence
@@ -683,6 +687,8 @@ def compose_figure(
                 source = group_bars(
                     result.influence["clean"][layer], result.influence[spec.after][layer], shift.groups_before,
                     names[result.benign_class], after_label=labels[spec.after], after_color=_COLOR.get(spec.after, "restored"), title="",
+                    control=result.influence.get("control", {}).get(layer) if spec.after == "adversarial" else None,
+                    control_label=result.control.label if result.control is not None else "noise of the same size",
                 )
                 source.update_yaxes(title_text=f"influence ({names[result.benign_class]})", row=1, col=1)
                 k, t = shift.groups_before.front_size, shift.groups_before.tail_size
@@ -817,8 +823,9 @@ def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
             add("top5", condition, "", top["class_name"], f"probability (rank {rank})", top["probability"])
     after = numbers.get("after", "")
     for row in numbers.get("front_tail", []):
-        for condition in ("clean", after):
-            add(f"front-tail ({row['group']})", condition, numbers["layer"], row["label"], "influence", row[condition])
+        for condition in ("clean", after, "control"):
+            if condition in row:
+                add(f"front-tail ({row['group']})", condition, numbers["layer"], row["label"], "influence", row[condition])
     for section in ("layers", "restoration"):
         for condition, table in numbers.get(section, {}).items():
             for entry in table:

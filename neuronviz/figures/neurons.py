@@ -213,12 +213,17 @@ def group_bars(
     image: int = 0,
     title: str | None = None,
     height: int = 420,
+    control: InfluenceMap | None = None,
+    control_label: str = "noise of the same size",
 ) -> go.Figure:
     """The clean front neurons (left) and tail neurons (right): influence clean vs after, per neuron.
 
-    Bars are grouped per neuron: clean in ``PALETTE["clean"]``, after in ``PALETTE[after_color]``.
-    Front neurons are in decreasing clean influence, tail neurons in increasing (as ``groups``
-    lists them). Traces: clean front, after front, clean tail, after tail.
+    Bars are grouped per neuron: clean in ``PALETTE["clean"]``, after in ``PALETTE[after_color]``,
+    and, when ``control`` is given (the matched control's influence toward the same class), the
+    control in ``PALETTE["control"]`` beside them, so the attack's change reads against the change
+    of random noise of the same size. Front neurons are in decreasing clean influence, tail
+    neurons in increasing (as ``groups`` lists them). Traces: clean front, after front[, control
+    front], clean tail, after tail[, control tail].
     """
     before, after = _check_pair(before, after, image)
     groups = _check_groups(groups, before)
@@ -235,10 +240,10 @@ def group_bars(
     )
     for col, members in ((1, front), (2, tail)):
         names = [before.neuron_label(j) for j in members]
-        for condition, values, color in (
-            ("clean", before.values[image], PALETTE["clean"]),
-            (after_label, after.values[image], color_after),
-        ):
+        series = [("clean", before.values[image], PALETTE["clean"]), (after_label, after.values[image], color_after)]
+        if control is not None:
+            series.append((control_label, _check_pair(before, control, image)[1].values[image], PALETTE["control"]))
+        for condition, values, color in series:
             fig.add_trace(
                 go.Bar(
                     x=names,
