@@ -145,7 +145,7 @@ def test_full_analysis_equals_the_library_called_directly(digits_cnn, image):
             torch.testing.assert_close(got.values, maps[layer].values, rtol=1e-4, atol=1e-6)
     assert result.prediction("adversarial") == int(direct.adv_pred[0])
     torch.testing.assert_close(result.perturbation, direct.adversarial - x)
-    assert set(result.seconds) == {"attack", "nip-guided", "pssr", "influence"}
+    assert set(result.seconds) == {"attack", "control", "nip-guided", "pssr", "influence"}  # the matched control is part of the analysis
 
 
 def test_full_analysis_is_cached_and_sessions_get_copies(digits_cnn, image):

@@ -77,8 +77,8 @@ def test_default_run_shows_digits_cnn_sample_and_prediction(at: AppTest):
     label, predicted = _expected_default_prediction()
     assert _errors(at) == []
     assert "`digits-cnn`" in _banner(at) and label in _banner(at)
-    assert _metric(at, "Prediction") == predicted == "9"
-    assert _metric(at, "True class") == "9"
+    assert _metric(at, "Prediction") == predicted == "7"
+    assert _metric(at, "True class") == "7"
     assert _metric(at, "Confidence").endswith("%")
     assert _metric(at, "Clean accuracy") == "98.6%"  # from the model card
     assert len(at.get("plotly_chart")) == 2  # the image and the top-5 bars
@@ -121,7 +121,7 @@ def test_switching_model_updates_banner_and_card(at: AppTest):
     at.selectbox(key="model_name").set_value("digits-resnet").run()
     _assert_healthy(at)
     assert "`digits-resnet`" in _banner(at)
-    assert _metric(at, "Prediction") == "9"
+    assert _metric(at, "Prediction") == "7"
     assert _metric(at, "Parameters") != "28,362"  # the ResNet's card, not the CNN's
 
 
@@ -223,7 +223,7 @@ def test_bad_checkpoint_shows_error_and_keeps_previous_model(at: AppTest):
     errors = _errors(at)
     assert len(errors) == 1 and "broken.pt" in errors[0] and "Still showing digits-cnn" in errors[0]
     assert "`digits-cnn`" in _banner(at)
-    assert _metric(at, "Prediction") == "9"
+    assert _metric(at, "Prediction") == "7"
 
 
 def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
@@ -234,7 +234,7 @@ def test_checkpoint_upload_for_a_registered_architecture(at: AppTest):
     _assert_healthy(at)
     assert _errors(at) == []
     assert "`my-resnet`" in _banner(at) and "uploaded checkpoint" in _banner(at)
-    assert _metric(at, "Prediction") == "9"
+    assert _metric(at, "Prediction") == "7"
 
     # The wrong architecture named explicitly: the library's CheckpointError, the upload stays.
     at.selectbox(key="checkpoint_architecture").set_value("digits-cnn").run()
@@ -328,7 +328,7 @@ def test_invalid_attack_parameters_keep_the_previous_choice(at: AppTest):
     errors = _errors(at)
     assert len(errors) == 1 and "must be odd" in errors[0] and "Still using PGD (L∞)" in errors[0]
     assert "PGD (L∞)" in _attack_banner(at)
-    assert _metric(at, "Prediction") == "9"  # the rest of the page is there
+    assert _metric(at, "Prediction") == "7"  # the rest of the page is there
 
 
 def test_cuda_out_of_memory_is_a_message_and_the_session_goes_on(monkeypatch):
