@@ -1,5 +1,6 @@
-"""Attack: the image before and after the attack and both restorations, the attack's trajectory,
-and how prediction and the front/tail ranking move with the attack's budget (ε sweep)."""
+"""Attack: the image before and after the attack and each restoration of the analysis (NIP (guided),
+PSSR and the defences chosen in the Methods box), the attack's trajectory, and how prediction and the
+front/tail ranking move with the attack's budget (ε sweep)."""
 
 from __future__ import annotations
 
