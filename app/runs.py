@@ -80,10 +80,25 @@ def default_extras() -> tuple[str, ...]:
     return tuple(name for name in extra_choices() if not type(get_defence(name)).__module__.startswith("neuronviz."))
 
 
+#: session_state: the Methods box's values, kept while pages without the box run (Streamlit forgets a
+#: widget's value after a run that does not draw it, so the second run of another page would lose them).
+_KEPT_METHODS_KEY = "analysis.kept_methods"
+
+
+def _keep_methods() -> None:
+    kept = st.session_state.setdefault(_KEPT_METHODS_KEY, {})
+    for key in (EXTRA_DEFENCES_KEY, INFLUENCE_METHOD_KEY):
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        elif key in kept:
+            st.session_state[key] = kept[key]
+
+
 def analysis_methods() -> tuple[tuple[str, ...], str]:
     """The session's restorations (:data:`RESTORATIONS` and the chosen extras) and influence method
     (registered names; a name no longer registered, e.g. an unloaded plugin's, is dropped)."""
     known = extra_choices()
+    _keep_methods()
     chosen = st.session_state.get(EXTRA_DEFENCES_KEY)
     extras = tuple(n for n in (default_extras() if chosen is None else chosen) if n in known)
     defences = (*RESTORATIONS, *extras)

@@ -59,7 +59,7 @@ def render() -> None:
         return
     width_mm, height_mm = compose.size_mm(fig)
     image_name = _image_name(selection)
-    shown_defences = [p for p in spec.panels if p in library.RESTORATIONS] or list(library.RESTORATIONS)
+    shown_defences = [r for r in result.restorations if r in spec.panels or r == spec.after] or list(library.RESTORATIONS)
     record = library.provenance(
         selection.model, result, image_name, defences=shown_defences,
         extra={"figure": {"panels": list(spec.panels), "charts": list(spec.charts), "layer": numbers["layer"],
@@ -77,6 +77,7 @@ def render() -> None:
         + model_facts.caption_note(selection.model)
     )
     components.chart(fig, stem, key="figure.preview", width="content")
+    _restoration_verdicts(selection, result, spec)
     _downloads(fig, (width_mm, height_mm), int(dpi), record, numbers, stem)
     _command(selection.model, result, spec, numbers, image_name, shown_defences, (width_mm, height_mm), int(dpi))
     session_text, session_stem = sessions_app.session_file(selection)
@@ -89,11 +90,34 @@ def render() -> None:
 # -- the controls ---------------------------------------------------------------------------------------
 
 
+def panel_choices(result) -> tuple[str, ...]:
+    """The image panels this analysis can draw: clean, perturbation, adversarial and each of its
+    restorations (NIP (guided), PSSR and the defences chosen under Methods), in drawing order."""
+    return tuple(p for p in page_controls.panel_options() if p in compose.PANELS or p in result.restorations)
+
+
+def after_choices(result) -> tuple[str, ...]:
+    """The conditions this analysis can compare with the clean image: the attack and each restoration."""
+    return tuple(c for c in page_controls.after_options() if c == "adversarial" or c in result.restorations)
+
+
+def panel_label(result, panel: str) -> str:
+    """A panel's name on the page; a restoration's with its outcome ("JPEG · restored")."""
+    if panel in result.restorations:
+        return f"{compose.PANEL_LABELS.get(panel) or result.condition_labels[panel]} · {result.outcome(panel)}"
+    return compose.PANEL_LABELS[panel]
+
+
 def _start_controls(result) -> None:
-    """Keep the controls across pages; a layer of this analysis; first visits from FIGURE_DEFAULTS."""
+    """Keep the controls across pages; a layer of this analysis; first visits from FIGURE_DEFAULTS;
+    panels and comparisons of restorations this analysis did not run (no longer chosen under Methods) dropped."""
     components.persist(*KEYS)
     if st.session_state.get("figure.layer") not in result.layers:
         st.session_state["figure.layer"] = result.default_layer
+    if "figure.panels" in st.session_state:
+        st.session_state["figure.panels"] = [p for p in st.session_state["figure.panels"] if p in panel_choices(result)]
+    if st.session_state.get("figure.after", "adversarial") not in after_choices(result):
+        st.session_state["figure.after"] = "adversarial"
     # First visits start from these values (through session state, so no widget also gets a default).
     for key, value in page_controls.FIGURE_DEFAULTS.items():
         st.session_state.setdefault(key, list(value) if isinstance(value, list) else value)
@@ -103,9 +127,11 @@ def _controls(result) -> int:
     """What to draw (panels, charts, layer, comparison) and how large; returns the PNG resolution."""
     # The pills take the whole width: in a half-width column the row is cut at 1280 px.
     st.pills(
-        "Image panels", compose.PANELS, selection_mode="multi", format_func=lambda p: compose.PANEL_LABELS[p],
+        "Image panels", panel_choices(result), selection_mode="multi", format_func=lambda p: panel_label(result, p),
         key="figure.panels",
-        help="Each image is titled with its prediction and confidence; the perturbation with its L∞ norm.",
+        help="Each image is titled with its prediction and confidence; the perturbation with its L∞ norm. The "
+        "restorations are those of the analysis (NIP (guided), PSSR and the defences chosen under Methods on "
+        "the Neurons page), each with its outcome.",
     )
     st.pills(
         "Charts", compose.CHARTS, selection_mode="multi", format_func=lambda c: compose.CHART_LABELS[c], key="figure.charts",
@@ -127,7 +153,7 @@ def _what_controls(result) -> None:
         help="The layer of the front/tail chart, shaded in the layer charts.",
     )
     columns[1].selectbox(
-        "Compare the clean image with", compose.AFTER, format_func=lambda c: library.CONDITION_LABELS[c], key="figure.after",
+        "Compare the clean image with", after_choices(result), format_func=lambda c: result.condition_labels[c], key="figure.after",
     )
     pair = st.columns(2)
     note = components.group_fraction_note()
@@ -158,6 +184,21 @@ def _size_controls() -> int:
     triple[0].number_input("Font size (pt)", min_value=5.0, max_value=14.0, step=0.5, key="figure.font")
     triple[1].checkbox("Panel letters", key="figure.letters")
     return int(triple[2].selectbox("PNG resolution", export.DPI_CHOICES, key="figure.dpi", format_func=lambda d: f"{d} dpi"))
+
+
+def _restoration_verdicts(selection, result, spec: compose.FigureSpec) -> None:
+    """Under the preview: each drawn restoration's label and outcome verdict (restored, not restored,
+    nothing to restore), as on the Attack page."""
+    names = selection.model.class_names
+    shown = [p for p in spec.panels if p in result.restorations]
+    if not shown:
+        return
+    verdicts = []
+    for condition in shown:
+        predicted = result.prediction(condition)
+        verdict = library.restoration_verdict(result.outcome(condition), names[result.benign_class], names[predicted])
+        verdicts.append(f"**{result.condition_labels[condition]}**: {verdict}")
+    st.markdown(" · ".join(verdicts))
 
 
 # -- the figure's data and size --------------------------------------------------------------------------

@@ -12,9 +12,29 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from neuronviz.figures.compose import AFTER, CHARTS, PANELS, FigureSpec
+from neuronviz.methods.defences import list_defences
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.workflows.export import DPI_CHOICES, MM_PER_INCH
 from neuronviz.workflows.session_record import Control
+
+
+def restoration_panels() -> tuple[str, ...]:
+    """Every registered restoration besides those of :data:`~neuronviz.figures.compose.PANELS`
+    (the baselines, plugins' defences), in the registry's order: a panel, and a condition to compare
+    with the clean image, whenever the analysis ran it (the Methods box)."""
+    return tuple(d.name for d in list_defences(include_none=False) if d.name not in PANELS)
+
+
+def panel_options() -> tuple[str, ...]:
+    """The image panels a figure may have, in the order they are drawn: :data:`PANELS`, then
+    :func:`restoration_panels`."""
+    return (*PANELS, *restoration_panels())
+
+
+def after_options() -> tuple[str, ...]:
+    """The conditions a figure may compare with the clean image: :data:`AFTER`, then the other
+    registered restorations."""
+    return (*AFTER, *[r for r in restoration_panels() if r not in AFTER])
 
 
 def figure_controls() -> dict[str, Control]:
@@ -22,10 +42,10 @@ def figure_controls() -> dict[str, Control]:
     entries with :data:`FIGURE_DEFAULTS`: what ``figure --session`` reads from a session file."""
     table = {
         "group_fraction": Control("float", DEFAULT_GROUP_FRACTION, low=0.0, high=1.0),
-        "figure.panels": Control("multi", options=PANELS),
+        "figure.panels": Control("multi", options=panel_options()),
         "figure.charts": Control("multi", options=CHARTS),
         "figure.layer": Control("layer"),
-        "figure.after": Control("choice", options=AFTER),
+        "figure.after": Control("choice", options=after_options()),
         "figure.tail_rule": Control("choice", options=("bottom", "next")),
         "figure.width_preset": Control("choice", options=("single", "double", "custom")),
         "figure.unit": Control("choice", options=("mm", "in")),
@@ -88,7 +108,7 @@ def figure_spec(page: Mapping[str, Any], group_size: float | int | None = None, 
     size = group_size if group_size is not None else (page.get("group_fraction") or DEFAULT_GROUP_FRACTION)
     layer = (get or page.get)("figure.layer", None)
     return FigureSpec(
-        panels=tuple(p for p in PANELS if p in panels),
+        panels=tuple(p for p in panel_options() if p in panels),
         charts=tuple(c for c in CHARTS if c in charts),
         layer=layer if layer else None,
         after=read("figure.after"),
