@@ -13,6 +13,7 @@ import torch
 from app import components, state
 from app import export_controls as exports
 from app import runs as analysis
+from app.columns import columns as column_layout
 from neuronviz import figures
 from neuronviz.figures import attack as attack_figures
 from neuronviz.figures import captions
@@ -185,7 +186,7 @@ def layout_cells(restorations: int) -> list[Any]:
     count = 3 + restorations
     cells: list[Any] = []
     for start in range(0, count, PANELS_PER_ROW):
-        cells.extend(st.columns(PANELS_PER_ROW, gap="small")[: count - start])
+        cells.extend(column_layout(PANELS_PER_ROW, gap="small")[: count - start])
     return cells
 
 

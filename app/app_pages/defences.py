@@ -287,7 +287,7 @@ def attacker_knows(model: PixelModel, result: analysis.Analysis, order: list[str
     if result.choice.target is not None:
         st.info("The adaptive attack is untargeted; this analysis is targeted, so it moves away from the benign class "
                 "instead of toward the target.", icon=":material/info:")
-    for column, name in zip(st.columns(len(order), gap="medium"), order):
+    for column, name in zip(columns(len(order), gap="medium"), order):
         with column:
             if restorations.get(name) is None:
                 continue

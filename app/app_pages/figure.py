@@ -19,6 +19,7 @@ from app import components, model_facts
 from app import export_controls as exports
 from app import runs as analysis
 from app import url_state as sessions_app
+from app.columns import columns as column_layout
 from neuronviz.figures import compose, page_controls
 from neuronviz.infra.errors import NeuronvizError
 from neuronviz.workflows import analysis as library
@@ -272,7 +273,7 @@ def _page_height_check(selection, result, spec: compose.FigureSpec, data, height
         icon=":material/height:",
     )
     if offers:
-        columns = st.columns(len(offers))
+        columns = column_layout(len(offers))
         for index, (label, values, _) in enumerate(offers):
             columns[index].button(label, key=f"figure.fit.{index}", on_click=_apply, args=(values,), icon=":material/fit_page:")
 
