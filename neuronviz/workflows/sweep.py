@@ -192,6 +192,9 @@ def eps_sweep(
 ) -> EpsSweep:
     """Attack one image at every budget in ``eps_values`` and measure the front/tail shift.
 
+    (Long because it checks its inputs and fills the :class:`EpsSweep` record field by field;
+    the attacks and the influence pass are :func:`_attack_each_eps` and :func:`_sweep_shifts`.)
+
     Args:
         model: a :class:`PixelModel`.
         image: ``(1, C, H, W)`` pixels in [0, 1].
@@ -271,20 +274,11 @@ def eps_sweep(
         layer=layer_name,
         front=front,
         tail=tail,
-        front_overlap=shift.front_overlap,
-        spearman=shift.spearman,
-        front_influence_change=shift.front_influence_change,
-        tail_influence_change=shift.tail_influence_change,
         seconds={"attacks": attack_seconds, "influence": influence_seconds},
         already_target=target_tensor is not None and benign == int(target_tensor[0]),
-        directions={m: shift.count(m) for m in DIRECTION_MEASURES},
-        control_directions={m: control_shift.count(m) for m in DIRECTION_MEASURES},
-        front_size=groups.front_size,
-        tail_size=groups.tail_size,
         control_norm=control_norm,
         control_prediction=control_prediction,
-        control_front_overlap=control_shift.front_overlap,
-        control_spearman=control_shift.spearman,
+        **_shift_fields(shift, control_shift, groups),
     )
 
 
@@ -351,3 +345,19 @@ def _sweep_shifts(
     with model.lock, torch.no_grad():
         control_prediction = model(controls.to(model.device)).argmax(1).cpu()
     return shift, control_shift, groups, control_prediction
+
+
+def _shift_fields(shift: InfluenceShift, control_shift: InfluenceShift, groups: NeuronGroups) -> dict[str, Any]:
+    """The :class:`EpsSweep` fields read off the attack's and the control's influence shift."""
+    return {
+        "front_overlap": shift.front_overlap,
+        "spearman": shift.spearman,
+        "front_influence_change": shift.front_influence_change,
+        "tail_influence_change": shift.tail_influence_change,
+        "directions": {m: shift.count(m) for m in DIRECTION_MEASURES},
+        "control_directions": {m: control_shift.count(m) for m in DIRECTION_MEASURES},
+        "front_size": groups.front_size,
+        "tail_size": groups.tail_size,
+        "control_front_overlap": control_shift.front_overlap,
+        "control_spearman": control_shift.spearman,
+    }
