@@ -496,6 +496,9 @@ def first_layer_fragility(
 ) -> FragilityReport:
     """Nodal dropout of every filter of the first convolution, on clean and attacked images.
 
+    (Long because it checks its options and fills the :class:`FragilityReport` field by field; the
+    attack and sweeps are :func:`_attack_and_sweep`, the verdicts :func:`_verdicts`.)
+
     Args:
         model: a :class:`PixelModel` with a convolution (never changed; its lock is held).
         images: ``(N, C, H, W)`` pixels in [0, 1].
