@@ -12,18 +12,20 @@ import torch
 from neuronviz.core.models import wrap_model
 from neuronviz.methods import fragility
 from neuronviz.methods.fragility import fragility_control, per_image_shares, success_rate
+from neuronviz.workflows import batch
 from tests.test_fragility import Brightness
 
 
-def test_success_is_clean_correct_and_adversarial_wrong():
-    labels = torch.tensor([0, 1, 2, 3, 4])
-    clean = torch.tensor([0, 1, 2, 0, 4])  # image 3 is misclassified already: not in the denominator
-    adv = torch.tensor([1, 1, 0, 3, 4])  # 0 and 2 fooled; 3 "returns" to its label: not a success either way
-    rate = success_rate(labels, clean, adv)
-    assert (rate.k, rate.n) == (2, 4) and rate.share == pytest.approx(0.5)
-    assert rate.low < 0.5 < rate.high
-    none = success_rate(labels, torch.tensor([1, 0, 0, 0, 0]), adv)
-    assert none.share is None and "none of the images" in none.reason
+def test_success_is_the_projects_one_definition():
+    """Filters count success as Batch and evaluate do: adversarial prediction ≠ clean prediction."""
+    clean = torch.tensor([0, 1, 2, 0, 4])  # image 3 is misclassified already: it counts too
+    adv = torch.tensor([1, 1, 0, 3, 4])  # 0, 2 and 3 changed
+    rate = success_rate(clean, adv)
+    assert (rate.k, rate.n) == (3, 5) and rate.share == pytest.approx(0.6)
+    assert rate.low < 0.6 < rate.high
+    assert fragility.SUCCESS_DEFINITION == batch.ATTACK_SUCCESS_DEFINITION
+    empty = success_rate(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))
+    assert empty.share is None and empty.reason == "no images"
 
 
 @pytest.fixture(autouse=True)

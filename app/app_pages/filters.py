@@ -231,9 +231,11 @@ def dropout_section(model: PixelModel, report: fragility.FragilityReport | None,
         st.markdown(f"**ρ (dropout vs the attack's targeting)**: {rho.text()}.")
         if success is not None:
             st.markdown(
-                f"**Attack success**: {success.text()}: {success.k} of the {success.n} images the model classifies "
-                f"correctly are misclassified under {report.attack.upper()}. Definition (the same as on the Batch "
-                f"page): {fragility.SUCCESS_DEFINITION}; the attack runs against the true labels."
+                f"**Attack success**: {success.text()}: {report.attack.upper()} changed the prediction on {success.k} "
+                f"of the {success.n} images. Definition (the same as on the Batch page and in `evaluate`): "
+                f"{fragility.SUCCESS_DEFINITION}. Here the attack pushes away from the true label (dropout measures "
+                "accuracy); the Batch page's pushes away from the clean prediction, so on images the model already "
+                "misclassifies the two attacks differ."
             )
         control_section(report)
         st.markdown(

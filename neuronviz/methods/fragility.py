@@ -60,6 +60,7 @@ from neuronviz.core.probe import probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods import stats
 from neuronviz.methods.attacks import get_attack, run_attack
+from neuronviz.methods.attacks.report import SUCCESS_DEFINITION
 from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import probe_layers, spearman
 
@@ -351,20 +352,11 @@ class FragilityReport:
 
 
 #: The one definition of an attack's success on a labelled set (the Batch page uses the same).
-SUCCESS_DEFINITION = (
-    "attack success = the clean prediction is correct and the adversarial prediction differs from the true label, "
-    "over the images the model classifies correctly"
-)
-
-
-def success_rate(labels: torch.Tensor, clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> stats.Rate:
-    """The attack's success on a labelled set (:data:`SUCCESS_DEFINITION`): of the images whose
-    clean prediction is the true label, the share whose adversarial prediction is not, with its
-    Wilson interval."""
-    labels, clean_pred, adv_pred = labels.cpu(), clean_pred.cpu(), adv_pred.cpu()
-    correct = clean_pred == labels
-    return stats.rate(int((correct & (adv_pred != labels)).sum()), int(correct.sum()),
-                      empty_reason="the model classifies none of the images correctly")
+def success_rate(clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> stats.Rate:
+    """The attack's success as every page counts it (:data:`SUCCESS_DEFINITION`: the adversarial
+    prediction differs from the clean one, over all images), with its Wilson interval."""
+    clean_pred, adv_pred = clean_pred.cpu(), adv_pred.cpu()
+    return stats.rate(int((adv_pred != clean_pred).sum()), int(clean_pred.numel()), empty_reason="no images")
 
 
 @dataclass(frozen=True)
@@ -578,7 +570,7 @@ def first_layer_fragility(
         attack_adv_pred=report.adv_pred.detach().cpu(),
         inputs_digest=inputs_digest(x, y),
         control=control,
-        success=success_rate(truth, base_logits[:n].argmax(1), base_logits[n:].argmax(1)),
+        success=success_rate(base_logits[:n].argmax(1), base_logits[n:].argmax(1)),
     )
 
 

@@ -43,6 +43,7 @@ from neuronviz.core.models.pixel import PixelModel
 from neuronviz.data.labelled import EvaluationSet, available_images, evaluation_set, is_digits_model
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import AttackedImages, get_attack, resolve_params, run_attack
+from neuronviz.methods.attacks.report import SUCCESS_DEFINITION
 from neuronviz.methods.defences import get_defence
 from neuronviz.methods.stats import Rate, rate_of
 from neuronviz.workflows.defence_table import split_spec
@@ -52,11 +53,7 @@ BLOCK = 16
 #: The two defences every batch evaluates: NIP toward the benign prediction, and PSSR.
 DEFAULT_DEFENCES = ("nip-guided", "pssr")
 #: The one definition of attack success every batch number uses (stated where the numbers are).
-ATTACK_SUCCESS_DEFINITION = (
-    "an attack succeeds on an image when the model's prediction on the adversarial image differs from its "
-    "prediction on the clean image (untargeted; targeted: when it is the target), whatever the true label; "
-    "images the model already misclassifies count too, so the rate is not 1 − adversarial accuracy"
-)
+ATTACK_SUCCESS_DEFINITION = SUCCESS_DEFINITION  # one definition for every page (methods.attacks.report)
 
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
 

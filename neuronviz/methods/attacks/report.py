@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+#: The one definition of an attack's success that every page, table and figure counts (Batch,
+#: First-layer filters, ``evaluate``, :attr:`AttackReport.success_rate`), stated beside each number.
+SUCCESS_DEFINITION = (
+    "an attack succeeds on an image when the model's prediction on the adversarial image differs from its "
+    "prediction on the clean image (untargeted; targeted: when it is the target), whatever the true label; "
+    "images the model already misclassifies count too, so the rate is not 1 − adversarial accuracy"
+)
+
+
 @dataclass(frozen=True)
 class AttackTrace:
     """Loss and predicted class over the attack's forward passes: ``(T, N)`` each.
