@@ -60,7 +60,7 @@ from neuronviz.core.probe import probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods import stats
 from neuronviz.methods.attacks import get_attack, run_attack
-from neuronviz.methods.attacks.report import SUCCESS_DEFINITION
+from neuronviz.methods.attacks.report import SUCCESS_DEFINITION, AttackReport
 from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import probe_layers, spearman
 
@@ -584,7 +584,7 @@ def _attack_and_sweep(
     layer: str,
     chunk_bytes: int,
     norm: str,
-):
+) -> tuple[AttackReport, DropoutSweep, torch.Tensor, torch.Tensor]:
     """Under the model's lock: the attack, the nodal-dropout sweep of clean + attacked images, and the
     matched control's logits and ``layer`` activations."""
     with model.lock:
