@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -36,6 +36,10 @@ from neuronviz.infra.errors import NeuronvizError
 from neuronviz.methods.influence import DEFAULT_GROUP_FRACTION
 from neuronviz.workflows import session_record as library
 from neuronviz.workflows.session_record import Control, SessionRecord
+
+if TYPE_CHECKING:
+    from neuronviz.core.models import PixelModel
+    from neuronviz.data.images import Sample
 
 # -- the sidebar's widget keys (app/sidebar.py) ---------------------------------------------------
 MODEL_SOURCE, MODEL_NAME, DEVICE = "model_source", "model_name", "device"
@@ -211,6 +215,31 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
 
     messages: list[str] = []
     device = _device(record, messages, what)
+    loaded = _load_model(record, messages, what, device)
+    if loaded is None:
+        return messages
+    record, request, entry, typed, model = loaded
+    st.session_state[state.GOOD_MODEL] = request  # the sidebar keeps it if its own request fails
+    st.session_state[CONTROLS_MODEL] = model.content_hash  # the link's layers are this model's
+    samples = state.samples_for(model)
+    layers = [info.name for info in probe_layers(model)]
+    record, found = library.check_for_model(record, model, [s.id for s in samples], layers, controls(), what=what)
+    messages += found
+    _apply_model_picker(request, entry, typed, device)
+    record = _apply_image_picker(record, model, samples, messages, what)
+    _apply_attack(record, model)
+    # the Defences page's parameters (defence.<name>.<param>), validated by the defence's schema
+    messages += _apply_defences(record.page, model, what)
+    _apply_page_controls(record)
+    return messages
+
+
+def _load_model(
+    record: SessionRecord, messages: list[str], what: str, device: str
+) -> tuple[SessionRecord, state.ModelRequest, str, str | None, PixelModel] | None:
+    """The record's model (its checkpoint, or its registry entry), or the default model with a message
+    when that cannot be loaded (the record then names the default model); None if neither loads.
+    Returns the record, the request, the registry entry, the typed spec and the model."""
     request: state.ModelRequest | None = None
     entry, typed = state.DEFAULT_MODEL, None
     if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
@@ -242,15 +271,12 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
             model = state.load_checked_model(request)
         except NeuronvizError as again:
             messages.append(f"The default model could not be loaded either: {state.error_text(again)}")
-            return messages
-    st.session_state[state.GOOD_MODEL] = request  # the sidebar keeps it if its own request fails
-    st.session_state[CONTROLS_MODEL] = model.content_hash  # the link's layers are this model's
-    samples = state.samples_for(model)
-    layers = [info.name for info in probe_layers(model)]
-    record, found = library.check_for_model(record, model, [s.id for s in samples], layers, controls(), what=what)
-    messages += found
+            return None
+    return record, request, entry, typed, model
 
-    # the model picker
+
+def _apply_model_picker(request: state.ModelRequest, entry: str, typed: str | None, device: str) -> None:
+    """The sidebar's model picker: the uploaded file's source and options, or the registry entry."""
     if request.upload is not None:
         st.session_state[MODEL_SOURCE] = _source_label(request.source)
         for option, value in request.options:
@@ -264,7 +290,12 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
         st.session_state[weights_key(request.name)] = sidebar.PRETRAINED if request.weights is not None else sidebar.RANDOM
     st.session_state[DEVICE] = device
 
-    # the image picker
+
+def _apply_image_picker(
+    record: SessionRecord, model: PixelModel, samples: list[Sample], messages: list[str], what: str
+) -> SessionRecord:
+    """The sidebar's image picker: the uploaded image (if this server has it) or the record's sample.
+    Returns the record, without its image when the uploaded file is missing."""
     if record.image_is_upload and record.image_sha256 is not None:
         image_upload = _upload(record.image or "image", record.image_sha256)
         if image_upload is None:
@@ -290,8 +321,11 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
                 choices.remember(SAMPLE_EXAMPLE, members.index(sample))
             else:
                 st.session_state[SAMPLE_ID] = sample.id
+    return record
 
-    # the attack: the session's choice, which the form shows
+
+def _apply_attack(record: SessionRecord, model: PixelModel) -> None:
+    """The attack: the session's choice, which the sidebar's form shows."""
     choice = analysis.AttackChoice.make(record.attack, dict(record.params), target=record.target, seed=record.seed)
     analysis.set_attack_choice(model, choice)
     actions.reset_attack_widgets(choice)
@@ -301,10 +335,9 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     if get_attack(choice.attack).targeted:
         st.session_state[target_key(model.content_hash)] = sidebar.UNTARGETED if choice.target is None else choice.target
 
-    # the Defences page's parameters (defence.<name>.<param>), validated by the defence's schema
-    messages += _apply_defences(record.page, model, what)
 
-    # the pages' controls: in session state, and where components.persist puts forgotten values back
+def _apply_page_controls(record: SessionRecord) -> None:
+    """The pages' controls: in session state, and where components.persist puts forgotten values back."""
     kept = st.session_state.setdefault(_KEPT, {})
     pending = st.session_state.setdefault(PENDING, {})
     known = controls()
@@ -316,7 +349,6 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
             kept[key] = value
         else:
             pending[key] = value
-    return messages
 
 
 DEFENCE_PREFIX = "defence."  # query keys defence.<name>.<param>: the Defences page's applied parameters

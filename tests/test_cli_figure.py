@@ -78,8 +78,8 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     assert "must end in .pdf, .svg or .png" in capsys.readouterr().err
     assert cli.main([*ARGS[:-4], "--width", "2mm", "--out", str(tmp_path / "f.pdf")]) == 2
     assert "between 10 mm and 1000 mm" in capsys.readouterr().err
-    assert cli.main([*ARGS, "--defences", "jpeg", "--out", str(tmp_path / "f.pdf")]) == 2
-    assert "unknown ['jpeg']" in capsys.readouterr().err
+    assert cli.main([*ARGS, "--defences", "jpeg2000", "--out", str(tmp_path / "f.pdf")]) == 2
+    assert "unknown ['jpeg2000']" in capsys.readouterr().err
     assert cli.main([*ARGS, "--session", "s.json", "--out", str(tmp_path / "f.pdf")]) == 2
     assert "--session s.json: no such file" in capsys.readouterr().err
 

@@ -131,9 +131,9 @@ def test_cli_session_draws_the_pages_numbers(tmp_path):
 
 
 def test_defence_parameters_travel_in_the_link():
-    at = _open({"defence.pssr.alpha": "3.5", "defence.nip-guided.steps": "5", "defence.nip-guided.step": "nan", "defence.jpeg.q": "3"})
+    at = _open({"defence.pssr.alpha": "3.5", "defence.nip-guided.steps": "5", "defence.nip-guided.step": "nan", "defence.jpeg2000.q": "3"})
     warnings = " ".join(w.value for w in at.warning)
-    assert "defence.nip-guided.step='nan'" in warnings and "defence.jpeg.q names no defence" in warnings
+    assert "defence.nip-guided.step='nan'" in warnings and "defence.jpeg2000.q names no defence" in warnings
     model = at.session_state["state.selection"].model
     assert at.session_state[f"defences.applied.pssr.{model.content_hash[:12]}"] == {"alpha": 3.5}
     assert at.session_state[f"defences.applied.nip-guided.{model.content_hash[:12]}"] == {"steps": 5}

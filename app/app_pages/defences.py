@@ -115,12 +115,30 @@ def render() -> None:
     result = components.current_analysis(selection)
     if result is None:
         return
-
     model = selection.model
-    names = model.class_names
-    benign = result.benign_class
-    adversarial_prediction = result.prediction("adversarial")
+    _introduction(model, result)
+    _clean_and_adversarial(result)
+    pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
+    # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
+    shown = shown_defences()
+    order = [d.name for d in shown]  # the page's order of names
+    _headings_row(shown)
+    _parameters_row(order, model, result)
+    restorations = _restored_row(shown, model, result)
+    record = exports.analysis_record(
+        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
+    )
+    _predictions_row(order, selection, result, restorations, record)
+    _notes_row(order, restorations)
+    attacker_knows(model, result, order, restorations)
+    nip_steps(selection, result, restorations, record)
+    pssr_section(result, restorations, record)
+    decision_numbers(selection, result, restorations, record)
 
+
+def _introduction(model: PixelModel, result: analysis.Analysis) -> None:
+    """What the defences restore and what success means (the front/tail note first)."""
+    names = model.class_names
     st.caption(
         f":material/tune: NIP's front and tail sets are its own parameters (front, tail under *Parameters*); their "
         f"default is the dashboard's one front/tail size, {DEFAULT_GROUP_FRACTION:.0%} of the layer's neurons. The "
@@ -128,9 +146,14 @@ def render() -> None:
     )
     st.markdown(
         f"Each defence restores the adversarial image of the current analysis "
-        f"(**{result.choice.describe(model)}**), predicted **{names[adversarial_prediction]}**. Success means the "
-        f"restored image is predicted as the benign class **{names[benign]}** (the clean prediction)."
+        f"(**{result.choice.describe(model)}**), predicted **{names[result.prediction('adversarial')]}**. Success "
+        f"means the restored image is predicted as the benign class **{names[result.benign_class]}** (the clean "
+        f"prediction)."
     )
+
+
+def _clean_and_adversarial(result: analysis.Analysis) -> None:
+    """The expander with the clean and the adversarial image."""
     with st.expander("The clean and the adversarial image", icon=":material/compare:"):
         left, right, _ = st.columns([1, 1, 2])
         with left:
@@ -146,21 +169,31 @@ def render() -> None:
                 key="defences.adversarial",
             )
 
-    pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
-    # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
-    restorations: dict[str, Restoration | None] = {}
-    shown = shown_defences()
-    order = [d.name for d in shown]  # the page's order of names
-    short = {d.name: d.short for d in shown}
+
+def _headings_row(shown: list[Defence]) -> None:
+    """Each defence's short name and summary."""
     for column, defense in zip(columns(len(shown), gap="medium"), shown):
         # A short name as the heading, what it needs and is underneath: long headings wrapped to five lines.
         column.markdown(f"##### {defense.short}")
         column.caption(defense.summary)
+
+
+def _parameters_row(order: list[str], model: PixelModel, result: analysis.Analysis) -> None:
+    """Each defence's parameter form, in a popover."""
     for column, name in zip(columns(len(order), gap="medium"), order):
         # A popover, not an expander: opening it covers the page instead of pushing its row down.
         with column, st.popover("Parameters", icon=":material/tune:", width="stretch"):
             parameter_form(name, model, result)
-    for column, name in zip(columns(len(order), gap="medium"), order):
+
+
+def _restored_row(
+    shown: list[Defence], model: PixelModel, result: analysis.Analysis
+) -> dict[str, Restoration | None]:
+    """Run each defence and show its restored image (or why it does not apply to this model).
+    Returns the restorations by name (None: not available, or it failed)."""
+    restorations: dict[str, Restoration | None] = {}
+    short = {d.name: d.short for d in shown}
+    for column, name in zip(columns(len(shown), gap="medium"), [d.name for d in shown]):
         with column:
             reason = get_defence(name).unavailable(model)
             if reason is not None:  # not for this model at all: say why instead of an error
@@ -170,19 +203,29 @@ def render() -> None:
             with st.spinner(f"Running {short[name]}…"):
                 restoration = restorations[name] = run(name, model, result)
             if restoration is not None:
+                outcome = restoration_outcome(result.attack_succeeded, int(restoration.prediction[0]), result.benign_class)
                 components.chart(
                     components.figure(
                         figures.image_figure,
                         restoration.restored[:1],
-                        title=f"{short[name]}: {restoration_outcome(result.attack_succeeded, int(restoration.prediction[0]), benign)}",
+                        title=f"{short[name]}: {outcome}",
                         height=IMAGE_HEIGHT,
                     ),
                     f"{name}-restored",
                     key=f"defences.image.{name}",
                 )
-    record = exports.analysis_record(
-        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
-    )
+    return restorations
+
+
+def _predictions_row(
+    order: list[str],
+    selection: state.Selection,
+    result: analysis.Analysis,
+    restorations: dict[str, Restoration | None],
+    record: dict[str, Any],
+) -> None:
+    """Each restoration's top-5 bars, prediction, confidence and verdict, with their export."""
+    names, benign = selection.model.class_names, result.benign_class
     for column, name in zip(columns(len(order), gap="medium"), order):
         restoration = restorations[name]
         if restoration is None:
@@ -205,6 +248,10 @@ def render() -> None:
                 bars, exports.top_rows(restoration.probs[0], names, condition=name, true_class=selection.true_class),
                 f"{name}-top5", record, key=f"defences.export.bars.{name}", width_mm=exports.NARROW_MM,
             )
+
+
+def _notes_row(order: list[str], restorations: dict[str, Restoration | None]) -> None:
+    """Each defence's notes, time, paper and what is reconstructed."""
     for column, name in zip(columns(len(order), gap="medium"), order):
         defense, restoration = get_defence(name), restorations[name]
         with column:
@@ -214,10 +261,6 @@ def render() -> None:
                 st.caption(f":material/timer: {restoration.seconds:.3f} s")
             st.caption(f"Paper: {defense.paper}")
             st.caption(f"Reconstruction: {defense.reconstruction}" if defense.reconstruction else "Reconstruction: none.")
-    attacker_knows(model, result, order, restorations)
-    nip_steps(selection, result, restorations, record)
-    pssr_section(result, restorations, record)
-    decision_numbers(selection, result, restorations, record)
 
 
 # -- the attacker who knows the defence (issue 23) ------------------------------------------------------------

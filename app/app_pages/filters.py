@@ -311,82 +311,109 @@ def rescale_section(
 ) -> None:
     """Compress the robust filters and amplify the fragile ones: accuracies at one β and over β."""
     st.subheader("Compress robust filters, amplify fragile ones", divider="gray")
-    if report is not None and evaluation is not None:
-        beta = st.slider(
-            "β (rescaling strength)",
-            min_value=0.0,
-            max_value=1.0,
-            value=0.2,
-            step=0.05,
-            key=BETA,
-            help="Fragile filter i is multiplied by 1 + β·rᵢ, robust ones by 1 − β·rᵢ (rᵢ its normalised score); "
-            "on a copy of the model, never on the shared one.",
-        )
-        with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {components.plural(evaluation.size, 'image')}…"):
-            chosen = analysis.attempt(
-                analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
-                beta=float(beta), seed=choice.seed,
-            )
-        if chosen is not None:
-            cells = st.columns(3)
-            for cell, (label, before, after) in zip(
-                cells,
-                [
-                    ("Clean accuracy", chosen.clean_before, chosen.clean_after),
-                    ("Adversarial, white-box", chosen.adv_before, chosen.adv_after),
-                    ("Adversarial, transfer", chosen.adv_before, chosen.adv_transfer_after),
-                ],
-            ):
-                cell.metric(
-                    f"{label} (β = {beta:g})",
-                    f"{100 * after:.1f}%",
-                    delta=f"{100 * (after - before):+.1f} pp vs {100 * before:.1f}%",
-                    delta_color="normal",
-                )
-            st.caption(
-                "White-box: the rescaled copy is attacked again; transfer: the copy is fed the adversarial images made "
-                "against the original model. Before = the model unchanged (β = 0)."
-            )
-        show_curve = st.toggle(f"Curve over β ({', '.join(f'{b:g}' for b in CURVE_BETAS)})", value=True, key=CURVE)
-        if show_curve and chosen is not None:
-            betas = sorted(set(CURVE_BETAS) | {float(beta)})
-            progress = st.progress(0.0, text="Compress/amplify over β…")
-            points = []
-            for i, b in enumerate(betas):
-                progress.progress(i / len(betas), text=f"Compress/amplify at β = {b:g} ({i + 1} of {len(betas)})…")
-                point = analysis.attempt(
-                    analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
-                    beta=float(b), seed=choice.seed,
-                )
-                if point is None:
-                    break
-                points.append(point)
-            progress.empty()
-            if len(points) == len(betas):
-                curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=float(beta))
-                if curve is not None:
-                    components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
-                    exports.export_controls(
-                        curve, exports.rescale_rows(points), f"{model.name}-compress-amplify", record, key="filters.export.curve"
-                    )
-                best = max(points, key=lambda p: p.adv_after)
-                best_transfer = max(points, key=lambda p: p.adv_transfer_after)
-                st.markdown(
-                    f"**Measured here** ({components.plural(evaluation.size, 'image')}, {report.attack.upper()}): unchanged, "
-                    f"{100 * chosen.adv_before:.1f}% adversarial accuracy; the best white-box value over these β is "
-                    f"{100 * best.adv_after:.1f}% (β = {best.beta:g}), the best transfer value "
-                    f"{100 * best_transfer.adv_transfer_after:.1f}% (β = {best_transfer.beta:g}); clean accuracy goes from "
-                    f"{100 * chosen.clean_before:.1f}% to {100 * min(p.clean_after for p in points):.1f}% at worst."
-                )
-        st.info(
-            "**The paper's gain is not reproduced by this reconstruction.** On the embedded digits models "
-            "(docs/fragility.md; first 200 digits test images, FGSM ε = 0.1, β = 0.2) accuracies move by at most "
-            "±2.5 points: digits-cnn clean 98.0% → 97.5%, FGSM white-box 9.5% → 7.0%, transfer 9.5% → 10.5%. "
-            "The paper's normalisation of rᵢ or a retraining step may be missing.",
-            icon=":material/science:",
-        )
-    else:
+    if report is None or evaluation is None:
         st.info("Compress/amplify needs the dropout result above.")
+        return
+    beta = st.slider(
+        "β (rescaling strength)",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.2,
+        step=0.05,
+        key=BETA,
+        help="Fragile filter i is multiplied by 1 + β·rᵢ, robust ones by 1 − β·rᵢ (rᵢ its normalised score); "
+        "on a copy of the model, never on the shared one.",
+    )
+    chosen = _rescaled_accuracies(model, choice, report, evaluation, float(beta))
+    show_curve = st.toggle(f"Curve over β ({', '.join(f'{b:g}' for b in CURVE_BETAS)})", value=True, key=CURVE)
+    if show_curve and chosen is not None:
+        _rescale_curve(model, choice, report, evaluation, float(beta), chosen, record)
+    st.info(
+        "**The paper's gain is not reproduced by this reconstruction.** On the embedded digits models "
+        "(docs/fragility.md; first 200 digits test images, FGSM ε = 0.1, β = 0.2) accuracies move by at most "
+        "±2.5 points: digits-cnn clean 98.0% → 97.5%, FGSM white-box 9.5% → 7.0%, transfer 9.5% → 10.5%. "
+        "The paper's normalisation of rᵢ or a retraining step may be missing.",
+        icon=":material/science:",
+    )
+
+
+def _rescaled_accuracies(
+    model: PixelModel,
+    choice: analysis.AttackChoice,
+    report: fragility.FragilityReport,
+    evaluation: evalset.EvaluationSet,
+    beta: float,
+) -> fragility.RescaleEvaluation | None:
+    """The three accuracies (clean, white-box, transfer) of the copy rescaled at ``beta``, against the
+    unchanged model; returns the result (None if it failed)."""
+    with st.spinner(f"Rescaling the first layer (β = {beta:g}) and attacking the copy on {components.plural(evaluation.size, 'image')}…"):
+        chosen = analysis.attempt(
+            analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
+            beta=beta, seed=choice.seed,
+        )
+    if chosen is not None:
+        cells = st.columns(3)
+        for cell, (label, before, after) in zip(
+            cells,
+            [
+                ("Clean accuracy", chosen.clean_before, chosen.clean_after),
+                ("Adversarial, white-box", chosen.adv_before, chosen.adv_after),
+                ("Adversarial, transfer", chosen.adv_before, chosen.adv_transfer_after),
+            ],
+        ):
+            cell.metric(
+                f"{label} (β = {beta:g})",
+                f"{100 * after:.1f}%",
+                delta=f"{100 * (after - before):+.1f} pp vs {100 * before:.1f}%",
+                delta_color="normal",
+            )
+        st.caption(
+            "White-box: the rescaled copy is attacked again; transfer: the copy is fed the adversarial images made "
+            "against the original model. Before = the model unchanged (β = 0)."
+        )
+    return chosen
+
+
+def _rescale_curve(
+    model: PixelModel,
+    choice: analysis.AttackChoice,
+    report: fragility.FragilityReport,
+    evaluation: evalset.EvaluationSet,
+    beta: float,
+    chosen: fragility.RescaleEvaluation,
+    record: dict[str, Any],
+) -> None:
+    """The accuracies over β (the curve's βs and the chosen one), with the best values measured."""
+    betas = sorted(set(CURVE_BETAS) | {beta})
+    progress = st.progress(0.0, text="Compress/amplify over β…")
+    points = []
+    for i, b in enumerate(betas):
+        progress.progress(i / len(betas), text=f"Compress/amplify at β = {b:g} ({i + 1} of {len(betas)})…")
+        point = analysis.attempt(
+            analysis.memo, fragility.evaluate_rescaled, model, evaluation.images, evaluation.labels, report,
+            beta=float(b), seed=choice.seed,
+        )
+        if point is None:
+            break
+        points.append(point)
+    progress.empty()
+    if len(points) != len(betas):
+        return
+    curve = analysis.attempt(components.figure, figs.rescale_curve, points, beta=beta)
+    if curve is not None:
+        components.chart(curve, f"{model.name}-compress-amplify", key="filters.curve_chart")
+        exports.export_controls(
+            curve, exports.rescale_rows(points), f"{model.name}-compress-amplify", record, key="filters.export.curve"
+        )
+    best = max(points, key=lambda p: p.adv_after)
+    best_transfer = max(points, key=lambda p: p.adv_transfer_after)
+    st.markdown(
+        f"**Measured here** ({components.plural(evaluation.size, 'image')}, {report.attack.upper()}): unchanged, "
+        f"{100 * chosen.adv_before:.1f}% adversarial accuracy; the best white-box value over these β is "
+        f"{100 * best.adv_after:.1f}% (β = {best.beta:g}), the best transfer value "
+        f"{100 * best_transfer.adv_transfer_after:.1f}% (β = {best_transfer.beta:g}); clean accuracy goes from "
+        f"{100 * chosen.clean_before:.1f}% to {100 * min(p.clean_after for p in points):.1f}% at worst."
+    )
 
 
 if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it

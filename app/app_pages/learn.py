@@ -10,6 +10,8 @@ by the library (through the cached analysis), never written in by hand.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
 
 from app import actions, components, state
@@ -71,7 +73,7 @@ def _example() -> tuple[PixelModel, Sample, analysis.Analysis] | None:
 
 def tour() -> None:
     """The five steps on the ready example (the session's front/tail size)."""
-    front = tail = components.group_fraction()  # the session's front/tail size (default DEFAULT_GROUP_FRACTION)
+    front = components.group_fraction()  # the session's front/tail size (default DEFAULT_GROUP_FRACTION)
     found = analysis.attempt(_example)
     if found is None:
         st.info("The tour's example (the embedded digits-cnn and its sample digits) is not available here.")
@@ -80,17 +82,21 @@ def tour() -> None:
     if sample.true_class is None:  # the embedded digits all have their class; a model without one has no tour
         st.info("The tour's example digit has no known class here.")
         return
-    true_class = sample.true_class
-    names = model.class_names
-    clean, adv = result.prediction("clean"), result.prediction("adversarial")
-    eps = result.params["eps"]
-    steps = result.params["steps"]
     st.markdown(
         f"A five-step story for a lesson or a first visit: **{TOUR_MODEL}**, a small network trained by "
         f"this project on handwritten digits, and one digit of its test set. Everything below is computed "
         f"live by neuronviz; the sidebar's own choice is not used here."
     )
+    _step_model_reads(result, sample, model.class_names, sample.true_class)
+    _step_attack(result, model.class_names, sample.true_class)
+    _step_neurons(result, model, sample, front)
+    _step_defences(result, model.class_names, sample.true_class)
+    _step_try_it(model, sample, sample.true_class)
 
+
+def _step_model_reads(result: analysis.Analysis, sample: Sample, names: Sequence[str], true_class: int) -> None:
+    """Step 1: the clean digit and the model's answer."""
+    clean = result.prediction("clean")
     st.subheader("1 · The model reads a digit", divider="gray")
     left, right = st.columns([2, 3], gap="large")
     with left:
@@ -117,6 +123,10 @@ def tour() -> None:
             + ("it is right." if clean == true_class else f"it is wrong: this is a {names[true_class]}.")
         )
 
+
+def _step_attack(result: analysis.Analysis, names: Sequence[str], true_class: int) -> None:
+    """Step 2: the perturbation, the attacked image and the model's new answer."""
+    clean, adv = result.prediction("clean"), result.prediction("adversarial")
     st.subheader("2 · An attacker adds a tiny, deliberate change", divider="gray")
     left, middle, right = st.columns(3, gap="medium")
     with left:
@@ -154,27 +164,38 @@ def tour() -> None:
             "tour-2-prediction",
             key="learn.adv_bars",
         )
-    st.markdown(
-        f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {steps} times and moved each pixel "
-        f"by at most ε = {captions.eps_label(eps)} of the brightness range. To a person it is still a {names[true_class]}; "
-        f"the network now says **{names[adv]}** with {100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
-        if adv != clean
-        else f"This time the attack did not change the prediction ({names[adv]})."
+    if adv != clean:
+        st.markdown(_attack_sentence(result, names, true_class))
+    else:
+        st.markdown(f"This time the attack did not change the prediction ({names[adv]}).")
+
+
+def _attack_sentence(result: analysis.Analysis, names: Sequence[str], true_class: int) -> str:
+    """What the attack did, in numbers computed by the analysis (the prediction changed)."""
+    adv = result.prediction("adversarial")
+    return (
+        f"**{get_attack(result.choice.attack).label}** looked at the network's gradients {result.params['steps']} "
+        f"times and moved each pixel by at most ε = {captions.eps_label(result.params['eps'])} of the brightness "
+        f"range. To a person it is still a {names[true_class]}; the network now says **{names[adv]}** with "
+        f"{100 * float(result.probabilities('adversarial')[adv]):.1f}% confidence."
     )
 
+
+def _step_neurons(result: analysis.Analysis, model: PixelModel, sample: Sample, front: float) -> None:
+    """Step 3: what the attack did to the front and tail neurons, beside its matched control."""
+    names = model.class_names
+    clean = result.prediction("clean")
     layer = result.default_layer
     before, after = result.influence["clean"][layer], result.influence["adversarial"][layer]
-    evidence = evidence_lib.analysis_evidence(result, layer, front, tail)
+    evidence = evidence_lib.analysis_evidence(result, layer, front, front)
     shift = evidence.attack
-    control = result.control
-    attack_label = get_attack(result.choice.attack).label
     k, t = shift.groups_before.front_size, shift.groups_before.tail_size
     st.subheader(captions.tour_neurons_heading(evidence), divider="gray")
     st.markdown(
         f"Each channel of the last convolutional layer (`{layer}`, {before.neurons} channels) has an **influence** on "
         f"the answer \"{names[clean]}\": its activation times how much the score of {names[clean]} changes with it. "
         f"The **front** neurons (the top {front:.0%}: {k}) push hardest for {names[clean]}, the **tail** neurons "
-        f"(the bottom {tail:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
+        f"(the bottom {front:.0%}: {t}) least; {components.group_fraction_note()}. NIP's authors observed that "
         f"attacks suppress the front and enhance the tail. {SIGN_CONVENTION}"
     )
     left, right = st.columns([3, 2], gap="large")
@@ -194,14 +215,7 @@ def tour() -> None:
         )
     with right:
         st.caption(captions.scatter_caption(shift, "attacked"))
-        st.markdown(
-            f"**Is that the attack, or would any change do it?** The neurons were picked for being extreme on the "
-            f"clean image, so on any other image they tend to be less extreme. The dashboard therefore also adds "
-            f"random noise of the same size ({control.description}) and counts again."
-            if control is not None else ""
-        )
-        if control is not None:
-            st.markdown(captions.evidence_sentence(evidence, attack_label, control.label).replace(f" {SIGN_CONVENTION}", ""))
+        _control_explanation(result, evidence)
     components.chart(
         components.figure(
             neuron_figures.group_bars,
@@ -217,6 +231,27 @@ def tour() -> None:
     )
     st.caption(captions.group_bars_caption(before, after, shift.groups_before, names[clean], "attacked"))
     st.markdown(captions.shift_sentence(shift))
+    _why_this_example(result, model, sample, front, layer)
+
+
+def _control_explanation(result: analysis.Analysis, evidence: evidence_lib.ShiftEvidence) -> None:
+    """Why the matched control is there, and the attack's effect beside it."""
+    control = result.control
+    st.markdown(
+        f"**Is that the attack, or would any change do it?** The neurons were picked for being extreme on the "
+        f"clean image, so on any other image they tend to be less extreme. The dashboard therefore also adds "
+        f"random noise of the same size ({control.description}) and counts again."
+        if control is not None else ""
+    )
+    if control is not None:
+        attack_label = get_attack(result.choice.attack).label
+        st.markdown(captions.evidence_sentence(evidence, attack_label, control.label).replace(f" {SIGN_CONVENTION}", ""))
+
+
+def _why_this_example(
+    result: analysis.Analysis, model: PixelModel, sample: Sample, front: float, layer: str
+) -> None:
+    """The expander that says how the example was chosen, with its counts computed now."""
     with st.expander("Why this example?", icon=":material/help:"):
         story = components.story_counts(result, front)
         st.markdown(
@@ -233,39 +268,14 @@ def tour() -> None:
             "(`neuronviz neurons`) measure that. `python bench/choose_example.py` prints the whole table."
         )
 
+
+def _step_defences(result: analysis.Analysis, names: Sequence[str], true_class: int) -> None:
+    """Step 4: NIP (guided) and PSSR side by side, each with the model's answer after it."""
     st.subheader("4 · Two ways back", divider="gray")
-    nip, pssr = result.restorations["nip-guided"], result.restorations["pssr"]
     columns = st.columns(2, gap="large")
-    for column, (name, restoration) in zip(columns, [("nip-guided", nip), ("pssr", pssr)]):
+    for column, name in zip(columns, ["nip-guided", "pssr"]):
         with column:
-            defense = get_defence(name)
-            predicted = int(restoration.prediction[0])
-            inner = st.columns([2, 3])
-            with inner[0]:
-                components.chart(
-                    components.figure(
-                        figures.image_figure, restoration.restored, title=defense.short, height=260
-                    ),
-                    f"tour-4-{name}",
-                    key=f"learn.{name}",
-                )
-            with inner[1]:
-                components.chart(
-                    components.figure(
-                        figures.prediction_bars,
-                        restoration.probs[0],
-                        names,
-                        title="After the defence",
-                        color_key="restored",
-                        true_class=true_class,
-                    ),
-                    f"tour-4-{name}-prediction",
-                    key=f"learn.{name}_bars",
-                )
-            verdict = "back to" if predicted == clean else "not back to"
-            st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
-            if components.used_fallback(restoration):
-                components.restoration_notes(restoration)
+            _restoration_column(result, name, names, true_class)
     st.markdown(
         "**NIP** nudges the pixels so that the front neurons fire more and the tail neurons less — the attack's neuron "
         "shift run backwards. Here it is told which class to restore (the clean prediction), so it is a tool for "
@@ -274,6 +284,41 @@ def tour() -> None:
         "(see *Methods and papers*)."
     )
 
+
+def _restoration_column(result: analysis.Analysis, name: str, names: Sequence[str], true_class: int) -> None:
+    """One defence: its restored image, the model's answer and whether it is back to the clean one."""
+    restoration = result.restorations[name]
+    clean = result.prediction("clean")
+    defense = get_defence(name)
+    predicted = int(restoration.prediction[0])
+    inner = st.columns([2, 3])
+    with inner[0]:
+        components.chart(
+            components.figure(figures.image_figure, restoration.restored, title=defense.short, height=260),
+            f"tour-4-{name}",
+            key=f"learn.{name}",
+        )
+    with inner[1]:
+        components.chart(
+            components.figure(
+                figures.prediction_bars,
+                restoration.probs[0],
+                names,
+                title="After the defence",
+                color_key="restored",
+                true_class=true_class,
+            ),
+            f"tour-4-{name}-prediction",
+            key=f"learn.{name}_bars",
+        )
+    verdict = "back to" if predicted == clean else "not back to"
+    st.markdown(f"**{defense.label}** — the model says **{names[predicted]}**, {verdict} {names[clean]}.")
+    if components.used_fallback(restoration):
+        components.restoration_notes(restoration)
+
+
+def _step_try_it(model: PixelModel, sample: Sample, true_class: int) -> None:
+    """Step 5: the button that opens the example on the Attack page, and the pages to visit next."""
     st.subheader("5 · Try it yourself", divider="gray")
     samples = [s for s in state.samples_for(model) if s.true_class == true_class]
     example = next(i for i, s in enumerate(samples) if s.id == sample.id)

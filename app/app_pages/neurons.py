@@ -29,6 +29,7 @@ from neuronviz.methods.defences import get_defence
 from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     SIGN_CONVENTION,
+    InfluenceMap,
     InfluenceShift,
     LayerInfo,
     NeuronGroups,
@@ -242,27 +243,52 @@ def one_layer(
 ) -> InfluenceShift | None:
     """The chosen layer: captions, the four numbers, scatter, transitions and front/tail bars; None
     (with a message) when the groups or the shift cannot be computed."""
-    class_names = model.class_names
-    benign_name = class_names[result.benign_class]
-    adversarial_class = result.prediction("adversarial")
-    layer, size, tail_rule, after = view.layer, view.size, view.tail_rule, view.after
-    after_label, after_color = view.after_label, view.after_color
+    layer, size, after = view.layer, view.size, view.after
     before_map = result.influence["clean"][layer]
     after_map = result.influence[after][layer]
     counts = analysis.attempt(group_sizes, before_map.neurons, size, size)
     if counts is None:
         return None
     front_count, tail_count = counts
+    _layer_caption(model, result, view, reference, before_map.neurons, front_count, tail_count)
+    _restoration_notes(result, after)
+    groups, source = chosen_groups(view, reference, layer)
+    if view.groups == "reference" and source == "clean":
+        st.warning("The groups from the evaluation set could not be computed (the reason is above); the charts use "
+                   "the clean image's own groups.", icon=":material/warning:")
+    shift = analysis.attempt(influence_shift, before_map, after_map, groups=groups, front=size, tail=size, tail_rule=view.tail_rule)
+    if shift is None:
+        return None
+    st.subheader(f"{layer}: influence before and after", divider="gray")
+    evidence_section(result, view, reference, record)
+    _shift_numbers(shift, before_map, after_map, front_count, view.after_label)
+    neurons = exports.influence_rows(before_map, after_map, shift, after)
+    _scatter_and_transitions(model, result, view, shift, neurons, record)
+    _front_tail_bars(model, result, view, shift, neurons, record)
+    return shift
+
+
+def _layer_caption(
+    model: PixelModel, result: analysis.Analysis, view: View, reference: evidence_lib.ReferenceGroups | None,
+    neuron_count: int, front_count: int, tail_count: int,
+) -> None:
+    """Which class the influence is toward, how the front and tail are picked, and the predictions."""
+    class_names = model.class_names
+    after, after_label = view.after, view.after_label
     st.caption(
-        f"Influence toward class **{benign_name}** (the clean prediction) for every image. At **{layer}** "
-        f"({before_map.neurons} neurons) the front is the top {front_count} and the tail the "
-        f"{'bottom' if tail_rule == 'bottom' else 'next'} {tail_count} on "
+        f"Influence toward class **{class_names[result.benign_class]}** (the clean prediction) for every image. At "
+        f"**{view.layer}** ({neuron_count} neurons) the front is the top {front_count} and the tail the "
+        f"{'bottom' if view.tail_rule == 'bottom' else 'next'} {tail_count} on "
         + ("the class's mean over the evaluation set. " if view.groups == "reference" and reference is not None
            else "the clean image. ")
-        + f"The adversarial image is predicted **{class_names[adversarial_class]}**"
+        + f"The adversarial image is predicted **{class_names[result.prediction('adversarial')]}**"
         + ("" if result.attack_succeeded else " (the attack did not change the prediction)")
         + (f"; {after_label} gives **{class_names[result.prediction(after)]}**." if after != "adversarial" else ".")
     )
+
+
+def _restoration_notes(result: analysis.Analysis, after: str) -> None:
+    """When the image after is a restoration: what of its defence is reconstructed, and its fallback."""
     if after in result.restorations:
         defense = get_defence(after)
         if defense.reconstruction:
@@ -270,16 +296,11 @@ def one_layer(
         if components.used_fallback(result.restorations[after]):
             components.restoration_notes(result.restorations[after])
 
-    groups, source = chosen_groups(view, reference, layer)
-    if view.groups == "reference" and source == "clean":
-        st.warning("The groups from the evaluation set could not be computed (the reason is above); the charts use "
-                   "the clean image's own groups.", icon=":material/warning:")
-    shift = analysis.attempt(influence_shift, before_map, after_map, groups=groups, front=size, tail=size, tail_rule=tail_rule)
-    if shift is None:
-        return None
 
-    st.subheader(f"{layer}: influence before and after", divider="gray")
-    evidence_section(result, view, reference, record)
+def _shift_numbers(
+    shift: InfluenceShift, before_map: InfluenceMap, after_map: InfluenceMap, front_count: int, after_label: str
+) -> None:
+    """The front overlap and the rank correlation (with its interval when defined), and their sentence."""
     metrics = st.columns(2)
     overlap = shift.overlap_rate(0)
     metrics[0].metric(
@@ -303,12 +324,19 @@ def one_layer(
                                        resamples=RHO_RESAMPLES)
     st.caption(f"Front overlap {overlap.text()}. {captions.shift_sentence(shift, correlation=correlation)}")
 
-    neurons = exports.influence_rows(before_map, after_map, shift, after)
+
+def _scatter_and_transitions(
+    model: PixelModel, result: analysis.Analysis, view: View, shift: InfluenceShift, neurons: pd.DataFrame, record: dict[str, Any]
+) -> None:
+    """The influence scatter (clean vs after) beside the group-transition heatmap, each with its export."""
+    layer, after, after_label = view.layer, view.after, view.after_label
+    before_map, after_map = result.influence["clean"][layer], result.influence[after][layer]
     left, right = st.columns([3, 2], gap="medium")
     with left:
         name = f"influence-{layer}-clean-vs-{after}"
         scatter = components.figure(
-            neuron_figures.influence_scatter, before_map, after_map, shift, benign_name, after_label=after_label
+            neuron_figures.influence_scatter, before_map, after_map, shift, model.class_names[result.benign_class],
+            after_label=after_label,
         )
         components.chart(scatter, name, key="neurons.scatter")
         exports.export_controls(scatter, neurons, name, record, key="neurons.export.scatter")
@@ -322,6 +350,14 @@ def one_layer(
         )
         st.caption(captions.transition_caption(shift, after_label))
 
+
+def _front_tail_bars(
+    model: PixelModel, result: analysis.Analysis, view: View, shift: InfluenceShift, neurons: pd.DataFrame, record: dict[str, Any]
+) -> None:
+    """The front and tail neurons' influence, clean vs after (and the matched control), with its export."""
+    layer, after, after_label = view.layer, view.after, view.after_label
+    before_map, after_map = result.influence["clean"][layer], result.influence[after][layer]
+    benign_name = model.class_names[result.benign_class]
     name = f"front-tail-{layer}-clean-vs-{after}"
     bars = components.figure(
         neuron_figures.group_bars,
@@ -330,7 +366,7 @@ def one_layer(
         shift.groups_before,
         benign_name,
         after_label=after_label,
-        after_color=after_color,
+        after_color=view.after_color,
         control=result.influence.get("control", {}).get(layer) if after == "adversarial" else None,
         control_label=result.control.label if result.control is not None else "noise of the same size",
     )
@@ -338,7 +374,6 @@ def one_layer(
     shown = neurons[neurons["group_clean"] != "middle"].sort_values("rank_clean")  # the bars: the clean front and tail
     exports.export_controls(bars, shown, name, record, key="neurons.export.bars")
     st.caption(captions.group_bars_caption(before_map, after_map, shift.groups_before, benign_name, after_label))
-    return shift
 
 
 def evidence_section(

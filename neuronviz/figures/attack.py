@@ -400,42 +400,53 @@ def eps_sweep_figure(
     if eps.size == 0:
         raise InputError("the sweep is empty")
     names = _check_names(class_names, [sweep.benign_class, *sweep.prediction.tolist()], "the sweep")
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.5, 0.5])
+    fig.add_trace(_benign_trace(sweep, eps, names), row=1, col=1)
+    rho = _ranking_traces(fig, sweep, eps)
+    if getattr(sweep, "control_front_overlap", None) is not None:
+        rho = np.concatenate([rho, _control_traces(fig, sweep, eps)])
+    _eps_lines(fig, selected_eps, chosen_eps)
+    apply_layout(fig, title=title, height=height)
+    _sweep_axes(fig, sweep, eps, rho)
+    return fig
+
+
+def _benign_trace(sweep: Any, eps: np.ndarray, names: Sequence[str]) -> go.Scatter:
+    """The benign class' probability (%) per ε, a red cross where the attack succeeds."""
     benign = 100.0 * sweep.probs[:, sweep.benign_class].double().numpy()
     success = sweep.success.tolist()
     predicted = [names[int(c)] for c in sweep.prediction]
     confidence = (100.0 * sweep.probs.max(1).values.double()).tolist()
-    pixel_scale = getattr(sweep, "norm", "Linf") == "Linf"
-
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.5, 0.5])
-    fig.add_trace(
-        go.Scatter(
-            x=eps,
-            y=benign,
-            mode="lines+markers",
-            name=f"P({names[sweep.benign_class]}), the benign class",
-            line=dict(color=PALETTE["clean"], width=2.5),
-            marker=dict(
-                size=11,
-                color=[PALETTE["adversarial"] if s else PALETTE["clean"] for s in success],
-                symbol=["x" if s else "circle" for s in success],
-                line=dict(color=INK, width=0.5),
-            ),
-            customdata=np.stack(
-                [
-                    predicted,
-                    [f"{c:.1f}" for c in confidence],
-                    ["attack succeeds" if s else "attack fails" for s in success],
-                ],
-                1,
-            ),
-            hovertemplate=(
-                "ε %{x:.4g}<br>benign %{y:.1f}%<br>predicted %{customdata[0]} (%{customdata[1]}%)<br>"
-                "%{customdata[2]}<extra></extra>"
-            ),
+    return go.Scatter(
+        x=eps,
+        y=benign,
+        mode="lines+markers",
+        name=f"P({names[sweep.benign_class]}), the benign class",
+        line=dict(color=PALETTE["clean"], width=2.5),
+        marker=dict(
+            size=11,
+            color=[PALETTE["adversarial"] if s else PALETTE["clean"] for s in success],
+            symbol=["x" if s else "circle" for s in success],
+            line=dict(color=INK, width=0.5),
         ),
-        row=1,
-        col=1,
+        customdata=np.stack(
+            [
+                predicted,
+                [f"{c:.1f}" for c in confidence],
+                ["attack succeeds" if s else "attack fails" for s in success],
+            ],
+            1,
+        ),
+        hovertemplate=(
+            "ε %{x:.4g}<br>benign %{y:.1f}%<br>predicted %{customdata[0]} (%{customdata[1]}%)<br>"
+            "%{customdata[2]}<extra></extra>"
+        ),
     )
+
+
+def _ranking_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
+    """The front overlap and Spearman ρ per ε in the lower panel; returns ρ (for the axis range)."""
     overlap = sweep.front_overlap.double().numpy()
     rho = sweep.spearman.double().numpy()
     fig.add_trace(
@@ -464,27 +475,35 @@ def eps_sweep_figure(
         row=2,
         col=1,
     )
-    control_overlap = getattr(sweep, "control_front_overlap", None)
-    if control_overlap is not None:  # the matched control at each ε: noise of the attack's norm and size
-        symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
-        for values, name, color, hover in (
-            (control_overlap, f"front overlap, noise of the same {symbol}", PALETTE["front"], "front overlap %{y:.2f}"),
-            (sweep.control_spearman, f"ρ, noise of the same {symbol}", PALETTE["middle"], "ρ %{y:.3f}"),
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=eps,
-                    y=values.double().numpy(),
-                    mode="lines+markers",
-                    name=name,
-                    line=dict(color=color, width=1.5, dash="dot"),
-                    marker=dict(size=7, symbol="circle-open", color=color),
-                    hovertemplate=f"ε %{{x:.4g}}<br>noise: {hover}<extra></extra>",
-                ),
-                row=2,
-                col=1,
-            )
-        rho = np.concatenate([rho, sweep.control_spearman.double().numpy()])
+    return rho
+
+
+def _control_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
+    """The same two under the matched control at each ε (noise of the attack's norm and size),
+    dotted with open markers; returns the control's ρ (for the axis range)."""
+    symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
+    for values, name, color, hover in (
+        (sweep.control_front_overlap, f"front overlap, noise of the same {symbol}", PALETTE["front"], "front overlap %{y:.2f}"),
+        (sweep.control_spearman, f"ρ, noise of the same {symbol}", PALETTE["middle"], "ρ %{y:.3f}"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=eps,
+                y=values.double().numpy(),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color, width=1.5, dash="dot"),
+                marker=dict(size=7, symbol="circle-open", color=color),
+                hovertemplate=f"ε %{{x:.4g}}<br>noise: {hover}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    return sweep.control_spearman.double().numpy()
+
+
+def _eps_lines(fig: go.Figure, selected_eps: float | None, chosen_eps: float | None) -> None:
+    """The chosen ε as a labelled solid line, the selected one dotted."""
     if chosen_eps is not None:
         fig.add_vline(x=float(chosen_eps), line=dict(color=INK, width=1.5))
         fig.add_annotation(
@@ -500,7 +519,12 @@ def eps_sweep_figure(
         )
     if selected_eps is not None:
         fig.add_vline(x=float(selected_eps), line=dict(color=INK, width=1.5, dash="dot"))
-    apply_layout(fig, title=title, height=height)
+
+
+def _sweep_axes(fig: go.Figure, sweep: Any, eps: np.ndarray, rho: np.ndarray) -> None:
+    """The sweep's axes: percent on top, overlap/ρ below (down to the lowest ρ), ε in the budget's
+    units with at most 6-7 labelled ticks, and the legend under the chart."""
+    pixel_scale = getattr(sweep, "norm", "Linf") == "Linf"
     low_rho = float(np.nanmin(rho)) if np.isfinite(rho).any() else 0.0
     fig.update_yaxes(
         title_text="Benign class (%)", range=[-5, 105], showgrid=True, gridcolor=GRID, zeroline=False, row=1, col=1
@@ -537,7 +561,6 @@ def eps_sweep_figure(
         legend=dict(orientation="h", x=0, xanchor="left", yref="container", y=0.0, yanchor="bottom"),
         margin=dict(b=110),
     )
-    return fig
 
 
 # -- NIP ------------------------------------------------------------------------------------------

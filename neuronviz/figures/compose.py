@@ -544,217 +544,313 @@ def compose_figure(
     names = [str(c) for c in class_names]
     if len(names) != int(result.probabilities("clean").shape[0]):
         raise InputError(f"{len(names)} class names for a model of {int(result.probabilities('clean').shape[0])} classes")
+    plan = _plan(result, names, spec, true_class, data)
+    page = _Page(plan, spec)
+    top = plan.height  # px from the bottom
+    for kind, h_px, gap in plan.rows:
+        cell_top = top - gap
+        cell_bottom = cell_top - h_px * plan.scale
+        if kind == "images":
+            _draw_images(page, plan, result, spec, cell_top, cell_bottom)
+        elif kind == "scale":
+            index = spec.panels.index("perturbation")
+            _show_scale(page.scale_trace, x=page.frac_x(plan.side + (index + 0.5) * plan.column),
+                        y=page.frac_y(cell_top - plan.fs * 0.25), length=plan.image_px * 0.9, fs=plan.fs)
+        elif kind.startswith("top5:"):
+            _draw_top5(page, plan, result, int(kind.split(":")[1]), top, cell_top, cell_bottom)
+        else:
+            _draw_chart(page, plan, result, spec, kind, top, cell_top, cell_bottom)
+        top = cell_bottom
+    return _print_theme(page.canvas, spec, plan)
+
+
+@dataclass
+class _Plan:
+    """The figure's geometry in CSS px (worked out before anything is drawn) and the chart sources
+    built while sizing it. ``rows``: (kind, height px, gap above px), heights before ``scale``."""
+
+    names: list[str]
+    true_class: int | None
+    fs: float
+    width: float
+    side: float
+    column: float
+    image_px: float
+    layer: str
+    labels: dict[str, str]
+    layer_ticks: float
+    rows: list[tuple[str, float, float]] = field(default_factory=list)
+    bar_rows: list[list[tuple[str, tuple[float, float]]]] = field(default_factory=list)
+    sweep: Any = None
+    sweep_source: go.Figure | None = None
+    maps: Any = None
+    filter_source: go.Figure | None = None
+    height: float = 0.0
+    scale: float = 1.0
+
+
+def _plan(result, names: list[str], spec: FigureSpec, true_class: int | None, data: Mapping[str, Any] | None) -> _Plan:
+    """The rows of the figure, top to bottom, and its height; raises InputError when ``spec.height_mm``
+    is too short for them."""
     fs = float(spec.font_pt) * PX_PER_PT  # CSS px
     width = _px(spec.width_mm)
-    layer = _layer(result, spec)
+    side = 0.02 * width  # outer margin left and right, px
+    column = (width - 2 * side) / max(len(spec.panels), 1)
     labels = {**{c: _with_variant(result, c, label) for c, label in result.condition_labels.items()},
               "nip-guided": _with_variant(result, "nip-guided", "NIP (guided)"),
               "pssr": _with_variant(result, "pssr", "PSSR"), **spec.labels}
-    side = 0.02 * width  # outer margin left and right, px
-
-    # Rows: (kind, height px, gap above px), worked out in px and then turned into paper fractions.
-    n = len(spec.panels)
-    column = (width - 2 * side) / max(n, 1)
-    image_px = column * 0.9
-    title_px = 2 * fs * 1.25 + 4
-    rows: list[tuple[str, float, float]] = []
-    if n:
-        h, w = result.clean.shape[-2:]
-        rows.append(("images", image_px * h / w, title_px + fs * 0.6))
-    if "perturbation" in spec.panels:
-        rows.append(("scale", _SCALE_ROWS * fs, 0.0))  # the perturbation's colour scale, under its image
-    bar_rows = _top5_rows(result, names, spec.panels, side, column, width - 2 * side, fs, true_class) if "top5" in spec.charts else []
-    for index, _ in enumerate(bar_rows):
-        # Under the images when each fits its column; else wrapped, each chart headed by its condition.
-        rows.append((f"top5:{index}", 5 * fs * 1.6, fs * (1.8 if len(bar_rows) == 1 else 3.1)))
-    if "front-tail" in spec.charts:
-        rows.append(("front-tail", max(0.32 * width, 14 * fs), fs * 5.0))
     many = len(result.layers) > 8
-    layer_ticks = _tick_width(result.layers, fs * 0.85) * (0.6 if many else 0.25) + fs * 2.3
-    if "layers" in spec.charts:
-        rows.append(("layers", max(0.45 * width, 27 * fs) + layer_ticks, fs * 4.2))
-    if "restoration" in spec.charts:
-        rows.append(("restoration", max(0.34 * width, 19 * fs) + layer_ticks, fs * 5.6))
-    sweep_source = filter_source = None
-    if "eps-sweep" in spec.charts:
-        sweep = _need(data, "eps-sweep")
-        chosen = float(result.params[sweep.budget_param])
-        sweep_source = eps_sweep_figure(sweep, names, chosen_eps=chosen, title="")
-        # The legend's rows above the chart (its three names rarely fit beside each other at 85 mm).
-        legend_px = sum(_tick_width([t.name], fs) + 3.4 * fs for t in sweep_source.data if t.showlegend is not False and t.name)
-        sweep_legend_rows = max(1, math.ceil(legend_px / (width - 2 * side - fs * 4.6)))
-        rows.append(("eps-sweep", max(0.42 * width, 26 * fs), fs * (3.9 + 2.1 * sweep_legend_rows)))
-    if "filters" in spec.charts:
-        maps = _need(data, "filters")
-        per_row, _ = _filter_layout(spec.width_mm, spec.font_pt, int(maps.weights.shape[0]))
-        filter_source = filter_grid(maps, filters=shown_filters(maps, spec.width_mm, spec.font_pt), per_row=per_row, title="")
-        for annotation in filter_source.layout.annotations:  # the panels' labels, short enough for one panel
-            if annotation.text in FILTER_PANEL_LABELS:
-                annotation.text = FILTER_PANEL_LABELS[annotation.text]
-        # The cell gets the grid's own aspect ratio, so square panels need no scale constraint
-        # (with one, chromium drew the grid smaller than its cell at 85 mm).
-        filter_source.update_yaxes(scaleanchor=None, constrain=None, autorange=False)
-        filter_source.update_xaxes(constrain=None, autorange=False)
-        x_span = float(filter_source.layout.xaxis.range[1] - filter_source.layout.xaxis.range[0])
-        y_span = abs(float(filter_source.layout.yaxis.range[0] - filter_source.layout.yaxis.range[1]))
-        rows.append(("filters", (width - 2 * side - fs * 1.6) * y_span / x_span, fs * 3.2))
-    natural = sum(h + g for _, h, g in rows) + fs
-    height = _px(spec.height_mm) if spec.height_mm is not None else natural
-    scale = (height - fs - sum(g for _, _, g in rows)) / max(sum(h for _, h, _ in rows), 1.0)
-    if scale <= 0.15:
+    plan = _Plan(names=names, true_class=true_class, fs=fs, width=width, side=side, column=column, image_px=column * 0.9,
+                 layer=_layer(result, spec), labels=labels,
+                 layer_ticks=_tick_width(result.layers, fs * 0.85) * (0.6 if many else 0.25) + fs * 2.3)
+    _image_rows(plan, result, spec)
+    _chart_rows(plan, result, spec, data)
+    natural = sum(h + g for _, h, g in plan.rows) + fs
+    plan.height = _px(spec.height_mm) if spec.height_mm is not None else natural
+    plan.scale = (plan.height - fs - sum(g for _, _, g in plan.rows)) / max(sum(h for _, h, _ in plan.rows), 1.0)
+    if plan.scale <= 0.15:
         raise InputError(
             f"{spec.height_mm:.0f} mm is too short for these panels at {spec.font_pt:g} pt: "
             f"they need about {_mm(natural):.0f} mm (or fewer panels, a smaller font)"
         )
+    return plan
 
-    canvas = _Canvas()
-    scale_trace = None
-    letters = iter("abcdefghijklmnopqrstuvwxyz")
-    top = height  # px from the bottom
-    ink = dict(family=PRINT_FONT, size=fs, color=INK)
 
-    def frac_y(px: float) -> float:
-        return px / height
+def _image_rows(plan: _Plan, result, spec: FigureSpec) -> None:
+    """The rows of the images, the perturbation's colour scale and the top-5 bars."""
+    fs = plan.fs
+    if spec.panels:
+        h, w = result.clean.shape[-2:]
+        title_px = 2 * fs * 1.25 + 4
+        plan.rows.append(("images", plan.image_px * h / w, title_px + fs * 0.6))
+    if "perturbation" in spec.panels:
+        plan.rows.append(("scale", _SCALE_ROWS * fs, 0.0))  # the perturbation's colour scale, under its image
+    if "top5" in spec.charts:
+        plan.bar_rows = _top5_rows(result, plan.names, spec.panels, plan.side, plan.column, plan.width - 2 * plan.side, fs,
+                                   plan.true_class)
+    for index, _ in enumerate(plan.bar_rows):
+        # Under the images when each fits its column; else wrapped, each chart headed by its condition.
+        plan.rows.append((f"top5:{index}", 5 * fs * 1.6, fs * (1.8 if len(plan.bar_rows) == 1 else 3.1)))
 
-    def frac_x(px: float) -> float:
-        return px / width
 
-    def letter(x_px: float, y_px: float) -> None:
-        if spec.letters:
-            canvas.annotations.append(dict(
-                text=f"<b>{next(letters)}</b>", x=frac_x(x_px), y=frac_y(y_px), xref="paper", yref="paper",
-                xanchor="left", yanchor="top", showarrow=False, font=dict(family=PRINT_FONT, size=fs * 1.25, color=INK),
+def _chart_rows(plan: _Plan, result, spec: FigureSpec, data: Mapping[str, Any] | None) -> None:
+    """The rows of the full-width charts (building the ε sweep and filter charts, whose sizes
+    depend on their content)."""
+    fs, width = plan.fs, plan.width
+    if "front-tail" in spec.charts:
+        plan.rows.append(("front-tail", max(0.32 * width, 14 * fs), fs * 5.0))
+    if "layers" in spec.charts:
+        plan.rows.append(("layers", max(0.45 * width, 27 * fs) + plan.layer_ticks, fs * 4.2))
+    if "restoration" in spec.charts:
+        plan.rows.append(("restoration", max(0.34 * width, 19 * fs) + plan.layer_ticks, fs * 5.6))
+    if "eps-sweep" in spec.charts:
+        plan.rows.append(_sweep_row(plan, result, _need(data, "eps-sweep")))
+    if "filters" in spec.charts:
+        plan.rows.append(_filter_row(plan, spec, _need(data, "filters")))
+
+
+def _sweep_row(plan: _Plan, result, sweep) -> tuple[str, float, float]:
+    """The ε sweep chart (kept in ``plan``) and its row: its legend's rows above it."""
+    fs, width, side = plan.fs, plan.width, plan.side
+    chosen = float(result.params[sweep.budget_param])
+    plan.sweep = sweep
+    plan.sweep_source = eps_sweep_figure(sweep, plan.names, chosen_eps=chosen, title="")
+    # The legend's rows above the chart (its three names rarely fit beside each other at 85 mm).
+    legend_px = sum(_tick_width([t.name], fs) + 3.4 * fs for t in plan.sweep_source.data if t.showlegend is not False and t.name)
+    sweep_legend_rows = max(1, math.ceil(legend_px / (width - 2 * side - fs * 4.6)))
+    return ("eps-sweep", max(0.42 * width, 26 * fs), fs * (3.9 + 2.1 * sweep_legend_rows))
+
+
+def _filter_row(plan: _Plan, spec: FigureSpec, maps) -> tuple[str, float, float]:
+    """The filter chart (kept in ``plan``) and its row, at the grid's own aspect ratio."""
+    fs = plan.fs
+    per_row, _ = _filter_layout(spec.width_mm, spec.font_pt, int(maps.weights.shape[0]))
+    source = filter_grid(maps, filters=shown_filters(maps, spec.width_mm, spec.font_pt), per_row=per_row, title="")
+    for annotation in source.layout.annotations:  # the panels' labels, short enough for one panel
+        if annotation.text in FILTER_PANEL_LABELS:
+            annotation.text = FILTER_PANEL_LABELS[annotation.text]
+    # The cell gets the grid's own aspect ratio, so square panels need no scale constraint
+    # (with one, chromium drew the grid smaller than its cell at 85 mm).
+    source.update_yaxes(scaleanchor=None, constrain=None, autorange=False)
+    source.update_xaxes(constrain=None, autorange=False)
+    x_span = float(source.layout.xaxis.range[1] - source.layout.xaxis.range[0])
+    y_span = abs(float(source.layout.yaxis.range[0] - source.layout.yaxis.range[1]))
+    plan.maps = maps
+    plan.filter_source = source
+    return ("filters", (plan.width - 2 * plan.side - fs * 1.6) * y_span / x_span, fs * 3.2)
+
+
+class _Page:
+    """The canvas being drawn, with paper-fraction conversions and the running panel letters."""
+
+    def __init__(self, plan: _Plan, spec: FigureSpec) -> None:
+        self.canvas = _Canvas()
+        self.width = plan.width
+        self.height = plan.height
+        self.fs = plan.fs
+        self.show_letters = spec.letters
+        self.letters = iter("abcdefghijklmnopqrstuvwxyz")
+        self.ink = dict(family=PRINT_FONT, size=plan.fs, color=INK)
+        self.scale_trace: Any = None  # the perturbation's heatmap, once drawn
+
+    def frac_y(self, px: float) -> float:
+        return px / self.height
+
+    def frac_x(self, px: float) -> float:
+        return px / self.width
+
+    def letter(self, x_px: float, y_px: float) -> None:
+        """The next panel letter at the top left corner (``x_px``, ``y_px``) of a cell."""
+        if self.show_letters:
+            self.canvas.annotations.append(dict(
+                text=f"<b>{next(self.letters)}</b>", x=self.frac_x(x_px), y=self.frac_y(y_px), xref="paper", yref="paper",
+                xanchor="left", yanchor="top", showarrow=False, font=dict(family=PRINT_FONT, size=self.fs * 1.25, color=INK),
                 name="panel-letter",
             ))
 
-    for kind, h_px, gap in rows:
-        h_px *= scale
-        cell_top = top - gap
-        cell_bottom = cell_top - h_px
-        if kind == "images":
-            for index, condition in enumerate(spec.panels):
-                left = side + index * column + (column - image_px) / 2
-                if condition == "perturbation":
-                    source = perturbation_figure(result.perturbation)
-                else:
-                    source = image_figure(result.image(condition))
-                box = (frac_x(left), frac_x(left + image_px), frac_y(cell_bottom), frac_y(cell_top))
-                embed(canvas, source, box)
-                if condition == "perturbation":
-                    scale_trace = canvas.fig.data[-1]  # its heatmap: the colour scale row shows its bar
-                title = panel_title(result, condition, names)
-                prefix = f"<b>{next(letters)}</b> " if spec.letters else ""
-                if _tick_width(title.split("<br>")[:1], fs) + (2.5 * fs if prefix else 0) > column:
-                    title = panel_title(result, condition, names, short=True)
-                first, _, rest = title.partition("<br>")
-                canvas.annotations.append(dict(
-                    text=f"{prefix}{first}<br>{rest}", x=frac_x(left + image_px / 2), y=frac_y(cell_top + 2),
-                    xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False, font=ink,
-                ))
-        elif kind == "scale":
-            index = spec.panels.index("perturbation")
-            _show_scale(scale_trace, x=frac_x(side + (index + 0.5) * column), y=frac_y(cell_top - fs * 0.25),
-                        length=image_px * 0.9, fs=fs)
-        elif kind.startswith("top5:"):
-            sub = int(kind.split(":")[1])
-            placed = bar_rows[sub]
-            for condition, (cell_left, cell_width) in placed:
-                probs = result.probabilities(condition)
-                source = panel_bars(probs, names, title="", color_key=_COLOR.get(condition, "restored"), true_class=true_class)
-                ticks = _print_ticks(list(source.layout.yaxis.ticktext or []), fs, cell_width)
-                source.update_yaxes(ticktext=ticks)
-                left_px = cell_left + _label_area(ticks, fs)
-                right_px = cell_left + cell_width - fs * 1.0
-                if len(bar_rows) > 1:  # wrapped: not under its image, so headed by its condition
-                    canvas.annotations.append(dict(
-                        text=_heading(labels[condition], SHORT_LABELS.get(condition, condition), cell_width, fs),
-                        x=frac_x(cell_left + cell_width / 2), y=frac_y(cell_top + fs * 0.3), xref="paper", yref="paper",
-                        xanchor="center", yanchor="bottom", showarrow=False, font=ink,
-                    ))
-                label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
-                room = max(right_px - left_px, 1.0)
-                reach = 100.0 / max(1.0 - label_px / room, 0.25)
-                source.update_xaxes(range=[0, max(115.0, reach)], showticklabels=False, title_text="", showgrid=False)
-                # Every label beside its bar, in ink: the range above leaves room for the longest one.
-                source.data[0].update(textposition="outside", textfont=dict(color=INK), cliponaxis=False)
-                box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom), frac_y(cell_top))
-                embed(canvas, source, box)
-            if sub == 0:
-                letter(side, top)
-        else:
-            if kind == "front-tail":
-                shift = _shift(result, spec)
-                source = group_bars(
-                    result.influence["clean"][layer], result.influence[spec.after][layer], shift.groups_before,
-                    names[result.benign_class], after_label=labels[spec.after], after_color=_COLOR.get(spec.after, "restored"), title="",
-                    control=result.influence.get("control", {}).get(layer) if spec.after == "adversarial" else None,
-                    control_label=result.control.label if result.control is not None else "noise of the same size",
-                )
-                source.update_yaxes(title_text=f"influence ({names[result.benign_class]})", row=1, col=1)
-                k, t = shift.groups_before.front_size, shift.groups_before.tail_size
-                half = (width - 2 * side - fs * 4.6) / 2
-                ticks = [result.influence["clean"][layer].neuron_label(int(j)) for j in
-                         (*shift.groups_before.front[0].tolist(), *shift.groups_before.tail[0].tolist())]
-                tick_px = _tick_width(ticks, fs * 0.85)
-                if tick_px > 0.9 * half / max(k, t):
-                    source.update_xaxes(tickangle=-90)
-                    bottom_pad = tick_px + fs * 2.4
-                else:
-                    source.update_xaxes(tickangle=0)
-                    bottom_pad = fs * 3.0
-                if _tick_width([f"Front: the {k} most influential"], fs) > 0.9 * half:
-                    for annotation in source.layout.annotations:
-                        if annotation.text.startswith("Front"):
-                            annotation.text = f"Front ({k})"
-                        elif annotation.text.startswith("Tail"):
-                            annotation.text = f"Tail ({t})"
-                legend_y = cell_top + fs * 1.5
-                heading = f"{layer}: front and tail neurons, clean vs {labels[spec.after]}"
-            elif kind == "layers":
-                source = layer_overview(_shift_table(result, spec.after, spec), layer, after_label=labels[spec.after],
-                                        after_color=_COLOR.get(spec.after, "restored"), title="")
-                bottom_pad = layer_ticks
-                legend_y = None
-                heading = f"Every layer, clean → {labels[spec.after]} ({layer} shaded)"
-                long_title = next(a for a in source.layout.annotations if a.text.startswith("Share of"))
-                if _tick_width([re.sub(r"<[^>]+>", "", long_title.text)], fs) > width - 2 * side - fs * 4.6:
-                    long_title.text = (
-                        f"Share of <span style='color:{PALETTE['front']}'><b>front lost</b></span>, "
-                        f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span> activation"
-                    )
-            elif kind == "eps-sweep":
-                source = sweep_source
-                bottom_pad = fs * 3.4
-                legend_y = cell_top + fs * 1.3
-                heading = f"ε sweep: {sweep.budget_param} from 0 to {float(sweep.eps[-1]):.3g} ({sweep.layer})"
-            elif kind == "filters":
-                source = filter_source
-                bottom_pad = 0.0
-                legend_y = None
-                heading = f"First-layer filters of {maps.layer}: weights (w) | clean | adversarial, largest shifts"
-                if _tick_width([heading], fs) > width - 2 * side - fs * 1.6:
-                    heading = f"Filters of {maps.layer}: w | clean | adv."
-            else:
-                frames = {c: _shift_table(result, c, spec) for c in result.conditions[1:]}
-                source = restoration_overview(frames, layer, labels=labels, title="")
-                bottom_pad = layer_ticks
-                legend_y = cell_top + fs * 1.6
-                heading = f"Ranking vs clean, every layer ({layer} shaded)"
-            left_px = side + (fs * 1.6 if kind == "filters" else fs * 4.6)
-            right_px = width - side
-            box = (frac_x(left_px), frac_x(right_px), frac_y(cell_bottom + bottom_pad), frac_y(cell_top))
-            legend = None
-            if legend_y is not None:
-                legend = dict(orientation="h", x=frac_x(right_px), xanchor="right", y=frac_y(legend_y), yanchor="bottom",
-                              xref="paper", yref="paper", font=ink, bgcolor="rgba(0,0,0,0)", itemwidth=30)
-            embed(canvas, source, box, legend=legend)
-            canvas.annotations.append(dict(
-                text=heading, x=frac_x(side + fs * 1.6), y=frac_y(top - fs * 0.2), xref="paper", yref="paper",
-                xanchor="left", yanchor="top", showarrow=False, font=ink,
-            ))
-            letter(side, top)
-        top = cell_bottom
+    def text(self, text: str, x_px: float, y_px: float, xanchor: str, yanchor: str) -> None:
+        """A line of text in the print font at (``x_px``, ``y_px``)."""
+        self.canvas.annotations.append(dict(
+            text=text, x=self.frac_x(x_px), y=self.frac_y(y_px), xref="paper", yref="paper",
+            xanchor=xanchor, yanchor=yanchor, showarrow=False, font=self.ink,
+        ))
 
+
+def _draw_images(page: _Page, plan: _Plan, result, spec: FigureSpec, cell_top: float, cell_bottom: float) -> None:
+    """The image panels, each titled (with its letter) by :func:`panel_title`, short when it does not fit."""
+    fs, column, image_px = plan.fs, plan.column, plan.image_px
+    for index, condition in enumerate(spec.panels):
+        left = plan.side + index * column + (column - image_px) / 2
+        if condition == "perturbation":
+            source = perturbation_figure(result.perturbation)
+        else:
+            source = image_figure(result.image(condition))
+        box = (page.frac_x(left), page.frac_x(left + image_px), page.frac_y(cell_bottom), page.frac_y(cell_top))
+        embed(page.canvas, source, box)
+        if condition == "perturbation":
+            page.scale_trace = page.canvas.fig.data[-1]  # its heatmap: the colour scale row shows its bar
+        title = panel_title(result, condition, plan.names)
+        prefix = f"<b>{next(page.letters)}</b> " if spec.letters else ""
+        if _tick_width(title.split("<br>")[:1], fs) + (2.5 * fs if prefix else 0) > column:
+            title = panel_title(result, condition, plan.names, short=True)
+        first, _, rest = title.partition("<br>")
+        page.text(f"{prefix}{first}<br>{rest}", left + image_px / 2, cell_top + 2, "center", "bottom")
+
+
+def _draw_top5(page: _Page, plan: _Plan, result, sub: int, top: float, cell_top: float, cell_bottom: float) -> None:
+    """Row ``sub`` of the top-5 charts: every value label beside its bar, in ink."""
+    fs = plan.fs
+    for condition, (cell_left, cell_width) in plan.bar_rows[sub]:
+        probs = result.probabilities(condition)
+        source = panel_bars(probs, plan.names, title="", color_key=_COLOR.get(condition, "restored"), true_class=plan.true_class)
+        ticks = _print_ticks(list(source.layout.yaxis.ticktext or []), fs, cell_width)
+        source.update_yaxes(ticktext=ticks)
+        left_px = cell_left + _label_area(ticks, fs)
+        right_px = cell_left + cell_width - fs * 1.0
+        if len(plan.bar_rows) > 1:  # wrapped: not under its image, so headed by its condition
+            page.text(_heading(plan.labels[condition], SHORT_LABELS.get(condition, condition), cell_width, fs),
+                      cell_left + cell_width / 2, cell_top + fs * 0.3, "center", "bottom")
+        label_px = 3.6 * 0.8 * fs + 6  # "100.0%" at the bar labels' size
+        room = max(right_px - left_px, 1.0)
+        reach = 100.0 / max(1.0 - label_px / room, 0.25)
+        source.update_xaxes(range=[0, max(115.0, reach)], showticklabels=False, title_text="", showgrid=False)
+        # Every label beside its bar, in ink: the range above leaves room for the longest one.
+        source.data[0].update(textposition="outside", textfont=dict(color=INK), cliponaxis=False)
+        box = (page.frac_x(left_px), page.frac_x(right_px), page.frac_y(cell_bottom), page.frac_y(cell_top))
+        embed(page.canvas, source, box)
+    if sub == 0:
+        page.letter(plan.side, top)
+
+
+def _draw_chart(page: _Page, plan: _Plan, result, spec: FigureSpec, kind: str, top: float, cell_top: float,
+                cell_bottom: float) -> None:
+    """A full-width chart in its cell, with its legend above it on the right, its heading and letter."""
+    fs, width, side = plan.fs, plan.width, plan.side
+    source, bottom_pad, legend_y, heading = _chart_source(plan, result, spec, kind, cell_top)
+    left_px = side + (fs * 1.6 if kind == "filters" else fs * 4.6)
+    right_px = width - side
+    box = (page.frac_x(left_px), page.frac_x(right_px), page.frac_y(cell_bottom + bottom_pad), page.frac_y(cell_top))
+    legend = None
+    if legend_y is not None:
+        legend = dict(orientation="h", x=page.frac_x(right_px), xanchor="right", y=page.frac_y(legend_y), yanchor="bottom",
+                      xref="paper", yref="paper", font=page.ink, bgcolor="rgba(0,0,0,0)", itemwidth=30)
+    embed(page.canvas, source, box, legend=legend)
+    page.text(heading, side + fs * 1.6, top - fs * 0.2, "left", "top")
+    page.letter(side, top)
+
+
+def _chart_source(plan: _Plan, result, spec: FigureSpec, kind: str,
+                  cell_top: float) -> tuple[go.Figure, float, float | None, str]:
+    """``(figure, room below it px, legend bottom px or None, heading)`` of the full-width chart ``kind``."""
+    fs, layer, labels = plan.fs, plan.layer, plan.labels
+    if kind == "front-tail":
+        source, bottom_pad = _front_tail_source(plan, result, spec)
+        return source, bottom_pad, cell_top + fs * 1.5, f"{layer}: front and tail neurons, clean vs {labels[spec.after]}"
+    if kind == "layers":
+        return (_layers_source(plan, result, spec), plan.layer_ticks, None,
+                f"Every layer, clean → {labels[spec.after]} ({layer} shaded)")
+    if kind == "eps-sweep":
+        sweep = plan.sweep
+        return (plan.sweep_source, fs * 3.4, cell_top + fs * 1.3,
+                f"ε sweep: {sweep.budget_param} from 0 to {float(sweep.eps[-1]):.3g} ({sweep.layer})")
+    if kind == "filters":
+        heading = f"First-layer filters of {plan.maps.layer}: weights (w) | clean | adversarial, largest shifts"
+        if _tick_width([heading], fs) > plan.width - 2 * plan.side - fs * 1.6:
+            heading = f"Filters of {plan.maps.layer}: w | clean | adv."
+        return plan.filter_source, 0.0, None, heading
+    frames = {c: _shift_table(result, c, spec) for c in result.conditions[1:]}
+    return (restoration_overview(frames, layer, labels=labels, title=""), plan.layer_ticks, cell_top + fs * 1.6,
+            f"Ranking vs clean, every layer ({layer} shaded)")
+
+
+def _front_tail_source(plan: _Plan, result, spec: FigureSpec) -> tuple[go.Figure, float]:
+    """The front/tail bars (with the matched control's beside the adversarial ones) and the room
+    below them: tick labels turned upright when they do not fit, group titles shortened likewise."""
+    fs, layer, names = plan.fs, plan.layer, plan.names
+    shift = _shift(result, spec)
+    source = group_bars(
+        result.influence["clean"][layer], result.influence[spec.after][layer], shift.groups_before,
+        names[result.benign_class], after_label=plan.labels[spec.after], after_color=_COLOR.get(spec.after, "restored"), title="",
+        control=result.influence.get("control", {}).get(layer) if spec.after == "adversarial" else None,
+        control_label=result.control.label if result.control is not None else "noise of the same size",
+    )
+    source.update_yaxes(title_text=f"influence ({names[result.benign_class]})", row=1, col=1)
+    k, t = shift.groups_before.front_size, shift.groups_before.tail_size
+    half = (plan.width - 2 * plan.side - fs * 4.6) / 2
+    ticks = [result.influence["clean"][layer].neuron_label(int(j)) for j in
+             (*shift.groups_before.front[0].tolist(), *shift.groups_before.tail[0].tolist())]
+    tick_px = _tick_width(ticks, fs * 0.85)
+    if tick_px > 0.9 * half / max(k, t):
+        source.update_xaxes(tickangle=-90)
+        bottom_pad = tick_px + fs * 2.4
+    else:
+        source.update_xaxes(tickangle=0)
+        bottom_pad = fs * 3.0
+    if _tick_width([f"Front: the {k} most influential"], fs) > 0.9 * half:
+        for annotation in source.layout.annotations:
+            if annotation.text.startswith("Front"):
+                annotation.text = f"Front ({k})"
+            elif annotation.text.startswith("Tail"):
+                annotation.text = f"Tail ({t})"
+    return source, bottom_pad
+
+
+def _layers_source(plan: _Plan, result, spec: FigureSpec) -> go.Figure:
+    """The shift by layer, its long subplot title in two colours' words when it does not fit."""
+    source = layer_overview(_shift_table(result, spec.after, spec), plan.layer, after_label=plan.labels[spec.after],
+                            after_color=_COLOR.get(spec.after, "restored"), title="")
+    long_title = next(a for a in source.layout.annotations if a.text.startswith("Share of"))
+    if _tick_width([re.sub(r"<[^>]+>", "", long_title.text)], plan.fs) > plan.width - 2 * plan.side - plan.fs * 4.6:
+        long_title.text = (
+            f"Share of <span style='color:{PALETTE['front']}'><b>front lost</b></span>, "
+            f"<span style='color:{PALETTE['tail']}'><b>tail gained</b></span> activation"
+        )
+    return source
+
+
+def _print_theme(canvas: _Canvas, spec: FigureSpec, plan: _Plan) -> go.Figure:
+    """The canvas as a figure of the print size: white, the print font at point sizes, no margins."""
+    fs, width, height = plan.fs, plan.width, plan.height
     fig = canvas.fig
     fig.update_layout(**canvas.layout)
     apply_layout(fig, title=None, height=None)
@@ -773,8 +869,14 @@ def compose_figure(
     for annotation in fig.layout.annotations:
         if annotation.name != "panel-letter":
             annotation.font = dict(family=PRINT_FONT, size=fs, color=INK)
+    _print_marks(fig, fs)
+    return fig
+
+
+def _print_marks(fig: go.Figure, fs: float) -> None:
+    """The pages' marks are sized for a screen: lines and markers thinner, bar labels in the print font."""
     for trace in fig.data:
-        if isinstance(trace, go.Scatter):  # the pages' marks are sized for a screen: thinner for print
+        if isinstance(trace, go.Scatter):
             if trace.line is not None and trace.line.width is not None:
                 trace.line.width = trace.line.width * 0.55
             if trace.marker is not None and trace.marker.size is not None:
@@ -787,7 +889,6 @@ def compose_figure(
             trace.textfont.update(family=PRINT_FONT, size=fs * 0.8)
             if trace.textfont.color is None:
                 trace.textfont.color = INK
-    return fig
 
 
 def natural_height_mm(result, class_names: Sequence[str], spec: FigureSpec, data: Mapping[str, Any] | None = None) -> float:

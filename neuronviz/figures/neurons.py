@@ -125,14 +125,7 @@ def influence_scatter(
     ``customdata`` of every point: ``[neuron index, label, group before, group after]``.
     """
     before, after = _check_pair(before, after, image)
-    if not isinstance(shift, InfluenceShift):
-        raise InputError(
-            f"shift must be an InfluenceShift (neuronviz.methods.influence.influence_shift), got {type(shift).__name__}"
-        )
-    if shift.layer != before.layer:
-        raise InputError(f"shift is of layer {shift.layer!r}, the influence maps of {before.layer!r}")
-    groups_before = _check_groups(shift.groups_before, before, "shift.groups_before")
-    groups_after = _check_groups(shift.groups_after, before, "shift.groups_after")
+    groups_before, groups_after = _check_shift(shift, before)
     x = before.values[image].double().numpy()
     y = after.values[image].double().numpy()
     labels_before = groups_before.labels[image].numpy()
@@ -155,34 +148,58 @@ def influence_scatter(
     )
     for group, key in enumerate(GROUP_NAMES):
         members = np.flatnonzero(labels_before == group)
-        fig.add_trace(
-            go.Scatter(
-                x=x[members].tolist(),
-                y=y[members].tolist(),
-                mode="markers",
-                name=f"{key} (clean)",
-                marker=dict(
-                    color=PALETTE[key],
-                    size=11 if key != "middle" else 8,
-                    opacity=0.9 if key != "middle" else 0.7,
-                    line=dict(color="white", width=0.8),
-                ),
-                customdata=[
-                    [int(j), before.neuron_label(int(j)), key, _group_name(labels_after[j])] for j in members
-                ],
-                hovertemplate=(
-                    "<b>%{customdata[1]}</b><br>"
-                    "clean: %{x:.4g}<br>"
-                    f"{after_label}: " + "%{y:.4g}<br>"
-                    "group: %{customdata[2]} → %{customdata[3]}<extra></extra>"
-                ),
-            )
-        )
+        fig.add_trace(_group_points(before, x, y, members, key, labels_after, after_label))
     default_title = f"{before.layer}: influence, clean vs {after_label}"
     apply_layout(fig, title=title if title is not None else default_title, height=height)
+    _scatter_layout(fig, (low, high), influence_axis_title(class_name, before.method, "clean image"),
+                    influence_axis_title(class_name, after.method, after_label))
+    return fig
+
+
+def _check_shift(shift: object, before: InfluenceMap) -> tuple[NeuronGroups, NeuronGroups]:
+    """``shift``'s groups before and after, checked against the clean map ``before``."""
+    if not isinstance(shift, InfluenceShift):
+        raise InputError(
+            f"shift must be an InfluenceShift (neuronviz.methods.influence.influence_shift), got {type(shift).__name__}"
+        )
+    if shift.layer != before.layer:
+        raise InputError(f"shift is of layer {shift.layer!r}, the influence maps of {before.layer!r}")
+    groups_before = _check_groups(shift.groups_before, before, "shift.groups_before")
+    groups_after = _check_groups(shift.groups_after, before, "shift.groups_after")
+    return groups_before, groups_after
+
+
+def _group_points(before: InfluenceMap, x, y, members, key: str, labels_after, after_label: str) -> go.Scatter:
+    """The neurons ``members`` of one clean group (``key``) as points, hover naming both groups."""
+    return go.Scatter(
+        x=x[members].tolist(),
+        y=y[members].tolist(),
+        mode="markers",
+        name=f"{key} (clean)",
+        marker=dict(
+            color=PALETTE[key],
+            size=11 if key != "middle" else 8,
+            opacity=0.9 if key != "middle" else 0.7,
+            line=dict(color="white", width=0.8),
+        ),
+        customdata=[
+            [int(j), before.neuron_label(int(j)), key, _group_name(labels_after[j])] for j in members
+        ],
+        hovertemplate=(
+            "<b>%{customdata[1]}</b><br>"
+            "clean: %{x:.4g}<br>"
+            f"{after_label}: " + "%{y:.4g}<br>"
+            "group: %{customdata[2]} → %{customdata[3]}<extra></extra>"
+        ),
+    )
+
+
+def _scatter_layout(fig: go.Figure, span: tuple[float, float], x_title: str, y_title: str) -> None:
+    """Both axes over ``span``, the legend on top, and the two sentences reading the y = x line."""
+    low, high = span
     axis = dict(range=[low, high], showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor="#BBBBBB", automargin=True)
-    fig.update_xaxes(title_text=influence_axis_title(class_name, before.method, "clean image"), **axis)
-    fig.update_yaxes(title_text=influence_axis_title(class_name, after.method, after_label), **axis)
+    fig.update_xaxes(title_text=x_title, **axis)
+    fig.update_yaxes(title_text=y_title, **axis)
     fig.update_layout(
         showlegend=True,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0, xanchor="left", font=dict(size=FONT_SIZE - 1)),
@@ -200,7 +217,6 @@ def influence_scatter(
             ),
         ],
     )
-    return fig
 
 
 def group_bars(
@@ -454,44 +470,8 @@ def layer_overview(
         ),
     )
     sizes = _sizes(len(layers), index)
-    lines = [
-        (1, "spearman", 1.0, f"ρ (clean vs {after_label})", color, "%{y:.2f}", ""),
-        (2, "front_overlap", 100.0, "front overlap", color, "%{y:.0f}%", ""),
-        (3, "front_suppressed_activation_share", 100.0, "front suppressed", PALETTE["front"], "%{y:.0f}%", ""),
-        (3, "tail_enhanced_activation_share", 100.0, "tail enhanced", PALETTE["tail"], "%{y:.0f}%", ""),
-    ]
-    if has_control:
-        lines += [(row, f"control_{column}", scale, f"{name}, matched noise", line_color, fmt, "control")
-                  for row, column, scale, name, line_color, fmt, _ in list(lines)]
-    for row, column, scale, name, line_color, value_format, kind in lines:
-        error = None
-        if f"{column}_low" in frame.columns:
-            values = _values(frame, column, scale)
-            low, high = _values(frame, f"{column}_low", scale), _values(frame, f"{column}_high", scale)
-            error = dict(
-                type="data", symmetric=False, thickness=1.2, width=3, color=line_color,
-                array=[None if v is None or h is None else h - v for v, h in zip(values, high)],
-                arrayminus=[None if v is None or lo is None else v - lo for v, lo in zip(values, low)],
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=layers,
-                y=_values(frame, column, scale),
-                mode="lines+markers",
-                name=name,
-                line=dict(color=line_color, width=2 if kind != "control" else 1.5, dash="dash" if kind == "control" else "solid"),
-                marker=dict(
-                    color="white" if kind == "control" else line_color, size=sizes,
-                    symbol="circle-open" if kind == "control" else "circle",
-                    line=dict(color=line_color if kind == "control" else INK,
-                              width=[1.5 if s > 7 or kind == "control" else 0 for s in sizes]),
-                ),
-                error_y=error,
-                hovertemplate=f"%{{x}}<br>{name}: {value_format}<extra></extra>",
-            ),
-            row=row,
-            col=1,
-        )
+    for row, column, scale, name, line_color, value_format, kind in _overview_lines(after_label, color, has_control):
+        fig.add_trace(_overview_trace(frame, layers, sizes, column, scale, name, line_color, value_format, kind), row=row, col=1)
     _highlight(fig, index, rows)
     default_title = f"Across the network: clean → {after_label} ({selected} highlighted)"
     apply_layout(fig, title=title if title is not None else default_title, height=720)
@@ -502,6 +482,51 @@ def layer_overview(
     _layer_axes(fig, layers, rows)
     fig.update_layout(margin=dict(t=70, b=10))  # the third row's title names its two colours
     return fig
+
+
+def _overview_lines(after_label: str, color: str, has_control: bool) -> list[tuple]:
+    """The overview's lines: (row, column, scale, name, colour, value format, kind), the matched
+    control's copy of each (kind ``"control"``) when the frame has it."""
+    lines = [
+        (1, "spearman", 1.0, f"ρ (clean vs {after_label})", color, "%{y:.2f}", ""),
+        (2, "front_overlap", 100.0, "front overlap", color, "%{y:.0f}%", ""),
+        (3, "front_suppressed_activation_share", 100.0, "front suppressed", PALETTE["front"], "%{y:.0f}%", ""),
+        (3, "tail_enhanced_activation_share", 100.0, "tail enhanced", PALETTE["tail"], "%{y:.0f}%", ""),
+    ]
+    if has_control:
+        lines += [(row, f"control_{column}", scale, f"{name}, matched noise", line_color, fmt, "control")
+                  for row, column, scale, name, line_color, fmt, _ in list(lines)]
+    return lines
+
+
+def _overview_trace(frame, layers: list[str], sizes: list[int], column: str, scale: float, name: str, line_color: str,
+                    value_format: str, kind: str) -> go.Scatter:
+    """One line of the overview across the layers, with its 95% interval as error bars where the
+    frame has ``_low``/``_high`` columns; the control's dashed with open markers."""
+    error = None
+    if f"{column}_low" in frame.columns:
+        values = _values(frame, column, scale)
+        low, high = _values(frame, f"{column}_low", scale), _values(frame, f"{column}_high", scale)
+        error = dict(
+            type="data", symmetric=False, thickness=1.2, width=3, color=line_color,
+            array=[None if v is None or h is None else h - v for v, h in zip(values, high)],
+            arrayminus=[None if v is None or lo is None else v - lo for v, lo in zip(values, low)],
+        )
+    return go.Scatter(
+        x=layers,
+        y=_values(frame, column, scale),
+        mode="lines+markers",
+        name=name,
+        line=dict(color=line_color, width=2 if kind != "control" else 1.5, dash="dash" if kind == "control" else "solid"),
+        marker=dict(
+            color="white" if kind == "control" else line_color, size=sizes,
+            symbol="circle-open" if kind == "control" else "circle",
+            line=dict(color=line_color if kind == "control" else INK,
+                      width=[1.5 if s > 7 or kind == "control" else 0 for s in sizes]),
+        ),
+        error_y=error,
+        hovertemplate=f"%{{x}}<br>{name}: {value_format}<extra></extra>",
+    )
 
 
 def _condition_style(position: int, condition: str) -> dict:
