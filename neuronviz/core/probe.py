@@ -335,66 +335,16 @@ def probe(
         raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
     modules = _resolve_modules(model, layers)
     recording = Recording(model=model, layers=tuple(t.name for t in modules), _modules=modules)
-    replace = dict(replace or {})
-    unknown = [name for name in replace if name not in recording.layers]
-    if unknown:
-        raise InputError(f"replace names layers that are not probed: {unknown}; probed: {list(recording.layers)}")
-    for name, substitute in replace.items():
-        if not (isinstance(substitute, torch.Tensor) or callable(substitute)):
-            raise InputError(f"replace[{name!r}] must be a tensor or a function of the output, got {type(substitute).__name__}")
+    replace = _checked_replace(replace, recording.layers)
     handles = []
     # The layers to clone: the model's own set in _MODIFIED_IN_PLACE, filled by the first
     # forward pass of a probe (and by a retry of it), so the hooks see every mark.
     cloned = _MODIFIED_IN_PLACE.setdefault(model, set())
 
-    def make_hook(name: str, on_input: bool):
-        substitute = replace.get(name)
-        outputs = recording.outputs
-        versions = recording._versions
-        order = recording.order
-
-        def hook(output: object) -> object:  # the module's output, or its inputs (a tuple) for a tap on the input
-            found, index = (output, None) if type(output) is torch.Tensor else _first_tensor(output)  # common case first
-            if found is None:
-                return None
-            tensor: torch.Tensor = found
-            if name not in outputs:
-                return None
-            if substitute is not None:
-                tensor = substitute if isinstance(substitute, torch.Tensor) else substitute(tensor)
-                if not isinstance(tensor, torch.Tensor):
-                    raise InputError(f"replace[{name!r}] returned {type(tensor).__name__}, not a tensor")
-                if index is None:
-                    output = tensor
-                else:  # put the substitute where the recorded tensor was
-                    items = list(cast("Sequence[object]", output))
-                    items[index] = tensor
-                    output = type(output)(items) if isinstance(output, tuple) else items
-            fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
-            if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
-                tensor = tensor.detach().requires_grad_(True)
-            if not outputs[name]:
-                order.append(name)
-            outputs[name].append(tensor)
-            versions[name].append((tensor, tensor._version))
-            if index is not None and not on_input:
-                recording.tuple_outputs.add(name)
-            clone = name in cloned
-            if not fresh and not clone:
-                return output if substitute is not None else None  # None: the output goes on unchanged
-            passed_on = tensor.clone() if clone else tensor
-            if index is None:
-                return passed_on
-            replaced = list(cast("Sequence[object]", output))
-            replaced[index] = passed_on
-            return type(output)(replaced) if isinstance(output, tuple) else replaced
-
-        return hook
-
     with model.lock:
         try:
             for where in modules:
-                handles.append(_register(where, make_hook(where.name, where.on_input)))
+                handles.append(_register(where, _make_hook(recording, replace, cloned, where.name, where.on_input)))
             yield recording
         finally:
             for handle in handles:
@@ -402,6 +352,67 @@ def probe(
 
 
 _INPLACE_FREE = cache.new_cache("probe.without_inplace", max_entries=1)
+
+
+def _checked_replace(replace: Mapping[str, Replacement] | None, layers: tuple[str, ...]) -> dict[str, Replacement]:
+    """``replace`` as a dict, refused if it names a layer not probed or holds neither a tensor nor a function."""
+    replace = dict(replace or {})
+    unknown = [name for name in replace if name not in layers]
+    if unknown:
+        raise InputError(f"replace names layers that are not probed: {unknown}; probed: {list(layers)}")
+    for name, substitute in replace.items():
+        if not (isinstance(substitute, torch.Tensor) or callable(substitute)):
+            raise InputError(f"replace[{name!r}] must be a tensor or a function of the output, got {type(substitute).__name__}")
+    return replace
+
+
+def _make_hook(
+    recording: Recording, replace: Mapping[str, Replacement], cloned: set[str], name: str, on_input: bool
+) -> Callable[[object], object]:
+    """The hook of layer ``name`` for :func:`probe`: records its output (a leaf when nothing upstream
+    needs grad), applies ``replace``, and passes on a clone where the layer is in ``cloned``."""
+    substitute = replace.get(name)
+    outputs = recording.outputs
+    versions = recording._versions
+    order = recording.order
+
+    def hook(output: object) -> object:  # the module's output, or its inputs (a tuple) for a tap on the input
+        found, index = (output, None) if type(output) is torch.Tensor else _first_tensor(output)  # common case first
+        if found is None:
+            return None
+        tensor: torch.Tensor = found
+        if name not in outputs:
+            return None
+        if substitute is not None:
+            tensor = substitute if isinstance(substitute, torch.Tensor) else substitute(tensor)
+            if not isinstance(tensor, torch.Tensor):
+                raise InputError(f"replace[{name!r}] returned {type(tensor).__name__}, not a tensor")
+            if index is None:
+                output = tensor
+            else:  # put the substitute where the recorded tensor was
+                items = list(cast("Sequence[object]", output))
+                items[index] = tensor
+                output = type(output)(items) if isinstance(output, tuple) else items
+        fresh = not tensor.requires_grad and torch.is_grad_enabled() and tensor.is_floating_point()
+        if fresh:  # a leaf from here on: gradients stop at this layer, nothing upstream is differentiated
+            tensor = tensor.detach().requires_grad_(True)
+        if not outputs[name]:
+            order.append(name)
+        outputs[name].append(tensor)
+        versions[name].append((tensor, tensor._version))
+        if index is not None and not on_input:
+            recording.tuple_outputs.add(name)
+        clone = name in cloned
+        if not fresh and not clone:
+            return output if substitute is not None else None  # None: the output goes on unchanged
+        passed_on = tensor.clone() if clone else tensor
+        if index is None:
+            return passed_on
+        replaced = list(cast("Sequence[object]", output))
+        replaced[index] = passed_on
+        return type(output)(replaced) if isinstance(output, tuple) else replaced
+
+    return hook
 
 
 def without_inplace(model: PixelModel) -> PixelModel:

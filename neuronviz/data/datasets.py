@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from neuronviz.core.models.builtin import DIGITS_CLASSES, DIGITS_SIZE  # noqa: F
 from neuronviz.infra.archives import Inflated, ZipMember, check_directory
 from neuronviz.infra.errors import DataError, InputError, SharedServerError
 from neuronviz.infra.limits import MAX_FILE_BYTES
+
+if TYPE_CHECKING:
+    import zipfile
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -284,27 +287,7 @@ def read_zip(source: str | os.PathLike | bytes | BinaryIO, label: str | None = N
     from neuronviz.infra import settings
 
     caps = settings.limits()
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        refuse_on_shared_server("a zip file", path)
-        label = label or path.name
-        if not path.is_file():
-            raise DataError(f"{path} is not a file")
-        size = path.stat().st_size
-        if size > caps.max_upload_bytes:
-            raise DataError(f"{label} is {settings.format_bytes(size)}; zips up to {settings.format_bytes(caps.max_upload_bytes)} are read")
-        data = path.read_bytes()
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    elif hasattr(source, "read"):
-        data = source.read(caps.max_upload_bytes + 1)
-        if hasattr(source, "seek"):
-            source.seek(0)
-    else:
-        raise InputError(f"a zip is given as a path, bytes or a binary file, got {type(source).__name__}")
-    label = label or getattr(source, "name", None) or "the zip"
-    if len(data) > caps.max_upload_bytes:
-        raise DataError(f"{label} is larger than {settings.format_bytes(caps.max_upload_bytes)}, the largest zip read here")
+    data, label = _zip_bytes(source, label, caps)
     _, most_entries = dataset_limits()
     check_directory(data, most_entries, label, DataError)  # end record, directory size and entry walk (24.16)
     try:
@@ -315,49 +298,14 @@ def read_zip(source: str | os.PathLike | bytes | BinaryIO, label: str | None = N
     infos = archive.infolist()
     if len(infos) > most_entries:
         raise DataError(f"{label} lists {len(infos):,} entries; zips of up to {most_entries:,} entries are read here")
-    chosen: list[tuple[tuple[str, ...], zipfile.ZipInfo]] = []
-    ignored: list[str] = []
-    total = 0
-    for info in infos:
-        parts = _member_path(info.filename)
-        if info.is_dir() or not parts:
-            continue
-        if parts[0] == "__MACOSX" or parts[-1].lower() in _JUNK_NAMES or parts[-1].startswith("._"):
-            continue
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise DataError(f"the zip member {info.filename!r} is a symbolic link: refused")
-        if not is_image_name(parts[-1]):
-            ignored.append("/".join(parts))
-            continue
-        if info.flag_bits & 0x1:
-            raise DataError(f"the zip member {info.filename!r} is encrypted: give an unencrypted zip")
-        if info.file_size > MAX_FILE_BYTES:
-            raise DataError(
-                f"the zip member {info.filename!r} declares {settings.format_bytes(info.file_size)}; images up to "
-                f"{settings.format_bytes(MAX_FILE_BYTES)} are read"
-            )
-        total += info.file_size
-        if total > caps.max_decompressed_bytes:
-            raise DataError(
-                f"{label} declares more than {settings.format_bytes(caps.max_decompressed_bytes)} of images once "
-                "decompressed (a zip bomb, or too large a data set): refused before decompressing anything"
-            )
-        chosen.append((parts, info))
+    chosen, ignored = _image_members(infos, label, caps)
     if not chosen:
         raise DataError(
             f"{label} holds no image (images end in {', '.join(IMAGE_SUFFIXES)}); give a zip of class folders, "
             "e.g. cat/001.png, dog/002.png"
         )
     _check_count(len(chosen), label)
-    paths = [parts for parts, _ in chosen]
-    while all(len(p) >= 3 for p in paths) and len({p[0] for p in paths}) == 1:
-        paths = [p[1:] for p in paths]  # one top folder around the class folders
-    loose = [ "/".join(p) for p in paths if len(p) < 2]
-    if loose:
-        raise DataError(
-            f"{label}: {len(loose)} image(s) are not inside a class folder ({', '.join(loose[:5])}); put each "
-            "image in a folder named after its class (cat/001.png)"
-        )
+    paths = _class_paths([parts for parts, _ in chosen], label)
     classes = tuple(sorted({p[0] for p in paths}))
     index = {name: i for i, name in enumerate(classes)}
     items = []
@@ -387,6 +335,84 @@ class ArrayDataset:
     labels: np.ndarray
     classes: tuple[str, ...]
     root: str
+
+
+def _zip_bytes(source: str | os.PathLike | bytes | BinaryIO, label: str | None, caps: Any) -> tuple[bytes, str]:
+    """The zip's bytes (refused above the upload cap) and the name it is called by in messages."""
+    from neuronviz.infra import settings
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        refuse_on_shared_server("a zip file", path)
+        label = label or path.name
+        if not path.is_file():
+            raise DataError(f"{path} is not a file")
+        size = path.stat().st_size
+        if size > caps.max_upload_bytes:
+            raise DataError(f"{label} is {settings.format_bytes(size)}; zips up to {settings.format_bytes(caps.max_upload_bytes)} are read")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(caps.max_upload_bytes + 1)
+        if hasattr(source, "seek"):
+            source.seek(0)
+    else:
+        raise InputError(f"a zip is given as a path, bytes or a binary file, got {type(source).__name__}")
+    label = label or getattr(source, "name", None) or "the zip"
+    if len(data) > caps.max_upload_bytes:
+        raise DataError(f"{label} is larger than {settings.format_bytes(caps.max_upload_bytes)}, the largest zip read here")
+    return data, label
+
+
+def _image_members(infos: list[zipfile.ZipInfo], label: str, caps: Any) -> tuple[list[tuple[tuple[str, ...], zipfile.ZipInfo]], list[str]]:
+    """The image members (path parts, info), each checked (no link, no encryption, declared sizes
+    under the caps) before anything is decompressed; and the non-image files, ignored."""
+    from neuronviz.infra import settings
+
+    chosen: list[tuple[tuple[str, ...], zipfile.ZipInfo]] = []
+    ignored: list[str] = []
+    total = 0
+    for info in infos:
+        parts = _member_path(info.filename)
+        if info.is_dir() or not parts:
+            continue
+        if parts[0] == "__MACOSX" or parts[-1].lower() in _JUNK_NAMES or parts[-1].startswith("._"):
+            continue
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DataError(f"the zip member {info.filename!r} is a symbolic link: refused")
+        if not is_image_name(parts[-1]):
+            ignored.append("/".join(parts))
+            continue
+        if info.flag_bits & 0x1:
+            raise DataError(f"the zip member {info.filename!r} is encrypted: give an unencrypted zip")
+        if info.file_size > MAX_FILE_BYTES:
+            raise DataError(
+                f"the zip member {info.filename!r} declares {settings.format_bytes(info.file_size)}; images up to "
+                f"{settings.format_bytes(MAX_FILE_BYTES)} are read"
+            )
+        total += info.file_size
+        if total > caps.max_decompressed_bytes:
+            raise DataError(
+                f"{label} declares more than {settings.format_bytes(caps.max_decompressed_bytes)} of images once "
+                "decompressed (a zip bomb, or too large a data set): refused before decompressing anything"
+            )
+        chosen.append((parts, info))
+    return chosen, ignored
+
+
+def _class_paths(paths: list[tuple[str, ...]], label: str) -> list[tuple[str, ...]]:
+    """The member paths without a top folder shared by all (as when a folder is zipped); every image
+    must then sit in a class folder."""
+    while all(len(p) >= 3 for p in paths) and len({p[0] for p in paths}) == 1:
+        paths = [p[1:] for p in paths]  # one top folder around the class folders
+    loose = [ "/".join(p) for p in paths if len(p) < 2]
+    if loose:
+        raise DataError(
+            f"{label}: {len(loose)} image(s) are not inside a class folder ({', '.join(loose[:5])}); put each "
+            "image in a folder named after its class (cat/001.png)"
+        )
+    return paths
 
 
 def torchvision_dataset(name: str, root: str | os.PathLike, split: str = "test") -> ArrayDataset:

@@ -60,7 +60,7 @@ from neuronviz.core.probe import probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods import stats
 from neuronviz.methods.attacks import get_attack, run_attack
-from neuronviz.methods.attacks.report import SUCCESS_DEFINITION
+from neuronviz.methods.attacks.report import SUCCESS_DEFINITION, AttackReport
 from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import probe_layers, spearman
 
@@ -488,6 +488,9 @@ def first_layer_fragility(
 ) -> FragilityReport:
     """Nodal dropout of every filter of the first convolution, on clean and attacked images.
 
+    (Long because it checks its options and fills the :class:`FragilityReport` field by field; the
+    attack and sweeps are :func:`_attack_and_sweep`, the verdicts :func:`_verdicts`.)
+
     Args:
         model: a :class:`PixelModel` with a convolution (never changed; its lock is held).
         images: ``(N, C, H, W)`` pixels in [0, 1].
@@ -516,14 +519,9 @@ def first_layer_fragility(
         raise InputError(f"layer {layer!r} is not a 2-D convolution")
 
     norm = control_norm_for(info.name)
-    with model.lock:
-        report = run_attack(model, x, attack, attack_params, labels=y, seed=seed)
-        both = torch.cat([x, report.adversarial.to(x.device)])
-        sweep = nodal_dropout(model, both, layer, chunk_bytes=chunk_bytes)
-        noise = matched_control(x, report.adversarial.to(x.device), norm, seed or 0)
-        with probe(model, [layer]) as rec, torch.no_grad():
-            control_logits = rec.forward(noise)
-            control_first = rec.activation(layer).detach().cpu()
+    report, sweep, control_logits, control_first = _attack_and_sweep(
+        model, x, y, attack, attack_params, seed, layer, chunk_bytes, norm
+    )
     predictions, base_logits, first, path = sweep.predictions, sweep.base_logits, sweep.first_output, sweep.path
     n = x.shape[0]
     truth = y.cpu()
@@ -539,14 +537,7 @@ def first_layer_fragility(
     distribution = raw / total if total > 0 else torch.zeros_like(raw)
     dropout = delta_adv.abs()
     score = (_unit_max(dropout) + _unit_max(raw)) / 2
-    negligible = (delta_clean.abs() <= tolerance + 1e-9) & (delta_adv.abs() <= tolerance + 1e-9)
-    verdicts = tuple(
-        "robust" if negligible[i] else "fragile" if score[i] >= fragile_threshold else "neutral" for i in range(len(score))
-    )
-    strength = torch.tensor(
-        [float(score[i]) if v == "fragile" else 1.0 - float(score[i]) if v == "robust" else 0.0 for i, v in enumerate(verdicts)]
-    )
-    fragile = sorted((i for i, v in enumerate(verdicts) if v == "fragile"), key=lambda i: -float(score[i]))
+    verdicts, strength, fragile = _verdicts(score, delta_clean, delta_adv, tolerance, fragile_threshold)
     control = fragility_control(
         first[:n], first[n:], control_first, delta_adv, raw, fragile, norm, seed,
         float((control_logits.argmax(1).cpu() == truth).float().mean()),
@@ -581,6 +572,46 @@ def first_layer_fragility(
         control=control,
         success=success_rate(base_logits[:n].argmax(1), base_logits[n:].argmax(1)),
     )
+
+
+def _attack_and_sweep(
+    model: PixelModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: str,
+    attack_params: dict,
+    seed: int | None,
+    layer: str,
+    chunk_bytes: int,
+    norm: str,
+) -> tuple[AttackReport, DropoutSweep, torch.Tensor, torch.Tensor]:
+    """Under the model's lock: the attack, the nodal-dropout sweep of clean + attacked images, and the
+    matched control's logits and ``layer`` activations."""
+    with model.lock:
+        report = run_attack(model, x, attack, attack_params, labels=y, seed=seed)
+        both = torch.cat([x, report.adversarial.to(x.device)])
+        sweep = nodal_dropout(model, both, layer, chunk_bytes=chunk_bytes)
+        noise = matched_control(x, report.adversarial.to(x.device), norm, seed or 0)
+        with probe(model, [layer]) as rec, torch.no_grad():
+            control_logits = rec.forward(noise)
+            control_first = rec.activation(layer).detach().cpu()
+    return report, sweep, control_logits, control_first
+
+
+def _verdicts(
+    score: torch.Tensor, delta_clean: torch.Tensor, delta_adv: torch.Tensor, tolerance: float, fragile_threshold: float
+) -> tuple[tuple[str, ...], torch.Tensor, list[int]]:
+    """Each filter's verdict (robust: negligible accuracy change on both; fragile: score ≥ the threshold;
+    else neutral), its verdict strength, and the fragile filters, strongest first."""
+    negligible = (delta_clean.abs() <= tolerance + 1e-9) & (delta_adv.abs() <= tolerance + 1e-9)
+    verdicts = tuple(
+        "robust" if negligible[i] else "fragile" if score[i] >= fragile_threshold else "neutral" for i in range(len(score))
+    )
+    strength = torch.tensor(
+        [float(score[i]) if v == "fragile" else 1.0 - float(score[i]) if v == "robust" else 0.0 for i, v in enumerate(verdicts)]
+    )
+    fragile = sorted((i for i, v in enumerate(verdicts) if v == "fragile"), key=lambda i: -float(score[i]))
+    return verdicts, strength, fragile
 
 
 def inputs_digest(images: torch.Tensor, labels: torch.Tensor) -> str:

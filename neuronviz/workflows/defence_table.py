@@ -77,14 +77,7 @@ def defence_table(
 
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels")
-    attack_specs = [split_spec(a) for a in attacks]
-    defence_specs = [split_spec(d) for d in defences]
-    for name, _ in attack_specs:
-        get_attack(name)
-    for name, _ in defence_specs:
-        get_defence(name)
-    if not attack_specs or not defence_specs:
-        raise InputError("give at least one attack and one defence")
+    attack_specs, defence_specs = _checked_specs(attacks, defences)
     batches = [slice(i, i + batch_size) for i in range(0, x.shape[0], batch_size)]
     total = len(batches) * (len(attack_specs) * (1 + len(defence_specs)) + len(defence_specs) + 1)
     done = 0
@@ -110,37 +103,84 @@ def defence_table(
         total += len(batches) * len(attack_specs) * 2
     for attack, attack_params, knows_defence in rounds:
         target_model = through if knows_defence and through is not None else model
-        adversarial, attacked, goal = [], [], []
-        for b in batches:
-            report = run_attack(target_model, x[b], attack, attack_params, labels=benign[b], target=target, seed=seed)
-            assert report.attacked is not None  # AttackReport fills it in __post_init__
-            adversarial.append(report.adversarial)
-            attacked.append(report.attacked)
-            goal.append(report.target if report.target is not None else benign[b].cpu())
-            tick(f"{attack}" + (" through pssr" if knows_defence else ""))
-        adv = torch.cat(adversarial).to(model.device)
-        attacked_t = torch.cat(attacked).to(benign.device)
+        adv, attacked_t, goal = _attack_batches(
+            target_model, x, batches, attack, attack_params, benign, target, seed,
+            tick, f"{attack}" + (" through pssr" if knows_defence else ""),
+        )
+        adv = adv.to(model.device)
+        attacked_t = attacked_t.to(benign.device)
         adv_pred = torch.cat([model.predict(adv[b])[0] for b in batches])
         if target is None:
             success = adv_pred != benign
         else:  # judged on the undefended model, as the untargeted rows; left-alone images excluded
-            success = (adv_pred == torch.cat(goal).to(adv_pred.device)) & attacked_t
+            success = (adv_pred == goal.to(adv_pred.device)) & attacked_t
         for name, params in defence_specs if not knows_defence else [("pssr", pssr_params)]:
             after = torch.cat([_prediction(model, adv[b], name, params, benign[b].to(model.device), x[b]) for b in batches])
             tick(f"{name} against {attack}")
-            defense = get_defence(name)
-            rows.append(
-                {
-                    "attack": attack + (" (adaptive, BPDA through pssr)" if knows_defence else ""),
-                    "defence": name,
-                    "deployable": defense.deployable,
-                    "adaptive": knows_defence,
-                    "images": int(x.shape[0]),
-                    "excluded": int((~attacked_t).sum()),
-                    "attack_success": float(success[attacked_t].float().mean()) if bool(attacked_t.any()) else float("nan"),
-                    "dsr": float((after[success] == benign[success]).float().mean()) if bool(success.any()) else float("nan"),
-                    "accuracy_adversarial": float((after == y).float().mean()),
-                    "accuracy_clean": float((clean_after[name] == y).float().mean()) if name in clean_after else float("nan"),
-                }
-            )
+            rows.append(_table_row(attack, name, knows_defence, y, benign, attacked_t, success, after, clean_after.get(name)))
     return pd.DataFrame(rows)
+
+def _checked_specs(attacks: Sequence[Spec], defences: Sequence[Spec]) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """The ``(name, params)`` of every attack and defence; unknown names and an empty list refused."""
+    attack_specs = [split_spec(a) for a in attacks]
+    defence_specs = [split_spec(d) for d in defences]
+    for name, _ in attack_specs:
+        get_attack(name)
+    for name, _ in defence_specs:
+        get_defence(name)
+    if not attack_specs or not defence_specs:
+        raise InputError("give at least one attack and one defence")
+    return attack_specs, defence_specs
+
+
+def _attack_batches(
+    target_model: PixelModel,
+    x: torch.Tensor,
+    batches: Sequence[slice],
+    attack: str,
+    attack_params: dict,
+    benign: torch.Tensor,
+    target: int | str | None,
+    seed: int,
+    tick: Callable[[str], None],
+    message: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run ``attack`` on ``target_model`` batch by batch (``tick(message)`` after each); the adversarial images,
+    which images were attacked, and each image's goal (its target, else its benign class)."""
+    adversarial, attacked, goal = [], [], []
+    for b in batches:
+        report = run_attack(target_model, x[b], attack, attack_params, labels=benign[b], target=target, seed=seed)
+        assert report.attacked is not None  # AttackReport fills it in __post_init__
+        adversarial.append(report.adversarial)
+        attacked.append(report.attacked)
+        goal.append(report.target if report.target is not None else benign[b].cpu())
+        tick(message)
+    return torch.cat(adversarial), torch.cat(attacked), torch.cat(goal)
+
+
+def _table_row(
+    attack: str,
+    name: str,
+    knows_defence: bool,
+    y: torch.Tensor,
+    benign: torch.Tensor,
+    attacked_t: torch.Tensor,
+    success: torch.Tensor,
+    after: torch.Tensor,
+    clean_after: torch.Tensor | None,
+) -> dict[str, Any]:
+    """One (attack, defence) row of :func:`defence_table`."""
+    defense = get_defence(name)
+    return {
+        "attack": attack + (" (adaptive, BPDA through pssr)" if knows_defence else ""),
+        "defence": name,
+        "deployable": defense.deployable,
+        "adaptive": knows_defence,
+        "images": int(y.shape[0]),
+        "excluded": int((~attacked_t).sum()),
+        "attack_success": float(success[attacked_t].float().mean()) if bool(attacked_t.any()) else float("nan"),
+        "dsr": float((after[success] == benign[success]).float().mean()) if bool(success.any()) else float("nan"),
+        "accuracy_adversarial": float((after == y).float().mean()),
+        "accuracy_clean": float((clean_after == y).float().mean()) if clean_after is not None else float("nan"),
+    }
+

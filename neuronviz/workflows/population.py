@@ -512,21 +512,7 @@ def population(
     """
     x = model.check_pixels(images, "images")
     y = model.check_classes(labels, x.shape[0], "labels").cpu()
-    fraction = _check_fraction(fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    if not 0 < alpha < 1:
-        raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
-    names = resolve_layers(model, layers)
-    model.layers(names)  # unknown names: the error with close names, before any work
-    infos = [layer_info(model, name) for name in names]
-    total = sum(info.neurons for info in infos)
-    if total > MAX_NEURONS:
-        raise InputError(f"{len(names)} layers hold {total:,} neurons; one analysis takes at most {MAX_NEURONS:,}. "
-                         "Choose fewer layers.")
-    ids = tuple(ids) if ids is not None else tuple(f"image {i}" for i in range(x.shape[0]))
-    if len(ids) != x.shape[0]:
-        raise InputError(f"{len(ids)} ids for {x.shape[0]} images")
+    fraction, names, ids = _checked_setup(model, x, fraction, seed, alpha, layers, ids)
     info = get_attack(attack)
     timings: dict[str, float] = {}
 
@@ -547,43 +533,13 @@ def population(
     fooled = adv_pred.cpu() != clean_pred
 
     started = time.perf_counter()
-    results: dict[str, LayerPopulation] = {}
-    for name in names:
-        measures = Measures(*(maps[side][name].activations for side in ("clean", "adversarial", "control")),
-                            *(maps[side][name].values for side in ("clean", "adversarial", "control")))
-        neuron_labels = _neuron_labels(maps["clean"][name])
-        reason = None
-        front_size = tail_size = None
-        try:
-            counts, front_size, tail_size = layer_counts(measures, fooled, fraction) if bool(fooled.any()) else \
-                (_empty_counts("the attack fooled no image"), None, None)
-            if not bool(fooled.any()):
-                reason = "the attack fooled no image"
-        except InputError as error:  # a layer too small for a front and a tail
-            reason = str(error)
-            counts = _empty_counts(reason)
-        info_l = layer_info(model, name)
-        results[name] = LayerPopulation(
-            layer=name, kind=info_l.kind, neurons=len(neuron_labels), labels=neuron_labels,
-            spatial=len(info_l.output_shape) == 3 and info_l.layout == "channels_first",
-            measures=measures, front_size=front_size, tail_size=tail_size, counts=counts,
-            spearman=layer_spearman(measures, fooled), table=neuron_table(name, neuron_labels, measures, fooled),
-            reason=reason,
-        )
+    results = {name: _layer_population(model, name, maps, fooled, fraction) for name in names}
     _correct(results, alpha)
     timings["statistics"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    chosen = strongest(results, details)
-    detail_list = []
-    curve = eps_curve(model, x[:curve_images], info.name, resolved, chosen, eps_scales, seed, target[:curve_images])
-    for layer, j in chosen:
-        row = next(r for r in results[layer].table if r["neuron"] == j)
-        examples = top_exemplars(model, x, layer, j, results[layer].measures.clean_activation[:, j], ids,
-                                 exemplars, results[layer].spatial)
-        detail_list.append(NeuronDetail(layer, j, results[layer].labels[j], row, examples,
-                                        curve.get("neurons", {}).get(f"{layer}#{j}", [])))
-    curve.pop("neurons", None)
+    detail_list, curve = _neuron_details(model, x, info.name, resolved, results, details, exemplars, ids,
+                                         eps_scales, seed, target, curve_images)
     timings["details"] = time.perf_counter() - started
 
     return Population(
@@ -592,6 +548,90 @@ def population(
         adv_pred=adv_pred.cpu(), control_pred=control_pred, fooled=fooled, ids=ids, layers=results,
         details=tuple(detail_list), eps_curve=curve, alpha=float(alpha), timings=timings,
     )
+
+
+def _checked_setup(
+    model: PixelModel,
+    x: torch.Tensor,
+    fraction: float,
+    seed: int,
+    alpha: float,
+    layers: str | Sequence[str] | None,
+    ids: Sequence[str] | None,
+) -> tuple[float, list[str], tuple[str, ...]]:
+    """Check :func:`population`'s options before any work; the fraction, the layer names and the image ids."""
+    fraction = _check_fraction(fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
+    names = resolve_layers(model, layers)
+    model.layers(names)  # unknown names: the error with close names, before any work
+    infos = [layer_info(model, name) for name in names]
+    total = sum(info.neurons for info in infos)
+    if total > MAX_NEURONS:
+        raise InputError(f"{len(names)} layers hold {total:,} neurons; one analysis takes at most {MAX_NEURONS:,}. "
+                         "Choose fewer layers.")
+    ids = tuple(ids) if ids is not None else tuple(f"image {i}" for i in range(x.shape[0]))
+    if len(ids) != x.shape[0]:
+        raise InputError(f"{len(ids)} ids for {x.shape[0]} images")
+    return fraction, names, ids
+
+
+def _layer_population(
+    model: PixelModel, name: str, maps: Mapping[str, Mapping[str, InfluenceMap]], fooled: torch.Tensor, fraction: float
+) -> LayerPopulation:
+    """One layer's counts, correlations and neuron table (not yet FDR-corrected: :func:`_correct`)."""
+    measures = Measures(*(maps[side][name].activations for side in ("clean", "adversarial", "control")),
+                        *(maps[side][name].values for side in ("clean", "adversarial", "control")))
+    neuron_labels = _neuron_labels(maps["clean"][name])
+    reason = None
+    front_size = tail_size = None
+    try:
+        counts, front_size, tail_size = layer_counts(measures, fooled, fraction) if bool(fooled.any()) else \
+            (_empty_counts("the attack fooled no image"), None, None)
+        if not bool(fooled.any()):
+            reason = "the attack fooled no image"
+    except InputError as error:  # a layer too small for a front and a tail
+        reason = str(error)
+        counts = _empty_counts(reason)
+    info_l = layer_info(model, name)
+    return LayerPopulation(
+        layer=name, kind=info_l.kind, neurons=len(neuron_labels), labels=neuron_labels,
+        spatial=len(info_l.output_shape) == 3 and info_l.layout == "channels_first",
+        measures=measures, front_size=front_size, tail_size=tail_size, counts=counts,
+        spearman=layer_spearman(measures, fooled), table=neuron_table(name, neuron_labels, measures, fooled),
+        reason=reason,
+    )
+
+
+def _neuron_details(
+    model: PixelModel,
+    x: torch.Tensor,
+    attack: str,
+    resolved: Mapping[str, Any],
+    results: Mapping[str, LayerPopulation],
+    details: int,
+    exemplars: int,
+    ids: Sequence[str],
+    eps_scales: Sequence[float] | None,
+    seed: int,
+    target: torch.Tensor,
+    curve_images: int,
+) -> tuple[list[NeuronDetail], dict[str, Any]]:
+    """Exemplars and the activation-vs-ε curve of the ``details`` strongest consistent neurons; the
+    details and the curve (its per-neuron lines moved into the details)."""
+    chosen = strongest(results, details)
+    detail_list = []
+    curve = eps_curve(model, x[:curve_images], attack, resolved, chosen, eps_scales, seed, target[:curve_images])
+    for layer, j in chosen:
+        row = next(r for r in results[layer].table if r["neuron"] == j)
+        examples = top_exemplars(model, x, layer, j, results[layer].measures.clean_activation[:, j], ids,
+                                 exemplars, results[layer].spatial)
+        detail_list.append(NeuronDetail(layer, j, results[layer].labels[j], row, examples,
+                                        curve.get("neurons", {}).get(f"{layer}#{j}", [])))
+    curve.pop("neurons", None)
+    return detail_list, curve
 
 
 def _correct(results: Mapping[str, LayerPopulation], alpha: float) -> None:

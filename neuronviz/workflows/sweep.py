@@ -45,6 +45,8 @@ from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     DIRECTION_MEASURES,
+    InfluenceShift,
+    NeuronGroups,
     default_layer,
     influence_shift,
     neuron_influence,
@@ -190,6 +192,9 @@ def eps_sweep(
 ) -> EpsSweep:
     """Attack one image at every budget in ``eps_values`` and measure the front/tail shift.
 
+    (Long because it checks its inputs and fills the :class:`EpsSweep` record field by field;
+    the attacks and the influence pass are :func:`_attack_each_eps` and :func:`_sweep_shifts`.)
+
     Args:
         model: a :class:`PixelModel`.
         image: ``(1, C, H, W)`` pixels in [0, 1].
@@ -233,40 +238,18 @@ def eps_sweep(
     reference = label_tensor if label_tensor is not None else torch.tensor([benign])
     target_tensor = resolve_target(target, info, model, clean_probs[None], 1)  # as run_attack resolves it
     target_tensor = None if target_tensor is None else target_tensor.cpu()
-    adversarial, probs, success = [], [], []
-    for value in values:
-        if value == 0.0:  # the clean image, judged as run_attack judges success
-            adversarial.append(clean)
-            probs.append(clean_probs[None])
-            # targeted: at ε = 0 nothing reached the target (an image already there is excluded)
-            success.append(False if target_tensor is not None else benign != int(reference[0]))
-            continue
-        report = run_attack(
-            model, image, info.name, {**base, info.budget_param: value}, labels=label_tensor, target=target, seed=seed
-        )
-        adversarial.append(report.adversarial)
-        probs.append(report.adv_probs)
-        success.append(bool(report.success[0]))
+    adversarial, probs, success = _attack_each_eps(
+        model, image, info.name, info.budget_param, base, values, clean, clean_probs, reference, label_tensor, target,
+        target_tensor is not None, seed,
+    )
     attack_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     adversarial_t = torch.cat(adversarial)
     control_norm = control_norm_for(info.name)
-    # Each ε's control is drawn as the analysis draws its own (image index 0 of its seed), so the
-    # sweep's control at the chosen ε is the analysis' control: one draw, scaled to each ε's size.
-    controls = torch.cat([matched_control(clean, adversarial_t[i : i + 1], control_norm, seed=seed or 0)
-                          for i in range(adversarial_t.shape[0])])
-    batch = torch.cat([clean, adversarial_t, controls])
-    maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
-    count = len(values)
-    before = maps.select([0] * count)
-    after = maps.select(range(1, count + 1))
-    noise = maps.select(range(count + 1, 2 * count + 1))
-    groups = partition(before, front, tail)
-    shift = influence_shift(before, after, groups=groups)
-    control_shift = influence_shift(before, noise, groups=groups)
-    with model.lock, torch.no_grad():
-        control_prediction = model(controls.to(model.device)).argmax(1).cpu()
+    shift, control_shift, groups, control_prediction = _sweep_shifts(
+        model, clean, adversarial_t, control_norm, seed, layer_name, benign, front, tail
+    )
     influence_seconds = time.perf_counter() - started
 
     probs_t = torch.cat(probs)
@@ -291,18 +274,90 @@ def eps_sweep(
         layer=layer_name,
         front=front,
         tail=tail,
-        front_overlap=shift.front_overlap,
-        spearman=shift.spearman,
-        front_influence_change=shift.front_influence_change,
-        tail_influence_change=shift.tail_influence_change,
         seconds={"attacks": attack_seconds, "influence": influence_seconds},
         already_target=target_tensor is not None and benign == int(target_tensor[0]),
-        directions={m: shift.count(m) for m in DIRECTION_MEASURES},
-        control_directions={m: control_shift.count(m) for m in DIRECTION_MEASURES},
-        front_size=groups.front_size,
-        tail_size=groups.tail_size,
         control_norm=control_norm,
         control_prediction=control_prediction,
-        control_front_overlap=control_shift.front_overlap,
-        control_spearman=control_shift.spearman,
+        **_shift_fields(shift, control_shift, groups),
     )
+
+
+def _attack_each_eps(
+    model: PixelModel,
+    image: torch.Tensor,
+    attack: str,
+    budget_param: str,
+    base: dict[str, Any],
+    values: Sequence[float],
+    clean: torch.Tensor,
+    clean_probs: torch.Tensor,
+    reference: torch.Tensor,
+    label_tensor: torch.Tensor | None,
+    target: int | str | torch.Tensor | None,
+    targeted: bool,
+    seed: int | None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[bool]]:
+    """Run the attack at every ε (ε = 0: the clean image); each ε's adversarial image, probabilities and success."""
+    benign = int(clean_probs.argmax())
+    adversarial, probs, success = [], [], []
+    for value in values:
+        if value == 0.0:  # the clean image, judged as run_attack judges success
+            adversarial.append(clean)
+            probs.append(clean_probs[None])
+            # targeted: at ε = 0 nothing reached the target (an image already there is excluded)
+            success.append(False if targeted else benign != int(reference[0]))
+            continue
+        report = run_attack(
+            model, image, attack, {**base, budget_param: value}, labels=label_tensor, target=target, seed=seed
+        )
+        adversarial.append(report.adversarial)
+        probs.append(report.adv_probs)
+        success.append(bool(report.success[0]))
+    return adversarial, probs, success
+
+
+def _sweep_shifts(
+    model: PixelModel,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    control_norm: str,
+    seed: int | None,
+    layer_name: str,
+    benign: int,
+    front: int | float,
+    tail: int | float,
+) -> tuple[InfluenceShift, InfluenceShift, NeuronGroups, torch.Tensor]:
+    """The influence shift clean → each ε's adversarial image and clean → its matched control, in one
+    :func:`neuron_influence` pass; also the groups and the controls' predictions."""
+    # Each ε's control is drawn as the analysis draws its own (image index 0 of its seed), so the
+    # sweep's control at the chosen ε is the analysis' control: one draw, scaled to each ε's size.
+    controls = torch.cat([matched_control(clean, adversarial[i : i + 1], control_norm, seed=seed or 0)
+                          for i in range(adversarial.shape[0])])
+    batch = torch.cat([clean, adversarial, controls])
+    maps = neuron_influence(model, batch, layers=[layer_name], target=[benign] * batch.shape[0])[layer_name]
+    count = adversarial.shape[0]
+    before = maps.select([0] * count)
+    after = maps.select(range(1, count + 1))
+    noise = maps.select(range(count + 1, 2 * count + 1))
+    groups = partition(before, front, tail)
+    shift = influence_shift(before, after, groups=groups)
+    control_shift = influence_shift(before, noise, groups=groups)
+    with model.lock, torch.no_grad():
+        control_prediction = model(controls.to(model.device)).argmax(1).cpu()
+    return shift, control_shift, groups, control_prediction
+
+
+def _shift_fields(shift: InfluenceShift, control_shift: InfluenceShift, groups: NeuronGroups) -> dict[str, Any]:
+    """The :class:`EpsSweep` fields read off the attack's and the control's influence shift."""
+    return {
+        "front_overlap": shift.front_overlap,
+        "spearman": shift.spearman,
+        "front_influence_change": shift.front_influence_change,
+        "tail_influence_change": shift.tail_influence_change,
+        "directions": {m: shift.count(m) for m in DIRECTION_MEASURES},
+        "control_directions": {m: control_shift.count(m) for m in DIRECTION_MEASURES},
+        "front_size": groups.front_size,
+        "tail_size": groups.tail_size,
+        "control_front_overlap": control_shift.front_overlap,
+        "control_spearman": control_shift.spearman,
+    }

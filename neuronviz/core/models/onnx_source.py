@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,14 +238,39 @@ def resolve_facts(
     """Choose each fact from the options, else ``metadata`` (keys mean/std/input_size/class_names),
     else the defaults; check them against the network's ``channels``, ``outputs`` and fixed size.
     Each fact's origin is recorded (``metadata_where`` names the metadata, ``{key}`` its key)."""
-    grey = channels == 1
-    facts: dict[str, object] = {}
     origin: dict[str, tuple[str, str]] = {}
     details = dict(metadata_details or {})
 
     def where(key: str) -> str:
         return details.get(key) or metadata_where.format(key=key)
 
+    mean, std = _normalisation(label, options, explicit, metadata, pixels, channels, where, origin)
+    size = _input_size(label, options, explicit, metadata, fixed_size, fixed_where, where, origin)
+    names = _class_names(label, options, explicit, metadata, outputs, where, origin)
+    recorded = _facts.build(
+        mean=(mean, *origin["mean"]),
+        std=(std, *origin["std"]),
+        input_size=(size, *origin["input_size"]),
+        channels=(channels, *channels_origin),
+        class_names=(names, *origin["class_names"]),
+    )
+    return InputFacts(mean, std, size, names, recorded)
+
+
+def _normalisation(
+    label: str,
+    options: Mapping[str, str] | None,
+    explicit: bool,
+    metadata: Mapping[str, object],
+    pixels: bool,
+    channels: int,
+    where: Callable[[str], str],
+    origin: dict[str, tuple[str, str]],
+) -> tuple[tuple, tuple]:
+    """The mean and std (options, else pixels-in network, else metadata, else the defaults), one
+    number per input channel; their origins go into ``origin``."""
+    grey = channels == 1
+    facts: dict[str, object] = {}
     for field, key, default in (
         (MEAN_FIELD, "mean", GREY_MEAN if grey else IMAGENET_MEAN),
         (STD_FIELD, "std", GREY_STD if grey else IMAGENET_STD),
@@ -270,6 +295,23 @@ def resolve_facts(
                 facts[key] = values
             else:
                 raise InputError(f"{label}: its {key} has {len(values)} numbers but the model takes {channels} input channel(s)")
+    mean, std = facts["mean"], facts["std"]
+    assert isinstance(mean, tuple) and isinstance(std, tuple)
+    return mean, std
+
+
+def _input_size(
+    label: str,
+    options: Mapping[str, str] | None,
+    explicit: bool,
+    metadata: Mapping[str, object],
+    fixed_size: tuple[int, int] | None,
+    fixed_where: str,
+    where: Callable[[str], str],
+    origin: dict[str, tuple[str, str]],
+) -> tuple[int, int]:
+    """The input height and width (options, else metadata, else the file's fixed size, else the
+    default), checked against a size fixed in the file; its origin goes into ``origin``."""
     size_text = given(options, SIZE_FIELD, explicit)
     if size_text is not None:
         size, origin["input_size"] = parse_input_size(size_text, label), ("user", "option input_size")
@@ -286,6 +328,19 @@ def resolve_facts(
         )
     if fixed_size is not None:
         origin["input_size"] = ("file", fixed_where) if origin["input_size"][0] != "user" else origin["input_size"]
+    return size
+
+
+def _class_names(
+    label: str,
+    options: Mapping[str, str] | None,
+    explicit: bool,
+    metadata: Mapping[str, object],
+    outputs: int,
+    where: Callable[[str], str],
+    origin: dict[str, tuple[str, str]],
+) -> tuple[str, ...]:
+    """The class names (options, else metadata, else ``class 0`` …), one per output; their origin goes into ``origin``."""
     classes_text = given(options, CLASSES_FIELD, explicit)
     if classes_text is not None:
         names, origin["class_names"] = parse_classes(classes_text, label), ("user", "option classes")
@@ -296,16 +351,7 @@ def resolve_facts(
         origin["class_names"] = ("default", f"no names given: class 0 … class {outputs - 1} (the count, {outputs}, is the output layer's)")
     if len(names) != outputs:
         raise InputError(f"{label}: {len(names):,} class names for a model with {outputs:,} outputs; give one name an output")
-    mean, std = facts["mean"], facts["std"]
-    assert isinstance(mean, tuple) and isinstance(std, tuple)
-    recorded = _facts.build(
-        mean=(mean, *origin["mean"]),
-        std=(std, *origin["std"]),
-        input_size=(size, *origin["input_size"]),
-        channels=(channels, *channels_origin),
-        class_names=(names, *origin["class_names"]),
-    )
-    return InputFacts(mean, std, size, names, recorded)
+    return names
 
 
 def default_policy(size: tuple[int, int]) -> ImagePolicy:

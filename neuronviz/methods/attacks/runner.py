@@ -140,6 +140,9 @@ def run_attack(
 ) -> AttackReport:
     """Attack a batch of pixel images with a registered torchattacks attack.
 
+    (Long because its body is one critical section under the model's lock and the caller's budget:
+    clean prediction, targets, attack (:func:`_attack_batch`) and adversarial prediction, then the report.)
+
     Args:
         model: a :class:`PixelModel`; the attack runs on its device, holding its lock.
         x: ``(N, C, H, W)`` pixels in [0, 1]; attacked in one batched call.
@@ -168,14 +171,7 @@ def run_attack(
     check_batch(x, "run_attack")
     x = model.check_pixels(x)
     resolved = resolve_params(info, params, model)
-    work = estimate_work(info, resolved, x.shape[0], model.num_classes)
-    if work > MAX_WORK:
-        raise InputError(
-            f"{info.label} on {x.shape[0]} image(s) with these parameters needs about {work:,.0f} model "
-            f"evaluations; one request may ask for at most {MAX_WORK:,}. Use fewer images, steps or queries."
-        )
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+    _check_request(info, resolved, x.shape[0], model.num_classes, seed)
     n = x.shape[0]
     with budget.default(f"{info.label} on {n} image(s)"), model.lock:
         was_training = model.training
@@ -196,19 +192,9 @@ def run_attack(
         recorder: TraceRecorder | None = None
         if index.numel():
             xa = x[index.to(x.device)] if index.numel() < n else x
-            mode = info.draws(resolved) if seed is not None else "none"
-            rng = RequestRandomness(int(seed), model.device, mode) if seed is not None and mode != "none" else None
-            recorder = TraceRecorder(model, xa.shape[0], rng=rng)
-            try:
-                with (rng.active() if rng is not None else nullcontext()), torch.enable_grad():
-                    attack = info.build(recorder, resolved, int(seed or 0))
-                    if attack_target is not None:
-                        attack.set_mode_targeted_by_label(quiet=True)
-                        out = attack(xa, attack_target[index].to(model.device))
-                    else:
-                        out = attack(xa, label_tensor[index].to(model.device))
-            finally:
-                model.train(was_training)
+            chosen = attack_target if attack_target is not None else label_tensor
+            out, recorder = _attack_batch(model, info, resolved, xa, chosen[index], attack_target is not None, seed,
+                                          was_training)
             adversarial[index.to(x.device)] = out.detach().clamp(0.0, 1.0)
         with torch.no_grad():
             adv_probs = model(adversarial).softmax(1).cpu()
@@ -241,6 +227,45 @@ def run_attack(
         attacked=attacked,
         evaluations=(recorder.images_forward + recorder.images_backward) if recorder is not None else 0,
     )
+
+
+def _check_request(info: AttackInfo, resolved: Mapping[str, Any], n: int, classes: int, seed: int | None) -> None:
+    """Refuse a request above :data:`MAX_WORK` model evaluations or a seed that is not a non-negative integer."""
+    work = estimate_work(info, resolved, n, classes)
+    if work > MAX_WORK:
+        raise InputError(
+            f"{info.label} on {n} image(s) with these parameters needs about {work:,.0f} model "
+            f"evaluations; one request may ask for at most {MAX_WORK:,}. Use fewer images, steps or queries."
+        )
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+
+
+def _attack_batch(
+    model: PixelModel,
+    info: AttackInfo,
+    resolved: Mapping[str, Any],
+    xa: torch.Tensor,
+    classes: torch.Tensor,
+    targeted: bool,
+    seed: int | None,
+    was_training: bool,
+) -> tuple[torch.Tensor, TraceRecorder]:
+    """Run the torchattacks attack on ``xa`` (towards ``classes`` when ``targeted``, else away from them)
+    with the request's own random numbers; its raw output and the recorder that traced it.
+    The model's training flag is restored to ``was_training`` afterwards."""
+    mode = info.draws(resolved) if seed is not None else "none"
+    rng = RequestRandomness(int(seed), model.device, mode) if seed is not None and mode != "none" else None
+    recorder = TraceRecorder(model, xa.shape[0], rng=rng)
+    try:
+        with (rng.active() if rng is not None else nullcontext()), torch.enable_grad():
+            attack = info.build(recorder, resolved, int(seed or 0))
+            if targeted:
+                attack.set_mode_targeted_by_label(quiet=True)
+            out = attack(xa, classes.to(model.device))
+    finally:
+        model.train(was_training)
+    return out, recorder
 
 
 def _trace(
