@@ -200,7 +200,7 @@ def test_main_flow_in_chromium(server_url: str, browser):
             page.screenshot(path=shots / f"{number:02d}-{title.lower().replace(' ', '-').replace('&', 'and')}.png", full_page=True)
 
         # A file that is not an image (Model & image page): a clear error, the digit stays.
-        assert _metric_value(page, "Prediction") == "9"
+        assert _metric_value(page, "Prediction") == "7"
         sidebar.get_by_role("radiogroup", name="Source").nth(1).get_by_role("radio", name="Upload").click()
         _wait_for_run(page)
         # The image uploader (the sidebar's Session expander, drawn after it, has an uploader too).
@@ -211,8 +211,8 @@ def test_main_flow_in_chromium(server_url: str, browser):
         expect(error).to_be_visible(timeout=RUN_TIMEOUT_MS)
         _wait_for_run(page)
         _assert_no_exception(page)
-        assert "Still showing digit 9" in error.inner_text()
-        assert _metric_value(page, "Prediction") == "9"
+        assert "Still showing digit 7" in error.inner_text()
+        assert _metric_value(page, "Prediction") == "7"
         page.screenshot(path=shots / "11-bad-upload.png")
     finally:
         page.close()
