@@ -6,14 +6,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from neuronviz.infra.errors import InputError
 
-if TYPE_CHECKING:  # types only: infra imports nothing from the layers above it
-    from neuronviz.core.models.pixel import PixelModel
+
+class HasChannels(Protocol):
+    """What a schema reads of a model (a :class:`~neuronviz.core.models.pixel.PixelModel` has it):
+    infra imports nothing from the layers above it, not even for types."""
+
+    @property
+    def channels(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class Param:
     pixel_scale: bool = False
     default_gray: Any = None
 
-    def default_for(self, model: PixelModel | None) -> Any:
+    def default_for(self, model: HasChannels | None) -> Any:
         if model is not None and model.channels == 1 and self.default_gray is not None:
             return self.default_gray
         return self.default
@@ -114,7 +119,7 @@ def format_eps(value: float, pixel_scale: bool = True) -> str:
     return f"{value:.4g} ({over_255(value)}/255)"
 
 
-def resolve(schema: tuple[Param, ...], params: Mapping[str, Any] | None, model: PixelModel | None, owner: str) -> dict[str, Any]:
+def resolve(schema: tuple[Param, ...], params: Mapping[str, Any] | None, model: HasChannels | None, owner: str) -> dict[str, Any]:
     """Defaults of ``schema`` for this model, overridden by ``params``, each validated.
 
     Unknown names are refused with the list of known ones; pixel budgets may be given as
