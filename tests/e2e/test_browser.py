@@ -107,7 +107,7 @@ def _assert_no_exception(page) -> None:
 
 
 def _go_to(page, title: str, heading: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
     _wait_for_run(page)
     _assert_no_exception(page)
@@ -134,7 +134,7 @@ def test_main_flow_in_chromium(server_url: str, browser):
     shots = _screenshot_dir()
     page = browser.new_page(viewport={"width": 1600, "height": 1800})
     try:
-        # The default page: Attack, on digits-cnn, the start-up digit (a 9) and PGD at its defaults.
+        # The default page: Attack, on digits-cnn, the start-up digit (a 7) and PGD at its defaults.
         page.goto(server_url, wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name="Attack").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
         expect(page.locator(".js-plotly-plot .gtitle").filter(has_text=re.compile(r"^PSSR$"))).to_be_visible(timeout=RUN_TIMEOUT_MS)
@@ -146,7 +146,7 @@ def test_main_flow_in_chromium(server_url: str, browser):
         assert titles.count("Top-5") >= 4  # clean, adversarial and both restorations (the perturbation has none)
         assert "PGD (L∞)" in page.get_by_test_id("stMain").inner_text()
         verdicts = _verdicts(page)
-        assert len(verdicts) == 4 and verdicts[0].startswith("9 · ") and verdicts[1].endswith("· fooled")
+        assert len(verdicts) == 4 and verdicts[0].startswith("7 · ") and verdicts[1].endswith("· fooled")
         page.screenshot(path=shots / "01-attack.png", full_page=True)
 
         # Another attack from the sidebar form: nothing runs until "Run attack" is pressed.
