@@ -26,6 +26,9 @@ from neuronviz.workflows.analysis import restoration_outcome, restoration_verdic
 IMAGE_HEIGHT = 240
 
 
+#: Defences per row of columns: four keep a defence's name, restored image and top-5 bars legible at 1280 px.
+DEFENCES_PER_ROW = 4
+
 def shown_defences() -> list[Defence]:
     """The defences shown side by side: every registered one but the identity, in registry order
     (NIP guided, oracle, reactive, PSSR, then plugins')."""
@@ -119,21 +122,32 @@ def render() -> None:
     _introduction(model, result)
     _clean_and_adversarial(result)
     pssr_training.render(model)  # your evaluation images: train PSSR's regenerator, reactive NIP's profiles
-    # -- the defences side by side (one row of columns per kind of element, so the rows line up) ------
+    # -- the defences side by side (one row of columns per kind of element, so the rows line up), at
+    # most DEFENCES_PER_ROW to a row so that names, images and bars stay legible at 1280 px -----------
     shown = shown_defences()
     order = [d.name for d in shown]  # the page's order of names
-    _headings_row(shown)
-    _parameters_row(order, model, result)
-    restorations = _restored_row(shown, model, result)
-    record = exports.analysis_record(
-        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
-    )
-    _predictions_row(order, selection, result, restorations, record)
-    _notes_row(order, restorations)
+    restorations: dict[str, Restoration | None] = {}
+    for start in range(0, len(shown), DEFENCES_PER_ROW):
+        group = shown[start:start + DEFENCES_PER_ROW]
+        names = [d.name for d in group]
+        _headings_row(group)
+        _parameters_row(names, model, result)
+        restored = _restored_row(group, model, result)
+        restorations.update(restored)
+        _predictions_row(names, selection, result, restored, _record(selection, result, restored))
+        _notes_row(names, restored)
+    record = _record(selection, result, restorations)
     attacker_knows(model, result, order, restorations)
     nip_steps(selection, result, restorations, record)
     pssr_section(result, restorations, record)
     decision_numbers(selection, result, restorations, record)
+
+
+def _record(selection: state.Selection, result: analysis.Analysis, restorations: dict[str, Restoration | None]) -> dict:
+    """The provenance record of the analysis with the parameters of these restorations."""
+    return exports.analysis_record(
+        selection, result, restored={name: dict(r.params) for name, r in restorations.items() if r is not None}
+    )
 
 
 def _introduction(model: PixelModel, result: analysis.Analysis) -> None:
@@ -287,7 +301,9 @@ def attacker_knows(model: PixelModel, result: analysis.Analysis, order: list[str
     if result.choice.target is not None:
         st.info("The adaptive attack is untargeted; this analysis is targeted, so it moves away from the benign class "
                 "instead of toward the target.", icon=":material/info:")
-    for column, name in zip(columns(len(order), gap="medium"), order):
+    cells = [cell for start in range(0, len(order), DEFENCES_PER_ROW)
+             for cell in columns(len(order[start:start + DEFENCES_PER_ROW]), gap="medium")]
+    for column, name in zip(cells, order):
         with column:
             if restorations.get(name) is None:
                 continue
