@@ -1,34 +1,37 @@
 """Benchmark: all-layer influence in one pass vs Captum's multi-layer call and vs the gradient floor.
 
-    python bench/influence.py [--repeats 15] [--device cpu] [--models digits-cnn,digits-resnet,resnet18]
-                              [--layer-set conv|all|both] [--threads N] [--no-loop]
+    python bench/influence.py [--repeats 21] [--device cpu] [--models digits-cnn,digits-resnet,digits-vit,resnet18]
+                              [--layer-set conv|all|both] [--batch 2] [--threads N] [--loop]
 
-For each model (digits-cnn, digits-resnet and digits-vit with their embedded weights, 1×28×28;
-torchvision resnet18 with random weights, ``weights=None``, 3×224×224), batch 2 (``--batch``), it times, **interleaved**
-(each repetition runs A, B, C, D once, in an order that rotates between repetitions):
+Models: digits-cnn, digits-resnet and digits-vit with their embedded weights (1×28×28) and
+torchvision resnet18 with random weights (``weights=None``, 3×224×224). For every (model, layer
+set) it times, **interleaved across all of them** (each repetition runs every model's columns
+once, in an order that rotates between repetitions, so a burst of load hits every ratio alike):
 
-  A  ours: ``neuron_influence(model, x, layers, target)`` (grad × act, every layer, one pass),
-     results reduced per channel and on the CPU;
-  B  Captum 0.9's multi-layer call ``LayerGradientXActivation(model, [module, ...]).attribute(x,
-     target)``: one forward, one backward for all layers (full-size attributions, not reduced);
-  C  the floor: one forward pass plus one backward pass of the target logit to the input only
-     (``torch.autograd.grad(z_c.sum(), x)``, no parameter gradients);
-  D  (extra column) Captum's ``LayerGradientXActivation`` called once per layer (in the first
-     third of the repetitions only: it is slow).
+  ours    ``neuron_influence(model, x, layers, target)`` (grad × act of every layer, one forward
+          and one backward pass), results reduced per neuron and on the CPU: the dashboard's path;
+  captum  Captum's multi-layer call ``LayerGradientXActivation(model, [module, ...]).attribute(x,
+          target)``: one forward, one backward for all layers (full-size attributions, not
+          reduced). A transformer's heads layer is recorded by us at the input of its ``proj``;
+          Captum's one call cannot mix layer inputs and outputs, so it times ``proj``'s output
+          there (the same shape and work) and the parity check asks it for the inputs separately;
+  floor   one forward pass plus one backward pass of the target logit to the input only
+          (``torch.autograd.grad(z_c.sum(), x)``, no parameter gradients);
+  loop    (``--loop``, extra column) Captum called once per layer.
 
-and prints the medians and the medians of the per-repetition ratios ours ÷ Captum multi-layer,
-ours ÷ floor (targets ≤ 0.8, and ≤ 1.3 on the digits models, ≤ 1.1 on resnet18) and Captum loop ÷ ours; and, for a loaded machine, the
-same ratios of the fastest repetition of each (load only ever adds time, so the minimum is the
-closest to an unloaded machine). Before timing it checks that
-Captum's multi-layer call, summed per channel, gives our numbers (the max relative error is
-printed). Layer sets: ``conv`` = the conv/BN/linear layers (41 in resnet18, 31 in
-digits-resnet: the issue's reference set), ``all`` = every probe layer (+ activations, pools and
-block outputs).
+It prints the thread count and the load average (before and after), the medians, and the medians
+of the per-repetition ratios ours ÷ Captum multi-layer and ours ÷ floor (issue 25's targets: ≤ 0.8
+and ≤ 1.3 on the digits models at batch 1–2; ≤ 0.8 and ≤ 1.1 on resnet18), and the same ratios of
+the fastest repetition of each (load only ever adds time). Before timing it checks that Captum,
+summed per neuron, gives our numbers (the max relative error is printed). Layer sets: ``all`` =
+every probe layer (the dashboard's default, ``probe_layers``), ``conv`` = the conv/BN/linear
+layers (41 in resnet18, 31 in digits-resnet: issue 14's reference set).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -39,14 +42,17 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from neuronviz.core.layers import neuron_sums  # noqa: E402
 from neuronviz.core.models import load_model  # noqa: E402
+from neuronviz.core.probe import tap  # noqa: E402
 from neuronviz.methods.influence import neuron_influence, probe_layers  # noqa: E402
 
 MODELS = {"digits-cnn": "default", "digits-resnet": "default", "digits-vit": "default", "resnet18": None}
 LAYER_SETS = {
-    "conv": (nn.Conv2d, nn.BatchNorm2d, nn.Linear),  # the issue's reference set (41 in resnet18)
-    "all": None,  # + activations, pools and block outputs (probe_layers' default)
+    "all": None,  # every probe layer (probe_layers' default: the dashboard's)
+    "conv": (nn.Conv2d, nn.BatchNorm2d, nn.Linear),  # issue 14's reference set (41 in resnet18)
 }
+TARGETS = {"resnet18": (0.8, 1.1)}  # (÷ Captum, ÷ floor); the digits models: (0.8, 1.3)
 
 
 def _sync(device: torch.device) -> None:
@@ -69,107 +75,124 @@ def floor_pass(model, x, target):
     return torch.autograd.grad(logits.gather(1, target[:, None]).sum(), xg)[0]
 
 
-def setup(name: str, device: str, kinds, batch: int = 2):
+def setup(name: str, device: str, kinds, batch: int = 2) -> dict:
     from captum.attr import LayerGradientXActivation
 
     model = load_model(name, weights=MODELS.get(name, "default"), device=device)
     torch.manual_seed(0)
     x = torch.rand(batch, model.channels, *model.input_size, device=model.device)
-    layers = [info.name for info in probe_layers(model, kinds=kinds)]
-    modules = model.layers(layers)
+    infos = probe_layers(model, kinds=kinds)
+    layers = [info.name for info in infos]
+    taps = [tap(model, layer) for layer in layers]
     with torch.no_grad():
         target = model(x).argmax(1)
-    multi = LayerGradientXActivation(model, modules)
+    multi = LayerGradientXActivation(model, [t.module for t in taps])
     fns = {
         "ours": lambda: neuron_influence(model, x, layers=layers, target=target),
         "captum": lambda: multi.attribute(x, target=target),
         "floor": lambda: floor_pass(model, x, target),
-        "loop": lambda: [LayerGradientXActivation(model, m).attribute(x, target=target) for m in modules],
+        "loop": lambda: [LayerGradientXActivation(model, t.module).attribute(x, target=target, attribute_to_layer_input=t.on_input)
+                         for t in taps],
     }
-    return model, x, target, layers, fns
+    return {"name": name, "model": model, "x": x, "target": target, "infos": infos, "taps": taps, "fns": fns}
 
 
-def parity(fns, layers) -> float:
-    """Max relative error of Captum's multi-layer call (summed per channel) against ours."""
-    ours = fns["ours"]()
-    theirs = fns["captum"]()
+def parity(case: dict) -> float:
+    """Max relative error of Captum (summed per neuron like ours) against ours, over every layer."""
+    from captum.attr import LayerGradientXActivation
+
+    model, x, target, taps = case["model"], case["x"], case["target"], case["taps"]
+    ours = case["fns"]["ours"]()
+    theirs = list(case["fns"]["captum"]())
+    inputs = [i for i, t in enumerate(taps) if t.on_input]
+    if inputs:  # heads layers: Captum at the input of proj, in a call of its own
+        extra = LayerGradientXActivation(model, [taps[i].module for i in inputs]).attribute(x, target=target, attribute_to_layer_input=True)
+        for i, ref in zip(inputs, extra if len(inputs) > 1 else [extra]):
+            theirs[i] = ref[0] if isinstance(ref, (tuple, list)) else ref
     worst = 0.0
-    for name, ref in zip(layers, theirs):
-        ref = ref.detach().cpu()
-        neurons = ours[name].values.shape[1]
-        if ref.dim() == 3 and ref.shape[2] == neurons:  # (batch, tokens, features): a token layer's neurons are features
-            ref = ref.sum(1)
-        else:  # (batch, channels, ...) → per channel
-            ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref.flatten(1)
+    for info, ref in zip(case["infos"], theirs):
+        ref = neuron_sums(ref.detach(), "channel", info).cpu()
         scale = float(ref.abs().max()) or 1.0
-        worst = max(worst, float((ours[name].values - ref).abs().max()) / scale)
+        worst = max(worst, float((ours[info.name].values - ref).abs().max()) / scale)
     return worst
 
 
-def bench(name: str, device: str, kinds, repeats: int, loop: bool, batch: int = 2) -> dict:
-    model, x, target, layers, fns = setup(name, device, kinds, batch)
-    error = parity(fns, layers)
+def measure(cases: list[dict], repeats: int, loop: bool) -> list[dict]:
+    """Every case's columns, interleaved: each repetition visits every case in a rotating order."""
     columns = ["ours", "captum", "floor"] + (["loop"] if loop else [])
-    for column in columns + columns:
-        fns[column]()  # warm-up
-    times: dict[str, list[float]] = {c: [] for c in columns}
+    slots = [(case, column) for case in cases for column in columns]
+    for case, column in slots + slots:
+        case["fns"][column]()  # warm-up
+    for case in cases:
+        case["times"] = {c: [] for c in columns}
     loop_reps = max(3, repeats // 3)  # the slow per-layer loop: in the first repetitions only
     for rep in range(repeats):
-        present = [c for c in columns if c != "loop" or rep < loop_reps]
-        order = present[rep % len(present):] + present[: rep % len(present)]  # rotate who goes first
-        for column in order:
-            times[column].append(_time(fns[column], model.device))
-    # per-repetition ratios (zip stops at the shorter list: the loop's ratio uses its own repetitions)
-    ratio = lambda a, b: statistics.median(p / q for p, q in zip(times[a], times[b]))  # noqa: E731
-    return {
-        "model": name,
-        "layers": len(layers),
-        "error": error,
-        **{f"{c}_s": statistics.median(times[c]) for c in columns},
-        "ours/captum": ratio("ours", "captum"),
-        "ours/floor": ratio("ours", "floor"),
-        "captum/floor": ratio("captum", "floor"),
-        "loop/ours": ratio("loop", "ours") if loop else float("nan"),
-        # the fastest repetition of each: what an unloaded machine gives (a loaded one only adds time)
-        "min ours/captum": min(times["ours"]) / min(times["captum"]),
-        "min ours/floor": min(times["ours"]) / min(times["floor"]),
-    }
-
-
-def run(models, device: str, layer_sets, repeats: int, loop: bool = True, out=print, batch: int = 2) -> list[dict]:
-    out(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch {batch}, "
-        f"{repeats} interleaved repetitions (medians; ratios are medians of per-repetition ratios)")
-    out(f"{'model':14s} {'set':4s} {'layers':>6s} {'ours ms':>8s} {'captum ms':>9s} {'floor ms':>8s} {'loop ms':>8s} "
-        f"{'ours/captum':>11s} {'ours/floor':>10s} {'captum/floor':>12s} {'loop/ours':>9s} {'max rel err':>11s} "
-        f"{'min: ours/captum':>16s} {'ours/floor':>10s}")
+        for i in range(len(cases)):
+            case = cases[(i + rep) % len(cases)]
+            present = [c for c in columns if c != "loop" or rep < loop_reps]
+            for column in present[rep % len(present):] + present[: rep % len(present)]:
+                case["times"][column].append(_time(case["fns"][column], case["model"].device))
     rows = []
+    for case in cases:
+        times = case["times"]
+        ratio = lambda a, b: statistics.median(p / q for p, q in zip(times[a], times[b]))  # noqa: E731
+        rows.append({
+            "model": case["name"], "set": case["set"], "layers": len(case["infos"]), "error": case["error"],
+            **{f"{c}_s": statistics.median(times[c]) for c in columns},
+            "ours/captum": ratio("ours", "captum"), "ours/floor": ratio("ours", "floor"),
+            "captum/floor": ratio("captum", "floor"), "loop/ours": ratio("loop", "ours") if loop else float("nan"),
+            "min ours/captum": min(times["ours"]) / min(times["captum"]),
+            "min ours/floor": min(times["ours"]) / min(times["floor"]),
+        })
+    return rows
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def run(models, device: str, layer_sets, repeats: int, loop: bool = False, out=print, batch: int = 2) -> list[dict]:
+    out(f"torch {torch.__version__}, device {device}, torch threads {torch.get_num_threads()}, batch {batch}, "
+        f"{repeats} repetitions interleaved across all models (medians; ratios are medians of per-repetition ratios); "
+        f"CPUs {os.cpu_count()}, load average (1, 5, 15 min) before: {_load()}")
+    cases = []
     for name in models:
         for label in layer_sets:
-            r = bench(name, device, LAYER_SETS[label], repeats, loop, batch)
-            r["set"] = label
-            rows.append(r)
-            out(f"{r['model']:14s} {label:4s} {r['layers']:6d} {1e3 * r['ours_s']:8.2f} {1e3 * r['captum_s']:9.2f} "
-                f"{1e3 * r['floor_s']:8.2f} {1e3 * r.get('loop_s', float('nan')):8.1f} {r['ours/captum']:11.2f} "
-                f"{r['ours/floor']:10.2f} {r['captum/floor']:12.2f} {r['loop/ours']:9.1f} {r['error']:11.1e} "
-            f"{r['min ours/captum']:16.2f} {r['min ours/floor']:10.2f}")
-    out("targets (issue 25): ours/captum <= 0.8 everywhere; ours/floor <= 1.3 on the digits models at batch 1-2, <= 1.1 on resnet18")
+            case = setup(name, device, LAYER_SETS[label], batch)
+            case["set"], case["error"] = label, parity(case)
+            cases.append(case)
+    rows = measure(cases, repeats, loop)
+    out(f"{'model':14s} {'set':4s} {'layers':>6s} {'ours ms':>8s} {'captum ms':>9s} {'floor ms':>8s} {'loop ms':>8s} "
+        f"{'ours/captum':>11s} {'ours/floor':>10s} {'captum/floor':>12s} {'loop/ours':>9s} {'max rel err':>11s} "
+        f"{'min: ours/captum':>16s} {'ours/floor':>10s}  targets")
+    for r in rows:
+        aim = TARGETS.get(r["model"], (0.8, 1.3))
+        met = r["ours/captum"] <= aim[0] and r["ours/floor"] <= aim[1]
+        out(f"{r['model']:14s} {r['set']:4s} {r['layers']:6d} {1e3 * r['ours_s']:8.2f} {1e3 * r['captum_s']:9.2f} "
+            f"{1e3 * r['floor_s']:8.2f} {1e3 * r.get('loop_s', float('nan')):8.1f} {r['ours/captum']:11.2f} "
+            f"{r['ours/floor']:10.2f} {r['captum/floor']:12.2f} {r['loop/ours']:9.1f} {r['error']:11.1e} "
+            f"{r['min ours/captum']:16.2f} {r['min ours/floor']:10.2f}  <= {aim[0]} / {aim[1]}: {'met' if met else 'NOT met'}")
+    out(f"load average after: {_load()}")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="digits-cnn,digits-resnet,digits-vit,resnet18")
     parser.add_argument("--batch", type=int, default=2, help="images per call (the issue's targets: 1-2)")
-    parser.add_argument("--layer-set", choices=["conv", "all", "both"], default="both")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 is steadier on a loaded machine")
-    parser.add_argument("--no-loop", action="store_true", help="skip Captum's per-layer loop (the extra column)")
+    parser.add_argument("--layer-set", choices=["conv", "all", "both"], default="all")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--loop", action="store_true", help="also time Captum's per-layer loop (the extra column; slow)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sets = ["conv", "all"] if args.layer_set == "both" else [args.layer_set]
-    run(args.models.split(","), args.device, sets, args.repeats, loop=not args.no_loop, batch=args.batch)
+    sets = ["all", "conv"] if args.layer_set == "both" else [args.layer_set]
+    run(args.models.split(","), args.device, sets, args.repeats, loop=args.loop, batch=args.batch)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,20 @@ class Recording:
     _versions: dict[str, list[tuple[torch.Tensor, int]]] = field(default_factory=dict)
     _modules: list[Tap] = field(default_factory=list)
     _checked: bool = False
+    _replace: dict[str, Replacement] = field(default_factory=dict)
+    _handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
+    _remembered: bool = False  # the taps came from the model's memo (see :func:`memo`)
+
+    def _attach(self) -> None:
+        """Register one hook per tap (the set of layers to clone is the model's own, so later marks are seen)."""
+        cloned = _MODIFIED_IN_PLACE.setdefault(self.model, set())
+        for where in self._modules:
+            self._handles.append(_register(where, _make_hook(self, self._replace, cloned, where.name, where.on_input)))
+
+    def _detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
     def forward(self, x: torch.Tensor, require_called: bool = True) -> torch.Tensor:
         """Run the model on ``x`` (pixels); the hooks record each layer. Call under ``torch.no_grad()``
@@ -133,6 +147,12 @@ class Recording:
         else:
             raise InputError(f"the outputs of {changed} keep changing in place; they cannot be recorded")
         missing = [name for name in self.layers if not self.outputs[name]]
+        if missing and self._remembered:  # the remembered modules may be stale (a layer was replaced): look again
+            forget(self.model)
+            self._detach()
+            self._modules, self._remembered, self._checked = _taps(self.model, list(self.layers)), False, False
+            self._attach()
+            return self.forward(x, require_called)
         if missing and require_called:
             raise InputError(f"these layers were not called in the forward pass: {missing}")
         return self.logits
@@ -279,14 +299,40 @@ def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:
     return None, None
 
 
-def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> list[Tap]:
+#: Per model object: facts that depend on its module tree only (not on its weights), e.g. the
+#: modules a list of layer names resolves to. Looking them up again costs a walk over every module
+#: (and, for a layer description, over the state dict) on every call: 2–10% of a small model's
+#: forward and backward pass. A forward pass in which a remembered layer is not called (it was
+#: replaced) forgets the model's memo and looks again.
+_MEMO: weakref.WeakKeyDictionary[PixelModel, dict[object, Any]] = weakref.WeakKeyDictionary()
+
+
+def memo(model: PixelModel) -> dict[object, Any]:
+    """The model object's memo: a dict for facts that depend on its module tree, not its weights
+    (cleared by :func:`forget`, and by a probe whose remembered layers were not called)."""
+    return _MEMO.setdefault(model, {})
+
+
+def forget(model: PixelModel) -> None:
+    """Drop everything remembered about the model's module tree (after replacing one of its modules)."""
+    _MEMO.pop(model, None)
+
+
+def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> tuple[list[Tap], bool]:
+    """The taps of ``layers`` and whether they came from the model's memo."""
     if isinstance(layers, str):
         layers = [layers]
+    key = ("taps", tuple(layers))
+    remembered = memo(model).get(key)
+    if remembered is not None:
+        return list(remembered), True
     if not layers:
         raise InputError("no layers to probe")
     if len(set(layers)) != len(layers):
         raise InputError(f"a layer is named twice: {list(layers)}")
-    return _taps(model, list(layers))
+    taps = _taps(model, list(layers))
+    memo(model)[key] = tuple(taps)
+    return taps, False
 
 
 Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -333,22 +379,16 @@ def probe(
     """
     if not isinstance(model, PixelModel):
         raise InputError(f"probe needs a PixelModel, got {type(model).__name__}")
-    modules = _resolve_modules(model, layers)
-    recording = Recording(model=model, layers=tuple(t.name for t in modules), _modules=modules)
-    replace = _checked_replace(replace, recording.layers)
-    handles = []
-    # The layers to clone: the model's own set in _MODIFIED_IN_PLACE, filled by the first
-    # forward pass of a probe (and by a retry of it), so the hooks see every mark.
-    cloned = _MODIFIED_IN_PLACE.setdefault(model, set())
-
+    modules, remembered = _resolve_modules(model, layers)
+    names = tuple(t.name for t in modules)
+    recording = Recording(model=model, layers=names, _modules=modules, _remembered=remembered)
+    recording._replace = _checked_replace(replace, names) if replace else {}
     with model.lock:
-        try:
-            for where in modules:
-                handles.append(_register(where, _make_hook(recording, replace, cloned, where.name, where.on_input)))
+        try:  # the layers to clone: the model's own set in _MODIFIED_IN_PLACE, filled by the first probed forward pass
+            recording._attach()
             yield recording
         finally:
-            for handle in handles:
-                handle.remove()
+            recording._detach()
 
 
 _INPLACE_FREE = cache.new_cache("probe.without_inplace", max_entries=1)

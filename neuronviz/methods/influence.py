@@ -46,7 +46,7 @@ from neuronviz.core.layers import check_tokens, influence_product, layer_infos, 
 from neuronviz.core.layers import default_layer as default_layer  # these names stay importable from here
 from neuronviz.core.layers import probe_layers as probe_layers
 from neuronviz.core.models.pixel import PixelModel, require_pixel_model
-from neuronviz.core.probe import probe, tap, without_inplace
+from neuronviz.core.probe import forget, memo, probe, tap, without_inplace
 from neuronviz.infra.errors import InputError
 from neuronviz.infra.limits import check_batch
 from neuronviz.infra.registry import Registry
@@ -264,6 +264,27 @@ def _resolve_layers(model: PixelModel, layers) -> list[str]:
     return list(layers)  # probe() checks the names (one walk over the modules), with close names when one is unknown
 
 
+class _StaleLayers(Exception):
+    """A remembered layer description does not fit the activation recorded (the model was changed)."""
+
+
+def _layer_plan(model: PixelModel, layers) -> tuple[list[str], tuple[LayerInfo, ...]]:
+    """The layer names (``None``: :func:`probe_layers`) and their descriptions, remembered per model
+    object (:func:`neuronviz.core.probe.memo`): describing them again walks the state dict and every
+    module, 5–7% of a small model's forward and backward pass. An unknown name raises (with close
+    names) before any work; a description that no longer fits is caught by :func:`_single_pass`."""
+    if layers is not None and not isinstance(layers, str) and not all(isinstance(n, str) for n in layers):
+        names = _resolve_layers(model, layers)
+        return names, layer_infos(model, names)  # the precise error of the name that is not a string
+    key = ("influence.layers", layers if layers is None or isinstance(layers, str) else tuple(layers))
+    remembered = memo(model).get(key)
+    if remembered is None:
+        names = _resolve_layers(model, layers)
+        remembered = (names, layer_infos(model, names))  # one description look-up for all of them
+        memo(model)[key] = remembered
+    return list(remembered[0]), remembered[1]
+
+
 def neuron_influence(
     model: PixelModel,
     x: torch.Tensor,
@@ -304,14 +325,19 @@ def neuron_influence(
         raise InputError(f"n_steps must be an integer in [1, 512], got {n_steps!r}")
     check_tokens(tokens)
     x = model.check_pixels(x)
-    names = _resolve_layers(model, layers)
-    infos = layer_infos(model, names)  # one description look-up; an unknown name: the error with close names, before any work
+    names, infos = _layer_plan(model, layers)
     for info in infos:
         check_tokens(tokens, info)
-    target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(model.device)
+    target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(x.device)
     request = InfluenceRequest(model, x, infos, target_tensor, granularity, tokens, n_steps, internal_batch_size)
     with model.lock:
-        raw, target_tensor = entry.compute(request)
+        try:
+            raw, target_tensor = entry.compute(request)
+        except _StaleLayers:  # the remembered descriptions no longer fit the network: describe it again
+            forget(model)
+            names, infos = _layer_plan(model, layers)
+            request = dataclasses.replace(request, layers=infos)
+            raw, target_tensor = entry.compute(request)
     host = _to_cpu([t for name in names for t in raw[name]])
     target_cpu = target_tensor.cpu()
     result = {}
@@ -340,37 +366,45 @@ def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluenc
     """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
 
     Results are already reduced to neurons: ``{name: (activation, influence)}``. For grad×act,
-    each layer's activation × gradient is reduced (a per-neuron dot product over its positions,
-    or per unit) inside the backward pass as soon as its gradient is formed, together with the
-    activation's own sum; no full-size gradient is kept (:meth:`Recording.backward`).
+    ONE ``torch.autograd.grad`` call returns every layer's gradient (:meth:`Recording.gradients`;
+    no Python runs inside the backward pass), then each layer's activation × gradient is reduced
+    per neuron (a product and one sum over its positions, Captum's own arithmetic) with the
+    activation's own sum.
     """
     model, x, target = request.model, request.x, request.target
     granularity, tokens = request.granularity, request.tokens
-    infos = {info.name: info for info in request.layers}
-    names = list(infos)
+    infos = request.layers
+    names = [info.name for info in infos]
+    native = tuple(x.shape[2:]) == model.input_size  # the size the layers were described at
     with probe(model, names) as rec:
         if not with_gradients:
             with torch.no_grad():
                 logits = rec.forward(x)
             target = logits.argmax(1) if target is None else target
             out = {}
-            for name in names:
-                reduced = neuron_sums(rec.activation(name), granularity, infos[name], tokens)
-                out[name] = (reduced, reduced)
+            for info in infos:
+                if native and rec.activation(info.name).shape[1:] != info.output_shape:
+                    raise _StaleLayers(info.name)
+                reduced = neuron_sums(rec.activation(info.name), granularity, info, tokens)
+                out[info.name] = (reduced, reduced)
             return out, target
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
+        grads = rec.gradients(logits.gather(1, target[:, None]).sum(), names)
         result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
-            info = infos[name]
-            result[name] = (
-                neuron_sums(activation, granularity, info, tokens),
-                influence_product(activation, grad, granularity, info, tokens),
-            )
-
-        rec.backward(logits.gather(1, target[:, None]).sum(), each, names)
-        return {name: result[name] for name in names}, target
+        for info in infos:
+            activation, grad = rec.activation(info.name).detach(), grads[info.name]
+            if native and activation.shape[1:] != info.output_shape:
+                raise _StaleLayers(info.name)
+            if granularity == "channel" and info.layout == "channels_first" and activation.dim() > 2:
+                a = activation.flatten(2)  # the common case, without the general path's layout look-ups
+                result[info.name] = (a.sum(2), (a * grad.flatten(2)).sum(2))
+            else:
+                result[info.name] = (
+                    neuron_sums(activation, granularity, info, tokens),
+                    influence_product(activation, grad, granularity, info, tokens),
+                )
+        return result, target
 
 
 def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
