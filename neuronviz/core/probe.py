@@ -175,7 +175,8 @@ class Recording:
         return calls[0]
 
     def gradients(self, objective: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """∂ objective / ∂ activation for each named layer, in ONE backward pass.
+        """∂ objective / ∂ activation for each named layer, in ONE backward pass (layers that output
+        one tensor, a block and its last ReLU, get one gradient tensor: treat the results as read-only).
 
         Only the part of the graph between the objective and the earliest requested layer is
         evaluated; no parameter gradients are formed (the model's parameters are frozen). A layer
@@ -185,10 +186,11 @@ class Recording:
         _check_scalar(objective)
         names = list(names or self.layers)
         tensors = [self.activation(name) for name in names]
-        grads = torch.autograd.grad(objective, tensors, allow_unused=True)
+        unique = list({id(t): t for t in tensors}.values())  # a block and its last ReLU output one tensor: asked for once
+        grads = dict(zip(map(id, unique), torch.autograd.grad(objective, unique, allow_unused=True)))
         return {
-            name: torch.zeros_like(tensor) if grad is None else grad  # None: the objective does not depend on it
-            for name, tensor, grad in zip(names, tensors, grads)
+            name: torch.zeros_like(tensor) if grads[id(tensor)] is None else grads[id(tensor)]  # None: no dependence
+            for name, tensor in zip(names, tensors)
         }
 
     def backward(

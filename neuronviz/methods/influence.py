@@ -326,8 +326,9 @@ def neuron_influence(
     check_tokens(tokens)
     x = model.check_pixels(x)
     names, infos = _layer_plan(model, layers)
-    for info in infos:
-        check_tokens(tokens, info)
+    if tokens != "all":  # "all" fits every layer
+        for info in infos:
+            check_tokens(tokens, info)
     target_tensor = None if target is None else model.check_classes(target, x.shape[0]).to(x.device)
     request = InfluenceRequest(model, x, infos, target_tensor, granularity, tokens, n_steps, internal_batch_size)
     with model.lock:
@@ -391,20 +392,36 @@ def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluenc
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
         grads = rec.gradients(logits.gather(1, target[:, None]).sum(), names)
-        result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for info in infos:
-            activation, grad = rec.activation(info.name).detach(), grads[info.name]
-            if native and activation.shape[1:] != info.output_shape:
-                raise _StaleLayers(info.name)
-            if granularity == "channel" and info.layout == "channels_first" and activation.dim() > 2:
-                a = activation.flatten(2)  # the common case, without the general path's layout look-ups
-                result[info.name] = (a.sum(2), (a * grad.flatten(2)).sum(2))
-            else:
-                result[info.name] = (
-                    neuron_sums(activation, granularity, info, tokens),
-                    influence_product(activation, grad, granularity, info, tokens),
-                )
-        return result, target
+        return _reduce(rec, request, grads, native), target
+
+
+def _reduce(rec, request: InfluenceRequest, grads: dict[str, torch.Tensor], native: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (activation, activation × gradient) reduced to neurons. A channels-first layer
+    per channel: the product and one sum over its positions (Captum's own arithmetic), without the
+    general path's layout look-ups; a tensor that two layers output (a block and its last ReLU) is
+    reduced once (the second gets copies). ``native``: the input has the size the layers were
+    described at, so a recorded shape that differs from its description means the model changed."""
+    granularity, tokens = request.granularity, request.tokens
+    result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for info in request.layers:
+        recorded = rec.activation(info.name)
+        if native and recorded.shape[1:] != info.output_shape:
+            raise _StaleLayers(info.name)
+        fast = granularity == "channel" and info.layout == "channels_first" and recorded.dim() > 2
+        if fast and id(recorded) in done:
+            result[info.name] = tuple(t.clone() for t in done[id(recorded)])  # type: ignore[assignment]
+            continue
+        activation, grad = recorded.detach(), grads[info.name]
+        if fast:
+            a = activation.flatten(2)
+            result[info.name] = done[id(recorded)] = (a.sum(2), (a * grad.flatten(2)).sum(2))
+        else:
+            result[info.name] = (
+                neuron_sums(activation, granularity, info, tokens),
+                influence_product(activation, grad, granularity, info, tokens),
+            )
+    return result
 
 
 def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
