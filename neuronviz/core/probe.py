@@ -140,7 +140,7 @@ class Recording:
                 self.outputs[name] = []
                 self._versions[name] = []
             self.logits = self.model(x)  # gradients follow the caller's grad mode
-            changed = [name for name, seen in self._versions.items() if any(t._version != v for t, v in seen)]
+            changed = list(dict.fromkeys(name for name, seen in self._versions.items() for t, v in seen if t._version != v))
             if not changed:
                 break
             _mark_modified_in_place(self.model, changed)  # the next attempt clones them
@@ -180,8 +180,8 @@ class Recording:
 
         Only the part of the graph between the objective and the earliest requested layer is
         evaluated; no parameter gradients are formed (the model's parameters are frozen). A layer
-        the objective does not depend on gets zeros. For work on activation × gradient, where the
-        full-size gradients need not be kept, :meth:`backward` is faster.
+        the objective does not depend on gets zeros. Every gradient is held until the call returns;
+        :meth:`backward` hands them on one at a time instead (less memory for large inputs).
         """
         _check_scalar(objective)
         names = list(names or self.layers)
@@ -198,44 +198,60 @@ class Recording:
         objective: torch.Tensor,
         each: Callable[[str, torch.Tensor, torch.Tensor], None],
         names: Sequence[str] | None = None,
-    ) -> None:
+        retain_graph: bool = True,
+    ) -> list[str]:
         """ONE backward pass that hands every named layer's gradient to ``each(name, activation,
         gradient)`` as soon as it is formed (while it is still in cache), and keeps none of them.
 
-        The gradients are caught by tensor hooks. ``torch.autograd.grad`` is asked only for the
-        gradients of the recorded outputs that are leaves (the earliest probed layers: the probe
-        made their outputs leaves), so the engine stores no full-size gradient of the other
-        layers; their hooks fire on the way. A named layer whose hook did not fire (the
-        objective does not depend on it, or it does not descend from a recorded leaf, e.g. when
-        the parameters or the input require grad) is asked for explicitly afterwards (the graph
-        is retained for that), so every layer gets its exact gradient; zeros when the objective
-        does not depend on it. ``activation`` is detached.
+        The gradients are caught by tensor hooks (one per tensor: layers that output one tensor,
+        a block and its last ReLU, are handed the same gradient one after the other).
+        ``torch.autograd.grad`` is asked only for the gradients of the recorded outputs that are
+        leaves (the earliest probed layers: the probe made their outputs leaves), so the engine
+        stores no full-size gradient of the other layers; their hooks fire on the way. A named
+        layer whose hook did not fire (the objective does not depend on it, or it does not
+        descend from a recorded leaf, e.g. when the parameters or the input require grad) is
+        asked for explicitly afterwards (the graph is retained for that), so every layer gets
+        its exact gradient; zeros when the objective does not depend on it. ``activation`` is
+        detached.
+
+        ``retain_graph=False`` frees the graph as the pass goes (faster: the memory of the saved
+        tensors is reused for the gradients); the layers whose hook did not fire are then
+        returned instead of handed to ``each`` (the caller runs the forward pass again for
+        them). Returns the names not handed to ``each`` (always empty with ``retain_graph=True``).
         """
         _check_scalar(objective)
         names = list(names or self.layers)
         tensors = [self.activation(name) for name in names]
+        sharing: dict[int, list[str]] = {}  # id(tensor) -> the names that output it
+        for name, tensor in zip(names, tensors):
+            sharing.setdefault(id(tensor), []).append(name)
         fired: set[str] = set()
 
-        def make_hook(name: str, activation: torch.Tensor):
+        def make_hook(group: list[str], activation: torch.Tensor):
             def hook(grad: torch.Tensor) -> None:
-                fired.add(name)
-                each(name, activation, grad)  # returns None: the gradient itself is left unchanged
+                fired.update(group)
+                for name in group:
+                    each(name, activation, grad)  # returns None: the gradient itself is left unchanged
 
             return hook
 
-        handles = [tensor.register_hook(make_hook(name, tensor.detach())) for name, tensor in zip(names, tensors)]
+        unique = {id(tensor): tensor for tensor in tensors}
+        handles = [tensor.register_hook(make_hook(sharing[key], tensor.detach())) for key, tensor in unique.items()]
         try:  # the leaves among everything recorded (a named layer may descend from one not named)
             leaves = [t for calls in self.outputs.values() for t in calls if t.grad_fn is None and t.requires_grad]
             if leaves:
-                torch.autograd.grad(objective, leaves, allow_unused=True, retain_graph=True)
+                torch.autograd.grad(objective, leaves, allow_unused=True, retain_graph=retain_graph)
         finally:
             for handle in handles:
                 handle.remove()
         missed = [(name, tensor) for name, tensor in zip(names, tensors) if name not in fired]
+        if missed and leaves and not retain_graph:
+            return [name for name, _ in missed]
         if missed:
             grads = torch.autograd.grad(objective, [tensor for _, tensor in missed], allow_unused=True)
             for (name, tensor), grad in zip(missed, grads):
                 each(name, tensor.detach(), torch.zeros_like(tensor) if grad is None else grad)
+        return []
 
 
 def _check_scalar(objective: torch.Tensor) -> None:

@@ -367,15 +367,16 @@ def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluenc
     """One forward (and, for grad×act, one backward) pass for every layer; returns the target used.
 
     Results are already reduced to neurons: ``{name: (activation, influence)}``. For grad×act,
-    ONE ``torch.autograd.grad`` call returns every layer's gradient (:meth:`Recording.gradients`;
-    no Python runs inside the backward pass), then each layer's activation × gradient is reduced
-    per neuron (a product and one sum over its positions, Captum's own arithmetic) with the
-    activation's own sum.
+    each layer's activation × gradient is reduced per neuron inside the backward pass as soon as
+    its gradient is formed (:meth:`Recording.backward`), with the activation's own sum; the
+    graph is freed as the pass goes, so no full-size gradient or saved tensor outlives its use.
+    A layer whose gradient the pass did not reach (the objective does not depend on it) is
+    asked for in a second forward pass.
     """
     model, x, target = request.model, request.x, request.target
     granularity, tokens = request.granularity, request.tokens
-    infos = request.layers
-    names = [info.name for info in infos]
+    infos = {info.name: info for info in request.layers}
+    names = list(infos)
     native = tuple(x.shape[2:]) == model.input_size  # the size the layers were described at
     with probe(model, names) as rec:
         if not with_gradients:
@@ -383,45 +384,51 @@ def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluenc
                 logits = rec.forward(x)
             target = logits.argmax(1) if target is None else target
             out = {}
-            for info in infos:
-                if native and rec.activation(info.name).shape[1:] != info.output_shape:
-                    raise _StaleLayers(info.name)
-                reduced = neuron_sums(rec.activation(info.name), granularity, info, tokens)
-                out[info.name] = (reduced, reduced)
+            for name, info in infos.items():
+                _check_fits(rec.activation(name), info, native)
+                reduced = neuron_sums(rec.activation(name), granularity, info, tokens)
+                out[name] = (reduced, reduced)
             return out, target
         logits = rec.forward(x)
         target = logits.detach().argmax(1) if target is None else target
-        grads = rec.gradients(logits.gather(1, target[:, None]).sum(), names)
-        return _reduce(rec, request, grads, native), target
+        result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        last: list = [None, None]  # the last activation reduced and its result
+
+        def each(name: str, activation: torch.Tensor, grad: torch.Tensor) -> None:
+            if last[0] is activation:  # a tensor two layers output (a block and its last ReLU): handed on together
+                result[name] = (last[1][0].clone(), last[1][1].clone())
+                return
+            _check_fits(activation, infos[name], native)
+            result[name] = _reduce(activation, grad, infos[name], granularity, tokens)
+            last[:] = [activation, result[name]]
+
+        missed = rec.backward(logits.gather(1, target[:, None]).sum(), each, names, retain_graph=False)
+        last.clear()
+        if missed:
+            logits = rec.forward(x)
+            for name, grad in rec.gradients(logits.gather(1, target[:, None]).sum(), missed).items():
+                result[name] = _reduce(rec.activation(name).detach(), grad, infos[name], granularity, tokens)
+        return {name: result[name] for name in names}, target
 
 
-def _reduce(rec, request: InfluenceRequest, grads: dict[str, torch.Tensor], native: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Each layer's (activation, activation × gradient) reduced to neurons. A channels-first layer
-    per channel: the product and one sum over its positions (Captum's own arithmetic), without the
-    general path's layout look-ups; a tensor that two layers output (a block and its last ReLU) is
-    reduced once (the second gets copies). ``native``: the input has the size the layers were
-    described at, so a recorded shape that differs from its description means the model changed."""
-    granularity, tokens = request.granularity, request.tokens
-    result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    done: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for info in request.layers:
-        recorded = rec.activation(info.name)
-        if native and recorded.shape[1:] != info.output_shape:
-            raise _StaleLayers(info.name)
-        fast = granularity == "channel" and info.layout == "channels_first" and recorded.dim() > 2
-        if fast and id(recorded) in done:
-            result[info.name] = tuple(t.clone() for t in done[id(recorded)])  # type: ignore[assignment]
-            continue
-        activation, grad = recorded.detach(), grads[info.name]
-        if fast:
-            a = activation.flatten(2)
-            result[info.name] = done[id(recorded)] = (a.sum(2), (a * grad.flatten(2)).sum(2))
-        else:
-            result[info.name] = (
-                neuron_sums(activation, granularity, info, tokens),
-                influence_product(activation, grad, granularity, info, tokens),
-            )
-    return result
+def _check_fits(activation: torch.Tensor, info: LayerInfo, native: bool) -> None:
+    """At the input size the layers were described at (``native``), a recorded shape other than
+    the description's means the model was changed since: describe it again (:func:`neuron_influence`)."""
+    if native and activation.shape[1:] != info.output_shape:
+        raise _StaleLayers(info.name)
+
+
+def _reduce(activation: torch.Tensor, grad: torch.Tensor, info: LayerInfo, granularity: str, tokens: str | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's (activation, activation × gradient) reduced to neurons. A channels-first layer per
+    channel: the product and one sum over its positions (Captum's own arithmetic, then summed),
+    without the general path's layout look-ups."""
+    if granularity == "channel" and info.layout == "channels_first" and activation.dim() > 2:
+        a = activation.flatten(2)
+        return a.sum(2), (a * grad.flatten(2)).sum(2)
+    return (
+        neuron_sums(activation, granularity, info, tokens),
+        influence_product(activation, grad, granularity, info, tokens),
+    )
 
 
 def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
