@@ -135,7 +135,7 @@ def measure(cases: list[dict], repeats: int, loop: bool) -> list[dict]:
     rows = []
     for case in cases:
         times = case["times"]
-        ratio = lambda a, b: statistics.median(p / q for p, q in zip(times[a], times[b]))  # noqa: E731
+        ratio = lambda a, b, times=times: statistics.median(p / q for p, q in zip(times[a], times[b]))  # noqa: E731
         rows.append({
             "model": case["name"], "set": case["set"], "layers": len(case["infos"]), "error": case["error"],
             **{f"{c}_s": statistics.median(times[c]) for c in columns},

@@ -338,7 +338,13 @@ def neuron_influence(
             forget(model)
             names, infos = _layer_plan(model, layers)
             request = dataclasses.replace(request, layers=infos)
-            raw, target_tensor = entry.compute(request)
+            try:
+                raw, target_tensor = entry.compute(request)
+            except _StaleLayers as stale:
+                raise InputError(
+                    f"layer {stale} of {model.name} no longer has the output shape it was described with, and "
+                    "describing it again did not change that; load the model again after changing its modules"
+                ) from None
     host = _to_cpu([t for name in names for t in raw[name]])
     target_cpu = target_tensor.cpu()
     result = {}
