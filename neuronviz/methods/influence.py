@@ -425,12 +425,19 @@ def _check_fits(activation: torch.Tensor, info: LayerInfo, native: bool) -> None
 
 
 def _reduce(activation: torch.Tensor, grad: torch.Tensor, info: LayerInfo, granularity: str, tokens: str | int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A layer's (activation, activation × gradient) reduced to neurons. A channels-first layer per
-    channel: the product and one sum over its positions (Captum's own arithmetic, then summed),
-    without the general path's layout look-ups."""
-    if granularity == "channel" and info.layout == "channels_first" and activation.dim() > 2:
-        a = activation.flatten(2)
-        return a.sum(2), (a * grad.flatten(2)).sum(2)
+    """A layer's (activation, activation × gradient) reduced to neurons. The common cases without the
+    general path's views: a channels-first layer per channel (the product and one sum over its
+    positions: Captum's own arithmetic, then summed), a token layer summed over its tokens, a heads
+    layer over its tokens and then each head's features (contiguous sums, no permuted copies)."""
+    if granularity == "channel" and activation.dim() > 2:
+        if info.layout == "channels_first":
+            a = activation.flatten(2)
+            return a.sum(2), (a * grad.flatten(2)).sum(2)
+        if info.layout == "tokens" and tokens == "all" and activation.dim() == 3:  # (N, T, C): over the tokens
+            return activation.sum(1), (activation * grad).sum(1)
+        if info.layout == "heads" and tokens == "all" and activation.dim() == 3 and info.heads:  # (N, T, H·D)
+            n, heads = activation.shape[0], info.heads
+            return (activation.sum(1).view(n, heads, -1).sum(2), (activation * grad).sum(1).view(n, heads, -1).sum(2))
     return (
         neuron_sums(activation, granularity, info, tokens),
         influence_product(activation, grad, granularity, info, tokens),
