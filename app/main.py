@@ -52,13 +52,25 @@ PAGES = {
         st.Page("app_pages/about.py", title="About", icon=":material/info:"),
     ],
 }
+#: Each page's heading (its navigation title where that is too short), drawn here for every page
+#: before anything heavy is imported: on a fresh server the title is on screen while torch loads.
+HEADINGS = {
+    "Sensitivity": "Neuron sensitivity",
+    "Batch": "Batch evaluation",
+    "Guided tour & methods": "Learn",
+    "About": "About neuronviz",
+}
 
 page = st.navigation(PAGES)
+st.title(HEADINGS.get(page.title, page.title))
 loading = None
 if "app.sidebar" not in sys.modules:  # the first run in this server process: imports ahead
     loading = st.empty()
     loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
 
+from app import warmup  # noqa: E402 - the standard library only
+
+warmup.wait()  # python -m app.serve imports the heavy modules below in the background: let it finish
 from app import boundary, components, sidebar  # noqa: E402
 from app import url_state as session  # noqa: E402
 from neuronviz.core.models import local_source  # noqa: E402

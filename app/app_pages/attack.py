@@ -115,7 +115,6 @@ def render() -> None:
     selection = components.loaded_selection()
     if selection is None:
         return
-    st.title("Attack")
     result = components.current_analysis(selection)
     if result is None:
         return

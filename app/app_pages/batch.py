@@ -204,7 +204,6 @@ def render() -> None:
     model = selection.model
     choice = analysis.attack_choice(model)
 
-    st.title("Batch evaluation")
     st.markdown(
         f"The sidebar's attack, **{choice.describe(model)}**, and the defences over many images: how often "
         "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."

@@ -69,7 +69,6 @@ def render() -> None:
     model = selection.model
     choice = analysis.attack_choice(model)
 
-    st.title("First-layer filters")
     st.caption(
         "Fragile and robust neurons of the first convolution, after Pravin, Martino, Nicosia, Ojha, "
         "*Adversarial Robustness in Deep Learning: Attacks on Fragile Neurons* (ICANN 2021, arXiv:2201.12347). "

@@ -91,7 +91,6 @@ def render() -> None:
         return
     model = selection.model
     choice = analysis.attack_choice(model)
-    st.title("Neurons of a data set")
     st.caption(
         "What the sidebar's attack does to every neuron over the evaluation images, beside a **matched control**: "
         "random noise of the attack's own size (L∞: random signs × the attack's L∞ per image). Neurons are grouped on "

@@ -42,7 +42,6 @@ def render() -> None:
     model = selection.model
     choice = analysis.attack_choice(model)
 
-    st.title("Neuron sensitivity")
     st.caption(
         "Zhang, Liu, Liu et al., *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with "
         "Neuron Sensitivity* (IEEE TIP 2021, arXiv:1909.06978). The sensitivity of channel m of layer l over pairs "
