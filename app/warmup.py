@@ -24,13 +24,13 @@ import time
 
 _LOG = logging.getLogger(__name__)
 
-#: What the first run of the default page (Attack, on digits-cnn) imports, heaviest first among
-#: what it needs: the app's modules (which import torch and plotly), the pages the first run
-#: imports (Attack; Defences, whose parameters the session link reads, imports pandas), and
-#: torchattacks (its package imports scipy.stats), which the first attack imports.
+#: What the first run of the default page (Attack, on digits-cnn) imports: the app's modules (which
+#: import torch), what the Attack page imports besides, the Defences page (the session link reads
+#: its parameters; it imports pandas and pyarrow), torchattacks (its package imports scipy.stats),
+#: which the first attack imports, and what the model list and the model's weights need.
 MODULES: tuple[str, ...] = (
     "app.url_state",
-    "app.app_pages.attack",
+    "neuronviz.workflows.sweep",  # the Attack page's ε sweep (the page itself is run as a script)
     "app.app_pages.defences",
     "torchattacks",
     "huggingface_hub",  # the timm source's weight cache (the model list asks it)
