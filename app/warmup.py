@@ -1,7 +1,7 @@
 """Import the dashboard's heavy modules in the background as soon as the server starts.
 
-A fresh server spends most of its first page run importing (torch, the app's modules, plotly,
-pandas, torchattacks and the part of scipy that torchattacks imports): seconds on a small machine,
+A fresh server spends most of its first page run importing (torch, the app's modules,
+torchattacks and the part of scipy that torchattacks imports): seconds on a small machine,
 while the browser is still loading Streamlit's own scripts and the server has nothing to do.
 ``python -m app.serve`` (``make run``) calls :func:`start` before the server starts, so those
 imports run in that idle time; ``streamlit run app/main.py`` does not, and imports them in the
@@ -26,8 +26,9 @@ _LOG = logging.getLogger(__name__)
 
 #: What the first run of the default page (Attack, on digits-cnn) imports: the app's modules (which
 #: import torch), what the Attack page imports besides, the Defences page (the session link reads
-#: its parameters; it imports pandas and pyarrow), torchattacks (its package imports scipy.stats),
-#: which the first attack imports, and what the model list and the model's weights need.
+#: its parameters), torchattacks (its package imports scipy.stats), which the first attack
+#: imports, and what the model list and the model's weights need. Not pandas: the first render
+#: builds no table (tests/test_startup_imports.py checks both).
 MODULES: tuple[str, ...] = (
     "app.url_state",
     "neuronviz.workflows.sweep",  # the Attack page's ε sweep (the page itself is run as a script)

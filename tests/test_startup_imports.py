@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Imported by the first render, together seconds on a small machine: none may be imported before the
 #: title. (Streamlit itself imports plotly.graph_objects before the server is up, and numpy for the
 #: favicon in st.set_page_config: neither is ours to defer.)
-HEAVY = ("torch", "pandas", "pyarrow", "scipy", "torchattacks")
+HEAVY = ("torch", "scipy", "torchattacks")
 #: Not needed by the first render of the default page at all (the zoo list, the digits split, the
-#: influence methods, figure export, other model sources are lazy): none may be imported by it.
-UNUSED = ("torchvision", "sklearn", "captum", "matplotlib", "timm", "torch._dynamo", "kaleido", "onnxruntime", "skimage")
+#: influence methods, figure export, other model sources, the export tables are lazy): none may be
+#: imported by it.
+UNUSED = ("torchvision", "sklearn", "captum", "matplotlib", "timm", "torch._dynamo", "kaleido", "onnxruntime", "skimage",
+          "pandas", "pyarrow")
 
 _FIRST_RUN = """
 import json, sys

@@ -305,7 +305,7 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
     with chart_column:
         chart = components.figure(attack_figures.eps_sweep_figure, sweep, model.class_names, selected_eps=selected, chosen_eps=chosen)
         components.chart(chart, "eps-sweep", key="attack.sweep.chart")
-        exports.export_controls(chart, exports.sweep_rows(sweep, model.class_names), "eps-sweep", sweep_record, key="attack.export.sweep")
+        exports.export_controls(chart, lambda: exports.sweep_rows(sweep, model.class_names), "eps-sweep", sweep_record, key="attack.export.sweep")
     st.caption(sweep_caption(result, info, sweep, values, fraction, model.class_names))
 
 
