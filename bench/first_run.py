@@ -49,7 +49,7 @@ def main() -> None:
     lap("import the app's modules (app/main.py's)")
     from app.app_pages import attack, defences  # noqa: F401 - the page and what the session link reads
 
-    lap("import the pages' modules (pandas, pyarrow)")
+    lap("import the pages' modules")
     from neuronviz.core.models import load_model
     from neuronviz.data.images import load_sample
     from neuronviz.workflows.analysis import DEFAULT_SAMPLE_ID, AttackChoice, compute_analysis

@@ -61,7 +61,7 @@ print(json.dumps({{
 @pytest.fixture(scope="module")
 def first_run() -> dict:
     """The default page's first run in a fresh process (AppTest of app/main.py), as observed there."""
-    code = _FIRST_RUN.format(heavy=HEAVY, unused=UNUSED, modules=warmup.MODULES, main=str(ROOT / "app" / "main.py"))
+    code = _FIRST_RUN.format(heavy=HEAVY, unused=UNUSED, modules=(*warmup.MODULES, *warmup.LATER), main=str(ROOT / "app" / "main.py"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -80,8 +80,8 @@ def test_the_first_render_imports_nothing_it_does_not_use(first_run):
 
 
 def test_the_warm_up_imports_only_what_the_first_render_imports(first_run):
-    """Each module of warmup.MODULES is imported by the first render (a stale entry would make a
-    fresh server import something nobody needs)."""
+    """Each module of warmup.MODULES and warmup.LATER is imported by the first render (a stale entry
+    would make a fresh server import something nobody needs)."""
     assert first_run["warmup_not_imported"] == []
 
 
@@ -100,13 +100,29 @@ def test_warm_up_imports_in_the_background_and_records_failures(monkeypatch):
     monkeypatch.setattr(warmup, "_thread", None)
     monkeypatch.setattr(warmup, "imported", {})
     monkeypatch.setattr(warmup, "failed", {})
-    thread = warmup.start(("json", "neuronviz_no_such_module"), after_server_up=False)
-    assert warmup.start(("email",), after_server_up=False) is thread  # once per process
-    warmup.wait()
-    assert not thread.is_alive()
-    assert list(warmup.imported) == ["json"] and warmup.imported["json"] >= 0
+    thread = warmup.start(("json", "neuronviz_no_such_module"), later=("email.parser",), after_server_up=False)
+    assert warmup.start(("csv",), after_server_up=False) is thread  # once per process
+    warmup.wait()  # the project's modules (the first tuple) are done ...
+    assert list(warmup.imported)[:1] == ["json"] and warmup.imported["json"] >= 0
     assert list(warmup.failed) == ["neuronviz_no_such_module"]
     assert warmup.failed["neuronviz_no_such_module"].startswith("ModuleNotFoundError")
+    thread.join(timeout=60)  # ... and the later ones follow
+    assert list(warmup.imported) == ["json", "email.parser"] and "csv" not in warmup.imported
+
+
+def test_the_later_warm_up_packages_import_none_of_the_projects_modules():
+    """wait() does not wait for warmup.LATER: safe only if they import nothing of app/ or neuronviz/."""
+    code = (
+        "import sys, importlib\n"
+        "from app import warmup\n"
+        "for name in warmup.LATER:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('app', 'neuronviz') and m != 'app.warmup' and m != 'app'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_wait_returns_at_once_without_a_warm_up(monkeypatch):
