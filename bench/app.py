@@ -1,7 +1,8 @@
 """Benchmark: the dashboard's speed on digits-cnn (issue 7's targets) and the full analysis ÷ its floor.
 
     python bench/app.py [--repeats 5] [--no-browser] [--browser-only] [--page attack] [--floor-only] [--device cpu]
-                        [--floor-models digits-cnn,resnet18]
+                        [--floor-models digits-cnn,resnet18] [--launcher serve|streamlit|both] [--browser-repeats 1]
+                        [--phases]
 
 Prints, all measured in this one run:
 
@@ -25,12 +26,19 @@ Prints, all measured in this one run:
    session (digest, then a pickled copy from ``st.cache_data``). Also, for context, the whole page script of
    a rerun (Streamlit's AppTest: sidebar, banner, every figure built and serialised) ÷ the first,
    cold run of that page.
-3. **Cold start to first render**: ``streamlit run app/main.py`` (the flags of ``make run``) until
-   its health endpoint answers (server up), then chromium (Playwright) from navigation until the
-   first visible content (a sidebar widget's label or the page title; target <= 2 s) and until the
-   default page has finished its script run and drawn every chart (the start-up analysis; target
-   <= 4 s after the server is up, on a quiet 2-core machine). ``--browser-only`` measures only
-   this. Skipped with ``--no-browser`` or without /usr/bin/chromium.
+3. **Cold start to first render**: the server started as ``make run`` starts it (``python -m
+   app.serve``: ``streamlit run app/main.py`` whose heavy imports begin in the background once the
+   server is up, app/warmup.py) and as plain ``streamlit run app/main.py``, interleaved
+   (``--launcher both``, the default; ``--browser-repeats N`` cold starts of each, medians), each
+   until its health endpoint answers (server up), then chromium (Playwright) from navigation until
+   the first visible content (the page title or a sidebar widget's label; target <= 2 s) and until
+   the default page has finished its script run and drawn every chart (the start-up analysis;
+   target <= 4 s after the server is up, on a quiet 2-core machine); also when the title, the
+   sidebar and the first chart first appeared. ``--browser-only`` measures only this. Skipped
+   with ``--no-browser`` or without /usr/bin/chromium.
+4. **The first page run's phases** (``--phases``, bench/first_run.py in a fresh process): the
+   imports, model, analysis (its parts), ε sweep, figure building and serialisation of the default
+   page, one after another: less sensitive to the machine's load than the browser's numbers.
 """
 
 from __future__ import annotations
