@@ -95,7 +95,8 @@ def test_three_shards_merged_in_reverse_order_by_the_cli_give_the_single_process
     assert _items(merged) == list(range(8))  # a complete evaluation folder now
     record = json.loads((merged / "results.json").read_text())["provenance"]["extra"]
     assert [o["shard"] for o in record["computed_by"]] == ["0/3", "1/3", "2/3"]
-    assert record["merge"]["folders"] == sorted(str(Path(f).resolve()) for f in folders)
+    assert record["merge"]["folders"] == sorted(str(Path(f).resolve()) for f in folders) and record["merge"]["shards"] == [3]
+    assert [o["computed"] for o in record["computed_by"]] == [3, 3, 2]
     assert "world_size" not in record and "shard" not in record
     # a single-process run in the merged folder computes nothing and writes the same tables
     code, out, err = _run(capsys, "--out", str(merged))
@@ -203,6 +204,9 @@ def test_merge_refuses_duplicates_that_differ_and_accepts_identical_ones(runs, t
     shutil.copytree(runs / "single", single)
     merged = ev.merge([s0, s1, single, runs / "s2"], out=tmp_path / "m")  # every block of s0–s2 is also in single
     assert merged.duplicates == 8 and merged.blocks == 8
+    origins = merged.provenance["extra"]["computed_by"]  # the shards' records, and the finished run's
+    assert sorted(str(o["shard"]) for o in origins) == ["0/3", "1/3", "2/3", "None"]
+    assert [o["world_size"] for o in origins if o["shard"] is None] == [1]
     _same_tables(runs / "single", tmp_path / "m")
     block = s1 / "blocks" / "cell-000" / "block-00001.json"
     content = json.loads(block.read_text())

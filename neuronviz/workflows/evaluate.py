@@ -1385,11 +1385,14 @@ def _whole(row: dict[str, Any], bounds: tuple[int, int], cell: Cell, names: set[
 
 
 def _origins(dirs: Sequence[Path], digest: str) -> list[dict[str, Any]]:
-    """Who computed the blocks: every shard record of the folders, else a finished run's
-    ``results.json`` (a single process or torchrun), each with its provenance record."""
+    """Who computed the blocks: every shard record of the folders; for a folder without one, a
+    finished run's ``results.json`` (a single process, torchrun, a merge), each with its provenance record."""
     origins: list[dict[str, Any]] = []
     for folder in dirs:
-        for path in sorted((folder / SHARD_RECORDS).glob("shard-*-of-*.json")):
+        records = sorted((folder / SHARD_RECORDS).glob("shard-*-of-*.json"))
+        if not records:
+            origins += _run_origin(folder)
+        for path in records:
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
@@ -1398,17 +1401,19 @@ def _origins(dirs: Sequence[Path], digest: str) -> list[dict[str, Any]]:
                 raise InputError(f"{path} is the record of a shard of another plan (sha256 {str(doc.get('plan_sha256'))[:12]} vs {digest[:12]})")
             origins.append({"folder": str(folder), "shard": f"{doc['shard']}/{doc['shards']}", "shards": doc["shards"],
                             "index": doc["shard"], "computed": doc["computed"], "reused": doc["reused"], "provenance": doc["provenance"]})
-    if not origins:
-        for folder in dirs:
-            try:
-                doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            extra = doc.get("provenance", {}).get("extra", {})
-            origins.append({"folder": str(folder), "shard": None, "shards": 1, "index": 0, "world_size": extra.get("world_size"),
-                            "computed": doc.get("blocks", {}).get("computed"), "reused": doc.get("blocks", {}).get("reused"),
-                            "provenance": doc["provenance"]})
     return origins
+
+
+def _run_origin(folder: Path) -> list[dict[str, Any]]:
+    """A finished run's origin from its ``results.json`` (none when it has no readable one)."""
+    try:
+        doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        record = doc["provenance"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    blocks = doc.get("blocks") or {}
+    return [{"folder": str(folder), "shard": None, "shards": 1, "index": 0, "world_size": (record.get("extra") or {}).get("world_size"),
+             "computed": blocks.get("computed"), "reused": blocks.get("reused"), "provenance": record}]
 
 
 def _missing_message(missing: Sequence[tuple[int, int]], cells: Sequence[Cell], bounds: Sequence[tuple[int, int]],
@@ -1449,7 +1454,8 @@ def _merged_record(origins: Sequence[dict[str, Any]], dirs: Sequence[Path]) -> d
          "created": o["provenance"].get("created"), "device": o["provenance"].get("device"), "versions": o["provenance"].get("versions")}
         for o in ordered
     ]
-    extra["merge"] = {"folders": [str(d) for d in dirs], "created": provenance.now_utc(), "argv": list(sys.argv)}
+    extra["merge"] = {"folders": [str(d) for d in dirs], "shards": sorted({o["shards"] for o in origins if o["shard"]}),
+                      "created": provenance.now_utc(), "argv": list(sys.argv)}
     return record
 
 
