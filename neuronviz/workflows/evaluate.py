@@ -9,7 +9,10 @@ the Batch page's: :func:`neuronviz.workflows.batch.evaluate_chunk` (attack throu
 (:func:`neuronviz.workflows.batch.block_seed` over units of :data:`neuronviz.workflows.batch.BLOCK` images). So:
 
 - the numbers do not depend on ``block_size``, on the order blocks run in, or on how many
-  processes share them (``torchrun``: block ``i`` of the plan goes to rank ``i mod N``);
+  processes share them (``torchrun``: block ``i`` of the plan goes to rank ``i mod N``; on any
+  scheduler, :func:`evaluate_shard` computes shard ``I/N``'s blocks by the same rule and
+  :func:`merge` builds the tables from the block files of one or several folders, the rows of a
+  single-process run: both build them from ``plan.json``'s record, :func:`plan_rows`);
 - a rerun with the same output folder skips every finished block; each block file is written to
   a temporary name and renamed, so a run killed at any moment loses at most the blocks in flight;
 - the output folder keeps ``plan.json`` (what is evaluated); a rerun with a different plan in the
