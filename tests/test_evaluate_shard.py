@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,3 +233,28 @@ def test_shard_and_merge_arguments_are_checked(runs, tmp_path, capsys, monkeypat
     monkeypatch.setenv("RANK", "1")
     code, _, err = _run(capsys, "--shard", "0/2", "--out", str(tmp_path / "x"))
     assert code == 2 and "--shard and torchrun both share out the blocks" in err
+
+
+def test_the_scheduler_scripts_in_the_docs_parse_and_use_real_options(capsys):
+    """docs/evaluate.md's Slurm, submitit and xargs scripts are not run here (no Slurm): they parse
+    (bash -n, compile) and every option they give `neuronviz evaluate` is one it has."""
+    text = (ROOT / "docs" / "evaluate.md").read_text(encoding="utf-8")
+    section = text[text.index("## Any scheduler") : text.index("## A SLURM cluster")]
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", section, flags=re.S)
+    assert [kind for kind, _ in blocks].count("bash") >= 4 and [kind for kind, _ in blocks].count("python") == 1
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    options = set(re.findall(r"--[a-z][a-z-]+", capsys.readouterr().out))
+    used = set()
+    for kind, code in blocks:
+        if kind == "bash":
+            done = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, (code, done.stderr)
+            for line in re.findall(r"neuronviz evaluate[^\n]*", code.replace("\\\n", " ")):  # continuation lines joined
+                used |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", line))
+        else:
+            compile(code, "submitit example", "exec")
+            used |= set(re.findall(r'"(--[a-z][a-z-]+)"', code))
+    assert {"--shard", "--merge", "--out", "--attack", "--data", "--device", "--no-progress"} <= used and used <= options, used - options
+    assert "#SBATCH --array=0-3" in section and '--shard "$SLURM_ARRAY_TASK_ID/4"' in section
+    assert "--dependency=afterok" in section and "executor.map_array(shard, range(N))" in section and "xargs -P 4" in section
