@@ -1,7 +1,7 @@
 """Benchmark: `neuronviz evaluate` throughput (PGD-20 + NIP + PSSR) ÷ its floor; 1 vs 2 processes.
 
     python bench/evaluate.py [--model digits-cnn] [--images 64] [--repeats 3] [--device cpu]
-                             [--torchrun-images 128] [--no-torchrun] [--no-shards]
+                             [--torchrun-images 128] [--no-torchrun] [--no-shards] [--no-floor]
 
 (a) Throughput ÷ floor. One block of ``--images`` digits through
     :func:`neuronviz.workflows.evaluate.run_block` with PGD-20 (ε = 0.1) and the defences none, nip-guided
@@ -214,9 +214,11 @@ def main() -> None:
     parser.add_argument("--torchrun-images", type=int, default=128)
     parser.add_argument("--no-torchrun", action="store_true")
     parser.add_argument("--no-shards", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip (a)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    bench_floor(args.model, args.images, args.repeats, args.device)
+    if not args.no_floor:
+        bench_floor(args.model, args.images, args.repeats, args.device)
     if not args.no_torchrun:
         bench_processes(args.model, args.torchrun_images, max(1, args.repeats - 1), args.device)
     if not args.no_shards:

@@ -258,3 +258,12 @@ def test_the_scheduler_scripts_in_the_docs_parse_and_use_real_options(capsys):
     assert {"--shard", "--merge", "--out", "--attack", "--data", "--device", "--no-progress"} <= used and used <= options, used - options
     assert "#SBATCH --array=0-3" in section and '--shard "$SLURM_ARRAY_TASK_ID/4"' in section
     assert "--dependency=afterok" in section and "executor.map_array(shard, range(N))" in section and "xargs -P 4" in section
+
+
+def test_a_merge_without_any_record_of_who_computed_the_blocks_writes_nothing(runs, tmp_path):
+    (s0, s1, s2) = _copy(runs, tmp_path, "s0", "s1", "s2")
+    for folder in (s0, s1, s2):
+        shutil.rmtree(folder / "shards")  # every shard killed after its last block, before its record
+    with pytest.raises(InputError, match=r"no provenance record in .*rerun any shard \(it reuses its blocks\)"):
+        ev.merge([s0, s1, s2], out=tmp_path / "m")
+    assert not (tmp_path / "m").exists()

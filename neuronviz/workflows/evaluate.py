@@ -1242,6 +1242,7 @@ def merge(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = 
     missing = [item for item in items if item not in found]
     if missing:
         raise InputError(_missing_message(missing, cells, bounds, origins, dirs))
+    record = _merged_record(origins, dirs)  # (raises when no record says who computed the blocks)
     target = Path(out) if out is not None else dirs[0]
     _claim_folder(target, plan)
     copied = 0
@@ -1251,7 +1252,6 @@ def merge(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = 
             atomic_write(path, found[(c, b)][0].read_text(encoding="utf-8"))
             copied += 1
     rows = plan_rows(plan, [[found[(c, b)][1] for b in range(len(bounds))] for c in range(len(cells))])
-    record = _merged_record(origins, dirs)
     seconds = time.perf_counter() - started
     blocks = {"merged": len(items), "copied": copied, "identical_duplicates": duplicates,
               "computed_by": record.get("extra", {}).get("computed_by", [])}
