@@ -267,3 +267,14 @@ def test_a_merge_without_any_record_of_who_computed_the_blocks_writes_nothing(ru
     with pytest.raises(InputError, match=r"no provenance record in .*rerun any shard \(it reuses its blocks\)"):
         ev.merge([s0, s1, s2], out=tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_adaptive_cells_shard_and_merge_to_the_single_process_tables(digits_cnn, tmp_path):
+    data = ev.load_dataset("digits", digits_cnn, limit=32)
+    kwargs = dict(attacks=["fgsm"], defences=["none", "bit-depth"], block_size=16, adaptive=True, progress=False)
+    ev.evaluate(digits_cnn, data, out=tmp_path / "one", **kwargs)
+    runs = [ev.evaluate_shard(digits_cnn, data, shard=(i, 2), out=tmp_path / f"s{i}", **kwargs) for i in (1, 0)]
+    assert [r.items for r in runs] == [[(0, 1), (1, 1)], [(0, 0), (1, 0)]]  # cell 1: the adaptive cell
+    merged = ev.merge([tmp_path / "s1", tmp_path / "s0"], out=tmp_path / "m")
+    assert [r["mode"] for r in merged.rows] == ["white-box", "white-box", "adaptive", "adaptive"]
+    _same_tables(tmp_path / "one", tmp_path / "m")
