@@ -278,3 +278,24 @@ def test_adaptive_cells_shard_and_merge_to_the_single_process_tables(digits_cnn,
     merged = ev.merge([tmp_path / "s1", tmp_path / "s0"], out=tmp_path / "m")
     assert [r["mode"] for r in merged.rows] == ["white-box", "white-box", "adaptive", "adaptive"]
     _same_tables(tmp_path / "one", tmp_path / "m")
+
+
+def test_every_dash_in_a_markdown_table_is_explained_under_it():
+    """A '–' in results.md is a rate that is not defined; the line under the table says which and why."""
+    from neuronviz.workflows.evaluate import to_markdown
+
+    nan = float("nan")
+    base = {"attack": "FGSM", "eps": 0.1, "target": "none", "defence": "PSSR", "variant": "", "deployable": True,
+            "images": 8, "excluded": 0, "clean_accuracy": 1.0, "attack_success": 0.5, "robust_accuracy": 0.5,
+            "fooled": 4, "dsr": 0.5, "accuracy_adversarial": 0.75, "accuracy_clean": 1.0, "mode": "white-box", "masking": "",
+            "attack_id": "fgsm", "params": "{}"}
+    assert "not defined" not in to_markdown([base])
+    none_fooled = to_markdown([base | {"fooled": 0, "dsr": nan}])
+    assert "– is a rate that is not defined. DSR: the attack fooled no image on the undefended model (Fooled = 0)" in none_fooled
+    plain = base | {"dsr_adaptive": nan, "accuracy_adversarial_adaptive": 0.5}
+    adaptive = base | {"attack": "FGSM · adaptive", "mode": "adaptive", "method": "BPDA", "fooled": 0, "dsr": nan,
+                       "dsr_adaptive": None, "accuracy_adversarial_adaptive": None}
+    both = to_markdown([plain, adaptive])
+    assert "the (adaptive) columns of an adaptive row: it is the adaptive attack itself" in both
+    assert "DSR (adaptive): the adaptive attack fooled no image on the undefended model" in both
+    assert "without an adaptive attack beside it" not in both

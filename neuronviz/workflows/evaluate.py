@@ -978,7 +978,28 @@ def to_markdown(rows: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(_HEADERS[c] for c in shown) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in shown) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell_text(c, row.get(c), row).replace("|", "\\|") for c in shown) + " |")
-    return "\n".join(lines) + "\n" + masking_text(rows)
+    return "\n".join(lines) + "\n" + undefined_text(rows, shown) + masking_text(rows)
+
+
+def undefined_text(rows: Sequence[dict], shown: Sequence[str]) -> str:
+    """Under a table, what each "–" in it means ("" when there is none): the rates it could be."""
+    def blank(value: Any) -> bool:
+        return value is None or isinstance(value, float) and math.isnan(value)
+
+    said = []
+    if any(blank(r.get("dsr")) for r in rows):
+        said.append("DSR: the attack fooled no image on the undefended model (Fooled = 0), so there is nothing to restore")
+    if "dsr_adaptive" in shown:
+        empty = [r for r in rows if blank(r.get("dsr_adaptive")) or blank(r.get("accuracy_adversarial_adaptive"))]
+        if any(r.get("mode") == "adaptive" for r in empty):
+            said.append("the (adaptive) columns of an adaptive row: it is the adaptive attack itself")
+        if any(r.get("mode") != "adaptive" and blank(r.get("accuracy_adversarial_adaptive")) for r in empty):
+            said.append("the (adaptive) columns of a row without an adaptive attack beside it")
+        if any(r.get("mode") != "adaptive" and not blank(r.get("accuracy_adversarial_adaptive")) for r in empty):
+            said.append("DSR (adaptive): the adaptive attack fooled no image on the undefended model")
+    if not said:
+        return ""
+    return "\n– is a rate that is not defined. " + "; ".join(said) + ".\n"
 
 
 _LATEX = {
