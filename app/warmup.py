@@ -97,6 +97,11 @@ def start(modules: tuple[str, ...] = MODULES, later: tuple[str, ...] = LATER, af
     return _thread
 
 
+def running() -> bool:
+    """Whether a warm-up was started and has not yet imported :data:`MODULES`."""
+    return _thread is not None and not _ours.is_set()
+
+
 def wait() -> None:
     """Block until the warm-up has imported :data:`MODULES` (at once when none was started); the
     :data:`LATER` packages may still be importing."""

@@ -100,9 +100,11 @@ def test_warm_up_imports_in_the_background_and_records_failures(monkeypatch):
     monkeypatch.setattr(warmup, "_thread", None)
     monkeypatch.setattr(warmup, "imported", {})
     monkeypatch.setattr(warmup, "failed", {})
+    assert not warmup.running()
     thread = warmup.start(("json", "neuronviz_no_such_module"), later=("email.parser",), after_server_up=False)
     assert warmup.start(("csv",), after_server_up=False) is thread  # once per process
     warmup.wait()  # the project's modules (the first tuple) are done ...
+    assert not warmup.running()
     assert list(warmup.imported)[:1] == ["json"] and warmup.imported["json"] >= 0
     assert list(warmup.failed) == ["neuronviz_no_such_module"]
     assert warmup.failed["neuronviz_no_such_module"].startswith("ModuleNotFoundError")
@@ -128,6 +130,23 @@ def test_the_later_warm_up_packages_import_none_of_the_projects_modules():
 def test_wait_returns_at_once_without_a_warm_up(monkeypatch):
     monkeypatch.setattr(warmup, "_thread", None)
     warmup.wait()  # nothing started (streamlit run app/main.py): nothing to wait for
+    assert not warmup.running()
+
+
+def test_running_until_the_projects_modules_are_imported(monkeypatch):
+    """While the warm-up imports the project's modules, running() says so (app/main.py shows its
+    loading note then) and wait() blocks; the server-up wait is what holds it here."""
+    import threading
+
+    gate = threading.Event()
+    monkeypatch.setattr(warmup, "_thread", None)
+    monkeypatch.setattr(warmup, "_server_up", gate.wait)
+    thread = warmup.start(("json",), later=(), after_server_up=True)
+    assert warmup.running() and thread.is_alive()
+    gate.set()
+    warmup.wait()
+    assert not warmup.running()
+    thread.join(timeout=60)
 
 
 def test_serve_is_streamlit_run_of_app_main_with_the_same_options(monkeypatch):
