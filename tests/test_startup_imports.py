@@ -190,3 +190,26 @@ def test_python_m_app_serve_serves_the_dashboard(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_clean_image_is_drawn_before_the_analysis(monkeypatch):
+    """The Attack page draws the clean image first, before the analysis: when the analysis fails,
+    the clean image is on the page all the same (beside the error), and it is the first chart."""
+    from apptest import clear_caches, errors, open_page, plotly_titles
+
+    from app import runs
+    from neuronviz.infra.errors import InputError
+
+    clear_caches()
+    at = open_page()
+    titles = plotly_titles(at)
+    assert titles[0] == "Clean" and len(titles) >= 10  # the whole page, the clean image first
+
+    def failing(*args, **kwargs):
+        raise InputError("the analysis failed on purpose")
+
+    monkeypatch.setattr(runs, "full_analysis", failing)
+    clear_caches()
+    at = open_page()
+    assert plotly_titles(at) == ["Clean"]
+    assert errors(at) == ["The analysis failed on purpose"]  # app.messages capitalises the error

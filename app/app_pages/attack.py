@@ -115,19 +115,36 @@ def render() -> None:
     selection = components.loaded_selection()
     if selection is None:
         return
+    # Drawn before the analysis runs: the clean image needs none of it, and on a fresh server the
+    # browser starts loading its chart library (about a second) while the analysis is computed.
+    notice = st.empty()  # the note of an attack that changed nothing goes above the images
+    cells = layout_cells(len(analysis.analysis_methods()[0]))  # one cell per restoration the analysis makes
+    with cells[0]:
+        clean_image(selection.image)
     result = components.current_analysis(selection)
     if result is None:
         return
     info = get_attack(result.choice.attack)
     record = exports.analysis_record(selection, result)
-    panels(selection, result, info, record)
+    panels(selection, result, info, record, cells, notice)
     trajectory(result, info, selection.model.class_names, record)
     sweep_section(selection, result, info, record)
 
 
-def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any]) -> None:
+def clean_image(image: torch.Tensor) -> None:
+    """The clean image (the analysis' ``clean``: the image on the CPU), as the first panel."""
+    components.chart(
+        components.figure(figures.image_figure, image.cpu(), title="Clean", height=IMAGE_HEIGHT),
+        "clean-image",
+        key="attack.image.clean",
+    )
+
+
+def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any],
+           cells: list[Any], notice: Any) -> None:
     """The images (clean, perturbation, adversarial, and each restoration of the analysis: NIP (guided),
-    PSSR and the defences chosen under Methods) with their verdicts."""
+    PSSR and the defences chosen under Methods) with their verdicts, in ``cells`` (the first already
+    holds the clean image); ``notice`` holds the note of an attack that changed nothing."""
     names = selection.model.class_names
     true_class = selection.true_class
     benign = result.benign_class
@@ -135,15 +152,10 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
     target = int(report.target[0]) if report.target is not None else None
     unchanged = captions.unchanged_attack_note(float(report.l2[0]), float(report.linf[0]), info.label, result.params)
     if unchanged is not None:
-        st.warning(unchanged, icon=":material/info:")
-
-    cells = layout_cells(len(result.restorations))
+        notice.warning(unchanged, icon=":material/info:")
+    # full_analysis makes one restoration per defence of analysis_methods(), which laid out the cells
+    assert len(cells) == 3 + len(result.restorations), (len(cells), list(result.restorations))
     with cells[0]:
-        components.chart(
-            components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
-            "clean-image",
-            key="attack.image.clean",
-        )
         bars(result.probabilities("clean"), names, true_class, "clean", "clean", record, verdict=clean_verdict(result, names, true_class))
     with cells[1]:
         perturbation_panel(result, record)
