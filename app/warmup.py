@@ -34,7 +34,7 @@ MODULES: tuple[str, ...] = (
     "app.url_state",
     "neuronviz.workflows.sweep",  # the Attack page's ε sweep (the page itself is run as a script)
     "app.app_pages.defences",
-    "huggingface_hub",  # the timm source's weight cache (the model list asks it)
+    "huggingface_hub.file_download",  # the timm source's weight cache (the model list asks it; the package is lazy)
     "safetensors.torch",  # checkpoints (the default model's weights)
 )
 #: Imported after :data:`MODULES`, while the page run draws the sidebar and loads the model:
