@@ -420,10 +420,12 @@ def sweep_caption(result: analysis.Analysis, info: AttackInfo, sweep: Any, value
         f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
         f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
         f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}); dotted: the same under "
-        "the matched control at each ε (random noise of the attack's norm and of its size there). "
-        f"Computed in {sum(sweep.seconds.values()):.2f} s "
-        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
-        "cached: the slider recomputes nothing."
+        "the matched control at each ε (random noise of the attack's norm and of its size there)."
+        + captions.sweep_interval_note(sweep)
+        + f" Computed in {sum(sweep.seconds.values()):.2f} s "
+        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s"
+        + (f", intervals {sweep.seconds['statistics']:.2f} s" if "statistics" in sweep.seconds else "")
+        + ") and cached: the slider recomputes nothing."
     )
 
 if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
