@@ -910,15 +910,15 @@ __all__ = ["AFTER", "CHARTS", "CHART_LABELS", "DEFAULT_CHARTS", "EXTRA_CHARTS", 
 
 def _sweep_statistics(sweep: Any) -> list[dict[str, Any]]:
     """The ε sweep's intervals and n, one dict per budget (:meth:`~neuronviz.workflows.sweep.EpsSweep.statistics_frame`;
-    a note where a statistic is not defined; NaN → None for JSON); empty dicts for a sweep without them."""
+    numbers only: a statistic that is not defined is None); empty dicts for a sweep without them."""
     if not getattr(sweep, "overlap", ()):
         return [{} for _ in range(int(sweep.eps.shape[0]))]
     rows = []
     for row in sweep.statistics_frame().to_dict("records"):
         out: dict[str, Any] = {}
         for key, value in row.items():
-            if key in ("front_overlap", "spearman", "control_front_overlap", "control_spearman") or value == "":
-                continue  # the values are above; an empty note is no number
+            if key in ("front_overlap", "spearman", "control_front_overlap", "control_spearman") or key.endswith("_note"):
+                continue  # the values are above; a statistic not defined is None here (its reason: the sweep's CSV)
             if isinstance(value, float) and value != value:
                 value = None
             out[key] = value.item() if hasattr(value, "item") else value
