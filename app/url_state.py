@@ -85,14 +85,33 @@ def true_class_key(digest: str, classes: int) -> str:
 
 
 # -- the pages' controls (keys of app/app_pages/*, see their components.persist calls) ------------
+def _registry_controls() -> dict[str, Control]:
+    """The controls whose options are registries (defences, influence and attribution methods:
+    plugins too), built on every call so that a plugin registered after the first run is offered:
+    the Neurons page's Methods box (the analysis' extra restorations and its influence method,
+    which every page showing the analysis uses), the condition its charts compare and the
+    attribution method."""
+    from neuronviz.methods.attribution import list_attributions
+    from neuronviz.methods.influence import list_influence_methods
+
+    extras = tuple(analysis.extra_choices())
+    return {
+        analysis.EXTRA_DEFENCES_KEY: Control("multi", list(analysis.default_extras()), options=extras),
+        analysis.INFLUENCE_METHOD_KEY: Control(
+            "choice", analysis.DEFAULT_INFLUENCE_METHOD, options=tuple(m.name for m in list_influence_methods())
+        ),
+        # the Neurons page's chart_conditions: the attack, the control and every restoration it may compare
+        "neurons.after": Control("choice", "adversarial", options=("adversarial", analysis.CONTROL, *analysis.RESTORATIONS, *extras)),
+        "neurons.attribution_method": Control("choice", "saliency", options=tuple(a.name for a in list_attributions())),
+    }
+
+
 def _controls() -> dict[str, Control]:
-    conditions = ("adversarial", "nip-guided", "pssr")
     table = {
         components.GROUP_FRACTION_KEY: Control("choice", DEFAULT_GROUP_FRACTION, options=tuple(components.GROUP_FRACTIONS)),
         "neurons.layer": Control("layer"),
         "neurons.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
-        "neurons.after": Control("choice", "adversarial", options=conditions),
-        "neurons.attribution_method": Control("choice", "saliency", options=("saliency", "integrated_gradients", "grad_cam")),
+        "neurons.groups": Control("choice", "clean", options=("clean", "reference")),
         "neurons.attribution_adversarial": Control("bool", False),
         "sensitivity.layer": Control("layer"),
         "filters.attack": Control("choice", "fgsm", options=("fgsm", "sidebar")),
@@ -121,7 +140,7 @@ _KEPT = components.KEPT_CONTROLS_KEY  # components.persist's store
 def controls() -> dict[str, Control]:
     if not CONTROLS:
         CONTROLS.update(_controls())
-    return {**CONTROLS, **_DECLARED}
+    return {**CONTROLS, **_registry_controls(), **_DECLARED}
 
 
 def url_key(key: str, default: Any, options: tuple = (), low: float | None = None, high: float | None = None) -> None:
@@ -225,6 +244,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     layers = [info.name for info in probe_layers(model)]
     record, found = library.check_for_model(record, model, [s.id for s in samples], layers, controls(), what=what)
     messages += found
+    record = _check_compared(record, messages, what)
     _apply_model_picker(request, entry, typed, device)
     record = _apply_image_picker(record, model, samples, messages, what)
     _apply_attack(record, model)
@@ -232,6 +252,20 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     messages += _apply_defences(record.page, model, what)
     _apply_page_controls(record)
     return messages
+
+
+def _check_compared(record: SessionRecord, messages: list[str], what: str) -> SessionRecord:
+    """The Neurons page's compared condition must be one the analysis computes: a restoration the
+    record does not also choose under Methods (``analysis.extra_defences``) is reported and dropped."""
+    after = record.page.get("neurons.after")
+    extras = record.page.get(analysis.EXTRA_DEFENCES_KEY, list(analysis.default_extras()))
+    if after is None or after in ("adversarial", analysis.CONTROL, *analysis.RESTORATIONS, *extras):
+        return record
+    messages.append(
+        f"The {what}'s neurons.after={after!r} was not used ({after} is not among the restorations it compares: add it "
+        f"to analysis.extra_defences): using adversarial instead."
+    )
+    return record.replace(page={k: v for k, v in record.page.items() if k != "neurons.after"})
 
 
 def _load_model(
@@ -481,9 +515,12 @@ def current_record(selection: state.Selection) -> SessionRecord:
         params={k: v for k, v in choice.overrides if k in defaults and not _same(v, defaults[k])},
     )
     kept = st.session_state.get(_KEPT, {})
+    defences, method = analysis.analysis_methods()  # the Methods box's values, kept while other pages run
+    methods = {analysis.EXTRA_DEFENCES_KEY: [d for d in defences if d not in analysis.RESTORATIONS],
+               analysis.INFLUENCE_METHOD_KEY: method}
     page: dict[str, Any] = {}
     for key, control in controls().items():
-        value = st.session_state[key] if key in st.session_state else kept.get(key)
+        value = methods[key] if key in methods else st.session_state[key] if key in st.session_state else kept.get(key)
         if value is None:
             continue
         if control.kind == "layer" and (value == _default_layer(model) or value not in _layer_names(model)):

@@ -1,0 +1,132 @@
+"""Every choice of the Neurons page travels in the link and the session file (issue 21/24 gap): the
+Methods box (the analysis' extra restorations and its influence method), the compared condition
+(the control and any chosen restoration included), the groups' source, the tail rule, the layer,
+the front/tail size and the attribution choices. A link built in one session, opened in a fresh
+one, shows the same widgets and the same numbers; so does the session file; a value that cannot be
+used is a message naming it, and the page still draws."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from apptest import MAIN, assert_healthy, errors, open_page  # noqa: E402
+
+from app import runs as analysis  # noqa: E402
+
+NEURONS = "app_pages/neurons.py"
+CHOSEN = {
+    analysis.EXTRA_DEFENCES_KEY: ["jpeg"],
+    analysis.INFLUENCE_METHOD_KEY: "activation",
+    "neurons.layer": "features.3",
+    "neurons.tail_rule": "next",
+    "neurons.groups": "reference",
+    "neurons.after": "jpeg",
+}
+
+pytestmark = pytest.mark.slow  # four sessions of the Neurons page with its analysis (about a minute on 2 cores)
+
+
+def _widgets(at: AppTest) -> dict:
+    return {
+        analysis.EXTRA_DEFENCES_KEY: list(at.multiselect(key=analysis.EXTRA_DEFENCES_KEY).value),
+        analysis.INFLUENCE_METHOD_KEY: at.selectbox(key=analysis.INFLUENCE_METHOD_KEY).value,
+        "neurons.layer": at.selectbox(key="neurons.layer").value,
+        "neurons.tail_rule": at.radio(key="neurons.tail_rule").value,
+        "neurons.groups": at.radio(key="neurons.groups").value,
+        "neurons.after": at.radio(key="neurons.after").value,
+        "neurons.attribution_method": at.radio(key="neurons.attribution_method").value,
+    }
+
+
+def _numbers(at: AppTest) -> dict:
+    """What the page shows as numbers: its metrics, its tables and its sentences."""
+    return {
+        "metrics": [(m.label, m.value) for m in at.metric],
+        "tables": [t.value.to_dict(orient="records") for t in at.dataframe],
+        "markdown": [m.value for m in at.main.markdown],
+    }
+
+
+def _choose(at: AppTest) -> AppTest:
+    """Set every choice of CHOSEN on the Neurons page (the Methods box first: the compared
+    restoration must be computed), and the attribution method."""
+    at.multiselect(key=analysis.EXTRA_DEFENCES_KEY).set_value(CHOSEN[analysis.EXTRA_DEFENCES_KEY]).run()
+    at.selectbox(key=analysis.INFLUENCE_METHOD_KEY).set_value(CHOSEN[analysis.INFLUENCE_METHOD_KEY]).run()
+    for key in ("neurons.layer",):
+        at.selectbox(key=key).set_value(CHOSEN[key]).run()
+    for key in ("neurons.tail_rule", "neurons.groups", "neurons.after"):
+        at.radio(key=key).set_value(CHOSEN[key]).run()
+    at.radio(key="neurons.attribution_method").set_value("grad_cam").run()
+    assert_healthy(at)
+    assert errors(at) == []
+    return at
+
+
+def _fresh(query: dict[str, str]) -> tuple[AppTest, list[str]]:
+    """A new session opened on ``query``, then on the Neurons page; and the link's messages (shown on
+    the run that read it)."""
+    at = AppTest.from_file(MAIN, default_timeout=240)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert_healthy(at)
+    messages = [w.value for w in at.warning]
+    at.switch_page(NEURONS).run()
+    assert_healthy(at)
+    return at, messages
+
+
+def test_a_link_reproduces_every_choice_and_number_of_the_neurons_page():
+    built = _choose(open_page(NEURONS))
+    shown = _widgets(built)
+    assert shown == {**CHOSEN, "neurons.attribution_method": "grad_cam"}
+    query = dict(built.query_params)
+    for key, value in CHOSEN.items():
+        assert query[key] == (",".join(value) if isinstance(value, list) else value), key
+    assert query["neurons.attribution_method"] == "grad_cam"
+    numbers = _numbers(built)
+    assert numbers["metrics"] and numbers["tables"]
+
+    opened, messages = _fresh(query)
+    assert messages == [] and [w.value for w in opened.warning] == []  # every value of the link was used
+    assert _widgets(opened) == shown
+    assert _numbers(opened) == numbers
+    assert dict(opened.query_params) == query  # and written back unchanged
+
+    # The session file of the first session opens the same page in another fresh session.
+    text = built.session_state["session.record"].to_json()
+    from_file = open_page(NEURONS)
+    from_file.sidebar.file_uploader(key="session.open").set_value([("s.json", text.encode(), "application/json")]).run()
+    assert_healthy(from_file)
+    assert _widgets(from_file) == shown
+    assert _numbers(from_file) == numbers
+
+
+def test_a_link_with_values_that_cannot_be_used_says_so_and_draws_the_page():
+    opened, messages = _fresh({
+        analysis.INFLUENCE_METHOD_KEY: "telepathy",
+        analysis.EXTRA_DEFENCES_KEY: "jpeg,nope",
+        "neurons.after": "median",  # a restoration the link does not compare
+        "neurons.groups": "everywhere",
+        "neurons.tail_rule": "next",  # usable: kept
+    })
+    warnings = " ".join(messages)
+    assert "analysis.influence_method='telepathy' was not used" in warnings and "using grad_x_act instead" in warnings
+    assert "analysis.extra_defences='jpeg,nope' was not used" in warnings and "'nope' is not one of" in warnings
+    assert "neurons.after='median' was not used" in warnings and "analysis.extra_defences" in warnings
+    assert "neurons.groups='everywhere' was not used" in warnings and "using clean instead" in warnings
+    assert len(messages) == 4
+    assert errors(opened) == []
+    widgets = _widgets(opened)
+    assert widgets[analysis.INFLUENCE_METHOD_KEY] == analysis.DEFAULT_INFLUENCE_METHOD
+    assert widgets[analysis.EXTRA_DEFENCES_KEY] == list(analysis.default_extras())
+    assert widgets["neurons.after"] == "adversarial" and widgets["neurons.groups"] == "clean"
+    assert widgets["neurons.tail_rule"] == "next"
