@@ -120,6 +120,20 @@ def _controls() -> dict[str, Control]:
         "filters.show": Control("choice", "fragile and robust", options=("fragile and robust", "all")),
         "sensitivity.source": Control("choice", "image", options=("image", "set")),
         "batch.per_class_metric": Control("choice", "accuracy", options=("accuracy", "attack_success")),
+        # Controls that change what a page computes or shows, found missing from links (the class of gap the
+        # Neurons page's Methods box was): image counts (the pages keep a count in plain state, *_kept, that
+        # survives other pages; Batch keeps its widget's), Population's layer ("all" or one), share and view,
+        # the Defences page's adaptive attacker, Sensitivity's channels shown. The defaults are the pages'.
+        "batch.n": Control("int", 50, low=1),
+        "filters.images_kept": Control("int", 200, low=1),
+        "sensitivity.images_kept": Control("int", 100, low=1),
+        "sensitivity.top_k": Control("int", 4, low=1, high=8),
+        "population.images_kept": Control("int", 100, low=1),
+        "population.layer": Control("layer", options=("all",)),
+        "population.fraction": Control("choice", 0.2, options=tuple(round(0.05 * i, 2) for i in range(1, 10))),
+        "population.detail_layer": Control("layer"),
+        "population.quantity": Control("choice", "activation", options=("activation", "influence")),
+        "defences.adaptive": Control("bool", False),
     }
     table.update({key: control for key, control in page_controls.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
     return table
@@ -523,7 +537,7 @@ def current_record(selection: state.Selection) -> SessionRecord:
         value = methods[key] if key in methods else st.session_state[key] if key in st.session_state else kept.get(key)
         if value is None:
             continue
-        if control.kind == "layer" and (value == _default_layer(model) or value not in _layer_names(model)):
+        if control.kind == "layer" and (value == _default_layer(model) or value not in (*_layer_names(model), *control.options)):
             continue  # the default, or another model's layer (it belongs to that model: not in this link)
         if control.kind == "multi" and isinstance(value, (list, tuple)):
             value = [v for v in control.options if v in value]

@@ -130,3 +130,44 @@ def test_a_link_with_values_that_cannot_be_used_says_so_and_draws_the_page():
     assert widgets[analysis.EXTRA_DEFENCES_KEY] == list(analysis.default_extras())
     assert widgets["neurons.after"] == "adversarial" and widgets["neurons.groups"] == "clean"
     assert widgets["neurons.tail_rule"] == "next"
+
+
+OTHER_PAGES = {
+    "population.images_kept": "20",
+    "population.layer": "all",
+    "population.fraction": "0.3",
+    "population.quantity": "influence",
+    "sensitivity.top_k": "3",
+    "sensitivity.images_kept": "30",
+    "filters.images_kept": "20",
+    "batch.n": "30",
+}
+
+
+def test_the_other_pages_choices_travel_in_the_link_too():
+    """The same class of gap on the other pages: image counts, Population's layer/share/view and
+    Sensitivity's channels shown are read from a link and written back."""
+    at = AppTest.from_file(MAIN, default_timeout=240)
+    for key, value in OTHER_PAGES.items():
+        at.query_params[key] = value
+    at.run()
+    assert_healthy(at)
+    assert [w.value for w in at.warning] == []
+    assert dict(at.query_params) == OTHER_PAGES
+    at.switch_page("app_pages/batch.py").run()
+    assert_healthy(at)
+    assert at.slider(key="batch.n").value == 30
+    at.switch_page("app_pages/population.py").run()
+    assert_healthy(at)
+    assert at.number_input(key="population.images").value == 20
+    assert at.selectbox(key="population.layer").value == "all"
+    assert at.slider(key="population.fraction").value == pytest.approx(0.3)
+    assert dict(at.query_params) == OTHER_PAGES  # a page's run keeps the others' values
+    bad = AppTest.from_file(MAIN, default_timeout=240)
+    for key, value in {"sensitivity.top_k": "99", "population.fraction": "0.33", "defences.adaptive": "maybe"}.items():
+        bad.query_params[key] = value
+    bad.run()
+    assert_healthy(bad)
+    warnings = " ".join(w.value for w in bad.warning)
+    assert "sensitivity.top_k='99' was not used" in warnings and "outside 1..8" in warnings
+    assert "population.fraction='0.33' was not used" in warnings and "defences.adaptive='maybe' was not used" in warnings

@@ -479,9 +479,9 @@ def _ranking_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
     overlap = sweep.front_overlap.double().numpy()
     rho = sweep.spearman.double().numpy()
     overlap_ci, rho_ci, overlap_text, rho_text = _intervals(sweep, control=False)
-    for values, interval, texts, name, line, symbol, label in (
-        (overlap, overlap_ci, overlap_text, "front overlap", dict(color=PALETTE["front"], width=2.5), "circle", "front overlap"),
-        (rho, rho_ci, rho_text, "Spearman ρ", dict(color=PALETTE["middle"], width=2.5, dash="dash"), "square", "ρ"),
+    for values, interval, texts, name, color, dash, symbol, label in (
+        (overlap, overlap_ci, overlap_text, "front overlap", PALETTE["front"], "solid", "circle", "front overlap"),
+        (rho, rho_ci, rho_text, "Spearman ρ", PALETTE["middle"], "dash", "square", "ρ"),
     ):
         fig.add_trace(
             go.Scatter(
@@ -489,9 +489,9 @@ def _ranking_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
                 y=values,
                 mode="lines+markers",
                 name=name,
-                line=line,
+                line=dict(color=color, width=2.5, dash=dash),
                 marker=dict(size=7, symbol=symbol),
-                error_y=_error_bars(values, interval, line["color"], 1.5),
+                error_y=_error_bars(values, interval, color, 1.5),
                 customdata=texts,
                 hovertemplate=f"ε %{{x:.4g}}<br>{label} %{{customdata}}<extra></extra>",
             ),

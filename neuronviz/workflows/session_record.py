@@ -72,8 +72,9 @@ class Control:
     """One page control a link may carry: ``kind`` is ``"choice"`` (one of ``options``),
     ``"multi"`` (a subset of ``options``, in their order), ``"float"``/``"int"`` (within
     ``low``..``high``), ``"bool"``, or ``"layer"`` (a probe layer name, checked against the model
-    by :func:`check_for_model`). ``default`` None: the page's own default (e.g. the model's
-    default layer), so the value is always written."""
+    by :func:`check_for_model`; ``options`` of a layer control are further values it accepts,
+    e.g. ``"all"``). ``default`` None: the page's own default (e.g. the model's default layer), so
+    the value is always written."""
 
     kind: str
     default: Any = None
@@ -622,7 +623,7 @@ def check_for_model(
         page = dict(record.page)
         for key, value in record.page.items():
             control = (controls or {}).get(key)
-            if control is not None and control.kind == "layer" and value not in layers:
+            if control is not None and control.kind == "layer" and value not in layers and value not in control.options:
                 messages.append(f"The {what}'s {key}={value!r} is not a layer of {model.name}: using its default layer instead.")
                 del page[key]
         changes["page"] = page
