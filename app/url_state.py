@@ -92,14 +92,10 @@ def _registry_controls() -> dict[str, Control]:
     which every page showing the analysis uses), the condition its charts compare and the
     attribution method."""
     from neuronviz.methods.attribution import list_attributions
-    from neuronviz.methods.influence import list_influence_methods
 
     extras = tuple(analysis.extra_choices())
     return {
-        analysis.EXTRA_DEFENCES_KEY: Control("multi", list(analysis.default_extras()), options=extras),
-        analysis.INFLUENCE_METHOD_KEY: Control(
-            "choice", analysis.DEFAULT_INFLUENCE_METHOD, options=tuple(m.name for m in list_influence_methods())
-        ),
+        **library.method_controls(analysis.default_extras()),  # analysis.extra_defences, analysis.influence_method
         # the Neurons page's chart_conditions: the attack, the control and every restoration it may compare
         "neurons.after": Control("choice", "adversarial", options=("adversarial", analysis.CONTROL, *analysis.RESTORATIONS, *extras)),
         "neurons.attribution_method": Control("choice", "saliency", options=tuple(a.name for a in list_attributions())),

@@ -171,3 +171,35 @@ def test_the_other_pages_choices_travel_in_the_link_too():
     warnings = " ".join(w.value for w in bad.warning)
     assert "sensitivity.top_k='99' was not used" in warnings and "outside 1..8" in warnings
     assert "population.fraction='0.33' was not used" in warnings and "defences.adaptive='maybe' was not used" in warnings
+
+
+def test_the_figure_command_renders_a_session_with_its_methods(tmp_path):
+    """``neuronviz figure --session`` computes the analysis with the session's Methods (extra
+    restorations, influence method), so its numbers are the Figure page's."""
+    import argparse
+
+    from neuronviz.cli import figure as figure_cli
+    from neuronviz.figures import compose
+    from neuronviz.workflows import session_record
+
+    assert (analysis.EXTRA_DEFENCES_KEY, analysis.INFLUENCE_METHOD_KEY) == (
+        session_record.EXTRA_DEFENCES_KEY, session_record.INFLUENCE_METHOD_KEY)  # one name in the app and the library
+    at = open_page(NEURONS)
+    at.multiselect(key=analysis.EXTRA_DEFENCES_KEY).set_value(["jpeg"]).run()
+    at.selectbox(key=analysis.INFLUENCE_METHOD_KEY).set_value("activation").run()
+    at.switch_page("app_pages/figure.py").run()
+    assert_healthy(at)
+    [table] = at.dataframe
+    page_rows = table.value.to_dict(orient="records")
+    path = tmp_path / "session.json"
+    path.write_text(at.session_state["session.record"].to_json(), encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    figure_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["figure", "--session", str(path), "--out", str(tmp_path / "fig.svg")])
+    _, _, result, _, _, numbers, _ = figure_cli.build(args)
+    assert result.influence_method == "activation" and "jpeg" in result.restorations
+    rows = compose.numbers_rows(numbers)
+    assert len(rows) == len(page_rows)
+    for row, want in zip(page_rows, rows):
+        assert (row["section"], row["condition"], row["item"], row["metric"]) == (want["section"], want["condition"], want["item"], want["metric"])
+        assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-6, abs=1e-9)
