@@ -141,12 +141,14 @@ OTHER_PAGES = {
     "sensitivity.images_kept": "30",
     "filters.images_kept": "20",
     "batch.n": "30",
+    "defences.adaptive": "true",
 }
 
 
 def test_the_other_pages_choices_travel_in_the_link_too():
-    """The same class of gap on the other pages: image counts, Population's layer/share/view and
-    Sensitivity's channels shown are read from a link and written back."""
+    """The same class of gap on the other pages: image counts, Population's layer/share/view,
+    Sensitivity's channels shown and the Defences page's adaptive attacker are read from a link and
+    written back."""
     at = AppTest.from_file(MAIN, default_timeout=240)
     for key, value in OTHER_PAGES.items():
         at.query_params[key] = value
@@ -162,6 +164,8 @@ def test_the_other_pages_choices_travel_in_the_link_too():
     assert at.number_input(key="population.images").value == 20
     assert at.selectbox(key="population.layer").value == "all"
     assert at.slider(key="population.fraction").value == pytest.approx(0.3)
+    assert [w.value for w in at.warning] == [] and errors(at) == []
+    assert at.session_state["defences.adaptive"] is True
     assert dict(at.query_params) == OTHER_PAGES  # a page's run keeps the others' values
     bad = AppTest.from_file(MAIN, default_timeout=240)
     for key, value in {"sensitivity.top_k": "99", "population.fraction": "0.33", "defences.adaptive": "maybe"}.items():
