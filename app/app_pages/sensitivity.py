@@ -36,13 +36,10 @@ IMAGE, SET = "image", "set"
 TARGET_NOTE = " (sets are attacked untargeted, away from the true class: the target applies to the single image)"
 
 def render() -> None:
-    selection = components.loaded_selection()
-    if selection is None:
+    started = components.page_start("Neuron sensitivity")
+    if started is None:
         return
-    model = selection.model
-    choice = analysis.attack_choice(model)
-
-    st.title("Neuron sensitivity")
+    selection, model, choice = started
     st.caption(
         "Zhang, Liu, Liu et al., *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with "
         "Neuron Sensitivity* (IEEE TIP 2021, arXiv:1909.06978). The sensitivity of channel m of layer l over pairs "
