@@ -316,6 +316,11 @@ def sweep_interval_note(sweep: Any) -> str:
             budgets = ", ".join(f"{float(sweep.eps[i]):.4g}" for i in undefined)
             text += (f" Under {side}, ρ is not defined at {sweep.budget_param} = {budgets} "
                      f"({rhos[undefined[0]].reason}): a gap in the line.")
+        no_interval = [i for i, c in enumerate(rhos) if c.defined and c.low is None]
+        if no_interval:
+            budgets = ", ".join(f"{float(sweep.eps[i]):.4g}" for i in no_interval)
+            why = getattr(rhos[no_interval[0]], "interval_reason", None) or "no interval"
+            text += f" Under {side}, ρ has no interval at {sweep.budget_param} = {budgets} ({why}): no error bar there."
     return text
 
 

@@ -229,12 +229,21 @@ def _rate_columns(name: str, value: Rate) -> dict[str, Any]:
 
 
 def _correlation_columns(name: str, value: Correlation) -> dict[str, Any]:
-    """``name`` (ρ), ``name_low``, ``_high``, ``_p``, ``_n`` and ``name_note`` (the reason it is not
-    defined, else empty); NaN where not defined."""
+    """``name`` (ρ), ``name_low``, ``_high``, ``_p``, ``_n`` and ``name_note`` (why it, or its
+    interval, is not defined, else empty); NaN where not defined."""
     nan = float("nan")
     return {name: nan if value.value is None else value.value, f"{name}_low": nan if value.low is None else value.low,
             f"{name}_high": nan if value.high is None else value.high, f"{name}_p": nan if value.p is None else value.p,
-            f"{name}_n": value.n, f"{name}_note": "" if value.defined else f"not defined ({value.reason})"}
+            f"{name}_n": value.n, f"{name}_note": _correlation_note(value)}
+
+
+def _correlation_note(value: Correlation) -> str:
+    """Why a correlation, or its interval, is not defined ("" when both are)."""
+    if not value.defined:
+        return f"not defined ({value.reason})"
+    if value.low is None and getattr(value, "interval_reason", None):
+        return f"interval not defined ({value.interval_reason})"
+    return ""
 
 
 def _eps_values(
