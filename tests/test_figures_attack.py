@@ -222,7 +222,11 @@ def test_eps_sweep_figure_draws_each_interval_for_attack_and_control(digits_cnn,
     for trace, rates in ((overlap, sweep.overlap), (control_overlap, sweep.control_overlap)):
         np.testing.assert_allclose(np.asarray(trace.y) + np.asarray(trace.error_y.array), [r.high for r in rates])
         np.testing.assert_allclose(np.asarray(trace.y) - np.asarray(trace.error_y.arrayminus), [r.low for r in rates])
-        assert list(trace.customdata) == [r.text() for r in rates]  # the hover: share, interval and n
+    # the hover: share, interval and n; the control's also names its true ε (its points sit a little right of it)
+    assert list(overlap.customdata) == [r.text() for r in sweep.overlap]
+    assert [row[1] for row in control_overlap.customdata] == [r.text() for r in sweep.control_overlap]
+    assert [row[0] for row in control_overlap.customdata] == ["0", "0.1", "0.2"]
+    np.testing.assert_allclose(np.asarray(control_overlap.x) - np.asarray(overlap.x), fa.CONTROL_DODGE * 0.1)
     for trace, rhos in ((rho, sweep.correlations), (control_rho, sweep.control_correlations)):
         np.testing.assert_allclose(np.asarray(trace.y) + np.asarray(trace.error_y.array), [c.high for c in rhos])
         np.testing.assert_allclose(np.asarray(trace.y) - np.asarray(trace.error_y.arrayminus), [c.low for c in rhos])

@@ -501,12 +501,20 @@ def _ranking_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
     return np.concatenate([rho, rho_ci[0] if rho_ci is not None else []])
 
 
+#: The matched control's points sit this share of the smallest ε step right of their ε, so that the
+#: attack's and the control's error bars at one ε are both seen.
+CONTROL_DODGE = 0.12
+
+
 def _control_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
     """The same two under the matched control at each ε (noise of the attack's norm and size),
-    dotted with open markers and thinner error bars; returns the control's ρ and its interval's lows
-    (for the axis range)."""
+    dotted with open markers and thinner error bars, drawn :data:`CONTROL_DODGE` of the smallest ε
+    step to the right of their ε so that both bars show (the hover names the true ε); returns the
+    control's ρ and its interval's lows (for the axis range)."""
     symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
     overlap_ci, rho_ci, overlap_text, rho_text = _intervals(sweep, control=True)
+    steps = np.diff(eps)
+    shifted = eps + (CONTROL_DODGE * float(steps[steps > 0].min()) if (steps > 0).any() else 0.0)
     rho = sweep.control_spearman.double().numpy()
     for values, interval, texts, name, color, label in (
         (sweep.control_front_overlap.double().numpy(), overlap_ci, overlap_text, f"front overlap, noise of the same {symbol}",
@@ -515,15 +523,15 @@ def _control_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
     ):
         fig.add_trace(
             go.Scatter(
-                x=eps,
+                x=shifted,
                 y=values,
                 mode="lines+markers",
                 name=name,
                 line=dict(color=color, width=1.5, dash="dot"),
                 marker=dict(size=7, symbol="circle-open", color=color),
                 error_y=_error_bars(values, interval, color, 0.8),
-                customdata=texts,
-                hovertemplate=f"ε %{{x:.4g}}<br>noise: {label} %{{customdata}}<extra></extra>",
+                customdata=np.stack([[f"{v:.4g}" for v in eps], texts], 1),
+                hovertemplate=f"ε %{{customdata[0]}}<br>noise: {label} %{{customdata[1]}}<extra></extra>",
             ),
             row=2,
             col=1,

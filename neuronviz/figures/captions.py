@@ -308,7 +308,8 @@ def sweep_interval_note(sweep: Any) -> str:
     neurons = sweep.correlations[0].n
     text = (f" Error bars: 95% intervals, the front overlap's Wilson interval over the front's {front} neuron"
             f"{'s' if front != 1 else ''} and ρ's bootstrap interval over the layer's {neurons} neurons "
-            f"({RHO_RESAMPLES} resamples); one image's neurons are not independent observations, so the bars "
+            f"({RHO_RESAMPLES} resamples); the noise's points sit slightly right of their ε so that both bars "
+            "show. One image's neurons are not independent observations, so the bars "
             "describe the spread, they do not test the attack against the noise.")
     for side, rhos in (("the attack", sweep.correlations), ("the noise", sweep.control_correlations)):
         undefined = [i for i, c in enumerate(rhos) if not c.defined]
