@@ -130,9 +130,36 @@ def _controls() -> dict[str, Control]:
         "population.detail_layer": Control("layer"),
         "population.quantity": Control("choice", "activation", options=("activation", "influence")),
         "defences.adaptive": Control("bool", False),
+        # the Attack page's ε-sweep slider (the budget whose image and numbers it shows); written only when it is
+        # not the chosen budget; its widget key depends on the attack and the chosen budget (sweep_eps_key)
+        SWEEP_EPS: Control("float", None, low=0.0),
     }
     table.update({key: control for key, control in page_controls.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
     return table
+
+
+SWEEP_EPS = "attack.sweep_eps"  # the link's key of the Attack page's ε-sweep slider
+
+
+def sweep_eps_key(attack: str, chosen: float) -> str:
+    """The session_state key of the Attack page's ε-sweep slider for this attack and chosen budget."""
+    return f"attack.eps.{attack}.{chosen:.6g}"
+
+
+def _sweep_slider(model) -> tuple[str, float] | None:
+    """``(slider key, chosen budget)`` of the session's attack on ``model``; None for an attack
+    without a budget, or whose parameters do not resolve."""
+    from neuronviz.methods.attacks import get_attack
+
+    choice = analysis.attack_choice(model)
+    info = get_attack(choice.attack)
+    if info.budget_param is None:
+        return None
+    try:
+        chosen = float(choice.params(model)[info.budget_param])
+    except (NeuronvizError, KeyError, TypeError, ValueError):
+        return None
+    return sweep_eps_key(info.name, chosen), chosen
 
 
 CONTROLS: dict[str, Control] = {}
@@ -258,6 +285,7 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     _apply_model_picker(request, entry, typed, device)
     record = _apply_image_picker(record, model, samples, messages, what)
     _apply_attack(record, model)
+    _apply_sweep_eps(record, model)
     # the Defences page's parameters (defence.<name>.<param>), validated by the defence's schema
     messages += _apply_defences(record.page, model, what)
     _apply_page_controls(record)
@@ -380,13 +408,24 @@ def _apply_attack(record: SessionRecord, model: PixelModel) -> None:
         st.session_state[target_key(model.content_hash)] = sidebar.UNTARGETED if choice.target is None else choice.target
 
 
+def _apply_sweep_eps(record: SessionRecord, model) -> None:
+    """The ε-sweep slider's budget, under the slider's key for the record's attack (the Attack page
+    says so when it is not one of the sweep's budgets, and shows the chosen one)."""
+    if SWEEP_EPS not in record.page:
+        return
+    slider = _sweep_slider(model)
+    if slider is not None:
+        st.session_state[slider[0]] = float(record.page[SWEEP_EPS])
+        st.session_state.setdefault(_KEPT, {})[slider[0]] = float(record.page[SWEEP_EPS])
+
+
 def _apply_page_controls(record: SessionRecord) -> None:
     """The pages' controls: in session state, and where components.persist puts forgotten values back."""
     kept = st.session_state.setdefault(_KEPT, {})
     pending = st.session_state.setdefault(PENDING, {})
     known = controls()
     for key, value in record.page.items():
-        if key.startswith(DEFENCE_PREFIX):
+        if key.startswith(DEFENCE_PREFIX) or key == SWEEP_EPS:
             continue
         if key in known:
             st.session_state[key] = value
@@ -539,6 +578,11 @@ def current_record(selection: state.Selection) -> SessionRecord:
             value = [v for v in control.options if v in value]
         page[key] = value
     page.update(_defence_page(model))
+    slider = _sweep_slider(model)
+    if slider is not None:
+        shown = st.session_state[slider[0]] if slider[0] in st.session_state else kept.get(slider[0])
+        if isinstance(shown, (int, float)) and not _same(float(shown), slider[1]):
+            page[SWEEP_EPS] = float(shown)
     fields["page"] = page
     return SessionRecord(**fields)
 

@@ -70,16 +70,16 @@ def _choose(at: AppTest) -> AppTest:
     return at
 
 
-def _fresh(query: dict[str, str]) -> tuple[AppTest, list[str]]:
-    """A new session opened on ``query``, then on the Neurons page; and the link's messages (shown on
-    the run that read it)."""
+def _fresh(query: dict[str, str], page: str = NEURONS) -> tuple[AppTest, list[str]]:
+    """A new session opened on ``query``, then on ``page``; and the link's messages (shown on the
+    run that read it)."""
     at = AppTest.from_file(MAIN, default_timeout=240)
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
     assert_healthy(at)
     messages = [w.value for w in at.warning]
-    at.switch_page(NEURONS).run()
+    at.switch_page(page).run()
     assert_healthy(at)
     return at, messages
 
@@ -207,3 +207,31 @@ def test_the_figure_command_renders_a_session_with_its_methods(tmp_path):
     for row, want in zip(page_rows, rows):
         assert (row["section"], row["condition"], row["item"], row["metric"]) == (want["section"], want["condition"], want["item"], want["metric"])
         assert float(row["value"]) == pytest.approx(float(want["value"]), rel=1e-6, abs=1e-9)
+
+
+def test_the_budget_the_sweep_shows_travels_in_the_link():
+    """The Attack page's ε-sweep slider (which budget's image and numbers are shown) is in the link
+    when it is not the chosen budget; a budget the sweep does not have is a message."""
+    attack_page = "app_pages/attack.py"
+    built = open_page(attack_page)
+    [slider] = built.select_slider
+    chosen = slider.value
+    slider.set_value(0.0).run()
+    assert_healthy(built)
+    query = dict(built.query_params)
+    assert query["attack.sweep_eps"] == "0"
+    detail = [m.value for m in built.main.markdown if m.value.startswith("At `")]
+    assert len(detail) == 1 and "front overlap **100% (95% CI" in detail[0]  # ε = 0: the clean image
+
+    opened, messages = _fresh(query, attack_page)
+    assert messages == [] and [w.value for w in opened.warning] == []
+    assert opened.select_slider[0].value == 0.0
+    assert [m.value for m in opened.main.markdown if m.value.startswith("At `")] == detail
+    assert dict(opened.query_params) == query
+
+    odd, messages = _fresh({"attack.sweep_eps": "0.0123"}, attack_page)
+    # a number ≥ 0 is read; the Attack page (the first page), which knows the sweep's budgets, judges it, once
+    warnings = messages + [w.value for w in odd.warning]
+    assert len(warnings) == 1 and "eps = 0.0123 asked for" in warnings[0] and "not one of the sweep's" in warnings[0]
+    assert odd.select_slider[0].value == chosen
+    assert "attack.sweep_eps" not in dict(odd.query_params)

@@ -35,8 +35,11 @@ PANELS_PER_ROW = 5
 
 
 def eps_key(attack: str, chosen: float) -> str:
-    """The session_state key of the ε-sweep slider for this attack and chosen budget."""
-    return f"attack.eps.{attack}.{chosen:.6g}"
+    """The session_state key of the ε-sweep slider for this attack and chosen budget (the link
+    carries its value as ``attack.sweep_eps``: :func:`app.url_state.sweep_eps_key`)."""
+    from app import url_state
+
+    return url_state.sweep_eps_key(attack, chosen)
 
 
 def _share(p: float) -> str:
@@ -377,10 +380,21 @@ def sweep_detail(selection: state.Selection, result: analysis.Analysis, info: At
     chosen = float(result.params[str(info.budget_param)])
     slider_key = eps_key(info.name, chosen)
     components.persist(slider_key)
+    asked = st.session_state.get(slider_key)
+    if asked is not None and not any(abs(float(asked) - v) <= 1e-9 for v in values):  # a link's or a session file's
+        st.warning(f"The budget {info.budget_param} = {float(asked):.6g} asked for (link or session file) is not one of "
+                   f"the sweep's {len(values)} budgets: showing the chosen {sweep_label(info, chosen)}.",
+                   icon=":material/link_off:")
+        st.session_state[slider_key] = values[sweep.index(chosen)]
+    elif asked is not None and values[sweep.index(float(asked))] != asked:
+        st.session_state[slider_key] = values[sweep.index(float(asked))]  # the computed value itself
+    # a value in session state (the user's, a link's) is the widget's; else the chosen budget (passing both
+    # would make Streamlit warn that a widget had a default and a Session State value)
+    start = {} if slider_key in st.session_state else {"value": values[sweep.index(chosen)]}
     selected = st.select_slider(
         f"{info.budget_param} (budget)",
         options=values,
-        value=values[sweep.index(chosen)],
+        **start,
         format_func=lambda value: sweep_label(info, value),
         key=slider_key,
         help="Every value was computed once, together; moving the slider only shows another one.",
