@@ -35,8 +35,11 @@ PANELS_PER_ROW = 5
 
 
 def eps_key(attack: str, chosen: float) -> str:
-    """The session_state key of the ε-sweep slider for this attack and chosen budget."""
-    return f"attack.eps.{attack}.{chosen:.6g}"
+    """The session_state key of the ε-sweep slider for this attack and chosen budget (the link
+    carries its value as ``attack.sweep_eps``: :func:`app.url_state.sweep_eps_key`)."""
+    from app import url_state
+
+    return url_state.sweep_eps_key(attack, chosen)
 
 
 def _share(p: float) -> str:
@@ -388,10 +391,21 @@ def sweep_detail(selection: state.Selection, result: analysis.Analysis, info: At
     chosen = float(result.params[str(info.budget_param)])
     slider_key = eps_key(info.name, chosen)
     components.persist(slider_key)
+    asked = st.session_state.get(slider_key)
+    if asked is not None and not any(abs(float(asked) - v) <= 1e-9 for v in values):  # a link's or a session file's
+        st.warning(f"The budget {info.budget_param} = {float(asked):.6g} asked for (link or session file) is not one of "
+                   f"the sweep's {len(values)} budgets: showing the chosen {sweep_label(info, chosen)}.",
+                   icon=":material/link_off:")
+        st.session_state[slider_key] = values[sweep.index(chosen)]
+    elif asked is not None and values[sweep.index(float(asked))] != asked:
+        st.session_state[slider_key] = values[sweep.index(float(asked))]  # the computed value itself
+    # a value in session state (the user's, a link's) is the widget's; else the chosen budget (passing both
+    # would make Streamlit warn that a widget had a default and a Session State value)
+    start = {} if slider_key in st.session_state else {"value": values[sweep.index(chosen)]}
     selected = st.select_slider(
         f"{info.budget_param} (budget)",
         options=values,
-        value=values[sweep.index(chosen)],
+        **start,
         format_func=lambda value: sweep_label(info, value),
         key=slider_key,
         help="Every value was computed once, together; moving the slider only shows another one.",
@@ -431,10 +445,12 @@ def sweep_caption(result: analysis.Analysis, info: AttackInfo, sweep: Any, value
         f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
         f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
         f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}); dotted: the same under "
-        "the matched control at each ε (random noise of the attack's norm and of its size there). "
-        f"Computed in {sum(sweep.seconds.values()):.2f} s "
-        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
-        "cached: the slider recomputes nothing."
+        "the matched control at each ε (random noise of the attack's norm and of its size there)."
+        + captions.sweep_interval_note(sweep)
+        + f" Computed in {sum(sweep.seconds.values()):.2f} s "
+        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s"
+        + (f", intervals {sweep.seconds['statistics']:.2f} s" if "statistics" in sweep.seconds else "")
+        + ") and cached: the slider recomputes nothing."
     )
 
 if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it
