@@ -24,5 +24,5 @@ ENV NEURONVIZ_SHARED_SERVER=1 \
     TORCH_HOME=/neuronviz/.torch
 
 EXPOSE 8501
-CMD [".venv/bin/python", "-m", "streamlit", "run", "app/main.py", \
+CMD [".venv/bin/python", "-m", "app.serve", \
      "--server.address", "0.0.0.0", "--server.port", "8501"]

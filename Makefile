@@ -32,8 +32,10 @@ setup:
 		echo "setup: installed the pinned requirements and neuronviz (editable) into $(VENV)"; \
 	fi
 
+# app.serve is `streamlit run app/main.py` (same options) that imports torch & co. in the background
+# once the server is up, so the first page arrives sooner (app/warmup.py).
 run: setup
-	$(PYTHON) -m streamlit run app/main.py $(STREAMLIT_FLAGS)
+	$(PYTHON) -m app.serve $(STREAMLIT_FLAGS)
 
 test: setup
 	$(PYTHON) -m pytest

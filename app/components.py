@@ -268,6 +268,16 @@ def require_selection() -> state.Selection:
     return selection
 
 
+def page_start() -> tuple[state.Selection, PixelModel, analysis.AttackChoice] | None:
+    """A page's first lines: the sidebar's selection, its model and attack choice (``app/main.py`` has
+    drawn the page title); None (with the note of :func:`loaded_selection`) when nothing could load,
+    and the page returns."""
+    selection = loaded_selection()
+    if selection is None:
+        return None
+    return selection, selection.model, analysis.attack_choice(selection.model)
+
+
 def current_analysis(selection: state.Selection) -> analysis.Analysis | None:
     """The full analysis (attack, NIP, PSSR, influence) of the selection under the session's attack
     choice: cached, with a spinner when it has to be computed; None (and a message) on failure."""

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -54,6 +53,9 @@ from neuronviz.workflows.table_files import (  # noqa: F401 - re-exported for th
     read_json,
     resolve,
 )
+
+if TYPE_CHECKING:  # pandas (with pyarrow, ~0.4 s) is imported when a table is first built, not at start-up
+    import pandas as pd
 
 #: Width of an exported chart: the double column of most journals (a chart across the page) or
 #: the single column (a chart in a page's column).
@@ -171,6 +173,8 @@ def influence_rows(before: InfluenceMap, after: InfluenceMap, shift: InfluenceSh
                    image: int = 0) -> pd.DataFrame:
     """Every neuron of the layer: influence (and activation) clean and after, the change, its rank
     and group (front/middle/tail) on the clean image and after (the scatter and the bars)."""
+    import pandas as pd
+
     clean = before.values[image].double()
     moved = after.values[image].double()
     rank_clean = torch.argsort(torch.argsort(clean, descending=True)) + 1
@@ -208,12 +212,16 @@ def transition_rows(shift: InfluenceShift, after_condition: str, image: int = 0)
 
 def layer_rows(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per-layer shift tables of several conditions as one table with a ``condition`` column."""
+    import pandas as pd
+
     return pd.concat([frame.assign(condition=condition)[["condition", *frame.columns]] for condition, frame in tables.items()],
                      ignore_index=True)
 
 
 def attribution_rows(values: torch.Tensor, roles: Sequence[str] = ("clean", "adversarial")) -> pd.DataFrame:
     """A pair of attribution maps ``(2, [C,] H, W)`` as one row per pixel (and channel) per image."""
+    import pandas as pd
+
     maps = values.detach().cpu().double()
     if maps.dim() == 3:
         maps = maps.unsqueeze(1)
@@ -244,6 +252,8 @@ def nip_step_rows(restoration: Any, class_names: Sequence[str], image: int = 0) 
 
 def pssr_map_rows(score: torch.Tensor, mask: torch.Tensor) -> pd.DataFrame:
     """PSSR's salient score and removal mask, one row per pixel (``(H, W)`` after squeezing)."""
+    import pandas as pd
+
     s, m = score.detach().cpu().double().squeeze(), mask.detach().cpu().squeeze()
     while m.dim() > 2:  # a mask per colour channel removes a pixel when any channel does
         m = m.amax(0)
@@ -284,6 +294,8 @@ def channel_rows(smap: Any) -> pd.DataFrame:
 def channel_map_rows(maps: Any, smap: Any) -> pd.DataFrame:
     """The most sensitive channels' outputs (``feature_maps.ChannelMaps``): one row per channel and
     position (or per channel for a linear layer), clean, adversarial, difference and the channel's σ."""
+    import pandas as pd
+
     rows = []
     clean, adversarial = maps.clean.detach().double(), maps.adversarial.detach().double()
     for i, channel in enumerate(maps.channels):

@@ -29,7 +29,7 @@ import streamlit as st  # noqa: E402
 
 # The page frame first, before torch is imported: on a fresh server the first run spends seconds
 # importing torch and loading the model, and a page that draws nothing until then is blank.
-# Everything down to st.navigation needs only Streamlit; the favicon is a local file (an
+# Everything down to the page's title needs only Streamlit; the favicon is a local file (an
 # ":material/…:" page icon makes the browser fetch an SVG from a font CDN, which fails offline).
 st.set_page_config(page_title="neuronviz", page_icon=str(_ROOT / "assets" / "icon.png"), layout="wide")
 
@@ -52,13 +52,27 @@ PAGES = {
         st.Page("app_pages/about.py", title="About", icon=":material/info:"),
     ],
 }
+#: Each page's heading (its navigation title where that is too short), drawn here for every page
+#: before anything heavy is imported: on a fresh server the title is on screen while torch loads.
+HEADINGS = {
+    "Sensitivity": "Neuron sensitivity",
+    "Batch": "Batch evaluation",
+    "Guided tour & methods": "Learn",
+    "About": "About neuronviz",
+}
 
 page = st.navigation(PAGES)
+st.title(HEADINGS.get(page.title, page.title))
+
+from app import warmup  # noqa: E402 - the standard library only
+
 loading = None
-if "app.sidebar" not in sys.modules:  # the first run in this server process: imports ahead
+# The first run in this server process, or python -m app.serve still importing them: imports ahead
+# (a module the warm-up is importing is in sys.modules already, half initialised).
+if "app.sidebar" not in sys.modules or warmup.running():
     loading = st.empty()
     loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
-
+warmup.wait()  # python -m app.serve imports the heavy modules below in the background: let it finish
 from app import boundary, components, sidebar  # noqa: E402
 from app import url_state as session  # noqa: E402
 from neuronviz.core.models import local_source  # noqa: E402

@@ -85,14 +85,29 @@ def true_class_key(digest: str, classes: int) -> str:
 
 
 # -- the pages' controls (keys of app/app_pages/*, see their components.persist calls) ------------
+def _registry_controls() -> dict[str, Control]:
+    """The controls whose options are registries (defences, influence and attribution methods:
+    plugins too), built on every call so that a plugin registered after the first run is offered:
+    the Neurons page's Methods box (the analysis' extra restorations and its influence method,
+    which every page showing the analysis uses), the condition its charts compare and the
+    attribution method."""
+    from neuronviz.methods.attribution import list_attributions
+
+    extras = tuple(analysis.extra_choices())
+    return {
+        **library.method_controls(analysis.default_extras()),  # analysis.extra_defences, analysis.influence_method
+        # the Neurons page's chart_conditions: the attack, the control and every restoration it may compare
+        "neurons.after": Control("choice", "adversarial", options=("adversarial", analysis.CONTROL, *analysis.RESTORATIONS, *extras)),
+        "neurons.attribution_method": Control("choice", "saliency", options=tuple(a.name for a in list_attributions())),
+    }
+
+
 def _controls() -> dict[str, Control]:
-    conditions = ("adversarial", "nip-guided", "pssr")
     table = {
         components.GROUP_FRACTION_KEY: Control("choice", DEFAULT_GROUP_FRACTION, options=tuple(components.GROUP_FRACTIONS)),
         "neurons.layer": Control("layer"),
         "neurons.tail_rule": Control("choice", "bottom", options=("bottom", "next")),
-        "neurons.after": Control("choice", "adversarial", options=conditions),
-        "neurons.attribution_method": Control("choice", "saliency", options=("saliency", "integrated_gradients", "grad_cam")),
+        "neurons.groups": Control("choice", "clean", options=("clean", "reference")),
         "neurons.attribution_adversarial": Control("bool", False),
         "sensitivity.layer": Control("layer"),
         "filters.attack": Control("choice", "fgsm", options=("fgsm", "sidebar")),
@@ -101,9 +116,50 @@ def _controls() -> dict[str, Control]:
         "filters.show": Control("choice", "fragile and robust", options=("fragile and robust", "all")),
         "sensitivity.source": Control("choice", "image", options=("image", "set")),
         "batch.per_class_metric": Control("choice", "accuracy", options=("accuracy", "attack_success")),
+        # Controls that change what a page computes or shows, found missing from links (the class of gap the
+        # Neurons page's Methods box was): image counts (the pages keep a count in plain state, *_kept, that
+        # survives other pages; Batch keeps its widget's), Population's layer ("all" or one), share and view,
+        # the Defences page's adaptive attacker, Sensitivity's channels shown. The defaults are the pages'.
+        "batch.n": Control("int", 50, low=1),
+        "filters.images_kept": Control("int", 200, low=1),
+        "sensitivity.images_kept": Control("int", 100, low=1),
+        "sensitivity.top_k": Control("int", 4, low=1, high=8),
+        "population.images_kept": Control("int", 100, low=1),
+        "population.layer": Control("layer", options=("all",)),
+        "population.fraction": Control("choice", 0.2, options=tuple(round(0.05 * i, 2) for i in range(1, 10))),
+        "population.detail_layer": Control("layer"),
+        "population.quantity": Control("choice", "activation", options=("activation", "influence")),
+        "defences.adaptive": Control("bool", False),
+        # the Attack page's ε-sweep slider (the budget whose image and numbers it shows); written only when it is
+        # not the chosen budget; its widget key depends on the attack and the chosen budget (sweep_eps_key)
+        SWEEP_EPS: Control("float", None, low=0.0),
     }
     table.update({key: control for key, control in page_controls.figure_controls().items() if key != components.GROUP_FRACTION_KEY})
     return table
+
+
+SWEEP_EPS = "attack.sweep_eps"  # the link's key of the Attack page's ε-sweep slider
+
+
+def sweep_eps_key(attack: str, chosen: float) -> str:
+    """The session_state key of the Attack page's ε-sweep slider for this attack and chosen budget."""
+    return f"attack.eps.{attack}.{chosen:.6g}"
+
+
+def _sweep_slider(model) -> tuple[str, float] | None:
+    """``(slider key, chosen budget)`` of the session's attack on ``model``; None for an attack
+    without a budget, or whose parameters do not resolve."""
+    from neuronviz.methods.attacks import get_attack
+
+    choice = analysis.attack_choice(model)
+    info = get_attack(choice.attack)
+    if info.budget_param is None:
+        return None
+    try:
+        chosen = float(choice.params(model)[info.budget_param])
+    except (NeuronvizError, KeyError, TypeError, ValueError):
+        return None
+    return sweep_eps_key(info.name, chosen), chosen
 
 
 CONTROLS: dict[str, Control] = {}
@@ -121,7 +177,7 @@ _KEPT = components.KEPT_CONTROLS_KEY  # components.persist's store
 def controls() -> dict[str, Control]:
     if not CONTROLS:
         CONTROLS.update(_controls())
-    return {**CONTROLS, **_DECLARED}
+    return {**CONTROLS, **_registry_controls(), **_DECLARED}
 
 
 def url_key(key: str, default: Any, options: tuple = (), low: float | None = None, high: float | None = None) -> None:
@@ -225,13 +281,29 @@ def apply(record: SessionRecord, what: str = "link") -> list[str]:
     layers = [info.name for info in probe_layers(model)]
     record, found = library.check_for_model(record, model, [s.id for s in samples], layers, controls(), what=what)
     messages += found
+    record = _check_compared(record, messages, what)
     _apply_model_picker(request, entry, typed, device)
     record = _apply_image_picker(record, model, samples, messages, what)
     _apply_attack(record, model)
+    _apply_sweep_eps(record, model)
     # the Defences page's parameters (defence.<name>.<param>), validated by the defence's schema
     messages += _apply_defences(record.page, model, what)
     _apply_page_controls(record)
     return messages
+
+
+def _check_compared(record: SessionRecord, messages: list[str], what: str) -> SessionRecord:
+    """The Neurons page's compared condition must be one the analysis computes: a restoration the
+    record does not also choose under Methods (``analysis.extra_defences``) is reported and dropped."""
+    after = record.page.get("neurons.after")
+    extras = record.page.get(analysis.EXTRA_DEFENCES_KEY, list(analysis.default_extras()))
+    if after is None or after in ("adversarial", analysis.CONTROL, *analysis.RESTORATIONS, *extras):
+        return record
+    messages.append(
+        f"The {what}'s neurons.after={after!r} was not used ({after} is not among the restorations it compares: add it "
+        f"to analysis.extra_defences): using adversarial instead."
+    )
+    return record.replace(page={k: v for k, v in record.page.items() if k != "neurons.after"})
 
 
 def _load_model(
@@ -336,13 +408,24 @@ def _apply_attack(record: SessionRecord, model: PixelModel) -> None:
         st.session_state[target_key(model.content_hash)] = sidebar.UNTARGETED if choice.target is None else choice.target
 
 
+def _apply_sweep_eps(record: SessionRecord, model) -> None:
+    """The ε-sweep slider's budget, under the slider's key for the record's attack (the Attack page
+    says so when it is not one of the sweep's budgets, and shows the chosen one)."""
+    if SWEEP_EPS not in record.page:
+        return
+    slider = _sweep_slider(model)
+    if slider is not None:
+        st.session_state[slider[0]] = float(record.page[SWEEP_EPS])
+        st.session_state.setdefault(_KEPT, {})[slider[0]] = float(record.page[SWEEP_EPS])
+
+
 def _apply_page_controls(record: SessionRecord) -> None:
     """The pages' controls: in session state, and where components.persist puts forgotten values back."""
     kept = st.session_state.setdefault(_KEPT, {})
     pending = st.session_state.setdefault(PENDING, {})
     known = controls()
     for key, value in record.page.items():
-        if key.startswith(DEFENCE_PREFIX):
+        if key.startswith(DEFENCE_PREFIX) or key == SWEEP_EPS:
             continue
         if key in known:
             st.session_state[key] = value
@@ -481,17 +564,25 @@ def current_record(selection: state.Selection) -> SessionRecord:
         params={k: v for k, v in choice.overrides if k in defaults and not _same(v, defaults[k])},
     )
     kept = st.session_state.get(_KEPT, {})
+    defences, method = analysis.analysis_methods()  # the Methods box's values, kept while other pages run
+    methods = {analysis.EXTRA_DEFENCES_KEY: [d for d in defences if d not in analysis.RESTORATIONS],
+               analysis.INFLUENCE_METHOD_KEY: method}
     page: dict[str, Any] = {}
     for key, control in controls().items():
-        value = st.session_state[key] if key in st.session_state else kept.get(key)
+        value = methods[key] if key in methods else st.session_state[key] if key in st.session_state else kept.get(key)
         if value is None:
             continue
-        if control.kind == "layer" and (value == _default_layer(model) or value not in _layer_names(model)):
+        if control.kind == "layer" and (value == _default_layer(model) or value not in (*_layer_names(model), *control.options)):
             continue  # the default, or another model's layer (it belongs to that model: not in this link)
         if control.kind == "multi" and isinstance(value, (list, tuple)):
             value = [v for v in control.options if v in value]
         page[key] = value
     page.update(_defence_page(model))
+    slider = _sweep_slider(model)
+    if slider is not None:
+        shown = st.session_state[slider[0]] if slider[0] in st.session_state else kept.get(slider[0])
+        if isinstance(shown, (int, float)) and not _same(float(shown), slider[1]):
+            page[SWEEP_EPS] = float(shown)
     fields["page"] = page
     return SessionRecord(**fields)
 

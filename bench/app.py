@@ -1,7 +1,8 @@
 """Benchmark: the dashboard's speed on digits-cnn (issue 7's targets) and the full analysis ÷ its floor.
 
     python bench/app.py [--repeats 5] [--no-browser] [--browser-only] [--page attack] [--floor-only] [--device cpu]
-                        [--floor-models digits-cnn,resnet18]
+                        [--floor-models digits-cnn,resnet18] [--launcher serve|streamlit|both] [--browser-repeats 1]
+                        [--phases]
 
 Prints, all measured in this one run:
 
@@ -25,12 +26,19 @@ Prints, all measured in this one run:
    session (digest, then a pickled copy from ``st.cache_data``). Also, for context, the whole page script of
    a rerun (Streamlit's AppTest: sidebar, banner, every figure built and serialised) ÷ the first,
    cold run of that page.
-3. **Cold start to first render**: ``streamlit run app/main.py`` (the flags of ``make run``) until
-   its health endpoint answers (server up), then chromium (Playwright) from navigation until the
-   first visible content (a sidebar widget's label or the page title; target <= 2 s) and until the
-   default page has finished its script run and drawn every chart (the start-up analysis; target
-   <= 4 s after the server is up, on a quiet 2-core machine). ``--browser-only`` measures only
-   this. Skipped with ``--no-browser`` or without /usr/bin/chromium.
+3. **Cold start to first render**: the server started as ``make run`` starts it (``python -m
+   app.serve``: ``streamlit run app/main.py`` whose heavy imports begin in the background once the
+   server is up, app/warmup.py) and as plain ``streamlit run app/main.py``, interleaved
+   (``--launcher both``, the default; ``--browser-repeats N`` cold starts of each, medians), each
+   until its health endpoint answers (server up), then chromium (Playwright) from navigation until
+   the first visible content (the page title or a sidebar widget's label; target <= 2 s) and until
+   the default page has finished its script run and drawn every chart (the start-up analysis;
+   target <= 4 s after the server is up, on a quiet 2-core machine); also when the title, the
+   sidebar and the first chart first appeared. ``--browser-only`` measures only this. Skipped
+   with ``--no-browser`` or without /usr/bin/chromium.
+4. **The first page run's phases** (``--phases``, bench/first_run.py in a fresh process): the
+   imports, model, analysis (its parts), ε sweep, figure building and serialisation of the default
+   page, one after another: less sensitive to the machine's load than the browser's numbers.
 """
 
 from __future__ import annotations
@@ -230,19 +238,51 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def bench_browser() -> tuple[float, float, float] | None:
+#: How the server is started: ``make run``'s launcher (heavy imports start in the background once the
+#: server is up, app/warmup.py) or plain ``streamlit run`` (everything imported in the first page run).
+LAUNCHERS = {"serve": ["-m", "app.serve"], "streamlit": ["-m", "streamlit", "run", "app/main.py"]}
+SERVER_FLAGS = [
+    "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    "--server.fileWatcherType", "none", "--theme.base", "light", "--client.toolbarMode", "viewer",
+]  # fmt: skip
+#: What the page shows, in the order it should appear: (name, CSS selector). The first element of
+#: each is timed by a MutationObserver in the page (ms after navigation), so one visit gives them all.
+MILESTONES = {
+    "title": '[data-testid="stMain"] h1',
+    "sidebar": '[data-testid="stSidebar"] [data-testid="stWidgetLabel"]',
+    "first chart": ".js-plotly-plot .main-svg",
+}
+_OBSERVER = """
+window.__milestones = {};
+const wanted = %s;
+const check = () => {
+  for (const [name, selector] of Object.entries(wanted)) {
+    if (!(name in window.__milestones)) {
+      const element = document.querySelector(selector);
+      if (element && element.offsetParent !== null) window.__milestones[name] = performance.now();
+    }
+  }
+};
+new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true});
+"""
+
+
+def bench_browser(launcher: str = "streamlit") -> dict[str, float] | None:
+    """One cold start: the server (``launcher``) from nothing, then chromium from navigation.
+
+    Returns seconds: ``server up`` (after launch), then after navigation ``first content`` (the page
+    title or a sidebar widget's label, whichever is first), each of :data:`MILESTONES`, ``script
+    done`` (the run finished) and ``every chart`` (each chart of the page drawn)."""
     if not CHROMIUM.exists():
         print(f"cold start: skipped ({CHROMIUM} is missing; apt-get install -y chromium)")
         return None
+    import json
+
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none", "--theme.base", "light", "--client.toolbarMode", "viewer",
-    ]  # fmt: skip
+    command = [sys.executable, *LAUNCHERS[launcher], *SERVER_FLAGS, "--server.port", str(port)]
     log = Path(tempfile.mkdtemp(prefix="neuronviz-bench-")) / "streamlit.log"
     started = time.perf_counter()
     with log.open("w") as output:
@@ -257,22 +297,27 @@ def bench_browser() -> tuple[float, float, float] | None:
                         break
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
-        server_up = time.perf_counter() - started
+        times = {"server up": time.perf_counter() - started}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.add_init_script(_OBSERVER % json.dumps(MILESTONES))
             started = time.perf_counter()
             page.goto(url)
             # first visible content: the page's own text (the sidebar's model box or the page title), not Streamlit's skeleton
             page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stWidgetLabel"], [data-testid="stMain"] h1', timeout=120_000, state="visible")
-            first_content = time.perf_counter() - started
+            times["first content"] = time.perf_counter() - started
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
             page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
+            times["script done"] = time.perf_counter() - started
             for chart in page.locator(".js-plotly-plot").all():
                 chart.locator(".main-svg").first.wait_for(timeout=120_000)
-            first_render = time.perf_counter() - started
+            times["every chart"] = time.perf_counter() - started
+            # the observer's clock starts at navigation (performance.timeOrigin), as `started` does
+            for name, ms in page.evaluate("window.__milestones").items():
+                times[name] = ms / 1000
             browser.close()
-        return server_up, first_content, first_render
+        return times
     finally:
         server.terminate()
         try:
@@ -281,11 +326,41 @@ def bench_browser() -> tuple[float, float, float] | None:
             server.kill()
 
 
-def print_browser(server_up: float, first_content: float, first_render: float) -> None:
+def bench_browsers(launchers: list[str], repeats: int) -> dict[str, list[dict[str, float]]]:
+    """``repeats`` cold starts of each launcher, interleaved (A B A B ...), so that the machine's
+    load changes affect both alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in launchers}
+    for _ in range(repeats):
+        for name in launchers:
+            measured = bench_browser(name)
+            if measured is None:
+                return runs
+            runs[name].append(measured)
+    return runs
+
+
+def print_browsers(runs: dict[str, list[dict[str, float]]]) -> None:
+    for name, measured in runs.items():
+        if not measured:
+            continue
+        if len(measured) == 1:
+            print_browser(measured[0], name)
+            continue
+        keys = list(measured[0])
+        parts = ", ".join(f"{key} {statistics.median(m[key] for m in measured):.1f}" for key in keys)
+        ranges = ", ".join(f"{key} {min(m[key] for m in measured):.1f}-{max(m[key] for m in measured):.1f}" for key in ("first content", "every chart"))
+        print(f"cold start, {name} ({' '.join(LAUNCHERS[name][1:])}), median of {len(measured)} (s): {parts}; range {ranges}")
+    print(f"targets: first content <= 2 s, every chart <= 4 s after the server is up; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+def print_browser(times: dict[str, float], launcher: str = "streamlit") -> None:
+    milestones = ", ".join(f"{name} {times[name]:.1f} s" for name in MILESTONES if name in times)
     print(
-        f"cold start: server up after {server_up:.1f} s; after that, in chromium: first visible content {first_content:.1f} s "
-        f"(target <= 2 s), the start-up analysis drawn (every chart) {first_render:.1f} s (target <= 4 s); "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"cold start ({' '.join(LAUNCHERS[launcher][1:])}): server up after {times['server up']:.1f} s; after that, in chromium: "
+        f"first visible content {times['first content']:.1f} s (target <= 2 s), the start-up analysis drawn (every chart) "
+        f"{times['every chart']:.1f} s (target <= 4 s); script run done {times['script done']:.1f} s; first of each: "
+        f"{milestones}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
 
 
@@ -298,12 +373,18 @@ def main() -> None:
     parser.add_argument("--floor-models", default=",".join(FLOOR_MODELS))
     parser.add_argument("--device", default="cpu", help="device of the floor measurement")
     parser.add_argument("--browser-only", action="store_true", help="only the cold start in chromium (first content, start-up analysis)")
+    parser.add_argument("--launcher", choices=[*LAUNCHERS, "both"], default="both",
+                        help="how the server starts for the cold start: make run's launcher (serve), streamlit run, or both interleaved")
+    parser.add_argument("--browser-repeats", type=int, default=1, help="cold starts of each launcher (interleaved; medians)")
+    parser.add_argument("--phases", action="store_true", help="only the first page run's phases (bench/first_run.py, a fresh process)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    launchers = list(LAUNCHERS) if args.launcher == "both" else [args.launcher]
+    if args.phases:
+        subprocess.run([sys.executable, str(ROOT / "bench" / "first_run.py")], cwd=ROOT, check=True)
     if args.browser_only:
-        measured = bench_browser()
-        if measured is not None:
-            print_browser(*measured)
+        print_browsers(bench_browsers(launchers, args.browser_repeats))
+    if args.browser_only or args.phases:
         return
 
     rows = [bench_floor(n, FLOOR_MODELS.get(n, "default"), max(3, args.repeats), args.device) for n in args.floor_models.split(",")]
@@ -325,9 +406,7 @@ def main() -> None:
     )
 
     if not args.no_browser:
-        measured = bench_browser()
-        if measured is not None:
-            print_browser(*measured)
+        print_browsers(bench_browsers(launchers, args.browser_repeats))
 
 
 if __name__ == "__main__":

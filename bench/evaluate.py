@@ -1,7 +1,7 @@
 """Benchmark: `neuronviz evaluate` throughput (PGD-20 + NIP + PSSR) ÷ its floor; 1 vs 2 processes.
 
     python bench/evaluate.py [--model digits-cnn] [--images 64] [--repeats 3] [--device cpu]
-                             [--torchrun-images 128] [--no-torchrun]
+                             [--torchrun-images 128] [--no-torchrun] [--no-shards] [--no-floor]
 
 (a) Throughput ÷ floor. One block of ``--images`` digits through
     :func:`neuronviz.workflows.evaluate.run_block` with PGD-20 (ε = 0.1) and the defences none, nip-guided
@@ -17,6 +17,9 @@
     nccl with one GPU each when two are there), alternately, each into a fresh folder: wall time
     (start-up included) and the evaluation's own time from ``results.json``; the tables are
     checked to be identical.
+(c) 1 process vs 2 shards: the same evaluation by one process and by ``--shard 0/2`` and
+    ``--shard 1/2`` started at once into one folder (as ``xargs -P 2`` would), then
+    ``--merge``: wall times (start-up included); results.csv/.md/.tex checked byte-identical.
 
 Ratios are measured in one run, interleaved. Port 29519 for torchrun's rendezvous.
 """
@@ -166,6 +169,42 @@ def bench_processes(model_name: str, images: int, repeats: int, device: str) -> 
           f"{statistics.median(walls[2]) / statistics.median(walls[1]):.2f} (identical tables: yes)")
 
 
+def bench_shards(model_name: str, images: int, repeats: int, device: str, shards: int = 2) -> None:
+    """(c) 1 process vs ``shards`` shards started at once (as ``xargs -P``) + ``--merge``: wall times, tables byte-identical."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    env.pop("WORLD_SIZE", None)
+    one: list[float] = []
+    sharded: list[float] = []
+    merging: list[float] = []
+    print(f"(c) {model_name}, {images} images, PGD-20 + none + NIP + PSSR: 1 process vs {shards} shards at once (xargs -P) + --merge")
+    with tempfile.TemporaryDirectory(prefix="neuronviz-bench-shards-") as tmp:
+        for r in range(repeats):
+            single, shared = Path(tmp) / f"one-{r}", Path(tmp) / f"shards-{r}"
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, *_evaluate_args(model_name, images, single, device)], cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
+            one.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise SystemExit(f"the single-process run failed:\n{done.stderr[-3000:]}")
+            started = time.perf_counter()
+            jobs = [subprocess.Popen([sys.executable, *_evaluate_args(model_name, images, shared, device), "--shard", f"{i}/{shards}"], cwd=tmp,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(shards)]
+            errors = [job.communicate(timeout=1800)[1] for job in jobs]
+            if any(job.returncode for job in jobs):
+                raise SystemExit(f"a shard failed:\n{errors}")
+            sharded.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "neuronviz", "evaluate", "--merge", str(shared)], cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+            merging.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise SystemExit(f"the merge failed:\n{done.stderr[-3000:]}")
+            for name in ("results.csv", "results.md", "results.tex"):
+                if (single / name).read_bytes() != (shared / name).read_bytes():
+                    raise SystemExit(f"{name} of the merged shards differs from the single-process run's")
+    w1, ws, wm = statistics.median(one), statistics.median(sharded), statistics.median(merging)
+    print(f"    1 process: wall {w1:.1f} s; {shards} shards: wall {ws:.1f} s, then --merge {wm:.1f} s (start-up included; median of {repeats})")
+    print(f"    ({shards} shards + merge) ÷ 1 process, wall: {(ws + wm) / w1:.2f}; shards alone ÷ 1: {ws / w1:.2f} (byte-identical tables: yes)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="digits-cnn")
@@ -174,11 +213,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--torchrun-images", type=int, default=128)
     parser.add_argument("--no-torchrun", action="store_true")
+    parser.add_argument("--no-shards", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip (a)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    bench_floor(args.model, args.images, args.repeats, args.device)
+    if not args.no_floor:
+        bench_floor(args.model, args.images, args.repeats, args.device)
     if not args.no_torchrun:
         bench_processes(args.model, args.torchrun_images, max(1, args.repeats - 1), args.device)
+    if not args.no_shards:
+        bench_shards(args.model, args.torchrun_images, max(1, args.repeats - 1), args.device)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,11 @@ def test_eps_slider_shows_another_budget_without_recomputing(monkeypatch):
     clean = _array(charts["Clean"][0]["data"][0]["z"])
     np.testing.assert_allclose(_array(charts["ε = 0"][0]["data"][0]["z"]), clean)  # ε = 0 is the clean image
     assert not np.allclose(shown_before, clean)
-    assert any("At `features.7`: front overlap **100%**, Spearman ρ **1.000**" in m for m in _markdown(at))
+    # ε = 0: the identity, with its n and interval (a Wilson interval short of 100% below: n is finite)
+    assert any("At `features.7`: front overlap **100% (95% CI" in m and "**ρ = 1.00 (95% CI 1.00 … 1.00" in m
+               for m in _markdown(at))
+    note = next(c.value for c in at.caption if "Error bars: 95% intervals" in c.value)
+    assert "Wilson interval over the front's" in note and "bootstrap interval over the layer's 64 neurons" in note
     at.select_slider[0].set_value(0.2).run()
     assert not at.exception and "ε = 0.2" in _charts(at)
     assert attacks_run == []  # every budget came from the sweep computed with the page

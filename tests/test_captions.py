@@ -156,8 +156,10 @@ def test_sweep_sentence_reads_the_attack_beside_its_control(digits_cnn, digits_t
     front = int(sweep.directions["front_suppressed_activation"][1])
     noise = int(sweep.control_directions["front_suppressed_activation"][1])
     assert f"{front} of {k} front neurons lost activation ({noise} under the noise)" in text
-    assert f"front overlap **{float(sweep.front_overlap[1]):.0%}**" in text
-    assert "noise of the same size:" in text
+    assert f"front overlap **{sweep.overlap[1].text()}**" in text  # k of n with its Wilson interval
+    assert f"noise of the same size: {sweep.control_overlap[1].text()}" in text
+    assert sweep.correlations[1].text() in text and sweep.control_correlations[1].text() in text
+    assert f"n = {k})" in text and "95% CI" in text
     zero = captions.sweep_sentence(sweep, 0)  # ε = 0: the clean image, nothing moved, nor under a zero-size control
     assert f"0 of {k} front neurons lost activation (0 under the noise)" in zero
 

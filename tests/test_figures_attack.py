@@ -213,6 +213,30 @@ def test_eps_sweep_figure_l2_budget_has_no_255_ticks_and_few_labels():
     assert not [s for s in fig.layout.shapes if s.type == "line"]
 
 
+def test_eps_sweep_figure_draws_each_interval_for_attack_and_control(digits_cnn, digits_test):
+    from neuronviz.workflows.sweep import eps_sweep
+
+    sweep = eps_sweep(digits_cnn, digits_test[0][:1], "fgsm", {}, [0.0, 0.1, 0.2])
+    fig = fa.eps_sweep_figure(sweep, DIGITS)
+    _, overlap, rho, control_overlap, control_rho = fig.data
+    for trace, rates in ((overlap, sweep.overlap), (control_overlap, sweep.control_overlap)):
+        np.testing.assert_allclose(np.asarray(trace.y) + np.asarray(trace.error_y.array), [r.high for r in rates])
+        np.testing.assert_allclose(np.asarray(trace.y) - np.asarray(trace.error_y.arrayminus), [r.low for r in rates])
+    # the hover: share, interval and n; the control's also names its true ε (its points sit a little right of it)
+    assert list(overlap.customdata) == [r.text() for r in sweep.overlap]
+    assert [row[1] for row in control_overlap.customdata] == [r.text() for r in sweep.control_overlap]
+    assert [row[0] for row in control_overlap.customdata] == ["0", "0.1", "0.2"]
+    np.testing.assert_allclose(np.asarray(control_overlap.x) - np.asarray(overlap.x), fa.CONTROL_DODGE * 0.1)
+    for trace, rhos in ((rho, sweep.correlations), (control_rho, sweep.control_correlations)):
+        np.testing.assert_allclose(np.asarray(trace.y) + np.asarray(trace.error_y.array), [c.high for c in rhos])
+        np.testing.assert_allclose(np.asarray(trace.y) - np.asarray(trace.error_y.arrayminus), [c.low for c in rhos])
+    assert "noise" in control_overlap.name and "noise" in control_rho.name
+    undefined = eps_sweep(digits_cnn, digits_test[0][:1], "fgsm", {}, [0.0, 0.1], layer="classifier.2")
+    _, _, rho, _, _ = fa.eps_sweep_figure(undefined, DIGITS).data
+    assert np.isnan(np.asarray(rho.y, dtype=float)).all()  # a gap, not ±1
+    assert all(text.startswith("ρ not defined (") for text in rho.customdata)
+
+
 def test_eps_sweep_figure_refusals():
     with pytest.raises(InputError, match="EpsSweep"):
         fa.eps_sweep_figure(object(), DIGITS)

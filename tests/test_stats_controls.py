@@ -109,3 +109,35 @@ def test_control_norm_follows_the_attack():
     assert controls.control_norm_for("pgdl2") == "L2"
     assert controls.control_norm_for("cw") == "L2"
     assert controls.control_norm_for("jsma") == "L0"
+
+
+def test_the_batched_spearman_equals_scipys_for_every_resample():
+    """correlation() resamples with one batched ρ (ties and constant ranks included): it must be scipy's."""
+    from scipy.stats import spearmanr
+
+    from neuronviz.methods.stats import _spearman_along_last_axis
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, size=(50, 9)).astype(float)  # many ties
+    y = x + rng.integers(0, 3, size=(50, 9))
+    x[0] = 1.0  # one resample with constant ranks
+    batched = _spearman_along_last_axis(x, y)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one_by_one = np.array([spearmanr(a, b).statistic for a, b in zip(x, y)])
+    assert np.isnan(batched[0]) and np.isnan(one_by_one[0])
+    assert np.allclose(batched[1:], one_by_one[1:], atol=1e-12)
+
+
+def test_a_correlation_without_an_interval_says_why():
+    from neuronviz.methods.stats import correlation
+
+    few = correlation([1, 1, 1, 2, 2], [3, 3, 3, 4, 5])
+    assert few.value is not None and few.low is None and few.high is None
+    assert "95% CI not defined (bootstrap resamples of the 5 pairs with constant ranks)" in few.text()
+    assert few.to_dict()["interval_reason"] == "bootstrap resamples of the 5 pairs with constant ranks"
+    enough = correlation(np.arange(30.0), np.arange(30.0) ** 2 + np.sin(np.arange(30.0)))
+    assert enough.low is not None and enough.interval_reason is None and "not defined" not in enough.text()

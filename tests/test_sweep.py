@@ -182,3 +182,86 @@ def test_refuses_a_batch(digits_cnn, digits_test):
     images, _ = digits_test
     with pytest.raises(InputError, match="one image"):
         eps_sweep(digits_cnn, images[:2], "fgsm", None, [0.1])
+
+
+# -- uncertainty beside the matched control (issue 21: every rate with n and a 95% interval) ---------------
+
+
+def test_every_budget_has_rates_and_correlations_for_attack_and_control(pgd_sweep: EpsSweep):
+    e, k = len(pgd_sweep), pgd_sweep.front_size
+    assert len(pgd_sweep.overlap) == len(pgd_sweep.control_overlap) == e
+    assert len(pgd_sweep.correlations) == len(pgd_sweep.control_correlations) == e
+    for i in range(e):
+        for rate_, point in ((pgd_sweep.overlap[i], pgd_sweep.front_overlap[i]),
+                             (pgd_sweep.control_overlap[i], pgd_sweep.control_front_overlap[i])):
+            assert rate_.n == k  # k of the front's neurons
+            assert rate_.share == pytest.approx(float(point)) and rate_.k == round(float(point) * k)
+            assert rate_.low <= rate_.share <= rate_.high
+        for rho, point in ((pgd_sweep.correlations[i], pgd_sweep.spearman[i]),
+                           (pgd_sweep.control_correlations[i], pgd_sweep.control_spearman[i])):
+            assert rho.defined and rho.value == pytest.approx(float(point))
+            assert rho.n == pgd_sweep.evidence.attack.groups_before.labels.shape[1]  # the layer's neurons
+            assert rho.low - 1e-9 <= rho.value <= rho.high + 1e-9 and 0 <= rho.p <= 1
+    # ε = 0: attack and control are both the clean image
+    assert pgd_sweep.overlap[0].k == k and pgd_sweep.control_overlap[0].k == k
+    assert pgd_sweep.correlations[0].value == pytest.approx(1.0) and pgd_sweep.correlations[0].low == pytest.approx(1.0)
+
+
+def test_the_frame_carries_intervals_n_and_the_control(pgd_sweep: EpsSweep):
+    frame = pgd_sweep.to_frame()
+    k = pgd_sweep.front_size
+    for prefix in ("", "control_"):
+        assert (frame[f"{prefix}front_overlap_n"] == k).all()
+        assert (frame[f"{prefix}front_overlap_low"] <= frame[f"{prefix}front_overlap"]).all()
+        assert (frame[f"{prefix}front_overlap"] <= frame[f"{prefix}front_overlap_high"]).all()
+        assert (frame[f"{prefix}spearman_low"] <= frame[f"{prefix}spearman"] + 1e-9).all()
+        assert (frame[f"{prefix}spearman"] <= frame[f"{prefix}spearman_high"] + 1e-9).all()
+        assert (frame[f"{prefix}spearman_n"] > 0).all() and (frame[f"{prefix}spearman_note"] == "").all()
+        for measure in ("front_suppressed_activation", "tail_enhanced_activation"):
+            n = k if measure.startswith("front") else pgd_sweep.tail_size
+            assert (frame[f"{prefix}{measure}_n"] == n).all()
+            assert (frame[f"{prefix}{measure}_low"] <= frame[f"{prefix}{measure}_share"]).all()
+            assert (frame[f"{prefix}{measure}_share"] <= frame[f"{prefix}{measure}_high"]).all()
+    counts = frame["front_suppressed_activation_count"]
+    assert (frame["front_suppressed_activation_k"] == counts).all()  # the same count, as a rate
+    assert frame["front_overlap_minus_control"].tolist() == pytest.approx(
+        (frame["front_overlap"] - frame["control_front_overlap"]).tolist())
+    assert frame["spearman_minus_control"].tolist() == pytest.approx((frame["spearman"] - frame["control_spearman"]).tolist())
+
+
+def test_the_direction_rates_are_the_evidence_views(pgd_sweep: EpsSweep, digits_cnn, image):
+    """At each ε the rates are evidence.shift_evidence's on that ε's adversarial image and its control."""
+    from neuronviz.methods.controls import matched_control
+    from neuronviz.workflows.evidence import shift_evidence
+
+    x, _ = image
+    i = 2
+    adversarial = pgd_sweep.adversarial[i : i + 1]
+    control = matched_control(x, adversarial, pgd_sweep.control_norm, seed=3)
+    batch = torch.cat([x, adversarial, control])
+    maps = neuron_influence(digits_cnn, batch, layers=[pgd_sweep.layer], target=[pgd_sweep.benign_class] * 3)[pgd_sweep.layer]
+    evidence = shift_evidence(maps.select([0]), maps.select([1]), maps.select([2]), DEFAULT_FRONT, DEFAULT_FRONT)
+    for measure in ("front_suppressed_activation", "tail_enhanced_activation", "front_suppressed_influence"):
+        expected, got = evidence.measure(measure), pgd_sweep.measure(measure, i)
+        assert (got.attack.k, got.attack.n) == (expected.attack.k, expected.attack.n)
+        assert (got.control.k, got.control.n) == (expected.control.k, expected.control.n)
+        assert got.attack.low == pytest.approx(expected.attack.low)
+
+
+def test_an_undefined_correlation_says_not_defined_with_its_reason(digits_cnn, image):
+    """digits-cnn's logits: toward one class only its own logit has influence, so ρ is not defined."""
+    x, _ = image
+    sweep = eps_sweep(digits_cnn, x, "fgsm", {}, [0.0, 0.1], layer="classifier.2")
+    for rho in (*sweep.correlations, *sweep.control_correlations):
+        assert not rho.defined and rho.value is None and rho.low is None and rho.reason
+        assert rho.text().startswith("ρ not defined (")
+    frame = sweep.to_frame()
+    assert frame["spearman"].isna().all() and frame["spearman_low"].isna().all()
+    assert frame["spearman_note"].str.startswith("not defined (").all()
+    assert frame["spearman_minus_control"].isna().all()
+    assert (frame["front_overlap_n"] == sweep.front_size).all()  # the overlap stays defined
+
+
+def test_a_pickled_sweep_keeps_its_intervals(pgd_sweep: EpsSweep):
+    copy = pickle.loads(pickle.dumps(pgd_sweep))
+    assert copy.overlap == pgd_sweep.overlap and copy.correlations == pgd_sweep.correlations

@@ -9,7 +9,6 @@ from neuronviz.core.models import list_models
 
 
 def render() -> None:
-    st.title("About neuronviz")
     st.markdown(
         "neuronviz shows what adversarial attacks do to an image classifier's neurons, and what "
         "defences undo. Everything runs offline on a CPU with the embedded models below; the "

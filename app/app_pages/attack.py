@@ -35,8 +35,11 @@ PANELS_PER_ROW = 5
 
 
 def eps_key(attack: str, chosen: float) -> str:
-    """The session_state key of the ε-sweep slider for this attack and chosen budget."""
-    return f"attack.eps.{attack}.{chosen:.6g}"
+    """The session_state key of the ε-sweep slider for this attack and chosen budget (the link
+    carries its value as ``attack.sweep_eps``: :func:`app.url_state.sweep_eps_key`)."""
+    from app import url_state
+
+    return url_state.sweep_eps_key(attack, chosen)
 
 
 def _share(p: float) -> str:
@@ -115,20 +118,36 @@ def render() -> None:
     selection = components.loaded_selection()
     if selection is None:
         return
-    st.title("Attack")
+    # Drawn before the analysis runs: the clean image needs none of it, and on a fresh server the
+    # browser starts loading its chart library (about a second) while the analysis is computed.
+    notice = st.empty()  # the note of an attack that changed nothing goes above the images
+    cells = layout_cells(len(analysis.analysis_methods()[0]))  # one cell per restoration the analysis makes
+    with cells[0]:
+        clean_image(selection.image)
     result = components.current_analysis(selection)
     if result is None:
         return
     info = get_attack(result.choice.attack)
     record = exports.analysis_record(selection, result)
-    panels(selection, result, info, record)
+    panels(selection, result, info, record, cells, notice)
     trajectory(result, info, selection.model.class_names, record)
     sweep_section(selection, result, info, record)
 
 
-def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any]) -> None:
+def clean_image(image: torch.Tensor) -> None:
+    """The clean image (the analysis' ``clean``: the image on the CPU), as the first panel."""
+    components.chart(
+        components.figure(figures.image_figure, image.cpu(), title="Clean", height=IMAGE_HEIGHT),
+        "clean-image",
+        key="attack.image.clean",
+    )
+
+
+def panels(selection: state.Selection, result: analysis.Analysis, info: AttackInfo, record: dict[str, Any],
+           cells: list[Any], notice: Any) -> None:
     """The images (clean, perturbation, adversarial, and each restoration of the analysis: NIP (guided),
-    PSSR and the defences chosen under Methods) with their verdicts."""
+    PSSR and the defences chosen under Methods) with their verdicts, in ``cells`` (the first already
+    holds the clean image); ``notice`` holds the note of an attack that changed nothing."""
     names = selection.model.class_names
     true_class = selection.true_class
     benign = result.benign_class
@@ -136,15 +155,10 @@ def panels(selection: state.Selection, result: analysis.Analysis, info: AttackIn
     target = int(report.target[0]) if report.target is not None else None
     unchanged = captions.unchanged_attack_note(float(report.l2[0]), float(report.linf[0]), info.label, result.params)
     if unchanged is not None:
-        st.warning(unchanged, icon=":material/info:")
-
-    cells = layout_cells(len(result.restorations))
+        notice.warning(unchanged, icon=":material/info:")
+    # full_analysis makes one restoration per defence of analysis_methods(), which laid out the cells
+    assert len(cells) == 3 + len(result.restorations), (len(cells), list(result.restorations))
     with cells[0]:
-        components.chart(
-            components.figure(figures.image_figure, result.clean, title="Clean", height=IMAGE_HEIGHT),
-            "clean-image",
-            key="attack.image.clean",
-        )
         bars(result.probabilities("clean"), names, true_class, "clean", "clean", record, verdict=clean_verdict(result, names, true_class))
     with cells[1]:
         perturbation_panel(result, record)
@@ -306,7 +320,7 @@ def sweep_section(selection: state.Selection, result: analysis.Analysis, info: A
     with chart_column:
         chart = components.figure(attack_figures.eps_sweep_figure, sweep, model.class_names, selected_eps=selected, chosen_eps=chosen)
         components.chart(chart, "eps-sweep", key="attack.sweep.chart")
-        exports.export_controls(chart, exports.sweep_rows(sweep, model.class_names), "eps-sweep", sweep_record, key="attack.export.sweep")
+        exports.export_controls(chart, lambda: exports.sweep_rows(sweep, model.class_names), "eps-sweep", sweep_record, key="attack.export.sweep")
     st.caption(sweep_caption(result, info, sweep, values, fraction, model.class_names))
 
 
@@ -377,10 +391,21 @@ def sweep_detail(selection: state.Selection, result: analysis.Analysis, info: At
     chosen = float(result.params[str(info.budget_param)])
     slider_key = eps_key(info.name, chosen)
     components.persist(slider_key)
+    asked = st.session_state.get(slider_key)
+    if asked is not None and not any(abs(float(asked) - v) <= 1e-9 for v in values):  # a link's or a session file's
+        st.warning(f"The budget {info.budget_param} = {float(asked):.6g} asked for (link or session file) is not one of "
+                   f"the sweep's {len(values)} budgets: showing the chosen {sweep_label(info, chosen)}.",
+                   icon=":material/link_off:")
+        st.session_state[slider_key] = values[sweep.index(chosen)]
+    elif asked is not None and values[sweep.index(float(asked))] != asked:
+        st.session_state[slider_key] = values[sweep.index(float(asked))]  # the computed value itself
+    # a value in session state (the user's, a link's) is the widget's; else the chosen budget (passing both
+    # would make Streamlit warn that a widget had a default and a Session State value)
+    start = {} if slider_key in st.session_state else {"value": values[sweep.index(chosen)]}
     selected = st.select_slider(
         f"{info.budget_param} (budget)",
         options=values,
-        value=values[sweep.index(chosen)],
+        **start,
         format_func=lambda value: sweep_label(info, value),
         key=slider_key,
         help="Every value was computed once, together; moving the slider only shows another one.",
@@ -420,10 +445,12 @@ def sweep_caption(result: analysis.Analysis, info: AttackInfo, sweep: Any, value
         f"Bottom: how much of the clean image's front (top {fraction:.0%} of the channels of `{sweep.layer}` by "
         f"influence toward {names[benign]}) stays front, and the rank correlation ρ of all channels' influence with the "
         f"clean image's (tail: bottom {fraction:.0%}; {components.group_fraction_note()}); dotted: the same under "
-        "the matched control at each ε (random noise of the attack's norm and of its size there). "
-        f"Computed in {sum(sweep.seconds.values()):.2f} s "
-        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s) and "
-        "cached: the slider recomputes nothing."
+        "the matched control at each ε (random noise of the attack's norm and of its size there)."
+        + captions.sweep_interval_note(sweep)
+        + f" Computed in {sum(sweep.seconds.values()):.2f} s "
+        f"(attacks {sweep.seconds['attacks']:.2f} s, one batched influence pass {sweep.seconds['influence']:.3f} s"
+        + (f", intervals {sweep.seconds['statistics']:.2f} s" if "statistics" in sweep.seconds else "")
+        + ") and cached: the slider recomputes nothing."
     )
 
 if __name__ == "__main__":  # st.navigation runs a page as __main__; an import only defines it

@@ -198,13 +198,10 @@ def column_config(result: batch.BatchResult) -> dict:
 
 
 def render() -> None:
-    selection = components.loaded_selection()
-    if selection is None:
+    started = components.page_start()
+    if started is None:
         return
-    model = selection.model
-    choice = analysis.attack_choice(model)
-
-    st.title("Batch evaluation")
+    selection, model, choice = started
     st.markdown(
         f"The sidebar's attack, **{choice.describe(model)}**, and the defences over many images: how often "
         "the attack succeeds, how often each defence undoes it (DSR), and what each defence costs on clean images."

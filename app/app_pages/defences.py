@@ -114,7 +114,6 @@ def render() -> None:
     selection = components.loaded_selection()
     if selection is None:
         return
-    st.title("Defences")
     result = components.current_analysis(selection)
     if result is None:
         return

@@ -37,7 +37,6 @@ PAGE_HEIGHT_MM = 240.0
 
 
 def render() -> None:
-    st.title("Figure")
     st.caption(
         "A paper figure of the current analysis: choose the panels and charts, the size and the font; the preview "
         "is drawn at the printed size. Files are rendered on the server with the provenance record inside."

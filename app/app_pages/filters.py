@@ -63,13 +63,10 @@ def fragility_attack(mode: str, choice: analysis.AttackChoice, model) -> tuple[s
 
 
 def render() -> None:
-    selection = components.loaded_selection()
-    if selection is None:
+    started = components.page_start()
+    if started is None:
         return
-    model = selection.model
-    choice = analysis.attack_choice(model)
-
-    st.title("First-layer filters")
+    selection, model, choice = started
     st.caption(
         "Fragile and robust neurons of the first convolution, after Pravin, Martino, Nicosia, Ojha, "
         "*Adversarial Robustness in Deep Learning: Attacks on Fragile Neurons* (ICANN 2021, arXiv:2201.12347). "

@@ -40,7 +40,6 @@ SAMPLE_EXAMPLE_KEY = actions.SAMPLE_EXAMPLE_KEY
 
 
 def render() -> None:
-    st.title("Learn")
     tour_tab, methods_tab = st.tabs(["Guided tour", "Methods and papers"])
     if st.session_state.pop(GO_TO_ATTACK, False):
         st.switch_page("app_pages/attack.py")

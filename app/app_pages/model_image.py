@@ -10,7 +10,6 @@ from neuronviz import figures
 
 
 def render() -> None:
-    st.title("Model & image")
     selection = components.loaded_selection()
     if selection is None:
         return

@@ -87,7 +87,6 @@ class View:
 
 
 def render() -> None:
-    st.title("Neurons")
     st.caption(
         "NIP's observation (Chen et al., arXiv:2112.13060): an attack suppresses the neurons that contribute most "
         "to the correct class (the **front**) and enhances those that contribute least (the **tail**). Every count "

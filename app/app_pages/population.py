@@ -86,12 +86,10 @@ def verdict(result: population.Population, layer: str) -> str:
 
 
 def render() -> None:
-    selection = components.loaded_selection()
-    if selection is None:
+    started = components.page_start()
+    if started is None:
         return
-    model = selection.model
-    choice = analysis.attack_choice(model)
-    st.title("Neurons of a data set")
+    selection, model, choice = started
     st.caption(
         "What the sidebar's attack does to every neuron over the evaluation images, beside a **matched control**: "
         "random noise of the attack's own size (L∞: random signs × the attack's L∞ per image). Neurons are grouped on "

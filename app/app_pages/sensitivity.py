@@ -36,13 +36,10 @@ IMAGE, SET = "image", "set"
 TARGET_NOTE = " (sets are attacked untargeted, away from the true class: the target applies to the single image)"
 
 def render() -> None:
-    selection = components.loaded_selection()
-    if selection is None:
+    started = components.page_start()
+    if started is None:
         return
-    model = selection.model
-    choice = analysis.attack_choice(model)
-
-    st.title("Neuron sensitivity")
+    selection, model, choice = started
     st.caption(
         "Zhang, Liu, Liu et al., *Interpreting and Improving Adversarial Robustness of Deep Neural Networks with "
         "Neuron Sensitivity* (IEEE TIP 2021, arXiv:1909.06978). The sensitivity of channel m of layer l over pairs "
@@ -256,6 +253,8 @@ def _sensitive_maps(
     """The most sensitive channels' outputs on the clean and adversarial image and their difference
     (a table where the layer has no spatial maps)."""
     ranked = sorted(range(smap.neurons), key=lambda j: -float(smap.values[j]))
+    if len(ranked) > 1 and int(st.session_state.get(TOP_K, 1)) > min(8, len(ranked)):  # a link's or another layer's count
+        st.session_state[TOP_K] = min(8, len(ranked))
     k = slider_column.slider("Channels to show", 1, min(8, len(ranked)), min(4, len(ranked)), key=TOP_K) if len(ranked) > 1 else 1
     channels = ranked[:k]
     maps = analysis.attempt(

@@ -10,7 +10,8 @@ Commands:
                          train PSSR's regenerator for any model on your labelled images (held-out
                          accuracy reported; cached by content hashes, used by PSSR for that model)
   evaluate NAME          attacks × defences (× an ε grid) over a data set: resumable tables
-                         (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, sharded
+                         (CSV, Markdown, LaTeX, JSON with provenance); under torchrun, or
+                         --shard I/N per job then --merge DIR... (any scheduler)
   card NAME              re-measure a digits model's card metrics (clean and attacked accuracy)
   inspect MODEL          a model's facts with their origin (file, metadata, user, or assumed) and its layer list
   download NAME          fetch a model's pretrained weights into its local cache (zoo: torch hub; timm:<name>: Hugging Face)
@@ -24,6 +25,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 from neuronviz.cli.model_args import add_model_arguments
 from neuronviz.infra.errors import NeuronvizError
@@ -134,6 +136,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from neuronviz.cli.model_args import load_from_args
     from neuronviz.workflows import evaluate
 
+    if args.merge:
+        return _merge(args)
+
     def load(device):
         model = load_from_args(args, device=device)
         data = evaluate.load_dataset(args.data, model, limit=args.limit)
@@ -144,28 +149,65 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return model, data
 
     eps = [e.strip() for value in args.eps or [] for e in value.split(",") if e.strip()]
+    if not args.model:
+        raise NeuronvizError("evaluate needs a MODEL (or --merge DIR ... to build the tables of shards)")
     out = Path(args.out) if args.out else Path(f"evaluation-{Path(args.model.split()[0]).stem.replace(':', '_')}")
-    result = evaluate.evaluate_distributed(
-        load,
-        device=args.device,
+    kwargs: dict[str, Any] = dict(
         attacks=_split_list(args.attack) or list(evaluate.DEFAULT_ATTACKS),
         defences=_split_list(args.defence) or list(evaluate.DEFAULT_DEFENCES),
-        eps=eps or None,
-        target=args.target,
-        autoattack=args.autoattack,
-        seed=args.seed,
-        out=out,
-        block_size=args.block_size,
-        progress=not args.no_progress,
-        adaptive=args.adaptive,
-        surrogate=args.surrogate,
+        eps=eps or None, target=args.target, autoattack=args.autoattack, seed=args.seed, out=out,
+        block_size=args.block_size, progress=not args.no_progress, adaptive=args.adaptive, surrogate=args.surrogate,
     )
+    if args.shard is not None:
+        return _shard(args, load, kwargs)
+    result = evaluate.evaluate_distributed(load, device=args.device, **kwargs)
     if result is None:  # not rank 0: rank 0 writes the tables
         return 0
     print((out / "results.md").read_text(encoding="utf-8"), end="")
     print(
         f"{result.computed} block(s) computed, {result.reused} reused from {out} in {result.seconds:.1f} s; tables: "
         + ", ".join(str(p) for p in result.files.values()),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _shard(args: argparse.Namespace, load, kwargs: dict[str, Any]) -> int:
+    """``evaluate ... --shard I/N``: one share of the blocks into --out, no tables (``--merge`` builds them)."""
+    from neuronviz.workflows import evaluate
+
+    shard = evaluate.parse_shard(args.shard)
+    if evaluate.distributed_env() is not None:
+        raise NeuronvizError("--shard and torchrun both share out the blocks: use one of them (a shard is one process)")
+    model, data = load(args.device)
+    run = evaluate.evaluate_shard(model, data, shard=shard, **kwargs)
+    print(
+        f"shard {shard[0]}/{shard[1]}: {run.computed} block(s) computed, {run.reused} reused in {run.seconds:.1f} s; "
+        f"{run.folder} holds {run.present} of the plan's {run.total} blocks; when every shard is done: "
+        f"neuronviz evaluate --merge {run.folder}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+#: evaluate's options that define a plan: --merge reads the plan from the folders and refuses them.
+_PLAN_OPTIONS = {"model": None, "attack": None, "eps": None, "defence": None, "target": None, "autoattack": False,
+                 "adaptive": False, "surrogate": None, "data": "digits", "limit": None, "seed": 0, "block_size": 64, "shard": None}
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``evaluate --merge DIR [DIR ...] [--out OUT]``: the tables from the block files of the folders."""
+    from neuronviz.workflows import evaluate
+
+    given = [k for k, default in _PLAN_OPTIONS.items() if getattr(args, k, default) != default]
+    if given:
+        names = ", ".join("MODEL" if k == "model" else "--" + k.replace("_", "-") for k in given)
+        raise NeuronvizError(f"--merge reads the plan from the folders' plan.json: leave out {names}")
+    merged = evaluate.merge(args.merge, out=args.out)
+    print(merged.files["md"].read_text(encoding="utf-8"), end="")
+    print(
+        f"merged {merged.blocks} block(s) from {len(merged.folders)} folder(s) ({merged.copied} copied into {merged.folder}, "
+        f"{merged.duplicates} identical duplicate(s)) in {merged.seconds:.1f} s; tables: " + ", ".join(str(p) for p in merged.files.values()),
         file=sys.stderr,
     )
     return 0
@@ -213,15 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser(
         "evaluate",
-        help="attacks × defences over a data set (resumable; shards under torchrun)",
+        help="attacks × defences over a data set (resumable; --shard I/N on any scheduler, --merge; torchrun)",
         description=(
             "Attacks × defences (× an ε grid) over a data set, written block by block under --out "
             "(a rerun skips finished blocks), then results.csv/.md/.tex/.json (with provenance). "
             "Under `torchrun --nproc_per_node=N -m neuronviz evaluate ...` the blocks are shared by "
-            "the processes and rank 0 writes one table, identical to a single-process run."
+            "the processes and rank 0 writes one table, identical to a single-process run. On any scheduler "
+            "(a Slurm array, submitit, xargs): `--shard I/N` per job into --out, then `evaluate --merge DIR...` "
+            "builds the tables (docs/evaluate.md)."
         ),
     )
-    add_model_arguments(p)
+    add_model_arguments(p, required=False)  # not with --merge: the plan is in the folders
     p.add_argument("--data", default="digits", help="data set spec NAME[:key=value,...]: digits[:split=test|train|all], samples, folder:PATH, zip:PATH, mnist:ROOT, cifar10:ROOT (the last four take ,limit=N; mnist/cifar10 ,split=test|train)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the data set")
     p.add_argument("--attack", action="append", metavar="NAME[:k=v,...]", help="an attack and its parameters, e.g. pgd:steps=20 (repeatable; default fgsm and pgd:steps=20)")
@@ -236,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default ./evaluation-NAME); rerun with the same folder to resume")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available; under torchrun cuda:LOCAL_RANK)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--shard", default=None, metavar="I/N", help="compute only shard I of N (counted from 0: block k is shard k mod N's) into --out, no tables; for a Slurm array, submitit, xargs")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR", help="build the tables from the block files in these folders (shards'), byte-identical to a single-process run; --out: where (default: the one DIR)")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("card", help="re-measure a digits model's card metrics on the test split")
     add_model_arguments(p)

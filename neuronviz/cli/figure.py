@@ -195,7 +195,7 @@ def build_session(args: argparse.Namespace):
     path = Path(args.session)
     if not path.is_file():
         raise InputError(f"--session {path}: no such file")
-    controls = page_controls.figure_controls()
+    controls = {**page_controls.figure_controls(), **session.method_controls()}  # the Methods box's choices too
     record, messages = session.from_json(path.read_bytes(), controls)
     device = args.device or record.device
     if record.weights == "checkpoint" and record.checkpoint_sha256 is not None:
@@ -236,12 +236,13 @@ def build_session(args: argparse.Namespace):
     for message in messages:
         print(f"warning: {message}", file=sys.stderr)
     choice = analysis.AttackChoice.make(record.attack, dict(record.params), target=record.target, seed=record.seed)
-    result = analysis.compute_analysis(model, image.cpu(), choice)
+    defences_computed, influence_method = session.analysis_methods(record.page)  # as the page computed it
+    result = analysis.compute_analysis(model, image.cpu(), choice, defences=defences_computed, influence_method=influence_method)
     spec = page_controls.figure_spec(record.page)
     data = chart_data(model, result, spec)
     fig = compose_figure(result, model.class_names, spec, true_class=true_class, data=data)
     numbers = figure_numbers(result, model.class_names, spec, data)
-    defences = [p for p in spec.panels if p in analysis.RESTORATIONS] or list(analysis.RESTORATIONS)
+    defences = [p for p in spec.panels if p in defences_computed] or list(analysis.RESTORATIONS)
     dpi = int(record.page.get("figure.dpi", page_controls.FIGURE_DEFAULTS["figure.dpi"]))
     args.dpi = dpi
     record_ = analysis.provenance(

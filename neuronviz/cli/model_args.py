@@ -38,7 +38,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, flag: str | None = N
         "(.safetensors/.pt; with --factory for your own network), an .onnx file, a .pt2 program or a module:function factory"
     )
     if flag is None:
-        parser.add_argument("model", metavar="MODEL", help=what)
+        parser.add_argument("model", metavar="MODEL", nargs=None if required else "?", default=None, help=what)
     else:
         parser.add_argument(flag, dest="model", default=None, required=False, help=what)
     group = parser.add_argument_group("model options")

@@ -389,7 +389,9 @@ def eps_sweep_figure(
     """Top: probability of the benign class (%) per ε, markers in ``adversarial`` where the
     attack succeeds. Bottom: front overlap (``front``) and Spearman ρ (``middle``, dashed) of the
     influence ranking at the sweep's layer, against the clean image's, and the same two under the
-    sweep's matched control at each ε (dotted, open markers). ε on a shared x axis in
+    sweep's matched control at each ε (dotted, open markers), each with its 95% interval as error
+    bars (the overlap's Wilson interval over the front's neurons, ρ's bootstrap interval over the
+    layer's neurons; a ρ that is not defined is a gap). ε on a shared x axis in
     the budget's units (L∞ ticks also read k/255); ``selected_eps`` draws a dotted line,
     ``chosen_eps`` a labelled solid one (the analysis' ε).
     """
@@ -445,61 +447,96 @@ def _benign_trace(sweep: Any, eps: np.ndarray, names: Sequence[str]) -> go.Scatt
     )
 
 
+def _intervals(sweep: Any, control: bool) -> tuple[np.ndarray | None, np.ndarray | None, list[str], list[str]]:
+    """``(overlap (2, E), ρ (2, E), overlap texts, ρ texts)``: each ε's 95% interval (low, high; NaN
+    where not defined) and its text with n, from the sweep's rates and correlations (None when the
+    sweep has none)."""
+    rates = getattr(sweep, "control_overlap" if control else "overlap", ())
+    rhos = getattr(sweep, "control_correlations" if control else "correlations", ())
+    if not rates or not rhos:  # a sweep without intervals: the values alone
+        overlap_values = getattr(sweep, "control_front_overlap" if control else "front_overlap")
+        rho_values = getattr(sweep, "control_spearman" if control else "spearman")
+        return (None, None, [f"{float(v):.2f}" for v in overlap_values],
+                ["not defined" if float(v) != float(v) else f"{float(v):.3f}" for v in rho_values])
+    nan = float("nan")
+    overlap = np.array([[nan if r.low is None else r.low for r in rates], [nan if r.high is None else r.high for r in rates]])
+    rho = np.array([[nan if c.low is None else c.low for c in rhos], [nan if c.high is None else c.high for c in rhos]])
+    return overlap, rho, [r.text() for r in rates], [c.text() for c in rhos]
+
+
+def _error_bars(values: np.ndarray, interval: np.ndarray | None, color: str, thickness: float) -> dict[str, Any] | None:
+    """Plotly's asymmetric error bars from an interval ``(2, E)`` around ``values`` (none where undefined)."""
+    if interval is None:
+        return None
+    return dict(type="data", symmetric=False, array=np.clip(interval[1] - values, 0, None),
+                arrayminus=np.clip(values - interval[0], 0, None), color=color, thickness=thickness, width=4, visible=True)
+
+
 def _ranking_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
-    """The front overlap and Spearman ρ per ε in the lower panel; returns ρ (for the axis range)."""
+    """The front overlap and Spearman ρ per ε in the lower panel, with their 95% intervals as error
+    bars (Wilson over the front's neurons; bootstrap over the layer's neurons); returns ρ and its
+    interval's lows (for the axis range)."""
     overlap = sweep.front_overlap.double().numpy()
     rho = sweep.spearman.double().numpy()
-    fig.add_trace(
-        go.Scatter(
-            x=eps,
-            y=overlap,
-            mode="lines+markers",
-            name="front overlap",
-            line=dict(color=PALETTE["front"], width=2.5),
-            marker=dict(size=7),
-            hovertemplate="ε %{x:.4g}<br>front overlap %{y:.2f}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=eps,
-            y=rho,
-            mode="lines+markers",
-            name="Spearman ρ",
-            line=dict(color=PALETTE["middle"], width=2.5, dash="dash"),
-            marker=dict(size=7, symbol="square"),
-            hovertemplate="ε %{x:.4g}<br>ρ %{y:.3f}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    return rho
-
-
-def _control_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
-    """The same two under the matched control at each ε (noise of the attack's norm and size),
-    dotted with open markers; returns the control's ρ (for the axis range)."""
-    symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
-    for values, name, color, hover in (
-        (sweep.control_front_overlap, f"front overlap, noise of the same {symbol}", PALETTE["front"], "front overlap %{y:.2f}"),
-        (sweep.control_spearman, f"ρ, noise of the same {symbol}", PALETTE["middle"], "ρ %{y:.3f}"),
+    overlap_ci, rho_ci, overlap_text, rho_text = _intervals(sweep, control=False)
+    for values, interval, texts, name, color, dash, symbol, label in (
+        (overlap, overlap_ci, overlap_text, "front overlap", PALETTE["front"], "solid", "circle", "front overlap"),
+        (rho, rho_ci, rho_text, "Spearman ρ", PALETTE["middle"], "dash", "square", "ρ"),
     ):
         fig.add_trace(
             go.Scatter(
                 x=eps,
-                y=values.double().numpy(),
+                y=values,
                 mode="lines+markers",
                 name=name,
-                line=dict(color=color, width=1.5, dash="dot"),
-                marker=dict(size=7, symbol="circle-open", color=color),
-                hovertemplate=f"ε %{{x:.4g}}<br>noise: {hover}<extra></extra>",
+                line=dict(color=color, width=2.5, dash=dash),
+                marker=dict(size=7, symbol=symbol),
+                error_y=_error_bars(values, interval, color, 1.5),
+                customdata=texts,
+                hovertemplate=f"ε %{{x:.4g}}<br>{label} %{{customdata}}<extra></extra>",
             ),
             row=2,
             col=1,
         )
-    return sweep.control_spearman.double().numpy()
+    return np.concatenate([rho, rho_ci[0] if rho_ci is not None else []])
+
+
+#: The matched control's points sit this share of the smallest ε step right of their ε, so that the
+#: attack's and the control's error bars at one ε are both seen.
+CONTROL_DODGE = 0.12
+
+
+def _control_traces(fig: go.Figure, sweep: Any, eps: np.ndarray) -> np.ndarray:
+    """The same two under the matched control at each ε (noise of the attack's norm and size),
+    dotted with open markers and thinner error bars, drawn :data:`CONTROL_DODGE` of the smallest ε
+    step to the right of their ε so that both bars show (the hover names the true ε); returns the
+    control's ρ and its interval's lows (for the axis range)."""
+    symbol = {"Linf": "L∞", "L2": "L2", "L0": "L0"}.get(getattr(sweep, "control_norm", ""), "")
+    overlap_ci, rho_ci, overlap_text, rho_text = _intervals(sweep, control=True)
+    steps = np.diff(eps)
+    shifted = eps + (CONTROL_DODGE * float(steps[steps > 0].min()) if (steps > 0).any() else 0.0)
+    rho = sweep.control_spearman.double().numpy()
+    for values, interval, texts, name, color, label in (
+        (sweep.control_front_overlap.double().numpy(), overlap_ci, overlap_text, f"front overlap, noise of the same {symbol}",
+         PALETTE["front"], "front overlap"),
+        (rho, rho_ci, rho_text, f"ρ, noise of the same {symbol}", PALETTE["middle"], "ρ"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=shifted,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color, width=1.5, dash="dot"),
+                marker=dict(size=7, symbol="circle-open", color=color),
+                error_y=_error_bars(values, interval, color, 0.8),
+                customdata=np.stack([[f"{v:.4g}" for v in eps], texts], 1),
+                hovertemplate=f"ε %{{customdata[0]}}<br>noise: {label} %{{customdata[1]}}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    return np.concatenate([rho, rho_ci[0] if rho_ci is not None else []])
 
 
 def _eps_lines(fig: go.Figure, selected_eps: float | None, chosen_eps: float | None) -> None:

@@ -231,8 +231,50 @@ def change_direction(value: float, what: str) -> str:
 
 
 def sweep_sentence(sweep: Any, index: int) -> str:
-    """The ε-sweep detail at one budget: overlap and ρ, and the paper's two halves on activations
-    under the attack beside the matched control of that size."""
+    """The ε-sweep detail at one budget: the front overlap (k of n, Wilson interval) and ρ (bootstrap
+    interval, permutation p, n; "not defined" with the reason) under the attack beside the matched
+    control of that size, how far the attack is beyond the control, and the paper's two halves on
+    activations with their rates beside the control's."""
+    if not getattr(sweep, "overlap", ()):
+        return _sweep_sentence_values(sweep, index)
+    layer = sweep.layer
+    overlap, control_overlap = sweep.overlap[index], sweep.control_overlap[index]
+    rho, control_rho = sweep.correlations[index], sweep.control_correlations[index]
+    text = (
+        f"At `{layer}`: front overlap **{overlap.text()}** under the attack; noise of the same size: "
+        f"{control_overlap.text()} ({_beyond_points(overlap.share, control_overlap.share, 'stays front')}). "
+        f"Rank correlation: **{rho.text()}**; under the noise {control_rho.text()}"
+        f"{_beyond_rho(rho.value, control_rho.value)}."
+    )
+    for measure, what in (("front_suppressed_activation", "front neurons lost activation"),
+                          ("tail_enhanced_activation", "tail neurons gained activation")):
+        evidence = sweep.measure(measure, index)
+        text += (f" {evidence.attack.k} of {evidence.attack.n} {what} ({evidence.control.k} under the noise): "
+                 f"{evidence.attack.text()} against {evidence.control.text()}.")
+    return text + (" One image: its neurons are not independent observations, so the difference from the noise is "
+                   "described, not tested.")
+
+
+def _beyond_points(attack: float | None, control: float | None, what: str) -> str:
+    if attack is None or control is None:
+        return "the difference is not defined"
+    points = round(100 * (attack - control))
+    if points == 0:
+        return f"the share that {what} is the same as under the noise"
+    return f"the share that {what} is {abs(points)} points {'higher' if points > 0 else 'lower'} than under the noise"
+
+
+def _beyond_rho(attack: float | None, control: float | None) -> str:
+    if attack is None or control is None:
+        return " (the difference is not defined)"
+    difference = attack - control
+    if abs(difference) < 0.005:
+        return " (the same as under the noise)"
+    return f" ({abs(difference):.2f} {'higher' if difference > 0 else 'lower'} under the attack than under the noise)"
+
+
+def _sweep_sentence_values(sweep: Any, index: int) -> str:
+    """:func:`sweep_sentence` for a sweep without intervals (made by an older version): the values."""
     layer = sweep.layer
     rho = float(sweep.spearman[index])
     rho_text = "not defined" if rho != rho else f"{rho:.3f}"
@@ -253,6 +295,33 @@ def sweep_sentence(sweep: Any, index: int) -> str:
             f" {int(front)} of {k} front neurons lost activation ({int(cfront)} under the noise); "
             f"{int(tail)} of {t} tail neurons gained activation ({int(ctail)} under the noise)."
         )
+    return text
+
+
+def sweep_interval_note(sweep: Any) -> str:
+    """What the sweep chart's error bars are, and the budgets where ρ is not defined (and why)."""
+    from neuronviz.workflows.sweep import RHO_RESAMPLES
+
+    if not getattr(sweep, "overlap", ()):
+        return ""
+    front = sweep.overlap[0].n
+    neurons = sweep.correlations[0].n
+    text = (f" Error bars: 95% intervals, the front overlap's Wilson interval over the front's {front} neuron"
+            f"{'s' if front != 1 else ''} and ρ's bootstrap interval over the layer's {neurons} neurons "
+            f"({RHO_RESAMPLES} resamples); the noise's points sit slightly right of their ε so that both bars "
+            "show. One image's neurons are not independent observations, so the bars "
+            "describe the spread, they do not test the attack against the noise.")
+    for side, rhos in (("the attack", sweep.correlations), ("the noise", sweep.control_correlations)):
+        undefined = [i for i, c in enumerate(rhos) if not c.defined]
+        if undefined:
+            budgets = ", ".join(f"{float(sweep.eps[i]):.4g}" for i in undefined)
+            text += (f" Under {side}, ρ is not defined at {sweep.budget_param} = {budgets} "
+                     f"({rhos[undefined[0]].reason}): a gap in the line.")
+        no_interval = [i for i, c in enumerate(rhos) if c.defined and c.low is None]
+        if no_interval:
+            budgets = ", ".join(f"{float(sweep.eps[i]):.4g}" for i in no_interval)
+            why = getattr(rhos[no_interval[0]], "interval_reason", None) or "no interval"
+            text += f" Under {side}, ρ has no interval at {sweep.budget_param} = {budgets} ({why}): no error bar there."
     return text
 
 

@@ -323,6 +323,7 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
         out["restoration"] = {c: _shift_table(result, c, spec).to_dict(orient="records") for c in result.conditions[1:]}
     if "eps-sweep" in spec.charts:
         sweep = _need(data, "eps-sweep")
+        statistics = _sweep_statistics(sweep)
         out["eps_sweep"] = [
             {"eps": float(sweep.eps[i]), "benign_probability": float(sweep.probs[i, sweep.benign_class]),
              "prediction": int(sweep.prediction[i]), "success": bool(sweep.success[i]),
@@ -330,7 +331,8 @@ def figure_numbers(result, class_names: Sequence[str], spec: FigureSpec, data: M
              **({"control_front_overlap": float(sweep.control_front_overlap[i]),
                  "control_spearman": float(sweep.control_spearman[i])} if sweep.control_front_overlap is not None else {}),
              **{f"{m}_count": int(v[i]) for m, v in sweep.directions.items()},
-             **{f"control_{m}_count": int(v[i]) for m, v in sweep.control_directions.items()}}
+             **{f"control_{m}_count": int(v[i]) for m, v in sweep.control_directions.items()},
+             **statistics[i]}
             for i in range(int(sweep.eps.shape[0]))
         ]
         out["eps_sweep_layer"] = sweep.layer
@@ -904,6 +906,24 @@ def size_mm(fig: go.Figure) -> tuple[float, float]:
 
 __all__ = ["AFTER", "CHARTS", "CHART_LABELS", "DEFAULT_CHARTS", "EXTRA_CHARTS", "PANELS", "PANEL_LABELS", "PRINT_FONT", "FigureSpec", "compose_figure",
            "chart_data", "embed", "figure_numbers", "natural_height_mm", "numbers_csv", "numbers_rows", "panel_title", "shown_filters", "size_mm", "sweep_budgets"]
+
+
+def _sweep_statistics(sweep: Any) -> list[dict[str, Any]]:
+    """The ε sweep's intervals and n, one dict per budget (:meth:`~neuronviz.workflows.sweep.EpsSweep.statistics_frame`;
+    numbers only: a statistic that is not defined is None); empty dicts for a sweep without them."""
+    if not getattr(sweep, "overlap", ()):
+        return [{} for _ in range(int(sweep.eps.shape[0]))]
+    rows = []
+    for row in sweep.statistics_frame().to_dict("records"):
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in ("front_overlap", "spearman", "control_front_overlap", "control_spearman") or key.endswith("_note"):
+                continue  # the values are above; a statistic not defined is None here (its reason: the sweep's CSV)
+            if isinstance(value, float) and value != value:
+                value = None
+            out[key] = value.item() if hasattr(value, "item") else value
+        rows.append(out)
+    return rows
 
 
 def numbers_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:

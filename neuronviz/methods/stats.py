@@ -18,6 +18,7 @@ bookkeeping: the statistics are scipy's.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,8 @@ class Correlation:
     p: float | None
     n: int
     reason: str | None = None
+    #: why a defined correlation has no interval (e.g. resamples of few pairs with constant ranks)
+    interval_reason: str | None = None
 
     @property
     def defined(self) -> bool:
@@ -112,6 +115,8 @@ class Correlation:
                                "p": self.p, "n": self.n}
         if self.reason:
             out["reason"] = self.reason
+        if self.interval_reason:
+            out["interval_reason"] = self.interval_reason
         return out
 
     def text(self) -> str:
@@ -121,6 +126,8 @@ class Correlation:
         bits = [f"{symbol} = {self.value:.2f}"]
         if self.low is not None and self.high is not None:
             bits.append(f"95% CI {self.low:.2f} … {self.high:.2f}")
+        elif self.interval_reason:
+            bits.append(f"95% CI {NOT_DEFINED} ({self.interval_reason})")
         if self.p is not None:
             bits.append(f"permutation p = {format_p(self.p)}")
         bits.append(f"n = {self.n}")
@@ -162,6 +169,21 @@ def _rank_statistic(method: str):
     raise ValueError(f"unknown correlation method {method!r}; use 'spearman' or 'kendall'")
 
 
+def _spearman_along_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's ρ of every resample at once (Pearson's r of average ranks along ``axis``): what
+    ``scipy.stats.spearmanr`` computes for one pair of vectors, here for the whole batch of bootstrap or
+    permutation resamples in one call (scipy's spearmanr takes no batch axis). A resample whose ranks are
+    constant gives NaN, as spearmanr does."""
+    from scipy import stats
+
+    rx = stats.rankdata(x, axis=axis)
+    ry = stats.rankdata(y, axis=axis)
+    rx = rx - rx.mean(axis=axis, keepdims=True)
+    ry = ry - ry.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=axis) / np.sqrt((rx * rx).sum(axis=axis) * (ry * ry).sum(axis=axis))
+
+
 def rank_correlation(a: Any, b: Any, method: str = "spearman") -> tuple[float | None, str | None]:
     """The point value alone (no resampling): ``(value, None)`` or ``(None, reason)``. For many
     small per-image correlations whose distribution is then summarised."""
@@ -187,22 +209,28 @@ def correlation(
         return Correlation(method, None, None, None, None, int(x.size), reason)
     from scipy import stats
 
-    statistic = _rank_statistic(method)
+    statistic, vectorized = (_spearman_along_last_axis, True) if method == "spearman" else (_rank_statistic(method), False)
 
     rng = np.random.default_rng(seed)
     low = high = None
     try:
-        boot = stats.bootstrap((x, y), lambda xs, ys: statistic(xs, ys), paired=True, vectorized=False,
-                               n_resamples=resamples, confidence_level=confidence, method="percentile",
-                               random_state=rng)
+        with warnings.catch_warnings():  # a resample with constant ranks: said in interval_reason instead
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            boot = stats.bootstrap((x, y), statistic, paired=True, vectorized=vectorized,
+                                   n_resamples=resamples, confidence_level=confidence, method="percentile",
+                                   random_state=rng)
         low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
         if not (math.isfinite(low) and math.isfinite(high)):
             low = high = None
     except (ValueError, FloatingPointError):  # a resample with constant ranks everywhere
         low = high = None
-    perm = stats.permutation_test((x, y), lambda xs, ys: statistic(xs, ys), permutation_type="pairings",
-                                  vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=rng)
-    return Correlation(method, value, low, high, float(perm.pvalue), int(x.size))
+    interval_reason = None if low is not None else (
+        f"bootstrap resamples of the {x.size} pairs with constant ranks"
+    )
+    perm = stats.permutation_test((x, y), statistic, permutation_type="pairings",
+                                  vectorized=vectorized, n_resamples=resamples, alternative="two-sided", random_state=rng)
+    return Correlation(method, value, low, high, float(perm.pvalue), int(x.size), interval_reason=interval_reason)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ the Batch page's: :func:`neuronviz.workflows.batch.evaluate_chunk` (attack throu
 (:func:`neuronviz.workflows.batch.block_seed` over units of :data:`neuronviz.workflows.batch.BLOCK` images). So:
 
 - the numbers do not depend on ``block_size``, on the order blocks run in, or on how many
-  processes share them (``torchrun``: block ``i`` of the plan goes to rank ``i mod N``);
+  processes share them (``torchrun``: block ``i`` of the plan goes to rank ``i mod N``; on any
+  scheduler, :func:`evaluate_shard` computes shard ``I/N``'s blocks by the same rule and
+  :func:`merge` builds the tables from the block files of one or several folders, the rows of a
+  single-process run: both build them from ``plan.json``'s record, :func:`plan_rows`);
 - a rerun with the same output folder skips every finished block; each block file is written to
   a temporary name and renamed, so a run killed at any moment loses at most the blocks in flight;
 - the output folder keeps ``plan.json`` (what is evaluated); a rerun with a different plan in the
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -665,22 +669,15 @@ def evaluate(
     """
     started = time.perf_counter()
     _check_inputs(model, data, seed, world_size, gather)
-    surrogate = load_surrogate(model, surrogate)
-    cells = extend_plan(build_plan(model, attacks, eps=eps, target=target, autoattack=autoattack), adaptive, surrogate)
-    specs = resolve_defences(model, defences)
-    x = model.check_pixels(data.images, "images").cpu()
-    y = model.check_classes(data.labels, x.shape[0], "labels")
-    bounds = block_bounds(x.shape[0], block_size)
+    setup = _setup(model, data, attacks, defences, eps, target, autoattack, seed, block_size, adaptive, surrogate)
+    cells, specs, bounds, surrogate = setup.cells, setup.specs, setup.bounds, setup.surrogate
     folder = Path(out) if out is not None else None
-    plan = _plan_record(model, data, cells, specs, int(seed), block_size)
-    if surrogate is not None:
-        plan["surrogate"] = {"name": surrogate.name, "content_hash": surrogate.content_hash}
     if folder is not None:
-        _prepare_folder(folder, plan, rank, gather)
+        _prepare_folder(folder, setup.plan, rank, gather)
 
-    items = [(c, b) for c in range(len(cells)) for b in range(len(bounds))]
+    items = setup.items
     results, computed, reused = _run_blocks(
-        model, x, y, cells, specs, bounds, items[rank::world_size], int(seed), folder, surrogate, progress, rank, world_size
+        model, setup.x, setup.y, cells, specs, bounds, items[rank::world_size], int(seed), folder, surrogate, progress, rank, world_size
     )
     collected = _collect_blocks(results, computed, reused, folder, rank, world_size, gather)
     if collected is None:
@@ -690,13 +687,46 @@ def evaluate(
     if missing:
         raise NeuronvizError(f"{len(missing)} block(s) never came back from the other processes")
     blocks = [[results[(c, b)] for b in range(len(bounds))] for c in range(len(cells))]
-    rows = summary_rows(cells, specs, blocks, variants={d: _variant(model, d, p) for d, p in specs})
+    rows = plan_rows(setup.plan, blocks)  # as merge() builds them: from plan.json's record, not the objects
     record = _evaluation_record(model, data, cells, specs, int(seed), block_size, world_size, len(items), surrogate)
     computed, reused = sum(c for c, _ in by_rank), sum(r for _, r in by_rank)
     result = Evaluation(cells, specs, data, blocks, rows, record, computed, reused, time.perf_counter() - started, by_rank=by_rank)
     if folder is not None:
         result.files = write_tables(result, folder)
     return result
+
+
+@dataclass
+class _Setup:
+    """What :func:`evaluate` and :func:`evaluate_shard` prepare before any block runs."""
+
+    cells: list[Cell]
+    specs: tuple[tuple[str, dict], ...]
+    x: torch.Tensor
+    y: torch.Tensor
+    bounds: list[tuple[int, int]]
+    plan: dict[str, Any]
+    surrogate: PixelModel | None
+
+    @property
+    def items(self) -> list[tuple[int, int]]:
+        """Every ``(cell, block)`` of the plan, in plan order: item ``k`` goes to rank (or shard) ``k mod N``."""
+        return [(c, b) for c in range(len(self.cells)) for b in range(len(self.bounds))]
+
+
+def _setup(model: PixelModel, data: Dataset, attacks, defences, eps, target, autoattack: bool, seed: int, block_size: int,
+           adaptive: bool, surrogate: PixelModel | str | None) -> _Setup:
+    """The plan's cells, defences, pixels, block bounds and ``plan.json`` record, validated."""
+    surrogate = load_surrogate(model, surrogate)
+    cells = extend_plan(build_plan(model, attacks, eps=eps, target=target, autoattack=autoattack), adaptive, surrogate)
+    specs = resolve_defences(model, defences)
+    x = model.check_pixels(data.images, "images").cpu()
+    y = model.check_classes(data.labels, x.shape[0], "labels")
+    bounds = block_bounds(x.shape[0], block_size)
+    plan = _plan_record(model, data, cells, specs, int(seed), block_size)
+    if surrogate is not None:
+        plan["surrogate"] = {"name": surrogate.name, "content_hash": surrogate.content_hash}
+    return _Setup(cells, specs, x, y, bounds, plan, surrogate)
 
 
 def _check_inputs(model: PixelModel, data: Dataset, seed: int, world_size: int, gather: Callable | None) -> None:
@@ -758,6 +788,8 @@ def _run_blocks(
                 start, stop = bounds[b]
                 path = _block_path(folder, c, b) if folder is not None else None
                 row = _read_block(path, start, stop) if path is not None else None
+                if row is not None and not _whole(row, (start, stop), cell, {d for d, _ in specs}):
+                    row = None  # a block file cut short or edited: computed again (and rewritten whole)
                 if row is None:
                     row = run_block(model, x[start:stop], y[start:stop], cell, specs, seed, start, surrogate=surrogate)
                     if path is not None:
@@ -946,7 +978,28 @@ def to_markdown(rows: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(_HEADERS[c] for c in shown) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in shown) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell_text(c, row.get(c), row).replace("|", "\\|") for c in shown) + " |")
-    return "\n".join(lines) + "\n" + masking_text(rows)
+    return "\n".join(lines) + "\n" + undefined_text(rows, shown) + masking_text(rows)
+
+
+def undefined_text(rows: Sequence[dict], shown: Sequence[str]) -> str:
+    """Under a table, what each "–" in it means ("" when there is none): the rates it could be."""
+    def blank(value: Any) -> bool:
+        return value is None or isinstance(value, float) and math.isnan(value)
+
+    said = []
+    if any(blank(r.get("dsr")) for r in rows):
+        said.append("DSR: the attack fooled no image on the undefended model (Fooled = 0), so there is nothing to restore")
+    if "dsr_adaptive" in shown:
+        empty = [r for r in rows if blank(r.get("dsr_adaptive")) or blank(r.get("accuracy_adversarial_adaptive"))]
+        if any(r.get("mode") == "adaptive" for r in empty):
+            said.append("the (adaptive) columns of an adaptive row: it is the adaptive attack itself")
+        if any(r.get("mode") != "adaptive" and blank(r.get("accuracy_adversarial_adaptive")) for r in empty):
+            said.append("the (adaptive) columns of a row without an adaptive attack beside it")
+        if any(r.get("mode") != "adaptive" and not blank(r.get("accuracy_adversarial_adaptive")) for r in empty):
+            said.append("DSR (adaptive): the adaptive attack fooled no image on the undefended model")
+    if not said:
+        return ""
+    return "\n– is a rate that is not defined. " + "; ".join(said) + ".\n"
 
 
 _LATEX = {
@@ -973,19 +1026,27 @@ def to_latex(rows: Sequence[dict]) -> str:
 def write_tables(result: Evaluation, folder: str | os.PathLike) -> dict[str, Path]:
     """``results.csv`` (every column, full precision), ``results.md``, ``results.tex`` and
     ``results.json`` (rows with NaN as null, the plan, the provenance record), each atomically."""
-    folder = Path(folder)
-    frame = result.frame()
+    blocks = {"computed": result.computed, "reused": result.reused, "by_rank": [list(p) for p in result.by_rank]}
+    return _write_table_files(Path(folder), result.rows, result.provenance, result.seconds, blocks)
+
+
+def _write_table_files(folder: Path, rows: Sequence[dict], record: dict[str, Any], seconds: float, blocks: dict[str, Any]) -> dict[str, Path]:
+    """The four table files from the rows (:func:`write_tables`, :func:`merge`): ``results.csv``,
+    ``.md`` and ``.tex`` depend on the rows (and the model's assumed facts) only; ``results.json``
+    also keeps the provenance record, the seconds and how the blocks were computed."""
+    import pandas as pd
+
     paths = {fmt: folder / f"results.{fmt}" for fmt in ("csv", "md", "tex", "json")}
-    atomic_write(paths["csv"], frame.to_csv(index=False))
-    atomic_write(paths["md"], to_markdown(result.rows) + (f"\n{note}\n" if (note := provenance.assumed_note(result.provenance)) else ""))
-    atomic_write(paths["tex"], to_latex(result.rows))
+    atomic_write(paths["csv"], pd.DataFrame(list(rows), columns=list(COLUMNS)).to_csv(index=False))
+    atomic_write(paths["md"], to_markdown(rows) + (f"\n{note}\n" if (note := provenance.assumed_note(record)) else ""))
+    atomic_write(paths["tex"], to_latex(rows))
     document = {
-        "rows": [{k: _nan_to_none(v) for k, v in row.items()} for row in result.rows],
-        "provenance": result.provenance,
-        "seconds": result.seconds,
-        "blocks": {"computed": result.computed, "reused": result.reused, "by_rank": [list(p) for p in result.by_rank]},
+        "rows": [{k: _nan_to_none(v) for k, v in row.items()} for row in rows],
+        "provenance": record,
+        "seconds": seconds,
+        "blocks": blocks,
         "definitions": summary_rows.__doc__,
-        "masking_checks": masking_checks(result.rows),
+        "masking_checks": masking_checks(rows),
     }
     atomic_write(paths["json"], json.dumps(document, indent=2, default=str))
     return paths
@@ -1038,6 +1099,388 @@ def evaluate_distributed(load: Callable[[str | None], tuple[PixelModel, Dataset]
         return evaluate(model, data, rank=rank, world_size=world, gather=gather, **kwargs)
     finally:
         dist.destroy_process_group()
+
+
+# -- shards and merging: evaluation on any scheduler (issue 25) -----------------------------------------
+# A shard is one process that computes items k ≡ i (mod N) of the plan (the torchrun rank rule), so a
+# Slurm array, submitit, Ray or `xargs -P` can run an evaluation; `merge` builds the tables from the
+# block files of one or several folders, with the same rows as a single-process run.
+
+#: Where a shard keeps its record (provenance, items, counts): ``shards/shard-I-of-N.json``.
+SHARD_RECORDS = "shards"
+
+
+@dataclass
+class ShardRun:
+    """What :func:`evaluate_shard` did: ``shard`` (I, N), its ``(cell, block)`` items, how many it
+    computed and reused, the seconds, how many of the plan's ``total`` blocks ``folder`` now holds
+    (``present``), and the shard record it wrote."""
+
+    shard: tuple[int, int]
+    items: list[tuple[int, int]]
+    computed: int
+    reused: int
+    seconds: float
+    present: int
+    total: int
+    folder: Path
+    record: Path
+
+
+def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:
+    """``"1/4"`` (or ``(1, 4)``) → ``(1, 4)``: shard ``I`` of ``N``, counted from 0 (``0/4`` … ``3/4``),
+    as a Slurm array's ``$SLURM_ARRAY_TASK_ID`` gives it. Raises :class:`InputError` otherwise."""
+    if isinstance(value, tuple) and len(value) == 2:
+        index, count = value
+    else:
+        head, slash, tail = str(value).strip().partition("/")
+        try:
+            index, count = int(head), int(tail)
+        except ValueError:
+            raise InputError(f"a shard is I/N: shard I of N, counted from 0 (0/4, 1/4, 2/4, 3/4); got {value!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (index, count)) or count < 1 or not 0 <= index < count:
+        raise InputError(f"a shard is I/N with N ≥ 1 and 0 ≤ I < N (counted from 0, as --array=0-{{N-1}} gives); got {value!r}")
+    return int(index), int(count)
+
+
+def plan_digest(plan: Mapping[str, Any]) -> str:
+    """SHA-256 of a plan record as ``plan.json`` keeps it (JSON, sorted keys): two folders hold
+    blocks of one evaluation (model, data, attacks, ε grid, target, defences, seed, block size)
+    exactly when their digests agree."""
+    canonical = json.dumps(json.loads(json.dumps(plan)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def evaluate_shard(
+    model: PixelModel,
+    data: Dataset,
+    attacks: Sequence[AttackSpec],
+    shard: str | tuple[int, int],
+    out: str | os.PathLike,
+    defences: Sequence[AttackSpec] = DEFAULT_DEFENCES,
+    eps: Sequence[float | str] | None = None,
+    target: int | str | None = None,
+    autoattack: bool = False,
+    seed: int = 0,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: bool = True,
+    adaptive: bool = False,
+    surrogate: PixelModel | str | None = None,
+) -> ShardRun:
+    """One deterministic share of :func:`evaluate`'s blocks, for any scheduler: item ``k`` of the
+    plan (``(cell, block)`` in plan order) is shard ``k mod N``'s, the rule torchrun's ranks follow,
+    so a shard writes the block files a rank or a single process writes (the same numbers: the
+    seeds are per unit of images, see the module docstring).
+
+    Writes ``plan.json`` and the shard's block files into ``out`` (a folder of its own, or one every
+    shard shares), then ``shards/shard-I-of-N.json`` (its provenance record, items and counts). A
+    rerun reuses its finished blocks and deletes its own half-written temporary files (never another
+    shard's, which may be in flight in a shared folder). No tables: :func:`merge` builds them.
+
+    Raises:
+        InputError: as :func:`evaluate`, a bad shard, no ``out``, or ``out`` holding another plan.
+    """
+    started = time.perf_counter()
+    index, count = parse_shard(shard)
+    if out is None or not str(out).strip():
+        raise InputError("a shard writes block files for a later merge: give it an output folder (--out)")
+    _check_inputs(model, data, seed, 1, None)
+    setup = _setup(model, data, attacks, defences, eps, target, autoattack, seed, block_size, adaptive, surrogate)
+    folder = Path(out)
+    _claim_folder(folder, setup.plan)
+    items = setup.items
+    mine = items[index::count]
+    _drop_own_temporaries(folder, set(mine))
+    _, computed, reused = _run_blocks(
+        model, setup.x, setup.y, setup.cells, setup.specs, setup.bounds, mine, int(seed), folder, setup.surrogate, progress, 0, 1
+    )
+    seconds = time.perf_counter() - started
+    record = _evaluation_record(model, data, setup.cells, setup.specs, int(seed), block_size, 1, len(items), setup.surrogate)
+    record["extra"]["shard"] = {"index": index, "count": count}
+    path = folder / SHARD_RECORDS / f"shard-{index}-of-{count}.json"
+    document = {
+        "format": FORMAT, "shard": index, "shards": count, "plan_sha256": plan_digest(setup.plan), "items": [list(i) for i in mine],
+        "computed": computed, "reused": reused, "seconds": seconds, "provenance": record,
+    }
+    atomic_write(path, json.dumps(document, indent=2, default=str))
+    present = sum(1 for c, b in items if _block_path(folder, c, b).exists())
+    return ShardRun((index, count), mine, computed, reused, seconds, present, len(items), folder, path)
+
+
+def _drop_own_temporaries(folder: Path, mine: set[tuple[int, int]]) -> None:
+    """Delete the half-written temporary files (``.block-BBBBB.json.*.tmp``) a killed run of these items left."""
+    for stale in (folder / "blocks").glob("cell-*/.block-*.json.*.tmp"):
+        try:
+            item = (int(stale.parent.name[len("cell-"):]), int(stale.name[len(".block-"):].split(".", 1)[0]))
+        except ValueError:
+            continue
+        if item in mine:
+            stale.unlink(missing_ok=True)
+
+
+@dataclass
+class Merged:
+    """What :func:`merge` built: the table rows, the provenance record, the files written into
+    ``folder``, the source ``folders`` (sorted), the plan's number of ``blocks``, how many block files
+    were copied into ``folder`` and how many identical duplicates were met."""
+
+    rows: list[dict[str, Any]]
+    provenance: dict[str, Any]
+    files: dict[str, Path]
+    folder: Path
+    folders: list[Path]
+    blocks: int
+    copied: int
+    duplicates: int
+    seconds: float
+
+
+def merge(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Merged:
+    """The tables of an evaluation from its block files, spread over one or several ``folders``
+    (shards' folders, or one shared): the rows of a single-process run of the same plan, whatever
+    the order of the folders, the number of shards or which shard was rerun, so ``results.csv``,
+    ``.md`` and ``.tex`` are byte-identical to that run's. ``results.json`` has the same rows; its
+    provenance says how the blocks were computed (the shards, the merge), its ``seconds`` are the
+    merge's.
+
+    ``out`` (default: the one folder given) receives ``plan.json``, every block file it lacks (so it
+    is a complete evaluation folder: a single-process run there reuses every block) and the tables.
+
+    Raises:
+        InputError: a folder without ``plan.json``; folders of different plans (which parts differ);
+            a block file that is not a whole block of the plan; the same block with different contents
+            in two folders (both named); blocks missing (named, with the shard that computes each);
+            several folders and no ``out``.
+    """
+    started = time.perf_counter()
+    dirs = _merge_sources(folders, out)
+    plan = _common_plan(dirs)
+    cells = [cell_from_dict(c) for c in plan["cells"]]
+    bounds = block_bounds(int(plan["dataset"]["images"]), int(plan["block_size"]))
+    items = [(c, b) for c in range(len(cells)) for b in range(len(bounds))]
+    found, duplicates = _gather_blocks(dirs, cells, bounds, {d["defence"] for d in plan["defences"]})
+    origins = _origins(dirs, plan_digest(plan))
+    missing = [item for item in items if item not in found]
+    if missing:
+        raise InputError(_missing_message(missing, cells, bounds, origins, dirs))
+    record = _merged_record(origins, dirs)  # (raises when no record says who computed the blocks)
+    target = Path(out) if out is not None else dirs[0]
+    _claim_folder(target, plan)
+    copied = 0
+    for c, b in items:
+        path = _block_path(target, c, b)
+        if not path.exists():
+            atomic_write(path, found[(c, b)][0].read_text(encoding="utf-8"))
+            copied += 1
+    rows = plan_rows(plan, [[found[(c, b)][1] for b in range(len(bounds))] for c in range(len(cells))])
+    seconds = time.perf_counter() - started
+    blocks = {"merged": len(items), "copied": copied, "identical_duplicates": duplicates,
+              "computed_by": record.get("extra", {}).get("computed_by", [])}
+    files = _write_table_files(target, rows, record, seconds, blocks)
+    return Merged(rows, record, files, target, dirs, len(items), copied, duplicates, seconds)
+
+
+def cell_from_dict(entry: Mapping[str, Any]) -> Cell:
+    """A :class:`Cell` from its ``plan.json`` entry (:meth:`Cell.to_dict`)."""
+    return Cell(entry["attack"], dict(entry["params"]), entry["eps"], entry["target"],
+                mode=entry.get("mode", "white-box"), source=entry.get("source"))
+
+
+def plan_rows(plan: Mapping[str, Any], blocks: Sequence[Sequence[dict]]) -> list[dict]:
+    """The table rows (:func:`summary_rows`) from a plan record as ``plan.json`` keeps it and the
+    block contents: what a single-process run and :func:`merge` both call, so they agree."""
+    plan = json.loads(json.dumps(plan))
+    cells = [cell_from_dict(c) for c in plan["cells"]]
+    specs = tuple((d["defence"], d["params"]) for d in plan["defences"])
+    return summary_rows(cells, specs, blocks, variants={d["defence"]: d["variant"] for d in plan["defences"]})
+
+
+def _merge_sources(folders: Sequence[str | os.PathLike], out: str | os.PathLike | None) -> list[Path]:
+    """The folders to merge, resolved, without repeats, sorted (the order given never matters); an
+    ``out`` folder that already holds a plan is one of them (its blocks are checked too)."""
+    if isinstance(folders, (str, os.PathLike)) or not folders:
+        raise InputError("merge takes a list of one or more evaluation folders")
+    dirs = {Path(f).resolve() for f in folders}
+    if out is None and len(dirs) > 1:
+        raise InputError(f"merging {len(dirs)} folders: give the folder the tables go to (--out)")
+    if out is not None and (Path(out) / "plan.json").exists():
+        dirs.add(Path(out).resolve())
+    for folder in dirs:
+        if not (folder / "plan.json").is_file():
+            raise InputError(f"{folder} is not an evaluation folder: it has no plan.json (a shard writes it before its first block)")
+    return sorted(dirs, key=str)
+
+
+def _common_plan(dirs: Sequence[Path]) -> dict[str, Any]:
+    """The plan every folder holds; :class:`InputError` naming what differs when two differ."""
+    plans = []
+    for folder in dirs:
+        try:
+            plans.append(json.loads((folder / "plan.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            raise InputError(f"{folder / 'plan.json'} cannot be read as a plan: {error}") from None
+    first = plans[0]
+    for folder, plan in zip(dirs[1:], plans[1:]):
+        if plan_digest(plan) != plan_digest(first):
+            parts = [_plan_difference(key, first.get(key), plan.get(key)) for key in sorted(set(first) | set(plan)) if first.get(key) != plan.get(key)]
+            raise InputError(
+                f"{dirs[0]} and {folder} hold blocks of different evaluations (plan sha256 {plan_digest(first)[:12]} vs "
+                f"{plan_digest(plan)[:12]}): {'; '.join(parts)}. Merge only the folders of one evaluation"
+            )
+    return first
+
+
+def _plan_difference(key: str, a: Any, b: Any) -> str:
+    """One difference between two plans, in words."""
+    if key == "model":
+        return f"the model differs ({(a or {}).get('name')} {str((a or {}).get('content_hash'))[:12]} vs {(b or {}).get('name')} {str((b or {}).get('content_hash'))[:12]})"
+    if key == "dataset":
+        def text(d: Any) -> str:
+            return f"{(d or {}).get('spec')}, {(d or {}).get('images')} images, sha256 {str((d or {}).get('sha256'))[:12]}"
+        return f"the data set differs ({text(a)} vs {text(b)})"
+    if key == "cells":
+        def cells(entries: Any) -> str:
+            return ", ".join(cell_from_dict(c).label for c in entries or [])
+        return f"the attacks, ε grid or target differ ({cells(a)} vs {cells(b)})"
+    if key == "defences":
+        return f"the defences differ ({', '.join(d['defence'] for d in a or [])} vs {', '.join(d['defence'] for d in b or [])})"
+    words = {"seed": "the seed", "block_size": "the block size", "surrogate": "the surrogate", "format": "the file format"}
+    return f"{words.get(key, key)} differs ({json.dumps(a, default=str)[:80]} vs {json.dumps(b, default=str)[:80]})"
+
+
+def _gather_blocks(dirs: Sequence[Path], cells: Sequence[Cell], bounds: Sequence[tuple[int, int]],
+                   names: set[str]) -> tuple[dict[tuple[int, int], tuple[Path, dict]], int]:
+    """Every block file of the folders, checked whole and of the plan: ``{(cell, block): (path, content)}``
+    and the number of identical duplicates. Raises on a file that is not a whole block of the plan
+    and on duplicates whose contents differ (the ``seconds`` a block took may differ)."""
+    found: dict[tuple[int, int], tuple[Path, dict]] = {}
+    conflicts: list[str] = []
+    duplicates = 0
+    for folder in dirs:
+        for path in sorted((folder / "blocks").glob("cell-*/block-*.json")):
+            item = _block_item(path, len(cells), len(bounds))
+            row = _read_block(path, *bounds[item[1]])
+            if row is None or not _whole(row, bounds[item[1]], cells[item[0]], names):
+                raise InputError(
+                    f"{path} is not a whole block of this plan (unreadable, truncated, or of another format or block size): "
+                    "delete it and rerun the shard that computes it (it resumes)"
+                )
+            if item in found:
+                other = found[item]
+                differs = sorted(k for k in set(row) | set(other[1]) if k != "seconds" and row.get(k) != other[1].get(k))
+                if differs:
+                    conflicts.append(f"{other[0]} and {path} (they differ in {', '.join(differs)})")
+                else:
+                    duplicates += 1
+                continue
+            found[item] = (path, row)
+    if conflicts:
+        raise InputError(
+            f"{len(conflicts)} block(s) were computed twice with different results: {'; '.join(conflicts[:5])}"
+            + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+            + ". A table would depend on which one is read (another device, library version or code?): delete the wrong copies"
+        )
+    return found, duplicates
+
+
+def _block_item(path: Path, n_cells: int, n_blocks: int) -> tuple[int, int]:
+    """``blocks/cell-CCC/block-BBBBB.json`` → ``(CCC, BBBBB)``, within the plan."""
+    try:
+        item = int(path.parent.name[len("cell-"):]), int(path.stem[len("block-"):])
+    except ValueError:
+        raise InputError(f"{path}: not a block file name (blocks/cell-CCC/block-BBBBB.json)") from None
+    if not (0 <= item[0] < n_cells and 0 <= item[1] < n_blocks):
+        raise InputError(f"{path} is outside this plan ({n_cells} attack configuration(s) × {n_blocks} block(s)): not a block of this evaluation")
+    return item
+
+
+def _whole(row: dict[str, Any], bounds: tuple[int, int], cell: Cell, names: set[str]) -> bool:
+    """A block's content has every per-image list (per defence of the plan too), each with one entry per image."""
+    n = bounds[1] - bounds[0]
+    keys = ("labels", "excluded", "clean_pred") + (("adaptive",) if cell.mode == "adaptive" else ("adv_pred", "success", "restored", "restored_clean"))
+    if any(k not in row for k in keys) or any(isinstance(row[k], dict) and set(row[k]) != names for k in keys):
+        return False
+    lists = [row[k] for k in keys if isinstance(row[k], list)]
+    for k in keys:
+        if isinstance(row[k], dict):
+            for value in row[k].values():
+                lists += list(value.values()) if isinstance(value, dict) else [value]
+    return all(isinstance(v, list) and len(v) == n for v in lists)
+
+
+def _origins(dirs: Sequence[Path], digest: str) -> list[dict[str, Any]]:
+    """Who computed the blocks: every shard record of the folders; for a folder without one, a
+    finished run's ``results.json`` (a single process, torchrun, a merge), each with its provenance record."""
+    origins: list[dict[str, Any]] = []
+    for folder in dirs:
+        records = sorted((folder / SHARD_RECORDS).glob("shard-*-of-*.json"))
+        if not records:
+            origins += _run_origin(folder)
+        for path in records:
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise InputError(f"{path} cannot be read as a shard record: {error}") from None
+            if doc.get("plan_sha256") != digest:
+                raise InputError(f"{path} is the record of a shard of another plan (sha256 {str(doc.get('plan_sha256'))[:12]} vs {digest[:12]})")
+            origins.append({"folder": str(folder), "shard": f"{doc['shard']}/{doc['shards']}", "shards": doc["shards"],
+                            "index": doc["shard"], "computed": doc["computed"], "reused": doc["reused"], "provenance": doc["provenance"]})
+    return origins
+
+
+def _run_origin(folder: Path) -> list[dict[str, Any]]:
+    """A finished run's origin from its ``results.json`` (none when it has no readable one)."""
+    try:
+        doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        record = doc["provenance"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    blocks = doc.get("blocks") or {}
+    return [{"folder": str(folder), "shard": None, "shards": 1, "index": 0, "world_size": (record.get("extra") or {}).get("world_size"),
+             "computed": blocks.get("computed"), "reused": blocks.get("reused"), "provenance": record}]
+
+
+def _missing_message(missing: Sequence[tuple[int, int]], cells: Sequence[Cell], bounds: Sequence[tuple[int, int]],
+                     origins: Sequence[dict[str, Any]], dirs: Sequence[Path]) -> str:
+    """Which blocks are missing and which shard computes each (with the shard counts the folders' records use)."""
+    counts = sorted({int(o["shards"]) for o in origins if o.get("shard")})
+    listed = []
+    for c, b in missing[:8]:
+        k = c * len(bounds) + b
+        who = ", ".join(f"shard {k % n}/{n}" for n in counts) or f"item {k}: shard {k} mod N of N"
+        listed.append(f"blocks/cell-{c:03d}/block-{b:05d}.json ({cells[c].label}, images {bounds[b][0]}–{bounds[b][1] - 1}; {who})")
+    more = f"; and {len(missing) - 8} more" if len(missing) > 8 else ""
+    if counts:
+        shards = sorted({f"{(c * len(bounds) + b) % n}/{n}" for c, b in missing for n in counts})
+        todo = f"run (or rerun: it resumes) --shard {' and '.join(shards)}"
+    else:
+        todo = f"no shard record in these folders: block k = cell × {len(bounds)} + block is shard k mod N's"
+    folders = ", ".join(str(d) for d in dirs)
+    return f"{len(missing)} of {len(cells) * len(bounds)} block(s) are missing from {folders}: {'; '.join(listed)}{more}. To complete: {todo}"
+
+
+def _merged_record(origins: Sequence[dict[str, Any]], dirs: Sequence[Path]) -> dict[str, Any]:
+    """The provenance of merged tables: the record of the lowest shard (or of the finished run), with
+    ``extra.computed_by`` (each shard: folder, device, time, counts) and ``extra.merge`` instead of
+    ``world_size`` (a shard is one process; the shards may have run anywhere)."""
+    if not origins:
+        raise InputError(
+            f"no provenance record in {', '.join(str(d) for d in dirs)}: every block is there but no shard finished "
+            "(shards/shard-I-of-N.json) and no run wrote results.json; rerun any shard (it reuses its blocks) and merge again"
+        )
+    ordered = sorted(origins, key=lambda o: (o["shards"], o["index"], o["folder"], json.dumps(o["provenance"], sort_keys=True, default=str)))
+    record = json.loads(json.dumps(ordered[0]["provenance"], default=str))
+    extra = record.setdefault("extra", {})
+    for key in ("shard", "world_size", "computed_by", "merge"):
+        extra.pop(key, None)
+    extra["computed_by"] = [
+        {"folder": o["folder"], "shard": o["shard"], "world_size": o.get("world_size", 1), "computed": o["computed"], "reused": o["reused"],
+         "created": o["provenance"].get("created"), "device": o["provenance"].get("device"), "versions": o["provenance"].get("versions")}
+        for o in ordered
+    ]
+    extra["merge"] = {"folders": [str(d) for d in dirs], "shards": sorted({o["shards"] for o in origins if o["shard"]}),
+                      "created": provenance.now_utc(), "argv": list(sys.argv)}
+    return record
 
 
 # -- defences held to the field's standard (issue 23): adaptive and transfer cells, intervals, ------

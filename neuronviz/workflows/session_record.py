@@ -36,8 +36,8 @@ from neuronviz.infra.errors import InputError, NeuronvizError
 from neuronviz.infra.json_text import JSON_STRING, nesting_depth
 
 __all__ = [
-    "FORMAT", "MAX_SESSION_BYTES", "Control", "SessionRecord", "check_for_model",
-    "from_json", "parse_param", "parse_session_text",
+    "EXTRA_DEFENCES_KEY", "FORMAT", "INFLUENCE_METHOD_KEY", "MAX_SESSION_BYTES", "Control", "SessionRecord",
+    "analysis_methods", "check_for_model", "from_json", "method_controls", "parse_param", "parse_session_text",
     "from_query", "parse_value",
 ]
 
@@ -72,8 +72,9 @@ class Control:
     """One page control a link may carry: ``kind`` is ``"choice"`` (one of ``options``),
     ``"multi"`` (a subset of ``options``, in their order), ``"float"``/``"int"`` (within
     ``low``..``high``), ``"bool"``, or ``"layer"`` (a probe layer name, checked against the model
-    by :func:`check_for_model`). ``default`` None: the page's own default (e.g. the model's
-    default layer), so the value is always written."""
+    by :func:`check_for_model`; ``options`` of a layer control are further values it accepts,
+    e.g. ``"all"``). ``default`` None: the page's own default (e.g. the model's default layer), so
+    the value is always written."""
 
     kind: str
     default: Any = None
@@ -106,6 +107,35 @@ class Control:
         if self.kind == "multi":
             return ",".join(_text(v) for v in value) or "none"
         return _text(value)
+
+
+#: The analysis' method choices (the Neurons page's Methods box): keys of a record's ``page``.
+EXTRA_DEFENCES_KEY = "analysis.extra_defences"
+INFLUENCE_METHOD_KEY = "analysis.influence_method"
+
+
+def method_controls(default_extras: Sequence[str] = ()) -> dict[str, Control]:
+    """The controls of the analysis' methods, from the registries (plugins too): the restorations
+    compared besides NIP (guided) and PSSR (``default_extras`` by default) and the influence method."""
+    from neuronviz.methods.defences import list_defences
+    from neuronviz.methods.influence import list_influence_methods
+    from neuronviz.workflows.analysis import DEFAULT_INFLUENCE_METHOD, RESTORATIONS
+
+    extras = tuple(d.name for d in list_defences(include_none=False) if d.name not in RESTORATIONS)
+    return {
+        EXTRA_DEFENCES_KEY: Control("multi", list(default_extras), options=extras),
+        INFLUENCE_METHOD_KEY: Control("choice", DEFAULT_INFLUENCE_METHOD, options=tuple(m.name for m in list_influence_methods())),
+    }
+
+
+def analysis_methods(page: Mapping[str, Any], default_extras: Sequence[str] = ()) -> tuple[tuple[str, ...], str]:
+    """``(defences, influence method)`` a record's ``page`` chooses for its analysis (as the
+    dashboard computes it: NIP (guided), PSSR and the extras; the default method when not given)."""
+    from neuronviz.workflows.analysis import DEFAULT_INFLUENCE_METHOD, RESTORATIONS
+
+    extras = page.get(EXTRA_DEFENCES_KEY, list(default_extras))
+    extras = [extras] if isinstance(extras, str) else list(extras)
+    return (*RESTORATIONS, *[e for e in extras if e not in RESTORATIONS]), str(page.get(INFLUENCE_METHOD_KEY) or DEFAULT_INFLUENCE_METHOD)
 
 
 def parse_value(text: str, kind: str, low: float | None = None, high: float | None = None) -> Any:
@@ -622,7 +652,7 @@ def check_for_model(
         page = dict(record.page)
         for key, value in record.page.items():
             control = (controls or {}).get(key)
-            if control is not None and control.kind == "layer" and value not in layers:
+            if control is not None and control.kind == "layer" and value not in layers and value not in control.options:
                 messages.append(f"The {what}'s {key}={value!r} is not a layer of {model.name}: using its default layer instead.")
                 del page[key]
         changes["page"] = page

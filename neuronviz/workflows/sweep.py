@@ -14,6 +14,18 @@ the attack's norm and of the size its perturbation has at that ε, in the same i
 the front/tail shift at each budget is read beside what noise of that size does to the same
 neurons (``control_*`` fields).
 
+Every number of the shift carries its uncertainty, with the definitions of the single-ε evidence
+views (:mod:`neuronviz.workflows.evidence`, the Neurons page): at each ε, for the attack and for its
+control, the front overlap is a :class:`~neuronviz.methods.stats.Rate` (k of the front's n neurons
+still front, 95% Wilson interval: :meth:`InfluenceShift.overlap_rate`), ρ a
+:class:`~neuronviz.methods.stats.Correlation` (bootstrap interval over the layer's neurons and
+permutation p, :func:`neuronviz.methods.stats.correlation` with the Neurons page's
+:data:`RHO_RESAMPLES`; "not defined" with the reason where the ranking is degenerate), and each of
+the paper's direction counts the :class:`~neuronviz.workflows.evidence.MeasureEvidence` of a
+:class:`~neuronviz.workflows.evidence.ShiftEvidence` whose "images" are the budgets. One image's
+neurons are not independent observations, so the difference from the control is reported (attack
+− control), not tested.
+
 ε = 0 is the clean image by definition: no attack is run for it (some attacks divide by their
 budget), its row is the clean image, its prediction the clean prediction and its shift the
 identity (front overlap 1, ρ 1, changes 0).
@@ -45,6 +57,7 @@ from neuronviz.methods.controls import control_norm_for, matched_control
 from neuronviz.methods.influence import (
     DEFAULT_GROUP_FRACTION,
     DIRECTION_MEASURES,
+    InfluenceMap,
     InfluenceShift,
     NeuronGroups,
     default_layer,
@@ -52,11 +65,16 @@ from neuronviz.methods.influence import (
     neuron_influence,
     partition,
 )
+from neuronviz.methods.stats import Correlation, Rate, correlation
+from neuronviz.workflows.evidence import MeasureEvidence, ShiftEvidence
 
 #: The most budgets one sweep may ask for (each one is a full attack run).
 MAX_EPS_VALUES = 64
 #: Front and tail set sizes: the dashboard's one default (METHODS.md's analysis used 5%; pass front=/tail= for that).
 DEFAULT_FRONT = DEFAULT_TAIL = DEFAULT_GROUP_FRACTION  # the dashboard's one front/tail size
+#: Resamples of each ε's ρ interval and permutation p: the Neurons page's count (its one-image ρ), so
+#: the sweep's interval at the analysis' ε is the one the Neurons page shows.
+RHO_RESAMPLES = 500
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,14 @@ class EpsSweep:
     control_prediction: torch.Tensor | None = None
     control_front_overlap: torch.Tensor | None = None
     control_spearman: torch.Tensor | None = None
+    #: the uncertainty of each ε's shift (see the module's docstring): the attack's and the control's
+    #: shifts on the same groups (its "images" are the budgets), the front overlap as rates and ρ as
+    #: correlations with their intervals, one per ε
+    evidence: ShiftEvidence | None = None
+    overlap: tuple[Rate, ...] = ()
+    control_overlap: tuple[Rate, ...] = ()
+    correlations: tuple[Correlation, ...] = ()
+    control_correlations: tuple[Correlation, ...] = ()
 
     def __len__(self) -> int:
         return int(self.eps.shape[0])
@@ -123,11 +149,42 @@ class EpsSweep:
         """The position of the computed budget closest to ``eps``."""
         return int((self.eps - float(eps)).abs().argmin())
 
-    def to_frame(self):
-        """One row per ε: prediction, benign confidence, success, norms and the shift."""
+    def measure(self, measure: str, index: int) -> MeasureEvidence:
+        """One of the paper's direction measures at the ``index``-th ε: the attack's and the control's
+        :class:`~neuronviz.methods.stats.Rate` (k of the group's neurons, Wilson interval)."""
+        if self.evidence is None:
+            raise InputError("this sweep has no matched control (it was made by an older version): compute it again")
+        return self.evidence.measure(measure, image=index)
+
+    def statistics_frame(self):
+        """One row per ε: every rate with k, n and its 95% interval, every ρ with its interval, p, n
+        and the reason where it is not defined, for the attack and the control (``control_``), and
+        the attack's difference from the control (``_minus_control``: share or ρ, attack − control)."""
         import pandas as pd
 
-        return pd.DataFrame(
+        rows = []
+        for i in range(len(self.overlap)):
+            row: dict[str, Any] = {}
+            for prefix, overlap, rho in (("", self.overlap, self.correlations),
+                                         ("control_", self.control_overlap, self.control_correlations)):
+                row.update(_rate_columns(f"{prefix}front_overlap", overlap[i]))
+                row.update(_correlation_columns(f"{prefix}spearman", rho[i]))
+            for measure in DIRECTION_MEASURES:
+                evidence = self.measure(measure, i)
+                row.update(_rate_columns(f"{measure}", evidence.attack))
+                row.update(_rate_columns(f"control_{measure}", evidence.control))
+                row[f"{measure}_minus_control"] = _minus(evidence.attack.share, evidence.control.share)
+            row["front_overlap_minus_control"] = _minus(self.overlap[i].share, self.control_overlap[i].share)
+            row["spearman_minus_control"] = _minus(self.correlations[i].value, self.control_correlations[i].value)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_frame(self):
+        """One row per ε: prediction, benign confidence, success, norms and the shift, with the
+        columns of :meth:`statistics_frame` (n and 95% intervals) when the sweep has them."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
             {
                 "eps": self.eps.tolist(),
                 "prediction": self.prediction.tolist(),
@@ -150,6 +207,43 @@ class EpsSweep:
                 **({"control_norm": self.control_norm} if self.control_norm else {}),
             }
         )
+        if not self.overlap:
+            return frame
+        statistics = self.statistics_frame()
+        return frame.join(statistics[[c for c in statistics.columns if c not in frame.columns]])
+
+
+def _minus(a: float | None, b: float | None) -> float:
+    """``a − b``, NaN when either is not defined."""
+    return float("nan") if a is None or b is None else float(a) - float(b)
+
+
+def _rate_columns(name: str, value: Rate) -> dict[str, Any]:
+    """``name`` (the share; an existing share column keeps its name), ``name_k``, ``_n``, ``_low``,
+    ``_high`` of a rate; NaN with ``name_note`` when it is not defined."""
+    nan = float("nan")
+    share = name if name.endswith("overlap") else f"{name}_share"
+    return {share: nan if value.share is None else value.share, f"{name}_k": value.k, f"{name}_n": value.n,
+            f"{name}_low": nan if value.low is None else value.low, f"{name}_high": nan if value.high is None else value.high,
+            **({f"{name}_note": f"not defined ({value.reason})"} if value.share is None else {})}
+
+
+def _correlation_columns(name: str, value: Correlation) -> dict[str, Any]:
+    """``name`` (ρ), ``name_low``, ``_high``, ``_p``, ``_n`` and ``name_note`` (why it, or its
+    interval, is not defined, else empty); NaN where not defined."""
+    nan = float("nan")
+    return {name: nan if value.value is None else value.value, f"{name}_low": nan if value.low is None else value.low,
+            f"{name}_high": nan if value.high is None else value.high, f"{name}_p": nan if value.p is None else value.p,
+            f"{name}_n": value.n, f"{name}_note": _correlation_note(value)}
+
+
+def _correlation_note(value: Correlation) -> str:
+    """Why a correlation, or its interval, is not defined ("" when both are)."""
+    if not value.defined:
+        return f"not defined ({value.reason})"
+    if value.low is None and getattr(value, "interval_reason", None):
+        return f"interval not defined ({value.interval_reason})"
+    return ""
 
 
 def _eps_values(
@@ -247,10 +341,13 @@ def eps_sweep(
     started = time.perf_counter()
     adversarial_t = torch.cat(adversarial)
     control_norm = control_norm_for(info.name)
-    shift, control_shift, groups, control_prediction = _sweep_shifts(
+    shift, control_shift, groups, control_prediction, maps = _sweep_shifts(
         model, clean, adversarial_t, control_norm, seed, layer_name, benign, front, tail
     )
     influence_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    statistics = _sweep_statistics(maps, shift, control_shift)
+    statistics_seconds = time.perf_counter() - started
 
     probs_t = torch.cat(probs)
     delta = (adversarial_t - clean).flatten(1)
@@ -274,11 +371,12 @@ def eps_sweep(
         layer=layer_name,
         front=front,
         tail=tail,
-        seconds={"attacks": attack_seconds, "influence": influence_seconds},
+        seconds={"attacks": attack_seconds, "influence": influence_seconds, "statistics": statistics_seconds},
         already_target=target_tensor is not None and benign == int(target_tensor[0]),
         control_norm=control_norm,
         control_prediction=control_prediction,
         **_shift_fields(shift, control_shift, groups),
+        **statistics,
     )
 
 
@@ -326,9 +424,10 @@ def _sweep_shifts(
     benign: int,
     front: int | float,
     tail: int | float,
-) -> tuple[InfluenceShift, InfluenceShift, NeuronGroups, torch.Tensor]:
+) -> tuple[InfluenceShift, InfluenceShift, NeuronGroups, torch.Tensor, tuple[InfluenceMap, InfluenceMap, InfluenceMap]]:
     """The influence shift clean → each ε's adversarial image and clean → its matched control, in one
-    :func:`neuron_influence` pass; also the groups and the controls' predictions."""
+    :func:`neuron_influence` pass; also the groups, the controls' predictions and the three maps
+    (the clean one repeated, the attack's and the control's, one row per ε)."""
     # Each ε's control is drawn as the analysis draws its own (image index 0 of its seed), so the
     # sweep's control at the chosen ε is the analysis' control: one draw, scaled to each ε's size.
     controls = torch.cat([matched_control(clean, adversarial[i : i + 1], control_norm, seed=seed or 0)
@@ -344,7 +443,31 @@ def _sweep_shifts(
     control_shift = influence_shift(before, noise, groups=groups)
     with model.lock, torch.no_grad():
         control_prediction = model(controls.to(model.device)).argmax(1).cpu()
-    return shift, control_shift, groups, control_prediction
+    return shift, control_shift, groups, control_prediction, (before, after, noise)
+
+
+def _sweep_statistics(
+    maps: tuple[InfluenceMap, InfluenceMap, InfluenceMap], shift: InfluenceShift, control_shift: InfluenceShift
+) -> dict[str, Any]:
+    """The :class:`EpsSweep` fields of uncertainty: per ε, the front overlap as a rate and ρ as a
+    correlation with its interval, for the attack and the control, and their :class:`ShiftEvidence`."""
+    before, after, noise = maps
+
+    def rho(changed: InfluenceMap, moved: InfluenceShift, index: int) -> Correlation:
+        a, b = before.values[index], changed.values[index]
+        reason = moved.correlation_reason(index)  # the shift's rule (too few neurons, constant ranks, …)
+        if reason is not None:
+            return Correlation("spearman", None, None, None, None, int(a.numel()), reason)
+        return correlation(a, b, "spearman", resamples=RHO_RESAMPLES)
+
+    count = int(shift.spearman.shape[0])
+    return {
+        "evidence": ShiftEvidence(layer=shift.layer, attack=shift, control=control_shift, group_source="clean"),
+        "overlap": tuple(shift.overlap_rate(i) for i in range(count)),
+        "control_overlap": tuple(control_shift.overlap_rate(i) for i in range(count)),
+        "correlations": tuple(rho(after, shift, i) for i in range(count)),
+        "control_correlations": tuple(rho(noise, control_shift, i) for i in range(count)),
+    }
 
 
 def _shift_fields(shift: InfluenceShift, control_shift: InfluenceShift, groups: NeuronGroups) -> dict[str, Any]:

@@ -11,16 +11,18 @@ import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:  # pandas (with pyarrow, ~0.4 s) is imported when a table is first built: not at start-up
+    import pandas as pd
 
 #: The numbers behind a chart: a table, or a function that builds it (called only when a CSV or
 #: JSON is asked for: for large tables).
-Data: TypeAlias = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
-LazyData: TypeAlias = Data | Callable[[], Data]
+Data: TypeAlias = "pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]"
+LazyData: TypeAlias = "Data | Callable[[], Data]"
 
 
 def header_lines(name: str, record: Mapping[str, Any]) -> list[str]:
@@ -57,6 +59,8 @@ def header_lines(name: str, record: Mapping[str, Any]) -> list[str]:
 def as_frame(data: Data) -> pd.DataFrame:
     """The table behind a chart: a DataFrame as it is, a list of row mappings, a mapping of equal
     columns, or a mapping of scalars (one row per key: ``quantity``, ``value``)."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         return data.reset_index(drop=True)
     if isinstance(data, Mapping):
@@ -102,6 +106,8 @@ def json_text(data: LazyData, name: str, record: Mapping[str, Any]) -> str:
 
 def read_csv(text: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A CSV of :func:`csv_text` back as (table, provenance record)."""
+    import pandas as pd
+
     lines = text.splitlines(keepends=True)
     count = 0
     record: dict[str, Any] = {}
@@ -114,5 +120,7 @@ def read_csv(text: str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def read_json(text: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A JSON of :func:`json_text` back as (table, provenance record)."""
+    import pandas as pd
+
     document = json.loads(text)
     return pd.DataFrame(document["data"], columns=document["columns"]), document["provenance"]
