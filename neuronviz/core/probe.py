@@ -338,8 +338,7 @@ def forget(model: PixelModel) -> None:
 
 def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> tuple[list[Tap], bool]:
     """The taps of ``layers`` and whether they came from the model's memo."""
-    if isinstance(layers, str):
-        layers = [layers]
+    layers = [layers] if isinstance(layers, str) else list(layers)
     key = ("taps", tuple(layers))
     remembered = memo(model).get(key)
     if remembered is not None:
@@ -348,7 +347,7 @@ def _resolve_modules(model: PixelModel, layers: Sequence[str]) -> tuple[list[Tap
         raise InputError("no layers to probe")
     if len(set(layers)) != len(layers):
         raise InputError(f"a layer is named twice: {list(layers)}")
-    taps = _taps(model, list(layers))
+    taps = _taps(model, layers)
     memo(model)[key] = tuple(taps)
     return taps, False
 
