@@ -235,8 +235,6 @@ def test_an_attack_stopped_midway_gives_the_lock_back(digits_cnn, digits_test):
     from neuronviz.infra import budget
     from neuronviz.infra.errors import TimeLimitError
 
-    import time
-
     started = time.perf_counter()
     run_attack(digits_cnn, digits_test[0][:16], "difgsm", {"steps": 10}, seed=0)
     ten = time.perf_counter() - started  # ten steps on this machine: the budget below is ~50 of 1,000
