@@ -102,6 +102,11 @@ def _registry_controls() -> dict[str, Control]:
     }
 
 
+#: Input channels a link may name for the Filters page's weights (a first layer with more is drawn
+#: as the mean, or by choosing the channel on the page).
+MAX_INPUT_CHANNELS = 256
+
+
 def _controls() -> dict[str, Control]:
     table = {
         components.GROUP_FRACTION_KEY: Control("choice", DEFAULT_GROUP_FRACTION, options=tuple(components.GROUP_FRACTIONS)),
@@ -114,6 +119,9 @@ def _controls() -> dict[str, Control]:
         "filters.beta": Control("float", 0.2, low=0.0, high=1.0),
         "filters.curve": Control("bool", True),
         "filters.show": Control("choice", "fragile and robust", options=("fragile and robust", "all")),
+        # whose weights the filter grid draws: the mean over the input channels or one of them (the Filters
+        # page checks the channel against the model: a link's channel 5 of an RGB model is a message)
+        "filters.input_channel": Control("choice", "mean", options=("mean", *range(MAX_INPUT_CHANNELS))),
         "sensitivity.source": Control("choice", "image", options=("image", "set")),
         "batch.per_class_metric": Control("choice", "accuracy", options=("accuracy", "attack_success")),
         # Controls that change what a page computes or shows, found missing from links (the class of gap the

@@ -235,3 +235,27 @@ def test_the_budget_the_sweep_shows_travels_in_the_link():
     assert len(warnings) == 1 and "eps = 0.0123 asked for" in warnings[0] and "not one of the sweep's" in warnings[0]
     assert odd.select_slider[0].value == chosen
     assert "attack.sweep_eps" not in dict(odd.query_params)
+
+
+TINY_VIT = "timm:vit_tiny_patch16_224?img_size=32&patch_size=8&depth=2"  # 3 input channels, random weights
+
+
+def test_the_filters_pages_input_channel_travels_in_the_link_and_is_checked_against_the_model(monkeypatch, tmp_path):
+    """The channel whose weights the filter grid draws is in the link; a channel this first layer does
+    not have is a message naming it, and the grid shows the mean."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: random initialisation
+    base = {"model": TINY_VIT, "weights": "random", "filters.images_kept": "8"}
+    at, _ = _fresh({**base, "filters.input_channel": "2"}, page="app_pages/filters.py")
+    assert errors(at) == []
+    assert at.selectbox(key="filters.input_channel").value == 2
+    assert at.query_params["filters.input_channel"] == "2"
+    at.selectbox(key="filters.input_channel").set_value(1).run()
+    assert at.query_params["filters.input_channel"] == "1"
+
+    bad, _ = _fresh({**base, "filters.input_channel": "7"}, page="app_pages/filters.py")
+    assert errors(bad) == []
+    assert any(
+        "filters.input_channel=7 was not used (the first layer has 3 input channels, 0 to 2): showing the mean" in w.value
+        for w in bad.warning
+    ), [w.value for w in bad.warning]
+    assert bad.selectbox(key="filters.input_channel").value == "mean"

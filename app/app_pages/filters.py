@@ -62,6 +62,19 @@ def fragility_attack(mode: str, choice: analysis.AttackChoice, model) -> tuple[s
     return choice.attack, float(eps), params, f"{choice.describe(model)} (the sidebar's attack, untargeted here)"
 
 
+def _check_input_channel(in_channels: int) -> None:
+    """A link's or another model's input channel that this first layer does not have: a message,
+    and the mean over the channels instead (a selectbox given a value outside its options fails)."""
+    value = st.session_state.get(INPUT_CHANNEL)
+    if value is not None and value != "mean" and value not in range(in_channels):
+        st.warning(
+            f"filters.input_channel={value!r} was not used (the first layer has {in_channels} input channels, "
+            f"0 to {in_channels - 1}): showing the mean over them.",
+            icon=":material/link_off:",
+        )
+        st.session_state[INPUT_CHANNEL] = "mean"
+
+
 def render() -> None:
     started = components.page_start()
     if started is None:
@@ -148,6 +161,7 @@ def grid_section(selection: state.Selection, choice: analysis.AttackChoice, repo
                     shown = sorted(report.fragile + report.robust)
             input_channel = None
             if in_channels > 1:
+                _check_input_channel(in_channels)
                 picked = options[1].selectbox(
                     "Weights of input channel",
                     ["mean", *range(in_channels)],
