@@ -427,11 +427,12 @@ def _single_pass(request: InfluenceRequest, with_gradients: bool) -> RawInfluenc
 #: The bytes of every probed activation and its gradient up to which grad×act asks the backward
 #: pass for all gradients at once and reduces them afterwards (:func:`_all_gradients_at_once`)
 #: instead of reducing each inside the pass as it is formed (a tensor hook per layer: a call back
-#: into Python from the autograd engine per layer, and each product in fresh memory). Measured, 2
-#: threads, batch 2: digits-cnn 0.19 ms of a 1.8 ms pass saved; resnet18 at 224 (103 MiB) 1.03×
-#: instead of 1.08× its floor. Holding every gradient at most doubles what the graph already holds
-#: (it saves every activation for the backward pass); above this, the hooks keep one gradient alive.
-HELD_AT_ONCE_BYTES = 128 * 2**20
+#: into Python from the autograd engine per layer, and each product in fresh memory). Holding every
+#: gradient costs fresh memory pages instead (the engine cannot reuse a gradient's memory). Measured
+#: with ``bench/influence.py --paths`` (2 threads, 21–31 repetitions, quiet machine), reduced inside
+#: the pass ÷ all at once: digits-cnn 1.33, digits-resnet 1.06–1.09, digits-vit 1.18 (0.4–9 MiB);
+#: resnet18 at 224 1.08 at batch 1 (51 MiB) but 0.94 at batch 2 (103 MiB): the crossover lies between.
+HELD_AT_ONCE_BYTES = 64 * 2**20
 
 
 def _held_at_once(rec: Recording, names: list[str]) -> int:
