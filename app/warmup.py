@@ -13,6 +13,11 @@ importing one package's circular imports can see a module half initialised). A m
 here is imported again by the page run, which then shows the error; the warm-up only logs it.
 The third-party packages of :data:`LATER` go on importing after that, while the page run draws.
 
+:func:`preload_chart_library` is the browser's side of the same idea: drawn with the loading note, an
+empty chart makes the browser fetch and parse Streamlit's chart library (4.7 MB of JavaScript,
+a second or more on a small machine) while the server imports torch, instead of after the first
+real chart arrives.
+
 This module imports only the standard library: ``app/main.py`` imports it before torch.
 """
 
@@ -100,6 +105,25 @@ def start(modules: tuple[str, ...] = MODULES, later: tuple[str, ...] = LATER, af
 def running() -> bool:
     """Whether a warm-up was started and has not yet imported :data:`MODULES`."""
     return _thread is not None and not _ours.is_set()
+
+
+#: What :func:`preload_chart_library` draws: a chart with no points, no axes, no toolbar and no hover,
+#: 10 px high (plotly's least): blank space under the loading note, which the page removes with it.
+PRELOAD_FIGURE = {
+    "data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],
+    "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False},
+               "yaxis": {"visible": False}, "showlegend": False},
+}
+
+
+def preload_chart_library() -> None:
+    """Draw an empty chart (:data:`PRELOAD_FIGURE`) in the current container: Streamlit's frontend
+    loads its plotly library when the first chart arrives, so this starts loading it before the
+    server has anything to chart. ``app/main.py`` draws it in the loading note's placeholder, so it
+    goes when the note goes, before the page draws anything. Streamlit only: no torch."""
+    import streamlit as st
+
+    st.plotly_chart(PRELOAD_FIGURE, config={"staticPlot": True, "displayModeBar": False}, theme=None, key="warmup.preload")
 
 
 def wait() -> None:
