@@ -162,7 +162,7 @@ def test_running_until_the_projects_modules_are_imported(monkeypatch):
     gate = threading.Event()
     monkeypatch.setattr(warmup, "_thread", None)
     monkeypatch.setattr(warmup, "_server_up", gate.wait)
-    thread = warmup.start(("json",), later=(), after_server_up=True)
+    thread = warmup.start(("json",), later=(), after_server_up=True, precompute=False)
     assert warmup.running() and thread.is_alive()
     gate.set()
     warmup.wait()
