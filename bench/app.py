@@ -2,7 +2,7 @@
 
     python bench/app.py [--repeats 5] [--no-browser] [--browser-only] [--page attack] [--floor-only] [--device cpu]
                         [--floor-models digits-cnn,resnet18] [--launcher serve|streamlit|both] [--browser-repeats 1]
-                        [--phases] [--baseline PATH]
+                        [--phases] [--baseline PATH ...]
 
 Prints, all measured in this one run:
 
@@ -334,13 +334,12 @@ def _wait_until_up(server: subprocess.Popen, url: str, log: Path) -> None:
             time.sleep(0.02)
 
 
-def bench_browsers(launchers: list[str], repeats: int, baseline: Path | None = None) -> dict[str, list[dict[str, float]]]:
+def bench_browsers(launchers: list[str], repeats: int, baselines: list[Path] | None = None) -> dict[str, list[dict[str, float]]]:
     """``repeats`` cold starts of each launcher, interleaved (A B A B ...), so that the machine's
-    load changes affect both alike; with ``baseline`` (another checkout, e.g. main's), each launcher
-    is also run from there, in the same loop (labelled ``<launcher>@baseline``)."""
-    variants = [(name, name, ROOT) for name in launchers]
-    if baseline is not None:
-        variants = [v for name in launchers for v in ((f"{name}@baseline", name, baseline), (name, name, ROOT))]
+    load changes affect both alike; with ``baselines`` (other checkouts, e.g. a worktree of main),
+    each launcher is also run from each of them, in the same loop (labelled ``<launcher>@<folder>``)."""
+    variants = [(f"{name}@{root.name}", name, root) for name in launchers for root in baselines or []]
+    variants += [(name, name, ROOT) for name in launchers]
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in variants}
     for _ in range(repeats):
         for label, name, root in variants:
@@ -391,8 +390,8 @@ def main() -> None:
     parser.add_argument("--launcher", choices=[*LAUNCHERS, "both"], default="both",
                         help="how the server starts for the cold start: make run's launcher (serve), streamlit run, or both interleaved")
     parser.add_argument("--browser-repeats", type=int, default=1, help="cold starts of each launcher (interleaved; medians)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="another checkout (e.g. a worktree of main) whose server is also cold-started, interleaved")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="another checkout (e.g. a worktree of main) whose server is also cold-started, interleaved (repeatable)")
     parser.add_argument("--phases", action="store_true", help="only the first page run's phases (bench/first_run.py, a fresh process)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
