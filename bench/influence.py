@@ -17,7 +17,10 @@ once, in an order that rotates between repetitions, so a burst of load hits ever
           there (the same shape and work) and the parity check asks it for the inputs separately;
   floor   one forward pass plus one backward pass of the target logit to the input only
           (``torch.autograd.grad(z_c.sum(), x)``, no parameter gradients);
-  loop    (``--loop``, extra column) Captum called once per layer.
+  loop    (``--loop``, extra column) Captum called once per layer;
+  in pass (``--paths``, extra column) ours with every layer reduced inside the backward pass by a
+          tensor hook (``HELD_AT_ONCE_BYTES = 0``), the path taken above 128 MiB of activations and
+          gradients, beside the default (all gradients at once for smaller ones): which is faster.
 
 It prints the thread count and the load average (before and after), the medians, and the medians
 of the per-repetition ratios ours ÷ Captum multi-layer and ours ÷ floor (issue 25's targets: ≤ 0.8
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from neuronviz.core.layers import neuron_sums  # noqa: E402
 from neuronviz.core.models import load_model  # noqa: E402
 from neuronviz.core.probe import tap  # noqa: E402
+from neuronviz.methods import influence  # noqa: E402
 from neuronviz.methods.influence import neuron_influence, probe_layers  # noqa: E402
 
 MODELS = {"digits-cnn": "default", "digits-resnet": "default", "digits-vit": "default", "resnet18": None}
@@ -91,10 +95,21 @@ def setup(name: str, device: str, kinds, batch: int = 2) -> dict:
         "ours": lambda: neuron_influence(model, x, layers=layers, target=target),
         "captum": lambda: multi.attribute(x, target=target),
         "floor": lambda: floor_pass(model, x, target),
+        "inpass": lambda: _in_pass(model, x, layers, target),
         "loop": lambda: [LayerGradientXActivation(model, t.module).attribute(x, target=target, attribute_to_layer_input=t.on_input)
                          for t in taps],
     }
     return {"name": name, "model": model, "x": x, "target": target, "infos": infos, "taps": taps, "fns": fns}
+
+
+def _in_pass(model, x, layers, target):
+    """Ours with every layer reduced inside the backward pass (the path for large activations)."""
+    kept = influence.HELD_AT_ONCE_BYTES
+    influence.HELD_AT_ONCE_BYTES = 0
+    try:
+        return neuron_influence(model, x, layers=layers, target=target)
+    finally:
+        influence.HELD_AT_ONCE_BYTES = kept
 
 
 def parity(case: dict) -> float:
@@ -117,9 +132,9 @@ def parity(case: dict) -> float:
     return worst
 
 
-def measure(cases: list[dict], repeats: int, loop: bool) -> list[dict]:
+def measure(cases: list[dict], repeats: int, loop: bool, paths: bool = False) -> list[dict]:
     """Every case's columns, interleaved: each repetition visits every case in a rotating order."""
-    columns = ["ours", "captum", "floor"] + (["loop"] if loop else [])
+    columns = ["ours", "captum", "floor"] + (["loop"] if loop else []) + (["inpass"] if paths else [])
     slots = [(case, column) for case in cases for column in columns]
     for case, column in slots + slots:
         case["fns"][column]()  # warm-up
@@ -143,6 +158,7 @@ def measure(cases: list[dict], repeats: int, loop: bool) -> list[dict]:
             "captum/floor": ratio("captum", "floor"), "loop/ours": ratio("loop", "ours") if loop else float("nan"),
             "min ours/captum": min(times["ours"]) / min(times["captum"]),
             "min ours/floor": min(times["ours"]) / min(times["floor"]),
+            **({"inpass/floor": ratio("inpass", "floor"), "inpass/ours": ratio("inpass", "ours")} if paths else {}),
         })
     return rows
 
@@ -154,7 +170,7 @@ def _load() -> str:
         return "unknown"
 
 
-def run(models, device: str, layer_sets, repeats: int, loop: bool = False, out=print, batch: int = 2) -> list[dict]:
+def run(models, device: str, layer_sets, repeats: int, loop: bool = False, out=print, batch: int = 2, paths: bool = False) -> list[dict]:
     out(f"torch {torch.__version__}, device {device}, torch threads {torch.get_num_threads()}, batch {batch}, "
         f"{repeats} repetitions interleaved across all models (medians; ratios are medians of per-repetition ratios); "
         f"CPUs {os.cpu_count()}, load average (1, 5, 15 min) before: {_load()}")
@@ -164,7 +180,7 @@ def run(models, device: str, layer_sets, repeats: int, loop: bool = False, out=p
             case = setup(name, device, LAYER_SETS[label], batch)
             case["set"], case["error"] = label, parity(case)
             cases.append(case)
-    rows = measure(cases, repeats, loop)
+    rows = measure(cases, repeats, loop, paths)
     out(f"{'model':14s} {'set':4s} {'layers':>6s} {'ours ms':>8s} {'captum ms':>9s} {'floor ms':>8s} {'loop ms':>8s} "
         f"{'ours/captum':>11s} {'ours/floor':>10s} {'captum/floor':>12s} {'loop/ours':>9s} {'max rel err':>11s} "
         f"{'min: ours/captum':>16s} {'ours/floor':>10s}  targets")
@@ -175,6 +191,9 @@ def run(models, device: str, layer_sets, repeats: int, loop: bool = False, out=p
             f"{1e3 * r['floor_s']:8.2f} {1e3 * r.get('loop_s', float('nan')):8.1f} {r['ours/captum']:11.2f} "
             f"{r['ours/floor']:10.2f} {r['captum/floor']:12.2f} {r['loop/ours']:9.1f} {r['error']:11.1e} "
             f"{r['min ours/captum']:16.2f} {r['min ours/floor']:10.2f}  <= {aim[0]} / {aim[1]}: {'met' if met else 'NOT met'}")
+    for r in rows if paths else []:
+        out(f"{r['model']:14s} {r['set']:4s} reduced inside the pass: {1e3 * r['inpass_s']:8.2f} ms, "
+            f"÷ floor {r['inpass/floor']:.2f}, ÷ ours (all gradients at once) {r['inpass/ours']:.2f}")
     out(f"load average after: {_load()}")
     return rows
 
@@ -188,11 +207,12 @@ def main() -> None:
     parser.add_argument("--layer-set", choices=["conv", "all", "both"], default="all")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--loop", action="store_true", help="also time Captum's per-layer loop (the extra column; slow)")
+    parser.add_argument("--paths", action="store_true", help="also time ours reduced inside the backward pass (the large-activation path)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = ["all", "conv"] if args.layer_set == "both" else [args.layer_set]
-    run(args.models.split(","), args.device, sets, args.repeats, loop=args.loop, batch=args.batch)
+    run(args.models.split(","), args.device, sets, args.repeats, loop=args.loop, batch=args.batch, paths=args.paths)
 
 
 if __name__ == "__main__":

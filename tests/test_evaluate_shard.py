@@ -280,6 +280,24 @@ def test_adaptive_cells_shard_and_merge_to_the_single_process_tables(digits_cnn,
     _same_tables(tmp_path / "one", tmp_path / "m")
 
 
+def test_transfer_cells_shard_and_merge_to_the_single_process_tables(digits_cnn, tmp_path):
+    data = ev.load_dataset("digits", digits_cnn, limit=32)
+    kwargs = dict(attacks=["fgsm"], defences=["none"], block_size=16, surrogate="digits-resnet", progress=False)
+    ev.evaluate(digits_cnn, data, out=tmp_path / "one", **kwargs)
+    for i in (1, 0):
+        ev.evaluate_shard(digits_cnn, data, shard=(i, 2), out=tmp_path / f"s{i}", **kwargs)
+    merged = ev.merge([tmp_path / "s1", tmp_path / "s0"], out=tmp_path / "m")
+    assert [r["mode"] for r in merged.rows] == ["white-box", "transfer"]
+    _same_tables(tmp_path / "one", tmp_path / "m")
+    record = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert "digits-resnet" in json.dumps(record["provenance"])  # the surrogate is named in what the merge writes
+    # shards crafted on another surrogate are another plan: refused, nothing written
+    ev.evaluate_shard(digits_cnn, data, shard=(0, 2), out=tmp_path / "other", **{**kwargs, "surrogate": "digits-vit"})
+    with pytest.raises(InputError):
+        ev.merge([tmp_path / "s1", tmp_path / "other"], out=tmp_path / "m2")
+    assert not (tmp_path / "m2").exists()
+
+
 def test_every_dash_in_a_markdown_table_is_explained_under_it():
     """A '–' in results.md is a rate that is not defined; the line under the table says which and why."""
     from neuronviz.workflows.evaluate import to_markdown

@@ -13,7 +13,17 @@ from torch import nn
 from neuronviz.core.layers import neuron_sums
 from neuronviz.core.models import load_model, wrap_model
 from neuronviz.core.probe import forget, memo, tap
+from neuronviz.methods import influence
 from neuronviz.methods.influence import neuron_influence, probe_layers
+
+
+@pytest.fixture(autouse=True, params=["all gradients at once", "reduced inside the pass"])
+def gradient_path(request, monkeypatch):
+    """Every test runs on both grad×act paths: all gradients asked for at once and reduced after
+    (small activations, the product formed in the gradient's memory) and each reduced inside the
+    backward pass by a tensor hook (large activations)."""
+    monkeypatch.setattr(influence, "HELD_AT_ONCE_BYTES", 2**62 if request.param == "all gradients at once" else 0)
+    return request.param
 
 
 def _captum_per_neuron(model, infos, x, target) -> dict[str, torch.Tensor]:
@@ -92,6 +102,11 @@ class Branchy(nn.Module):
         return self.fc(self.flat(self.pool(h)))
 
 
+class SumPool(nn.Module):
+    def forward(self, h):
+        return h.sum((2, 3))
+
+
 def _branchy():
     torch.manual_seed(0)
     return wrap_model(Branchy(), mean=[0.5], std=[0.25], input_size=(6, 6), class_names=["a", "b", "c"], name="branchy")
@@ -108,6 +123,34 @@ def test_a_layer_the_objective_does_not_depend_on_gets_zero_and_the_others_stay_
         ref = LayerGradientXActivation(model, model.layer(layer)).attribute(x, target=target)
         ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref
         assert torch.allclose(maps[layer].values, ref, rtol=1e-5, atol=1e-7), layer
+
+
+def test_gradients_that_share_memory_are_not_overwritten(gradient_path):
+    # the pool's gradient is a view of the flatten's (one memory); a residual sum hands one gradient
+    # to both of its branches: a product formed in place in one would change the other's numbers
+    model = _branchy()
+    x = torch.rand(2, 1, 6, 6)
+    layers = ["conv", "relu", "pool", "flat", "fc"]
+    maps = neuron_influence(model, x, layers=layers)
+    target = maps["conv"].target
+    for layer in layers:
+        ref = LayerGradientXActivation(model, model.layer(layer)).attribute(x, target=target)
+        ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref
+        assert torch.allclose(maps[layer].values, ref, rtol=1e-5, atol=1e-7), (gradient_path, layer)
+    # a sum over positions hands the layer before it an expanded gradient (one number per channel)
+    torch.manual_seed(1)
+    summed = wrap_model(
+        nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), SumPool(), nn.Linear(3, 2)),
+        mean=[0.5], std=[0.25], input_size=(6, 6), class_names=["a", "b"], name="summed",
+    )
+    got = neuron_influence(summed, x, layers=["0", "1"])  # not "2": its gradient is the memory "1"'s expands
+    for layer in ("0", "1"):
+        ref = LayerGradientXActivation(summed, summed.layer(layer)).attribute(x, target=got["0"].target)
+        ref = ref.flatten(2).sum(2) if ref.dim() > 2 else ref
+        assert torch.allclose(got[layer].values, ref, rtol=1e-5, atol=1e-7), (gradient_path, layer)
+    # and on a residual network, every block and the layers inside it
+    resnet = load_model("digits-resnet", device="cpu")
+    _assert_equal_to_captum(resnet, torch.rand(2, 1, 28, 28))
 
 
 def test_an_input_that_requires_grad_gives_the_same_numbers():

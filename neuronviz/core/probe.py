@@ -113,7 +113,7 @@ class Recording:
     _modules: list[Tap] = field(default_factory=list)
     _checked: bool = False
     _replace: dict[str, Replacement] = field(default_factory=dict)
-    _handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
+    _handles: list[_Handle] = field(default_factory=list)
     _remembered: bool = False  # the taps came from the model's memo (see :func:`memo`)
 
     def _attach(self) -> None:
@@ -299,12 +299,37 @@ def _find_modified_in_place(model: PixelModel, taps: list[Tap]) -> set[str]:
     return _MODIFIED_IN_PLACE.setdefault(model, set())
 
 
-def _register(where: Tap, capture: Callable[[object], object]) -> torch.utils.hooks.RemovableHandle:
+class _Handle:
+    """Removes one hook :func:`_register` put in a module's hook dict (a ``RemovableHandle`` without
+    its weak references: registering and removing 51 hooks this way takes 20 µs instead of 117)."""
+
+    __slots__ = ("hooks", "key")
+
+    def __init__(self, hooks: dict, key: int) -> None:
+        self.hooks, self.key = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
+
+
+def _register(where: Tap, capture: Callable[[object], object]) -> _Handle:
     """The one place hooks are registered: ``capture(value)`` sees the module's output (or, for a
-    tap on the input, its positional inputs) and returns a replacement or None (unchanged)."""
+    tap on the input, its positional inputs) and returns a replacement or None (unchanged).
+
+    The hook goes straight into the module's own hook dict (what ``register_forward_hook`` and
+    ``register_forward_pre_hook`` do, less their bookkeeping for keyword and always-called hooks,
+    which these are not), under a key from PyTorch's own counter, so it never collides with a
+    hook registered the usual way."""
+    key = torch.utils.hooks.RemovableHandle.next_id
+    torch.utils.hooks.RemovableHandle.next_id += 1
+    hooks: dict
     if where.on_input:
-        return where.module.register_forward_pre_hook(lambda module, args: capture(args))
-    return where.module.register_forward_hook(lambda module, inputs, output: capture(output))
+        hooks = where.module._forward_pre_hooks
+        hooks[key] = lambda module, args: capture(args)
+    else:
+        hooks = where.module._forward_hooks
+        hooks[key] = lambda module, inputs, output: capture(output)
+    return _Handle(hooks, key)
 
 
 def _first_tensor(output: object) -> tuple[torch.Tensor | None, int | None]:

@@ -210,6 +210,10 @@ class PixelModel(nn.Module):
         Returns an int64 CPU tensor ``(n,)``; raises :class:`InputError` for a wrong count or a
         class outside ``0..num_classes-1``.
         """
+        if type(classes) is torch.Tensor and classes.dtype == torch.int64 and classes.dim() == 1 and classes.shape[0] == n:
+            low, high = (int(v) for v in torch.aminmax(classes))  # the common case, one pass
+            if 0 <= low and high < self.num_classes:
+                return classes.detach().cpu()
         if isinstance(classes, bool) or isinstance(classes, (str, bytes)):
             raise InputError(f"{name} must be class indices, got {classes!r}")
         try:
