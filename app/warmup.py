@@ -58,6 +58,7 @@ MODULES: tuple[str, ...] = (
 LATER: tuple[str, ...] = ("torchattacks",)
 
 _thread: threading.Thread | None = None
+_THREAD_NAME = "neuronviz-warmup"
 _ours = threading.Event()  # set when MODULES are imported (or failed)
 #: {module: seconds} of the warm-up's imports (and of its start-up analysis, by what it did), and the
 #: failures ({module or what: error text}).
@@ -110,6 +111,17 @@ def _guarded(what: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
+class _NoContextWarning(logging.Filter):
+    """Drops Streamlit's "missing ScriptRunContext" warning of this thread: the warm-up calls the
+    sidebar's cached loaders outside any page run on purpose (their results are shared)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == _THREAD_NAME and "missing ScriptRunContext" in record.getMessage())
+
+
+_NO_CONTEXT_WARNING = _NoContextWarning()
+
+
 def start_up_analysis() -> Callable[[], Callable[[], Any] | None] | None:
     """Claim the analysis the first run of the default page asks for (the default model on the
     default device, the start-up image, the default attack, the default restorations and influence
@@ -124,6 +136,7 @@ def start_up_analysis() -> Callable[[], Callable[[], Any] | None] | None:
 
     if plugins.plugin_modules():
         return None
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_NO_CONTEXT_WARNING)  # once
     model = state.load_checked_model(state.ModelRequest(device=state.default_device()))
     image, _ = state.load_requested_image(state.ImageRequest(sample_id=runs.DEFAULT_SAMPLE_ID), model)
     run = result_cache.reserve(runs.compute_analysis, model, image, runs.default_choice(),
@@ -178,7 +191,7 @@ def start(modules: tuple[str, ...] = MODULES, later: tuple[str, ...] = LATER, af
     if _thread is None:
         _ours.clear()
         _thread = threading.Thread(target=_import_all, args=(modules, later, after_server_up, precompute),
-                                   name="neuronviz-warmup", daemon=True)
+                                   name=_THREAD_NAME, daemon=True)
         _thread.start()
     return _thread
 

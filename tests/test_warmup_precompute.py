@@ -211,3 +211,17 @@ def test_no_start_up_analysis_with_plugins_configured(monkeypatch):
 
     monkeypatch.setattr(plugins, "plugin_modules", lambda: ["some_lab.defences"])
     assert warmup.start_up_analysis() is None
+
+
+def test_only_the_warm_ups_missing_context_warning_is_dropped():
+    import logging
+
+    def record(thread: str, message: str) -> logging.LogRecord:
+        made = logging.LogRecord("streamlit", logging.WARNING, __file__, 1, message, None, None)
+        made.threadName = thread
+        return made
+
+    drop = warmup._NO_CONTEXT_WARNING.filter
+    assert not drop(record("neuronviz-warmup", "Thread 'neuronviz-warmup': missing ScriptRunContext! ..."))
+    assert drop(record("ScriptRunner.scriptThread", "Thread 'x': missing ScriptRunContext! ..."))
+    assert drop(record("neuronviz-warmup", "something else"))
