@@ -71,7 +71,9 @@ loading = None
 # (a module the warm-up is importing is in sys.modules already, half initialised).
 if "app.sidebar" not in sys.modules or warmup.running():
     loading = st.empty()
-    loading.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
+    with loading.container():
+        st.info("Loading torch and the model… (the first visit after the server starts takes a few seconds)", icon=":material/hourglass_top:")
+        warmup.preload_chart_library()  # blank, and gone with the note: the browser loads its chart library meanwhile
 warmup.wait()  # python -m app.serve imports the heavy modules below in the background: let it finish
 from app import boundary, components, sidebar  # noqa: E402
 from app import url_state as session  # noqa: E402

@@ -8,11 +8,17 @@ model's ``content_hash`` and device, the SHA-1 of every byte of a tensor, the va
 strings, mappings and sequences). Streamlit's own hashing of a large array looks at a sample of it
 only (measured: a one-pixel change in a 3×512×512 array returned the stale result), so arguments
 are never handed to it. A computation runs as a background run (:mod:`app.background`).
+
+:func:`reserve` claims a result for a computation ahead of any page run (the warm-up of a fresh
+server computes the start-up analysis, :mod:`app.warmup`). While it is claimed, a :func:`memo` call
+for the same key waits for it and reads its result instead of computing it a second time; when the
+precomputation fails, the waiting call computes the result itself (and shows its own error).
 """
 
 from __future__ import annotations
 
 import pickle
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,7 +32,9 @@ from neuronviz.workflows.analysis import digest
 
 T = TypeVar("T")
 
-
+#: Keys claimed by :func:`reserve` and not yet released, each with the event set at the release.
+_IN_FLIGHT: dict[tuple, threading.Event] = {}
+_IN_FLIGHT_LOCK = threading.Lock()  # held to look up the store and _IN_FLIGHT together, and to leave _IN_FLIGHT
 
 SESSION_ENTRIES = 32  # results a session keeps unpickled, most recently used first ...
 SESSION_BYTES = 128 * store.MiB  # ... and at most this many bytes of them (by their pickles' size)
@@ -65,14 +73,13 @@ def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     the budget runs out. A cancelled or timed-out computation is not started again by the next
     rerun: it raises the same error until "Run again" (:func:`attempt`) is pressed.
     """
-    name = f"{fn.__module__}.{fn.__qualname__}"
-    key = (name, digest(*args, **kwargs))
+    key = memo_key(fn, *args, **kwargs)
     session = _session_store()
     if session is not None and key in session:
         session.move_to_end(key)
         return session[key][0]
     shared = store.results()
-    pickled = shared.get(key)
+    pickled = _stored_or_precomputed(shared, key)
     if pickled is not None:
         result = pickle.loads(pickled)
     else:
@@ -88,6 +95,60 @@ def memo(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if session is not None:
         _keep_in_session(session, key, result, len(pickled))
     return result
+
+
+def memo_key(fn: Callable, *args: Any, **kwargs: Any) -> tuple:
+    """The key :func:`memo` keeps ``fn(*args, **kwargs)`` under: its qualified name and the full-content digest."""
+    return (f"{fn.__module__}.{fn.__qualname__}", digest(*args, **kwargs))
+
+
+def _stored_or_precomputed(shared: store.ByteLRU, key: tuple) -> bytes | None:
+    """The pickled result of ``key`` in the shared store; while a :func:`reserve` claim on it is held,
+    after waiting for that (None when it failed: the caller computes it)."""
+    with _IN_FLIGHT_LOCK:
+        pickled = shared.get(key)
+        pending = _IN_FLIGHT.get(key) if pickled is None else None
+    if pending is None:
+        return pickled
+    pending.wait()  # bounded: the precomputation runs under the server's time budget
+    return shared.get(key)
+
+
+def reserve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any] | None:
+    """Claim the computation of ``fn(*args, **kwargs)`` for a precomputation outside any page run
+    (app/warmup.py: a fresh server's start-up analysis); None when it is stored or claimed already.
+
+    Returns ``run(then=None)``, which must be called once: it computes the result in the calling
+    thread under the server's time budget, calls ``then(result)`` (which may claim the next
+    computation), stores the result as :func:`memo` would and releases the claim; it raises what
+    ``fn`` raises (nothing is stored then). From the claim to its release, :func:`memo` calls for
+    the same key wait and then read the stored result, or compute it themselves if there is none."""
+    key = memo_key(fn, *args, **kwargs)
+    shared = store.results()
+    with _IN_FLIGHT_LOCK:
+        if key in _IN_FLIGHT or key in shared:
+            return None
+        done = _IN_FLIGHT[key] = threading.Event()
+
+    def run(then: Callable[[Any], Any] | None = None) -> Any:
+        pickled = None
+        try:
+            result = run_limited(fn, *args, _what=_short_name(fn), **kwargs)
+            if then is not None:
+                then(result)
+            pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            with _IN_FLIGHT_LOCK:
+                if pickled is not None:
+                    try:
+                        shared.put(key, pickled, len(pickled))
+                    except store.TooLarge:
+                        pass  # larger than the whole store: the page computes it itself
+                del _IN_FLIGHT[key]
+            done.set()
+        return result
+
+    return run
 
 
 def _short_name(fn: Callable) -> str:

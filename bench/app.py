@@ -2,7 +2,7 @@
 
     python bench/app.py [--repeats 5] [--no-browser] [--browser-only] [--page attack] [--floor-only] [--device cpu]
                         [--floor-models digits-cnn,resnet18] [--launcher serve|streamlit|both] [--browser-repeats 1]
-                        [--phases]
+                        [--phases] [--baseline PATH ...] [--navigate-after 0]
 
 Prints, all measured in this one run:
 
@@ -27,15 +27,20 @@ Prints, all measured in this one run:
    a rerun (Streamlit's AppTest: sidebar, banner, every figure built and serialised) ÷ the first,
    cold run of that page.
 3. **Cold start to first render**: the server started as ``make run`` starts it (``python -m
-   app.serve``: ``streamlit run app/main.py`` whose heavy imports begin in the background once the
-   server is up, app/warmup.py) and as plain ``streamlit run app/main.py``, interleaved
-   (``--launcher both``, the default; ``--browser-repeats N`` cold starts of each, medians), each
-   until its health endpoint answers (server up), then chromium (Playwright) from navigation until
-   the first visible content (the page title or a sidebar widget's label; target <= 2 s) and until
-   the default page has finished its script run and drawn every chart (the start-up analysis;
-   target <= 4 s after the server is up, on a quiet 2-core machine); also when the title, the
-   sidebar and the first chart first appeared. ``--browser-only`` measures only this. Skipped
-   with ``--no-browser`` or without /usr/bin/chromium.
+   app.serve``: ``streamlit run app/main.py`` whose warm-up, app/warmup.py, imports the heavy
+   modules and computes the start-up analysis in the background once the server is up) and as
+   plain ``streamlit run app/main.py``, interleaved (``--launcher both``, the default;
+   ``--browser-repeats N`` cold starts of each, medians; ``--baseline PATH``, repeatable, also
+   cold-starts the server of another checkout, e.g. a worktree of main, in the same loop). Chromium
+   (Playwright) is already running when the server is started; it navigates the moment the health
+   endpoint answers (server up), and every time is counted from then: the first visible content
+   (the page title or a sidebar widget's label; target <= 2 s) and the default page's script run
+   finished with every chart drawn (the start-up analysis; target <= 4 s after the server is up, on
+   a quiet 2-core machine); also when the title, the sidebar and the first chart (the empty chart
+   drawn with the loading note counts: it is the chart library loaded) first appeared.
+   ``--navigate-after S`` navigates S seconds after the server is up instead (a user who opens the
+   page a while after ``make run``; the times still count from the server being up).
+   ``--browser-only`` measures only this. Skipped with ``--no-browser`` or without /usr/bin/chromium.
 4. **The first page run's phases** (``--phases``, bench/first_run.py in a fresh process): the
    imports, model, analysis (its parts), ε sweep, figure building and serialisation of the default
    page, one after another: less sensitive to the machine's load than the browser's numbers.
@@ -267,8 +272,10 @@ new MutationObserver(check).observe(document, {subtree: true, childList: true, a
 """
 
 
-def bench_browser(launcher: str = "streamlit") -> dict[str, float] | None:
-    """One cold start: the server (``launcher``) from nothing, then chromium from navigation.
+def bench_browser(launcher: str = "streamlit", root: Path = ROOT, navigate_after: float = 0.0) -> dict[str, float] | None:
+    """One cold start: the server (``launcher``, run from the checkout at ``root``) from nothing, then
+    chromium (already running) from navigation, which begins when the server's health endpoint answers
+    (or ``navigate_after`` seconds later: a user who opens the page a while after ``make run``).
 
     Returns seconds: ``server up`` (after launch), then after navigation ``first content`` (the page
     title or a sidebar widget's label, whichever is first), each of :data:`MILESTONES`, ``script
@@ -284,25 +291,21 @@ def bench_browser(launcher: str = "streamlit") -> dict[str, float] | None:
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, *LAUNCHERS[launcher], *SERVER_FLAGS, "--server.port", str(port)]
     log = Path(tempfile.mkdtemp(prefix="neuronviz-bench-")) / "streamlit.log"
-    started = time.perf_counter()
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"streamlit exited:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        times = {"server up": time.perf_counter() - started}
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.add_init_script(_OBSERVER % json.dumps(MILESTONES))
+    with sync_playwright() as playwright:
+        # The browser is running before the server starts (as a user's is): navigation begins the
+        # moment the health endpoint answers, so every time below counts from the server being up.
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.add_init_script(_OBSERVER % json.dumps(MILESTONES))
+        launched = time.perf_counter()
+        with log.open("w") as output:
+            server = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ))
+        try:
+            _wait_until_up(server, url, log)
             started = time.perf_counter()
+            times = {"server up": started - launched}
+            time.sleep(navigate_after)  # every time below still counts from the server being up
+            navigated = time.perf_counter() - started
             page.goto(url)
             # first visible content: the page's own text (the sidebar's model box or the page title), not Streamlit's skeleton
             page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stWidgetLabel"], [data-testid="stMain"] h1', timeout=120_000, state="visible")
@@ -313,43 +316,63 @@ def bench_browser(launcher: str = "streamlit") -> dict[str, float] | None:
             for chart in page.locator(".js-plotly-plot").all():
                 chart.locator(".main-svg").first.wait_for(timeout=120_000)
             times["every chart"] = time.perf_counter() - started
-            # the observer's clock starts at navigation (performance.timeOrigin), as `started` does
+            # the observer's clock starts at navigation (performance.timeOrigin)
             for name, ms in page.evaluate("window.__milestones").items():
-                times[name] = ms / 1000
+                times[name] = navigated + ms / 1000
             browser.close()
-        return times
-    finally:
-        server.terminate()
+            return times
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _wait_until_up(server: subprocess.Popen, url: str, log: Path) -> None:
+    """Poll the server's health endpoint every 20 ms until it answers (SystemExit if it exits)."""
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"streamlit exited:\n{log.read_text()[-3000:]}")
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.02)
 
 
-def bench_browsers(launchers: list[str], repeats: int) -> dict[str, list[dict[str, float]]]:
+def bench_browsers(launchers: list[str], repeats: int, baselines: list[Path] | None = None,
+                   navigate_after: float = 0.0) -> dict[str, list[dict[str, float]]]:
     """``repeats`` cold starts of each launcher, interleaved (A B A B ...), so that the machine's
-    load changes affect both alike."""
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in launchers}
+    load changes affect both alike; with ``baselines`` (other checkouts, e.g. a worktree of main),
+    each launcher is also run from each of them, in the same loop (labelled ``<launcher>@<folder>``)."""
+    variants = [(f"{name}@{root.name}", name, root) for name in launchers for root in baselines or []]
+    variants += [(name, name, ROOT) for name in launchers]
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in variants}
     for _ in range(repeats):
-        for name in launchers:
-            measured = bench_browser(name)
+        for label, name, root in variants:
+            measured = bench_browser(name, root, navigate_after)
             if measured is None:
                 return runs
-            runs[name].append(measured)
+            runs[label].append(measured)
     return runs
 
 
 def print_browsers(runs: dict[str, list[dict[str, float]]]) -> None:
-    for name, measured in runs.items():
+    for label, measured in runs.items():
         if not measured:
             continue
+        name = label.split("@")[0]
         if len(measured) == 1:
             print_browser(measured[0], name)
             continue
         keys = list(measured[0])
         parts = ", ".join(f"{key} {statistics.median(m[key] for m in measured):.1f}" for key in keys)
         ranges = ", ".join(f"{key} {min(m[key] for m in measured):.1f}-{max(m[key] for m in measured):.1f}" for key in ("first content", "every chart"))
-        print(f"cold start, {name} ({' '.join(LAUNCHERS[name][1:])}), median of {len(measured)} (s): {parts}; range {ranges}")
+        print(f"cold start, {label} ({' '.join(LAUNCHERS[name][1:])}), median of {len(measured)} (s): {parts}; range {ranges}")
+        each = ", ".join(f"{m['every chart']:.2f}" for m in measured)
+        print(f"  every chart, each run (s): {each}")
     print(f"targets: first content <= 2 s, every chart <= 4 s after the server is up; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -357,7 +380,7 @@ def print_browsers(runs: dict[str, list[dict[str, float]]]) -> None:
 def print_browser(times: dict[str, float], launcher: str = "streamlit") -> None:
     milestones = ", ".join(f"{name} {times[name]:.1f} s" for name in MILESTONES if name in times)
     print(
-        f"cold start ({' '.join(LAUNCHERS[launcher][1:])}): server up after {times['server up']:.1f} s; after that, in chromium: "
+        f"cold start ({' '.join(LAUNCHERS[launcher][1:])}): server up after {times['server up']:.1f} s; after that (chromium navigates then): "
         f"first visible content {times['first content']:.1f} s (target <= 2 s), the start-up analysis drawn (every chart) "
         f"{times['every chart']:.1f} s (target <= 4 s); script run done {times['script done']:.1f} s; first of each: "
         f"{milestones}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
@@ -376,6 +399,10 @@ def main() -> None:
     parser.add_argument("--launcher", choices=[*LAUNCHERS, "both"], default="both",
                         help="how the server starts for the cold start: make run's launcher (serve), streamlit run, or both interleaved")
     parser.add_argument("--browser-repeats", type=int, default=1, help="cold starts of each launcher (interleaved; medians)")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="another checkout (e.g. a worktree of main) whose server is also cold-started, interleaved (repeatable)")
+    parser.add_argument("--navigate-after", type=float, default=0.0,
+                        help="seconds after the server is up before chromium navigates (times still count from server up)")
     parser.add_argument("--phases", action="store_true", help="only the first page run's phases (bench/first_run.py, a fresh process)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
@@ -383,7 +410,7 @@ def main() -> None:
     if args.phases:
         subprocess.run([sys.executable, str(ROOT / "bench" / "first_run.py")], cwd=ROOT, check=True)
     if args.browser_only:
-        print_browsers(bench_browsers(launchers, args.browser_repeats))
+        print_browsers(bench_browsers(launchers, args.browser_repeats, args.baseline, args.navigate_after))
     if args.browser_only or args.phases:
         return
 
@@ -406,7 +433,7 @@ def main() -> None:
     )
 
     if not args.no_browser:
-        print_browsers(bench_browsers(launchers, args.browser_repeats))
+        print_browsers(bench_browsers(launchers, args.browser_repeats, args.baseline, args.navigate_after))
 
 
 if __name__ == "__main__":

@@ -44,9 +44,20 @@ def title(body, *args, **kwargs):
     return original(body, *args, **kwargs)
 
 streamlit.title = title  # app/main.py calls st.title
+charts_drawn = []
+original_chart = streamlit.plotly_chart
+
+def plotly_chart(figure, *args, **kwargs):
+    charts_drawn.append((kwargs.get("key"), sorted(m for m in heavy if m in sys.modules)))
+    return original_chart(figure, *args, **kwargs)
+
+streamlit.plotly_chart = plotly_chart
 at = AppTest.from_file({main!r}, default_timeout=300)
 at.run()
 print(json.dumps({{
+    "first_charts": charts_drawn[:2],
+    "empty_charts_at_end": sum(not any(len(trace.get("x", [1])) for trace in json.loads(c.proto.spec)["data"])
+                               for c in at.get("plotly_chart")),
     "exceptions": [e.value for e in at.exception],
     "titles": [t.value for t in at.title],
     "charts": len(at.get("plotly_chart")),
@@ -73,6 +84,16 @@ def test_the_title_is_drawn_before_any_heavy_import(first_run):
     assert first_run["titles"] == ["Attack"] and first_run["charts"] >= 10  # the whole start-up analysis drew
     assert first_run["heavy_at_title"] == {"Attack": []}
     assert first_run["heavy_at_end"] == sorted(HEAVY)  # the check above is live: they are imported, later
+
+
+def test_the_chart_library_is_preloaded_before_torch_and_gone_from_the_page(first_run):
+    """The first run draws warmup's empty chart with the loading note, before torch is imported (the
+    browser loads its chart library meanwhile); the page's own first chart is the clean image; the
+    finished page holds no empty chart (the placeholder went with the note)."""
+    preload, clean = first_run["first_charts"]
+    assert preload == ["warmup.preload", []]  # [key, heavy modules imported when it was drawn]
+    assert clean[0] == "attack.image.clean" and "torch" in clean[1]
+    assert first_run["empty_charts_at_end"] == 0 and first_run["charts"] >= 10
 
 
 def test_the_first_render_imports_nothing_it_does_not_use(first_run):
@@ -141,7 +162,7 @@ def test_running_until_the_projects_modules_are_imported(monkeypatch):
     gate = threading.Event()
     monkeypatch.setattr(warmup, "_thread", None)
     monkeypatch.setattr(warmup, "_server_up", gate.wait)
-    thread = warmup.start(("json",), later=(), after_server_up=True)
+    thread = warmup.start(("json",), later=(), after_server_up=True, precompute=False)
     assert warmup.running() and thread.is_alive()
     gate.set()
     warmup.wait()
