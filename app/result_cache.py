@@ -134,9 +134,9 @@ def reserve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., 
         pickled = None
         try:
             result = run_limited(fn, *args, _what=_short_name(fn), **kwargs)
-            if then is not None:
-                then(result)
             pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            if then is not None:  # after the last step that can fail: a claim ``then`` makes is always run
+                then(result)
         finally:
             with _IN_FLIGHT_LOCK:
                 if pickled is not None:

@@ -225,3 +225,22 @@ def test_only_the_warm_ups_missing_context_warning_is_dropped():
     assert not drop(record("neuronviz-warmup", "Thread 'neuronviz-warmup': missing ScriptRunContext! ..."))
     assert drop(record("ScriptRunner.scriptThread", "Thread 'x': missing ScriptRunContext! ..."))
     assert drop(record("neuronviz-warmup", "something else"))
+
+
+def _unpicklable(x: int):
+    CALLS.append(x)
+    return lambda: x  # a result the store cannot pickle
+
+
+def test_a_result_that_cannot_be_stored_claims_nothing_after_it_and_releases_its_own():
+    run = result_cache.reserve(_unpicklable, 5)
+    assert run is not None
+    then_claims: list = []
+    with pytest.raises(Exception):  # noqa: B017 - pickle's own error, whatever its class
+        run(then=lambda result: then_claims.append(result_cache.reserve(_double, 5)))
+    assert then_claims == []  # no claim was made that nobody would run (a page would wait on it forever)
+    assert result_cache.memo_key(_unpicklable, 5) not in store.results()
+    assert result_cache.memo_key(_unpicklable, 5) not in result_cache._IN_FLIGHT  # its own claim released
+    page, outcome = _in_thread(result_cache.memo, _double, 5)
+    page.join(60)
+    assert outcome == {"value": 10}  # a page asking for the next key computes it, unblocked
