@@ -19,7 +19,7 @@ once, in an order that rotates between repetitions, so a burst of load hits ever
           (``torch.autograd.grad(z_c.sum(), x)``, no parameter gradients);
   loop    (``--loop``, extra column) Captum called once per layer;
   in pass (``--paths``, extra column) ours with every layer reduced inside the backward pass by a
-          tensor hook (``HELD_AT_ONCE_BYTES = 0``), the path taken above 128 MiB of activations and
+          tensor hook (``HELD_AT_ONCE_BYTES = 0``), the path taken above 64 MiB of activations and
           gradients, beside the default (all gradients at once for smaller ones): which is faster.
 
 It prints the thread count and the load average (before and after), the medians, and the medians
