@@ -36,6 +36,7 @@ import torch
 
 from neuronviz.core.models.pixel import PixelModel
 from neuronviz.core.models.registry import ModelSource, get_source
+from neuronviz.core.probe import hook_count
 from neuronviz.methods.attacks import get_attack, run_attack
 from neuronviz.methods.attribution import get_attribution, input_attribution
 from neuronviz.methods.defences import get_defence, restore
@@ -45,10 +46,7 @@ __all__ = ["check_attack", "check_attribution", "check_defence", "check_influenc
 
 
 def _hooks(model: torch.nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(getattr(m, "_backward_pre_hooks", {}))
-        for m in model.modules()
-    )
+    return hook_count(model)
 
 
 def _model_state(model: torch.nn.Module) -> tuple[bool, bool, int]:

@@ -7,6 +7,7 @@ import torch
 import torchattacks
 
 from neuronviz.core.models import EMBEDDED, load_model
+from neuronviz.core.probe import hook_count
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import (
     MAX_BATCH,
@@ -53,10 +54,7 @@ def batch(digits_test):
 
 
 def _hook_count(model):
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(getattr(m, "_backward_pre_hooks", {}))
-        for m in model.modules()
-    )
+    return hook_count(model)
 
 
 def test_catalogue_has_every_attack_the_issue_names():

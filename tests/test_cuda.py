@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from neuronviz.core.probe import hook_count
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CONV = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
@@ -54,10 +56,10 @@ def test_hooks_removed_and_model_untouched_on_cuda():
     from neuronviz.methods.influence import neuron_influence
 
     model = _model("digits-resnet", "cuda")
-    hooks = sum(len(m._forward_hooks) for m in model.modules())
+    hooks = hook_count(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     neuron_influence(model, torch.rand(2, 1, 28, 28, device="cuda"))
-    assert sum(len(m._forward_hooks) for m in model.modules()) == hooks
+    assert hook_count(model) == hooks
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from neuronviz.core.probe import hook_count
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import run_attack
 from neuronviz.methods.defences import get_defence, list_defences, restore
@@ -19,7 +20,7 @@ def attacked(digits_cnn, digits_test):
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return hook_count(model)
 
 
 def _kwargs(name, benign, x):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neuronviz.core.probe import hook_count
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.feature_maps import channel_maps
 
@@ -12,7 +13,7 @@ from neuronviz.methods.feature_maps import channel_maps
 def test_channel_maps_equal_a_plain_forward(digits_cnn, digits_test):
     x = digits_test[0][:1]
     x_adv = (x + 0.1 * torch.sign(torch.randn_like(x))).clamp(0, 1)
-    hooks_before = sum(len(m._forward_hooks) for m in digits_cnn.modules())
+    hooks_before = hook_count(digits_cnn)
     maps = channel_maps(digits_cnn, x, x_adv, "features.3", [5, 2, 30])
     with torch.no_grad():
         upto = digits_cnn.net.features[:4]
@@ -22,7 +23,7 @@ def test_channel_maps_equal_a_plain_forward(digits_cnn, digits_test):
     torch.testing.assert_close(maps.clean, clean[[5, 2, 30]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(maps.adversarial, adv[[5, 2, 30]], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(maps.difference, adv[[5, 2, 30]] - clean[[5, 2, 30]], rtol=1e-5, atol=1e-5)
-    assert sum(len(m._forward_hooks) for m in digits_cnn.modules()) == hooks_before
+    assert hook_count(digits_cnn) == hooks_before
 
 
 def test_channel_maps_of_a_linear_layer_are_numbers(digits_cnn, digits_test):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from neuronviz.core.models import wrap_model
-from neuronviz.core.probe import probe
+from neuronviz.core.probe import hook_count, probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.fragility import (
     evaluate_rescaled,
@@ -22,7 +22,7 @@ from neuronviz.methods.fragility import (
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return hook_count(model)
 
 
 def _state(model):

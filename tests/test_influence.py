@@ -8,7 +8,7 @@ from captum.attr import InternalInfluence, LayerConductance, LayerGradientXActiv
 from torch import nn
 
 from neuronviz.core.models import load_model, wrap_model
-from neuronviz.core.probe import probe
+from neuronviz.core.probe import hook_count, probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attacks import run_attack
 from neuronviz.methods.attribution import input_attribution
@@ -122,9 +122,8 @@ def test_captum_methods_on_inplace_models_do_not_touch_the_shared_model():
     assert torch.isfinite(maps["layer1.0.bn1"].values).all()
     assert model.net.relu.inplace is True  # the shared model keeps its in-place ReLUs
 
-
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return hook_count(model)
 
 
 class Exploding(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 
 from neuronviz.core.layers import layer_info
 from neuronviz.core.models import wrap_model
-from neuronviz.core.probe import probe
+from neuronviz.core.probe import hook_count, probe
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.attribution import input_attribution
 from neuronviz.methods.feature_maps import channel_maps
@@ -78,7 +78,7 @@ def test_probe_layers_list_a_transformer_by_block(vit):
 def test_probe_layers_register_no_hooks_of_their_own(vit):
     model, _ = vit
     probe_layers(model)
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    assert hook_count(model) == 0
 
 
 def test_mlp_influence_is_captums_summed_over_tokens_and_cls_is_token_zero(vit, x):

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from neuronviz.core.models import EMBEDDED, load_model, wrap_model
+from neuronviz.core.probe import hook_count
 from neuronviz.infra.errors import InputError
 from neuronviz.methods.sensitivity import compare_models, neuron_sensitivity, top_count
 from neuronviz.training.sns import SNS_RECIPE, sns_penalty
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return hook_count(model)
 
 
 def _outputs_by_hand(model, x):
