@@ -5,7 +5,10 @@ torchattacks and the part of scipy that torchattacks imports): seconds on a smal
 while the browser is still loading Streamlit's own scripts and the server has nothing to do.
 ``python -m app.serve`` (``make run``) calls :func:`start` before the server starts, so those
 imports run in that idle time; ``streamlit run app/main.py`` does not, and imports them in the
-first page run as before.
+first page run as before. Before the imports, once the server is up, it loads torch's shared
+libraries with the interpreter lock released (:func:`preload_torch_libraries`): ``import torch``
+would load them holding the lock for a quarter of a second and more at a stretch, in which the
+web server and the first page run (the page's title) cannot run.
 
 :func:`wait` is called by ``app/main.py`` before its own heavy imports: the page run never
 imports one of this project's modules while the warm-up thread is importing it (two threads
@@ -31,7 +34,10 @@ This module imports only the standard library: ``app/main.py`` imports it before
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +63,9 @@ MODULES: tuple[str, ...] = (
 #: while the warm-up is importing it, it waits on that module's import lock and nothing else.
 LATER: tuple[str, ...] = ("torchattacks",)
 
+#: What :data:`imported` and :data:`failed` call :func:`preload_torch_libraries`.
+PRELOAD = "torch's shared libraries, loaded with the interpreter lock released"
+
 _thread: threading.Thread | None = None
 _THREAD_NAME = "neuronviz-warmup"
 _ours = threading.Event()  # set when MODULES are imported (or failed)
@@ -69,12 +78,14 @@ failed: dict[str, str] = {}
 def _server_up(timeout: float = 60.0) -> bool:
     """Wait until Streamlit's runtime has started (the server answers), at most ``timeout`` s:
     imports started earlier hold the interpreter while the server starts and delay it (measured:
-    server up after 3.5 s instead of 1.5 s on a loaded 2-core machine)."""
-    from streamlit.runtime import Runtime
-
+    server up after 3.5 s instead of 1.5 s on a loaded 2-core machine). It imports nothing: the
+    server's thread is importing Streamlit meanwhile, and a second thread importing the same
+    package can hand it a module half initialised (seen: an ImportError of ``Runtime`` when this
+    thread imported ``streamlit.runtime`` 0.3 s after the start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if Runtime.exists() and Runtime.instance().state.name != "INITIAL":
+        runtime = getattr(sys.modules.get("streamlit.runtime"), "Runtime", None)
+        if runtime is not None and runtime.exists() and runtime.instance().state.name != "INITIAL":
             return True
         time.sleep(0.02)
     return False
@@ -86,8 +97,9 @@ def _import_all(modules: tuple[str, ...], later: tuple[str, ...] = (), after_ser
     try:
         if after_server_up:
             _server_up()
+        _preload()
         _import_each(modules)
-        if precompute and not failed:
+        if precompute and not any(name in failed for name in modules):
             analysis = _guarded("claiming the start-up analysis", start_up_analysis)
     finally:
         _ours.set()
@@ -95,6 +107,20 @@ def _import_all(modules: tuple[str, ...], later: tuple[str, ...] = (), after_ser
     if sweep is not None:
         _guarded("computing the start-up ε sweep", sweep)
     _import_each(later)
+
+
+def _preload() -> None:
+    """:func:`preload_torch_libraries`, timed into :data:`imported` when it loaded them; a failure is
+    logged and recorded in :data:`failed` (``import torch`` then loads them itself, as without it)."""
+    started = time.perf_counter()
+    try:
+        loaded = preload_torch_libraries()
+    except OSError as error:
+        failed[PRELOAD] = f"{type(error).__name__}: {error}"
+        _LOG.warning("warm-up: %s failed (%s); import torch loads them itself", PRELOAD, failed[PRELOAD])
+        return
+    if loaded:
+        imported[PRELOAD] = time.perf_counter() - started
 
 
 def _guarded(what: str, fn: Callable[[], Any]) -> Any:
@@ -170,6 +196,42 @@ def start_up_sweep(model: Any, image: Any, result: Any) -> Callable[[], Any] | N
                                 front=fraction, tail=fraction)
 
 
+def torch_library() -> str | None:
+    """The path of the ``libtorch.so`` that ``import torch`` would load (found without importing
+    torch), or None (not Linux, no such file, or torch already imported)."""
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+        return None
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "lib", "libtorch.so")
+    return path if os.path.isfile(path) else None
+
+
+def preload_torch_libraries() -> bool:
+    """Load torch's shared libraries (``libtorch.so`` and what it links: the CPU and CUDA kernels,
+    their static operator registrations) with the interpreter lock released.
+
+    ``import torch`` loads them inside its extension module's import, holding the lock for a
+    quarter of a second and more in one stretch: the web server and a page run cannot run
+    meanwhile (measured on the 2-core machine: the longest stall of another thread during ``import
+    torch``, 207–300 ms; after this preload 56–69 ms, and the import itself 0.2–0.4 s shorter).
+    ``dlopen`` called through ctypes releases the lock (a foreign call), with the flags the
+    interpreter uses for extension modules; the import then finds the libraries loaded. Returns
+    whether it loaded them; raises OSError with the loader's message when ``dlopen`` fails."""
+    path = torch_library()
+    if path is None:
+        return False
+    import ctypes
+
+    loader = ctypes.CDLL(None)
+    loader.dlopen.restype, loader.dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+    if not loader.dlopen(os.fsencode(path), sys.getdlopenflags()):
+        loader.dlerror.restype = ctypes.c_char_p
+        raise OSError(f"dlopen({path}) failed: {(loader.dlerror() or b'').decode(errors='replace')}")
+    return True
+
+
 def _import_each(modules: tuple[str, ...]) -> None:
     for name in modules:
         started = time.perf_counter()
@@ -185,7 +247,7 @@ def _import_each(modules: tuple[str, ...]) -> None:
 def start(modules: tuple[str, ...] = MODULES, later: tuple[str, ...] = LATER, after_server_up: bool = True,
           precompute: bool = True) -> threading.Thread:
     """Start importing ``modules`` in a daemon thread (once per process), once Streamlit's server is
-    up (``after_server_up``), then (``precompute``, and only when every module imported) computing
+    up (``after_server_up``) and torch's libraries are loaded (:func:`preload_torch_libraries`), then (``precompute``, and only when every module imported) computing
     the start-up analysis and its ε sweep, then importing ``later``; returns the thread."""
     global _thread
     if _thread is None:

@@ -234,3 +234,77 @@ def test_the_clean_image_is_drawn_before_the_analysis(monkeypatch):
     at = open_page()
     assert plotly_titles(at) == ["Clean"]
     assert errors(at) == ["The analysis failed on purpose"]  # app.messages capitalises the error
+
+
+_PRELOAD = r"""
+import json, sys, threading, time
+from app import warmup
+
+path = warmup.torch_library()
+stalls, stop = [0.0], threading.Event()
+
+def tick():  # how long this thread waits, at most, for the interpreter lock while the libraries load
+    last = time.perf_counter()
+    while not stop.is_set():
+        now = time.perf_counter()
+        stalls[0] = max(stalls[0], now - last)
+        last = now
+        time.sleep(0.001)
+
+ticker = threading.Thread(target=tick)
+ticker.start()
+started = time.perf_counter()
+loaded = warmup.preload_torch_libraries()
+took = time.perf_counter() - started
+stop.set()
+ticker.join()
+maps = open("/proc/self/maps").read()
+before_import = "torch" in sys.modules
+import torch
+
+x = torch.arange(6.0, requires_grad=True)
+(x * x).sum().backward()
+mapped = sorted({line.split()[-1] for line in open("/proc/self/maps") if line.rstrip().endswith("/libtorch.so")})
+print(json.dumps({"path": path, "loaded": loaded, "took": took, "stall": stalls[0], "mapped_before": path in maps,
+                  "torch_before": before_import, "mapped_after": mapped, "grad": x.grad.tolist(),
+                  "again": warmup.preload_torch_libraries()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload is for Linux (libtorch.so)")
+def test_torchs_libraries_load_with_the_interpreter_lock_released_and_torch_uses_them():
+    """In a fresh interpreter: the preload finds the libtorch.so that ``import torch`` maps (without
+    importing torch), loads it while another thread keeps running (its longest wait for the lock is a
+    small part of the load's time: with the lock held it would be all of it), and torch imports and
+    differentiates afterwards; a second call (torch imported) does nothing."""
+    out = subprocess.run([sys.executable, "-c", _PRELOAD], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loaded"] is True and got["mapped_before"] and not got["torch_before"]
+    assert got["mapped_after"] == [got["path"]]  # torch uses the library loaded, no second copy
+    assert got["grad"] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert got["stall"] < 0.5 * got["took"], got
+    assert got["again"] is False
+
+
+def test_a_preload_that_fails_names_the_loaders_error_and_the_warm_up_goes_on(monkeypatch, tmp_path):
+    not_a_library = tmp_path / "libtorch.so"
+    not_a_library.write_bytes(b"not an ELF file")
+    monkeypatch.setattr(warmup, "torch_library", lambda: str(not_a_library))
+    with pytest.raises(OSError, match="dlopen.*libtorch.so"):
+        warmup.preload_torch_libraries()
+    monkeypatch.setattr(warmup, "_thread", None)
+    monkeypatch.setattr(warmup, "imported", {})
+    monkeypatch.setattr(warmup, "failed", {})
+    thread = warmup.start(("json",), later=(), after_server_up=False, precompute=False)
+    thread.join(timeout=60)
+    assert list(warmup.failed) == [warmup.PRELOAD] and "dlopen" in warmup.failed[warmup.PRELOAD]
+    assert list(warmup.imported) == ["json"]  # the imports went on
+
+
+def test_waiting_for_the_server_imports_nothing(monkeypatch):
+    """The warm-up thread starts while the server's thread imports Streamlit: importing
+    streamlit.runtime from it could hand the server a module half initialised."""
+    monkeypatch.delitem(sys.modules, "streamlit.runtime", raising=False)
+    assert warmup._server_up(timeout=0.05) is False
+    assert "streamlit.runtime" not in sys.modules
