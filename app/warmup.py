@@ -225,10 +225,13 @@ def preload_torch_libraries() -> bool:
     import ctypes
 
     loader = ctypes.CDLL(None)
-    loader.dlopen.restype, loader.dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
-    if not loader.dlopen(os.fsencode(path), sys.getdlopenflags()):
-        loader.dlerror.restype = ctypes.c_char_p
-        raise OSError(f"dlopen({path}) failed: {(loader.dlerror() or b'').decode(errors='replace')}")
+    try:
+        dlopen, dlerror = loader.dlopen, loader.dlerror
+    except AttributeError:  # a C library without them among the process's symbols
+        raise OSError(f"dlopen({path}): no dlopen among this process's symbols") from None
+    dlopen.restype, dlopen.argtypes, dlerror.restype = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int], ctypes.c_char_p
+    if not dlopen(os.fsencode(path), sys.getdlopenflags()):
+        raise OSError(f"dlopen({path}) failed: {(dlerror() or b'').decode(errors='replace')}")
     return True
 
 
@@ -247,8 +250,9 @@ def _import_each(modules: tuple[str, ...]) -> None:
 def start(modules: tuple[str, ...] = MODULES, later: tuple[str, ...] = LATER, after_server_up: bool = True,
           precompute: bool = True) -> threading.Thread:
     """Start importing ``modules`` in a daemon thread (once per process), once Streamlit's server is
-    up (``after_server_up``) and torch's libraries are loaded (:func:`preload_torch_libraries`), then (``precompute``, and only when every module imported) computing
-    the start-up analysis and its ε sweep, then importing ``later``; returns the thread."""
+    up (``after_server_up``) and torch's libraries are loaded (:func:`preload_torch_libraries`),
+    then (``precompute``, and only when every module imported) computing the start-up analysis and
+    its ε sweep, then importing ``later``; returns the thread."""
     global _thread
     if _thread is None:
         _ours.clear()
