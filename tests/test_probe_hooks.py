@@ -131,4 +131,7 @@ def test_a_copy_made_during_a_probe_computes_with_its_own_weights():
             twin_out = twin_conv(x)
         assert len(rec.calls("features.0")) == calls  # the twin's conv recorded nothing here
     assert torch.equal(twin_out, twin_conv.bias.detach()[None, :, None, None].expand_as(twin_out))  # its zero weights
+    with probe(model, ["features.0"]):
+        wrapper = model.layer("features.0").__dict__["forward"]
+        assert copy.deepcopy(wrapper) is wrapper  # copied alone (no module being copied): itself, never None
     assert "forward" not in model.layer("features.0").__dict__ and hook_count(model) == 0
